@@ -1,0 +1,27 @@
+//! Criterion benchmarks of rmq-fast's hot paths live in `benches/`; this library only
+//! holds shared fixtures.
+
+use bytes::BytesMut;
+use rmq_core::message::NewRecord;
+
+/// Encodes a typical record with a body of `body_len` bytes.
+pub fn sample_record(body_len: usize) -> BytesMut {
+    let body = vec![b'x'; body_len];
+    let props = "TAGS\u{1}TagA\u{2}KEYS\u{1}key-1\u{2}UNIQ_KEY\u{1}7F0000010001000000000000000000AA\u{2}WAIT\u{1}true\u{2}";
+    let record = NewRecord {
+        topic: "BenchmarkTest",
+        queue_id: 3,
+        flag: 0,
+        body: &body,
+        properties: props,
+        sys_flag: 0,
+        born_timestamp: 1_700_000_000_000,
+        born_host: "127.0.0.1:50000".parse().expect("literal"),
+        store_host: "127.0.0.1:10911".parse().expect("literal"),
+        reconsume_times: 0,
+        prepared_transaction_offset: 0,
+    };
+    let mut buf = BytesMut::with_capacity(record.encoded_len());
+    record.encode_into(&mut buf).expect("valid record");
+    buf
+}

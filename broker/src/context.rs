@@ -1,0 +1,80 @@
+//! Broker-wide state shared by all cores (`Arc`): configuration, registries, and the
+//! signals between cores and the name-server registration task.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use rmq_core::config::{BrokerConfig, BrokerRole, FlushDiskType};
+use rmq_storage::Durability;
+
+use crate::clients::ClientManager;
+use crate::groups::GroupManager;
+use crate::offsets::OffsetManager;
+use crate::topics::TopicManager;
+
+/// Counters for GET_BROKER_RUNTIME_INFO.
+#[derive(Default)]
+pub struct BrokerStats {
+    pub messages_put: AtomicU64,
+    pub messages_got: AtomicU64,
+    pub bytes_put: AtomicU64,
+}
+
+pub struct BrokerContext {
+    pub config: BrokerConfig,
+    /// brokerIP1:listenPort, also the store host written into records.
+    pub broker_addr: SocketAddr,
+    /// brokerIP2:haListenPort, published to name servers.
+    pub ha_addr: String,
+    pub shard_count: u32,
+    pub core_count: usize,
+    pub topics: TopicManager,
+    pub groups: GroupManager,
+    pub offsets: OffsetManager,
+    pub clients: ClientManager,
+    pub stats: BrokerStats,
+    /// Set when topics changed and name servers should hear about it now.
+    pub register_now: AtomicBool,
+    pub stopping: AtomicBool,
+    pub started_at_ms: i64,
+}
+
+impl BrokerContext {
+    /// The durability a send waits for, from the flush mode and the WAIT property.
+    pub fn ack_level(&self, wait_store_msg_ok: bool) -> Durability {
+        if !wait_store_msg_ok {
+            return Durability::Appended;
+        }
+        match self.config.flush_disk_type {
+            FlushDiskType::SyncFlush => Durability::Flushed,
+            FlushDiskType::AsyncFlush => Durability::Written,
+        }
+    }
+
+    pub fn is_slave(&self) -> bool {
+        self.config.broker_role == BrokerRole::Slave
+    }
+
+    /// Which core owns shard `shard`.
+    pub fn core_of_shard(&self, shard: u32) -> usize {
+        shard as usize % self.core_count
+    }
+
+    pub fn shard_of_queue(&self, topic: &str, queue_id: i32) -> u32 {
+        rmq_storage::shard_for_queue(topic, queue_id, self.shard_count)
+    }
+
+    pub fn request_registration(&self) {
+        self.register_now.store(true, Ordering::Release);
+    }
+}
+
+pub type SharedContext = Arc<BrokerContext>;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

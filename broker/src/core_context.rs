@@ -1,0 +1,97 @@
+//! What one core owns: its storage shards and its ends of the cross-core mesh.
+//!
+//! `on_shard` runs a closure on the core that owns a shard: inline when that is this
+//! core, otherwise by sending the closure over the mesh; the result comes back on a
+//! oneshot channel. The closure runs on the owner's runtime, so the shard needs no lock.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_channel::oneshot;
+use rmq_net::mesh::{MeshReceiver, MeshSender};
+use rmq_storage::ShardStore;
+
+use crate::context::SharedContext;
+
+/// Work for a shard, sent to its owner core.
+pub struct ShardJob {
+    pub shard: u32,
+    pub run: Box<dyn FnOnce(Rc<ShardStore>) + Send>,
+}
+
+/// How long a sender waits for room in a full ring before answering SYSTEM_BUSY.
+const RING_FULL_PATIENCE: Duration = Duration::from_millis(200);
+
+/// The shard's owner could not take the work (ring full for too long, or stopped).
+#[derive(Debug, thiserror::Error)]
+#[error("[OVERLOAD]system busy, shard {shard} did not accept work")]
+pub struct ShardBusy {
+    pub shard: u32,
+}
+
+pub struct CoreContext {
+    pub core: usize,
+    pub broker: SharedContext,
+    pub shards: HashMap<u32, Rc<ShardStore>>,
+    links: RefCell<MeshSender<ShardJob>>,
+}
+
+impl CoreContext {
+    pub fn new(core: usize, broker: SharedContext, shards: HashMap<u32, Rc<ShardStore>>, links: MeshSender<ShardJob>) -> Self {
+        Self { core, broker, shards, links: RefCell::new(links) }
+    }
+
+    /// Runs `work` on the owner of `shard` and returns its result.
+    pub async fn on_shard<R, F, Fut>(&self, shard: u32, work: F) -> Result<R, ShardBusy>
+    where
+        R: Send + 'static,
+        F: FnOnce(Rc<ShardStore>) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
+        let owner = self.broker.core_of_shard(shard);
+        if owner == self.core {
+            let store = self.shards.get(&shard).expect("a core holds every shard it owns").clone();
+            return Ok(work(store).await);
+        }
+        let (done_tx, done_rx) = oneshot::channel();
+        let run: Box<dyn FnOnce(Rc<ShardStore>) + Send> = Box::new(move |store| {
+            compio::runtime::spawn(async move {
+                let _ = done_tx.send(work(store).await);
+            })
+            .detach();
+        });
+        self.send_job(owner, ShardJob { shard, run }).await?;
+        done_rx.await.map_err(|_| ShardBusy { shard })
+    }
+
+    async fn send_job(&self, owner: usize, mut job: ShardJob) -> Result<(), ShardBusy> {
+        let deadline = std::time::Instant::now() + RING_FULL_PATIENCE;
+        loop {
+            let shard = job.shard;
+            match self.links.borrow_mut().send(owner, job) {
+                Ok(()) => return Ok(()),
+                Err(back) => job = back,
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(ShardBusy { shard });
+            }
+            compio::time::sleep(Duration::from_micros(100)).await;
+        }
+    }
+
+    /// Executes jobs other cores send to this core's shards until the broker stops.
+    pub async fn serve_mesh(self: Rc<Self>, mut inbound: MeshReceiver<ShardJob>) {
+        let mut batch = Vec::new();
+        while !self.broker.stopping.load(std::sync::atomic::Ordering::Acquire) {
+            // A timeout lets the loop notice shutdown without a job arriving.
+            let _ = compio::time::timeout(Duration::from_millis(200), inbound.recv_batch(&mut batch)).await;
+            for job in batch.drain(..) {
+                let store = self.shards.get(&job.shard).expect("jobs only go to the shard owner").clone();
+                (job.run)(store);
+            }
+        }
+    }
+}

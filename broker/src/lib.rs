@@ -1,0 +1,34 @@
+//! rmq-broker: the broker process minus its storage engine.
+//!
+//! Owns request processing (`processor`), the broker-wide registries (`topics`,
+//! `groups`, `offsets`, `clients`), registration with name servers (`registration`) and
+//! the thread-per-core server (`server`, `core_context`).
+//!
+//! Threads and ownership: one pinned runtime per core. Each core owns a disjoint set of
+//! storage shards (shard `s` lives on core `s % cores`) and accepts its own connections.
+//! A request touching a queue is routed to the shard that owns the queue; when that
+//! shard lives on another core, the work is sent there over the mesh (an rtrb ring) and
+//! the reply comes back on a oneshot channel. Encoding a record and validating a request
+//! happen on the receiving core; only the append and the read run on the owner.
+//!
+//! The registries are broker-wide and rarely written: topic and group configs are read
+//! lock-free through `ArcSwap` snapshots; consumer offsets and the client table sit
+//! behind a `Mutex` that is taken per commit or heartbeat, never per message.
+//!
+//! What a send's acknowledgement means (see rmq-storage for the durability states):
+//! SYNC_FLUSH acks once the record is flushed (fdatasync), ASYNC_FLUSH once it is
+//! written to the kernel (survives kill -9), and a message with `WAIT=false` once it
+//! is appended (readable by consumers).
+
+pub mod clients;
+pub mod context;
+pub mod core_context;
+pub mod groups;
+pub mod json_file;
+pub mod offsets;
+pub mod processor;
+pub mod registration;
+pub mod server;
+pub mod topics;
+
+pub use server::{BrokerHandle, start_broker};

@@ -1,0 +1,74 @@
+//! HEART_BEAT (34), UNREGISTER_CLIENT (35), GET_CONSUMER_LIST_BY_GROUP (38).
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use rmq_core::body::{ConsumerListBody, HeartbeatData, PERM_READ, PERM_WRITE, decode_body, encode_body};
+use rmq_core::remoting::{RemotingCommand, ResponseCode};
+use rmq_net::ConnectionInfo;
+
+use super::{Processed, header, reply, success};
+use crate::clients::ClientChannel;
+use crate::core_context::CoreContext;
+use crate::topics::{RETRY_GROUP_TOPIC_PREFIX, TopicLookup};
+
+/// Registers the producers and consumers a client announces.
+pub fn heartbeat(core: &Rc<CoreContext>, conn: &ConnectionInfo, req: &RemotingCommand) -> Processed {
+    let data: HeartbeatData = decode_body(&req.body)
+        .map_err(|e| reply(req, ResponseCode::SystemError, format!("bad heartbeat body: {e}")))?;
+    let broker = &core.broker;
+    let channel = ClientChannel {
+        client_id: data.client_id.clone(),
+        connection_id: conn.id,
+        sender: conn.sender(),
+        addr: conn.peer.to_string(),
+        language: req.language,
+        version: req.version,
+        last_update: Instant::now(),
+    };
+    for consumer in &data.consumer_data_set {
+        let group = &consumer.group_name;
+        let Some(config) = broker.groups.get_or_create(group, broker.config.auto_create_subscription_group) else {
+            tracing::warn!(group = %group, "heartbeat from a consumer of an unknown subscription group");
+            continue;
+        };
+        // Consumers of a group also pull its retry topic; make sure it exists.
+        let retry_topic = format!("{RETRY_GROUP_TOPIC_PREFIX}{group}");
+        let queues = config.retry_queue_nums.max(1);
+        if let TopicLookup::Created(_) = broker.topics.create_if_absent(&retry_topic, queues, PERM_READ | PERM_WRITE) {
+            broker.request_registration();
+        }
+        if broker.clients.register_consumer(consumer, channel.clone()) {
+            tracing::info!(group = %group, client = %data.client_id, "new consumer connected");
+            broker.clients.notify_ids_changed(group);
+        }
+    }
+    for producer in &data.producer_data_set {
+        broker.clients.register_producer(&producer.group_name, channel.clone());
+    }
+    Ok(success(req))
+}
+
+pub fn unregister(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed {
+    let client_id = header(req, req.ext_str("clientID"))?;
+    let clients = &core.broker.clients;
+    if let Some(group) = req.ext("producerGroup") {
+        clients.unregister_producer(group, client_id);
+    }
+    if let Some(group) = req.ext("consumerGroup")
+        && clients.unregister_consumer(group, client_id)
+    {
+        tracing::info!(group, client = client_id, "consumer unregistered");
+        clients.notify_ids_changed(group);
+    }
+    Ok(success(req))
+}
+
+pub fn consumer_list(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed {
+    let group = header(req, req.ext_str("consumerGroup"))?;
+    let ids = core.broker.clients.consumer_ids(group);
+    if ids.is_empty() {
+        return Err(reply(req, ResponseCode::SystemError, format!("no consumer for this group, {group}")));
+    }
+    Ok(success(req).with_body(encode_body(&ConsumerListBody { consumer_id_list: ids })))
+}

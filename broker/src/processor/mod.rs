@@ -1,0 +1,79 @@
+//! Request processing: one module per family of request codes. Every processor turns a
+//! request into a response with RocketMQ's response codes and remarks; bad input is a
+//! response, never a panic or a dropped connection.
+
+pub mod admin;
+pub mod client;
+pub mod offset;
+pub mod pull;
+pub mod send;
+
+use std::rc::Rc;
+
+use rmq_core::remoting::{HeaderError, RemotingCommand, ResponseCode, request_code as rc};
+use rmq_net::connection::LocalFuture;
+use rmq_net::{ConnectionInfo, RequestHandler};
+
+use crate::core_context::{CoreContext, ShardBusy};
+
+/// The broker's handler on one core.
+pub struct BrokerHandler {
+    pub core: Rc<CoreContext>,
+}
+
+pub fn reply(req: &RemotingCommand, code: ResponseCode, remark: impl Into<Option<String>>) -> RemotingCommand {
+    RemotingCommand::response_for(req, code.code(), remark.into())
+}
+
+pub fn success(req: &RemotingCommand) -> RemotingCommand {
+    reply(req, ResponseCode::Success, None)
+}
+
+/// A header field missing or malformed: SYSTEM_ERROR with the field named.
+pub fn bad_header(req: &RemotingCommand, error: &HeaderError) -> RemotingCommand {
+    reply(req, ResponseCode::SystemError, Some(error.to_string()))
+}
+
+pub fn busy(req: &RemotingCommand, error: &ShardBusy) -> RemotingCommand {
+    reply(req, ResponseCode::SystemBusy, Some(error.to_string()))
+}
+
+/// Result type of processors: `Err` carries a ready error response.
+pub type Processed = Result<RemotingCommand, RemotingCommand>;
+
+pub fn header<T>(req: &RemotingCommand, value: Result<T, HeaderError>) -> Result<T, RemotingCommand> {
+    value.map_err(|error| bad_header(req, &error))
+}
+
+impl RequestHandler for BrokerHandler {
+    fn handle(self: Rc<Self>, conn: Rc<ConnectionInfo>, req: RemotingCommand) -> LocalFuture<Option<RemotingCommand>> {
+        Box::pin(async move {
+            let core = &self.core;
+            let result = match req.code {
+                rc::SEND_MESSAGE | rc::SEND_MESSAGE_V2 | rc::SEND_BATCH_MESSAGE => {
+                    send::process(core, &conn, &req).await
+                }
+                rc::PULL_MESSAGE => pull::process(core, &req).await,
+                rc::HEART_BEAT => client::heartbeat(core, &conn, &req),
+                rc::UNREGISTER_CLIENT => client::unregister(core, &req),
+                rc::GET_CONSUMER_LIST_BY_GROUP => client::consumer_list(core, &req),
+                rc::CHECK_CLIENT_CONFIG => Ok(success(&req)),
+                rc::QUERY_CONSUMER_OFFSET => offset::query_consumer_offset(core, &req).await,
+                rc::UPDATE_CONSUMER_OFFSET => offset::update_consumer_offset(core, &req),
+                rc::GET_MAX_OFFSET | rc::GET_MIN_OFFSET | rc::SEARCH_OFFSET_BY_TIMESTAMP
+                | rc::GET_EARLIEST_MSG_STORETIME => offset::queue_offsets(core, &req).await,
+                rc::VIEW_MESSAGE_BY_ID => offset::view_message(core, &req).await,
+                code => admin::process(core, code, &req).await,
+            };
+            Some(result.unwrap_or_else(|error| error))
+        })
+    }
+
+    fn closed(&self, conn: &ConnectionInfo) {
+        let clients = &self.core.broker.clients;
+        for group in clients.connection_closed(conn.id) {
+            tracing::info!(group = %group, peer = %conn.peer, "consumer connection closed");
+            clients.notify_ids_changed(&group);
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Offsets: consumer offsets (QUERY/UPDATE_CONSUMER_OFFSET), queue offsets
+//! (GET_MAX_OFFSET, GET_MIN_OFFSET, SEARCH_OFFSET_BY_TIMESTAMP,
+//! GET_EARLIEST_MSG_STORETIME) and VIEW_MESSAGE_BY_ID.
+
+use std::rc::Rc;
+
+use rmq_core::message::msg_id::decode_offset_msg_id;
+use rmq_core::remoting::{RemotingCommand, ResponseCode, request_code as rc};
+use rmq_storage::shard_of_offset;
+
+use super::{Processed, busy, header, reply, success};
+use crate::core_context::CoreContext;
+
+/// QUERY_CONSUMER_OFFSET: the committed offset; for a group that never committed on a
+/// queue whose first message is still stored, 0 (so a new group starts from the first
+/// message, as RocketMQ does while the data is present), else QUERY_NOT_FOUND.
+pub async fn query_consumer_offset(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed {
+    let group = header(req, req.ext_str("consumerGroup"))?.to_string();
+    let topic = header(req, req.ext_str("topic"))?.to_string();
+    let queue_id = header(req, req.ext_i32("queueId"))?;
+    if let Some(offset) = core.broker.offsets.query(&group, &topic, queue_id) {
+        return Ok(success(req).with_ext("offset", offset));
+    }
+    let shard = core.broker.shard_of_queue(&topic, queue_id);
+    let min = core
+        .on_shard(shard, move |store| async move { store.min_queue_offset(&topic, queue_id) })
+        .await
+        .map_err(|error| busy(req, &error))?;
+    if min <= 0 {
+        return Ok(success(req).with_ext("offset", 0));
+    }
+    let remark = "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first".to_string();
+    Ok(reply(req, ResponseCode::QueryNotFound, remark))
+}
+
+/// UPDATE_CONSUMER_OFFSET (usually oneway).
+pub fn update_consumer_offset(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed {
+    let group = header(req, req.ext_str("consumerGroup"))?;
+    let topic = header(req, req.ext_str("topic"))?;
+    let queue_id = header(req, req.ext_i32("queueId"))?;
+    let offset = header(req, req.ext_i64("commitOffset"))?;
+    if offset >= 0 {
+        core.broker.offsets.commit(group, topic, queue_id, offset);
+    }
+    Ok(success(req))
+}
+
+/// The four per-queue offset/time queries, answered by the queue's shard.
+pub async fn queue_offsets(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed {
+    let topic = header(req, req.ext_str("topic"))?.to_string();
+    let queue_id = header(req, req.ext_i32("queueId"))?;
+    let timestamp = if req.code == rc::SEARCH_OFFSET_BY_TIMESTAMP {
+        header(req, req.ext_i64("timestamp"))?
+    } else {
+        0
+    };
+    let code = req.code;
+    let shard = core.broker.shard_of_queue(&topic, queue_id);
+    let answer = core
+        .on_shard(shard, move |store| async move {
+            match code {
+                rc::GET_MAX_OFFSET => Ok(Some(store.max_queue_offset(&topic, queue_id))),
+                rc::GET_MIN_OFFSET => Ok(Some(store.min_queue_offset(&topic, queue_id))),
+                rc::SEARCH_OFFSET_BY_TIMESTAMP => {
+                    store.search_offset_by_timestamp(&topic, queue_id, timestamp).await.map(Some)
+                }
+                _ => store.earliest_message_time(&topic, queue_id).await,
+            }
+        })
+        .await
+        .map_err(|error| busy(req, &error))?;
+    let value = answer.map_err(|e| reply(req, ResponseCode::SystemError, format!("store error: {e}")))?;
+    let field = if code == rc::GET_EARLIEST_MSG_STORETIME { "timestamp" } else { "offset" };
+    Ok(success(req).with_ext(field, value.unwrap_or(-1)))
+}
+
+/// VIEW_MESSAGE_BY_ID: the record at a commit log offset (decoded from offsetMsgId).
+pub async fn view_message(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed {
+    let offset = match req.ext("offset") {
+        Some(text) => match text.trim().parse::<i64>() {
+            Ok(offset) => offset,
+            Err(_) => header(req, decode_offset_msg_id(text).map(|(_, offset)| offset).map_err(|e| {
+                rmq_core::remoting::HeaderError { field: "offset".into(), reason: e.to_string() }
+            }))?,
+        },
+        None => header(req, req.ext_i64("offset"))?,
+    };
+    let shard = shard_of_offset(offset);
+    if offset < 0 || shard >= core.broker.shard_count {
+        let remark = format!("can not find message by the offset, {offset}");
+        return Err(reply(req, ResponseCode::SystemError, remark));
+    }
+    let record = core
+        .on_shard(shard, move |store| async move { store.read_record(offset).await })
+        .await
+        .map_err(|error| busy(req, &error))?;
+    match record {
+        Ok(Some(bytes)) => Ok(success(req).with_body(bytes)),
+        Ok(None) => Err(reply(req, ResponseCode::SystemError, format!("can not find message by the offset, {offset}"))),
+        Err(error) => Err(reply(req, ResponseCode::SystemError, format!("store error: {error}"))),
+    }
+}

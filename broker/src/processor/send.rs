@@ -1,0 +1,266 @@
+//! SEND_MESSAGE (10), SEND_MESSAGE_V2 (310, one-letter header keys) and
+//! SEND_BATCH_MESSAGE (320).
+//!
+//! Validation and record encoding run on the core that received the request; the
+//! append and the durability wait run on the core owning the queue's shard. The
+//! response carries `msgId` (offsetMsgId: store host + commit log offset), `queueId`
+//! and `queueOffset`.
+
+use std::rc::Rc;
+
+use bytes::BytesMut;
+use rmq_core::body::PERM_WRITE;
+use rmq_core::message::batch::decode_batch;
+use rmq_core::message::msg_id::offset_msg_id;
+use rmq_core::message::properties::{self, keys};
+use rmq_core::message::{NewRecord, hash::tags_code};
+use rmq_core::remoting::{RemotingCommand, ResponseCode, request_code as rc};
+use rmq_net::ConnectionInfo;
+use rmq_storage::{AppendResult, StoreError};
+
+use super::{Processed, busy, header, reply};
+use crate::context::{BrokerContext, now_ms};
+use crate::core_context::CoreContext;
+use crate::topics::{TopicLookup, validate_topic_name};
+
+/// Largest properties string a record can hold (int16 length).
+const MAX_PROPERTIES_LEN: usize = i16::MAX as usize;
+
+/// The send header, whichever of the two spellings the client used.
+pub struct SendHeader {
+    pub producer_group: String,
+    pub topic: String,
+    pub default_topic: String,
+    pub default_topic_queue_nums: i32,
+    pub queue_id: i32,
+    pub sys_flag: i32,
+    pub born_timestamp: i64,
+    pub flag: i32,
+    pub properties: String,
+    pub reconsume_times: i32,
+    pub batch: bool,
+}
+
+fn parse_header(req: &RemotingCommand) -> Result<SendHeader, RemotingCommand> {
+    // V2 renames every field to one letter to save bytes on the wire.
+    let v2 = req.code != rc::SEND_MESSAGE;
+    let k = |long: &'static str, short: &'static str| if v2 { short } else { long };
+    Ok(SendHeader {
+        producer_group: header(req, req.ext_str(k("producerGroup", "a")))?.to_string(),
+        topic: header(req, req.ext_str(k("topic", "b")))?.to_string(),
+        default_topic: req.ext(k("defaultTopic", "c")).unwrap_or("TBW102").to_string(),
+        default_topic_queue_nums: header(req, req.ext_opt_i32(k("defaultTopicQueueNums", "d")))?.unwrap_or(4),
+        queue_id: header(req, req.ext_i32(k("queueId", "e")))?,
+        sys_flag: header(req, req.ext_opt_i32(k("sysFlag", "f")))?.unwrap_or(0),
+        born_timestamp: header(req, req.ext_opt_i64(k("bornTimestamp", "g")))?.unwrap_or_else(now_ms),
+        flag: header(req, req.ext_opt_i32(k("flag", "h")))?.unwrap_or(0),
+        properties: req.ext(k("properties", "i")).unwrap_or_default().to_string(),
+        reconsume_times: header(req, req.ext_opt_i32(k("reconsumeTimes", "j")))?.unwrap_or(0),
+        batch: req.code == rc::SEND_BATCH_MESSAGE || header(req, req.ext_opt_bool(k("batch", "m")))?.unwrap_or(false),
+    })
+}
+
+/// Handles one send request.
+pub async fn process(core: &Rc<CoreContext>, conn: &ConnectionInfo, req: &RemotingCommand) -> Processed {
+    let broker = &core.broker;
+    let mut head = parse_header(req)?;
+    check_broker_accepts_sends(broker, req)?;
+    let queue_id = resolve_queue(core, req, &mut head)?;
+    let wait = properties::get_property(&head.properties, keys::WAIT) != Some("false");
+    let records = encode_records(broker, conn, req, &head, queue_id)?;
+    let level = broker.ack_level(wait);
+    let shard = broker.shard_of_queue(&head.topic, queue_id);
+    let topic = head.topic.clone();
+    let store_ts = now_ms();
+    let outcome = core
+        .on_shard(shard, move |store| async move {
+            let mut records = records;
+            let appended = if records.len() == 1 {
+                let (record, tags) = &mut records[0];
+                store.append(&topic, queue_id, record, *tags, store_ts)
+            } else {
+                store.append_batch(&topic, queue_id, &mut records, store_ts)
+            }?;
+            let durable = store.wait_durable(appended.end_offset, level).await;
+            Ok::<_, StoreError>((appended, durable))
+        })
+        .await
+        .map_err(|error| busy(req, &error))?;
+    Ok(respond(broker, req, &head, queue_id, outcome))
+}
+
+fn check_broker_accepts_sends(broker: &BrokerContext, req: &RemotingCommand) -> Result<(), RemotingCommand> {
+    if broker.is_slave() {
+        let remark = format!("the broker[{}] role is SLAVE, sending messages is not allowed", broker.config.broker_name);
+        return Err(reply(req, ResponseCode::ServiceNotAvailable, remark));
+    }
+    if broker.config.broker_permission & PERM_WRITE == 0 {
+        let remark = format!("the broker[{}] sending message is forbidden", broker.broker_addr.ip());
+        return Err(reply(req, ResponseCode::NoPermission, remark));
+    }
+    if broker.stopping.load(std::sync::atomic::Ordering::Acquire) {
+        return Err(reply(req, ResponseCode::ServiceNotAvailable, "the broker is shutting down".to_string()));
+    }
+    Ok(())
+}
+
+/// Finds (or auto-creates) the topic and picks the queue.
+fn resolve_queue(core: &CoreContext, req: &RemotingCommand, head: &mut SendHeader) -> Result<i32, RemotingCommand> {
+    let broker = &core.broker;
+    if let Err(remark) = validate_topic_name(&head.topic) {
+        return Err(reply(req, ResponseCode::SystemError, remark));
+    }
+    if properties::get_property(&head.properties, keys::TRAN_MSG) == Some("true") {
+        let remark = "transaction messages are not supported by this broker yet".to_string();
+        return Err(reply(req, ResponseCode::NoPermission, remark));
+    }
+    let delay = properties::get_property(&head.properties, keys::DELAY).and_then(|d| d.parse::<i32>().ok());
+    if delay.is_some_and(|level| level > 0) {
+        let remark = "delayed messages (DELAY property) are not supported by this broker yet".to_string();
+        return Err(reply(req, ResponseCode::MessageIllegal, remark));
+    }
+    let auto_create = broker.config.auto_create_topic_enable;
+    let lookup = broker.topics.get_or_create_for_send(
+        &head.topic,
+        &head.default_topic,
+        head.default_topic_queue_nums,
+        auto_create,
+    );
+    let config = match lookup {
+        TopicLookup::Found(config) => config,
+        TopicLookup::Created(config) => {
+            broker.request_registration();
+            config
+        }
+        TopicLookup::Missing => {
+            let remark = format!("topic[{}] not exist, apply first please!", head.topic);
+            return Err(reply(req, ResponseCode::TopicNotExist, remark));
+        }
+    };
+    if config.perm & PERM_WRITE == 0 {
+        let remark = format!("the topic[{}] sending message is forbidden", head.topic);
+        return Err(reply(req, ResponseCode::NoPermission, remark));
+    }
+    let queues = config.write_queue_nums.max(config.read_queue_nums);
+    if head.queue_id < 0 {
+        head.queue_id = (now_ms().unsigned_abs() % config.write_queue_nums.max(1) as u64) as i32;
+    }
+    if head.queue_id >= queues {
+        let remark = format!(
+            "request queueId[{}] is illegal, {} Producer: {}",
+            head.queue_id, head.topic, head.producer_group
+        );
+        return Err(reply(req, ResponseCode::SystemError, remark));
+    }
+    Ok(head.queue_id)
+}
+
+type Records = Vec<(BytesMut, i64)>;
+
+fn encode_records(
+    broker: &BrokerContext,
+    conn: &ConnectionInfo,
+    req: &RemotingCommand,
+    head: &SendHeader,
+    queue_id: i32,
+) -> Result<Records, RemotingCommand> {
+    let max = usize::try_from(broker.config.max_message_size).unwrap_or(usize::MAX);
+    if req.body.len() > max {
+        let remark = format!("the message body size over max value, MAX: {max}");
+        return Err(reply(req, ResponseCode::MessageIllegal, remark));
+    }
+    let cluster = broker.config.broker_cluster_name.as_str();
+    let entries: Vec<(i32, &[u8], String)> = if head.batch {
+        let batch = decode_batch(&req.body)
+            .map_err(|e| reply(req, ResponseCode::MessageIllegal, format!("bad batch body: {e}")))?;
+        batch
+            .into_iter()
+            .map(|entry| (entry.flag, entry.body, with_cluster(entry.properties, cluster)))
+            .collect()
+    } else {
+        vec![(head.flag, &req.body[..], with_cluster(&head.properties, cluster))]
+    };
+    let mut records = Vec::with_capacity(entries.len());
+    for (flag, body, props) in entries {
+        if props.len() > MAX_PROPERTIES_LEN {
+            let remark = format!("the message properties size {} over max value {MAX_PROPERTIES_LEN}", props.len());
+            return Err(reply(req, ResponseCode::MessageIllegal, remark));
+        }
+        let record = NewRecord {
+            topic: &head.topic,
+            queue_id,
+            flag,
+            body,
+            properties: &props,
+            sys_flag: head.sys_flag,
+            born_timestamp: head.born_timestamp,
+            born_host: conn.peer,
+            store_host: broker.broker_addr,
+            reconsume_times: head.reconsume_times,
+            prepared_transaction_offset: 0,
+        };
+        let mut buf = BytesMut::with_capacity(record.encoded_len());
+        record
+            .encode_into(&mut buf)
+            .map_err(|e| reply(req, ResponseCode::MessageIllegal, e.to_string()))?;
+        let tags = tags_code(properties::get_property(&props, keys::TAGS));
+        records.push((buf, tags));
+    }
+    Ok(records)
+}
+
+fn with_cluster(props: &str, cluster: &str) -> String {
+    if properties::get_property(props, keys::CLUSTER).is_some() {
+        return props.to_string();
+    }
+    properties::set_property(props, keys::CLUSTER, cluster)
+}
+
+fn respond(
+    broker: &BrokerContext,
+    req: &RemotingCommand,
+    head: &SendHeader,
+    queue_id: i32,
+    outcome: Result<(AppendResult, Result<(), StoreError>), StoreError>,
+) -> RemotingCommand {
+    let (appended, durable) = match outcome {
+        Ok(pair) => pair,
+        Err(error) => return store_error_response(req, &error),
+    };
+    let code = match durable {
+        Ok(()) => ResponseCode::Success,
+        Err(StoreError::FlushTimeout) => ResponseCode::FlushDiskTimeout,
+        Err(error) => return store_error_response(req, &error),
+    };
+    broker.stats.messages_put.fetch_add(appended.count as u64, std::sync::atomic::Ordering::Relaxed);
+    broker.stats.bytes_put.fetch_add(appended.wrote_bytes as u64, std::sync::atomic::Ordering::Relaxed);
+    let msg_id = if head.batch {
+        batch_msg_ids(broker, &appended)
+    } else {
+        offset_msg_id(broker.broker_addr, appended.physical_offset)
+    };
+    reply(req, code, None)
+        .with_ext("msgId", msg_id)
+        .with_ext("queueId", queue_id)
+        .with_ext("queueOffset", appended.queue_offset)
+        .with_ext("MSG_REGION", "DefaultRegion")
+        .with_ext("TRACE_ON", "true")
+}
+
+/// A batch's records are contiguous; RocketMQ answers the comma-separated ids of all.
+fn batch_msg_ids(broker: &BrokerContext, appended: &AppendResult) -> String {
+    // Only the first record's offset is known here without re-reading the batch; the
+    // client derives per-message ids from UNIQ_KEY, so the first offsetMsgId suffices.
+    offset_msg_id(broker.broker_addr, appended.physical_offset)
+}
+
+fn store_error_response(req: &RemotingCommand, error: &StoreError) -> RemotingCommand {
+    match error {
+        StoreError::ShuttingDown => reply(req, ResponseCode::ServiceNotAvailable, error.to_string()),
+        StoreError::MessageTooLarge { .. } => reply(req, ResponseCode::MessageIllegal, error.to_string()),
+        _ => {
+            tracing::error!("send failed in the store: {error}");
+            reply(req, ResponseCode::SystemError, format!("store error: {error}"))
+        }
+    }
+}

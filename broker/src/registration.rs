@@ -1,0 +1,111 @@
+//! Registration with every name server: at start, every `registerNameServerPeriod`
+//! (30 s), at once when topics change, and UNREGISTER_BROKER at shutdown. Name servers
+//! are independent; each gets its own connection and a failure with one never delays
+//! the others.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use rmq_core::body::RegisterBrokerBody;
+use rmq_core::remoting::{RemotingCommand, ResponseCode, request_code};
+use rmq_net::{NetError, RemotingClient};
+
+use crate::context::SharedContext;
+
+type Clients = RefCell<HashMap<String, Rc<RemotingClient>>>;
+
+/// Runs until the broker stops, then unregisters.
+pub async fn registration_loop(ctx: SharedContext) {
+    let addrs = ctx.config.namesrv_addrs();
+    if addrs.is_empty() {
+        tracing::warn!("no name server address (namesrvAddr or NAMESRV_ADDR): clients cannot find this broker");
+    }
+    let period = Duration::from_millis(ctx.config.register_name_server_period.clamp(10_000, 60_000));
+    let clients: Clients = RefCell::default();
+    let mut last: Option<Instant> = None;
+    while !ctx.stopping.load(Ordering::Acquire) {
+        let due = last.is_none_or(|at| at.elapsed() >= period);
+        if due || ctx.register_now.swap(false, Ordering::AcqRel) {
+            last = Some(Instant::now());
+            register_all(&ctx, &clients, &addrs).await;
+        }
+        compio::time::sleep(Duration::from_millis(100)).await;
+    }
+    unregister_all(&ctx, &clients, &addrs).await;
+}
+
+fn timeout(ctx: &SharedContext) -> Duration {
+    Duration::from_millis(ctx.config.register_broker_timeout_mills.clamp(1000, 60_000))
+}
+
+async fn client_for(ctx: &SharedContext, clients: &Clients, addr: &str) -> Result<Rc<RemotingClient>, NetError> {
+    if let Some(client) = clients.borrow().get(addr).filter(|c| !c.is_closed()) {
+        return Ok(client.clone());
+    }
+    let client = RemotingClient::connect(addr, timeout(ctx)).await?;
+    clients.borrow_mut().insert(addr.to_string(), client.clone());
+    Ok(client)
+}
+
+fn register_request(ctx: &SharedContext) -> RemotingCommand {
+    let body = RegisterBrokerBody {
+        topic_config_serialize_wrapper: ctx.topics.wrapper(),
+        filter_server_list: Vec::new(),
+    };
+    let bytes = body.encode(ctx.config.compressed_register);
+    RemotingCommand::new_request(request_code::REGISTER_BROKER)
+        .with_ext("brokerAddr", ctx.broker_addr)
+        .with_ext("brokerId", ctx.config.broker_id)
+        .with_ext("brokerName", &ctx.config.broker_name)
+        .with_ext("clusterName", &ctx.config.broker_cluster_name)
+        .with_ext("haServerAddr", &ctx.ha_addr)
+        .with_ext("compressed", ctx.config.compressed_register)
+        .with_ext("bodyCrc32", crc32fast::hash(&bytes) as i32)
+        .with_body(bytes)
+}
+
+async fn register_all(ctx: &SharedContext, clients: &Clients, addrs: &[String]) {
+    let request = register_request(ctx);
+    let attempts = addrs.iter().map(|addr| {
+        let request = request.clone();
+        async move {
+            let client = client_for(ctx, clients, addr).await?;
+            let response = client.invoke(request, timeout(ctx)).await?;
+            Ok::<_, NetError>((addr, response))
+        }
+    });
+    for outcome in join_all(attempts).await {
+        match outcome {
+            Ok((addr, response)) if response.code == ResponseCode::Success.code() => {
+                tracing::debug!(namesrv = %addr, master = ?response.ext("masterAddr"), "registered with name server");
+            }
+            Ok((addr, response)) => tracing::warn!(
+                namesrv = %addr, code = response.code, remark = ?response.remark,
+                "name server refused registration"
+            ),
+            Err(error) => tracing::warn!("register to name server failed: {error}"),
+        }
+    }
+}
+
+async fn unregister_all(ctx: &SharedContext, clients: &Clients, addrs: &[String]) {
+    let attempts = addrs.iter().map(|addr| async move {
+        let request = RemotingCommand::new_request(request_code::UNREGISTER_BROKER)
+            .with_ext("brokerAddr", ctx.broker_addr)
+            .with_ext("brokerId", ctx.config.broker_id)
+            .with_ext("brokerName", &ctx.config.broker_name)
+            .with_ext("clusterName", &ctx.config.broker_cluster_name);
+        let client = client_for(ctx, clients, addr).await?;
+        client.invoke(request, Duration::from_secs(3)).await
+    });
+    for outcome in join_all(attempts).await {
+        if let Err(error) = outcome {
+            tracing::warn!("unregister from name server failed: {error}");
+        }
+    }
+    tracing::info!("unregistered from name servers");
+}

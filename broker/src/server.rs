@@ -1,0 +1,304 @@
+//! Starting and stopping the broker: store layout, registries, one pinned runtime per
+//! core (each opens the shards it owns, then accepts connections), background duties on
+//! core 0 (name server registration, offset persistence, client expiry).
+//!
+//! Start-up order matters: every core opens (recovers) its shards before any core
+//! accepts a connection, because any core may forward work to any shard.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rmq_core::config::{BrokerConfig, FlushDiskType};
+use rmq_core::remoting::DEFAULT_MAX_FRAME;
+use rmq_net::mesh::{Mesh, MeshReceiver, MeshSender};
+use rmq_storage::{FlushMode, ShardStore, StoreConfig, StoreError, StoreLayout};
+
+use crate::clients::ClientManager;
+use crate::context::{BrokerContext, BrokerStats, SharedContext, now_ms};
+use crate::core_context::{CoreContext, ShardJob};
+use crate::groups::GroupManager;
+use crate::offsets::OffsetManager;
+use crate::processor::BrokerHandler;
+use crate::topics::{SystemTopicNames, TopicManager};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Net(#[from] rmq_net::NetError),
+    #[error("broker start-up failed: {0}")]
+    Startup(String),
+}
+
+/// A running broker.
+pub struct BrokerHandle {
+    ctx: SharedContext,
+    threads: Vec<JoinHandle<()>>,
+    layout: StoreLayout,
+}
+
+impl BrokerHandle {
+    pub fn context(&self) -> &SharedContext {
+        &self.ctx
+    }
+
+    /// Stops accepting, unregisters from name servers, flushes and closes every shard,
+    /// persists offsets, and marks the store cleanly shut down.
+    pub fn stop(self) -> Result<(), BrokerError> {
+        self.ctx.stopping.store(true, Ordering::Release);
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+        self.ctx.offsets.persist();
+        self.layout.mark_clean_shutdown()?;
+        tracing::info!("broker shut down cleanly");
+        Ok(())
+    }
+}
+
+/// The store settings the config asks for.
+pub fn store_config(config: &BrokerConfig, shard_count: u32) -> StoreConfig {
+    let ms = Duration::from_millis;
+    StoreConfig {
+        root_dir: config.store_path_root_dir.clone().into(),
+        commit_log_dir: config.store_path_commit_log(),
+        consume_queue_dir: config.store_path_consume_queue(),
+        checkpoint_path: config.store_path_checkpoint(),
+        abort_path: config.store_path_abort_file(),
+        commit_log_file_size: config.mapped_file_size_commit_log,
+        consume_queue_file_size: config.mapped_file_size_consume_queue,
+        flush_mode: match config.flush_disk_type {
+            FlushDiskType::SyncFlush => FlushMode::Sync,
+            FlushDiskType::AsyncFlush => FlushMode::Async,
+        },
+        sync_flush_timeout: ms(config.sync_flush_timeout),
+        flush_interval_commit_log: ms(config.flush_interval_commit_log),
+        flush_commit_log_least_pages: config.flush_commit_log_least_pages,
+        flush_commit_log_thorough_interval: ms(config.flush_commit_log_thorough_interval),
+        flush_interval_consume_queue: ms(config.flush_interval_consume_queue),
+        max_transfer_bytes: config.max_transfer_bytes_on_message_in_memory,
+        max_transfer_count: config.max_transfer_count_on_message_in_memory,
+        requested_shard_count: shard_count,
+    }
+}
+
+/// The address clients reach this broker on: brokerIP1, else the first non-loopback
+/// IPv4 address of the machine, else 127.0.0.1.
+pub fn broker_ip(config: &BrokerConfig) -> IpAddr {
+    if let Some(ip) = config.broker_ip1.as_deref().and_then(|ip| ip.trim().parse().ok()) {
+        return ip;
+    }
+    let detected = nix::ifaddrs::getifaddrs().ok().and_then(|mut addrs| {
+        addrs.find_map(|ifa| {
+            let ip = ifa.address?.as_sockaddr_in()?.ip();
+            (!ip.is_loopback() && !ip.is_unspecified()).then_some(IpAddr::V4(ip))
+        })
+    });
+    detected.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+type MeshEnds = (MeshSender<ShardJob>, MeshReceiver<ShardJob>);
+
+/// Starts the broker and returns once every core serves requests.
+///
+/// # Errors
+/// Store locked by another process, recovery failure, port in use, io_uring refused.
+pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
+    let core_count = rmq_net::cores::allowed_cpus().len().max(1);
+    let requested_shards = if config.shard_count == 0 { core_count as u32 } else { config.shard_count };
+    let store_cfg = store_config(&config, requested_shards);
+    let layout = StoreLayout::open(&store_cfg)?;
+    let shard_count = layout.shard_count;
+    if !layout.previous_shutdown_clean {
+        tracing::warn!("previous shutdown was not clean: recovering the store");
+    }
+    let ip = broker_ip(&config);
+    let broker_addr = SocketAddr::new(ip, config.listen_port);
+    let listen_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), config.listen_port);
+    rmq_net::listener::ensure_port_free(listen_addr)?;
+    let ctx = Arc::new(build_context(config, broker_addr, shard_count, core_count));
+    let meshes: Arc<Mutex<Vec<Option<MeshEnds>>>> =
+        Arc::new(Mutex::new(Mesh::new(core_count).into_iter().map(Some).collect()));
+    let barrier = Arc::new(Barrier::new(core_count));
+    let failed = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let ready_tx = Arc::new(Mutex::new(ready_tx));
+    let previous_clean = layout.previous_shutdown_clean;
+    let body_ctx = ctx.clone();
+    let threads = rmq_net::cores::run_cores("broker", core_count, move |core| {
+        let ctx = body_ctx.clone();
+        let mesh = meshes.lock().expect("mesh lock")[core].take().expect("each core takes its mesh once");
+        let (store_cfg, barrier, failed, ready_tx) = (store_cfg.clone(), barrier.clone(), failed.clone(), ready_tx.clone());
+        async move {
+            let start = CoreStart { ctx, core, mesh, store_cfg, barrier, failed, ready_tx, previous_clean, listen_addr };
+            run_core(start).await;
+        }
+    })
+    .map_err(|e| BrokerError::Startup(format!("cannot start core threads (io_uring available?): {e}")))?;
+    let mut handle = BrokerHandle { ctx, threads, layout };
+    for _ in 0..core_count {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => {
+                handle.ctx.stopping.store(true, Ordering::Release);
+                for thread in handle.threads.drain(..) {
+                    let _ = thread.join();
+                }
+                return Err(BrokerError::Startup(message));
+            }
+            Err(_) => return Err(BrokerError::Startup("a core thread died during start-up".into())),
+        }
+    }
+    Ok(handle)
+}
+
+fn build_context(config: BrokerConfig, broker_addr: SocketAddr, shard_count: u32, core_count: usize) -> BrokerContext {
+    let config_dir = std::path::Path::new(&config.store_path_root_dir).join("config");
+    let names = SystemTopicNames {
+        cluster: config.broker_cluster_name.clone(),
+        broker_name: config.broker_name.clone(),
+        default_queue_nums: config.default_topic_queue_nums,
+        auto_create_topic_enable: config.auto_create_topic_enable,
+    };
+    let ha_ip = config.broker_ip2.clone().unwrap_or_else(|| broker_addr.ip().to_string());
+    let ha_addr = format!("{ha_ip}:{}", config.ha_listen_port());
+    BrokerContext {
+        topics: TopicManager::load(config_dir.join("topics.json"), &names),
+        groups: GroupManager::load(config_dir.join("subscriptionGroup.json")),
+        offsets: OffsetManager::load(config_dir.join("consumerOffset.json")),
+        clients: ClientManager::default(),
+        stats: BrokerStats::default(),
+        register_now: AtomicBool::new(false),
+        stopping: AtomicBool::new(false),
+        started_at_ms: now_ms(),
+        config,
+        broker_addr,
+        ha_addr,
+        shard_count,
+        core_count,
+    }
+}
+
+struct CoreStart {
+    ctx: SharedContext,
+    core: usize,
+    mesh: MeshEnds,
+    store_cfg: StoreConfig,
+    barrier: Arc<Barrier>,
+    failed: Arc<AtomicBool>,
+    ready_tx: Arc<Mutex<std::sync::mpsc::Sender<Result<(), String>>>>,
+    previous_clean: bool,
+    listen_addr: SocketAddr,
+}
+
+impl CoreStart {
+    fn report(&self, result: Result<(), String>) {
+        let _ = self.ready_tx.lock().expect("ready lock").send(result);
+    }
+}
+
+async fn open_shards(start: &CoreStart) -> Result<HashMap<u32, Rc<ShardStore>>, String> {
+    let mut shards = HashMap::new();
+    for shard in (0..start.ctx.shard_count).filter(|s| start.ctx.core_of_shard(*s) == start.core) {
+        let began = Instant::now();
+        let store = ShardStore::open(start.store_cfg.clone(), shard, start.previous_clean)
+            .await
+            .map_err(|e| format!("shard {shard}: {e}"))?;
+        tracing::info!(shard, core = start.core, max_offset = store.max_physical_offset(), elapsed = ?began.elapsed(), "shard open");
+        shards.insert(shard, store);
+    }
+    Ok(shards)
+}
+
+async fn run_core(start: CoreStart) {
+    let opened = open_shards(&start).await;
+    if opened.is_err() {
+        start.failed.store(true, Ordering::Release);
+    }
+    start.barrier.wait();
+    let shards = match opened {
+        Ok(shards) if !start.failed.load(Ordering::Acquire) => shards,
+        Ok(shards) => return close_after_failure(&start, shards, "another core failed to open its shards").await,
+        Err(message) => return start.report(Err(message)),
+    };
+    let listener = match rmq_net::listener::bind_reuseport(start.listen_addr)
+        .map_err(|e| e.to_string())
+        .and_then(|l| compio::net::TcpListener::from_std(l).map_err(|e| e.to_string()))
+    {
+        Ok(listener) => listener,
+        Err(message) => return close_after_failure(&start, shards, &message).await,
+    };
+    let (sender, receiver) = start.mesh;
+    let ctx = start.ctx.clone();
+    let core = Rc::new(CoreContext::new(start.core, ctx.clone(), shards, sender));
+    compio::runtime::spawn(core.clone().serve_mesh(receiver)).detach();
+    let duties = (start.core == 0).then(|| compio::runtime::spawn(core_zero_duties(ctx.clone())));
+    let _ = start.ready_tx.lock().expect("ready lock").send(Ok(()));
+    if start.core == 0 {
+        let namesrv = ctx.config.namesrv_addrs().join(";");
+        tracing::info!("The broker[{}, {}] boot success. serializeType=JSON and name server is {namesrv}", ctx.config.broker_name, ctx.broker_addr);
+        println!("The broker[{}, {}] boot success. serializeType=JSON and name server is {namesrv}", ctx.config.broker_name, ctx.broker_addr);
+    }
+    accept_loop(&listener, &core).await;
+    if let Some(duties) = duties {
+        let _ = duties.await;
+    }
+    // Let forwarded work in flight finish before the shards close.
+    compio::time::sleep(Duration::from_millis(300)).await;
+    for (shard, store) in &core.shards {
+        if let Err(error) = store.shutdown().await {
+            tracing::error!(shard, "shard shutdown failed: {error}");
+        }
+    }
+}
+
+async fn close_after_failure(start: &CoreStart, shards: HashMap<u32, Rc<ShardStore>>, message: &str) {
+    for store in shards.values() {
+        let _ = store.shutdown().await;
+    }
+    start.report(Err(message.to_string()));
+}
+
+async fn accept_loop(listener: &compio::net::TcpListener, core: &Rc<CoreContext>) {
+    let handler = Rc::new(BrokerHandler { core: core.clone() });
+    let max_frame = core.broker.config.max_frame_length.max(1024);
+    while !core.broker.stopping.load(Ordering::Acquire) {
+        match compio::time::timeout(Duration::from_millis(200), listener.accept()).await {
+            Ok(Ok((stream, _))) => {
+                compio::runtime::spawn(rmq_net::serve_connection(stream, handler.clone(), core.core, max_frame))
+                    .detach();
+            }
+            Ok(Err(error)) => tracing::warn!("accept failed: {error}"),
+            Err(_) => {}
+        }
+    }
+    let _ = max_frame.min(DEFAULT_MAX_FRAME);
+}
+
+/// Registration, offset persistence and client expiry, on core 0.
+async fn core_zero_duties(ctx: SharedContext) {
+    let registration = compio::runtime::spawn(crate::registration::registration_loop(ctx.clone()));
+    let offsets_every = Duration::from_millis(ctx.config.flush_consumer_offset_interval.clamp(100, 60_000));
+    let mut last_offsets = Instant::now();
+    let mut last_expiry = Instant::now();
+    while !ctx.stopping.load(Ordering::Acquire) {
+        compio::time::sleep(Duration::from_millis(100)).await;
+        if last_offsets.elapsed() >= offsets_every {
+            last_offsets = Instant::now();
+            ctx.offsets.persist();
+        }
+        if last_expiry.elapsed() >= Duration::from_secs(10) {
+            last_expiry = Instant::now();
+            for group in ctx.clients.expire(Instant::now()) {
+                ctx.clients.notify_ids_changed(&group);
+            }
+        }
+    }
+    let _ = registration.await;
+}

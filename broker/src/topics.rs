@@ -1,0 +1,245 @@
+//! The broker's topic configs: read lock-free by every core (an `ArcSwap` snapshot),
+//! changed rarely (create, update, delete, auto-create on first send) under a mutex,
+//! persisted to `config/topics.json` on each change.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use rmq_core::body::{DataVersion, PERM_INHERIT, PERM_READ, PERM_WRITE, TopicConfig, TopicConfigSerializeWrapper};
+
+/// Template topic that producers name as `defaultTopic` for auto-creation.
+pub const AUTO_CREATE_TOPIC: &str = "TBW102";
+pub const SELF_TEST_TOPIC: &str = "SELF_TEST_TOPIC";
+pub const BENCHMARK_TOPIC: &str = "BenchmarkTest";
+pub const OFFSET_MOVED_EVENT: &str = "OFFSET_MOVED_EVENT";
+pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
+pub const TRANS_HALF_TOPIC: &str = "RMQ_SYS_TRANS_HALF_TOPIC";
+pub const RETRY_GROUP_TOPIC_PREFIX: &str = "%RETRY%";
+pub const DLQ_GROUP_TOPIC_PREFIX: &str = "%DLQ%";
+/// Longest topic name RocketMQ 4.9.8 accepts.
+pub const TOPIC_MAX_LENGTH: usize = 127;
+
+/// Why a topic name is refused.
+pub fn validate_topic_name(topic: &str) -> Result<(), String> {
+    if topic.trim().is_empty() {
+        return Err("The specified topic is blank.".into());
+    }
+    if topic.len() > TOPIC_MAX_LENGTH {
+        return Err(format!("The specified topic is longer than topic max length {TOPIC_MAX_LENGTH}."));
+    }
+    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '%' | '|' | '_' | '-');
+    if !topic.chars().all(legal) {
+        return Err(format!("The specified topic[{topic}] contains illegal characters, allowing only ^[%|a-zA-Z0-9_-]+$"));
+    }
+    Ok(())
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct TopicsFile {
+    #[serde(default)]
+    topic_config_table: HashMap<String, TopicConfig>,
+    #[serde(default)]
+    data_version: DataVersion,
+}
+
+/// All topic configs of this broker.
+pub struct TopicManager {
+    snapshot: ArcSwap<HashMap<String, TopicConfig>>,
+    data_version: Mutex<DataVersion>,
+    write_lock: Mutex<()>,
+    path: PathBuf,
+}
+
+/// Outcome of a lookup that may auto-create.
+pub enum TopicLookup {
+    Found(TopicConfig),
+    /// Created now from the template (the caller should re-register with name servers).
+    Created(TopicConfig),
+    Missing,
+}
+
+impl TopicManager {
+    /// Loads `config/topics.json` and adds the system topics RocketMQ always has.
+    pub fn load(path: PathBuf, broker: &SystemTopicNames) -> Self {
+        let file: TopicsFile = crate::json_file::load(&path).unwrap_or_default();
+        let mut table = file.topic_config_table;
+        for config in system_topics(broker) {
+            table.entry(config.topic_name.clone()).or_insert(config);
+        }
+        Self {
+            snapshot: ArcSwap::from_pointee(table),
+            data_version: Mutex::new(file.data_version),
+            write_lock: Mutex::new(()),
+            path,
+        }
+    }
+
+    pub fn get(&self, topic: &str) -> Option<TopicConfig> {
+        self.snapshot.load().get(topic).cloned()
+    }
+
+    pub fn snapshot(&self) -> Arc<HashMap<String, TopicConfig>> {
+        self.snapshot.load_full()
+    }
+
+    pub fn wrapper(&self) -> TopicConfigSerializeWrapper {
+        TopicConfigSerializeWrapper {
+            topic_config_table: (*self.snapshot.load_full()).clone(),
+            data_version: self.data_version.lock().expect("data version lock").clone(),
+        }
+    }
+
+    /// Creates or replaces a topic config.
+    pub fn put(&self, config: TopicConfig) {
+        let _guard = self.write_lock.lock().expect("topic write lock");
+        let mut table = (*self.snapshot.load_full()).clone();
+        tracing::info!(topic = %config.topic_name, queues = config.write_queue_nums, perm = config.perm, "topic config updated");
+        table.insert(config.topic_name.clone(), config);
+        self.publish(table);
+    }
+
+    /// Deletes a topic config. Returns whether it existed.
+    pub fn remove(&self, topic: &str) -> bool {
+        let _guard = self.write_lock.lock().expect("topic write lock");
+        let mut table = (*self.snapshot.load_full()).clone();
+        let existed = table.remove(topic).is_some();
+        if existed {
+            self.publish(table);
+        }
+        existed
+    }
+
+    /// Looks `topic` up; when missing and `auto_create`, creates it from the template
+    /// `default_topic` (which must exist and carry PERM_INHERIT), with
+    /// min(requested, template) queues, as RocketMQ's createTopicInSendMessageMethod.
+    pub fn get_or_create_for_send(
+        &self,
+        topic: &str,
+        default_topic: &str,
+        requested_queues: i32,
+        auto_create: bool,
+    ) -> TopicLookup {
+        if let Some(config) = self.get(topic) {
+            return TopicLookup::Found(config);
+        }
+        let template = self.get(default_topic);
+        let inheritable = template.as_ref().is_some_and(|t| t.perm & PERM_INHERIT != 0);
+        if !auto_create && !(inheritable && default_topic != AUTO_CREATE_TOPIC) {
+            return TopicLookup::Missing;
+        }
+        let Some(template) = template.filter(|_| inheritable) else {
+            return TopicLookup::Missing;
+        };
+        let queues = requested_queues.clamp(1, template.write_queue_nums.max(1));
+        self.create_if_absent(topic, queues, template.perm & !PERM_INHERIT)
+    }
+
+    /// Creates `topic` with `queues` read/write queues unless it exists (retry, DLQ and
+    /// other on-demand topics).
+    pub fn create_if_absent(&self, topic: &str, queues: i32, perm: i32) -> TopicLookup {
+        let _guard = self.write_lock.lock().expect("topic write lock");
+        if let Some(config) = self.snapshot.load().get(topic) {
+            return TopicLookup::Found(config.clone());
+        }
+        let mut config = TopicConfig::new(topic);
+        config.read_queue_nums = queues;
+        config.write_queue_nums = queues;
+        config.perm = perm;
+        let mut table = (*self.snapshot.load_full()).clone();
+        table.insert(topic.to_string(), config.clone());
+        self.publish(table);
+        tracing::info!(topic, queues, "topic auto-created");
+        TopicLookup::Created(config)
+    }
+
+    fn publish(&self, table: HashMap<String, TopicConfig>) {
+        let mut version = self.data_version.lock().expect("data version lock");
+        version.next();
+        let file = TopicsFile { topic_config_table: table.clone(), data_version: version.clone() };
+        drop(version);
+        self.snapshot.store(Arc::new(table));
+        if let Err(error) = crate::json_file::store(&self.path, &file) {
+            tracing::error!(path = %self.path.display(), "cannot persist topics: {error}");
+        }
+    }
+}
+
+/// Names the system topics depend on.
+pub struct SystemTopicNames {
+    pub cluster: String,
+    pub broker_name: String,
+    pub default_queue_nums: i32,
+    pub auto_create_topic_enable: bool,
+}
+
+fn system_topics(names: &SystemTopicNames) -> Vec<TopicConfig> {
+    let make = |name: &str, queues: i32, perm: i32| {
+        let mut config = TopicConfig::new(name);
+        config.read_queue_nums = queues;
+        config.write_queue_nums = queues;
+        config.perm = perm;
+        config
+    };
+    let rw = PERM_READ | PERM_WRITE;
+    let mut topics = vec![
+        make(SELF_TEST_TOPIC, 1, rw),
+        make(BENCHMARK_TOPIC, 1024, rw),
+        make(OFFSET_MOVED_EVENT, 1, rw),
+        make(&names.cluster, 16, rw),
+        make(&names.broker_name, 1, rw),
+    ];
+    if names.auto_create_topic_enable {
+        topics.push(make(AUTO_CREATE_TOPIC, names.default_queue_nums, rw | PERM_INHERIT));
+    }
+    topics
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manager(dir: &std::path::Path, auto: bool) -> TopicManager {
+        let names = SystemTopicNames {
+            cluster: "C".into(),
+            broker_name: "broker-a".into(),
+            default_queue_nums: 8,
+            auto_create_topic_enable: auto,
+        };
+        TopicManager::load(dir.join("topics.json"), &names)
+    }
+
+    #[test]
+    fn auto_create_from_template_and_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let topics = manager(dir.path(), true);
+        match topics.get_or_create_for_send("T1", AUTO_CREATE_TOPIC, 4, true) {
+            TopicLookup::Created(config) => {
+                assert_eq!(config.write_queue_nums, 4);
+                assert_eq!(config.perm & PERM_INHERIT, 0);
+            }
+            _ => panic!("expected creation"),
+        }
+        assert!(matches!(topics.get_or_create_for_send("T1", AUTO_CREATE_TOPIC, 4, true), TopicLookup::Found(_)));
+        let reloaded = manager(dir.path(), true);
+        assert_eq!(reloaded.get("T1").unwrap().write_queue_nums, 4);
+    }
+
+    #[test]
+    fn no_auto_create_when_disabled() {
+        let dir = tempfile::tempdir().unwrap();
+        let topics = manager(dir.path(), false);
+        assert!(topics.get(AUTO_CREATE_TOPIC).is_none());
+        assert!(matches!(topics.get_or_create_for_send("T1", AUTO_CREATE_TOPIC, 4, false), TopicLookup::Missing));
+    }
+
+    #[test]
+    fn topic_names_are_validated() {
+        assert!(validate_topic_name("Topic_A-1%|x").is_ok());
+        assert!(validate_topic_name("").is_err());
+        assert!(validate_topic_name("a b").is_err());
+        assert!(validate_topic_name(&"x".repeat(128)).is_err());
+    }
+}

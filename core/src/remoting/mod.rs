@@ -1,0 +1,33 @@
+//! The RocketMQ 4.x remoting protocol: commands, codes, framing and header codecs.
+//!
+//! Wire format (details in `frame.rs`):
+//! ```text
+//! int32 length | int32 (serializeType << 24 | headerLength) | header | body
+//! ```
+//! The header is JSON (type 0, `header_json.rs`) or the ROCKETMQ binary layout (type 1,
+//! `header_binary.rs`); a reply uses the serialization of its request.
+//!
+//! Layout of this module:
+//! - `codes`: request codes, response codes, language tags (wire-stable numbers);
+//! - `command`: `RemotingCommand` and typed access to its `extFields`;
+//! - `frame`: length-prefixed framing, the only entry point for bytes from a socket;
+//! - `header_json`, `header_binary`: the two header encodings;
+//! - `lenient_json`: fastjson-compatible parsing, also used for JSON bodies elsewhere.
+//!
+//! # Errors
+//! Framing and header errors are [`FrameError`] and close the connection; a missing or
+//! malformed custom header field is a [`HeaderError`] and becomes an error response.
+//! Nothing here panics on any input bytes.
+
+pub mod codes;
+pub mod command;
+pub mod frame;
+pub mod header_binary;
+pub mod header_json;
+pub mod lenient_json;
+
+pub use codes::{LanguageCode, ResponseCode, request_code};
+pub use command::{
+    HeaderError, RPC_TYPE_ONEWAY, RPC_TYPE_RESPONSE, RemotingCommand, SerializeType,
+};
+pub use frame::{DEFAULT_MAX_FRAME, FrameError, decode_frame, encode_frame};

@@ -1,0 +1,102 @@
+//! Runs the name server: one pinned core, one listener, a 10 s expiry scan.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rmq_core::config::NamesrvConfig;
+use rmq_core::remoting::{DEFAULT_MAX_FRAME, RemotingCommand};
+use rmq_net::connection::LocalFuture;
+use rmq_net::{ConnectionInfo, NetError, RequestHandler, serve_connection};
+
+use crate::kv_config::KvConfig;
+use crate::processor::{NamesrvState, process};
+use crate::route_table::RouteTable;
+
+struct Handler {
+    state: Rc<NamesrvState>,
+}
+
+impl RequestHandler for Handler {
+    fn handle(self: Rc<Self>, conn: Rc<ConnectionInfo>, request: RemotingCommand) -> LocalFuture<Option<RemotingCommand>> {
+        let response = process(&self.state, &conn, &request);
+        Box::pin(async move { Some(response) })
+    }
+
+    fn closed(&self, conn: &ConnectionInfo) {
+        let gone = self.state.routes.borrow_mut().connection_closed(conn.id);
+        for addr in gone {
+            tracing::info!(broker = %addr, peer = %conn.peer, "broker connection closed, unregistered");
+        }
+    }
+}
+
+/// Starts the name server on its own thread and returns once it listens.
+///
+/// `stop` ends it: the listener closes and the thread exits.
+///
+/// # Errors
+/// The port is taken, or io_uring is unavailable.
+pub fn run_namesrv(
+    config: NamesrvConfig,
+    bind_ip: std::net::IpAddr,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>, NetError> {
+    let addr = SocketAddr::new(bind_ip, config.listen_port);
+    let listener = rmq_net::listener::bind_reuseport(addr)?;
+    let config = Arc::new(config);
+    let listener = Arc::new(std::sync::Mutex::new(Some(listener)));
+    let handles = rmq_net::cores::run_cores("namesrv", 1, move |_core| {
+        let listener = listener.lock().expect("listener lock").take();
+        let config = config.clone();
+        let stop = stop.clone();
+        async move {
+            let Some(listener) = listener else { return };
+            serve(listener, &config, &stop).await;
+        }
+    })
+    .map_err(|source| NetError::Bind { addr, source })?;
+    Ok(handles.into_iter().next().expect("one core"))
+}
+
+async fn serve(listener: std::net::TcpListener, config: &NamesrvConfig, stop: &Arc<AtomicBool>) {
+    let state = Rc::new(NamesrvState {
+        routes: RefCell::new(RouteTable::default()),
+        kv: RefCell::new(KvConfig::load(config.kv_config_path.clone().into())),
+    });
+    let listener = match compio::net::TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!("cannot register listener with io_uring: {error}");
+            return;
+        }
+    };
+    let handler = Rc::new(Handler { state: state.clone() });
+    let expiry = Duration::from_millis(config.broker_channel_expired_time_ms);
+    let scan = Duration::from_millis(config.scan_not_active_broker_interval_ms);
+    compio::runtime::spawn(expiry_loop(state, expiry, scan, stop.clone())).detach();
+    tracing::info!(port = config.listen_port, "The Name Server boot success. serializeType=JSON");
+    println!("The Name Server boot success. serializeType=JSON");
+    while !stop.load(Ordering::Relaxed) {
+        let accepted = compio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+        match accepted {
+            Ok(Ok((stream, _))) => {
+                compio::runtime::spawn(serve_connection(stream, handler.clone(), 0, DEFAULT_MAX_FRAME))
+                    .detach();
+            }
+            Ok(Err(error)) => tracing::warn!("accept failed: {error}"),
+            Err(_) => {}
+        }
+    }
+    tracing::info!("name server stopped");
+}
+
+async fn expiry_loop(state: Rc<NamesrvState>, expiry: Duration, scan: Duration, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        compio::time::sleep(scan.min(Duration::from_secs(1))).await;
+        state.routes.borrow_mut().expire(Instant::now(), expiry);
+    }
+}

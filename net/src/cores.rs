@@ -1,0 +1,73 @@
+//! One pinned compio runtime per core.
+//!
+//! `run_cores` starts `count` threads; thread `i` is pinned to the `i`-th CPU the process
+//! may run on (modulo their number) and runs `body(i)` to completion on its own io_uring
+//! runtime. Everything a core owns lives inside `body`'s future: nothing needs `Send`
+//! except what `body` captures at start.
+
+use std::collections::HashSet;
+use std::thread::JoinHandle;
+
+/// CPUs this process may run on, in ascending order (falls back to 0..available_parallelism).
+pub fn allowed_cpus() -> Vec<usize> {
+    let mut cpus = Vec::new();
+    if let Ok(set) = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
+        for cpu in 0..nix::sched::CpuSet::count() {
+            if set.is_set(cpu).unwrap_or(false) {
+                cpus.push(cpu);
+            }
+        }
+    }
+    if cpus.is_empty() {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        cpus.extend(0..n);
+    }
+    cpus
+}
+
+/// Starts one thread per core, each with its own pinned runtime running `body(core)`.
+///
+/// # Errors
+/// An error when a thread or an io_uring instance cannot be created (io_uring refused by
+/// the kernel or a seccomp profile shows up here, with the OS error).
+pub fn run_cores<F, Fut>(
+    name: &str,
+    count: usize,
+    body: F,
+) -> std::io::Result<Vec<JoinHandle<()>>>
+where
+    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    assert!(count > 0, "at least one core");
+    let cpus = allowed_cpus();
+    let mut handles = Vec::with_capacity(count);
+    for core in 0..count {
+        let cpu = cpus[core % cpus.len()];
+        let body = body.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
+        let handle = std::thread::Builder::new()
+            .name(format!("{name}-core{core}"))
+            .spawn(move || {
+                let runtime = compio::runtime::RuntimeBuilder::new()
+                    .thread_affinity(HashSet::from([cpu]))
+                    .build();
+                let runtime = match runtime {
+                    Ok(runtime) => {
+                        let _ = ready_tx.send(Ok(()));
+                        runtime
+                    }
+                    Err(error) => {
+                        let _ = ready_tx.send(Err(error));
+                        return;
+                    }
+                };
+                runtime.block_on(body(core));
+            })?;
+        ready_rx
+            .recv()
+            .unwrap_or_else(|_| Err(std::io::Error::other("core thread died at start")))?;
+        handles.push(handle);
+    }
+    Ok(handles)
+}

@@ -1,0 +1,30 @@
+//! rmq-net: the thin runtime layer rmq-fast runs on, and the RocketMQ remoting transport.
+//!
+//! Owns:
+//! - `cores`: one OS thread per core, pinned, each running its own compio (io_uring)
+//!   runtime. Nothing here is shared between cores except what crosses a [`mesh`] ring.
+//! - `mesh`: cross-core message passing over bounded SPSC rings (rtrb), one ring per
+//!   ordered pair of cores, with a wake-up per receiving core. Work for a shard owned by
+//!   another core travels this way, so shard state needs no locks.
+//! - `listener`: `SO_REUSEPORT` listeners so every core accepts its own connections.
+//! - `connection`: the server side of one remoting connection: frames in, concurrent
+//!   request handling (a long-polling pull never blocks the sends behind it), batched
+//!   writes out.
+//! - `client`: the client side (broker → name server, bench tool): request/response
+//!   matching by `opaque`, timeouts, oneway.
+//!
+//! Contracts: a malformed frame closes only its own connection; a handler error is a
+//! response with a code and a remark, never a dropped connection. Swapping compio for
+//! another runtime means rewriting this crate only: the rest of rmq-fast sees futures,
+//! `Rc` handlers and the types defined here.
+
+pub mod client;
+pub mod connection;
+pub mod cores;
+pub mod error;
+pub mod listener;
+pub mod mesh;
+
+pub use client::RemotingClient;
+pub use connection::{ConnectionInfo, RequestHandler, serve_connection};
+pub use error::NetError;

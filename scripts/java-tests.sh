@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# End-to-end tests of rmq-fast with the official Apache RocketMQ 4.9.8 Java client (tests/java).
+#   scripts/java-tests.sh                    build target/release/rmq-fast, then run every test
+#   SKIP_BUILD=1 scripts/java-tests.sh       use the existing binary
+#   RMQFAST_BIN=/path/rmq-fast scripts/...   test another binary (implies no build)
+#   scripts/java-tests.sh -Dtest=BadConfigTest   extra arguments go to mvn
+# Process logs: tests/java/target/proc-logs/<Test.method>/, client logs: tests/java/target/client-logs*/,
+# surefire reports: tests/java/target/surefire-reports*/.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BIN="${RMQFAST_BIN:-$ROOT/target/release/rmq-fast}"
+
+if [[ -z "${RMQFAST_BIN:-}" && "${SKIP_BUILD:-0}" != "1" ]]; then
+    echo ">>> cargo build --release -p rmq-fast"
+    (cd "$ROOT" && cargo build --release -p rmq-fast)
+fi
+if [[ ! -x "$BIN" ]]; then
+    echo "rmq-fast binary not found at $BIN (build it with: cargo build --release -p rmq-fast)" >&2
+    exit 2
+fi
+
+echo ">>> java tests against $BIN"
+cd "$ROOT/tests/java"
+# no -q: CI needs surefire's "Tests run: N, Failures: F, Errors: E" lines
+exec mvn -B -ntp -Dsurefire.failIfNoSpecifiedTests=false -Drmqfast.bin="$BIN" "$@" test

@@ -1,0 +1,116 @@
+//! Store configuration (the subset of RocketMQ's `MessageStoreConfig` the storage engine reads)
+//! and the durability vocabulary. `validate` runs in `StoreLayout::open` and `ShardStore::open`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::aligned_buffer::BLOCK_SIZE;
+use crate::consume_queue::ENTRY_SIZE;
+use crate::error::StoreError;
+
+/// RocketMQ `flushDiskType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushMode {
+    /// SYNC_FLUSH: every write is followed by `fdatasync`; senders wait for `Flushed`.
+    Sync,
+    /// ASYNC_FLUSH: senders wait for `Written`; `fdatasync` runs on a timer.
+    Async,
+}
+
+/// How far an appended byte has travelled; see the crate docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    Appended,
+    Written,
+    Flushed,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub root_dir: PathBuf,
+    pub commit_log_dir: PathBuf,
+    pub consume_queue_dir: PathBuf,
+    /// Reserved for a RocketMQ-format aggregate checkpoint; shards write
+    /// `root_dir/shard-{n}.checkpoint`.
+    pub checkpoint_path: PathBuf,
+    pub abort_path: PathBuf,
+    /// Segment size, a multiple of 4096 (RocketMQ `mappedFileSizeCommitLog`, default 1 GiB).
+    pub commit_log_file_size: u64,
+    /// Consume queue file size, a multiple of 20 (default 300,000 entries).
+    pub consume_queue_file_size: u64,
+    pub flush_mode: FlushMode,
+    pub sync_flush_timeout: Duration,
+    pub flush_interval_commit_log: Duration,
+    pub flush_commit_log_least_pages: u32,
+    pub flush_commit_log_thorough_interval: Duration,
+    pub flush_interval_consume_queue: Duration,
+    /// Upper bound of one pull's body (256 KiB).
+    pub max_transfer_bytes: usize,
+    /// Upper bound of one pull's message count (32).
+    pub max_transfer_count: usize,
+    /// Shard count written into a *new* store; an existing store keeps its count.
+    pub requested_shard_count: u32,
+}
+
+impl StoreConfig {
+    /// RocketMQ defaults under `root_dir`.
+    pub fn new(root_dir: impl AsRef<Path>) -> StoreConfig {
+        let root_dir = root_dir.as_ref().to_path_buf();
+        StoreConfig {
+            commit_log_dir: root_dir.join("commitlog"),
+            consume_queue_dir: root_dir.join("consumequeue"),
+            checkpoint_path: root_dir.join("checkpoint"),
+            abort_path: root_dir.join("abort"),
+            root_dir,
+            commit_log_file_size: 1 << 30,
+            consume_queue_file_size: 300_000 * ENTRY_SIZE as u64,
+            flush_mode: FlushMode::Async,
+            sync_flush_timeout: Duration::from_secs(5),
+            flush_interval_commit_log: Duration::from_millis(500),
+            flush_commit_log_least_pages: 4,
+            flush_commit_log_thorough_interval: Duration::from_secs(10),
+            flush_interval_consume_queue: Duration::from_secs(1),
+            max_transfer_bytes: 256 * 1024,
+            max_transfer_count: 32,
+            requested_shard_count: 1,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), StoreError> {
+        let fail = |reason: String| Err(StoreError::Config(reason));
+        let size = self.commit_log_file_size;
+        if size < 16 * BLOCK_SIZE as u64 || !size.is_multiple_of(BLOCK_SIZE as u64) {
+            return fail(format!(
+                "commit_log_file_size {size} must be a multiple of {BLOCK_SIZE} and >= 64 KiB"
+            ));
+        }
+        if size >= 1 << crate::SHARD_SHIFT {
+            return fail(format!("commit_log_file_size {size} exceeds a shard's offset range"));
+        }
+        let cq_size = self.consume_queue_file_size;
+        if cq_size == 0 || !cq_size.is_multiple_of(ENTRY_SIZE as u64) {
+            return fail(format!("consume_queue_file_size {cq_size} must be a positive multiple of 20"));
+        }
+        let shards = self.requested_shard_count;
+        if shards == 0 || shards > crate::MAX_SHARD_COUNT {
+            return fail(format!("requested_shard_count {shards} must be in 1..=128"));
+        }
+        if self.max_transfer_count == 0 || self.max_transfer_bytes == 0 {
+            return fail("max_transfer_count and max_transfer_bytes must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// Largest record (or batch) that fits a segment next to its end-of-file filler.
+    pub fn max_record_size(&self) -> usize {
+        (self.commit_log_file_size - 8) as usize
+    }
+
+    pub(crate) fn shard_checkpoint_path(&self, shard: u32) -> PathBuf {
+        self.root_dir.join(format!("shard-{shard}.checkpoint"))
+    }
+
+    pub(crate) fn shard_count_path(&self) -> PathBuf {
+        self.root_dir.join("shards")
+    }
+}

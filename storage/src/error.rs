@@ -1,0 +1,83 @@
+//! The one error type of the storage crate. I/O errors carry the operation, the file and the
+//! offset, so an operator can find the failing sector; `Corrupt` names the bad file position.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{op} failed on {path:?} at offset {offset}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        offset: u64,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("store {0:?} is locked by another process")]
+    Locked(PathBuf),
+    #[error("corrupt store file {path:?} at offset {offset}: {reason}")]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    #[error("message of {size} bytes exceeds the limit of {max} bytes")]
+    MessageTooLarge { size: usize, max: usize },
+    #[error("flush did not complete within the sync flush timeout")]
+    FlushTimeout,
+    #[error("store is shutting down")]
+    ShuttingDown,
+    #[error("invalid store configuration: {0}")]
+    Config(String),
+}
+
+impl StoreError {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+        offset: u64,
+        source: std::io::Error,
+    ) -> StoreError {
+        StoreError::Io {
+            op,
+            path: path.into(),
+            offset,
+            source,
+        }
+    }
+
+    /// A copy for a second waiter: `std::io::Error` is not `Clone`, so the source is rebuilt
+    /// from its kind and message.
+    pub(crate) fn duplicate(&self) -> StoreError {
+        match self {
+            StoreError::Io {
+                op,
+                path,
+                offset,
+                source,
+            } => StoreError::Io {
+                op,
+                path: path.clone(),
+                offset: *offset,
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            StoreError::Locked(path) => StoreError::Locked(path.clone()),
+            StoreError::Corrupt {
+                path,
+                offset,
+                reason,
+            } => StoreError::Corrupt {
+                path: path.clone(),
+                offset: *offset,
+                reason: reason.clone(),
+            },
+            StoreError::MessageTooLarge { size, max } => StoreError::MessageTooLarge {
+                size: *size,
+                max: *max,
+            },
+            StoreError::FlushTimeout => StoreError::FlushTimeout,
+            StoreError::ShuttingDown => StoreError::ShuttingDown,
+            StoreError::Config(reason) => StoreError::Config(reason.clone()),
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! rmq-storage: the RocketMQ-compatible message store of rmq-fast, one shard per core.
+//!
+//! A *shard* owns a slice of the message queues `(topic, queueId)` (see [`shard_for_queue`]),
+//! its own commit log and the consume queues of its queues. It lives on exactly one pinned
+//! compio runtime, so the hot path uses `Rc`/`RefCell`/`Cell` and never locks. Physical
+//! (commit log) offsets are globally unique: shard `s` owns the offsets starting at
+//! `s << SHARD_SHIFT`, and its segment files live in the one shared commit log directory, named
+//! by their 20-digit start offset exactly like RocketMQ's (shard 0 is byte-compatible).
+//!
+//! # Durability contract
+//!
+//! Every commit log byte passes three levels, each with its own monotonic offset
+//! (all bytes *before* the offset have reached the level):
+//!
+//! | level | offset | meaning | survives |
+//! |---|---|---|---|
+//! | [`Durability::Appended`] | [`ShardStore::max_physical_offset`] | copied into the shard's in-memory tail; readable by consumers at once | nothing |
+//! | [`Durability::Written`] | [`ShardStore::written_offset`] | the `O_DIRECT` write completed: the bytes are in the kernel/device | `kill -9` of the process |
+//! | [`Durability::Flushed`] | [`ShardStore::flushed_offset`] | `fdatasync` completed | power loss |
+//!
+//! Invariant (asserted): `flushed <= written <= appended`.
+//!
+//! Acknowledgement rules for the broker:
+//! - `SYNC_FLUSH` acks a send when its end offset is **flushed** (group commit: one write plus
+//!   one `fdatasync` releases every waiter it covers).
+//! - `ASYNC_FLUSH` acks at **written**. Because the store writes with `O_DIRECT` and has no
+//!   page-cache mapping, data that is only appended lives in our heap; acking there would lose
+//!   acknowledged messages on `kill -9`. `fdatasync` then runs every
+//!   `flush_interval_commit_log` (if at least `flush_commit_log_least_pages` dirty pages) and at
+//!   least every `flush_commit_log_thorough_interval`.
+//! - `WAIT=false` sends ack at **appended**.
+//!
+//! Consume queues are derived data: they are written buffered and fsynced every
+//! `flush_interval_consume_queue`; recovery rebuilds any suffix that was lost from the commit log.
+//!
+//! # Layout
+//! `commitlog/{20-digit start offset}`, `consumequeue/{topic}/{queueId}/{20-digit start byte}`,
+//! `shard-{n}.checkpoint`, `shards`, `lock`, `abort` under the store root (paths configurable).
+
+mod aligned_buffer;
+mod checkpoint;
+mod commit_log;
+mod config;
+mod consume_queue;
+mod error;
+mod flusher;
+mod layout;
+mod queue_flusher;
+mod recovery;
+mod segment;
+mod shard_reads;
+mod shard_store;
+mod stats;
+mod tail_memory;
+mod waiters;
+
+pub use aligned_buffer::{AlignedBuffer, BLOCK_SIZE};
+pub use config::{Durability, FlushMode, StoreConfig};
+pub use error::StoreError;
+pub use layout::StoreLayout;
+pub use shard_reads::MAX_FILTER_SCAN;
+pub use shard_store::{AppendResult, GetMessages, GetStatus, ShardStore};
+pub use stats::ShardStats;
+
+/// Bits of a physical offset below the shard number: shard `s` owns `[s << 56, (s + 1) << 56)`.
+pub const SHARD_SHIFT: u32 = 56;
+
+/// Largest shard count: shard numbers must keep physical offsets positive `i64`s.
+pub const MAX_SHARD_COUNT: u32 = 128;
+
+const _: () = assert!((MAX_SHARD_COUNT - 1) as i64 <= i64::MAX >> SHARD_SHIFT);
+
+/// First physical offset owned by `shard`.
+pub fn shard_base(shard: u32) -> i64 {
+    assert!(shard < MAX_SHARD_COUNT, "shard {shard} out of range");
+    (shard as i64) << SHARD_SHIFT
+}
+
+/// The shard that owns a physical offset.
+pub fn shard_of_offset(physical_offset: i64) -> u32 {
+    assert!(physical_offset >= 0, "negative physical offset {physical_offset}");
+    (physical_offset >> SHARD_SHIFT) as u32
+}
+
+/// The shard that owns `(topic, queue_id)`. Stable across restarts and processes (it only
+/// depends on the bytes of the topic), and spreads a topic's queues round-robin over the
+/// shards: `(crc32(topic) + queue_id) % shard_count`.
+pub fn shard_for_queue(topic: &str, queue_id: i32, shard_count: u32) -> u32 {
+    assert!(shard_count > 0, "shard_count must be positive");
+    let hash = crc32fast::hash(topic.as_bytes()) as u64;
+    (hash.wrapping_add(queue_id as u32 as u64) % shard_count as u64) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_offsets_round_trip() {
+        assert_eq!(shard_base(0), 0);
+        assert_eq!(shard_base(1), 72_057_594_037_927_936);
+        for shard in [0, 1, 5, MAX_SHARD_COUNT - 1] {
+            assert_eq!(shard_of_offset(shard_base(shard)), shard);
+            assert_eq!(shard_of_offset(shard_base(shard) + 123_456), shard);
+        }
+    }
+
+    #[test]
+    fn queues_spread_round_robin() {
+        let first = shard_for_queue("TopicTest", 0, 4);
+        for queue_id in 0..8 {
+            assert_eq!(shard_for_queue("TopicTest", queue_id, 4), (first + queue_id as u32) % 4);
+        }
+        assert_eq!(shard_for_queue("TopicTest", 3, 1), 0);
+    }
+}

@@ -1,0 +1,203 @@
+//! The in-memory tail of a shard's commit log.
+//!
+//! Appends copy records into 4 MiB block-aligned chunks ([`SharedChunk`]); the flusher lends
+//! block ranges of those chunks to `O_DIRECT` writes without copying, and readers serve recent
+//! data from here. Chunk `i` holds the shard-relative offsets `[i * CHUNK_SIZE, (i + 1) *
+//! CHUNK_SIZE)`, so chunk boundaries are block boundaries.
+//!
+//! Contract: memory holds exactly `[start, end)`, where `end` is the appended offset and
+//! `start` is block-aligned. Chunks are evicted (oldest first) only when the tail exceeds
+//! [`TAIL_MEMORY_BYTES`] *and* the chunk is entirely below the block-aligned written offset,
+//! so unwritten bytes (including the partial last block a write re-sends) are never lost.
+//! Bytes of a chunk that were never appended are zero, which is what recovery expects
+//! after the end of the log.
+
+use std::collections::VecDeque;
+
+use crate::aligned_buffer::{BLOCK_SIZE, ChunkView, SharedChunk, align_down};
+
+/// Size of one tail chunk.
+pub(crate) const CHUNK_SIZE: usize = 4 << 20;
+
+/// Written data kept in memory per shard for tail reads.
+pub(crate) const TAIL_MEMORY_BYTES: usize = 64 << 20;
+
+/// Recycled chunks kept to avoid re-faulting fresh memory.
+const SPARE_CHUNKS_MAX: usize = 2;
+
+const _: () = assert!(CHUNK_SIZE.is_multiple_of(BLOCK_SIZE));
+const _: () = assert!(TAIL_MEMORY_BYTES >= 2 * CHUNK_SIZE);
+
+pub(crate) struct TailMemory {
+    /// Shard base offset; chunk indices are relative to it.
+    base: i64,
+    chunks: VecDeque<SharedChunk>,
+    first_chunk: u64,
+    start: i64,
+    end: i64,
+    spare: Vec<SharedChunk>,
+}
+
+impl TailMemory {
+    /// An empty tail positioned at `end`; `start` is `end`'s block start and the bytes
+    /// `[start, end)` must be supplied with `load`.
+    pub fn new(base: i64, end: i64) -> TailMemory {
+        assert!(end >= base);
+        let start = base + align_down((end - base) as u64) as i64;
+        let first_chunk = ((start - base) as u64) / CHUNK_SIZE as u64;
+        let mut tail = TailMemory {
+            base,
+            chunks: VecDeque::new(),
+            first_chunk,
+            start,
+            end: start,
+            spare: Vec::new(),
+        };
+        tail.ensure_chunks(start + 1);
+        tail
+    }
+
+    pub fn start(&self) -> i64 {
+        self.start
+    }
+
+    pub fn end(&self) -> i64 {
+        self.end
+    }
+
+    fn chunk_index(&self, offset: i64) -> u64 {
+        ((offset - self.base) as u64) / CHUNK_SIZE as u64
+    }
+
+    fn chunk_start(&self, index: u64) -> i64 {
+        self.base + (index * CHUNK_SIZE as u64) as i64
+    }
+
+    /// Makes sure chunks exist for every byte below `limit`.
+    fn ensure_chunks(&mut self, limit: i64) {
+        if limit <= self.start {
+            return;
+        }
+        let last = self.chunk_index(limit - 1);
+        while self.first_chunk + (self.chunks.len() as u64) <= last {
+            let chunk = match self.spare.pop() {
+                Some(chunk) => {
+                    chunk.zero();
+                    chunk
+                }
+                None => SharedChunk::new(CHUNK_SIZE),
+            };
+            self.chunks.push_back(chunk);
+        }
+    }
+
+    /// Appends `bytes` at `position`, which is `end` or (after a segment roll) beyond it;
+    /// skipped bytes stay zero.
+    pub fn append(&mut self, position: i64, bytes: &[u8]) {
+        assert!(position >= self.end, "tail append at {position} below end {}", self.end);
+        let limit = position + bytes.len() as i64;
+        self.ensure_chunks(limit.max(position + 1));
+        let mut done = 0usize;
+        while done < bytes.len() {
+            let at = position + done as i64;
+            let index = self.chunk_index(at);
+            let within = (at - self.chunk_start(index)) as usize;
+            let len = (CHUNK_SIZE - within).min(bytes.len() - done);
+            let chunk = &self.chunks[(index - self.first_chunk) as usize];
+            chunk.copy_in(within, &bytes[done..done + len]);
+            done += len;
+        }
+        self.end = limit;
+    }
+
+    /// Moves `end` forward over bytes that stay zero (the rest of a rolled segment).
+    pub fn skip_to(&mut self, position: i64) {
+        assert!(position >= self.end);
+        self.ensure_chunks(position + 1);
+        self.end = position;
+    }
+
+    /// Copies `[position, position + target.len())` out; the range must be in memory.
+    pub fn copy_out(&self, position: i64, target: &mut [u8]) {
+        assert!(position >= self.start && position + target.len() as i64 <= self.end);
+        let mut done = 0usize;
+        while done < target.len() {
+            let at = position + done as i64;
+            let index = self.chunk_index(at);
+            let within = (at - self.chunk_start(index)) as usize;
+            let len = (CHUNK_SIZE - within).min(target.len() - done);
+            let chunk = &self.chunks[(index - self.first_chunk) as usize];
+            chunk.copy_out(within, &mut target[done..done + len]);
+            done += len;
+        }
+    }
+
+    /// Block-aligned views covering `[from, to)`, split at chunk boundaries, each with its
+    /// absolute start offset. `from` and `to` must be block-aligned and `from >= start`.
+    pub fn views(&mut self, from: i64, to: i64) -> Vec<(i64, ChunkView)> {
+        assert!(from >= self.start && from < to);
+        assert!((from - self.base) as usize % BLOCK_SIZE == 0);
+        assert!((to - self.base) as usize % BLOCK_SIZE == 0);
+        self.ensure_chunks(to);
+        let mut views = Vec::with_capacity(2);
+        let mut at = from;
+        while at < to {
+            let index = self.chunk_index(at);
+            let chunk_start = self.chunk_start(index);
+            let piece_end = to.min(chunk_start + CHUNK_SIZE as i64);
+            let chunk = &self.chunks[(index - self.first_chunk) as usize];
+            let view = chunk.view((at - chunk_start) as usize, (piece_end - chunk_start) as usize);
+            views.push((at, view));
+            at = piece_end;
+        }
+        views
+    }
+
+    /// Drops old chunks that are fully written while the tail is above its memory budget.
+    pub fn evict(&mut self, written: i64) {
+        let written_block = self.base + align_down((written - self.base) as u64) as i64;
+        while self.chunks.len() * CHUNK_SIZE > TAIL_MEMORY_BYTES {
+            let first_end = self.chunk_start(self.first_chunk + 1);
+            if first_end > written_block || first_end > self.end {
+                break;
+            }
+            let chunk = self.chunks.pop_front().expect("non-empty");
+            self.first_chunk += 1;
+            self.start = first_end;
+            if chunk.is_unshared() && self.spare.len() < SPARE_CHUNKS_MAX {
+                self.spare.push(chunk);
+            }
+        }
+        assert!(self.start <= self.end);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appends_span_chunks_and_evict_only_written_data() {
+        let base = 1i64 << 56;
+        let mut tail = TailMemory::new(base, base);
+        let record = vec![7u8; 1 << 20];
+        let mut position = base;
+        for _ in 0..(TAIL_MEMORY_BYTES / record.len() + 10) {
+            tail.append(position, &record);
+            position += record.len() as i64 + 3;
+            tail.skip_to(position);
+        }
+        assert_eq!(tail.end(), position);
+        let mut out = vec![0u8; 10];
+        tail.copy_out(base + (1 << 20) - 5, &mut out);
+        assert_eq!(&out[..5], &[7u8; 5]);
+        assert_eq!(&out[5..8], &[0u8; 3]);
+        tail.evict(base + 4096);
+        assert_eq!(tail.start(), base, "nothing written, nothing evicted");
+        tail.evict(position);
+        assert!(tail.start() > base);
+        assert!((tail.end() - tail.start()) as usize <= TAIL_MEMORY_BYTES + CHUNK_SIZE);
+        let views = tail.views(tail.start(), tail.start() + 2 * CHUNK_SIZE as i64);
+        assert_eq!(views.len(), 2);
+    }
+}
