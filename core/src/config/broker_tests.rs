@@ -229,7 +229,8 @@ fn bad_broker_role_names_key_file_and_allowed_values() {
         text.contains("\"MASTR\"") && text.contains("line 2"),
         "{text}"
     );
-    // Case and surrounding blanks are forgiven, like nothing else in Java's enum parsing.
+    std::fs::remove_file(&path).unwrap();
+    // Unlike Java's Enum.valueOf, case and surrounding blanks are forgiven.
     let (config, _) = from_text("brokerRole = sync_master \nbrokerId=0\n").unwrap();
     assert_eq!(config.broker_role, BrokerRole::SyncMaster);
 }
@@ -332,6 +333,7 @@ fn overrides_win_over_the_file() {
         (err.source_name.as_str(), err.key.as_str()),
         ("command line", "listenPort")
     );
+    std::fs::remove_file(&path).unwrap();
     let err =
         BrokerConfig::load(Some(Path::new("/nonexistent/broker.properties")), &[]).unwrap_err();
     assert!(err.to_string().contains("cannot read the file"), "{err}");
