@@ -24,7 +24,7 @@ pub async fn registration_loop(ctx: SharedContext) {
     if addrs.is_empty() {
         tracing::warn!("no name server address (namesrvAddr or NAMESRV_ADDR): clients cannot find this broker");
     }
-    let period = Duration::from_millis(ctx.config.register_name_server_period.clamp(10_000, 60_000));
+    let period = Duration::from_millis(ctx.config.register_name_server_period.clamp(10_000, 60_000) as u64);
     let clients: Clients = RefCell::default();
     let mut last: Option<Instant> = None;
     while !ctx.stopping.load(Ordering::Acquire) {
@@ -39,7 +39,7 @@ pub async fn registration_loop(ctx: SharedContext) {
 }
 
 fn timeout(ctx: &SharedContext) -> Duration {
-    Duration::from_millis(ctx.config.register_broker_timeout_mills.clamp(1000, 60_000))
+    Duration::from_millis(ctx.config.register_broker_timeout_mills.clamp(1000, 60_000) as u64)
 }
 
 async fn client_for(ctx: &SharedContext, clients: &Clients, addr: &str) -> Result<Rc<RemotingClient>, NetError> {

@@ -64,7 +64,8 @@ impl BrokerHandle {
 
 /// The store settings the config asks for.
 pub fn store_config(config: &BrokerConfig, shard_count: u32) -> StoreConfig {
-    let ms = Duration::from_millis;
+    let ms = |millis: i32| Duration::from_millis(u64::try_from(millis).unwrap_or(0));
+    let count = |value: i32| usize::try_from(value).unwrap_or(0);
     StoreConfig {
         root_dir: config.store_path_root_dir.clone().into(),
         commit_log_dir: config.store_path_commit_log(),
@@ -79,11 +80,11 @@ pub fn store_config(config: &BrokerConfig, shard_count: u32) -> StoreConfig {
         },
         sync_flush_timeout: ms(config.sync_flush_timeout),
         flush_interval_commit_log: ms(config.flush_interval_commit_log),
-        flush_commit_log_least_pages: config.flush_commit_log_least_pages,
+        flush_commit_log_least_pages: u32::try_from(config.flush_commit_log_least_pages).unwrap_or(0),
         flush_commit_log_thorough_interval: ms(config.flush_commit_log_thorough_interval),
         flush_interval_consume_queue: ms(config.flush_interval_consume_queue),
-        max_transfer_bytes: config.max_transfer_bytes_on_message_in_memory,
-        max_transfer_count: config.max_transfer_count_on_message_in_memory,
+        max_transfer_bytes: count(config.max_transfer_bytes_on_message_in_memory),
+        max_transfer_count: count(config.max_transfer_count_on_message_in_memory),
         requested_shard_count: shard_count,
     }
 }
@@ -267,7 +268,7 @@ async fn close_after_failure(start: &CoreStart, shards: HashMap<u32, Rc<ShardSto
 
 async fn accept_loop(listener: &compio::net::TcpListener, core: &Rc<CoreContext>) {
     let handler = Rc::new(BrokerHandler { core: core.clone() });
-    let max_frame = core.broker.config.max_frame_length.max(1024);
+    let max_frame = usize::try_from(core.broker.config.max_frame_length).unwrap_or(DEFAULT_MAX_FRAME).max(1024);
     while !core.broker.stopping.load(Ordering::Acquire) {
         match compio::time::timeout(Duration::from_millis(200), listener.accept()).await {
             Ok(Ok((stream, _))) => {
@@ -278,13 +279,12 @@ async fn accept_loop(listener: &compio::net::TcpListener, core: &Rc<CoreContext>
             Err(_) => {}
         }
     }
-    let _ = max_frame.min(DEFAULT_MAX_FRAME);
 }
 
 /// Registration, offset persistence and client expiry, on core 0.
 async fn core_zero_duties(ctx: SharedContext) {
     let registration = compio::runtime::spawn(crate::registration::registration_loop(ctx.clone()));
-    let offsets_every = Duration::from_millis(ctx.config.flush_consumer_offset_interval.clamp(100, 60_000));
+    let offsets_every = Duration::from_millis(ctx.config.flush_consumer_offset_interval.clamp(100, 60_000) as u64);
     let mut last_offsets = Instant::now();
     let mut last_expiry = Instant::now();
     while !ctx.stopping.load(Ordering::Acquire) {

@@ -109,13 +109,15 @@ fn run_broker(config: BrokerConfig, namesrv: Option<NamesrvConfig>) -> Result<()
         commit_log_file_size = config.mapped_file_size_commit_log,
         size_key = ?config.commit_log_size_key_used, "starting broker"
     );
+    // Registered before start-up so a SIGTERM during recovery still shuts down cleanly.
+    let signals = signal_set()?;
     let stop = Arc::new(AtomicBool::new(false));
     let namesrv_thread = match namesrv {
         Some(namesrv) => Some(start_namesrv(namesrv, stop.clone())?),
         None => None,
     };
     let broker = rmq_broker::start_broker(config).context("broker start-up")?;
-    wait_for_signal()?;
+    wait_for_signal(signals);
     tracing::info!("shutting down");
     broker.stop().context("broker shutdown")?;
     stop.store(true, Ordering::Release);
@@ -129,9 +131,10 @@ fn run_until_signal(
     start: impl FnOnce(Arc<AtomicBool>) -> Result<Vec<std::thread::JoinHandle<()>>>,
     after: impl FnOnce() -> Result<()>,
 ) -> Result<()> {
+    let signals = signal_set()?;
     let stop = Arc::new(AtomicBool::new(false));
     let threads = start(stop.clone())?;
-    wait_for_signal()?;
+    wait_for_signal(signals);
     tracing::info!("shutting down");
     stop.store(true, Ordering::Release);
     for thread in threads {
@@ -140,12 +143,14 @@ fn run_until_signal(
     after()
 }
 
-/// Blocks until SIGTERM, SIGINT or SIGHUP.
-fn wait_for_signal() -> Result<()> {
+fn signal_set() -> Result<signal_hook::iterator::Signals> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]).context("signal handler")?;
+    signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]).context("signal handler")
+}
+
+/// Blocks until SIGTERM, SIGINT or SIGHUP.
+fn wait_for_signal(mut signals: signal_hook::iterator::Signals) {
     if let Some(signal) = signals.forever().next() {
         tracing::info!(signal, "signal received");
     }
-    Ok(())
 }

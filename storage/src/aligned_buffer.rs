@@ -40,7 +40,10 @@ struct RawAligned {
 
 impl RawAligned {
     fn new(capacity: usize) -> RawAligned {
-        assert!(capacity > 0 && capacity.is_multiple_of(BLOCK_SIZE), "capacity {capacity}");
+        assert!(
+            capacity > 0 && capacity.is_multiple_of(BLOCK_SIZE),
+            "capacity {capacity}"
+        );
         let layout = Layout::from_size_align(capacity, BLOCK_SIZE).expect("aligned layout");
         // SAFETY: the layout has a non-zero size.
         let ptr = unsafe { alloc_zeroed(layout) };
@@ -147,17 +150,16 @@ impl SharedChunk {
         }
     }
 
-    pub(crate) fn capacity(&self) -> usize {
-        self.raw.capacity
-    }
-
     /// True when no write holds a view, so the chunk may be recycled.
     pub(crate) fn is_unshared(&self) -> bool {
         Rc::strong_count(&self.raw) == 1
     }
 
     pub(crate) fn copy_in(&self, offset: usize, source: &[u8]) {
-        assert!(offset + source.len() <= self.raw.capacity, "copy_in out of bounds");
+        assert!(
+            offset + source.len() <= self.raw.capacity,
+            "copy_in out of bounds"
+        );
         // SAFETY: in bounds; no reference into the chunk outlives a call (see module docs).
         unsafe {
             std::ptr::copy_nonoverlapping(
@@ -169,7 +171,10 @@ impl SharedChunk {
     }
 
     pub(crate) fn copy_out(&self, offset: usize, target: &mut [u8]) {
-        assert!(offset + target.len() <= self.raw.capacity, "copy_out out of bounds");
+        assert!(
+            offset + target.len() <= self.raw.capacity,
+            "copy_out out of bounds"
+        );
         // SAFETY: in bounds, initialised (zeroed at allocation).
         unsafe {
             std::ptr::copy_nonoverlapping(
@@ -208,7 +213,10 @@ impl IoBuf for ChunkView {
     fn as_init(&self) -> &[u8] {
         // SAFETY: in bounds and initialised; the chunk outlives the view through the Rc.
         unsafe {
-            std::slice::from_raw_parts(self.chunk.ptr.as_ptr().add(self.start), self.end - self.start)
+            std::slice::from_raw_parts(
+                self.chunk.ptr.as_ptr().add(self.start),
+                self.end - self.start,
+            )
         }
     }
 }
@@ -233,6 +241,9 @@ mod tests {
         assert_eq!(&view.as_init()[..4], b"6789");
         drop(view);
         assert!(chunk.is_unshared());
-        assert_eq!((align_down(4097), align_up(4097), align_up(4096)), (4096, 8192, 4096));
+        assert_eq!(
+            (align_down(4097), align_up(4097), align_up(4096)),
+            (4096, 8192, 4096)
+        );
     }
 }

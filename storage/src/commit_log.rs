@@ -75,7 +75,11 @@ impl CommitLog {
     ) -> CommitLog {
         let base = crate::shard_base(shard);
         let mut tail = TailMemory::new(base, end);
-        assert_eq!(tail.start() + tail_block.len() as i64, end, "tail block must reach end");
+        assert_eq!(
+            tail.start() + tail_block.len() as i64,
+            end,
+            "tail block must reach end"
+        );
         tail.append(tail.start(), tail_block);
         CommitLog {
             dir: cfg.commit_log_dir.clone(),
@@ -144,25 +148,41 @@ impl CommitLog {
     /// Copies bytes reserved at `position` into the tail.
     pub fn push(&self, position: i64, bytes: &[u8]) {
         assert_eq!(position, self.appended.get(), "appends are contiguous");
-        self.tail.borrow_mut().append(position, bytes);
+        let mut tail = self.tail.borrow_mut();
+        tail.append(position, bytes);
         self.set_appended(position + bytes.len() as i64);
+        assert_eq!(
+            tail.end(),
+            self.appended.get(),
+            "tail memory ends at appended"
+        );
+        drop(tail);
         self.flusher_signal.raise();
     }
 
     fn set_appended(&self, offset: i64) {
-        assert!(offset >= self.appended.get(), "appended offset went backwards");
+        assert!(
+            offset >= self.appended.get(),
+            "appended offset went backwards"
+        );
         self.appended.set(offset);
     }
 
     pub fn set_written(&self, offset: i64) {
-        assert!(offset >= self.written.get(), "written offset went backwards");
+        assert!(
+            offset >= self.written.get(),
+            "written offset went backwards"
+        );
         assert!(offset <= self.appended.get(), "written beyond appended");
         self.written.set(offset);
         self.tail.borrow_mut().evict(offset);
     }
 
     pub fn set_flushed(&self, offset: i64) {
-        assert!(offset >= self.flushed.get(), "flushed offset went backwards");
+        assert!(
+            offset >= self.flushed.get(),
+            "flushed offset went backwards"
+        );
         assert!(offset <= self.written.get(), "flushed beyond written");
         self.flushed.set(offset);
     }
@@ -227,7 +247,10 @@ impl CommitLog {
         let read_end = (read_start as u64 + align_up(wanted)).min(segment.end() as u64) as i64;
         let valid_end = self.written.get();
         let buffer = segment
-            .read_at((read_start - segment_start) as u64, (read_end - read_start) as usize)
+            .read_at(
+                (read_start - segment_start) as u64,
+                (read_end - read_start) as usize,
+            )
             .await?;
         bump(&self.stats.disk_reads, 1);
         *window = Some(DiskWindow {
@@ -298,12 +321,15 @@ impl CommitLog {
         while at < target {
             let segment_start = self.segment_start(at);
             let segment_end = segment_start + self.file_size as i64;
-            let piece_end = segment_end.min(self.base + align_up((target - self.base) as u64) as i64);
+            let piece_end =
+                segment_end.min(self.base + align_up((target - self.base) as u64) as i64);
             let segment = self.segment_for_write(segment_start).await?;
             let views = self.tail.borrow_mut().views(at, piece_end);
             for (view_start, view) in views {
                 let len = view_len(&view);
-                segment.write_at(view, (view_start - segment_start) as u64).await?;
+                segment
+                    .write_at(view, (view_start - segment_start) as u64)
+                    .await?;
                 bump(&self.stats.commit_log_writes, 1);
                 bump(&self.stats.commit_log_write_bytes, len as u64);
             }

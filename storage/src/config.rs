@@ -85,11 +85,15 @@ impl StoreConfig {
             ));
         }
         if size >= 1 << crate::SHARD_SHIFT {
-            return fail(format!("commit_log_file_size {size} exceeds a shard's offset range"));
+            return fail(format!(
+                "commit_log_file_size {size} exceeds a shard's offset range"
+            ));
         }
         let cq_size = self.consume_queue_file_size;
         if cq_size == 0 || !cq_size.is_multiple_of(ENTRY_SIZE as u64) {
-            return fail(format!("consume_queue_file_size {cq_size} must be a positive multiple of 20"));
+            return fail(format!(
+                "consume_queue_file_size {cq_size} must be a positive multiple of 20"
+            ));
         }
         let shards = self.requested_shard_count;
         if shards == 0 || shards > crate::MAX_SHARD_COUNT {

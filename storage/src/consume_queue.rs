@@ -103,7 +103,12 @@ impl ConsumeQueue {
 
     /// Opens a queue's existing files: `min` from the first file, `next` after the last
     /// message entry of the last file (trailing zeros and torn entries are cut off).
-    pub async fn load(root: &Path, topic: &str, queue_id: i32, file_size: u64) -> Result<Self, StoreError> {
+    pub async fn load(
+        root: &Path,
+        topic: &str,
+        queue_id: i32,
+        file_size: u64,
+    ) -> Result<Self, StoreError> {
         let dir = queue_dir(root, topic, queue_id);
         let mut starts: Vec<u64> = std::fs::read_dir(&dir)
             .map_err(|e| StoreError::io("read_dir", &dir, 0, e))?
@@ -158,7 +163,10 @@ impl ConsumeQueue {
         assert!(entry.is_message(), "consume queue entry {entry:?}");
         let mut tail = self.tail.borrow_mut();
         if let Some(last) = tail.back() {
-            assert!(entry.offset >= last.end(), "consume queue offsets must increase");
+            assert!(
+                entry.offset >= last.end(),
+                "consume queue offsets must increase"
+            );
         }
         tail.push_back(entry);
         self.next.set(self.next.get() + 1);
@@ -185,7 +193,9 @@ impl ConsumeQueue {
         let byte = from as u64 * ENTRY_SIZE as u64;
         let file_start = byte / self.file_size * self.file_size;
         let file_end_index = ((file_start + self.file_size) / ENTRY_SIZE as u64) as i64;
-        let count = (max as i64).min(tail_start - from).min(file_end_index - from) as usize;
+        let count = (max as i64)
+            .min(tail_start - from)
+            .min(file_end_index - from) as usize;
         let file = self.file(file_start, false).await?;
         let buffer = Vec::with_capacity(count * ENTRY_SIZE).slice(0..count * ENTRY_SIZE);
         let BufResult(result, buffer) = file.read_exact_at(buffer, byte - file_start).await;
@@ -263,7 +273,12 @@ impl ConsumeQueue {
         let tail_start = self.tail_start.get();
         assert!(tail_start <= from, "unwritten entries are always in memory");
         let mut bytes = vec![0u8; (to - from) as usize * ENTRY_SIZE];
-        for (i, entry) in tail.iter().skip((from - tail_start) as usize).take((to - from) as usize).enumerate() {
+        for (i, entry) in tail
+            .iter()
+            .skip((from - tail_start) as usize)
+            .take((to - from) as usize)
+            .enumerate()
+        {
             entry.encode(&mut bytes[i * ENTRY_SIZE..(i + 1) * ENTRY_SIZE]);
         }
         bytes

@@ -78,7 +78,10 @@ pub fn shard_base(shard: u32) -> i64 {
 
 /// The shard that owns a physical offset.
 pub fn shard_of_offset(physical_offset: i64) -> u32 {
-    assert!(physical_offset >= 0, "negative physical offset {physical_offset}");
+    assert!(
+        physical_offset >= 0,
+        "negative physical offset {physical_offset}"
+    );
     (physical_offset >> SHARD_SHIFT) as u32
 }
 
@@ -109,7 +112,10 @@ mod tests {
     fn queues_spread_round_robin() {
         let first = shard_for_queue("TopicTest", 0, 4);
         for queue_id in 0..8 {
-            assert_eq!(shard_for_queue("TopicTest", queue_id, 4), (first + queue_id as u32) % 4);
+            assert_eq!(
+                shard_for_queue("TopicTest", queue_id, 4),
+                (first + queue_id as u32) % 4
+            );
         }
         assert_eq!(shard_for_queue("TopicTest", 3, 1), 0);
     }

@@ -1,9 +1,11 @@
 //! Recovery of one shard's commit log at open, after a clean shutdown or a crash.
 //!
 //! Scan start: the smaller of the checkpoint's `commit_log_flushed` and `consume_queue_safe`
-//! (both record boundaries below which everything was durable); without a valid checkpoint,
-//! the first segment of the shard. Scanning a whole shard is slow but only happens when the
-//! checkpoint is missing or torn.
+//! (both record boundaries below which everything was durable). After a dirty shutdown (abort
+//! marker present) the scan starts at the beginning of that offset's segment (or of the one
+//! before, when the offset is a segment start), so a damaged tail is found even where the
+//! checkpoint claims durability (a lying disk cache, manual damage). Without a valid checkpoint the scan starts at the first segment of the shard: slow
+//! but correct, and only when the checkpoint is missing or torn.
 //!
 //! From there every record is validated: `parse_record` accepts it, its body CRC matches,
 //! its PHYSICALOFFSET equals its position, and it leaves room for a segment filler. A BLANK
@@ -23,7 +25,7 @@ use rmq_core::message::{RecordError, RecordView, parse_record};
 use crate::aligned_buffer::{AlignedBuffer, BLOCK_SIZE, align_down, align_up};
 use crate::config::StoreConfig;
 use crate::error::StoreError;
-use crate::segment::{Segment, parse_segment_name, segment_name};
+use crate::segment::{Segment, parse_segment_name};
 
 /// Read size of the recovery scan and of the zeroing pass.
 const SCAN_WINDOW_BYTES: usize = 4 << 20;
@@ -34,13 +36,13 @@ pub(crate) struct RecoveredLog {
     /// The bytes `[align_down(end), end)`, which the first write re-sends.
     pub tail_block: Vec<u8>,
     pub last_store_timestamp: i64,
-    pub records_scanned: u64,
 }
 
 pub(crate) async fn recover_commit_log(
     cfg: &StoreConfig,
     shard: u32,
     scan_from: Option<i64>,
+    previous_shutdown_clean: bool,
     on_record: &mut dyn FnMut(&RecordView<'_>, i64),
 ) -> Result<RecoveredLog, StoreError> {
     let base = crate::shard_base(shard);
@@ -54,14 +56,22 @@ pub(crate) async fn recover_commit_log(
             end: base,
             tail_block: Vec::new(),
             last_store_timestamp: 0,
-            records_scanned: 0,
         });
     };
     let segment_start = |offset: i64| base + ((offset - base) as u64 / size * size) as i64;
-    let start = match scan_from {
+    let mut start = match scan_from {
         Some(offset) if offset >= first && segments.contains_key(&segment_start(offset)) => offset,
         _ => first,
     };
+    if !previous_shutdown_clean {
+        // Re-validate the segment holding the start (and its predecessor when the start
+        // is the first byte of a segment): the tail a crash can damage.
+        let mut from = segment_start(start);
+        if from == start && from > first {
+            from -= size as i64;
+        }
+        start = from.max(first);
+    }
     let mut scan = Scan {
         position: start,
         last_store_timestamp: 0,
@@ -69,19 +79,15 @@ pub(crate) async fn recover_commit_log(
     };
     scan.run(&segments, size, on_record).await?;
     let end = scan.position;
-    tracing::info!(shard, start, end, records = scan.records, "commit log recovered");
+    tracing::info!(
+        shard,
+        start,
+        end,
+        records = scan.records,
+        "commit log recovered"
+    );
     let end_segment = segment_start(end);
-    let beyond: Vec<i64> = segments.range(end_segment + 1..).map(|(&s, _)| s).collect();
-    for stale in beyond {
-        let segment = segments.remove(&stale).expect("listed");
-        tracing::warn!(path = ?segment.path, "deleting segment beyond the end of the log");
-        std::fs::remove_file(&segment.path)
-            .map_err(|e| StoreError::io("remove", &segment.path, 0, e))?;
-    }
-    if !segments.contains_key(&end_segment) {
-        let segment = Segment::create(&cfg.commit_log_dir, end_segment, size, false).await?;
-        segments.insert(end_segment, Rc::new(segment));
-    }
+    trim_after_end(cfg, &mut segments, end_segment).await?;
     let segment = segments[&end_segment].clone();
     let tail_block = zero_after_end(&segment, end).await?;
     for segment in segments.range(segment_start(start)..).map(|(_, s)| s) {
@@ -92,8 +98,33 @@ pub(crate) async fn recover_commit_log(
         end,
         tail_block,
         last_store_timestamp: scan.last_store_timestamp,
-        records_scanned: scan.records,
     })
+}
+
+/// Deletes the segments after the one holding the end and makes sure that one exists.
+async fn trim_after_end(
+    cfg: &StoreConfig,
+    segments: &mut BTreeMap<i64, Rc<Segment>>,
+    end_segment: i64,
+) -> Result<(), StoreError> {
+    let beyond: Vec<i64> = segments.range(end_segment + 1..).map(|(&s, _)| s).collect();
+    for stale in beyond {
+        let segment = segments.remove(&stale).expect("listed");
+        tracing::warn!(path = ?segment.path, "deleting segment beyond the end of the log");
+        std::fs::remove_file(&segment.path)
+            .map_err(|e| StoreError::io("remove", &segment.path, 0, e))?;
+    }
+    if let std::collections::btree_map::Entry::Vacant(vacant) = segments.entry(end_segment) {
+        let segment = Segment::create(
+            &cfg.commit_log_dir,
+            end_segment,
+            cfg.commit_log_file_size,
+            false,
+        )
+        .await?;
+        vacant.insert(Rc::new(segment));
+    }
+    Ok(())
 }
 
 /// Opens every segment of the shard (and removes its leftover `.prep` files).
@@ -115,7 +146,9 @@ async fn open_segments(
             }
             continue;
         }
-        let Some(start) = parse_segment_name(name) else { continue };
+        let Some(start) = parse_segment_name(name) else {
+            continue;
+        };
         if crate::shard_of_offset(start) != shard {
             continue;
         }
@@ -197,7 +230,9 @@ impl Scan {
             if segment.end() - position < 8 {
                 return Ok(false);
             }
-            let covered = window.as_ref().is_some_and(|w| w.covers(position, position + need as i64));
+            let covered = window
+                .as_ref()
+                .is_some_and(|w| w.covers(position, position + need as i64));
             if !covered {
                 window = Some(read_window(segment, position, need).await?);
             }
@@ -242,7 +277,10 @@ fn step(bytes: &[u8], position: i64, remaining: usize) -> Step {
             if !record.crc_ok() {
                 Step::End("body CRC mismatch".into())
             } else if record.physical_offset() != position {
-                Step::End(format!("physical offset field {} != position", record.physical_offset()))
+                Step::End(format!(
+                    "physical offset field {} != position",
+                    record.physical_offset()
+                ))
             } else if len + 8 > remaining {
                 Step::End("record leaves no room for the segment filler".into())
             } else {
@@ -276,7 +314,11 @@ async fn zero_after_end(segment: &Segment, end: i64) -> Result<Vec<u8>, StoreErr
     while at < segment.size {
         let len = (segment.size - at).min(SCAN_WINDOW_BYTES as u64) as usize;
         let mut data = segment.read_at(at, len).await?;
-        let keep = if at == block { (relative - block) as usize } else { 0 };
+        let keep = if at == block {
+            (relative - block) as usize
+        } else {
+            0
+        };
         if at == block {
             tail_block = data.as_slice()[..keep].to_vec();
         }
@@ -290,9 +332,4 @@ async fn zero_after_end(segment: &Segment, end: i64) -> Result<Vec<u8>, StoreErr
     }
     assert!(tail_block.len() < BLOCK_SIZE);
     Ok(tail_block)
-}
-
-#[allow(dead_code)]
-fn describe(start: i64) -> String {
-    segment_name(start)
 }

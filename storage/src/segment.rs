@@ -100,12 +100,17 @@ impl Segment {
         compio::fs::rename(&prep_path, &path)
             .await
             .map_err(|e| StoreError::io("rename", &path, 0, e))?;
-        crate::layout::sync_dir(dir)?;
+        sync_dir(dir).await?;
         Ok(Segment { path, ..segment })
     }
 
     async fn allocate(&self) -> Result<(), StoreError> {
-        match fallocate(self.file.as_fd(), FallocateFlags::empty(), 0, self.size as i64) {
+        match fallocate(
+            self.file.as_fd(),
+            FallocateFlags::empty(),
+            0,
+            self.size as i64,
+        ) {
             Ok(()) => Ok(()),
             Err(errno) => {
                 tracing::warn!(path = ?self.path, %errno, "fallocate refused, using set_len");
@@ -136,9 +141,19 @@ impl Segment {
     /// short writes; returns the buffer for reuse.
     pub async fn write_at<B: IoBuf>(&self, buffer: B, position: u64) -> Result<B, StoreError> {
         let len = buffer.buf_len() as u64;
-        assert!(position.is_multiple_of(BLOCK_SIZE as u64), "unaligned write at {position}");
-        assert!(len.is_multiple_of(BLOCK_SIZE as u64), "unaligned write length {len}");
-        assert!(position + len <= self.size, "write past the end of {:?}", self.path);
+        assert!(
+            position.is_multiple_of(BLOCK_SIZE as u64),
+            "unaligned write at {position}"
+        );
+        assert!(
+            len.is_multiple_of(BLOCK_SIZE as u64),
+            "unaligned write length {len}"
+        );
+        assert!(
+            position + len <= self.size,
+            "write past the end of {:?}",
+            self.path
+        );
         let mut file = &self.file;
         let BufResult(result, buffer) = file.write_all_at(buffer, position).await;
         result.map_err(|e| StoreError::io("write", &self.path, position, e))?;
@@ -148,7 +163,11 @@ impl Segment {
     /// Reads `len` bytes at `position` (both block-aligned) into a new aligned buffer.
     pub async fn read_at(&self, position: u64, len: usize) -> Result<AlignedBuffer, StoreError> {
         assert!(position.is_multiple_of(BLOCK_SIZE as u64) && len.is_multiple_of(BLOCK_SIZE));
-        assert!(position + len as u64 <= self.size, "read past the end of {:?}", self.path);
+        assert!(
+            position + len as u64 <= self.size,
+            "read past the end of {:?}",
+            self.path
+        );
         let buffer = AlignedBuffer::with_capacity(len);
         let BufResult(result, buffer) = self.file.read_exact_at(buffer, position).await;
         result.map_err(|e| StoreError::io("read", &self.path, position, e))?;
@@ -166,7 +185,11 @@ impl Segment {
 
 async fn open_direct(path: &Path, create: bool) -> Result<File, StoreError> {
     let mut options = OpenOptions::new();
-    options.read(true).write(true).create(create).truncate(create);
+    options
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(create);
     if !DIRECT_IO_REFUSED.load(Ordering::Relaxed) {
         let mut direct = options.clone();
         direct.custom_flags(OFlag::O_DIRECT.bits());
@@ -174,7 +197,10 @@ async fn open_direct(path: &Path, create: bool) -> Result<File, StoreError> {
             Ok(file) => return Ok(file),
             Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => {
                 if !DIRECT_IO_REFUSED.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(?path, "O_DIRECT refused by the filesystem; using buffered I/O");
+                    tracing::warn!(
+                        ?path,
+                        "O_DIRECT refused by the filesystem; using buffered I/O"
+                    );
                 }
             }
             Err(e) => return Err(StoreError::io("open", path, 0, e)),
@@ -189,4 +215,16 @@ async fn open_direct(path: &Path, create: bool) -> Result<File, StoreError> {
 /// True once any open fell back to buffered I/O (reported in stats and tests).
 pub(crate) fn direct_io_refused() -> bool {
     DIRECT_IO_REFUSED.load(Ordering::Relaxed)
+}
+
+/// Makes a rename or create in `dir` durable, through the ring (a directory fsync can take
+/// milliseconds; it must not stall the shard's thread).
+pub(crate) async fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    let handle = File::open(dir)
+        .await
+        .map_err(|e| StoreError::io("open_dir", dir, 0, e))?;
+    handle
+        .sync_all()
+        .await
+        .map_err(|e| StoreError::io("fsync_dir", dir, 0, e))
 }

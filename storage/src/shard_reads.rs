@@ -36,8 +36,8 @@ impl ShardStore {
             return Ok(empty(GetStatus::NoMessageInQueue, 0, 0, 0));
         };
         let (min, max) = (queue.min_offset(), queue.max_offset());
-        if max == 0 || min == max {
-            return Ok(empty(GetStatus::NoMessageInQueue, min, min, max));
+        if max == 0 {
+            return Ok(empty(GetStatus::NoMessageInQueue, 0, min, max));
         }
         if offset < min {
             return Ok(empty(GetStatus::OffsetTooSmall, min, min, max));
@@ -70,7 +70,9 @@ impl ShardStore {
                     pull.next += 1;
                     continue;
                 }
-                if pull.count > 0 && pull.body.len() + entry.size as usize > self.cfg.max_transfer_bytes {
+                if pull.count > 0
+                    && pull.body.len() + entry.size as usize > self.cfg.max_transfer_bytes
+                {
                     break 'entries;
                 }
                 self.read_entry(&entry, &mut pull).await?;
@@ -94,15 +96,30 @@ impl ShardStore {
 
     async fn read_entry(&self, entry: &Entry, pull: &mut Pull) -> Result<(), StoreError> {
         if !self.entry_readable(entry) {
-            tracing::warn!(?entry, shard = self.shard, "consume queue entry points outside the log");
+            tracing::warn!(
+                ?entry,
+                shard = self.shard,
+                "consume queue entry points outside the log"
+            );
             pull.found_null = true;
             return Ok(());
         }
         let before = pull.body.len();
-        self.log.read_into(entry.offset, entry.size as usize, &mut pull.window, &mut pull.body).await?;
+        self.log
+            .read_into(
+                entry.offset,
+                entry.size as usize,
+                &mut pull.window,
+                &mut pull.body,
+            )
+            .await?;
         let total = i32::from_be_bytes(pull.body[before..before + 4].try_into().expect("4 bytes"));
         if total != entry.size {
-            tracing::warn!(?entry, total, "record size differs from its consume queue entry");
+            tracing::warn!(
+                ?entry,
+                total,
+                "record size differs from its consume queue entry"
+            );
             pull.body.truncate(before);
             pull.found_null = true;
             return Ok(());
@@ -112,7 +129,12 @@ impl ShardStore {
     }
 
     fn entry_readable(&self, entry: &Entry) -> bool {
-        let first = self.log.segments.borrow().first_key_value().map(|(&s, _)| s);
+        let first = self
+            .log
+            .segments
+            .borrow()
+            .first_key_value()
+            .map(|(&s, _)| s);
         entry.size >= 8
             && crate::shard_of_offset(entry.offset) == self.shard
             && first.is_some_and(|first| entry.offset >= first)
@@ -136,17 +158,18 @@ impl ShardStore {
         }
         let mut window = None;
         let mut bytes = BytesMut::new();
-        self.log.read_into(physical_offset, 8, &mut window, &mut bytes).await?;
+        self.log
+            .read_into(physical_offset, 8, &mut window, &mut bytes)
+            .await?;
         let size = i32::from_be_bytes(bytes[..4].try_into().expect("4 bytes"));
-        let whole = Entry {
-            size,
-            ..header
-        };
+        let whole = Entry { size, ..header };
         if size < 8 || !self.entry_readable(&whole) {
             return Ok(None);
         }
         bytes.clear();
-        self.log.read_into(physical_offset, size as usize, &mut window, &mut bytes).await?;
+        self.log
+            .read_into(physical_offset, size as usize, &mut window, &mut bytes)
+            .await?;
         match parse_record(&bytes) {
             Ok(record) if record.physical_offset() == physical_offset => Ok(Some(bytes.freeze())),
             _ => Ok(None),
@@ -159,14 +182,21 @@ impl ShardStore {
             return Ok(None);
         }
         let mut bytes = BytesMut::new();
-        self.log.read_into(entry.offset, entry.size as usize, &mut None, &mut bytes).await?;
+        self.log
+            .read_into(entry.offset, entry.size as usize, &mut None, &mut bytes)
+            .await?;
         Ok(parse_record(&bytes).ok().map(|r| r.store_timestamp()))
     }
 
     /// The first queue offset whose record was stored at or after `timestamp` (binary search
     /// over the consume queue, reading store timestamps from the log); the max offset when
     /// every record is older, the min offset for an empty queue.
-    pub async fn search_offset_by_timestamp(&self, topic: &str, queue_id: i32, timestamp: i64) -> Result<i64, StoreError> {
+    pub async fn search_offset_by_timestamp(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        timestamp: i64,
+    ) -> Result<i64, StoreError> {
         let Some(queue) = self.queue(topic, queue_id) else {
             return Ok(0);
         };
@@ -174,7 +204,10 @@ impl ShardStore {
         while low < high {
             let middle = low + (high - low) / 2;
             let entry = queue.entry(middle).await?;
-            let stored = self.entry_store_timestamp(&entry).await?.unwrap_or(i64::MIN);
+            let stored = self
+                .entry_store_timestamp(&entry)
+                .await?
+                .unwrap_or(i64::MIN);
             if stored >= timestamp {
                 high = middle;
             } else {
@@ -185,7 +218,11 @@ impl ShardStore {
     }
 
     /// Store timestamp of the queue's first message, `None` for an empty queue.
-    pub async fn earliest_message_time(&self, topic: &str, queue_id: i32) -> Result<Option<i64>, StoreError> {
+    pub async fn earliest_message_time(
+        &self,
+        topic: &str,
+        queue_id: i32,
+    ) -> Result<Option<i64>, StoreError> {
         let Some(queue) = self.queue(topic, queue_id) else {
             return Ok(None);
         };

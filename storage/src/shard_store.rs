@@ -100,7 +100,9 @@ impl ShardStore {
             StoreError::Config("no shard count: StoreLayout::open must run first".into())
         })?;
         if shard >= shard_count {
-            return Err(StoreError::Config(format!("shard {shard} >= shard count {shard_count}")));
+            return Err(StoreError::Config(format!(
+                "shard {shard} >= shard count {shard_count}"
+            )));
         }
         let checkpoint = Checkpoint::load(&cfg.shard_checkpoint_path(shard), shard);
         let scan_from = checkpoint.map(|c| c.commit_log_flushed.min(c.consume_queue_safe));
@@ -110,15 +112,26 @@ impl ShardStore {
             let mut dispatch = |record: &RecordView<'_>, position: i64| {
                 redispatch(&cfg, &mut queues, record, position);
             };
-            recover_commit_log(&cfg, shard, scan_from, &mut dispatch).await?
+            recover_commit_log(&cfg, shard, scan_from, layout_clean, &mut dispatch).await?
         };
         for queue in queues.values().flat_map(|q| q.values()) {
             let cut = queue.truncate_beyond(recovered.end).await?;
             if cut > 0 {
-                tracing::warn!(topic = queue.topic, queue_id = queue.queue_id, cut, "dropped consume queue entries past the end of the log");
+                tracing::warn!(
+                    topic = queue.topic,
+                    queue_id = queue.queue_id,
+                    cut,
+                    "dropped consume queue entries past the end of the log"
+                );
             }
         }
-        let log = CommitLog::new(cfg.clone(), shard, recovered.segments, recovered.end, &recovered.tail_block);
+        let log = CommitLog::new(
+            cfg.clone(),
+            shard,
+            recovered.segments,
+            recovered.end,
+            &recovered.tail_block,
+        );
         log.last_store_timestamp.set(recovered.last_store_timestamp);
         let log = Rc::new(log);
         let flusher_exited = crate::flusher::spawn(&log);
@@ -209,8 +222,10 @@ impl ShardStore {
         records: &mut [(bytes::BytesMut, i64)],
         store_timestamp: i64,
     ) -> Result<AppendResult, StoreError> {
-        let mut borrowed: Vec<(&mut [u8], i64)> =
-            records.iter_mut().map(|(r, tags)| (&mut r[..], *tags)).collect();
+        let mut borrowed: Vec<(&mut [u8], i64)> = records
+            .iter_mut()
+            .map(|(r, tags)| (&mut r[..], *tags))
+            .collect();
         self.append_records(topic, queue_id, &mut borrowed, store_timestamp)
     }
 
@@ -268,7 +283,10 @@ impl ShardStore {
     /// flusher stopped.
     pub async fn wait_durable(&self, end_offset: i64, level: Durability) -> Result<(), StoreError> {
         let log = &self.log;
-        assert!(end_offset <= log.appended(), "waiting for bytes never appended");
+        assert!(
+            end_offset <= log.appended(),
+            "waiting for bytes never appended"
+        );
         let (current, waiters) = match level {
             Durability::Appended => return Ok(()),
             Durability::Written => (log.written(), &log.written_waiters),
@@ -295,7 +313,13 @@ impl ShardStore {
     }
 
     /// Resolves true as soon as the queue holds an entry at `offset`, false after `timeout`.
-    pub async fn wait_for_message(&self, topic: &str, queue_id: i32, offset: i64, timeout: Duration) -> bool {
+    pub async fn wait_for_message(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+        timeout: Duration,
+    ) -> bool {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             if self.max_queue_offset(topic, queue_id) > offset {
@@ -357,7 +381,8 @@ impl ShardStore {
             return Ok(());
         }
         self.shutting_down.set(true);
-        self.wait_durable(self.log.appended(), Durability::Flushed).await?;
+        self.wait_durable(self.log.appended(), Durability::Flushed)
+            .await?;
         self.log.stopping.set(true);
         self.log.flusher_signal.raise();
         self.flusher_exited.wait().await;
@@ -366,7 +391,11 @@ impl ShardStore {
         self.queue_flusher_exited.wait().await;
         self.flush_queues_and_checkpoint().await?;
         self.shut_down.set(true);
-        tracing::info!(shard = self.shard, end = self.log.appended(), "shard shut down");
+        tracing::info!(
+            shard = self.shard,
+            end = self.log.appended(),
+            "shard shut down"
+        );
         Ok(())
     }
 }
@@ -384,20 +413,41 @@ pub(crate) fn is_dispatched(sys_flag: i32) -> bool {
 
 /// The broker hands us complete encoded records; anything else is a programming error.
 fn check_encoded(record: &[u8]) {
-    assert!(record.len() >= 64, "encoded record of {} bytes", record.len());
+    assert!(
+        record.len() >= 64,
+        "encoded record of {} bytes",
+        record.len()
+    );
     let total = i32::from_be_bytes(record[..4].try_into().expect("4 bytes"));
-    assert_eq!(total as usize, record.len(), "TOTALSIZE field != record length");
+    assert_eq!(
+        total as usize,
+        record.len(),
+        "TOTALSIZE field != record length"
+    );
 }
 
 /// Loads the consume queues of this shard's queues.
-async fn load_queues(cfg: &StoreConfig, shard: u32, shard_count: u32) -> Result<QueueMap, StoreError> {
+async fn load_queues(
+    cfg: &StoreConfig,
+    shard: u32,
+    shard_count: u32,
+) -> Result<QueueMap, StoreError> {
     let mut queues = QueueMap::new();
     for (topic, queue_id) in list_queue_dirs(&cfg.consume_queue_dir)? {
         if crate::shard_for_queue(&topic, queue_id, shard_count) != shard {
             continue;
         }
-        let queue = ConsumeQueue::load(&cfg.consume_queue_dir, &topic, queue_id, cfg.consume_queue_file_size).await?;
-        queues.entry(topic).or_default().insert(queue_id, Rc::new(queue));
+        let queue = ConsumeQueue::load(
+            &cfg.consume_queue_dir,
+            &topic,
+            queue_id,
+            cfg.consume_queue_file_size,
+        )
+        .await?;
+        queues
+            .entry(topic)
+            .or_default()
+            .insert(queue_id, Rc::new(queue));
     }
     Ok(queues)
 }
@@ -410,8 +460,12 @@ fn list_queue_dirs(root: &Path) -> Result<Vec<(String, i32)>, StoreError> {
         Err(e) => return Err(StoreError::io("read_dir", root, 0, e)),
     };
     for topic in topics.flatten() {
-        let Ok(name) = topic.file_name().into_string() else { continue };
-        let Ok(ids) = std::fs::read_dir(topic.path()) else { continue };
+        let Ok(name) = topic.file_name().into_string() else {
+            continue;
+        };
+        let Ok(ids) = std::fs::read_dir(topic.path()) else {
+            continue;
+        };
         for id in ids.flatten() {
             if let Some(queue_id) = id.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) {
                 found.push((name.clone(), queue_id));
@@ -429,12 +483,22 @@ fn redispatch(cfg: &StoreConfig, queues: &mut QueueMap, record: &RecordView<'_>,
     let topic = record.topic();
     let queue_id = record.queue_id();
     let queue_offset = record.queue_offset();
-    let next = queues.get(topic).and_then(|q| q.get(&queue_id)).map_or(0, |q| q.max_offset());
+    let next = queues
+        .get(topic)
+        .and_then(|q| q.get(&queue_id))
+        .map_or(0, |q| q.max_offset());
     if queue_offset < next {
         return;
     }
     if queue_offset > next {
-        tracing::error!(topic, queue_id, queue_offset, next, position, "record skips queue offsets; not dispatched");
+        tracing::error!(
+            topic,
+            queue_id,
+            queue_offset,
+            next,
+            position,
+            "record skips queue offsets; not dispatched"
+        );
         return;
     }
     let queue = queues
@@ -442,7 +506,13 @@ fn redispatch(cfg: &StoreConfig, queues: &mut QueueMap, record: &RecordView<'_>,
         .or_default()
         .entry(queue_id)
         .or_insert_with(|| {
-            Rc::new(ConsumeQueue::new(&cfg.consume_queue_dir, topic, queue_id, cfg.consume_queue_file_size, 0))
+            Rc::new(ConsumeQueue::new(
+                &cfg.consume_queue_dir,
+                topic,
+                queue_id,
+                cfg.consume_queue_file_size,
+                0,
+            ))
         });
     queue.push(Entry {
         offset: position,

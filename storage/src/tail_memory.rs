@@ -94,7 +94,11 @@ impl TailMemory {
     /// Appends `bytes` at `position`, which is `end` or (after a segment roll) beyond it;
     /// skipped bytes stay zero.
     pub fn append(&mut self, position: i64, bytes: &[u8]) {
-        assert!(position >= self.end, "tail append at {position} below end {}", self.end);
+        assert!(
+            position >= self.end,
+            "tail append at {position} below end {}",
+            self.end
+        );
         let limit = position + bytes.len() as i64;
         self.ensure_chunks(limit.max(position + 1));
         let mut done = 0usize;
@@ -136,8 +140,8 @@ impl TailMemory {
     /// absolute start offset. `from` and `to` must be block-aligned and `from >= start`.
     pub fn views(&mut self, from: i64, to: i64) -> Vec<(i64, ChunkView)> {
         assert!(from >= self.start && from < to);
-        assert!((from - self.base) as usize % BLOCK_SIZE == 0);
-        assert!((to - self.base) as usize % BLOCK_SIZE == 0);
+        assert!(((from - self.base) as usize).is_multiple_of(BLOCK_SIZE));
+        assert!(((to - self.base) as usize).is_multiple_of(BLOCK_SIZE));
         self.ensure_chunks(to);
         let mut views = Vec::with_capacity(2);
         let mut at = from;
@@ -146,7 +150,10 @@ impl TailMemory {
             let chunk_start = self.chunk_start(index);
             let piece_end = to.min(chunk_start + CHUNK_SIZE as i64);
             let chunk = &self.chunks[(index - self.first_chunk) as usize];
-            let view = chunk.view((at - chunk_start) as usize, (piece_end - chunk_start) as usize);
+            let view = chunk.view(
+                (at - chunk_start) as usize,
+                (piece_end - chunk_start) as usize,
+            );
             views.push((at, view));
             at = piece_end;
         }

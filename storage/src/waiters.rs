@@ -59,7 +59,9 @@ pub(crate) struct DurabilityWaiters {
 impl DurabilityWaiters {
     pub fn register(&self, end_offset: i64) -> oneshot::Receiver<DurabilityResult> {
         let (sender, receiver) = oneshot::channel();
-        self.waiters.borrow_mut().push(Waiter { end_offset, sender });
+        self.waiters
+            .borrow_mut()
+            .push(Waiter { end_offset, sender });
         receiver
     }
 
@@ -94,10 +96,13 @@ impl DurabilityWaiters {
     }
 }
 
+/// Parked pulls of one topic, by queue id.
+type TopicWaiters = HashMap<i32, Vec<oneshot::Sender<()>>>;
+
 /// Long-polling pulls parked per queue.
 #[derive(Default)]
 pub(crate) struct QueueWaiters {
-    by_topic: RefCell<HashMap<String, HashMap<i32, Vec<oneshot::Sender<()>>>>>,
+    by_topic: RefCell<HashMap<String, TopicWaiters>>,
     count: Cell<usize>,
 }
 

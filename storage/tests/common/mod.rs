@@ -11,7 +11,13 @@ use rmq_storage::{FlushMode, ShardStore, StoreConfig, StoreLayout, shard_for_que
 pub const MESSAGE_MAGIC_CODE: i32 = -626843481;
 
 /// Encodes a record the way the broker hands it to the store: offsets and store time zero.
-pub fn encode(topic: &str, queue_id: i32, body: &[u8], properties: &str, sys_flag: i32) -> BytesMut {
+pub fn encode(
+    topic: &str,
+    queue_id: i32,
+    body: &[u8],
+    properties: &str,
+    sys_flag: i32,
+) -> BytesMut {
     let total = 84 + 4 + body.len() + 1 + topic.len() + 2 + properties.len();
     let mut out = BytesMut::with_capacity(total);
     out.put_i32(total as i32);
@@ -83,7 +89,9 @@ pub fn small_config(root: &Path, shards: u32) -> StoreConfig {
 
 /// A queue id of `topic` that shard `shard` owns.
 pub fn queue_of_shard(topic: &str, shard: u32, shard_count: u32) -> i32 {
-    (0..64).find(|&q| shard_for_queue(topic, q, shard_count) == shard).unwrap()
+    (0..64)
+        .find(|&q| shard_for_queue(topic, q, shard_count) == shard)
+        .unwrap()
 }
 
 pub fn run<F: std::future::Future>(future: F) -> F::Output {
@@ -92,7 +100,9 @@ pub fn run<F: std::future::Future>(future: F) -> F::Output {
 
 pub async fn open(cfg: &StoreConfig, shard: u32) -> (StoreLayout, Rc<ShardStore>) {
     let layout = StoreLayout::open(cfg).unwrap();
-    let store = ShardStore::open(cfg.clone(), shard, layout.previous_shutdown_clean).await.unwrap();
+    let store = ShardStore::open(cfg.clone(), shard, layout.previous_shutdown_clean)
+        .await
+        .unwrap();
     (layout, store)
 }
 

@@ -71,7 +71,9 @@ class MalformedFramesTest {
         ByteBuffer lying = ByteBuffer.allocate(24).putInt(20).putInt(1000);
         expectClosed(port, lying.array(), "header length 1000 in a 20-byte frame");
 
-        // 5. unknown request code, JSON header then binary (ROCKETMQ) header on the same connection
+        // 5. unknown request code, JSON header then binary (ROCKETMQ) header on the same connection.
+        //    Stricter than Apache RocketMQ 4.9.x's name server, whose default processor silently drops
+        //    unknown codes (no response at all); its broker does answer 3.
         try (Socket s = connect(port)) {
             String json = "{\"code\":9999,\"flag\":0,\"language\":\"JAVA\",\"opaque\":1,"
                 + "\"serializeTypeCurrentRPC\":\"JSON\",\"version\":409}";

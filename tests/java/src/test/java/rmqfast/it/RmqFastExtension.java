@@ -1,5 +1,6 @@
 package rmqfast.it;
 
+import org.apache.rocketmq.remoting.protocol.RemotingCommand;
 import org.junit.jupiter.api.extension.AfterEachCallback;
 import org.junit.jupiter.api.extension.BeforeEachCallback;
 import org.junit.jupiter.api.extension.ExtensionContext;
@@ -16,6 +17,10 @@ public class RmqFastExtension implements BeforeEachCallback, AfterEachCallback, 
     @Override
     public void beforeEach(ExtensionContext ctx) {
         String serType = System.getProperty("rocketmq.serialize.type", "");
+        if (!serType.isEmpty() && !serType.equals(RemotingCommand.getSerializeTypeConfigInThisServer().name())) {
+            throw new IllegalStateException("rocketmq.serialize.type=" + serType + " did not reach the client ("
+                + RemotingCommand.getSerializeTypeConfigInThisServer() + ")");
+        }
         String id = ctx.getRequiredTestClass().getSimpleName() + "." + ctx.getRequiredTestMethod().getName()
             + (serType.isEmpty() ? "" : "-" + serType);
         ctx.getStore(NS).put(RmqFast.class, new RmqFast(id.replaceAll("[^A-Za-z0-9._-]", "_")));

@@ -1,0 +1,267 @@
+//! Flush levels, group commit, segment rolling, layout rules.
+
+mod common;
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use common::*;
+use rmq_storage::{Durability, FlushMode, GetStatus, StoreError, StoreLayout};
+
+#[test]
+fn sync_mode_waits_resolve_at_flushed() {
+    let dir = temp_dir();
+    let mut cfg = small_config(dir.path(), 1);
+    cfg.flush_mode = FlushMode::Sync;
+    run(async {
+        let (_layout, store) = open(&cfg, 0).await;
+        let mut record = encode("F", 0, b"sync", "", 0);
+        let result = store.append("F", 0, &mut record, 0, 1).unwrap();
+        store
+            .wait_durable(result.end_offset, Durability::Appended)
+            .await
+            .unwrap();
+        store
+            .wait_durable(result.end_offset, Durability::Flushed)
+            .await
+            .unwrap();
+        assert!(store.flushed_offset() >= result.end_offset);
+        assert!(store.written_offset() >= store.flushed_offset());
+        assert!(store.stats().fdatasyncs >= 1);
+        println!("direct io: {}", store.stats().direct_io);
+    });
+}
+
+#[test]
+fn async_mode_acks_at_written_and_flushes_on_timer() {
+    let dir = temp_dir();
+    let mut cfg = small_config(dir.path(), 1);
+    cfg.flush_mode = FlushMode::Async;
+    cfg.flush_commit_log_least_pages = 0;
+    cfg.flush_interval_commit_log = Duration::from_millis(30);
+    run(async {
+        let (_layout, store) = open(&cfg, 0).await;
+        let mut record = encode("F", 0, b"async", "", 0);
+        let result = store.append("F", 0, &mut record, 0, 1).unwrap();
+        store
+            .wait_durable(result.end_offset, Durability::Written)
+            .await
+            .unwrap();
+        assert!(store.written_offset() >= result.end_offset);
+        compio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            store.flushed_offset(),
+            store.written_offset(),
+            "timer flush ran"
+        );
+        // Someone asking for Flushed in ASYNC mode gets it without waiting for the timer.
+        let mut record = encode("F", 0, b"async2", "", 0);
+        let result = store.append("F", 0, &mut record, 0, 2).unwrap();
+        store
+            .wait_durable(result.end_offset, Durability::Flushed)
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn group_commit_releases_many_waiters_with_few_syncs() {
+    let dir = temp_dir();
+    let mut cfg = small_config(dir.path(), 1);
+    cfg.flush_mode = FlushMode::Sync;
+    cfg.commit_log_file_size = 4 << 20;
+    const SENDERS: usize = 200;
+    run(async {
+        let (_layout, store) = open(&cfg, 0).await;
+        let before = store.stats();
+        let mut handles = Vec::new();
+        for i in 0..SENDERS {
+            let store = Rc::clone(&store);
+            handles.push(compio::runtime::spawn(async move {
+                let mut record = encode("G", 0, format!("m{i}").as_bytes(), "", 0);
+                let result = store.append("G", 0, &mut record, 0, i as i64).unwrap();
+                store
+                    .wait_durable(result.end_offset, Durability::Flushed)
+                    .await
+                    .unwrap();
+                result.end_offset
+            }));
+        }
+        for handle in handles {
+            let end = handle.await.unwrap();
+            assert!(store.flushed_offset() >= end);
+        }
+        let syncs = store.stats().fdatasyncs - before.fdatasyncs;
+        println!("{SENDERS} waiters released by {syncs} fdatasyncs");
+        assert!(
+            syncs >= 1 && (syncs as usize) < SENDERS / 4,
+            "{syncs} syncs"
+        );
+    });
+}
+
+#[test]
+fn segments_roll_with_filler_and_survive_reopen() {
+    let dir = temp_dir();
+    let cfg = small_config(dir.path(), 1);
+    let mut expected = Vec::new();
+    run(async {
+        let (layout, store) = open(&cfg, 0).await;
+        assert!(layout.previous_shutdown_clean);
+        for i in 0..300 {
+            let body = vec![(i % 251) as u8; 900 + (i % 7) * 50];
+            let mut record = encode("Roll", 0, &body, "", 0);
+            let result = store.append("Roll", 0, &mut record, 0, i as i64).unwrap();
+            let segment_offset = result.physical_offset as u64 % cfg.commit_log_file_size;
+            assert!(segment_offset + record.len() as u64 + 8 <= cfg.commit_log_file_size);
+            expected.push((result.physical_offset, body));
+        }
+        let end = store.max_physical_offset();
+        store.wait_durable(end, Durability::Flushed).await.unwrap();
+        store.shutdown().await.unwrap();
+        layout.mark_clean_shutdown().unwrap();
+    });
+    let mut names: Vec<String> = std::fs::read_dir(&cfg.commit_log_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 4, "{names:?}");
+    assert_eq!(names[0], "00000000000000000000");
+    assert_eq!(names[1], "00000000000000065536");
+    for name in &names {
+        assert_eq!(
+            std::fs::metadata(cfg.commit_log_dir.join(name))
+                .unwrap()
+                .len(),
+            65536
+        );
+    }
+    run(async {
+        let (layout, store) = open(&cfg, 0).await;
+        assert!(layout.previous_shutdown_clean);
+        assert_eq!(store.max_queue_offset("Roll", 0), 300);
+        let mut offset = 0;
+        while offset < 300 {
+            let pulled = store
+                .get_messages("Roll", 0, offset, 32, &accept_all)
+                .await
+                .unwrap();
+            assert_eq!(pulled.status, GetStatus::Found);
+            for record in split_records(&pulled.body) {
+                let (position, body) = &expected[offset as usize];
+                assert_eq!(i64_at(&record, 28), *position);
+                assert_eq!(i64_at(&record, 20), offset);
+                assert_eq!(body_of(&record), &body[..]);
+                offset += 1;
+            }
+        }
+        assert!(store.stats().disk_reads > 0, "old data came from disk");
+        let (position, body) = &expected[123];
+        let record = store.read_record(*position).await.unwrap().unwrap();
+        assert_eq!(body_of(&record), &body[..]);
+        store.shutdown().await.unwrap();
+    });
+}
+
+#[test]
+fn record_larger_than_a_segment_is_rejected() {
+    let dir = temp_dir();
+    let cfg = small_config(dir.path(), 1);
+    run(async {
+        let (_layout, store) = open(&cfg, 0).await;
+        let mut record = encode("Big", 0, &vec![0u8; 70_000], "", 0);
+        let result = store.append("Big", 0, &mut record, 0, 0);
+        assert!(matches!(result, Err(StoreError::MessageTooLarge { .. })));
+    });
+}
+
+#[test]
+fn second_layout_open_is_locked_out() {
+    let dir = temp_dir();
+    let cfg = small_config(dir.path(), 3);
+    let layout = StoreLayout::open(&cfg).unwrap();
+    assert_eq!(layout.shard_count, 3);
+    assert!(matches!(
+        StoreLayout::open(&cfg),
+        Err(StoreError::Locked(_))
+    ));
+    drop(layout);
+    let mut other = cfg.clone();
+    other.requested_shard_count = 5;
+    let layout = StoreLayout::open(&other).unwrap();
+    assert_eq!(
+        layout.shard_count, 3,
+        "an existing store keeps its shard count"
+    );
+    assert!(
+        !layout.previous_shutdown_clean,
+        "abort marker left by the first open"
+    );
+    layout.mark_clean_shutdown().unwrap();
+    drop(layout);
+    assert!(StoreLayout::open(&cfg).unwrap().previous_shutdown_clean);
+}
+
+#[test]
+fn two_shards_share_the_directory_without_seeing_each_other() {
+    let dir = temp_dir();
+    let cfg = small_config(dir.path(), 2);
+    let queue0 = queue_of_shard("Two", 0, 2);
+    let queue1 = queue_of_shard("Two", 1, 2);
+    run(async {
+        let layout = StoreLayout::open(&cfg).unwrap();
+        let shard0 = rmq_storage::ShardStore::open(cfg.clone(), 0, true)
+            .await
+            .unwrap();
+        let shard1 = rmq_storage::ShardStore::open(cfg.clone(), 1, true)
+            .await
+            .unwrap();
+        for i in 0..40 {
+            let mut a = encode("Two", queue0, format!("zero-{i}").as_bytes(), "", 0);
+            let mut b = encode("Two", queue1, format!("one-{i}").as_bytes(), "", 0);
+            let ra = shard0.append("Two", queue0, &mut a, 0, i).unwrap();
+            let rb = shard1.append("Two", queue1, &mut b, 0, i).unwrap();
+            assert_eq!(rmq_storage::shard_of_offset(ra.physical_offset), 0);
+            assert_eq!(rmq_storage::shard_of_offset(rb.physical_offset), 1);
+        }
+        shard0.shutdown().await.unwrap();
+        shard1.shutdown().await.unwrap();
+        layout.mark_clean_shutdown().unwrap();
+    });
+    let mut names: Vec<String> = std::fs::read_dir(&cfg.commit_log_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            "00000000000000000000".to_string(),
+            format!("{:020}", 1i64 << 56)
+        ]
+    );
+    run(async {
+        let layout = StoreLayout::open(&cfg).unwrap();
+        let shard1 = rmq_storage::ShardStore::open(cfg.clone(), 1, true)
+            .await
+            .unwrap();
+        let shard0 = rmq_storage::ShardStore::open(cfg.clone(), 0, true)
+            .await
+            .unwrap();
+        assert_eq!(shard0.queues(), vec![("Two".to_string(), queue0)]);
+        assert_eq!(shard1.queues(), vec![("Two".to_string(), queue1)]);
+        assert_eq!(shard0.max_queue_offset("Two", queue0), 40);
+        assert_eq!(shard1.max_queue_offset("Two", queue1), 40);
+        assert_eq!(shard0.max_physical_offset() >> 56, 0);
+        assert_eq!(shard1.max_physical_offset() >> 56, 1);
+        let pulled = shard1
+            .get_messages("Two", queue1, 39, 32, &accept_all)
+            .await
+            .unwrap();
+        assert_eq!(body_of(&split_records(&pulled.body)[0]), b"one-39");
+        shard0.shutdown().await.unwrap();
+        shard1.shutdown().await.unwrap();
+        layout.mark_clean_shutdown().unwrap();
+    });
+}
