@@ -3,7 +3,9 @@
 use bytes::BytesMut;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rmq_core::message::{body_crc, parse_record};
-use rmq_core::remoting::{RemotingCommand, SerializeType, decode_frame, encode_frame, request_code};
+use rmq_core::remoting::{
+    RemotingCommand, SerializeType, decode_frame, encode_frame, request_code,
+};
 
 fn send_request(serialize_type: SerializeType) -> RemotingCommand {
     let mut cmd = RemotingCommand::new_request(request_code::SEND_MESSAGE_V2)
@@ -26,7 +28,10 @@ fn send_request(serialize_type: SerializeType) -> RemotingCommand {
 }
 
 fn frames(c: &mut Criterion) {
-    for (name, ty) in [("json", SerializeType::Json), ("rocketmq", SerializeType::RocketMq)] {
+    for (name, ty) in [
+        ("json", SerializeType::Json),
+        ("rocketmq", SerializeType::RocketMq),
+    ] {
         let cmd = send_request(ty);
         let mut encoded = BytesMut::new();
         encode_frame(&cmd, &mut encoded);
@@ -42,7 +47,9 @@ fn frames(c: &mut Criterion) {
         group.bench_function("decode", |b| {
             b.iter(|| {
                 let mut src = encoded.clone();
-                decode_frame(&mut src, 16 << 20).expect("valid").expect("complete")
+                decode_frame(&mut src, 16 << 20)
+                    .expect("valid")
+                    .expect("complete")
             })
         });
         group.finish();
@@ -53,7 +60,9 @@ fn records(c: &mut Criterion) {
     let mut group = c.benchmark_group("record");
     for size in [128usize, 1024, 4096] {
         group.throughput(Throughput::Bytes(size as u64));
-        group.bench_function(format!("encode_{size}"), |b| b.iter(|| rmq_benches::sample_record(size)));
+        group.bench_function(format!("encode_{size}"), |b| {
+            b.iter(|| rmq_benches::sample_record(size))
+        });
         let record = rmq_benches::sample_record(size);
         group.bench_function(format!("parse_crc_{size}"), |b| {
             b.iter(|| parse_record(&record).expect("valid").crc_ok())

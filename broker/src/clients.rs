@@ -58,13 +58,18 @@ impl ClientManager {
 
     pub fn register_producer(&self, group: &str, channel: ClientChannel) {
         let mut producers = self.producers.lock().expect("clients lock");
-        producers.entry(group.to_string()).or_default().insert(channel.client_id.clone(), channel);
+        producers
+            .entry(group.to_string())
+            .or_default()
+            .insert(channel.client_id.clone(), channel);
     }
 
     /// Removes a consumer; returns true when it was a member.
     pub fn unregister_consumer(&self, group: &str, client_id: &str) -> bool {
         let mut consumers = self.consumers.lock().expect("clients lock");
-        let Some(entry) = consumers.get_mut(group) else { return false };
+        let Some(entry) = consumers.get_mut(group) else {
+            return false;
+        };
         let removed = entry.clients.remove(client_id).is_some();
         if entry.clients.is_empty() {
             consumers.remove(group);
@@ -89,7 +94,9 @@ impl ClientManager {
 
     /// Drops clients silent for longer than `CHANNEL_EXPIRY`.
     pub fn expire(&self, now: Instant) -> Vec<String> {
-        self.remove_where(|channel| now.saturating_duration_since(channel.last_update) > CHANNEL_EXPIRY)
+        self.remove_where(|channel| {
+            now.saturating_duration_since(channel.last_update) > CHANNEL_EXPIRY
+        })
     }
 
     fn remove_where(&self, gone: impl Fn(&ClientChannel) -> bool) -> Vec<String> {
@@ -125,12 +132,18 @@ impl ClientManager {
 
     pub fn consumer_channels(&self, group: &str) -> Vec<ClientChannel> {
         let consumers = self.consumers.lock().expect("clients lock");
-        consumers.get(group).map(|g| g.clients.values().cloned().collect()).unwrap_or_default()
+        consumers
+            .get(group)
+            .map(|g| g.clients.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn producer_channels(&self, group: &str) -> Vec<ClientChannel> {
         let producers = self.producers.lock().expect("clients lock");
-        producers.get(group).map(|g| g.values().cloned().collect()).unwrap_or_default()
+        producers
+            .get(group)
+            .map(|g| g.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn consumer_data(&self, group: &str) -> Option<ConsumerData> {
@@ -157,8 +170,9 @@ impl ClientManager {
     /// Tells every member of `group` to rebalance now.
     pub fn notify_ids_changed(&self, group: &str) {
         for channel in self.consumer_channels(group) {
-            let mut notify = RemotingCommand::new_request(request_code::NOTIFY_CONSUMER_IDS_CHANGED)
-                .with_ext("consumerGroup", group);
+            let mut notify =
+                RemotingCommand::new_request(request_code::NOTIFY_CONSUMER_IDS_CHANGED)
+                    .with_ext("consumerGroup", group);
             notify.mark_oneway();
             channel.sender.send(notify);
         }

@@ -40,8 +40,18 @@ pub struct CoreContext {
 }
 
 impl CoreContext {
-    pub fn new(core: usize, broker: SharedContext, shards: HashMap<u32, Rc<ShardStore>>, links: MeshSender<ShardJob>) -> Self {
-        Self { core, broker, shards, links: RefCell::new(links) }
+    pub fn new(
+        core: usize,
+        broker: SharedContext,
+        shards: HashMap<u32, Rc<ShardStore>>,
+        links: MeshSender<ShardJob>,
+    ) -> Self {
+        Self {
+            core,
+            broker,
+            shards,
+            links: RefCell::new(links),
+        }
     }
 
     /// Runs `work` on the owner of `shard` and returns its result.
@@ -53,7 +63,11 @@ impl CoreContext {
     {
         let owner = self.broker.core_of_shard(shard);
         if owner == self.core {
-            let store = self.shards.get(&shard).expect("a core holds every shard it owns").clone();
+            let store = self
+                .shards
+                .get(&shard)
+                .expect("a core holds every shard it owns")
+                .clone();
             return Ok(work(store).await);
         }
         let (done_tx, done_rx) = oneshot::channel();
@@ -85,11 +99,21 @@ impl CoreContext {
     /// Executes jobs other cores send to this core's shards until the broker stops.
     pub async fn serve_mesh(self: Rc<Self>, mut inbound: MeshReceiver<ShardJob>) {
         let mut batch = Vec::new();
-        while !self.broker.stopping.load(std::sync::atomic::Ordering::Acquire) {
+        while !self
+            .broker
+            .stopping
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
             // A timeout lets the loop notice shutdown without a job arriving.
-            let _ = compio::time::timeout(Duration::from_millis(200), inbound.recv_batch(&mut batch)).await;
+            let _ =
+                compio::time::timeout(Duration::from_millis(200), inbound.recv_batch(&mut batch))
+                    .await;
             for job in batch.drain(..) {
-                let store = self.shards.get(&job.shard).expect("jobs only go to the shard owner").clone();
+                let store = self
+                    .shards
+                    .get(&job.shard)
+                    .expect("jobs only go to the shard owner")
+                    .clone();
                 (job.run)(store);
             }
         }

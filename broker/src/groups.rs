@@ -27,11 +27,19 @@ pub struct GroupManager {
 impl GroupManager {
     pub fn load(path: PathBuf) -> Self {
         let file: GroupsFile = crate::json_file::load(&path).unwrap_or_default();
-        Self { snapshot: ArcSwap::from_pointee(file), write_lock: Mutex::new(()), path }
+        Self {
+            snapshot: ArcSwap::from_pointee(file),
+            write_lock: Mutex::new(()),
+            path,
+        }
     }
 
     pub fn get(&self, group: &str) -> Option<SubscriptionGroupConfig> {
-        self.snapshot.load().subscription_group_table.get(group).cloned()
+        self.snapshot
+            .load()
+            .subscription_group_table
+            .get(group)
+            .cloned()
     }
 
     /// The group's config, created with defaults when missing and `auto_create`.
@@ -42,7 +50,10 @@ impl GroupManager {
         if !auto_create {
             return None;
         }
-        let config = SubscriptionGroupConfig { group_name: group.to_string(), ..Default::default() };
+        let config = SubscriptionGroupConfig {
+            group_name: group.to_string(),
+            ..Default::default()
+        };
         self.put(config.clone());
         Some(config)
     }
@@ -51,7 +62,8 @@ impl GroupManager {
         let _guard = self.write_lock.lock().expect("group write lock");
         let mut file = (**self.snapshot.load()).clone();
         tracing::info!(group = %config.group_name, "subscription group updated");
-        file.subscription_group_table.insert(config.group_name.clone(), config);
+        file.subscription_group_table
+            .insert(config.group_name.clone(), config);
         file.data_version.next();
         self.publish(file);
     }

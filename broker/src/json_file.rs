@@ -11,7 +11,9 @@ use serde::de::DeserializeOwned;
 /// Loads `path` (or its `.bak`). None when neither exists or parses.
 pub fn load<T: DeserializeOwned>(path: &Path) -> Option<T> {
     for candidate in [path.to_path_buf(), with_suffix(path, ".bak")] {
-        let Ok(bytes) = std::fs::read(&candidate) else { continue };
+        let Ok(bytes) = std::fs::read(&candidate) else {
+            continue;
+        };
         match rmq_core::remoting::lenient_json::from_slice_lenient::<T>(&bytes) {
             Ok(value) => return Some(value),
             Err(error) => {

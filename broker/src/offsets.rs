@@ -28,13 +28,21 @@ fn key(topic: &str, group: &str) -> String {
 
 impl OffsetManager {
     pub fn load(path: PathBuf) -> Self {
-        let file: ConsumerOffsetSerializeWrapper = crate::json_file::load(&path).unwrap_or_default();
-        Self { table: Mutex::new(file.offset_table), dirty: AtomicBool::new(false), path }
+        let file: ConsumerOffsetSerializeWrapper =
+            crate::json_file::load(&path).unwrap_or_default();
+        Self {
+            table: Mutex::new(file.offset_table),
+            dirty: AtomicBool::new(false),
+            path,
+        }
     }
 
     pub fn commit(&self, group: &str, topic: &str, queue_id: i32, offset: i64) {
         let mut table = self.table.lock().expect("offset lock");
-        table.entry(key(topic, group)).or_default().insert(queue_id, offset);
+        table
+            .entry(key(topic, group))
+            .or_default()
+            .insert(queue_id, offset);
         self.dirty.store(true, Ordering::Release);
     }
 
@@ -55,11 +63,16 @@ impl OffsetManager {
     pub fn groups_of_topic(&self, topic: &str) -> Vec<String> {
         let prefix = format!("{topic}{TOPIC_GROUP_SEPARATOR}");
         let table = self.table.lock().expect("offset lock");
-        table.keys().filter_map(|k| k.strip_prefix(&prefix).map(str::to_string)).collect()
+        table
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
+            .collect()
     }
 
     pub fn wrapper(&self) -> ConsumerOffsetSerializeWrapper {
-        ConsumerOffsetSerializeWrapper { offset_table: self.table.lock().expect("offset lock").clone() }
+        ConsumerOffsetSerializeWrapper {
+            offset_table: self.table.lock().expect("offset lock").clone(),
+        }
     }
 
     /// Writes the table if anything changed since the last persist.

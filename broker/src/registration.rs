@@ -22,9 +22,12 @@ type Clients = RefCell<HashMap<String, Rc<RemotingClient>>>;
 pub async fn registration_loop(ctx: SharedContext) {
     let addrs = ctx.config.namesrv_addrs();
     if addrs.is_empty() {
-        tracing::warn!("no name server address (namesrvAddr or NAMESRV_ADDR): clients cannot find this broker");
+        tracing::warn!(
+            "no name server address (namesrvAddr or NAMESRV_ADDR): clients cannot find this broker"
+        );
     }
-    let period = Duration::from_millis(ctx.config.register_name_server_period.clamp(10_000, 60_000) as u64);
+    let period =
+        Duration::from_millis(ctx.config.register_name_server_period.clamp(10_000, 60_000) as u64);
     let clients: Clients = RefCell::default();
     let mut last: Option<Instant> = None;
     while !ctx.stopping.load(Ordering::Acquire) {
@@ -42,12 +45,18 @@ fn timeout(ctx: &SharedContext) -> Duration {
     Duration::from_millis(ctx.config.register_broker_timeout_mills.clamp(1000, 60_000) as u64)
 }
 
-async fn client_for(ctx: &SharedContext, clients: &Clients, addr: &str) -> Result<Rc<RemotingClient>, NetError> {
+async fn client_for(
+    ctx: &SharedContext,
+    clients: &Clients,
+    addr: &str,
+) -> Result<Rc<RemotingClient>, NetError> {
     if let Some(client) = clients.borrow().get(addr).filter(|c| !c.is_closed()) {
         return Ok(client.clone());
     }
     let client = RemotingClient::connect(addr, timeout(ctx)).await?;
-    clients.borrow_mut().insert(addr.to_string(), client.clone());
+    clients
+        .borrow_mut()
+        .insert(addr.to_string(), client.clone());
     Ok(client)
 }
 

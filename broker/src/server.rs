@@ -80,7 +80,8 @@ pub fn store_config(config: &BrokerConfig, shard_count: u32) -> StoreConfig {
         },
         sync_flush_timeout: ms(config.sync_flush_timeout),
         flush_interval_commit_log: ms(config.flush_interval_commit_log),
-        flush_commit_log_least_pages: u32::try_from(config.flush_commit_log_least_pages).unwrap_or(0),
+        flush_commit_log_least_pages: u32::try_from(config.flush_commit_log_least_pages)
+            .unwrap_or(0),
         flush_commit_log_thorough_interval: ms(config.flush_commit_log_thorough_interval),
         flush_interval_consume_queue: ms(config.flush_interval_consume_queue),
         max_transfer_bytes: count(config.max_transfer_bytes_on_message_in_memory),
@@ -92,7 +93,11 @@ pub fn store_config(config: &BrokerConfig, shard_count: u32) -> StoreConfig {
 /// The address clients reach this broker on: brokerIP1, else the first non-loopback
 /// IPv4 address of the machine, else 127.0.0.1.
 pub fn broker_ip(config: &BrokerConfig) -> IpAddr {
-    if let Some(ip) = config.broker_ip1.as_deref().and_then(|ip| ip.trim().parse().ok()) {
+    if let Some(ip) = config
+        .broker_ip1
+        .as_deref()
+        .and_then(|ip| ip.trim().parse().ok())
+    {
         return ip;
     }
     let detected = nix::ifaddrs::getifaddrs().ok().and_then(|mut addrs| {
@@ -112,7 +117,11 @@ type MeshEnds = (MeshSender<ShardJob>, MeshReceiver<ShardJob>);
 /// Store locked by another process, recovery failure, port in use, io_uring refused.
 pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
     let core_count = rmq_net::cores::allowed_cpus().len().max(1);
-    let requested_shards = if config.shard_count == 0 { core_count as u32 } else { config.shard_count };
+    let requested_shards = if config.shard_count == 0 {
+        core_count as u32
+    } else {
+        config.shard_count
+    };
     let store_cfg = store_config(&config, requested_shards);
     let layout = StoreLayout::open(&store_cfg)?;
     let shard_count = layout.shard_count;
@@ -124,8 +133,9 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
     let listen_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), config.listen_port);
     rmq_net::listener::ensure_port_free(listen_addr)?;
     let ctx = Arc::new(build_context(config, broker_addr, shard_count, core_count));
-    let meshes: Arc<Mutex<Vec<Option<MeshEnds>>>> =
-        Arc::new(Mutex::new(Mesh::new(core_count).into_iter().map(Some).collect()));
+    let meshes: Arc<Mutex<Vec<Option<MeshEnds>>>> = Arc::new(Mutex::new(
+        Mesh::new(core_count).into_iter().map(Some).collect(),
+    ));
     let barrier = Arc::new(Barrier::new(core_count));
     let failed = Arc::new(AtomicBool::new(false));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
@@ -134,15 +144,40 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
     let body_ctx = ctx.clone();
     let threads = rmq_net::cores::run_cores("broker", core_count, move |core| {
         let ctx = body_ctx.clone();
-        let mesh = meshes.lock().expect("mesh lock")[core].take().expect("each core takes its mesh once");
-        let (store_cfg, barrier, failed, ready_tx) = (store_cfg.clone(), barrier.clone(), failed.clone(), ready_tx.clone());
+        let mesh = meshes.lock().expect("mesh lock")[core]
+            .take()
+            .expect("each core takes its mesh once");
+        let (store_cfg, barrier, failed, ready_tx) = (
+            store_cfg.clone(),
+            barrier.clone(),
+            failed.clone(),
+            ready_tx.clone(),
+        );
         async move {
-            let start = CoreStart { ctx, core, mesh, store_cfg, barrier, failed, ready_tx, previous_clean, listen_addr };
+            let start = CoreStart {
+                ctx,
+                core,
+                mesh,
+                store_cfg,
+                barrier,
+                failed,
+                ready_tx,
+                previous_clean,
+                listen_addr,
+            };
             run_core(start).await;
         }
     })
-    .map_err(|e| BrokerError::Startup(format!("cannot start core threads (io_uring available?): {e}")))?;
-    let mut handle = BrokerHandle { ctx, threads, layout };
+    .map_err(|e| {
+        BrokerError::Startup(format!(
+            "cannot start core threads (io_uring available?): {e}"
+        ))
+    })?;
+    let mut handle = BrokerHandle {
+        ctx,
+        threads,
+        layout,
+    };
     for _ in 0..core_count {
         match ready_rx.recv() {
             Ok(Ok(())) => {}
@@ -153,13 +188,22 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
                 }
                 return Err(BrokerError::Startup(message));
             }
-            Err(_) => return Err(BrokerError::Startup("a core thread died during start-up".into())),
+            Err(_) => {
+                return Err(BrokerError::Startup(
+                    "a core thread died during start-up".into(),
+                ));
+            }
         }
     }
     Ok(handle)
 }
 
-fn build_context(config: BrokerConfig, broker_addr: SocketAddr, shard_count: u32, core_count: usize) -> BrokerContext {
+fn build_context(
+    config: BrokerConfig,
+    broker_addr: SocketAddr,
+    shard_count: u32,
+    core_count: usize,
+) -> BrokerContext {
     let config_dir = std::path::Path::new(&config.store_path_root_dir).join("config");
     let names = SystemTopicNames {
         cluster: config.broker_cluster_name.clone(),
@@ -167,7 +211,10 @@ fn build_context(config: BrokerConfig, broker_addr: SocketAddr, shard_count: u32
         default_queue_nums: config.default_topic_queue_nums,
         auto_create_topic_enable: config.auto_create_topic_enable,
     };
-    let ha_ip = config.broker_ip2.clone().unwrap_or_else(|| broker_addr.ip().to_string());
+    let ha_ip = config
+        .broker_ip2
+        .clone()
+        .unwrap_or_else(|| broker_addr.ip().to_string());
     let ha_addr = format!("{ha_ip}:{}", config.ha_listen_port());
     BrokerContext {
         topics: TopicManager::load(config_dir.join("topics.json"), &names),
@@ -225,7 +272,10 @@ async fn run_core(start: CoreStart) {
     start.barrier.wait();
     let shards = match opened {
         Ok(shards) if !start.failed.load(Ordering::Acquire) => shards,
-        Ok(shards) => return close_after_failure(&start, shards, "another core failed to open its shards").await,
+        Ok(shards) => {
+            return close_after_failure(&start, shards, "another core failed to open its shards")
+                .await;
+        }
         Err(message) => return start.report(Err(message)),
     };
     let listener = match rmq_net::listener::bind_reuseport(start.listen_addr)
@@ -243,8 +293,15 @@ async fn run_core(start: CoreStart) {
     let _ = start.ready_tx.lock().expect("ready lock").send(Ok(()));
     if start.core == 0 {
         let namesrv = ctx.config.namesrv_addrs().join(";");
-        tracing::info!("The broker[{}, {}] boot success. serializeType=JSON and name server is {namesrv}", ctx.config.broker_name, ctx.broker_addr);
-        println!("The broker[{}, {}] boot success. serializeType=JSON and name server is {namesrv}", ctx.config.broker_name, ctx.broker_addr);
+        tracing::info!(
+            "The broker[{}, {}] boot success. serializeType=JSON and name server is {namesrv}",
+            ctx.config.broker_name,
+            ctx.broker_addr
+        );
+        println!(
+            "The broker[{}, {}] boot success. serializeType=JSON and name server is {namesrv}",
+            ctx.config.broker_name, ctx.broker_addr
+        );
     }
     accept_loop(&listener, &core).await;
     if let Some(duties) = duties {
@@ -259,7 +316,11 @@ async fn run_core(start: CoreStart) {
     }
 }
 
-async fn close_after_failure(start: &CoreStart, shards: HashMap<u32, Rc<ShardStore>>, message: &str) {
+async fn close_after_failure(
+    start: &CoreStart,
+    shards: HashMap<u32, Rc<ShardStore>>,
+    message: &str,
+) {
     for store in shards.values() {
         let _ = store.shutdown().await;
     }
@@ -268,12 +329,19 @@ async fn close_after_failure(start: &CoreStart, shards: HashMap<u32, Rc<ShardSto
 
 async fn accept_loop(listener: &compio::net::TcpListener, core: &Rc<CoreContext>) {
     let handler = Rc::new(BrokerHandler { core: core.clone() });
-    let max_frame = usize::try_from(core.broker.config.max_frame_length).unwrap_or(DEFAULT_MAX_FRAME).max(1024);
+    let max_frame = usize::try_from(core.broker.config.max_frame_length)
+        .unwrap_or(DEFAULT_MAX_FRAME)
+        .max(1024);
     while !core.broker.stopping.load(Ordering::Acquire) {
         match compio::time::timeout(Duration::from_millis(200), listener.accept()).await {
             Ok(Ok((stream, _))) => {
-                compio::runtime::spawn(rmq_net::serve_connection(stream, handler.clone(), core.core, max_frame))
-                    .detach();
+                compio::runtime::spawn(rmq_net::serve_connection(
+                    stream,
+                    handler.clone(),
+                    core.core,
+                    max_frame,
+                ))
+                .detach();
             }
             Ok(Err(error)) => tracing::warn!("accept failed: {error}"),
             Err(_) => {}
@@ -284,7 +352,8 @@ async fn accept_loop(listener: &compio::net::TcpListener, core: &Rc<CoreContext>
 /// Registration, offset persistence and client expiry, on core 0.
 async fn core_zero_duties(ctx: SharedContext) {
     let registration = compio::runtime::spawn(crate::registration::registration_loop(ctx.clone()));
-    let offsets_every = Duration::from_millis(ctx.config.flush_consumer_offset_interval.clamp(100, 60_000) as u64);
+    let offsets_every =
+        Duration::from_millis(ctx.config.flush_consumer_offset_interval.clamp(100, 60_000) as u64);
     let mut last_offsets = Instant::now();
     let mut last_expiry = Instant::now();
     while !ctx.stopping.load(Ordering::Acquire) {

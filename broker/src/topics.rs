@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use rmq_core::body::{DataVersion, PERM_INHERIT, PERM_READ, PERM_WRITE, TopicConfig, TopicConfigSerializeWrapper};
+use rmq_core::body::{
+    DataVersion, PERM_INHERIT, PERM_READ, PERM_WRITE, TopicConfig, TopicConfigSerializeWrapper,
+};
 
 /// Template topic that producers name as `defaultTopic` for auto-creation.
 pub const AUTO_CREATE_TOPIC: &str = "TBW102";
@@ -27,11 +29,15 @@ pub fn validate_topic_name(topic: &str) -> Result<(), String> {
         return Err("The specified topic is blank.".into());
     }
     if topic.len() > TOPIC_MAX_LENGTH {
-        return Err(format!("The specified topic is longer than topic max length {TOPIC_MAX_LENGTH}."));
+        return Err(format!(
+            "The specified topic is longer than topic max length {TOPIC_MAX_LENGTH}."
+        ));
     }
     let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '%' | '|' | '_' | '-');
     if !topic.chars().all(legal) {
-        return Err(format!("The specified topic[{topic}] contains illegal characters, allowing only ^[%|a-zA-Z0-9_-]+$"));
+        return Err(format!(
+            "The specified topic[{topic}] contains illegal characters, allowing only ^[%|a-zA-Z0-9_-]+$"
+        ));
     }
     Ok(())
 }
@@ -88,7 +94,7 @@ impl TopicManager {
     pub fn wrapper(&self) -> TopicConfigSerializeWrapper {
         TopicConfigSerializeWrapper {
             topic_config_table: (*self.snapshot.load_full()).clone(),
-            data_version: self.data_version.lock().expect("data version lock").clone(),
+            data_version: *self.data_version.lock().expect("data version lock"),
         }
     }
 
@@ -126,8 +132,13 @@ impl TopicManager {
             return TopicLookup::Found(config);
         }
         let template = self.get(default_topic);
-        let inheritable = template.as_ref().is_some_and(|t| t.perm & PERM_INHERIT != 0);
-        if !auto_create && !(inheritable && default_topic != AUTO_CREATE_TOPIC) {
+        let inheritable = template
+            .as_ref()
+            .is_some_and(|t| t.perm & PERM_INHERIT != 0);
+        // A user-made template with PERM_INHERIT works even without auto-creation;
+        // TBW102 only exists (and is only honoured) when autoCreateTopicEnable=true.
+        let allowed = auto_create || (inheritable && default_topic != AUTO_CREATE_TOPIC);
+        if !allowed {
             return TopicLookup::Missing;
         }
         let Some(template) = template.filter(|_| inheritable) else {
@@ -158,7 +169,10 @@ impl TopicManager {
     fn publish(&self, table: HashMap<String, TopicConfig>) {
         let mut version = self.data_version.lock().expect("data version lock");
         version.next();
-        let file = TopicsFile { topic_config_table: table.clone(), data_version: version.clone() };
+        let file = TopicsFile {
+            topic_config_table: table.clone(),
+            data_version: *version,
+        };
         drop(version);
         self.snapshot.store(Arc::new(table));
         if let Err(error) = crate::json_file::store(&self.path, &file) {
@@ -192,7 +206,11 @@ fn system_topics(names: &SystemTopicNames) -> Vec<TopicConfig> {
         make(&names.broker_name, 1, rw),
     ];
     if names.auto_create_topic_enable {
-        topics.push(make(AUTO_CREATE_TOPIC, names.default_queue_nums, rw | PERM_INHERIT));
+        topics.push(make(
+            AUTO_CREATE_TOPIC,
+            names.default_queue_nums,
+            rw | PERM_INHERIT,
+        ));
     }
     topics
 }
@@ -222,7 +240,10 @@ mod tests {
             }
             _ => panic!("expected creation"),
         }
-        assert!(matches!(topics.get_or_create_for_send("T1", AUTO_CREATE_TOPIC, 4, true), TopicLookup::Found(_)));
+        assert!(matches!(
+            topics.get_or_create_for_send("T1", AUTO_CREATE_TOPIC, 4, true),
+            TopicLookup::Found(_)
+        ));
         let reloaded = manager(dir.path(), true);
         assert_eq!(reloaded.get("T1").unwrap().write_queue_nums, 4);
     }
@@ -232,7 +253,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let topics = manager(dir.path(), false);
         assert!(topics.get(AUTO_CREATE_TOPIC).is_none());
-        assert!(matches!(topics.get_or_create_for_send("T1", AUTO_CREATE_TOPIC, 4, false), TopicLookup::Missing));
+        assert!(matches!(
+            topics.get_or_create_for_send("T1", AUTO_CREATE_TOPIC, 4, false),
+            TopicLookup::Missing
+        ));
     }
 
     #[test]

@@ -14,7 +14,10 @@ pub struct AckTracker<W> {
 
 impl<W> Default for AckTracker<W> {
     fn default() -> Self {
-        Self { acked: 0, waiting: BTreeMap::new() }
+        Self {
+            acked: 0,
+            waiting: BTreeMap::new(),
+        }
     }
 }
 
@@ -42,7 +45,10 @@ impl<W> AckTracker<W> {
         self.acked = offset;
         let still_waiting = self.waiting.split_off(&(offset + 1));
         let released = std::mem::replace(&mut self.waiting, still_waiting);
-        assert!(self.waiting.keys().all(|end| *end > offset), "released every covered waiter");
+        assert!(
+            self.waiting.keys().all(|end| *end > offset),
+            "released every covered waiter"
+        );
         released.into_values().flatten().collect()
     }
 

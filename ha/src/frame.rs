@@ -33,7 +33,10 @@ pub fn encode_transfer_header(master_offset: i64, body_size: usize, dst: &mut By
 }
 
 /// Decodes a header from the front of `src` once 12 bytes are there.
-pub fn decode_transfer_header(src: &mut BytesMut, max_body: usize) -> Result<Option<TransferHeader>, FrameError> {
+pub fn decode_transfer_header(
+    src: &mut BytesMut,
+    max_body: usize,
+) -> Result<Option<TransferHeader>, FrameError> {
     if src.len() < TRANSFER_HEADER_LEN {
         return Ok(None);
     }
@@ -41,9 +44,15 @@ pub fn decode_transfer_header(src: &mut BytesMut, max_body: usize) -> Result<Opt
     let size = src.get_i32();
     let body_size = usize::try_from(size).map_err(|_| FrameError::NegativeBody(size))?;
     if body_size > max_body {
-        return Err(FrameError::BodyTooLarge { size: body_size, max: max_body });
+        return Err(FrameError::BodyTooLarge {
+            size: body_size,
+            max: max_body,
+        });
     }
-    Ok(Some(TransferHeader { master_offset, body_size }))
+    Ok(Some(TransferHeader {
+        master_offset,
+        body_size,
+    }))
 }
 
 /// The last complete 8-byte report in `src` (older ones are superseded), consuming
@@ -69,7 +78,13 @@ mod tests {
         let mut partial = BytesMut::from(&buf[..7]);
         assert_eq!(decode_transfer_header(&mut partial, 65536), Ok(None));
         let header = decode_transfer_header(&mut buf, 65536).unwrap().unwrap();
-        assert_eq!(header, TransferHeader { master_offset: 1 << 30, body_size: 32 * 1024 });
+        assert_eq!(
+            header,
+            TransferHeader {
+                master_offset: 1 << 30,
+                body_size: 32 * 1024
+            }
+        );
         assert!(buf.is_empty());
     }
 
@@ -78,10 +93,16 @@ mod tests {
         let mut buf = BytesMut::new();
         buf.put_i64(0);
         buf.put_i32(-1);
-        assert_eq!(decode_transfer_header(&mut buf, 10), Err(FrameError::NegativeBody(-1)));
+        assert_eq!(
+            decode_transfer_header(&mut buf, 10),
+            Err(FrameError::NegativeBody(-1))
+        );
         let mut buf = BytesMut::new();
         encode_transfer_header(0, 11, &mut buf);
-        assert_eq!(decode_transfer_header(&mut buf, 10), Err(FrameError::BodyTooLarge { size: 11, max: 10 }));
+        assert_eq!(
+            decode_transfer_header(&mut buf, 10),
+            Err(FrameError::BodyTooLarge { size: 11, max: 10 })
+        );
     }
 
     #[test]

@@ -30,7 +30,11 @@ fn header_error(req: &RemotingCommand, error: HeaderError) -> RemotingCommand {
 }
 
 /// Handles one request.
-pub fn process(state: &Rc<NamesrvState>, conn: &ConnectionInfo, req: &RemotingCommand) -> RemotingCommand {
+pub fn process(
+    state: &Rc<NamesrvState>,
+    conn: &ConnectionInfo,
+    req: &RemotingCommand,
+) -> RemotingCommand {
     let result = match req.code {
         rc::REGISTER_BROKER => register_broker(state, conn, req),
         rc::UNREGISTER_BROKER => unregister_broker(state, req),
@@ -52,9 +56,10 @@ pub fn process(state: &Rc<NamesrvState>, conn: &ConnectionInfo, req: &RemotingCo
             reply(req, ResponseCode::Success, None)
         }),
         rc::QUERY_DATA_VERSION => query_data_version(state, req),
-        rc::PUT_KV_CONFIG | rc::GET_KV_CONFIG | rc::DELETE_KV_CONFIG | rc::GET_KVLIST_BY_NAMESPACE => {
-            kv_request(state, req)
-        }
+        rc::PUT_KV_CONFIG
+        | rc::GET_KV_CONFIG
+        | rc::DELETE_KV_CONFIG
+        | rc::GET_KVLIST_BY_NAMESPACE => kv_request(state, req),
         code => Ok(reply(
             req,
             ResponseCode::RequestCodeNotSupported,
@@ -78,7 +83,11 @@ fn register_broker(
     let body_crc = req.ext_opt_i32("bodyCrc32")?.unwrap_or(0);
     if body_crc != 0 && crc32fast::hash(&req.body) as i32 != body_crc {
         tracing::warn!(broker = %broker_addr, "register rejected: body crc32 mismatch");
-        return Ok(reply(req, ResponseCode::SystemError, Some("crc32 not match".into())));
+        return Ok(reply(
+            req,
+            ResponseCode::SystemError,
+            Some("crc32 not match".into()),
+        ));
     }
     let body = if req.body.is_empty() {
         RegisterBrokerBody::default()
@@ -101,7 +110,10 @@ fn register_broker(
         connection_id: conn.id,
     };
     let topic_count = registration.topics.topic_config_table.len();
-    let outcome = state.routes.borrow_mut().register(registration, Instant::now());
+    let outcome = state
+        .routes
+        .borrow_mut()
+        .register(registration, Instant::now());
     tracing::debug!(broker = %broker_addr, id = broker_id, topics = topic_count, "broker registered");
     let mut response = reply(req, ResponseCode::Success, None);
     if let Some(master) = outcome.master_addr {
@@ -110,30 +122,47 @@ fn register_broker(
     if let Some(ha) = outcome.ha_server_addr {
         response.set_ext("haServerAddr", ha);
     }
-    let order = KVTable { table: state.kv.borrow().namespace(ORDER_TOPIC_NAMESPACE) };
+    let order = KVTable {
+        table: state.kv.borrow().namespace(ORDER_TOPIC_NAMESPACE),
+    };
     Ok(response.with_body(encode_body(&order)))
 }
 
-fn unregister_broker(state: &Rc<NamesrvState>, req: &RemotingCommand) -> Result<RemotingCommand, HeaderError> {
+fn unregister_broker(
+    state: &Rc<NamesrvState>,
+    req: &RemotingCommand,
+) -> Result<RemotingCommand, HeaderError> {
     let broker_addr = req.ext_str("brokerAddr")?;
     state.routes.borrow_mut().unregister(broker_addr);
     Ok(reply(req, ResponseCode::Success, None))
 }
 
-fn route_by_topic(state: &Rc<NamesrvState>, req: &RemotingCommand) -> Result<RemotingCommand, HeaderError> {
+fn route_by_topic(
+    state: &Rc<NamesrvState>,
+    req: &RemotingCommand,
+) -> Result<RemotingCommand, HeaderError> {
     let topic = req.ext_str("topic")?;
-    let order_conf = state.kv.borrow().get(ORDER_TOPIC_NAMESPACE, topic).map(str::to_string);
+    let order_conf = state
+        .kv
+        .borrow()
+        .get(ORDER_TOPIC_NAMESPACE, topic)
+        .map(str::to_string);
     match state.routes.borrow().route(topic, order_conf) {
         Some(route) => Ok(reply(req, ResponseCode::Success, None).with_body(encode_body(&route))),
         None => Ok(reply(
             req,
             ResponseCode::TopicNotExist,
-            Some(format!("No topic route info in name server for the topic: {topic}")),
+            Some(format!(
+                "No topic route info in name server for the topic: {topic}"
+            )),
         )),
     }
 }
 
-fn query_data_version(state: &Rc<NamesrvState>, req: &RemotingCommand) -> Result<RemotingCommand, HeaderError> {
+fn query_data_version(
+    state: &Rc<NamesrvState>,
+    req: &RemotingCommand,
+) -> Result<RemotingCommand, HeaderError> {
     let broker_addr = req.ext_str("brokerAddr")?;
     let theirs: rmq_core::body::DataVersion = decode_body(&req.body).unwrap_or_default();
     let mut routes = state.routes.borrow_mut();
@@ -147,11 +176,17 @@ fn query_data_version(state: &Rc<NamesrvState>, req: &RemotingCommand) -> Result
     Ok(response)
 }
 
-fn kv_request(state: &Rc<NamesrvState>, req: &RemotingCommand) -> Result<RemotingCommand, HeaderError> {
+fn kv_request(
+    state: &Rc<NamesrvState>,
+    req: &RemotingCommand,
+) -> Result<RemotingCommand, HeaderError> {
     let namespace = req.ext_str("namespace")?;
     match req.code {
         rc::PUT_KV_CONFIG => {
-            state.kv.borrow_mut().put(namespace, req.ext_str("key")?, req.ext_str("value")?);
+            state
+                .kv
+                .borrow_mut()
+                .put(namespace, req.ext_str("key")?, req.ext_str("value")?);
             Ok(reply(req, ResponseCode::Success, None))
         }
         rc::DELETE_KV_CONFIG => {
@@ -159,7 +194,9 @@ fn kv_request(state: &Rc<NamesrvState>, req: &RemotingCommand) -> Result<Remotin
             Ok(reply(req, ResponseCode::Success, None))
         }
         rc::GET_KVLIST_BY_NAMESPACE => {
-            let table = KVTable { table: state.kv.borrow().namespace(namespace) };
+            let table = KVTable {
+                table: state.kv.borrow().namespace(namespace),
+            };
             if table.table.is_empty() {
                 let remark = format!("No config item, Namespace: {namespace}");
                 return Ok(reply(req, ResponseCode::QueryNotFound, Some(remark)));

@@ -70,7 +70,8 @@ impl RouteTable {
         // an operator) is removed from its old slot first.
         data.broker_addrs
             .retain(|id, addr| *addr != reg.broker_addr || *id == reg.broker_id);
-        data.broker_addrs.insert(reg.broker_id, reg.broker_addr.clone());
+        data.broker_addrs
+            .insert(reg.broker_id, reg.broker_addr.clone());
         if reg.broker_id == MASTER_ID {
             self.replace_master_topics(&reg.broker_name, &reg.topics);
         }
@@ -78,7 +79,7 @@ impl RouteTable {
             reg.broker_addr.clone(),
             LiveBroker {
                 last_update: now,
-                data_version: reg.topics.data_version.clone(),
+                data_version: reg.topics.data_version,
                 ha_server_addr: reg.ha_server_addr.clone(),
                 connection_id: reg.connection_id,
                 broker_name: reg.broker_name.clone(),
@@ -223,7 +224,10 @@ impl RouteTable {
             .filter(|(_, queues)| queues.keys().any(|name| names.contains(name)))
             .map(|(topic, _)| topic.clone())
             .collect();
-        TopicList { topic_list, broker_addr: None }
+        TopicList {
+            topic_list,
+            broker_addr: None,
+        }
     }
 
     pub fn delete_topic(&mut self, topic: &str) {

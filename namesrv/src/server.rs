@@ -21,7 +21,11 @@ struct Handler {
 }
 
 impl RequestHandler for Handler {
-    fn handle(self: Rc<Self>, conn: Rc<ConnectionInfo>, request: RemotingCommand) -> LocalFuture<Option<RemotingCommand>> {
+    fn handle(
+        self: Rc<Self>,
+        conn: Rc<ConnectionInfo>,
+        request: RemotingCommand,
+    ) -> LocalFuture<Option<RemotingCommand>> {
         let response = process(&self.state, &conn, &request);
         Box::pin(async move { Some(response) })
     }
@@ -74,18 +78,28 @@ async fn serve(listener: std::net::TcpListener, config: &NamesrvConfig, stop: &A
             return;
         }
     };
-    let handler = Rc::new(Handler { state: state.clone() });
+    let handler = Rc::new(Handler {
+        state: state.clone(),
+    });
     let expiry = Duration::from_millis(config.broker_channel_expired_time_ms);
     let scan = Duration::from_millis(config.scan_not_active_broker_interval_ms);
     compio::runtime::spawn(expiry_loop(state, expiry, scan, stop.clone())).detach();
-    tracing::info!(port = config.listen_port, "The Name Server boot success. serializeType=JSON");
+    tracing::info!(
+        port = config.listen_port,
+        "The Name Server boot success. serializeType=JSON"
+    );
     println!("The Name Server boot success. serializeType=JSON");
     while !stop.load(Ordering::Relaxed) {
         let accepted = compio::time::timeout(Duration::from_millis(200), listener.accept()).await;
         match accepted {
             Ok(Ok((stream, _))) => {
-                compio::runtime::spawn(serve_connection(stream, handler.clone(), 0, DEFAULT_MAX_FRAME))
-                    .detach();
+                compio::runtime::spawn(serve_connection(
+                    stream,
+                    handler.clone(),
+                    0,
+                    DEFAULT_MAX_FRAME,
+                ))
+                .detach();
             }
             Ok(Err(error)) => tracing::warn!("accept failed: {error}"),
             Err(_) => {}
@@ -94,7 +108,12 @@ async fn serve(listener: std::net::TcpListener, config: &NamesrvConfig, stop: &A
     tracing::info!("name server stopped");
 }
 
-async fn expiry_loop(state: Rc<NamesrvState>, expiry: Duration, scan: Duration, stop: Arc<AtomicBool>) {
+async fn expiry_loop(
+    state: Rc<NamesrvState>,
+    expiry: Duration,
+    scan: Duration,
+    stop: Arc<AtomicBool>,
+) {
     while !stop.load(Ordering::Relaxed) {
         compio::time::sleep(scan.min(Duration::from_secs(1))).await;
         state.routes.borrow_mut().expire(Instant::now(), expiry);

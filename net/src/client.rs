@@ -44,12 +44,16 @@ impl RemotingClient {
     /// `Connect` when the address does not resolve or the connection is refused, or
     /// `Timeout` after `timeout`.
     pub async fn connect(addr: &str, timeout: Duration) -> Result<Rc<Self>, NetError> {
-        let connect_error = |source| NetError::Connect { addr: addr.to_string(), source };
+        let connect_error = |source| NetError::Connect {
+            addr: addr.to_string(),
+            source,
+        };
         let connecting = compio::time::timeout(timeout, TcpStream::connect(addr.to_string()));
         let stream = match connecting.await {
             Ok(result) => result.map_err(connect_error)?,
             Err(_) => {
-                let timed_out = std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
+                let timed_out =
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
                 return Err(connect_error(timed_out));
             }
         };
@@ -115,7 +119,10 @@ impl RemotingClient {
             Err(_) => {
                 self.pending.borrow_mut().remove(&opaque);
                 let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-                Err(NetError::Timeout { peer: self.peer, millis })
+                Err(NetError::Timeout {
+                    peer: self.peer,
+                    millis,
+                })
             }
         }
     }

@@ -30,11 +30,7 @@ pub fn allowed_cpus() -> Vec<usize> {
 /// # Errors
 /// An error when a thread or an io_uring instance cannot be created (io_uring refused by
 /// the kernel or a seccomp profile shows up here, with the OS error).
-pub fn run_cores<F, Fut>(
-    name: &str,
-    count: usize,
-    body: F,
-) -> std::io::Result<Vec<JoinHandle<()>>>
+pub fn run_cores<F, Fut>(name: &str, count: usize, body: F) -> std::io::Result<Vec<JoinHandle<()>>>
 where
     F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = ()> + 'static,

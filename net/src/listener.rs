@@ -29,7 +29,8 @@ pub fn bind_reuseport(addr: SocketAddr) -> Result<std::net::TcpListener, NetErro
 /// `SO_REUSEPORT` (which would otherwise silently share the port with a stale process
 /// of the same user).
 pub fn ensure_port_free(addr: SocketAddr) -> Result<(), NetError> {
-    let probe = std::net::TcpListener::bind(addr).map_err(|source| NetError::Bind { addr, source })?;
+    let probe =
+        std::net::TcpListener::bind(addr).map_err(|source| NetError::Bind { addr, source })?;
     drop(probe);
     Ok(())
 }

@@ -38,7 +38,8 @@ impl Mesh {
     #[allow(clippy::new_ret_no_self)]
     pub fn new<T>(count: usize) -> Vec<(MeshSender<T>, MeshReceiver<T>)> {
         assert!(count > 0, "a mesh needs at least one core");
-        let wakers: Arc<Vec<AtomicWaker>> = Arc::new((0..count).map(|_| AtomicWaker::new()).collect());
+        let wakers: Arc<Vec<AtomicWaker>> =
+            Arc::new((0..count).map(|_| AtomicWaker::new()).collect());
         let mut senders: Vec<MeshSender<T>> = (0..count)
             .map(|core| MeshSender {
                 core,
@@ -53,12 +54,12 @@ impl Mesh {
                 wakers: wakers.clone(),
             })
             .collect();
-        for from in 0..count {
-            for to in 0..count {
+        for (from, sender) in senders.iter_mut().enumerate() {
+            for (to, receiver) in receivers.iter_mut().enumerate() {
                 if from != to {
                     let (producer, consumer) = rtrb::RingBuffer::new(RING_CAPACITY);
-                    senders[from].outbound[to] = Some(producer);
-                    receivers[to].inbound[from] = Some(consumer);
+                    sender.outbound[to] = Some(producer);
+                    receiver.inbound[from] = Some(consumer);
                 }
             }
         }
@@ -82,8 +83,13 @@ impl<T> MeshSender<T> {
     /// # Errors
     /// Gives the item back when the ring is full (back-pressure).
     pub fn send(&mut self, to: usize, item: T) -> Result<(), T> {
-        assert_ne!(to, self.core, "a core does not send to itself over the mesh");
-        let producer = self.outbound[to].as_mut().expect("ring exists for every pair");
+        assert_ne!(
+            to, self.core,
+            "a core does not send to itself over the mesh"
+        );
+        let producer = self.outbound[to]
+            .as_mut()
+            .expect("ring exists for every pair");
         match producer.push(item) {
             Ok(()) => {
                 self.wakers[to].wake();
@@ -106,7 +112,11 @@ impl<T> MeshReceiver<T> {
             // Re-check after registering: a push between drain and register would
             // otherwise wait for the next one.
             self.drain(out);
-            if out.is_empty() { Poll::Pending } else { Poll::Ready(()) }
+            if out.is_empty() {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
         })
         .await
     }
@@ -130,15 +140,17 @@ mod tests {
         let (_, mut b) = links.pop().unwrap();
         let (mut a, _) = links.pop().unwrap();
         let receiver = std::thread::spawn(move || {
-            compio::runtime::Runtime::new().unwrap().block_on(async move {
-                let mut got = Vec::new();
-                while got.len() < 10_000 {
-                    let mut batch = Vec::new();
-                    b.recv_batch(&mut batch).await;
-                    got.extend(batch);
-                }
-                got
-            })
+            compio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(async move {
+                    let mut got = Vec::new();
+                    while got.len() < 10_000 {
+                        let mut batch = Vec::new();
+                        b.recv_batch(&mut batch).await;
+                        got.extend(batch);
+                    }
+                    got
+                })
         });
         for i in 0..10_000u64 {
             let mut item = i;

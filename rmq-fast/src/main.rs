@@ -15,7 +15,11 @@ use clap::{Parser, Subcommand};
 use rmq_core::config::{BrokerConfig, ConfigWarning, NamesrvConfig};
 
 #[derive(Parser)]
-#[command(name = "rmq-fast", version, about = "Apache RocketMQ-compatible name server and broker")]
+#[command(
+    name = "rmq-fast",
+    version,
+    about = "Apache RocketMQ-compatible name server and broker"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -64,11 +68,18 @@ fn run(cli: Cli) -> Result<()> {
             let (config, warnings) = NamesrvConfig::load(config.as_deref(), &[])?;
             let _guard = logging::init(&config.log_dir, "namesrv.log")?;
             log_warnings(&warnings);
-            run_until_signal(|stop| start_namesrv(config, stop).map(|h| vec![h]), || Ok(()))
+            run_until_signal(
+                |stop| start_namesrv(config, stop).map(|h| vec![h]),
+                || Ok(()),
+            )
         }
-        Command::Broker { config, namesrv_addr } => {
-            let overrides: Vec<(String, String)> =
-                namesrv_addr.map(|addr| vec![("namesrvAddr".to_string(), addr)]).unwrap_or_default();
+        Command::Broker {
+            config,
+            namesrv_addr,
+        } => {
+            let overrides: Vec<(String, String)> = namesrv_addr
+                .map(|addr| vec![("namesrvAddr".to_string(), addr)])
+                .unwrap_or_default();
             let (config, warnings) = BrokerConfig::load(config.as_deref(), &overrides)?;
             let _guard = logging::init(&config.log_dir, "broker.log")?;
             log_warnings(&warnings);
@@ -96,10 +107,14 @@ fn log_warnings(warnings: &[ConfigWarning]) {
     }
 }
 
-fn start_namesrv(config: NamesrvConfig, stop: Arc<AtomicBool>) -> Result<std::thread::JoinHandle<()>> {
+fn start_namesrv(
+    config: NamesrvConfig,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>> {
     let port = config.listen_port;
     let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
-    rmq_namesrv::run_namesrv(config, ip, stop).with_context(|| format!("name server on port {port}"))
+    rmq_namesrv::run_namesrv(config, ip, stop)
+        .with_context(|| format!("name server on port {port}"))
 }
 
 fn run_broker(config: BrokerConfig, namesrv: Option<NamesrvConfig>) -> Result<()> {

@@ -18,12 +18,23 @@ pub async fn process(core: &Rc<CoreContext>, code: i32, req: &RemotingCommand) -
     match code {
         rc::UPDATE_AND_CREATE_TOPIC => create_topic(core, req),
         rc::DELETE_TOPIC_IN_BROKER => delete_topic(core, req).await,
-        rc::GET_ALL_TOPIC_CONFIG => Ok(success(req).with_body(encode_body(&broker.topics.wrapper()))),
+        rc::GET_ALL_TOPIC_CONFIG => {
+            Ok(success(req).with_body(encode_body(&broker.topics.wrapper())))
+        }
         rc::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => {
-            let config: SubscriptionGroupConfig = decode_body(&req.body)
-                .map_err(|e| reply(req, ResponseCode::SystemError, format!("bad subscription group body: {e}")))?;
+            let config: SubscriptionGroupConfig = decode_body(&req.body).map_err(|e| {
+                reply(
+                    req,
+                    ResponseCode::SystemError,
+                    format!("bad subscription group body: {e}"),
+                )
+            })?;
             if config.group_name.trim().is_empty() {
-                return Err(reply(req, ResponseCode::SystemError, "groupName is blank".to_string()));
+                return Err(reply(
+                    req,
+                    ResponseCode::SystemError,
+                    "groupName is blank".to_string(),
+                ));
             }
             broker.groups.put(config);
             Ok(success(req))
@@ -33,8 +44,12 @@ pub async fn process(core: &Rc<CoreContext>, code: i32, req: &RemotingCommand) -
             broker.groups.remove(group);
             Ok(success(req))
         }
-        rc::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => Ok(success(req).with_body(encode_body(&*broker.groups.all()))),
-        rc::GET_ALL_CONSUMER_OFFSET => Ok(success(req).with_body(encode_body(&broker.offsets.wrapper()))),
+        rc::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => {
+            Ok(success(req).with_body(encode_body(&*broker.groups.all())))
+        }
+        rc::GET_ALL_CONSUMER_OFFSET => {
+            Ok(success(req).with_body(encode_body(&broker.offsets.wrapper())))
+        }
         rc::GET_ALL_DELAY_OFFSET => Ok(success(req).with_body(b"{}".to_vec())),
         rc::GET_BROKER_CONFIG => {
             let text = broker.config.to_properties_text();
@@ -62,10 +77,14 @@ fn create_topic(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed {
     config.read_queue_nums = header(req, req.ext_i32("readQueueNums"))?;
     config.write_queue_nums = header(req, req.ext_i32("writeQueueNums"))?;
     config.perm = header(req, req.ext_i32("perm"))?;
-    config.topic_filter_type = req.ext("topicFilterType").unwrap_or("SINGLE_TAG").to_string();
+    config.topic_filter_type = req
+        .ext("topicFilterType")
+        .unwrap_or("SINGLE_TAG")
+        .to_string();
     config.topic_sys_flag = header(req, req.ext_opt_i32("topicSysFlag"))?.unwrap_or(0);
     config.order = header(req, req.ext_opt_bool("order"))?.unwrap_or(false);
-    let queues_ok = (1..=1024).contains(&config.read_queue_nums) && (1..=1024).contains(&config.write_queue_nums);
+    let queues_ok = (1..=1024).contains(&config.read_queue_nums)
+        && (1..=1024).contains(&config.write_queue_nums);
     if !queues_ok {
         let remark = "readQueueNums and writeQueueNums must be within 1..=1024".to_string();
         return Err(reply(req, ResponseCode::SystemError, remark));
@@ -87,7 +106,9 @@ async fn delete_topic(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processe
             .await;
         match deleted {
             Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::error!(topic = %topic, shard, "cannot delete consume queues: {error}"),
+            Ok(Err(error)) => {
+                tracing::error!(topic = %topic, shard, "cannot delete consume queues: {error}")
+            }
             Err(error) => tracing::error!(topic = %topic, shard, "cannot reach shard: {error}"),
         }
     }
@@ -103,13 +124,31 @@ fn runtime_info(core: &Rc<CoreContext>) -> KVTable {
     };
     put("brokerVersionDesc", "V4_9_8 (rmq-fast)".to_string());
     put("brokerVersion", "409".to_string());
-    put("msgPutTotalTodayNow", broker.stats.messages_put.load(Ordering::Relaxed).to_string());
-    put("msgGetTotalTodayNow", broker.stats.messages_got.load(Ordering::Relaxed).to_string());
+    put(
+        "msgPutTotalTodayNow",
+        broker
+            .stats
+            .messages_put
+            .load(Ordering::Relaxed)
+            .to_string(),
+    );
+    put(
+        "msgGetTotalTodayNow",
+        broker
+            .stats
+            .messages_got
+            .load(Ordering::Relaxed)
+            .to_string(),
+    );
     put("bootTimestamp", broker.started_at_ms.to_string());
     put("runtime", format!("{} ms", now_ms() - broker.started_at_ms));
     put("brokerRole", format!("{:?}", broker.config.broker_role));
     put("shardCount", broker.shard_count.to_string());
-    let max_offsets: Vec<String> = core.shards.values().map(|s| s.max_physical_offset().to_string()).collect();
+    let max_offsets: Vec<String> = core
+        .shards
+        .values()
+        .map(|s| s.max_physical_offset().to_string())
+        .collect();
     put("commitLogMaxOffsetLocalShards", max_offsets.join(","));
     KVTable { table }
 }

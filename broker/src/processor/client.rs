@@ -3,7 +3,9 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use rmq_core::body::{ConsumerListBody, HeartbeatData, PERM_READ, PERM_WRITE, decode_body, encode_body};
+use rmq_core::body::{
+    ConsumerListBody, HeartbeatData, PERM_READ, PERM_WRITE, decode_body, encode_body,
+};
 use rmq_core::remoting::{RemotingCommand, ResponseCode};
 use rmq_net::ConnectionInfo;
 
@@ -13,9 +15,18 @@ use crate::core_context::CoreContext;
 use crate::topics::{RETRY_GROUP_TOPIC_PREFIX, TopicLookup};
 
 /// Registers the producers and consumers a client announces.
-pub fn heartbeat(core: &Rc<CoreContext>, conn: &ConnectionInfo, req: &RemotingCommand) -> Processed {
-    let data: HeartbeatData = decode_body(&req.body)
-        .map_err(|e| reply(req, ResponseCode::SystemError, format!("bad heartbeat body: {e}")))?;
+pub fn heartbeat(
+    core: &Rc<CoreContext>,
+    conn: &ConnectionInfo,
+    req: &RemotingCommand,
+) -> Processed {
+    let data: HeartbeatData = decode_body(&req.body).map_err(|e| {
+        reply(
+            req,
+            ResponseCode::SystemError,
+            format!("bad heartbeat body: {e}"),
+        )
+    })?;
     let broker = &core.broker;
     let channel = ClientChannel {
         client_id: data.client_id.clone(),
@@ -28,14 +39,21 @@ pub fn heartbeat(core: &Rc<CoreContext>, conn: &ConnectionInfo, req: &RemotingCo
     };
     for consumer in &data.consumer_data_set {
         let group = &consumer.group_name;
-        let Some(config) = broker.groups.get_or_create(group, broker.config.auto_create_subscription_group) else {
+        let Some(config) = broker
+            .groups
+            .get_or_create(group, broker.config.auto_create_subscription_group)
+        else {
             tracing::warn!(group = %group, "heartbeat from a consumer of an unknown subscription group");
             continue;
         };
         // Consumers of a group also pull its retry topic; make sure it exists.
         let retry_topic = format!("{RETRY_GROUP_TOPIC_PREFIX}{group}");
         let queues = config.retry_queue_nums.max(1);
-        if let TopicLookup::Created(_) = broker.topics.create_if_absent(&retry_topic, queues, PERM_READ | PERM_WRITE) {
+        if let TopicLookup::Created(_) =
+            broker
+                .topics
+                .create_if_absent(&retry_topic, queues, PERM_READ | PERM_WRITE)
+        {
             broker.request_registration();
         }
         if broker.clients.register_consumer(consumer, channel.clone()) {
@@ -44,7 +62,9 @@ pub fn heartbeat(core: &Rc<CoreContext>, conn: &ConnectionInfo, req: &RemotingCo
         }
     }
     for producer in &data.producer_data_set {
-        broker.clients.register_producer(&producer.group_name, channel.clone());
+        broker
+            .clients
+            .register_producer(&producer.group_name, channel.clone());
     }
     Ok(success(req))
 }
@@ -68,7 +88,13 @@ pub fn consumer_list(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed
     let group = header(req, req.ext_str("consumerGroup"))?;
     let ids = core.broker.clients.consumer_ids(group);
     if ids.is_empty() {
-        return Err(reply(req, ResponseCode::SystemError, format!("no consumer for this group, {group}")));
+        return Err(reply(
+            req,
+            ResponseCode::SystemError,
+            format!("no consumer for this group, {group}"),
+        ));
     }
-    Ok(success(req).with_body(encode_body(&ConsumerListBody { consumer_id_list: ids })))
+    Ok(success(req).with_body(encode_body(&ConsumerListBody {
+        consumer_id_list: ids,
+    })))
 }

@@ -21,7 +21,11 @@ pub struct BrokerHandler {
     pub core: Rc<CoreContext>,
 }
 
-pub fn reply(req: &RemotingCommand, code: ResponseCode, remark: impl Into<Option<String>>) -> RemotingCommand {
+pub fn reply(
+    req: &RemotingCommand,
+    code: ResponseCode,
+    remark: impl Into<Option<String>>,
+) -> RemotingCommand {
     RemotingCommand::response_for(req, code.code(), remark.into())
 }
 
@@ -41,12 +45,19 @@ pub fn busy(req: &RemotingCommand, error: &ShardBusy) -> RemotingCommand {
 /// Result type of processors: `Err` carries a ready error response.
 pub type Processed = Result<RemotingCommand, RemotingCommand>;
 
-pub fn header<T>(req: &RemotingCommand, value: Result<T, HeaderError>) -> Result<T, RemotingCommand> {
+pub fn header<T>(
+    req: &RemotingCommand,
+    value: Result<T, HeaderError>,
+) -> Result<T, RemotingCommand> {
     value.map_err(|error| bad_header(req, &error))
 }
 
 impl RequestHandler for BrokerHandler {
-    fn handle(self: Rc<Self>, conn: Rc<ConnectionInfo>, req: RemotingCommand) -> LocalFuture<Option<RemotingCommand>> {
+    fn handle(
+        self: Rc<Self>,
+        conn: Rc<ConnectionInfo>,
+        req: RemotingCommand,
+    ) -> LocalFuture<Option<RemotingCommand>> {
         Box::pin(async move {
             let core = &self.core;
             let result = match req.code {
@@ -60,7 +71,9 @@ impl RequestHandler for BrokerHandler {
                 rc::CHECK_CLIENT_CONFIG => Ok(success(&req)),
                 rc::QUERY_CONSUMER_OFFSET => offset::query_consumer_offset(core, &req).await,
                 rc::UPDATE_CONSUMER_OFFSET => offset::update_consumer_offset(core, &req),
-                rc::GET_MAX_OFFSET | rc::GET_MIN_OFFSET | rc::SEARCH_OFFSET_BY_TIMESTAMP
+                rc::GET_MAX_OFFSET
+                | rc::GET_MIN_OFFSET
+                | rc::SEARCH_OFFSET_BY_TIMESTAMP
                 | rc::GET_EARLIEST_MSG_STORETIME => offset::queue_offsets(core, &req).await,
                 rc::VIEW_MESSAGE_BY_ID => offset::view_message(core, &req).await,
                 code => admin::process(core, code, &req).await,

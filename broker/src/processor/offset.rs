@@ -23,7 +23,9 @@ pub async fn query_consumer_offset(core: &Rc<CoreContext>, req: &RemotingCommand
     }
     let shard = core.broker.shard_of_queue(&topic, queue_id);
     let min = core
-        .on_shard(shard, move |store| async move { store.min_queue_offset(&topic, queue_id) })
+        .on_shard(shard, move |store| async move {
+            store.min_queue_offset(&topic, queue_id)
+        })
         .await
         .map_err(|error| busy(req, &error))?;
     if min <= 0 {
@@ -61,16 +63,22 @@ pub async fn queue_offsets(core: &Rc<CoreContext>, req: &RemotingCommand) -> Pro
             match code {
                 rc::GET_MAX_OFFSET => Ok(Some(store.max_queue_offset(&topic, queue_id))),
                 rc::GET_MIN_OFFSET => Ok(Some(store.min_queue_offset(&topic, queue_id))),
-                rc::SEARCH_OFFSET_BY_TIMESTAMP => {
-                    store.search_offset_by_timestamp(&topic, queue_id, timestamp).await.map(Some)
-                }
+                rc::SEARCH_OFFSET_BY_TIMESTAMP => store
+                    .search_offset_by_timestamp(&topic, queue_id, timestamp)
+                    .await
+                    .map(Some),
                 _ => store.earliest_message_time(&topic, queue_id).await,
             }
         })
         .await
         .map_err(|error| busy(req, &error))?;
-    let value = answer.map_err(|e| reply(req, ResponseCode::SystemError, format!("store error: {e}")))?;
-    let field = if code == rc::GET_EARLIEST_MSG_STORETIME { "timestamp" } else { "offset" };
+    let value =
+        answer.map_err(|e| reply(req, ResponseCode::SystemError, format!("store error: {e}")))?;
+    let field = if code == rc::GET_EARLIEST_MSG_STORETIME {
+        "timestamp"
+    } else {
+        "offset"
+    };
     Ok(success(req).with_ext(field, value.unwrap_or(-1)))
 }
 
@@ -79,9 +87,15 @@ pub async fn view_message(core: &Rc<CoreContext>, req: &RemotingCommand) -> Proc
     let offset = match req.ext("offset") {
         Some(text) => match text.trim().parse::<i64>() {
             Ok(offset) => offset,
-            Err(_) => header(req, decode_offset_msg_id(text).map(|(_, offset)| offset).map_err(|e| {
-                rmq_core::remoting::HeaderError { field: "offset".into(), reason: e.to_string() }
-            }))?,
+            Err(_) => header(
+                req,
+                decode_offset_msg_id(text)
+                    .map(|(_, offset)| offset)
+                    .map_err(|e| rmq_core::remoting::HeaderError {
+                        field: "offset".into(),
+                        reason: e.to_string(),
+                    }),
+            )?,
         },
         None => header(req, req.ext_i64("offset"))?,
     };
@@ -91,12 +105,22 @@ pub async fn view_message(core: &Rc<CoreContext>, req: &RemotingCommand) -> Proc
         return Err(reply(req, ResponseCode::SystemError, remark));
     }
     let record = core
-        .on_shard(shard, move |store| async move { store.read_record(offset).await })
+        .on_shard(shard, move |store| async move {
+            store.read_record(offset).await
+        })
         .await
         .map_err(|error| busy(req, &error))?;
     match record {
         Ok(Some(bytes)) => Ok(success(req).with_body(bytes)),
-        Ok(None) => Err(reply(req, ResponseCode::SystemError, format!("can not find message by the offset, {offset}"))),
-        Err(error) => Err(reply(req, ResponseCode::SystemError, format!("store error: {error}"))),
+        Ok(None) => Err(reply(
+            req,
+            ResponseCode::SystemError,
+            format!("can not find message by the offset, {offset}"),
+        )),
+        Err(error) => Err(reply(
+            req,
+            ResponseCode::SystemError,
+            format!("store error: {error}"),
+        )),
     }
 }

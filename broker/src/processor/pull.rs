@@ -61,33 +61,60 @@ pub async fn process(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed
         return Err(reply(req, ResponseCode::NoPermission, remark));
     }
     if head.queue_id < 0 || head.queue_id >= topic.read_queue_nums.max(topic.write_queue_nums) {
-        let remark = format!("queueId[{}] is illegal, topic:[{}]", head.queue_id, head.topic);
+        let remark = format!(
+            "queueId[{}] is illegal, topic:[{}]",
+            head.queue_id, head.topic
+        );
         return Err(reply(req, ResponseCode::SystemError, remark));
     }
-    if broker.groups.get_or_create(&head.group, broker.config.auto_create_subscription_group).is_none() {
+    if broker
+        .groups
+        .get_or_create(&head.group, broker.config.auto_create_subscription_group)
+        .is_none()
+    {
         let remark = format!("subscription group [{}] does not exist", head.group);
         return Err(reply(req, ResponseCode::SubscriptionGroupNotExist, remark));
     }
     let filter = subscription(core, req, &head)?;
-    if head.sys_flag & pull_flag::COMMIT_OFFSET != 0 && head.commit_offset >= 0 && !broker.is_slave() {
-        broker.offsets.commit(&head.group, &head.topic, head.queue_id, head.commit_offset);
+    if head.sys_flag & pull_flag::COMMIT_OFFSET != 0
+        && head.commit_offset >= 0
+        && !broker.is_slave()
+    {
+        broker
+            .offsets
+            .commit(&head.group, &head.topic, head.queue_id, head.commit_offset);
     }
     let long_poll = head.sys_flag & pull_flag::SUSPEND != 0 && broker.config.long_polling_enable;
-    let suspend = if long_poll { head.suspend } else { Duration::ZERO };
+    let suspend = if long_poll {
+        head.suspend
+    } else {
+        Duration::ZERO
+    };
     let max = usize::try_from(head.max_msgs.clamp(1, 1024)).unwrap_or(32);
     let shard = broker.shard_of_queue(&head.topic, head.queue_id);
     let (topic_name, queue_id, offset) = (head.topic.clone(), head.queue_id, head.offset);
     let got = core
         .on_shard(shard, move |store| async move {
-            let matches = |tags: i64| filter.as_ref().is_none_or(|sub| sub.matches_tags_code(tags));
-            let first = store.get_messages(&topic_name, queue_id, offset, max, &matches).await?;
+            let matches = |tags: i64| {
+                filter
+                    .as_ref()
+                    .is_none_or(|sub| sub.matches_tags_code(tags))
+            };
+            let first = store
+                .get_messages(&topic_name, queue_id, offset, max, &matches)
+                .await?;
             if first.status != GetStatus::OffsetOverflowOne || suspend.is_zero() {
                 return Ok(first);
             }
-            if !store.wait_for_message(&topic_name, queue_id, offset, suspend).await {
+            if !store
+                .wait_for_message(&topic_name, queue_id, offset, suspend)
+                .await
+            {
                 return Ok(first);
             }
-            store.get_messages(&topic_name, queue_id, offset, max, &matches).await
+            store
+                .get_messages(&topic_name, queue_id, offset, max, &matches)
+                .await
         })
         .await
         .map_err(|error| busy(req, &error))?;
@@ -96,12 +123,19 @@ pub async fn process(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed
 
 /// The filter of this pull: from the header when the client sent one, else from the
 /// group's heartbeat. None = everything matches.
-fn subscription(core: &CoreContext, req: &RemotingCommand, head: &PullHeader) -> Result<Option<SubscriptionData>, RemotingCommand> {
+fn subscription(
+    core: &CoreContext,
+    req: &RemotingCommand,
+    head: &PullHeader,
+) -> Result<Option<SubscriptionData>, RemotingCommand> {
     if !head.expression_type.eq_ignore_ascii_case("TAG") {
         let remark = "The broker does not support consumer to filter message by SQL92 (enablePropertyFilter=false)";
         return Err(reply(req, ResponseCode::SystemError, remark.to_string()));
     }
-    let sub = match (&head.subscription, head.sys_flag & pull_flag::SUBSCRIPTION != 0) {
+    let sub = match (
+        &head.subscription,
+        head.sys_flag & pull_flag::SUBSCRIPTION != 0,
+    ) {
         (Some(expr), true) => SubscriptionData::from_expression(&head.topic, expr),
         _ => match core.broker.clients.subscription(&head.group, &head.topic) {
             Some(sub) => sub,
@@ -112,12 +146,21 @@ fn subscription(core: &CoreContext, req: &RemotingCommand, head: &PullHeader) ->
     Ok(if match_all { None } else { Some(sub) })
 }
 
-fn respond(core: &CoreContext, req: &RemotingCommand, head: &PullHeader, got: Result<GetMessages, StoreError>) -> RemotingCommand {
+fn respond(
+    core: &CoreContext,
+    req: &RemotingCommand,
+    head: &PullHeader,
+    got: Result<GetMessages, StoreError>,
+) -> RemotingCommand {
     let got = match got {
         Ok(got) => got,
         Err(error) => {
             tracing::error!(topic = %head.topic, queue = head.queue_id, "pull failed in the store: {error}");
-            return reply(req, ResponseCode::SystemError, format!("store error: {error}"));
+            return reply(
+                req,
+                ResponseCode::SystemError,
+                format!("store error: {error}"),
+            );
         }
     };
     let code = match got.status {
@@ -125,12 +168,15 @@ fn respond(core: &CoreContext, req: &RemotingCommand, head: &PullHeader, got: Re
         GetStatus::NoMatchedMessage => ResponseCode::PullRetryImmediately,
         GetStatus::OffsetOverflowOne | GetStatus::OffsetFoundNull => ResponseCode::PullNotFound,
         GetStatus::NoMessageInQueue if head.offset == 0 => ResponseCode::PullNotFound,
-        GetStatus::NoMessageInQueue | GetStatus::OffsetTooSmall | GetStatus::OffsetOverflowBadly => {
-            ResponseCode::PullOffsetMoved
-        }
+        GetStatus::NoMessageInQueue
+        | GetStatus::OffsetTooSmall
+        | GetStatus::OffsetOverflowBadly => ResponseCode::PullOffsetMoved,
     };
     if got.status == GetStatus::Found {
-        core.broker.stats.messages_got.fetch_add(got.count as u64, std::sync::atomic::Ordering::Relaxed);
+        core.broker
+            .stats
+            .messages_got
+            .fetch_add(got.count as u64, std::sync::atomic::Ordering::Relaxed);
     }
     let mut response = reply(req, code, None)
         .with_ext("suggestWhichBrokerId", 0)

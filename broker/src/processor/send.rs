@@ -48,20 +48,33 @@ fn parse_header(req: &RemotingCommand) -> Result<SendHeader, RemotingCommand> {
     Ok(SendHeader {
         producer_group: header(req, req.ext_str(k("producerGroup", "a")))?.to_string(),
         topic: header(req, req.ext_str(k("topic", "b")))?.to_string(),
-        default_topic: req.ext(k("defaultTopic", "c")).unwrap_or("TBW102").to_string(),
-        default_topic_queue_nums: header(req, req.ext_opt_i32(k("defaultTopicQueueNums", "d")))?.unwrap_or(4),
+        default_topic: req
+            .ext(k("defaultTopic", "c"))
+            .unwrap_or("TBW102")
+            .to_string(),
+        default_topic_queue_nums: header(req, req.ext_opt_i32(k("defaultTopicQueueNums", "d")))?
+            .unwrap_or(4),
         queue_id: header(req, req.ext_i32(k("queueId", "e")))?,
         sys_flag: header(req, req.ext_opt_i32(k("sysFlag", "f")))?.unwrap_or(0),
-        born_timestamp: header(req, req.ext_opt_i64(k("bornTimestamp", "g")))?.unwrap_or_else(now_ms),
+        born_timestamp: header(req, req.ext_opt_i64(k("bornTimestamp", "g")))?
+            .unwrap_or_else(now_ms),
         flag: header(req, req.ext_opt_i32(k("flag", "h")))?.unwrap_or(0),
-        properties: req.ext(k("properties", "i")).unwrap_or_default().to_string(),
+        properties: req
+            .ext(k("properties", "i"))
+            .unwrap_or_default()
+            .to_string(),
         reconsume_times: header(req, req.ext_opt_i32(k("reconsumeTimes", "j")))?.unwrap_or(0),
-        batch: req.code == rc::SEND_BATCH_MESSAGE || header(req, req.ext_opt_bool(k("batch", "m")))?.unwrap_or(false),
+        batch: req.code == rc::SEND_BATCH_MESSAGE
+            || header(req, req.ext_opt_bool(k("batch", "m")))?.unwrap_or(false),
     })
 }
 
 /// Handles one send request.
-pub async fn process(core: &Rc<CoreContext>, conn: &ConnectionInfo, req: &RemotingCommand) -> Processed {
+pub async fn process(
+    core: &Rc<CoreContext>,
+    conn: &ConnectionInfo,
+    req: &RemotingCommand,
+) -> Processed {
     let broker = &core.broker;
     let mut head = parse_header(req)?;
     check_broker_accepts_sends(broker, req)?;
@@ -89,23 +102,40 @@ pub async fn process(core: &Rc<CoreContext>, conn: &ConnectionInfo, req: &Remoti
     Ok(respond(broker, req, &head, queue_id, outcome))
 }
 
-fn check_broker_accepts_sends(broker: &BrokerContext, req: &RemotingCommand) -> Result<(), RemotingCommand> {
+fn check_broker_accepts_sends(
+    broker: &BrokerContext,
+    req: &RemotingCommand,
+) -> Result<(), RemotingCommand> {
     if broker.is_slave() {
-        let remark = format!("the broker[{}] role is SLAVE, sending messages is not allowed", broker.config.broker_name);
+        let remark = format!(
+            "the broker[{}] role is SLAVE, sending messages is not allowed",
+            broker.config.broker_name
+        );
         return Err(reply(req, ResponseCode::ServiceNotAvailable, remark));
     }
     if broker.config.broker_permission & PERM_WRITE == 0 {
-        let remark = format!("the broker[{}] sending message is forbidden", broker.broker_addr.ip());
+        let remark = format!(
+            "the broker[{}] sending message is forbidden",
+            broker.broker_addr.ip()
+        );
         return Err(reply(req, ResponseCode::NoPermission, remark));
     }
     if broker.stopping.load(std::sync::atomic::Ordering::Acquire) {
-        return Err(reply(req, ResponseCode::ServiceNotAvailable, "the broker is shutting down".to_string()));
+        return Err(reply(
+            req,
+            ResponseCode::ServiceNotAvailable,
+            "the broker is shutting down".to_string(),
+        ));
     }
     Ok(())
 }
 
 /// Finds (or auto-creates) the topic and picks the queue.
-fn resolve_queue(core: &CoreContext, req: &RemotingCommand, head: &mut SendHeader) -> Result<i32, RemotingCommand> {
+fn resolve_queue(
+    core: &CoreContext,
+    req: &RemotingCommand,
+    head: &mut SendHeader,
+) -> Result<i32, RemotingCommand> {
     let broker = &core.broker;
     if let Err(remark) = validate_topic_name(&head.topic) {
         return Err(reply(req, ResponseCode::SystemError, remark));
@@ -114,9 +144,11 @@ fn resolve_queue(core: &CoreContext, req: &RemotingCommand, head: &mut SendHeade
         let remark = "transaction messages are not supported by this broker yet".to_string();
         return Err(reply(req, ResponseCode::NoPermission, remark));
     }
-    let delay = properties::get_property(&head.properties, keys::DELAY).and_then(|d| d.parse::<i32>().ok());
+    let delay =
+        properties::get_property(&head.properties, keys::DELAY).and_then(|d| d.parse::<i32>().ok());
     if delay.is_some_and(|level| level > 0) {
-        let remark = "delayed messages (DELAY property) are not supported by this broker yet".to_string();
+        let remark =
+            "delayed messages (DELAY property) are not supported by this broker yet".to_string();
         return Err(reply(req, ResponseCode::MessageIllegal, remark));
     }
     let auto_create = broker.config.auto_create_topic_enable;
@@ -171,19 +203,37 @@ fn encode_records(
     }
     let cluster = broker.config.broker_cluster_name.as_str();
     let entries: Vec<(i32, &[u8], String)> = if head.batch {
-        let batch = decode_batch(&req.body)
-            .map_err(|e| reply(req, ResponseCode::MessageIllegal, format!("bad batch body: {e}")))?;
+        let batch = decode_batch(&req.body).map_err(|e| {
+            reply(
+                req,
+                ResponseCode::MessageIllegal,
+                format!("bad batch body: {e}"),
+            )
+        })?;
         batch
             .into_iter()
-            .map(|entry| (entry.flag, entry.body, with_cluster(entry.properties, cluster)))
+            .map(|entry| {
+                (
+                    entry.flag,
+                    entry.body,
+                    with_cluster(entry.properties, cluster),
+                )
+            })
             .collect()
     } else {
-        vec![(head.flag, &req.body[..], with_cluster(&head.properties, cluster))]
+        vec![(
+            head.flag,
+            &req.body[..],
+            with_cluster(&head.properties, cluster),
+        )]
     };
     let mut records = Vec::with_capacity(entries.len());
     for (flag, body, props) in entries {
         if props.len() > MAX_PROPERTIES_LEN {
-            let remark = format!("the message properties size {} over max value {MAX_PROPERTIES_LEN}", props.len());
+            let remark = format!(
+                "the message properties size {} over max value {MAX_PROPERTIES_LEN}",
+                props.len()
+            );
             return Err(reply(req, ResponseCode::MessageIllegal, remark));
         }
         let record = NewRecord {
@@ -232,8 +282,14 @@ fn respond(
         Err(StoreError::FlushTimeout) => ResponseCode::FlushDiskTimeout,
         Err(error) => return store_error_response(req, &error),
     };
-    broker.stats.messages_put.fetch_add(appended.count as u64, std::sync::atomic::Ordering::Relaxed);
-    broker.stats.bytes_put.fetch_add(appended.wrote_bytes as u64, std::sync::atomic::Ordering::Relaxed);
+    broker
+        .stats
+        .messages_put
+        .fetch_add(appended.count as u64, std::sync::atomic::Ordering::Relaxed);
+    broker.stats.bytes_put.fetch_add(
+        appended.wrote_bytes as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let msg_id = if head.batch {
         batch_msg_ids(broker, &appended)
     } else {
@@ -256,11 +312,19 @@ fn batch_msg_ids(broker: &BrokerContext, appended: &AppendResult) -> String {
 
 fn store_error_response(req: &RemotingCommand, error: &StoreError) -> RemotingCommand {
     match error {
-        StoreError::ShuttingDown => reply(req, ResponseCode::ServiceNotAvailable, error.to_string()),
-        StoreError::MessageTooLarge { .. } => reply(req, ResponseCode::MessageIllegal, error.to_string()),
+        StoreError::ShuttingDown => {
+            reply(req, ResponseCode::ServiceNotAvailable, error.to_string())
+        }
+        StoreError::MessageTooLarge { .. } => {
+            reply(req, ResponseCode::MessageIllegal, error.to_string())
+        }
         _ => {
             tracing::error!("send failed in the store: {error}");
-            reply(req, ResponseCode::SystemError, format!("store error: {error}"))
+            reply(
+                req,
+                ResponseCode::SystemError,
+                format!("store error: {error}"),
+            )
         }
     }
 }

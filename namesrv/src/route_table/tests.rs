@@ -31,7 +31,10 @@ fn reg(name: &str, addr: &str, id: i64, conn: u64, t: &[&str]) -> Registration {
 fn master_topics_become_routes() {
     let mut table = RouteTable::default();
     let now = Instant::now();
-    table.register(reg("broker-a", "1.1.1.1:10911", 0, 1, &["T1", "TBW102"]), now);
+    table.register(
+        reg("broker-a", "1.1.1.1:10911", 0, 1, &["T1", "TBW102"]),
+        now,
+    );
     table.register(reg("broker-b", "2.2.2.2:10911", 0, 2, &["T1"]), now);
     let route = table.route("T1", None).expect("route");
     assert_eq!(route.queue_datas.len(), 2);
@@ -66,7 +69,10 @@ fn expiry_and_connection_close_remove_brokers() {
     assert_eq!(gone, vec!["1.1.1.1:10911".to_string()]);
     assert!(table.route("T1", None).is_none());
     assert!(table.route("T2", None).is_some());
-    assert_eq!(table.connection_closed(2), vec!["2.2.2.2:10911".to_string()]);
+    assert_eq!(
+        table.connection_closed(2),
+        vec!["2.2.2.2:10911".to_string()]
+    );
     assert!(table.route("T2", None).is_none());
     assert!(table.cluster_info().broker_addr_table.is_empty());
 }
@@ -81,7 +87,13 @@ fn losing_the_master_keeps_the_slave_and_its_queues_routable() {
     let info = table.cluster_info();
     assert_eq!(info.broker_addr_table["broker-a"].broker_addrs.len(), 1);
     let route = table.route("T1", None).expect("slave still serves reads");
-    assert_eq!(route.broker_datas[0].broker_addrs.get(&1).map(String::as_str), Some("2.2.2.2:11011"));
+    assert_eq!(
+        route.broker_datas[0]
+            .broker_addrs
+            .get(&1)
+            .map(String::as_str),
+        Some("2.2.2.2:11011")
+    );
     table.unregister("2.2.2.2:11011");
     assert!(table.route("T1", None).is_none());
 }

@@ -1,0 +1,189 @@
+//! Topic routes from the name server, turned into the queues the bench talks to, and the
+//! broker connections that serve them.
+//!
+//! GET_ROUTEINFO_BY_TOPIC (105) answers a `TopicRouteData` JSON body, or TOPIC_NOT_EXIST
+//! (17). Like the Java producer, an unknown topic is sent to the brokers of the TBW102
+//! template route, at most `defaultTopicQueueNums` (4) queues each, and the broker creates
+//! the topic on the first send. Only masters (broker id 0) are used: slaves refuse sends,
+//! and pulling from the master is what a default consumer does.
+//!
+//! Queue order follows Java's `topicRouteData2TopicPublishInfo`: brokers sorted by name,
+//! then queue ids ascending; `--queues N` keeps the first N.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rmq_core::body::{PERM_READ, PERM_WRITE, TopicRouteData, decode_body};
+use rmq_core::remoting::{RemotingCommand, ResponseCode, SerializeType, request_code};
+use rmq_net::{NetError, RemotingClient};
+
+use crate::message::{AUTO_CREATE_TOPIC, DEFAULT_TOPIC_QUEUE_NUMS};
+
+/// One queue and the master that holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueTarget {
+    pub broker_name: String,
+    pub addr: String,
+    pub queue_id: i32,
+}
+
+/// Which side of the route to expand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Write,
+    Read,
+}
+
+/// The queues of `route` usable for `access`, at most `limit`.
+///
+/// `template` marks the TBW102 route of a topic that does not exist yet: each broker then
+/// contributes at most `DEFAULT_TOPIC_QUEUE_NUMS` queues, the number it will create.
+pub fn queues_of(route: &TopicRouteData, access: Access, template: bool, limit: Option<usize>) -> Vec<QueueTarget> {
+    let mut queue_datas: Vec<_> = route.queue_datas.iter().collect();
+    queue_datas.sort_by(|a, b| a.broker_name.cmp(&b.broker_name));
+    let mut queues = Vec::new();
+    for data in queue_datas {
+        let (perm, count) = match access {
+            Access::Write => (PERM_WRITE, data.write_queue_nums),
+            Access::Read => (PERM_READ, data.read_queue_nums),
+        };
+        let count = if template { count.min(DEFAULT_TOPIC_QUEUE_NUMS) } else { count };
+        let broker = route.broker_datas.iter().find(|broker| broker.broker_name == data.broker_name);
+        let Some(addr) = broker.and_then(|broker| broker.master_addr()) else { continue };
+        if data.perm & perm == 0 {
+            continue;
+        }
+        queues.extend((0..count).map(|queue_id| QueueTarget {
+            broker_name: data.broker_name.clone(),
+            addr: addr.to_string(),
+            queue_id,
+        }));
+    }
+    queues.truncate(limit.unwrap_or(usize::MAX));
+    queues
+}
+
+/// Asks the name server for `topic`'s route; `Ok(None)` when the topic does not exist.
+///
+/// # Errors
+/// Transport failures, other response codes, and bodies that are not a route.
+pub async fn fetch_route(namesrv: &RemotingClient, topic: &str, serialize: SerializeType, timeout: Duration) -> anyhow::Result<Option<TopicRouteData>> {
+    let mut request = RemotingCommand::new_request(request_code::GET_ROUTEINFO_BY_TOPIC).with_ext("topic", topic);
+    request.serialize_type = serialize;
+    let response = namesrv.invoke(request, timeout).await.context("GET_ROUTEINFO_BY_TOPIC")?;
+    if response.code == ResponseCode::TopicNotExist.code() {
+        return Ok(None);
+    }
+    if response.code != ResponseCode::Success.code() {
+        bail!("route of {topic}: code {} {}", response.code, response.remark.unwrap_or_default());
+    }
+    let route = decode_body(&response.body).with_context(|| format!("route body of {topic}"))?;
+    Ok(Some(route))
+}
+
+/// The write queues for a producer of `topic`, falling back to the TBW102 template.
+///
+/// # Errors
+/// When neither route exists, no master is writable, or the name server fails.
+pub async fn producer_queues(namesrv: &RemotingClient, topic: &str, serialize: SerializeType, timeout: Duration, limit: Option<usize>) -> anyhow::Result<Vec<QueueTarget>> {
+    let (route, template) = match fetch_route(namesrv, topic, serialize, timeout).await? {
+        Some(route) => (route, false),
+        None => {
+            tracing::info!("topic {topic} does not exist; sending via {AUTO_CREATE_TOPIC} so the broker creates it");
+            let template = fetch_route(namesrv, AUTO_CREATE_TOPIC, serialize, timeout).await?;
+            let route = template.with_context(|| format!("neither {topic} nor {AUTO_CREATE_TOPIC} has a route (autoCreateTopicEnable=false?)"))?;
+            (route, true)
+        }
+    };
+    let queues = queues_of(&route, Access::Write, template, limit);
+    if queues.is_empty() {
+        bail!("no writable master queue in the route of {topic}");
+    }
+    Ok(queues)
+}
+
+/// One worker's connections to brokers, by address; a broken connection is replaced on
+/// the next use.
+pub struct BrokerConnections {
+    connections: HashMap<String, Rc<RemotingClient>>,
+    timeout: Duration,
+}
+
+impl BrokerConnections {
+    pub fn new(timeout: Duration) -> Self {
+        Self { connections: HashMap::new(), timeout }
+    }
+
+    /// The live connection to `addr`, connecting if needed.
+    ///
+    /// # Errors
+    /// `NetError::Connect` when the broker cannot be reached.
+    pub async fn get(&mut self, addr: &str) -> Result<Rc<RemotingClient>, NetError> {
+        if let Some(client) = self.connections.get(addr).filter(|client| !client.is_closed()) {
+            return Ok(client.clone());
+        }
+        let client = RemotingClient::connect(addr, self.timeout).await?;
+        self.connections.insert(addr.to_string(), client.clone());
+        Ok(client)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rmq_core::body::{BrokerData, QueueData};
+
+    use super::*;
+
+    fn route() -> TopicRouteData {
+        let queue = |name: &str, read, write, perm| QueueData {
+            broker_name: name.into(),
+            read_queue_nums: read,
+            write_queue_nums: write,
+            perm,
+            topic_sys_flag: 0,
+        };
+        let broker = |name: &str, addrs: &[(i64, &str)]| BrokerData {
+            cluster: "c".into(),
+            broker_name: name.into(),
+            broker_addrs: addrs.iter().map(|(id, addr)| (*id, addr.to_string())).collect(),
+        };
+        TopicRouteData {
+            queue_datas: vec![queue("b", 2, 8, 6), queue("a", 3, 3, 6), queue("ro", 2, 2, 4), queue("slave-only", 2, 2, 6)],
+            broker_datas: vec![
+                broker("a", &[(0, "10.0.0.1:10911"), (1, "10.0.0.9:10911")]),
+                broker("b", &[(0, "10.0.0.2:10911")]),
+                broker("ro", &[(0, "10.0.0.3:10911")]),
+                broker("slave-only", &[(1, "10.0.0.4:10911")]),
+            ],
+            ..TopicRouteData::default()
+        }
+    }
+
+    fn ids(queues: &[QueueTarget]) -> Vec<(&str, i32)> {
+        queues.iter().map(|q| (q.broker_name.as_str(), q.queue_id)).collect()
+    }
+
+    #[test]
+    fn write_queues_follow_java_order_and_skip_unwritable() {
+        let queues = queues_of(&route(), Access::Write, false, None);
+        assert_eq!(queues.len(), 3 + 8);
+        assert_eq!(ids(&queues[..4]), [("a", 0), ("a", 1), ("a", 2), ("b", 0)]);
+        assert_eq!(queues[0].addr, "10.0.0.1:10911", "master, not the slave");
+        let limited = queues_of(&route(), Access::Write, false, Some(4));
+        assert_eq!(ids(&limited), [("a", 0), ("a", 1), ("a", 2), ("b", 0)]);
+    }
+
+    #[test]
+    fn template_route_caps_queue_count() {
+        let queues = queues_of(&route(), Access::Write, true, None);
+        assert_eq!(queues.len(), 3 + 4);
+    }
+
+    #[test]
+    fn read_queues_include_read_only_brokers() {
+        let queues = queues_of(&route(), Access::Read, false, None);
+        assert_eq!(ids(&queues), [("a", 0), ("a", 1), ("a", 2), ("b", 0), ("b", 1), ("ro", 0), ("ro", 1)]);
+    }
+}
