@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use rmq_core::remoting::ResponseCode;
+use rmq_net::NetError;
 use serde::Serialize;
 
 use crate::clock;
@@ -87,9 +88,25 @@ impl Stats {
 pub fn merge_all(parts: &[SharedStats]) -> Stats {
     let mut total = Stats::default();
     for part in parts {
-        total.merge(&part.lock().expect("a worker panicked while recording"));
+        total.merge(&lock(part));
     }
     total
+}
+
+/// Locks one thread's statistics. A poisoned lock means a worker panicked mid-update;
+/// the numbers are still the best there are.
+pub fn lock(stats: &SharedStats) -> std::sync::MutexGuard<'_, Stats> {
+    stats.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The error-map key of a transport failure.
+pub fn failure_key(error: &NetError) -> &'static str {
+    match error {
+        NetError::Timeout { .. } => "timeout",
+        NetError::Connect { .. } => "connect",
+        NetError::Closed { .. } | NetError::Io { .. } => "closed",
+        NetError::Frame { .. } | NetError::Bind { .. } => "transport",
+    }
 }
 
 /// The error-map key of a response code.

@@ -10,6 +10,7 @@
 //! Queue order follows Java's `topicRouteData2TopicPublishInfo`: brokers sorted by name,
 //! then queue ids ascending; `--queues N` keeps the first N.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
@@ -105,27 +106,30 @@ pub async fn producer_queues(namesrv: &RemotingClient, topic: &str, serialize: S
 }
 
 /// One worker's connections to brokers, by address; a broken connection is replaced on
-/// the next use.
+/// the next use. Single-core (`Rc`), shared by the worker's lanes.
 pub struct BrokerConnections {
-    connections: HashMap<String, Rc<RemotingClient>>,
+    connections: RefCell<HashMap<String, Rc<RemotingClient>>>,
     timeout: Duration,
 }
 
 impl BrokerConnections {
     pub fn new(timeout: Duration) -> Self {
-        Self { connections: HashMap::new(), timeout }
+        Self { connections: RefCell::default(), timeout }
     }
 
-    /// The live connection to `addr`, connecting if needed.
+    /// The live connection to `addr`, connecting if needed. Lanes sharing this may race
+    /// to reconnect; the last one wins and the other connection closes when dropped.
     ///
     /// # Errors
     /// `NetError::Connect` when the broker cannot be reached.
-    pub async fn get(&mut self, addr: &str) -> Result<Rc<RemotingClient>, NetError> {
-        if let Some(client) = self.connections.get(addr).filter(|client| !client.is_closed()) {
-            return Ok(client.clone());
+    pub async fn get(&self, addr: &str) -> Result<Rc<RemotingClient>, NetError> {
+        let live = self.connections.borrow().get(addr).filter(|client| !client.is_closed()).cloned();
+        if let Some(client) = live {
+            return Ok(client);
         }
+        // No borrow is held across the await: other lanes use the map meanwhile.
         let client = RemotingClient::connect(addr, self.timeout).await?;
-        self.connections.insert(addr.to_string(), client.clone());
+        self.connections.borrow_mut().insert(addr.to_string(), client.clone());
         Ok(client)
     }
 }

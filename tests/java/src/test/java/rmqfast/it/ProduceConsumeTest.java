@@ -48,6 +48,7 @@ class ProduceConsumeTest {
         DefaultMQProducer producer = rmq.producer("PG_" + topic);
         producer.setDefaultTopicQueueNums(8); // the broker's defaultTopicQueueNums=4 must win (TBW102 has 4)
         List<String> all = bodies("msg-", 0, TOTAL);
+        long t0 = System.nanoTime();
 
         // sync: the first send auto-creates the topic from TBW102
         Map<String, SendResult> results = new ConcurrentHashMap<>(
@@ -85,6 +86,7 @@ class ProduceConsumeTest {
             producer.sendOneway(message(topic, null, body));
         }
 
+        phase("produce", t0);
         assertEquals(SYNC + ASYNC, results.size());
         results.forEach(RmqFast::assertSendOk);
         assertEquals(SYNC + ASYNC, results.values().stream().map(SendResult::getOffsetMsgId).distinct().count(),
@@ -95,7 +97,9 @@ class ProduceConsumeTest {
         // push consumer, new group, from the first offset
         Received pushed = new Received(topic);
         rmq.pushConsumer("PUSH_" + topic, topic, "*", pushed);
+        long t1 = System.nanoTime();
         pushed.awaitAll(all, Duration.ofSeconds(60));
+        phase("push consume", t1);
         RmqFast.sleep(1000);
         pushed.assertExactly(all);
         assertStoredAsSent(pushed, results);
@@ -105,10 +109,12 @@ class ProduceConsumeTest {
         // lite pull consumer, new group, auto commit
         Received pulled = new Received(topic);
         DefaultLitePullConsumer lite = rmq.litePullConsumer("LITE_" + topic, topic);
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        t1 = System.nanoTime();
+        long deadline = t1 + TimeUnit.SECONDS.toNanos(60);
         while (pulled.distinct() < TOTAL && System.nanoTime() < deadline) {
             lite.poll().forEach(pulled::add);
         }
+        phase("lite pull consume", t1);
         pulled.assertExactly(all);
         assertStoredAsSent(pulled, results);
     }
@@ -134,6 +140,11 @@ class ProduceConsumeTest {
         Set<String> tags = new TreeSet<>();
         a.forEach(body -> tags.add(got.message(body).getTags()));
         assertEquals(Set.of("A"), tags);
+    }
+
+    private static void phase(String what, long startNanos) {
+        System.out.printf("%s: %d ms (serialize type %s)%n", what, (System.nanoTime() - startNanos) / 1_000_000,
+            System.getProperty("rocketmq.serialize.type", "JSON"));
     }
 
     /** The consumed messages carry the ids, queue and queue offset the broker returned when they were sent. */

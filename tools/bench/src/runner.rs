@@ -1,0 +1,190 @@
+//! One benchmark run: starts the producer and consumer threads, prints the progress line
+//! every second, decides when to stop, and builds the summary.
+//!
+//! Threads: producers run on `--cores` OS threads, consumers on one more, each thread with
+//! its own compio (io_uring) runtime; the main thread only reports. They share a
+//! [`RunControl`] of atomics. Stopping is cooperative: the main thread sets `stop`, senders
+//! finish their in-flight requests (bounded by the request timeout) and the summary is
+//! printed without waiting for consumers parked in a 15 s long poll.
+//!
+//! Stop conditions: `--duration` elapsed; Ctrl-C (SIGINT sets `interrupted`, a second
+//! Ctrl-C exits at once); `--count` messages sent (produce, e2e) or consumed (consume).
+//! In e2e mode the consumers get up to `DRAIN_IDLE` without progress after the producers
+//! finish, to receive what was sent.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::options::{Options, WorkloadKind};
+use crate::report::{Environment, Progress, SharedStats, SideSummary, Summary, merge_all};
+use crate::{consumer, producer};
+
+/// How long e2e waits for consumers to catch up once nothing more arrives.
+const DRAIN_IDLE: Duration = Duration::from_secs(5);
+/// Period of the progress line.
+const REPORT_PERIOD: Duration = Duration::from_secs(1);
+
+/// State shared by every thread of a run.
+#[derive(Debug)]
+pub struct RunControl {
+    pub started: Instant,
+    /// Samples intended (sends) or received (consumes) before this are warmup.
+    pub measure_from: Instant,
+    /// Set by the main thread: issue no new requests.
+    pub stop: AtomicBool,
+    /// Set by SIGINT.
+    pub interrupted: Arc<AtomicBool>,
+    count: Option<u64>,
+    /// Messages claimed by senders, warmup included (enforces `--count`).
+    claimed: AtomicU64,
+    /// Messages acknowledged with SUCCESS (or sent oneway), warmup included.
+    pub sent_total: AtomicU64,
+    /// Messages consumed, warmup included.
+    pub consumed_total: AtomicU64,
+    /// Producer workers still running.
+    pub producers_live: AtomicUsize,
+}
+
+impl RunControl {
+    pub fn new(options: &Options) -> Self {
+        let started = Instant::now();
+        Self {
+            started,
+            measure_from: started + options.warmup_time(),
+            stop: AtomicBool::new(false),
+            interrupted: Arc::new(AtomicBool::new(false)),
+            count: options.count,
+            claimed: AtomicU64::new(0),
+            sent_total: AtomicU64::new(0),
+            consumed_total: AtomicU64::new(0),
+            producers_live: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Claims `messages` for one request; false once `--count` is used up or on stop.
+    pub fn claim(&self, messages: u64) -> bool {
+        if self.stopping() {
+            return false;
+        }
+        let Some(count) = self.count else { return true };
+        self.claimed.fetch_add(messages, Ordering::Relaxed) < count
+    }
+
+    /// True for samples taken (or intended) after the warmup.
+    pub fn measuring(&self, at: Instant) -> bool {
+        at >= self.measure_from
+    }
+}
+
+/// Runs `workload` to the end and returns its summary.
+///
+/// # Errors
+/// Failures before the load starts: name server unreachable, no route, no runtime.
+pub fn run(workload: WorkloadKind, options: Options) -> anyhow::Result<Summary> {
+    let control = Arc::new(RunControl::new(&options));
+    signal_hook::flag::register_conditional_shutdown(signal_hook::consts::SIGINT, 130, control.interrupted.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGINT, control.interrupted.clone())?;
+    let consume_stats = match workload {
+        WorkloadKind::Consume | WorkloadKind::E2e => Some(consumer::start(&options, workload, control.clone())?),
+        WorkloadKind::Produce => None,
+    };
+    let produce_stats = match workload {
+        WorkloadKind::Produce | WorkloadKind::E2e => Some(producer::start(&options, control.clone())?),
+        WorkloadKind::Consume => None,
+    };
+    let sides = Sides { produce: produce_stats, consume: consume_stats };
+    let measure_end = report_until_done(workload, &options, &control, &sides);
+    wait_for_producers(&control, options.timeout() + Duration::from_secs(1));
+    let measured = measure_end.saturating_duration_since(control.measure_from);
+    let side = |parts: &Option<Vec<SharedStats>>, consume| {
+        parts.as_ref().map(|parts| SideSummary::of(&merge_all(parts), measured, consume))
+    };
+    Ok(Summary {
+        tool: "rmq-fast-bench",
+        version: env!("CARGO_PKG_VERSION"),
+        workload,
+        produce: side(&sides.produce, false),
+        consume: side(&sides.consume, true),
+        params: options,
+        environment: Environment::detect(),
+        interrupted: control.interrupted.load(Ordering::Relaxed),
+        measured_secs: (measured.as_secs_f64() * 1000.0).round() / 1000.0,
+    })
+}
+
+struct Sides {
+    produce: Option<Vec<SharedStats>>,
+    consume: Option<Vec<SharedStats>>,
+}
+
+/// Prints progress until a stop condition holds; sets `stop` and returns the end of the
+/// measured interval.
+fn report_until_done(workload: WorkloadKind, options: &Options, control: &RunControl, sides: &Sides) -> Instant {
+    let mut progress = Progress::default();
+    let mut last_report = control.started;
+    let mut drain = Drain::default();
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = Instant::now();
+        if now.duration_since(last_report) >= REPORT_PERIOD {
+            let produce = sides.produce.as_deref().map(merge_all);
+            let consume = sides.consume.as_deref().map(merge_all);
+            let line = progress.line(now - control.started, now - last_report, [produce.as_ref(), consume.as_ref()]);
+            eprintln!("{line}");
+            last_report = now;
+        }
+        if let Some(end) = stop_reached(workload, options, control, &mut drain, now) {
+            control.stop.store(true, Ordering::Relaxed);
+            return end;
+        }
+    }
+}
+
+/// Progress of the e2e drain phase.
+#[derive(Debug, Default)]
+struct Drain {
+    producers_done_at: Option<Instant>,
+    consumed: u64,
+    progress_at: Option<Instant>,
+}
+
+fn stop_reached(workload: WorkloadKind, options: &Options, control: &RunControl, drain: &mut Drain, now: Instant) -> Option<Instant> {
+    if control.interrupted.load(Ordering::Relaxed) {
+        return Some(now);
+    }
+    if let Some(run_time) = options.run_time()
+        && now >= control.started + run_time
+    {
+        return Some(now);
+    }
+    let producers_done = control.producers_live.load(Ordering::Relaxed) == 0;
+    let consumed = control.consumed_total.load(Ordering::Relaxed);
+    match workload {
+        WorkloadKind::Produce if producers_done => Some(now),
+        WorkloadKind::Consume => options.count.filter(|count| consumed >= *count).map(|_| now),
+        WorkloadKind::E2e if producers_done => {
+            let done_at = *drain.producers_done_at.get_or_insert(now);
+            if consumed != drain.consumed || drain.progress_at.is_none() {
+                drain.consumed = consumed;
+                drain.progress_at = Some(now);
+            }
+            let caught_up = consumed >= control.sent_total.load(Ordering::Relaxed);
+            let idle = drain.progress_at.is_some_and(|at| now - at >= DRAIN_IDLE);
+            (caught_up || idle).then_some(if caught_up { now } else { done_at.max(drain.progress_at.unwrap_or(now)) })
+        }
+        _ => None,
+    }
+}
+
+/// Gives in-flight sends up to `limit` to complete so their latency is counted.
+fn wait_for_producers(control: &RunControl, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while control.producers_live.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
