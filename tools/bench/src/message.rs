@@ -25,7 +25,8 @@ use rmq_core::remoting::{RemotingCommand, SerializeType, request_code};
 
 use crate::clock;
 
-/// Template topic a broker creates unknown topics from (`TopicValidator.AUTO_CREATE_TOPIC_KEY_TOPIC`).
+/// Template topic a broker creates unknown topics from
+/// (`TopicValidator.AUTO_CREATE_TOPIC_KEY_TOPIC`).
 pub const AUTO_CREATE_TOPIC: &str = "TBW102";
 /// Queues an auto-created topic gets (`DefaultMQProducer.defaultTopicQueueNums`).
 pub const DEFAULT_TOPIC_QUEUE_NUMS: i32 = 4;
@@ -41,6 +42,7 @@ pub const BENCH_TAG: &str = "bench";
 /// Layout (Java `MessageClientIDSetter`): IPv4 (4) | pid (2) | instance (4) |
 /// ms since the start of the month (4) | counter (2). Java's instance field is a class
 /// loader hash; ours is chosen per worker so that workers in one process never collide.
+/// Keys repeat only if one generator makes more than 65536 in one millisecond.
 #[derive(Debug, Clone)]
 pub struct UniqKeyGenerator {
     prefix: [u8; 10],
@@ -81,7 +83,11 @@ pub fn hex_upper(bytes: &[u8]) -> String {
 }
 
 /// The properties string of one message.
-pub fn message_properties(uniq_key: &str, tags: Option<&str>, message_keys: Option<&str>) -> String {
+pub fn message_properties(
+    uniq_key: &str,
+    tags: Option<&str>,
+    message_keys: Option<&str>,
+) -> String {
     let mut pairs = Vec::with_capacity(4);
     if let Some(message_keys) = message_keys {
         pairs.push((keys::KEYS, message_keys));
@@ -132,8 +138,17 @@ pub struct SendHeader<'a> {
 }
 
 /// A SEND_MESSAGE_V2 (`batch` false) or SEND_BATCH_MESSAGE (`batch` true) request.
-pub fn send_request(header: &SendHeader<'_>, batch: bool, serialize: SerializeType, body: Bytes) -> RemotingCommand {
-    let code = if batch { request_code::SEND_BATCH_MESSAGE } else { request_code::SEND_MESSAGE_V2 };
+pub fn send_request(
+    header: &SendHeader<'_>,
+    batch: bool,
+    serialize: SerializeType,
+    body: Bytes,
+) -> RemotingCommand {
+    let code = if batch {
+        request_code::SEND_BATCH_MESSAGE
+    } else {
+        request_code::SEND_MESSAGE_V2
+    };
     let mut request = RemotingCommand::new_request(code)
         .with_ext("a", header.group)
         .with_ext("b", header.topic)
@@ -189,9 +204,17 @@ impl MessageFactory {
         assert!(count > 0, "a batch holds at least one message");
         let now_us = clock::now_us();
         let body = stamped_body(self.size, now_us);
-        let properties: Vec<String> = (0..count).map(|_| self.next_properties(now_us / 1000)).collect();
-        let entries: Vec<BatchEntry<'_>> =
-            properties.iter().map(|props| BatchEntry { flag: 0, body: &body, properties: props }).collect();
+        let properties: Vec<String> = (0..count)
+            .map(|_| self.next_properties(now_us / 1000))
+            .collect();
+        let entries: Vec<BatchEntry<'_>> = properties
+            .iter()
+            .map(|props| BatchEntry {
+                flag: 0,
+                body: &body,
+                properties: props,
+            })
+            .collect();
         let mut encoded = BytesMut::with_capacity(count * (body.len() + 80));
         encode_batch(&entries, &mut encoded);
         let batch_properties = encode_properties([(keys::WAIT, "true")]);
@@ -199,7 +222,12 @@ impl MessageFactory {
         send_request(&header, true, self.serialize, encoded.freeze())
     }
 
-    fn header<'a>(&'a self, target: SendTarget<'a>, born_ms: i64, properties: &'a str) -> SendHeader<'a> {
+    fn header<'a>(
+        &'a self,
+        target: SendTarget<'a>,
+        born_ms: i64,
+        properties: &'a str,
+    ) -> SendHeader<'a> {
         SendHeader {
             group: &self.group,
             topic: &self.topic,
@@ -214,7 +242,9 @@ impl MessageFactory {
     fn next_properties(&mut self, now_ms: i64) -> String {
         let uniq_key = self.uniq.next_at(now_ms);
         self.sequence += 1;
-        let message_keys = self.keys.then(|| format!("bench-{}-{}", self.worker, self.sequence));
+        let message_keys = self
+            .keys
+            .then(|| format!("bench-{}-{}", self.worker, self.sequence));
         let tags = self.tags.then_some(BENCH_TAG);
         message_properties(&uniq_key, tags, message_keys.as_deref())
     }
@@ -245,17 +275,27 @@ mod tests {
 
     #[test]
     fn uniq_keys_are_unique_and_shaped_like_java() {
-        let mut generator = UniqKeyGenerator::new(Ipv4Addr::new(192, 168, 1, 2), 0xAB_CDEF, 0xDEAD_BEEF);
+        let mut generator =
+            UniqKeyGenerator::new(Ipv4Addr::new(192, 168, 1, 2), 0xAB_CDEF, 0xDEAD_BEEF);
         let now_ms = clock::days_from_civil(2024, 5, 1) * 86_400_000 + 1_000;
         let first = generator.next_at(now_ms);
         assert_eq!(first.len(), 32);
-        // ip C0A80102 | pid low 16 bits CDEF | instance DEADBEEF | ms in month 000003E8 | counter 0000
+        // ip C0A80102 | pid low 16 bits CDEF | instance DEADBEEF |
+        // ms in month 000003E8 | counter 0000
         assert_eq!(first, "C0A80102CDEFDEADBEEF000003E80000");
-        let mut seen = HashSet::from([first]);
-        for _ in 0..70_000 {
-            assert!(seen.insert(generator.next_at(now_ms + 1)), "duplicate key within one ms window");
+        let mut seen = HashSet::from([first.clone()]);
+        for _ in 1..=u16::MAX {
+            assert!(
+                seen.insert(generator.next_at(now_ms)),
+                "duplicate key within one ms"
+            );
         }
-        let mut other = UniqKeyGenerator::new(Ipv4Addr::new(192, 168, 1, 2), 0xAB_CDEF, 0xDEAD_BEF0);
+        // The 16-bit counter wraps after 65536 keys: unique as long as one generator makes
+        // fewer than that per millisecond (a worker makes a few hundred at most), as in Java.
+        assert_eq!(generator.next_at(now_ms), first);
+        assert!(seen.insert(generator.next_at(now_ms + 1)));
+        let mut other =
+            UniqKeyGenerator::new(Ipv4Addr::new(192, 168, 1, 2), 0xAB_CDEF, 0xDEAD_BEF0);
         assert!(!seen.contains(&other.next_at(now_ms)));
     }
 
@@ -271,15 +311,32 @@ mod tests {
 
     #[test]
     fn v2_header_has_one_letter_keys() {
-        let request = factory().single(SendTarget { broker_name: "broker-a", queue_id: 2 });
+        let request = factory().single(SendTarget {
+            broker_name: "broker-a",
+            queue_id: 2,
+        });
         assert_eq!(request.code, 310);
         assert_eq!(request.serialize_type, SerializeType::RocketMq);
-        let expect = [("a", "pg"), ("b", "T"), ("c", "TBW102"), ("d", "4"), ("e", "2"), ("f", "0")];
-        for (key, value) in expect.into_iter().chain([("h", "0"), ("j", "0"), ("k", "false"), ("m", "false")]) {
+        let expect = [
+            ("a", "pg"),
+            ("b", "T"),
+            ("c", "TBW102"),
+            ("d", "4"),
+            ("e", "2"),
+            ("f", "0"),
+        ];
+        for (key, value) in
+            expect
+                .into_iter()
+                .chain([("h", "0"), ("j", "0"), ("k", "false"), ("m", "false")])
+        {
             assert_eq!(request.ext(key), Some(value), "header field {key}");
         }
         assert_eq!(request.ext("n"), Some("broker-a"));
-        assert!(request.ext("l").is_none(), "null fields are omitted as in Java");
+        assert!(
+            request.ext("l").is_none(),
+            "null fields are omitted as in Java"
+        );
         assert!(request.ext_i64("g").unwrap() > 0);
         let props = request.ext("i").unwrap();
         assert_eq!(get_property(props, keys::UNIQ_KEY).map(str::len), Some(32));
@@ -294,15 +351,34 @@ mod tests {
     fn batch_request_holds_entries_with_own_keys() {
         let mut factory = factory();
         factory.tags = false;
-        let request = factory.batch(SendTarget { broker_name: "b", queue_id: 0 }, 5);
+        let request = factory.batch(
+            SendTarget {
+                broker_name: "b",
+                queue_id: 0,
+            },
+            5,
+        );
         assert_eq!(request.code, 320);
         assert_eq!(request.ext("m"), Some("true"));
-        assert_eq!(get_property(request.ext("i").unwrap(), keys::UNIQ_KEY), None);
+        assert_eq!(
+            get_property(request.ext("i").unwrap(), keys::UNIQ_KEY),
+            None
+        );
         let entries = decode_batch(&request.body).unwrap();
         assert_eq!(entries.len(), 5);
-        let uniq: HashSet<_> = entries.iter().map(|e| get_property(e.properties, keys::UNIQ_KEY).unwrap()).collect();
+        let uniq: HashSet<_> = entries
+            .iter()
+            .map(|e| get_property(e.properties, keys::UNIQ_KEY).unwrap())
+            .collect();
         assert_eq!(uniq.len(), 5);
-        assert!(entries.iter().all(|e| e.body.len() == 64 && get_property(e.properties, keys::TAGS).is_none()));
-        assert_eq!(get_property(entries[4].properties, keys::KEYS), Some("bench-3-5"));
+        assert!(
+            entries
+                .iter()
+                .all(|e| e.body.len() == 64 && get_property(e.properties, keys::TAGS).is_none())
+        );
+        assert_eq!(
+            get_property(entries[4].properties, keys::KEYS),
+            Some("bench-3-5")
+        );
     }
 }

@@ -169,7 +169,11 @@ impl Options {
     /// A message naming the offending option.
     pub fn validate(&self) -> Result<(), String> {
         let positive = |name: &str, value: usize| {
-            if value == 0 { Err(format!("--{name} must be at least 1")) } else { Ok(()) }
+            if value == 0 {
+                Err(format!("--{name} must be at least 1"))
+            } else {
+                Ok(())
+            }
         };
         positive("threads", self.threads)?;
         positive("cores", self.cores)?;
@@ -222,7 +226,11 @@ impl Options {
 
     /// Messages each request carries.
     pub fn messages_per_request(&self) -> usize {
-        if self.mode == SendMode::Batch { self.batch_size } else { 1 }
+        if self.mode == SendMode::Batch {
+            self.batch_size
+        } else {
+            1
+        }
     }
 }
 

@@ -17,8 +17,8 @@
 use std::cell::{Cell, RefCell};
 use std::net::{Ipv4Addr, UdpSocket};
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -41,18 +41,40 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
 /// When the name server or route cannot be reached, or a thread cannot start.
 pub fn start(options: &Options, control: Arc<RunControl>) -> anyhow::Result<Vec<SharedStats>> {
     let queues = resolve_queues(options)?;
-    eprintln!("producing to {} queue(s) of {} on {:?}", queues.len(), options.topic, distinct_brokers(&queues));
+    eprintln!(
+        "producing to {} queue(s) of {} on {:?}",
+        queues.len(),
+        options.topic,
+        distinct_brokers(&queues)
+    );
     let queues = Arc::new(queues);
+    // The schedule starts now, not at process start: route resolution must not become a
+    // backlog that the open loop then bursts to catch up on.
+    let schedule_start = Instant::now();
     let cores = options.cores.min(options.threads);
     let mut all_stats = Vec::with_capacity(cores);
-    control.producers_live.store(options.threads, Ordering::Relaxed);
+    control
+        .producers_live
+        .store(options.threads, Ordering::Relaxed);
     for core in 0..cores {
         let stats = SharedStats::default();
         all_stats.push(stats.clone());
         let (options, queues, control) = (options.clone(), queues.clone(), control.clone());
         std::thread::Builder::new()
             .name(format!("bench-producer-{core}"))
-            .spawn(move || run_core(core, cores, &options, &queues, &control, &stats))
+            .spawn(move || {
+                run_core(
+                    CoreSetup {
+                        core,
+                        cores,
+                        schedule_start,
+                    },
+                    &options,
+                    &queues,
+                    &control,
+                    &stats,
+                )
+            })
             .context("spawning a producer thread")?;
     }
     Ok(all_stats)
@@ -64,7 +86,14 @@ fn resolve_queues(options: &Options) -> anyhow::Result<Vec<QueueTarget>> {
         let namesrv = RemotingClient::connect(&options.namesrv, options.timeout())
             .await
             .with_context(|| format!("name server {}", options.namesrv))?;
-        producer_queues(&namesrv, &options.topic, options.serialize.wire(), options.timeout(), options.queues).await
+        producer_queues(
+            &namesrv,
+            &options.topic,
+            options.serialize.wire(),
+            options.timeout(),
+            options.queues,
+        )
+        .await
     })
 }
 
@@ -74,8 +103,27 @@ fn distinct_brokers(queues: &[QueueTarget]) -> Vec<&str> {
     addrs
 }
 
+/// Which workers a producer thread runs, and when their schedules start.
+#[derive(Debug, Clone, Copy)]
+struct CoreSetup {
+    core: usize,
+    cores: usize,
+    schedule_start: Instant,
+}
+
 /// Body of producer thread `core`: the workers `w` with `w % cores == core`.
-fn run_core(core: usize, cores: usize, options: &Options, queues: &Arc<Vec<QueueTarget>>, control: &Arc<RunControl>, stats: &SharedStats) {
+fn run_core(
+    setup: CoreSetup,
+    options: &Options,
+    queues: &Arc<Vec<QueueTarget>>,
+    control: &Arc<RunControl>,
+    stats: &SharedStats,
+) {
+    let CoreSetup {
+        core,
+        cores,
+        schedule_start,
+    } = setup;
     let runtime = match compio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -89,7 +137,8 @@ fn run_core(core: usize, cores: usize, options: &Options, queues: &Arc<Vec<Queue
     runtime.block_on(async {
         let mut handles = Vec::new();
         for worker in (core..options.threads).step_by(cores) {
-            let state = Worker::new(worker, options, queues.clone(), control.clone(), stats.clone(), local_ip);
+            let shared = (queues.clone(), control.clone(), stats.clone());
+            let state = Worker::new(worker, options, shared, schedule_start, local_ip);
             handles.push(compio::runtime::spawn(run_worker(Rc::new(state))));
         }
         for handle in handles {
@@ -128,10 +177,18 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(index: usize, options: &Options, queues: Arc<Vec<QueueTarget>>, control: Arc<RunControl>, stats: SharedStats, ip: Ipv4Addr) -> Self {
+    fn new(
+        index: usize,
+        options: &Options,
+        shared: (Arc<Vec<QueueTarget>>, Arc<RunControl>, SharedStats),
+        schedule_start: Instant,
+        ip: Ipv4Addr,
+    ) -> Self {
+        let (queues, control, stats) = shared;
         let requests_per_sec = options.rate / options.messages_per_request() as f64;
-        let schedule = Schedule::new(control.started, requests_per_sec, options.threads, index);
-        let instance = std::process::id().rotate_left(16) ^ (index as u32).wrapping_mul(0x9E37_79B9);
+        let schedule = Schedule::new(schedule_start, requests_per_sec, options.threads, index);
+        let instance =
+            std::process::id().rotate_left(16) ^ (index as u32).wrapping_mul(0x9E37_79B9);
         let factory = MessageFactory {
             group: options.producer_group().to_string(),
             topic: options.topic.clone(),
@@ -161,11 +218,19 @@ impl Worker {
     }
 
     fn lanes(&self) -> usize {
-        if self.mode == SendMode::Async { self.inflight } else { 1 }
+        if self.mode == SendMode::Async {
+            self.inflight
+        } else {
+            1
+        }
     }
 
     fn messages_per_request(&self) -> usize {
-        if self.mode == SendMode::Batch { self.batch_size } else { 1 }
+        if self.mode == SendMode::Batch {
+            self.batch_size
+        } else {
+            1
+        }
     }
 
     fn next_queue(&self) -> &QueueTarget {
@@ -175,7 +240,10 @@ impl Worker {
     }
 
     fn build(&self, queue: &QueueTarget) -> RemotingCommand {
-        let target = SendTarget { broker_name: &queue.broker_name, queue_id: queue.queue_id };
+        let target = SendTarget {
+            broker_name: &queue.broker_name,
+            queue_id: queue.queue_id,
+        };
         let mut factory = self.factory.borrow_mut();
         match self.mode {
             SendMode::Batch => factory.batch(target, self.batch_size),
@@ -186,7 +254,9 @@ impl Worker {
 
 /// Nanoseconds of the wall clock, to tell apart runs of one pid (containers reuse pids).
 fn clock_salt() -> u32 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |t| t.subsec_nanos())
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos())
 }
 
 async fn run_worker(worker: Rc<Worker>) {
@@ -197,7 +267,10 @@ async fn run_worker(worker: Rc<Worker>) {
     for lane in lanes {
         let _ = lane.await;
     }
-    worker.control.producers_live.fetch_sub(1, Ordering::Relaxed);
+    worker
+        .control
+        .producers_live
+        .fetch_sub(1, Ordering::Relaxed);
     tracing::debug!(worker = worker.index, "producer worker done");
 }
 
@@ -257,7 +330,10 @@ fn record_response(worker: &Worker, slot: &Slot, response: &RemotingCommand, mes
     let completed = Instant::now();
     let ok = response.code == ResponseCode::Success.code();
     if ok {
-        worker.control.sent_total.fetch_add(messages, Ordering::Relaxed);
+        worker
+            .control
+            .sent_total
+            .fetch_add(messages, Ordering::Relaxed);
     }
     if !worker.control.measuring(slot.intended) {
         return;

@@ -36,17 +36,28 @@ pub struct Schedule {
 impl Schedule {
     /// Worker `worker` of `workers` sharing `requests_per_sec` (0 = closed loop) from `start`.
     pub fn new(start: Instant, requests_per_sec: f64, workers: usize, worker: usize) -> Self {
-        assert!(workers > 0 && worker < workers, "worker {worker} of {workers}");
+        assert!(
+            workers > 0 && worker < workers,
+            "worker {worker} of {workers}"
+        );
         assert!(requests_per_sec.is_finite() && requests_per_sec >= 0.0);
         if requests_per_sec == 0.0 {
-            return Self { start, interval: Duration::ZERO, next_index: 0 };
+            return Self {
+                start,
+                interval: Duration::ZERO,
+                next_index: 0,
+            };
         }
         let global_interval = Duration::from_secs_f64(1.0 / requests_per_sec);
         let interval = global_interval * workers as u32;
         // A sub-nanosecond interval would round to zero and silently mean "closed loop".
         let interval = interval.max(Duration::from_nanos(1));
         let phase = global_interval * worker as u32;
-        Self { start: start + phase, interval, next_index: 0 }
+        Self {
+            start: start + phase,
+            interval,
+            next_index: 0,
+        }
     }
 
     pub fn is_open_loop(&self) -> bool {
@@ -64,7 +75,11 @@ impl Schedule {
     pub fn next_slot(&mut self, now: Instant) -> Slot {
         let index = self.next_index;
         self.next_index += 1;
-        let intended = if self.is_open_loop() { self.intended(index) } else { now };
+        let intended = if self.is_open_loop() {
+            self.intended(index)
+        } else {
+            now
+        };
         Slot { index, intended }
     }
 }
@@ -105,7 +120,10 @@ mod tests {
         let slot = schedule.next_slot(late);
         assert_eq!(slot.intended, start + Duration::from_millis(10));
         // Answered at `late`: charged the full 5 s backlog, not the round trip.
-        assert_eq!(latency_since(slot.intended, late), Duration::from_millis(4990));
+        assert_eq!(
+            latency_since(slot.intended, late),
+            Duration::from_millis(4990)
+        );
         assert_eq!(schedule.intended(1000), start + Duration::from_secs(10));
     }
 
@@ -115,8 +133,18 @@ mod tests {
         let mut schedule = Schedule::new(start, 0.0, 2, 1);
         assert!(!schedule.is_open_loop());
         let now = start + Duration::from_millis(3);
-        assert_eq!(schedule.next_slot(now), Slot { index: 0, intended: now });
+        assert_eq!(
+            schedule.next_slot(now),
+            Slot {
+                index: 0,
+                intended: now
+            }
+        );
         assert_eq!(schedule.next_slot(now).index, 1);
-        assert_eq!(latency_since(now, start), Duration::ZERO, "clock order never underflows");
+        assert_eq!(
+            latency_since(now, start),
+            Duration::ZERO,
+            "clock order never underflows"
+        );
     }
 }

@@ -41,7 +41,12 @@ pub enum Access {
 ///
 /// `template` marks the TBW102 route of a topic that does not exist yet: each broker then
 /// contributes at most `DEFAULT_TOPIC_QUEUE_NUMS` queues, the number it will create.
-pub fn queues_of(route: &TopicRouteData, access: Access, template: bool, limit: Option<usize>) -> Vec<QueueTarget> {
+pub fn queues_of(
+    route: &TopicRouteData,
+    access: Access,
+    template: bool,
+    limit: Option<usize>,
+) -> Vec<QueueTarget> {
     let mut queue_datas: Vec<_> = route.queue_datas.iter().collect();
     queue_datas.sort_by(|a, b| a.broker_name.cmp(&b.broker_name));
     let mut queues = Vec::new();
@@ -50,9 +55,18 @@ pub fn queues_of(route: &TopicRouteData, access: Access, template: bool, limit: 
             Access::Write => (PERM_WRITE, data.write_queue_nums),
             Access::Read => (PERM_READ, data.read_queue_nums),
         };
-        let count = if template { count.min(DEFAULT_TOPIC_QUEUE_NUMS) } else { count };
-        let broker = route.broker_datas.iter().find(|broker| broker.broker_name == data.broker_name);
-        let Some(addr) = broker.and_then(|broker| broker.master_addr()) else { continue };
+        let count = if template {
+            count.min(DEFAULT_TOPIC_QUEUE_NUMS)
+        } else {
+            count
+        };
+        let broker = route
+            .broker_datas
+            .iter()
+            .find(|broker| broker.broker_name == data.broker_name);
+        let Some(addr) = broker.and_then(|broker| broker.master_addr()) else {
+            continue;
+        };
         if data.perm & perm == 0 {
             continue;
         }
@@ -70,15 +84,28 @@ pub fn queues_of(route: &TopicRouteData, access: Access, template: bool, limit: 
 ///
 /// # Errors
 /// Transport failures, other response codes, and bodies that are not a route.
-pub async fn fetch_route(namesrv: &RemotingClient, topic: &str, serialize: SerializeType, timeout: Duration) -> anyhow::Result<Option<TopicRouteData>> {
-    let mut request = RemotingCommand::new_request(request_code::GET_ROUTEINFO_BY_TOPIC).with_ext("topic", topic);
+pub async fn fetch_route(
+    namesrv: &RemotingClient,
+    topic: &str,
+    serialize: SerializeType,
+    timeout: Duration,
+) -> anyhow::Result<Option<TopicRouteData>> {
+    let mut request =
+        RemotingCommand::new_request(request_code::GET_ROUTEINFO_BY_TOPIC).with_ext("topic", topic);
     request.serialize_type = serialize;
-    let response = namesrv.invoke(request, timeout).await.context("GET_ROUTEINFO_BY_TOPIC")?;
+    let response = namesrv
+        .invoke(request, timeout)
+        .await
+        .context("GET_ROUTEINFO_BY_TOPIC")?;
     if response.code == ResponseCode::TopicNotExist.code() {
         return Ok(None);
     }
     if response.code != ResponseCode::Success.code() {
-        bail!("route of {topic}: code {} {}", response.code, response.remark.unwrap_or_default());
+        bail!(
+            "route of {topic}: code {} {}",
+            response.code,
+            response.remark.unwrap_or_default()
+        );
     }
     let route = decode_body(&response.body).with_context(|| format!("route body of {topic}"))?;
     Ok(Some(route))
@@ -88,13 +115,23 @@ pub async fn fetch_route(namesrv: &RemotingClient, topic: &str, serialize: Seria
 ///
 /// # Errors
 /// When neither route exists, no master is writable, or the name server fails.
-pub async fn producer_queues(namesrv: &RemotingClient, topic: &str, serialize: SerializeType, timeout: Duration, limit: Option<usize>) -> anyhow::Result<Vec<QueueTarget>> {
+pub async fn producer_queues(
+    namesrv: &RemotingClient,
+    topic: &str,
+    serialize: SerializeType,
+    timeout: Duration,
+    limit: Option<usize>,
+) -> anyhow::Result<Vec<QueueTarget>> {
     let (route, template) = match fetch_route(namesrv, topic, serialize, timeout).await? {
         Some(route) => (route, false),
         None => {
-            tracing::info!("topic {topic} does not exist; sending via {AUTO_CREATE_TOPIC} so the broker creates it");
+            tracing::info!("topic {topic} does not exist; sending via {AUTO_CREATE_TOPIC}");
             let template = fetch_route(namesrv, AUTO_CREATE_TOPIC, serialize, timeout).await?;
-            let route = template.with_context(|| format!("neither {topic} nor {AUTO_CREATE_TOPIC} has a route (autoCreateTopicEnable=false?)"))?;
+            let route = template.with_context(|| {
+                format!(
+                    "no route for {topic} nor {AUTO_CREATE_TOPIC} (autoCreateTopicEnable=false?)"
+                )
+            })?;
             (route, true)
         }
     };
@@ -114,7 +151,10 @@ pub struct BrokerConnections {
 
 impl BrokerConnections {
     pub fn new(timeout: Duration) -> Self {
-        Self { connections: RefCell::default(), timeout }
+        Self {
+            connections: RefCell::default(),
+            timeout,
+        }
     }
 
     /// The live connection to `addr`, connecting if needed. Lanes sharing this may race
@@ -123,13 +163,20 @@ impl BrokerConnections {
     /// # Errors
     /// `NetError::Connect` when the broker cannot be reached.
     pub async fn get(&self, addr: &str) -> Result<Rc<RemotingClient>, NetError> {
-        let live = self.connections.borrow().get(addr).filter(|client| !client.is_closed()).cloned();
+        let live = self
+            .connections
+            .borrow()
+            .get(addr)
+            .filter(|client| !client.is_closed())
+            .cloned();
         if let Some(client) = live {
             return Ok(client);
         }
         // No borrow is held across the await: other lanes use the map meanwhile.
         let client = RemotingClient::connect(addr, self.timeout).await?;
-        self.connections.borrow_mut().insert(addr.to_string(), client.clone());
+        self.connections
+            .borrow_mut()
+            .insert(addr.to_string(), client.clone());
         Ok(client)
     }
 }
@@ -151,10 +198,18 @@ mod tests {
         let broker = |name: &str, addrs: &[(i64, &str)]| BrokerData {
             cluster: "c".into(),
             broker_name: name.into(),
-            broker_addrs: addrs.iter().map(|(id, addr)| (*id, addr.to_string())).collect(),
+            broker_addrs: addrs
+                .iter()
+                .map(|(id, addr)| (*id, addr.to_string()))
+                .collect(),
         };
         TopicRouteData {
-            queue_datas: vec![queue("b", 2, 8, 6), queue("a", 3, 3, 6), queue("ro", 2, 2, 4), queue("slave-only", 2, 2, 6)],
+            queue_datas: vec![
+                queue("b", 2, 8, 6),
+                queue("a", 3, 3, 6),
+                queue("ro", 2, 2, 4),
+                queue("slave-only", 2, 2, 6),
+            ],
             broker_datas: vec![
                 broker("a", &[(0, "10.0.0.1:10911"), (1, "10.0.0.9:10911")]),
                 broker("b", &[(0, "10.0.0.2:10911")]),
@@ -166,7 +221,10 @@ mod tests {
     }
 
     fn ids(queues: &[QueueTarget]) -> Vec<(&str, i32)> {
-        queues.iter().map(|q| (q.broker_name.as_str(), q.queue_id)).collect()
+        queues
+            .iter()
+            .map(|q| (q.broker_name.as_str(), q.queue_id))
+            .collect()
     }
 
     #[test]
@@ -188,6 +246,17 @@ mod tests {
     #[test]
     fn read_queues_include_read_only_brokers() {
         let queues = queues_of(&route(), Access::Read, false, None);
-        assert_eq!(ids(&queues), [("a", 0), ("a", 1), ("a", 2), ("b", 0), ("b", 1), ("ro", 0), ("ro", 1)]);
+        assert_eq!(
+            ids(&queues),
+            [
+                ("a", 0),
+                ("a", 1),
+                ("a", 2),
+                ("b", 0),
+                ("b", 1),
+                ("ro", 0),
+                ("ro", 1)
+            ]
+        );
     }
 }

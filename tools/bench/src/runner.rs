@@ -87,22 +87,35 @@ impl RunControl {
 /// Failures before the load starts: name server unreachable, no route, no runtime.
 pub fn run(workload: WorkloadKind, options: Options) -> anyhow::Result<Summary> {
     let control = Arc::new(RunControl::new(&options));
-    signal_hook::flag::register_conditional_shutdown(signal_hook::consts::SIGINT, 130, control.interrupted.clone())?;
+    signal_hook::flag::register_conditional_shutdown(
+        signal_hook::consts::SIGINT,
+        130,
+        control.interrupted.clone(),
+    )?;
     signal_hook::flag::register(signal_hook::consts::SIGINT, control.interrupted.clone())?;
     let consume_stats = match workload {
-        WorkloadKind::Consume | WorkloadKind::E2e => Some(consumer::start(&options, workload, control.clone())?),
+        WorkloadKind::Consume | WorkloadKind::E2e => {
+            Some(consumer::start(&options, workload, control.clone())?)
+        }
         WorkloadKind::Produce => None,
     };
     let produce_stats = match workload {
-        WorkloadKind::Produce | WorkloadKind::E2e => Some(producer::start(&options, control.clone())?),
+        WorkloadKind::Produce | WorkloadKind::E2e => {
+            Some(producer::start(&options, control.clone())?)
+        }
         WorkloadKind::Consume => None,
     };
-    let sides = Sides { produce: produce_stats, consume: consume_stats };
+    let sides = Sides {
+        produce: produce_stats,
+        consume: consume_stats,
+    };
     let measure_end = report_until_done(workload, &options, &control, &sides);
     wait_for_producers(&control, options.timeout() + Duration::from_secs(1));
     let measured = measure_end.saturating_duration_since(control.measure_from);
     let side = |parts: &Option<Vec<SharedStats>>, consume| {
-        parts.as_ref().map(|parts| SideSummary::of(&merge_all(parts), measured, consume))
+        parts
+            .as_ref()
+            .map(|parts| SideSummary::of(&merge_all(parts), measured, consume))
     };
     Ok(Summary {
         tool: "rmq-fast-bench",
@@ -124,7 +137,12 @@ struct Sides {
 
 /// Prints progress until a stop condition holds; sets `stop` and returns the end of the
 /// measured interval.
-fn report_until_done(workload: WorkloadKind, options: &Options, control: &RunControl, sides: &Sides) -> Instant {
+fn report_until_done(
+    workload: WorkloadKind,
+    options: &Options,
+    control: &RunControl,
+    sides: &Sides,
+) -> Instant {
     let mut progress = Progress::default();
     let mut last_report = control.started;
     let mut drain = Drain::default();
@@ -134,7 +152,11 @@ fn report_until_done(workload: WorkloadKind, options: &Options, control: &RunCon
         if now.duration_since(last_report) >= REPORT_PERIOD {
             let produce = sides.produce.as_deref().map(merge_all);
             let consume = sides.consume.as_deref().map(merge_all);
-            let line = progress.line(now - control.started, now - last_report, [produce.as_ref(), consume.as_ref()]);
+            let line = progress.line(
+                now - control.started,
+                now - last_report,
+                [produce.as_ref(), consume.as_ref()],
+            );
             eprintln!("{line}");
             last_report = now;
         }
@@ -145,15 +167,43 @@ fn report_until_done(workload: WorkloadKind, options: &Options, control: &RunCon
     }
 }
 
-/// Progress of the e2e drain phase.
+/// The e2e drain phase: after the producers finish, consumers receive what is left.
 #[derive(Debug, Default)]
 struct Drain {
-    producers_done_at: Option<Instant>,
     consumed: u64,
+    /// When the consumed count last moved (or the drain began).
     progress_at: Option<Instant>,
 }
 
-fn stop_reached(workload: WorkloadKind, options: &Options, control: &RunControl, drain: &mut Drain, now: Instant) -> Option<Instant> {
+impl Drain {
+    fn observe(&mut self, consumed: u64, now: Instant) {
+        if consumed != self.consumed || self.progress_at.is_none() {
+            self.consumed = consumed;
+            self.progress_at = Some(now);
+        }
+    }
+
+    /// The end of the measured interval once the drain is over: now when everything
+    /// sent arrived, else the last progress after `DRAIN_IDLE` without any.
+    fn finished(&self, caught_up: bool, now: Instant) -> Option<Instant> {
+        let progress_at = self.progress_at.unwrap_or(now);
+        if caught_up {
+            Some(now)
+        } else if now - progress_at >= DRAIN_IDLE {
+            Some(progress_at)
+        } else {
+            None
+        }
+    }
+}
+
+fn stop_reached(
+    workload: WorkloadKind,
+    options: &Options,
+    control: &RunControl,
+    drain: &mut Drain,
+    now: Instant,
+) -> Option<Instant> {
     if control.interrupted.load(Ordering::Relaxed) {
         return Some(now);
     }
@@ -166,16 +216,13 @@ fn stop_reached(workload: WorkloadKind, options: &Options, control: &RunControl,
     let consumed = control.consumed_total.load(Ordering::Relaxed);
     match workload {
         WorkloadKind::Produce if producers_done => Some(now),
-        WorkloadKind::Consume => options.count.filter(|count| consumed >= *count).map(|_| now),
+        WorkloadKind::Consume => options
+            .count
+            .filter(|count| consumed >= *count)
+            .map(|_| now),
         WorkloadKind::E2e if producers_done => {
-            let done_at = *drain.producers_done_at.get_or_insert(now);
-            if consumed != drain.consumed || drain.progress_at.is_none() {
-                drain.consumed = consumed;
-                drain.progress_at = Some(now);
-            }
-            let caught_up = consumed >= control.sent_total.load(Ordering::Relaxed);
-            let idle = drain.progress_at.is_some_and(|at| now - at >= DRAIN_IDLE);
-            (caught_up || idle).then_some(if caught_up { now } else { done_at.max(drain.progress_at.unwrap_or(now)) })
+            drain.observe(consumed, now);
+            drain.finished(consumed >= control.sent_total.load(Ordering::Relaxed), now)
         }
         _ => None,
     }
@@ -186,5 +233,53 @@ fn wait_for_producers(control: &RunControl, limit: Duration) {
     let deadline = Instant::now() + limit;
     while control.producers_live.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::options::Cli;
+
+    fn options(args: &[&str]) -> Options {
+        let mut argv = vec!["rmq-fast-bench", "produce"];
+        argv.extend_from_slice(args);
+        Cli::parse_from(argv).workload.split().1
+    }
+
+    #[test]
+    fn claims_stop_at_count() {
+        let control = RunControl::new(&options(&["--count", "40", "--warmup", "2"]));
+        assert_eq!(
+            (0..10).filter(|_| control.claim(16)).count(),
+            3,
+            "16+16+16 covers 40"
+        );
+        assert!(!control.measuring(control.started + Duration::from_secs(1)));
+        assert!(control.measuring(control.started + Duration::from_secs(2)));
+        let unlimited = RunControl::new(&options(&[]));
+        assert!((0..1000).all(|_| unlimited.claim(1)));
+        unlimited.stop.store(true, Ordering::Relaxed);
+        assert!(!unlimited.claim(1));
+    }
+
+    #[test]
+    fn drain_ends_when_caught_up_or_idle() {
+        let start = Instant::now();
+        let mut drain = Drain::default();
+        drain.observe(10, start);
+        assert_eq!(drain.finished(false, start + Duration::from_secs(1)), None);
+        drain.observe(20, start + Duration::from_secs(2));
+        let late = start + Duration::from_secs(2) + DRAIN_IDLE;
+        assert_eq!(
+            drain.finished(false, late),
+            Some(start + Duration::from_secs(2))
+        );
+        assert_eq!(
+            drain.finished(true, start + Duration::from_secs(3)),
+            Some(start + Duration::from_secs(3))
+        );
     }
 }
