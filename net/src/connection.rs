@@ -122,7 +122,7 @@ pub async fn serve_connection<H: RequestHandler>(
     compio::runtime::spawn(write_loop(writer, rx, writer_done.clone())).detach();
     let result = read_loop(&reader, &handler, &info, max_frame).await;
     if let Err(reason) = result {
-        tracing::warn!(peer = %peer, "closing connection: {reason}");
+        tracing::debug!(peer = %peer, "closing connection: {reason}");
         shutdown_socket(&reader);
     }
     handler.closed(&info);
