@@ -50,6 +50,7 @@ pub fn run_namesrv(
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, NetError> {
     let addr = SocketAddr::new(bind_ip, config.listen_port);
+    rmq_net::listener::ensure_port_free(addr)?;
     let listener = rmq_net::listener::bind_reuseport(addr)?;
     let config = Arc::new(config);
     let listener = Arc::new(std::sync::Mutex::new(Some(listener)));

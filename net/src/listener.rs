@@ -25,12 +25,36 @@ pub fn bind_reuseport(addr: SocketAddr) -> Result<std::net::TcpListener, NetErro
     Ok(socket.into())
 }
 
+/// How long start-up waits for a port still held by a process that just died.
+pub const PORT_RELEASE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Checks that nobody else listens on `addr` before the cores bind it with
 /// `SO_REUSEPORT` (which would otherwise silently share the port with a stale process
 /// of the same user).
+///
+/// A process killed with `kill -9` can hold its listening socket for a moment after it
+/// exits: io_uring releases the files of in-flight operations (our pending accepts)
+/// asynchronously. So a busy port is retried for up to `PORT_RELEASE_PATIENCE`.
 pub fn ensure_port_free(addr: SocketAddr) -> Result<(), NetError> {
-    let probe =
-        std::net::TcpListener::bind(addr).map_err(|source| NetError::Bind { addr, source })?;
-    drop(probe);
-    Ok(())
+    let deadline = std::time::Instant::now() + PORT_RELEASE_PATIENCE;
+    let mut warned = false;
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(probe) => {
+                drop(probe);
+                return Ok(());
+            }
+            Err(source)
+                if source.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                if !warned {
+                    tracing::warn!(%addr, "port busy, waiting for it to be released");
+                    warned = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(source) => return Err(NetError::Bind { addr, source }),
+        }
+    }
 }
