@@ -122,7 +122,11 @@ pub async fn serve_connection<H: RequestHandler>(
     compio::runtime::spawn(write_loop(writer, rx, writer_done.clone())).detach();
     let result = read_loop(&reader, &handler, &info, max_frame).await;
     if let Err(reason) = result {
-        tracing::debug!(peer = %peer, "closing connection: {reason}");
+        if reason.starts_with("bad frame") {
+            tracing::warn!(peer = %peer, "closing connection: {reason}");
+        } else {
+            tracing::debug!(peer = %peer, "closing connection: {reason}");
+        }
         shutdown_socket(&reader);
     }
     handler.closed(&info);
