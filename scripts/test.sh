@@ -19,5 +19,18 @@ grep -q "test result: ok" target/cargo-test.log
 echo "== criterion benches (test mode: each bench runs once)"
 cargo bench -q -p rmq-benches -- --test >/dev/null
 
+echo "== instruction-count gate (valgrind; benches/baseline/icount.json; ICOUNT_UPDATE=1 rewrites it)"
+if ! command -v valgrind >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind >/dev/null 2>&1; } \
+    || true
+fi
+if command -v valgrind >/dev/null; then
+  cargo build --release -q -p rmq-benches --bins
+  target/release/icount-gate
+else
+  echo "SKIPPED: valgrind is not installed and could not be installed with apt-get"
+fi
+
 echo "== Java client end-to-end tests"
 bash scripts/java-tests.sh

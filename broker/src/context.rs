@@ -33,7 +33,18 @@ pub struct BrokerContext {
     pub groups: GroupManager,
     pub offsets: OffsetManager,
     pub clients: ClientManager,
+    /// Delay-level and timer scanner offsets (`schedule`).
+    pub schedule: crate::schedule::ScheduleProgress,
+    /// Transaction decisions and check-back progress (`transaction`).
+    pub transactions: crate::transaction::TransactionState,
     pub stats: BrokerStats,
+    /// Queue locks of orderly consumers (`rebalance_lock`).
+    pub rebalance_locks: crate::rebalance_lock::RebalanceLocks,
+    /// The config as changed at runtime by UPDATE_BROKER_CONFIG (`processor::stats`); code
+    /// that honours runtime changes reads this instead of `config`.
+    pub live_config: arc_swap::ArcSwap<BrokerConfig>,
+    /// Where a slave's master is (learned at registration; `replication`).
+    pub replication: crate::replication::ReplicationInfo,
     /// Set when topics changed and name servers should hear about it now.
     pub register_now: AtomicBool,
     pub stopping: AtomicBool,

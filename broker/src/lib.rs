@@ -27,12 +27,18 @@
 pub mod clients;
 pub mod context;
 pub mod core_context;
+pub mod filter;
 pub mod groups;
 pub mod json_file;
 pub mod offsets;
 pub mod processor;
+pub mod rebalance_lock;
 pub mod registration;
+pub mod replication;
+pub mod retention;
+pub mod schedule;
 pub mod server;
 pub mod topics;
+pub mod transaction;
 
 pub use server::{BrokerHandle, start_broker};

@@ -34,7 +34,11 @@ pub async fn registration_loop(ctx: SharedContext) {
         let due = last.is_none_or(|at| at.elapsed() >= period);
         if due || ctx.register_now.swap(false, Ordering::AcqRel) {
             last = Some(Instant::now());
-            register_all(&ctx, &clients, &addrs).await;
+            if !register_all(&ctx, &clients, &addrs).await {
+                // A name server that missed a registration would drop this broker's routes
+                // for a whole period: retry soon instead.
+                last = Instant::now().checked_sub(period.saturating_sub(RETRY_AFTER_FAILURE));
+            }
         }
         compio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -77,7 +81,11 @@ fn register_request(ctx: &SharedContext) -> RemotingCommand {
         .with_body(bytes)
 }
 
-async fn register_all(ctx: &SharedContext, clients: &Clients, addrs: &[String]) {
+/// Delay before retrying a registration that failed with some name server.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(2);
+
+/// Registers with every name server; true when all accepted.
+async fn register_all(ctx: &SharedContext, clients: &Clients, addrs: &[String]) -> bool {
     let request = register_request(ctx);
     let attempts = addrs.iter().map(|addr| {
         let request = request.clone();
@@ -87,9 +95,13 @@ async fn register_all(ctx: &SharedContext, clients: &Clients, addrs: &[String]) 
             Ok::<_, NetError>((addr, response))
         }
     });
+    let mut all_ok = true;
     for outcome in join_all(attempts).await {
+        all_ok &= matches!(&outcome, Ok((_, r)) if r.code == ResponseCode::Success.code());
         match outcome {
             Ok((addr, response)) if response.code == ResponseCode::Success.code() => {
+                ctx.replication
+                    .learn(response.ext("haServerAddr"), response.ext("masterAddr"));
                 tracing::debug!(namesrv = %addr, master = ?response.ext("masterAddr"), "registered with name server");
             }
             Ok((addr, response)) => tracing::warn!(
@@ -99,6 +111,7 @@ async fn register_all(ctx: &SharedContext, clients: &Clients, addrs: &[String]) 
             Err(error) => tracing::warn!("register to name server failed: {error}"),
         }
     }
+    all_ok
 }
 
 async fn unregister_all(ctx: &SharedContext, clients: &Clients, addrs: &[String]) {

@@ -56,6 +56,8 @@ impl BrokerHandle {
             let _ = thread.join();
         }
         self.ctx.offsets.persist();
+        self.ctx.schedule.persist();
+        self.ctx.transactions.persist();
         self.layout.mark_clean_shutdown()?;
         tracing::info!("broker shut down cleanly");
         Ok(())
@@ -87,6 +89,12 @@ pub fn store_config(config: &BrokerConfig, shard_count: u32) -> StoreConfig {
         max_transfer_bytes: count(config.max_transfer_bytes_on_message_in_memory),
         max_transfer_count: count(config.max_transfer_count_on_message_in_memory),
         requested_shard_count: shard_count,
+        max_unwritten_bytes: 256 << 20,
+        index_dir: config.store_path_index(),
+        message_index_enable: config.message_index_enable,
+        max_hash_slot_num: u32::try_from(config.max_hash_slot_num.max(1)).unwrap_or(1),
+        max_index_num: u32::try_from(config.max_index_num.max(2)).unwrap_or(2),
+        faults: None,
     }
 }
 
@@ -221,7 +229,15 @@ fn build_context(
         groups: GroupManager::load(config_dir.join("subscriptionGroup.json")),
         offsets: OffsetManager::load(config_dir.join("consumerOffset.json")),
         clients: ClientManager::default(),
+        schedule: crate::schedule::ScheduleProgress::load(
+            &config_dir,
+            config.delay_levels_ms().unwrap_or_default(),
+        ),
+        transactions: crate::transaction::TransactionState::load(&config_dir),
         stats: BrokerStats::default(),
+        rebalance_locks: crate::rebalance_lock::RebalanceLocks::default(),
+        live_config: arc_swap::ArcSwap::from_pointee(config.clone()),
+        replication: crate::replication::ReplicationInfo::default(),
         register_now: AtomicBool::new(false),
         stopping: AtomicBool::new(false),
         started_at_ms: now_ms(),
@@ -290,6 +306,17 @@ async fn run_core(start: CoreStart) {
     let core = Rc::new(CoreContext::new(start.core, ctx.clone(), shards, sender));
     compio::runtime::spawn(core.clone().serve_mesh(receiver)).detach();
     let duties = (start.core == 0).then(|| compio::runtime::spawn(core_zero_duties(ctx.clone())));
+    if start.core == 0 {
+        let reader = Arc::new(rmq_storage::disk_space::Statvfs);
+        compio::runtime::spawn(crate::retention::retention_loop(core.clone(), reader)).detach();
+    }
+    crate::schedule::scanner::spawn_scanners(&core);
+    if start.core == 0 {
+        crate::schedule::ensure_system_topics(&ctx);
+        compio::runtime::spawn(crate::schedule::scanner::persist_loop(ctx.clone())).detach();
+        compio::runtime::spawn(crate::transaction::check::check_loop(core.clone())).detach();
+    }
+    crate::replication::start(&core);
     let _ = start.ready_tx.lock().expect("ready lock").send(Ok(()));
     if start.core == 0 {
         let namesrv = ctx.config.namesrv_addrs().join(";");
@@ -303,7 +330,7 @@ async fn run_core(start: CoreStart) {
             ctx.config.broker_name, ctx.broker_addr
         );
     }
-    accept_loop(&listener, &core).await;
+    accept_loop(listener, &core).await;
     if let Some(duties) = duties {
         let _ = duties.await;
     }
@@ -327,26 +354,22 @@ async fn close_after_failure(
     start.report(Err(message.to_string()));
 }
 
-async fn accept_loop(listener: &compio::net::TcpListener, core: &Rc<CoreContext>) {
+async fn accept_loop(listener: compio::net::TcpListener, core: &Rc<CoreContext>) {
     let handler = Rc::new(BrokerHandler { core: core.clone() });
     let max_frame = usize::try_from(core.broker.config.max_frame_length)
         .unwrap_or(DEFAULT_MAX_FRAME)
         .max(1024);
-    while !core.broker.stopping.load(Ordering::Acquire) {
-        match compio::time::timeout(Duration::from_millis(200), listener.accept()).await {
-            Ok(Ok((stream, _))) => {
-                compio::runtime::spawn(rmq_net::serve_connection(
-                    stream,
-                    handler.clone(),
-                    core.core,
-                    max_frame,
-                ))
-                .detach();
-            }
-            Ok(Err(error)) => tracing::warn!("accept failed: {error}"),
-            Err(_) => {}
-        }
-    }
+    let broker = core.broker.clone();
+    let core_id = core.core;
+    rmq_net::listener::accept_until(
+        listener,
+        move || broker.stopping.load(Ordering::Acquire),
+        move |stream| {
+            let connection = rmq_net::serve_connection(stream, handler.clone(), core_id, max_frame);
+            compio::runtime::spawn(connection).detach();
+        },
+    )
+    .await;
 }
 
 /// Registration, offset persistence and client expiry, on core 0.

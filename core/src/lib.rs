@@ -16,5 +16,6 @@
 
 pub mod body;
 pub mod config;
+pub mod filter;
 pub mod message;
 pub mod remoting;

@@ -52,6 +52,14 @@ impl<W> AckTracker<W> {
         released.into_values().flatten().collect()
     }
 
+    /// Removes every waiter (the last slave left): dropping them fails their sends at once.
+    pub fn drain(&mut self) -> Vec<W> {
+        std::mem::take(&mut self.waiting)
+            .into_values()
+            .flatten()
+            .collect()
+    }
+
     pub fn waiting(&self) -> usize {
         self.waiting.values().map(Vec::len).sum()
     }

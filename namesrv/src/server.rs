@@ -90,22 +90,21 @@ async fn serve(listener: std::net::TcpListener, config: &NamesrvConfig, stop: &A
         "The Name Server boot success. serializeType=JSON"
     );
     println!("The Name Server boot success. serializeType=JSON");
-    while !stop.load(Ordering::Relaxed) {
-        let accepted = compio::time::timeout(Duration::from_millis(200), listener.accept()).await;
-        match accepted {
-            Ok(Ok((stream, _))) => {
-                compio::runtime::spawn(serve_connection(
-                    stream,
-                    handler.clone(),
-                    0,
-                    DEFAULT_MAX_FRAME,
-                ))
-                .detach();
-            }
-            Ok(Err(error)) => tracing::warn!("accept failed: {error}"),
-            Err(_) => {}
-        }
-    }
+    let stopping = stop.clone();
+    rmq_net::listener::accept_until(
+        listener,
+        move || stopping.load(Ordering::Relaxed),
+        move |stream| {
+            compio::runtime::spawn(serve_connection(
+                stream,
+                handler.clone(),
+                0,
+                DEFAULT_MAX_FRAME,
+            ))
+            .detach();
+        },
+    )
+    .await;
     tracing::info!("name server stopped");
 }
 

@@ -58,3 +58,33 @@ pub fn ensure_port_free(addr: SocketAddr) -> Result<(), NetError> {
         }
     }
 }
+
+/// Accepts connections on `listener`, handing each to `on_accept`, until `stopping()`.
+///
+/// The accept itself is never cancelled on a timer: cancelling an in-flight io_uring
+/// accept can race with its completion and drop a connection the kernel already
+/// accepted (the peer then sees it closed at once). So the accept loop runs in its own
+/// task, and only shutdown cancels it.
+pub async fn accept_until<F>(
+    listener: compio::net::TcpListener,
+    stopping: impl Fn() -> bool,
+    mut on_accept: F,
+) where
+    F: FnMut(compio::net::TcpStream) + 'static,
+{
+    let accepting = compio::runtime::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => on_accept(stream),
+                Err(error) => {
+                    tracing::warn!("accept failed: {error}");
+                    compio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+        }
+    });
+    while !stopping() {
+        compio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    drop(accepting);
+}

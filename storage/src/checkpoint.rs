@@ -2,7 +2,13 @@
 //!
 //! Layout (64 bytes, big-endian): magic u64 | shard u32 | version u32 |
 //! commit_log_flushed i64 | consume_queue_safe i64 | commit_log_timestamp i64 |
-//! consume_queue_timestamp i64 | reserved u32 | crc32 u32 (of bytes 0..56) | padding.
+//! consume_queue_timestamp i64 | revalidate_from i64 | crc32 u32 (of bytes 0..56) | padding.
+//! Version 1 files (no `revalidate_from`, crc of bytes 0..52 at 52) are still read.
+//!
+//! `revalidate_from` is an older record boundary, about [`REVALIDATE_BYTES`] before the safe
+//! offsets: after a crash recovery re-validates from there, so damage to the most recently
+//! flushed records (a disk cache that lied about fdatasync) is still found, while the scan
+//! stays bounded (a few MiB plus one checkpoint interval of traffic).
 //!
 //! Contract: `commit_log_flushed` is a record boundary below which the commit log was
 //! fdatasync'd; `consume_queue_safe` is a record boundary below which every record's consume
@@ -19,7 +25,10 @@ use compio::io::AsyncWriteAtExt;
 use crate::error::StoreError;
 
 const MAGIC: u64 = 0x524d_5153_4850_4331; // "RMQSHPC1"
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+
+/// How far before the safe offsets a crash recovery re-validates the log.
+pub(crate) const REVALIDATE_BYTES: i64 = 16 << 20;
 const LEN: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +38,8 @@ pub(crate) struct Checkpoint {
     pub consume_queue_safe: i64,
     pub commit_log_timestamp: i64,
     pub consume_queue_timestamp: i64,
+    /// A record boundary at or below both safe offsets (see the module docs).
+    pub revalidate_from: i64,
 }
 
 impl Checkpoint {
@@ -41,7 +52,7 @@ impl Checkpoint {
         bytes.extend_from_slice(&self.consume_queue_safe.to_be_bytes());
         bytes.extend_from_slice(&self.commit_log_timestamp.to_be_bytes());
         bytes.extend_from_slice(&self.consume_queue_timestamp.to_be_bytes());
-        bytes.extend_from_slice(&0u32.to_be_bytes());
+        bytes.extend_from_slice(&self.revalidate_from.to_be_bytes());
         let crc = crc32fast::hash(&bytes);
         bytes.extend_from_slice(&crc.to_be_bytes());
         bytes.resize(LEN, 0);
@@ -49,18 +60,26 @@ impl Checkpoint {
     }
 
     pub fn decode(bytes: &[u8]) -> Option<Checkpoint> {
-        if bytes.len() < 56 {
+        if bytes.len() < 60 {
             return None;
         }
         let u32_at = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4"));
         let i64_at = |at: usize| i64::from_be_bytes(bytes[at..at + 8].try_into().expect("8"));
-        if i64_at(0) as u64 != MAGIC || u32_at(12) != VERSION {
+        let version = u32_at(12);
+        if i64_at(0) as u64 != MAGIC || !(1..=VERSION).contains(&version) {
             return None;
         }
-        if crc32fast::hash(&bytes[..52]) != u32_at(52) {
+        let crc_end = if version == 1 { 52 } else { 56 };
+        if crc32fast::hash(&bytes[..crc_end]) != u32_at(crc_end) {
             return None;
         }
+        let safe = i64_at(16).min(i64_at(24));
         Some(Checkpoint {
+            revalidate_from: if version == 1 {
+                safe
+            } else {
+                i64_at(48).min(safe)
+            },
             shard: u32_at(8),
             commit_log_flushed: i64_at(16),
             consume_queue_safe: i64_at(24),
@@ -122,6 +141,7 @@ mod tests {
             consume_queue_safe: (3 << 56) + 100,
             commit_log_timestamp: 1_700_000_000_000,
             consume_queue_timestamp: 1_700_000_000_001,
+            revalidate_from: 3 << 56,
         };
         let mut bytes = checkpoint.encode();
         assert_eq!(bytes.len(), LEN);

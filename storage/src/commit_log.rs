@@ -272,7 +272,8 @@ impl CommitLog {
                 self.prepared.wait().await;
                 continue;
             }
-            let segment = Segment::create(&self.dir, start, self.file_size, false).await?;
+            let segment =
+                Segment::create(&self.dir, start, self.file_size, false, &self.cfg.faults).await?;
             bump(&self.stats.segments_created, 1);
             let segment = Rc::new(segment);
             self.segments.borrow_mut().insert(start, segment.clone());
@@ -296,8 +297,9 @@ impl CommitLog {
         let log = Rc::downgrade(self);
         let dir = self.dir.clone();
         let size = self.file_size;
+        let faults = self.cfg.faults.clone();
         compio::runtime::spawn(async move {
-            let result = Segment::create(&dir, next, size, true).await;
+            let result = Segment::create(&dir, next, size, true, &faults).await;
             let Some(log) = log.upgrade() else { return };
             match result {
                 Ok(segment) => {

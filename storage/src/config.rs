@@ -2,11 +2,13 @@
 //! and the durability vocabulary. `validate` runs in `StoreLayout::open` and `ShardStore::open`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::aligned_buffer::BLOCK_SIZE;
 use crate::consume_queue::ENTRY_SIZE;
 use crate::error::StoreError;
+use crate::faults::DiskFaults;
 
 /// RocketMQ `flushDiskType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,12 +52,27 @@ pub struct StoreConfig {
     pub max_transfer_count: usize,
     /// Shard count written into a *new* store; an existing store keeps its count.
     pub requested_shard_count: u32,
+    /// Bytes a shard may hold appended but not yet written (RocketMQ has no such key: its
+    /// page cache is the limit). Past it appends fail with `WriteBacklog`, so a disk that
+    /// keeps failing cannot make the broker grow without bound.
+    pub max_unwritten_bytes: usize,
+    /// Directory of the index files (`storePathIndex`); each shard has its own files in it.
+    pub index_dir: PathBuf,
+    /// `messageIndexEnable`: index UNIQ_KEY and KEYS for QUERY_MESSAGE.
+    pub message_index_enable: bool,
+    /// `maxHashSlotNum`: hash slots of one index file.
+    pub max_hash_slot_num: u32,
+    /// `maxIndexNum`: entries of one index file.
+    pub max_index_num: u32,
+    /// Fault injection below the commit log (tests only; `None` in production).
+    pub faults: Option<Arc<dyn DiskFaults>>,
 }
 
 impl StoreConfig {
     /// RocketMQ defaults under `root_dir`.
     pub fn new(root_dir: impl AsRef<Path>) -> StoreConfig {
         let root_dir = root_dir.as_ref().to_path_buf();
+        let index_dir = root_dir_index(&root_dir);
         StoreConfig {
             commit_log_dir: root_dir.join("commitlog"),
             consume_queue_dir: root_dir.join("consumequeue"),
@@ -73,6 +90,12 @@ impl StoreConfig {
             max_transfer_bytes: 256 * 1024,
             max_transfer_count: 32,
             requested_shard_count: 1,
+            max_unwritten_bytes: 256 << 20,
+            index_dir,
+            message_index_enable: true,
+            max_hash_slot_num: 5_000_000,
+            max_index_num: 20_000_000,
+            faults: None,
         }
     }
 
@@ -99,6 +122,15 @@ impl StoreConfig {
         if shards == 0 || shards > crate::MAX_SHARD_COUNT {
             return fail(format!("requested_shard_count {shards} must be in 1..=128"));
         }
+        if self.max_hash_slot_num == 0 || self.max_index_num < 2 {
+            return fail("max_hash_slot_num must be positive and max_index_num >= 2".into());
+        }
+        if self.max_unwritten_bytes < 2 * self.max_record_size().min(64 << 20) {
+            return fail(format!(
+                "max_unwritten_bytes {} must hold two of the largest records",
+                self.max_unwritten_bytes
+            ));
+        }
         if self.max_transfer_count == 0 || self.max_transfer_bytes == 0 {
             return fail("max_transfer_count and max_transfer_bytes must be positive".into());
         }
@@ -110,6 +142,11 @@ impl StoreConfig {
         (self.commit_log_file_size - 8) as usize
     }
 
+    /// The index file directory of one shard.
+    pub(crate) fn shard_index_dir(&self, shard: u32) -> PathBuf {
+        self.index_dir.join(format!("shard-{shard}"))
+    }
+
     pub(crate) fn shard_checkpoint_path(&self, shard: u32) -> PathBuf {
         self.root_dir.join(format!("shard-{shard}.checkpoint"))
     }
@@ -117,4 +154,8 @@ impl StoreConfig {
     pub(crate) fn shard_count_path(&self) -> PathBuf {
         self.root_dir.join("shards")
     }
+}
+
+fn root_dir_index(root_dir: &Path) -> PathBuf {
+    root_dir.join("index")
 }

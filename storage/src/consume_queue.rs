@@ -284,6 +284,44 @@ impl ConsumeQueue {
         bytes
     }
 
+    /// Retention: moves `min` to the first entry pointing at or above `log_min` (the first
+    /// byte the commit log still holds) and deletes the files whose entries all lie below it,
+    /// except the last file, which fixes `next` on the following open. Returns the number of
+    /// entries dropped.
+    pub async fn drop_below(&self, log_min: i64) -> Result<i64, StoreError> {
+        let old_min = self.min.get();
+        let (mut low, mut high) = (old_min, self.next.get());
+        while low < high {
+            let middle = low + (high - low) / 2;
+            let entry = self.entry(middle).await?;
+            if entry.is_message() && entry.offset >= log_min {
+                high = middle;
+            } else {
+                low = middle + 1;
+            }
+        }
+        if low == old_min {
+            return Ok(0);
+        }
+        assert!(low > old_min && low <= self.next.get());
+        self.min.set(low);
+        let entry_bytes = ENTRY_SIZE as u64;
+        let last_file = (self.next.get().max(1) as u64 - 1) * entry_bytes / self.file_size;
+        let first_file = old_min as u64 * entry_bytes / self.file_size;
+        let keep_from = (low as u64 * entry_bytes / self.file_size).min(last_file);
+        for file in first_file..keep_from {
+            let start = file * self.file_size;
+            self.files.borrow_mut().remove(&start);
+            let path = self.dir.join(segment_name(start as i64));
+            match compio::fs::remove_file(&path).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io("remove", &path, 0, e)),
+            }
+        }
+        Ok(low - old_min)
+    }
+
     /// Recovery: drops the entries whose message ends past `log_end` (they point at bytes
     /// that did not survive). Entries are ordered by offset, so they form a suffix.
     pub async fn truncate_beyond(&self, log_end: i64) -> Result<usize, StoreError> {

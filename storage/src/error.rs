@@ -29,6 +29,8 @@ pub enum StoreError {
     ShuttingDown,
     #[error("invalid store configuration: {0}")]
     Config(String),
+    #[error("{unwritten} bytes wait for the disk (limit {limit}): the disk is failing or too slow")]
+    WriteBacklog { unwritten: usize, limit: usize },
 }
 
 impl StoreError {
@@ -78,6 +80,10 @@ impl StoreError {
             StoreError::FlushTimeout => StoreError::FlushTimeout,
             StoreError::ShuttingDown => StoreError::ShuttingDown,
             StoreError::Config(reason) => StoreError::Config(reason.clone()),
+            StoreError::WriteBacklog { unwritten, limit } => StoreError::WriteBacklog {
+                unwritten: *unwritten,
+                limit: *limit,
+            },
         }
     }
 }

@@ -30,11 +30,36 @@
 //!   least every `flush_commit_log_thorough_interval`.
 //! - `WAIT=false` sends ack at **appended**.
 //!
-//! Consume queues are derived data: they are written buffered and fsynced every
-//! `flush_interval_consume_queue`; recovery rebuilds any suffix that was lost from the commit log.
+//! Consume queues and the index are derived data: they are written through the page cache
+//! and fsynced every `flush_interval_consume_queue` before the checkpoint moves; recovery
+//! rebuilds any suffix that was lost from the commit log, skipping what is already there (no
+//! duplicate entries), and cuts entries pointing past the recovered end.
+//!
+//! A failed write or sync (ENOSPC, EIO, short write) fails the sends it covers with
+//! `StoreError::Io`; the bytes stay in memory and are retried, so the files never hold
+//! anything but a prefix of valid records plus, after a crash, a torn tail that recovery cuts.
+//! At most `max_unwritten_bytes` wait for the disk; past that appends fail with
+//! `WriteBacklog` (a dead disk cannot make the broker grow without bound).
+//!
+//! # Recovery
+//! After a crash (`abort` marker present) recovery rescans from the start of the segment
+//! holding the checkpoint, validating every record (length, magic, body CRC, PHYSICALOFFSET),
+//! truncates at the first invalid one, zeroes the stale bytes after it and re-dispatches
+//! consume queue entries and index keys from the scan start (see `recovery.rs`).
+//!
+//! # Retention and disk space
+//! [`retention`] deletes expired segments (oldest first, never the tail), then moves consume
+//! queue min offsets and deletes index files that only point below the new first offset.
+//! [`disk_space`] holds the free-space reader ([`disk_space::FreeSpace`], injectable) and the
+//! per-store "disk full" state the broker's send path consults.
+//!
+//! # Testing seams
+//! [`faults::DiskFaults`] sits under every segment file operation (short writes, ENOSPC, EIO,
+//! torn blocks); `recovery_fuzz` is the harness of the recovery fuzz target.
 //!
 //! # Layout
 //! `commitlog/{20-digit start offset}`, `consumequeue/{topic}/{queueId}/{20-digit start byte}`,
+//! `index/shard-{n}/{20-digit creation ms}` (RocketMQ IndexFile format, one set per shard),
 //! `shard-{n}.checkpoint`, `shards`, `lock`, `abort` under the store root (paths configurable).
 
 mod aligned_buffer;
@@ -42,12 +67,21 @@ mod checkpoint;
 mod commit_log;
 mod config;
 mod consume_queue;
+pub mod disk_space;
 mod error;
+pub mod faults;
 mod flusher;
+mod index_file;
+mod index_service;
 mod layout;
 mod queue_flusher;
 mod recovery;
+#[doc(hidden)]
+pub mod recovery_fuzz;
+mod replica;
+pub mod retention;
 mod segment;
+mod shard_query;
 mod shard_reads;
 mod shard_store;
 mod stats;
@@ -58,6 +92,7 @@ pub use aligned_buffer::{AlignedBuffer, BLOCK_SIZE};
 pub use config::{Durability, FlushMode, StoreConfig};
 pub use error::StoreError;
 pub use layout::StoreLayout;
+pub use shard_query::QueryResult;
 pub use shard_reads::MAX_FILTER_SCAN;
 pub use shard_store::{AppendResult, GetMessages, GetStatus, ShardStore};
 pub use stats::ShardStats;

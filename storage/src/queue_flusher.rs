@@ -1,6 +1,6 @@
 //! The per-shard consume queue flusher: every `flush_interval_consume_queue` it writes the
-//! new entries of every dirty consume queue (buffered), fsyncs them, then writes the shard
-//! checkpoint. Holds a `Weak` reference while sleeping, so dropping the store ends it;
+//! new entries of every dirty consume queue (buffered), fsyncs them and the index files, then
+//! writes the shard checkpoint (whose `consume_queue_safe` therefore bounds the index too). Holds a `Weak` reference while sleeping, so dropping the store ends it;
 //! `shutdown` stops it and runs the final flush itself.
 
 use std::rc::Rc;
@@ -49,8 +49,11 @@ impl ShardStore {
         for queue in &dirty {
             queue.flush().await?;
         }
+        self.index.sync().await?;
         bump(&self.log.stats.consume_queue_flushes, 1);
+        let safe = self.log.flushed().min(consume_queue_safe);
         let checkpoint = Checkpoint {
+            revalidate_from: self.revalidation_point(safe),
             shard: self.shard,
             commit_log_flushed: self.log.flushed(),
             consume_queue_safe,
@@ -58,5 +61,37 @@ impl ShardStore {
             consume_queue_timestamp: timestamp,
         };
         self.checkpoint.store(&checkpoint).await
+    }
+}
+
+impl ShardStore {
+    /// Remembers `safe` (a record boundary) and returns the newest remembered boundary at
+    /// least `REVALIDATE_BYTES` below it, else the oldest one: where a crash recovery starts
+    /// re-validating. The first remembered boundary is where this run's log started.
+    fn revalidation_point(&self, safe: i64) -> i64 {
+        let mut points = self.revalidation_points.borrow_mut();
+        if points.back() != Some(&safe) {
+            points.push_back(safe);
+        }
+        while points.len() > 64 {
+            points.pop_front();
+        }
+        let limit = safe - crate::checkpoint::REVALIDATE_BYTES;
+        let point = points
+            .iter()
+            .rev()
+            .find(|&&p| p <= limit)
+            .or(points.front())
+            .copied()
+            .unwrap_or(safe);
+        // Drop what is older than the chosen point: it will never be chosen again.
+        while points.front().is_some_and(|&p| p < point) {
+            points.pop_front();
+        }
+        assert!(
+            point <= safe,
+            "revalidation starts at or below the safe offset"
+        );
+        point
     }
 }

@@ -9,6 +9,7 @@
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use compio::BufResult;
@@ -17,8 +18,12 @@ use compio::fs::{File, OpenOptions};
 use compio::io::{AsyncReadAtExt, AsyncWriteAtExt};
 use nix::fcntl::{FallocateFlags, OFlag, fallocate};
 
-use crate::aligned_buffer::{AlignedBuffer, BLOCK_SIZE};
+use crate::aligned_buffer::{AlignedBuffer, BLOCK_SIZE, align_down};
 use crate::error::StoreError;
+use crate::faults::{DiskFaults, Fault, FileOp, injected_error};
+
+/// The fault seam of a segment (`None` in production).
+pub(crate) type Faults = Option<Arc<dyn DiskFaults>>;
 
 static DIRECT_IO_REFUSED: AtomicBool = AtomicBool::new(false);
 
@@ -45,6 +50,7 @@ pub(crate) struct Segment {
     pub size: u64,
     pub path: PathBuf,
     file: File,
+    faults: Faults,
 }
 
 impl Segment {
@@ -53,7 +59,12 @@ impl Segment {
     }
 
     /// Opens an existing segment and checks its size.
-    pub async fn open(dir: &Path, start: i64, size: u64) -> Result<Segment, StoreError> {
+    pub async fn open(
+        dir: &Path,
+        start: i64,
+        size: u64,
+        faults: &Faults,
+    ) -> Result<Segment, StoreError> {
         let path = dir.join(segment_name(start));
         let file = open_direct(&path, false).await?;
         let len = file
@@ -71,6 +82,7 @@ impl Segment {
             size,
             path,
             file,
+            faults: faults.clone(),
         })
     }
 
@@ -82,15 +94,20 @@ impl Segment {
         start: i64,
         size: u64,
         zero_fill: bool,
+        faults: &Faults,
     ) -> Result<Segment, StoreError> {
         let path = dir.join(segment_name(start));
         let prep_path = dir.join(format!("{}.prep", segment_name(start)));
+        if let Some(fault) = check(faults, FileOp::Create, &path, 0, size as usize) {
+            return Err(StoreError::io("create", &path, 0, fault_error(fault)));
+        }
         let file = open_direct(&prep_path, true).await?;
         let segment = Segment {
             start,
             size,
             path: prep_path.clone(),
             file,
+            faults: faults.clone(),
         };
         segment.allocate().await?;
         if zero_fill {
@@ -154,10 +171,54 @@ impl Segment {
             "write past the end of {:?}",
             self.path
         );
+        if let Some(fault) = check(
+            &self.faults,
+            FileOp::Write,
+            &self.path,
+            position,
+            len as usize,
+        ) {
+            return Err(self.write_faulty(buffer.as_init(), position, fault).await);
+        }
         let mut file = &self.file;
         let BufResult(result, buffer) = file.write_all_at(buffer, position).await;
         result.map_err(|e| StoreError::io("write", &self.path, position, e))?;
         Ok(buffer)
+    }
+
+    /// Applies an injected write fault: writes the prefix it lets through, then fails.
+    async fn write_faulty(&self, bytes: &[u8], position: u64, fault: Fault) -> StoreError {
+        let fail = |e| StoreError::io("write", &self.path, position, e);
+        let (prefix, torn) = match fault {
+            Fault::Error(errno) => return fail(injected_error(errno)),
+            Fault::Short(n) => (align_down(n.min(bytes.len()) as u64) as usize, 0),
+            Fault::Torn(n) => {
+                let n = n.min(bytes.len());
+                let whole = align_down(n as u64) as usize;
+                (whole, n - whole)
+            }
+        };
+        if prefix > 0 {
+            let mut head = AlignedBuffer::zeroed(prefix);
+            head.as_full_mut_slice()[..prefix].copy_from_slice(&bytes[..prefix]);
+            let mut file = &self.file;
+            if let BufResult(Err(e), _) = file.write_all_at(head, position).await {
+                return fail(e);
+            }
+        }
+        if torn > 0 {
+            let at = position + prefix as u64;
+            let mut block = match self.read_unchecked(at, BLOCK_SIZE).await {
+                Ok(block) => block,
+                Err(error) => return error,
+            };
+            block.as_full_mut_slice()[..torn].copy_from_slice(&bytes[prefix..prefix + torn]);
+            let mut file = &self.file;
+            if let BufResult(Err(e), _) = file.write_all_at(block, at).await {
+                return fail(e);
+            }
+        }
+        fail(injected_error(nix::libc::EIO))
     }
 
     /// Reads `len` bytes at `position` (both block-aligned) into a new aligned buffer.
@@ -168,6 +229,18 @@ impl Segment {
             "read past the end of {:?}",
             self.path
         );
+        if let Some(fault) = check(&self.faults, FileOp::Read, &self.path, position, len) {
+            return Err(StoreError::io(
+                "read",
+                &self.path,
+                position,
+                fault_error(fault),
+            ));
+        }
+        self.read_unchecked(position, len).await
+    }
+
+    async fn read_unchecked(&self, position: u64, len: usize) -> Result<AlignedBuffer, StoreError> {
         let buffer = AlignedBuffer::with_capacity(len);
         let BufResult(result, buffer) = self.file.read_exact_at(buffer, position).await;
         result.map_err(|e| StoreError::io("read", &self.path, position, e))?;
@@ -176,10 +249,30 @@ impl Segment {
     }
 
     pub async fn sync(&self) -> Result<(), StoreError> {
+        if let Some(fault) = check(&self.faults, FileOp::Sync, &self.path, 0, 0) {
+            return Err(StoreError::io(
+                "fdatasync",
+                &self.path,
+                0,
+                fault_error(fault),
+            ));
+        }
         self.file
             .sync_data()
             .await
             .map_err(|e| StoreError::io("fdatasync", &self.path, 0, e))
+    }
+}
+
+fn check(faults: &Faults, op: FileOp, path: &Path, position: u64, len: usize) -> Option<Fault> {
+    faults.as_ref()?.on_op(op, path, position, len)
+}
+
+/// The error of a fault on an operation that cannot be partial (create, read, sync).
+fn fault_error(fault: Fault) -> std::io::Error {
+    match fault {
+        Fault::Error(errno) => injected_error(errno),
+        Fault::Short(_) | Fault::Torn(_) => injected_error(nix::libc::EIO),
     }
 }
 

@@ -21,15 +21,16 @@ use std::time::Duration;
 use rmq_core::message::sysflag::{
     TRANSACTION_PREPARED_TYPE, TRANSACTION_ROLLBACK_TYPE, transaction_value,
 };
-use rmq_core::message::{RecordView, patch_record};
+use rmq_core::message::{RecordView, parse_record, patch_record};
 
 use crate::checkpoint::{Checkpoint, CheckpointFile};
 use crate::commit_log::CommitLog;
 use crate::config::{Durability, StoreConfig};
 use crate::consume_queue::{ConsumeQueue, Entry};
 use crate::error::StoreError;
+use crate::index_service::IndexService;
 use crate::layout::read_shard_count;
-use crate::recovery::recover_commit_log;
+use crate::recovery::{ScanStart, recover_commit_log};
 use crate::stats::{ShardStats, bump};
 use crate::waiters::{QueueWaiters, Signal};
 
@@ -78,6 +79,7 @@ pub struct ShardStore {
     pub(crate) log: Rc<CommitLog>,
     pub(crate) queues: RefCell<QueueMap>,
     pub(crate) queue_waiters: QueueWaiters,
+    pub(crate) index: IndexService,
     pub(crate) checkpoint: CheckpointFile,
     shutting_down: Cell<bool>,
     shut_down: Cell<bool>,
@@ -85,6 +87,8 @@ pub struct ShardStore {
     pub(crate) queue_flusher_signal: Rc<Signal>,
     pub(crate) queue_flusher_stopping: Cell<bool>,
     pub(crate) queue_flusher_exited: Rc<Signal>,
+    /// Record boundaries of recent checkpoints (`queue_flusher::revalidation_point`).
+    pub(crate) revalidation_points: RefCell<std::collections::VecDeque<i64>>,
 }
 
 impl ShardStore {
@@ -105,16 +109,26 @@ impl ShardStore {
             )));
         }
         let checkpoint = Checkpoint::load(&cfg.shard_checkpoint_path(shard), shard);
-        let scan_from = checkpoint.map(|c| c.commit_log_flushed.min(c.consume_queue_safe));
+        let scan_from = checkpoint.map(|c| ScanStart {
+            safe: c.commit_log_flushed.min(c.consume_queue_safe),
+            revalidate_from: c.revalidate_from,
+        });
         tracing::info!(shard, layout_clean, ?checkpoint, "opening shard");
         let mut queues = load_queues(&cfg, shard, shard_count).await?;
+        let index = IndexService::open(&cfg, shard).await?;
         let recovered = {
             let mut dispatch = |record: &RecordView<'_>, position: i64| {
-                redispatch(&cfg, &mut queues, record, position);
+                redispatch(&cfg, (shard, shard_count), &mut queues, record, position);
+                index.reindex_record(record, position);
             };
             recover_commit_log(&cfg, shard, scan_from, layout_clean, &mut dispatch).await?
         };
+        let log_min = recovered
+            .segments
+            .first_key_value()
+            .map_or(recovered.end, |(&s, _)| s);
         for queue in queues.values().flat_map(|q| q.values()) {
+            queue.drop_below(log_min).await?;
             let cut = queue.truncate_beyond(recovered.end).await?;
             if cut > 0 {
                 tracing::warn!(
@@ -133,6 +147,7 @@ impl ShardStore {
             &recovered.tail_block,
         );
         log.last_store_timestamp.set(recovered.last_store_timestamp);
+        let recovered_end = recovered.end;
         let log = Rc::new(log);
         let flusher_exited = crate::flusher::spawn(&log);
         let checkpoint_file = CheckpointFile::open(cfg.shard_checkpoint_path(shard)).await?;
@@ -143,6 +158,7 @@ impl ShardStore {
             log,
             queues: RefCell::new(queues),
             queue_waiters: QueueWaiters::default(),
+            index,
             checkpoint: checkpoint_file,
             shutting_down: Cell::new(false),
             shut_down: Cell::new(false),
@@ -150,6 +166,7 @@ impl ShardStore {
             queue_flusher_signal: Rc::new(Signal::default()),
             queue_flusher_stopping: Cell::new(false),
             queue_flusher_exited: Rc::new(Signal::default()),
+            revalidation_points: RefCell::new([recovered_end].into_iter().collect()),
         });
         crate::queue_flusher::spawn(&store);
         Ok(store)
@@ -244,6 +261,13 @@ impl ShardStore {
         for (record, _) in records.iter() {
             check_encoded(record);
         }
+        let unwritten = (self.log.appended() - self.log.written()) as usize;
+        if unwritten + total > self.cfg.max_unwritten_bytes {
+            return Err(StoreError::WriteBacklog {
+                unwritten,
+                limit: self.cfg.max_unwritten_bytes,
+            });
+        }
         let queue = self.queue_for_append(topic, queue_id)?;
         let first_position = self.log.reserve(total)?;
         let mut position = first_position;
@@ -254,6 +278,7 @@ impl ShardStore {
             first_queue_offset.get_or_insert(queue_offset);
             patch_record(record, queue_offset, position, store_timestamp);
             self.log.push(position, record);
+            self.index_appended(record, position);
             if dispatched {
                 queue.push(Entry {
                     offset: position,
@@ -273,6 +298,18 @@ impl ShardStore {
             end_offset: position,
             count: records.len(),
         })
+    }
+
+    /// Indexes a just-appended record. The index is derived data: a failure (no room for a
+    /// new index file) is logged, never fails the send.
+    fn index_appended(&self, record: &[u8], position: i64) {
+        if !self.cfg.message_index_enable {
+            return;
+        }
+        let record = parse_record(record).expect("the store patched a valid record");
+        if let Err(error) = self.index.index_record(&record, position) {
+            tracing::warn!(%error, shard = self.shard, position, "indexing a record failed");
+        }
     }
 
     /// Resolves when every byte before `end_offset` reached `level`.
@@ -476,12 +513,30 @@ fn list_queue_dirs(root: &Path) -> Result<Vec<(String, i32)>, StoreError> {
 }
 
 /// Recovery: adds the consume queue entry of a valid record unless the queue has it.
-fn redispatch(cfg: &StoreConfig, queues: &mut QueueMap, record: &RecordView<'_>, position: i64) {
+/// A record naming a queue of another shard (a damaged header that still passed the checks)
+/// is not dispatched: its consume queue would live in the wrong shard.
+fn redispatch(
+    cfg: &StoreConfig,
+    (shard, shard_count): (u32, u32),
+    queues: &mut QueueMap,
+    record: &RecordView<'_>,
+    position: i64,
+) {
     if !is_dispatched(record.sys_flag()) {
         return;
     }
     let topic = record.topic();
     let queue_id = record.queue_id();
+    if crate::shard_for_queue(topic, queue_id, shard_count) != shard {
+        tracing::error!(
+            topic,
+            queue_id,
+            position,
+            shard,
+            "record of a foreign queue; not dispatched"
+        );
+        return;
+    }
     let queue_offset = record.queue_offset();
     let next = queues
         .get(topic)

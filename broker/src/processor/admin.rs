@@ -51,10 +51,6 @@ pub async fn process(core: &Rc<CoreContext>, code: i32, req: &RemotingCommand) -
             Ok(success(req).with_body(encode_body(&broker.offsets.wrapper())))
         }
         rc::GET_ALL_DELAY_OFFSET => Ok(success(req).with_body(b"{}".to_vec())),
-        rc::GET_BROKER_CONFIG => {
-            let text = broker.config.to_properties_text();
-            Ok(success(req).with_body(text.into_bytes()))
-        }
         rc::GET_BROKER_RUNTIME_INFO => Ok(success(req).with_body(encode_body(&runtime_info(core)))),
         code => Err(reply(
             req,

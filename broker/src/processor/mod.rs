@@ -4,9 +4,14 @@
 
 pub mod admin;
 pub mod client;
+pub mod lock;
 pub mod offset;
 pub mod pull;
+pub mod query;
 pub mod send;
+pub mod send_back;
+pub mod stats;
+pub mod transaction;
 
 use std::rc::Rc;
 
@@ -68,7 +73,9 @@ impl RequestHandler for BrokerHandler {
                 rc::HEART_BEAT => client::heartbeat(core, &conn, &req),
                 rc::UNREGISTER_CLIENT => client::unregister(core, &req),
                 rc::GET_CONSUMER_LIST_BY_GROUP => client::consumer_list(core, &req),
-                rc::CHECK_CLIENT_CONFIG => Ok(success(&req)),
+                rc::CHECK_CLIENT_CONFIG => pull::check_client_config(core, &req),
+                rc::LOCK_BATCH_MQ => lock::lock_batch(core, &req),
+                rc::UNLOCK_BATCH_MQ => lock::unlock_batch(core, &req),
                 rc::QUERY_CONSUMER_OFFSET => offset::query_consumer_offset(core, &req).await,
                 rc::UPDATE_CONSUMER_OFFSET => offset::update_consumer_offset(core, &req),
                 rc::GET_MAX_OFFSET
@@ -76,7 +83,16 @@ impl RequestHandler for BrokerHandler {
                 | rc::SEARCH_OFFSET_BY_TIMESTAMP
                 | rc::GET_EARLIEST_MSG_STORETIME => offset::queue_offsets(core, &req).await,
                 rc::VIEW_MESSAGE_BY_ID => offset::view_message(core, &req).await,
-                code => admin::process(core, code, &req).await,
+                rc::QUERY_MESSAGE => query::process(core, &req).await,
+                rc::CONSUMER_SEND_MSG_BACK => send_back::process(core, &req).await,
+                rc::END_TRANSACTION => transaction::end_transaction(core, &req).await,
+                rc::GET_ALL_DELAY_OFFSET => Ok(success(&req).with_body(
+                    rmq_core::body::encode_body(&core.broker.schedule.delay_wrapper()),
+                )),
+                code => match stats::process(core, code, &req).await {
+                    Some(result) => result,
+                    None => admin::process(core, code, &req).await,
+                },
             };
             Some(result.unwrap_or_else(|error| error))
         })

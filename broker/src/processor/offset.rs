@@ -12,8 +12,11 @@ use super::{Processed, busy, header, reply, success};
 use crate::core_context::CoreContext;
 
 /// QUERY_CONSUMER_OFFSET: the committed offset; for a group that never committed on a
-/// queue whose first message is still stored, 0 (so a new group starts from the first
-/// message, as RocketMQ does while the data is present), else QUERY_NOT_FOUND.
+/// queue whose first message is still stored and "in memory", 0 (so a new group starts from
+/// the first message whatever its consumeFromWhere, as RocketMQ does), else QUERY_NOT_FOUND
+/// (the client then applies consumeFromWhere: last offset, first offset or timestamp).
+/// "In memory" is RocketMQ's `checkInDiskByConsumeOffset`: the shard's commit log grew by
+/// at most `accessMessageInMemoryMaxRatio`% of physical RAM since that first message.
 pub async fn query_consumer_offset(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed {
     let group = header(req, req.ext_str("consumerGroup"))?.to_string();
     let topic = header(req, req.ext_str("topic"))?.to_string();
@@ -22,17 +25,55 @@ pub async fn query_consumer_offset(core: &Rc<CoreContext>, req: &RemotingCommand
         return Ok(success(req).with_ext("offset", offset));
     }
     let shard = core.broker.shard_of_queue(&topic, queue_id);
-    let min = core
+    let ratio = core
+        .broker
+        .live_config
+        .load()
+        .access_message_in_memory_max_ratio;
+    let memory_bytes = i64::try_from(total_memory_bytes()).unwrap_or(i64::MAX);
+    let in_memory_bytes = memory_bytes / 100 * i64::from(ratio.clamp(0, 100));
+    let (min, first_in_memory) = core
         .on_shard(shard, move |store| async move {
-            store.min_queue_offset(&topic, queue_id)
+            let min = store.min_queue_offset(&topic, queue_id);
+            let first = store.get_messages(&topic, queue_id, 0, 1, &|_| true).await;
+            let first_in_memory = match first {
+                Ok(got) if got.status == rmq_storage::GetStatus::Found => {
+                    rmq_core::message::parse_record(&got.body).is_ok_and(|record| {
+                        store.max_physical_offset() - record.physical_offset() <= in_memory_bytes
+                    })
+                }
+                // an empty or missing queue: nothing is on disk
+                _ => true,
+            };
+            (min, first_in_memory)
         })
         .await
         .map_err(|error| busy(req, &error))?;
-    if min <= 0 {
+    if min <= 0 && first_in_memory {
         return Ok(success(req).with_ext("offset", 0));
     }
     let remark = "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first".to_string();
     Ok(reply(req, ResponseCode::QueryNotFound, remark))
+}
+
+/// Physical memory of this machine (`MemTotal` of /proc/meminfo), read once; 8 GiB when
+/// unknown.
+fn total_memory_bytes() -> u64 {
+    static TOTAL: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TOTAL.get_or_init(|| {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        meminfo
+            .lines()
+            .find_map(|line| line.strip_prefix("MemTotal:"))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .map_or(8 << 30, |kib| kib * 1024)
+    })
 }
 
 /// UPDATE_CONSUMER_OFFSET (usually oneway).

@@ -4,14 +4,25 @@
 //! client allows suspension, the request waits on that shard for the next append to
 //! the queue (or `suspendTimeoutMillis`), then reads again: a waiting pull answers as
 //! soon as a message arrives.
+//!
+//! Filtering: tag subscriptions are checked on the consume queue's tag codes (hash
+//! collisions are left to the client, as in RocketMQ); SQL92 subscriptions
+//! (`enablePropertyFilter=true`) are checked on each record's properties after the read,
+//! on the shard's core. Records a filter rejects count as consumed: `nextBeginOffset`
+//! moves past them, and a pull whose records were all rejected answers
+//! PULL_RETRY_IMMEDIATELY with the new offset.
 
 use std::rc::Rc;
 use std::time::Duration;
 
-use rmq_core::body::{PERM_READ, SubscriptionData};
+use std::sync::Arc;
+
+use rmq_core::body::heartbeat::{EXPRESSION_TYPE_SQL92, EXPRESSION_TYPE_TAG};
+use rmq_core::body::{CheckClientRequestBody, PERM_READ, SubscriptionData, decode_body};
+use rmq_core::filter::Expression;
 use rmq_core::message::sysflag::pull as pull_flag;
 use rmq_core::remoting::{RemotingCommand, ResponseCode};
-use rmq_storage::{GetMessages, GetStatus, StoreError};
+use rmq_storage::{GetMessages, GetStatus, ShardStore, StoreError};
 
 use super::{Processed, busy, header, reply};
 use crate::core_context::CoreContext;
@@ -84,7 +95,8 @@ pub async fn process(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed
             .offsets
             .commit(&head.group, &head.topic, head.queue_id, head.commit_offset);
     }
-    let long_poll = head.sys_flag & pull_flag::SUSPEND != 0 && broker.config.long_polling_enable;
+    let long_poll =
+        head.sys_flag & pull_flag::SUSPEND != 0 && broker.live_config.load().long_polling_enable;
     let suspend = if long_poll {
         head.suspend
     } else {
@@ -95,55 +107,176 @@ pub async fn process(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed
     let (topic_name, queue_id, offset) = (head.topic.clone(), head.queue_id, head.offset);
     let got = core
         .on_shard(shard, move |store| async move {
-            let matches = |tags: i64| {
-                filter
-                    .as_ref()
-                    .is_none_or(|sub| sub.matches_tags_code(tags))
-            };
-            let first = store
-                .get_messages(&topic_name, queue_id, offset, max, &matches)
-                .await?;
-            if first.status != GetStatus::OffsetOverflowOne || suspend.is_zero() {
+            let first = read_filtered(&store, &topic_name, queue_id, offset, max, &filter).await?;
+            // PULL_NOT_FOUND cases are held (RocketMQ suspends them too): the next message
+            // of the queue, or of an empty queue read from 0, answers the pull at once.
+            let not_found = first.status == GetStatus::OffsetOverflowOne
+                || (first.status == GetStatus::NoMessageInQueue && offset == 0);
+            if !not_found || suspend.is_zero() {
                 return Ok(first);
             }
+            // a SQL92 pull may have moved past rejected records: wait where it stopped
+            let at = first.next_begin_offset;
             if !store
-                .wait_for_message(&topic_name, queue_id, offset, suspend)
+                .wait_for_message(&topic_name, queue_id, at, suspend)
                 .await
             {
                 return Ok(first);
             }
-            store
-                .get_messages(&topic_name, queue_id, offset, max, &matches)
-                .await
+            read_filtered(&store, &topic_name, queue_id, at, max, &filter).await
         })
         .await
         .map_err(|error| busy(req, &error))?;
     Ok(respond(core, req, &head, got))
 }
 
+/// What a pull selects.
+enum PullFilter {
+    All,
+    /// Tag codes, checked on the consume queue entries.
+    Tags(SubscriptionData),
+    /// A SQL92 selector, checked on each record's properties.
+    Sql(Arc<Expression>),
+}
+
+/// Rounds of reading a SQL92 pull makes while every record read is filtered out, before
+/// answering PULL_RETRY_IMMEDIATELY with the advanced offset.
+const SQL_READ_ROUNDS: usize = 4;
+
+/// Reads up to `max` messages passing `filter` from `offset`.
+async fn read_filtered(
+    store: &ShardStore,
+    topic: &str,
+    queue_id: i32,
+    offset: i64,
+    max: usize,
+    filter: &PullFilter,
+) -> Result<GetMessages, StoreError> {
+    let tags = |code: i64| match filter {
+        PullFilter::Tags(sub) => sub.matches_tags_code(code),
+        PullFilter::All | PullFilter::Sql(_) => true,
+    };
+    let PullFilter::Sql(selector) = filter else {
+        return store
+            .get_messages(topic, queue_id, offset, max, &tags)
+            .await;
+    };
+    let mut from = offset;
+    let mut round = 1;
+    loop {
+        let mut got = store
+            .get_messages(topic, queue_id, from, max, &tags)
+            .await?;
+        if got.status != GetStatus::Found {
+            // e.g. OffsetOverflowOne at the offset past the rejected records: long-poll there
+            return Ok(got);
+        }
+        let (body, count) = crate::filter::retain_matching(&got.body, selector);
+        (got.body, got.count) = (body, count);
+        if count > 0 {
+            return Ok(got);
+        }
+        got.status = GetStatus::NoMatchedMessage;
+        if round == SQL_READ_ROUNDS {
+            return Ok(got);
+        }
+        assert!(
+            got.next_begin_offset > from,
+            "a pull that read records moves forward"
+        );
+        from = got.next_begin_offset;
+        round += 1;
+    }
+}
+
 /// The filter of this pull: from the header when the client sent one, else from the
-/// group's heartbeat. None = everything matches.
+/// group's heartbeat. Tag expressions filter on the consume queue; SQL92 needs
+/// `enablePropertyFilter=true` (read from the live config) and a valid expression.
 fn subscription(
     core: &CoreContext,
     req: &RemotingCommand,
     head: &PullHeader,
-) -> Result<Option<SubscriptionData>, RemotingCommand> {
-    if !head.expression_type.eq_ignore_ascii_case("TAG") {
-        let remark = "The broker does not support consumer to filter message by SQL92 (enablePropertyFilter=false)";
-        return Err(reply(req, ResponseCode::SystemError, remark.to_string()));
-    }
-    let sub = match (
-        &head.subscription,
-        head.sys_flag & pull_flag::SUBSCRIPTION != 0,
-    ) {
-        (Some(expr), true) => SubscriptionData::from_expression(&head.topic, expr),
+) -> Result<PullFilter, RemotingCommand> {
+    let from_header = head.sys_flag & pull_flag::SUBSCRIPTION != 0;
+    let sub = match (&head.subscription, from_header) {
+        (Some(expr), true) => {
+            let mut sub = SubscriptionData::from_expression(&head.topic, expr);
+            sub.expression_type = head.expression_type.clone();
+            sub
+        }
         _ => match core.broker.clients.subscription(&head.group, &head.topic) {
             Some(sub) => sub,
-            None => return Ok(None),
+            None if is_tag_type(&head.expression_type) => return Ok(PullFilter::All),
+            None => {
+                let remark = format!(
+                    "The broker's subscription is not exist, group: {} topic: {}",
+                    head.group, head.topic
+                );
+                return Err(reply(req, ResponseCode::FilterDataNotExist, remark));
+            }
         },
     };
-    let match_all = sub.sub_string.trim().is_empty() || sub.sub_string.trim() == "*";
-    Ok(if match_all { None } else { Some(sub) })
+    if is_tag_type(&sub.expression_type) || sub.class_filter_mode {
+        let match_all = sub.sub_string.trim().is_empty() || sub.sub_string.trim() == "*";
+        return Ok(if match_all {
+            PullFilter::All
+        } else {
+            PullFilter::Tags(sub)
+        });
+    }
+    sql_filter(core, req, &sub).map(PullFilter::Sql)
+}
+
+fn is_tag_type(expression_type: &str) -> bool {
+    expression_type.is_empty() || expression_type.eq_ignore_ascii_case(EXPRESSION_TYPE_TAG)
+}
+
+/// Compiles a non-tag subscription, with the answers RocketMQ gives when it cannot.
+pub(crate) fn sql_filter(
+    core: &CoreContext,
+    req: &RemotingCommand,
+    sub: &SubscriptionData,
+) -> Result<Arc<Expression>, RemotingCommand> {
+    if !core.broker.live_config.load().enable_property_filter {
+        let remark = format!(
+            "The broker does not support consumer to filter message by {}",
+            sub.expression_type
+        );
+        return Err(reply(req, ResponseCode::SystemError, remark));
+    }
+    if !sub
+        .expression_type
+        .eq_ignore_ascii_case(EXPRESSION_TYPE_SQL92)
+    {
+        let remark = format!("unknown expression type {}", sub.expression_type);
+        return Err(reply(req, ResponseCode::SubscriptionParseFailed, remark));
+    }
+    crate::filter::compile_cached(&sub.sub_string).map_err(|error| {
+        let remark = format!(
+            "parse the consumer's subscription[{}] failed: {error}",
+            sub.sub_string
+        );
+        reply(req, ResponseCode::SubscriptionParseFailed, remark)
+    })
+}
+
+/// CHECK_CLIENT_CONFIG (46): a consumer starting with a SQL92 subscription asks whether
+/// this broker accepts it; a refusal makes `consumer.start()` fail with the remark.
+pub fn check_client_config(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed {
+    if req.body.is_empty() {
+        return Ok(super::success(req));
+    }
+    let body: CheckClientRequestBody = decode_body(&req.body).map_err(|e| {
+        let remark = format!("bad check client body: {e}");
+        reply(req, ResponseCode::SystemError, remark)
+    })?;
+    let Some(sub) = body.subscription_data else {
+        return Ok(super::success(req));
+    };
+    if !is_tag_type(&sub.expression_type) && !sub.class_filter_mode {
+        sql_filter(core, req, &sub)?;
+    }
+    Ok(super::success(req))
 }
 
 fn respond(

@@ -5,6 +5,11 @@
 //! append and the durability wait run on the core owning the queue's shard. The
 //! response carries `msgId` (offsetMsgId: store host + commit log offset), `queueId`
 //! and `queueOffset`.
+//!
+//! Rewriting (`place`): a `TRAN_MSG=true` send is stored as a half message (see
+//! `transaction`), a `DELAY`/`TIMER_*` send in its fixed-delay queue (see `schedule`); the
+//! response then names the requested queue and the offset in the system queue (the producer
+//! echoes a half message's offset in END_TRANSACTION). Batches carrying either are refused.
 
 use std::rc::Rc;
 
@@ -22,6 +27,7 @@ use super::{Processed, busy, header, reply};
 use crate::context::{BrokerContext, now_ms};
 use crate::core_context::CoreContext;
 use crate::topics::{TopicLookup, validate_topic_name};
+use crate::{schedule, transaction};
 
 /// Largest properties string a record can hold (int16 length).
 const MAX_PROPERTIES_LEN: usize = i16::MAX as usize;
@@ -80,26 +86,32 @@ pub async fn process(
     check_broker_accepts_sends(broker, req)?;
     let queue_id = resolve_queue(core, req, &mut head)?;
     let wait = properties::get_property(&head.properties, keys::WAIT) != Some("false");
-    let records = encode_records(broker, conn, req, &head, queue_id)?;
+    let stored = place(broker, req, &head, queue_id)?;
+    let records = encode_records(broker, conn, req, &head, &stored)?;
     let level = broker.ack_level(wait);
-    let shard = broker.shard_of_queue(&head.topic, queue_id);
-    let topic = head.topic.clone();
+    let slave_wait = crate::replication::sync_wait(broker, wait);
+    let shard = broker.shard_of_queue(&stored.topic, stored.queue_id);
+    let (topic, stored_queue) = (stored.topic.clone(), stored.queue_id);
     let store_ts = now_ms();
     let outcome = core
         .on_shard(shard, move |store| async move {
             let mut records = records;
             let appended = if records.len() == 1 {
                 let (record, tags) = &mut records[0];
-                store.append(&topic, queue_id, record, *tags, store_ts)
+                store.append(&topic, stored_queue, record, *tags, store_ts)
             } else {
-                store.append_batch(&topic, queue_id, &mut records, store_ts)
+                store.append_batch(&topic, stored_queue, &mut records, store_ts)
             }?;
-            let durable = store.wait_durable(appended.end_offset, level).await;
-            Ok::<_, StoreError>((appended, durable))
+            let (durable, slave) =
+                crate::replication::wait_durable(&store, appended.end_offset, level, slave_wait)
+                    .await;
+            Ok::<_, StoreError>(((appended, durable), slave))
         })
         .await
         .map_err(|error| busy(req, &error))?;
-    Ok(respond(broker, req, &head, queue_id, outcome))
+    let (outcome, slave) = crate::replication::split(outcome);
+    let response = respond(broker, req, &head, queue_id, outcome);
+    Ok(crate::replication::with_slave_outcome(response, slave))
 }
 
 fn check_broker_accepts_sends(
@@ -127,6 +139,12 @@ fn check_broker_accepts_sends(
             "the broker is shutting down".to_string(),
         ));
     }
+    if rmq_storage::disk_space::any_store_refusing()
+        && let Some(remark) =
+            rmq_storage::disk_space::sends_refused(&broker.config.store_path_commit_log())
+    {
+        return Err(reply(req, ResponseCode::ServiceNotAvailable, remark));
+    }
     Ok(())
 }
 
@@ -139,17 +157,6 @@ fn resolve_queue(
     let broker = &core.broker;
     if let Err(remark) = validate_topic_name(&head.topic) {
         return Err(reply(req, ResponseCode::SystemError, remark));
-    }
-    if properties::get_property(&head.properties, keys::TRAN_MSG) == Some("true") {
-        let remark = "transaction messages are not supported by this broker yet".to_string();
-        return Err(reply(req, ResponseCode::NoPermission, remark));
-    }
-    let delay =
-        properties::get_property(&head.properties, keys::DELAY).and_then(|d| d.parse::<i32>().ok());
-    if delay.is_some_and(|level| level > 0) {
-        let remark =
-            "delayed messages (DELAY property) are not supported by this broker yet".to_string();
-        return Err(reply(req, ResponseCode::MessageIllegal, remark));
     }
     let auto_create = broker.config.auto_create_topic_enable;
     let lookup = broker.topics.get_or_create_for_send(
@@ -187,6 +194,80 @@ fn resolve_queue(
     Ok(head.queue_id)
 }
 
+/// Where a send is stored: its own queue, or (delay, timer, half message) a system queue.
+struct Stored {
+    topic: String,
+    queue_id: i32,
+    properties: String,
+    sys_flag: i32,
+    /// Consume-queue tags code override (delivery time for delay queues).
+    tags_code: Option<i64>,
+}
+
+/// Whether properties ask for a delay, a timer or a transaction (batches refuse them).
+fn is_special(props: &str) -> bool {
+    properties::get_property(props, keys::TRAN_MSG) == Some("true")
+        || crate::schedule::has_delay_property(props)
+}
+
+/// Applies the message-rewriting features: transaction half messages go to the half topic,
+/// delayed and timer messages to their fixed-delay queues (see `schedule`, `transaction`).
+fn place(
+    broker: &BrokerContext,
+    req: &RemotingCommand,
+    head: &SendHeader,
+    queue_id: i32,
+) -> Result<Stored, RemotingCommand> {
+    let plain = Stored {
+        topic: head.topic.clone(),
+        queue_id,
+        properties: head.properties.clone(),
+        sys_flag: head.sys_flag,
+        tags_code: None,
+    };
+    if head.batch {
+        if is_special(&head.properties) {
+            let remark = "a batch may not carry DELAY, TIMER_* or TRAN_MSG".to_string();
+            return Err(reply(req, ResponseCode::MessageIllegal, remark));
+        }
+        return Ok(plain);
+    }
+    if properties::get_property(&head.properties, keys::TRAN_MSG) == Some("true") {
+        if broker.config.reject_transaction_message {
+            let remark = format!(
+                "the broker[{}] sending transaction message is forbidden",
+                broker.broker_addr.ip()
+            );
+            return Err(reply(req, ResponseCode::NoPermission, remark));
+        }
+        let (properties, sys_flag) =
+            transaction::half_placement(&head.properties, head.sys_flag, &head.topic, queue_id);
+        return Ok(Stored {
+            topic: transaction::HALF_TOPIC.to_string(),
+            queue_id: transaction::HALF_QUEUE,
+            properties,
+            sys_flag,
+            tags_code: None,
+        });
+    }
+    let levels = &broker.schedule.delay_levels_ms;
+    let now = now_ms();
+    let delay = schedule::requested_delay(&head.properties, levels.len(), now)
+        .map_err(|remark| reply(req, ResponseCode::MessageIllegal, remark))?;
+    Ok(
+        match schedule::place(&head.topic, queue_id, &head.properties, delay, levels, now) {
+            Some(placed) => Stored {
+                topic: placed.topic,
+                queue_id: placed.queue_id,
+                properties: placed.properties,
+                sys_flag: head.sys_flag,
+                tags_code: Some(placed.tags_code),
+            },
+            None => plain,
+        },
+    )
+}
+
 type Records = Vec<(BytesMut, i64)>;
 
 fn encode_records(
@@ -194,7 +275,7 @@ fn encode_records(
     conn: &ConnectionInfo,
     req: &RemotingCommand,
     head: &SendHeader,
-    queue_id: i32,
+    stored: &Stored,
 ) -> Result<Records, RemotingCommand> {
     let max = usize::try_from(broker.config.max_message_size).unwrap_or(usize::MAX);
     if req.body.len() > max {
@@ -210,6 +291,13 @@ fn encode_records(
                 format!("bad batch body: {e}"),
             )
         })?;
+        if let Some(entry) = batch.iter().find(|e| is_special(e.properties)) {
+            let remark = format!(
+                "a batch may not contain delayed or transactional messages (properties {:?})",
+                entry.properties
+            );
+            return Err(reply(req, ResponseCode::MessageIllegal, remark));
+        }
         batch
             .into_iter()
             .map(|entry| {
@@ -224,7 +312,7 @@ fn encode_records(
         vec![(
             head.flag,
             &req.body[..],
-            with_cluster(&head.properties, cluster),
+            with_cluster(&stored.properties, cluster),
         )]
     };
     let mut records = Vec::with_capacity(entries.len());
@@ -237,12 +325,12 @@ fn encode_records(
             return Err(reply(req, ResponseCode::MessageIllegal, remark));
         }
         let record = NewRecord {
-            topic: &head.topic,
-            queue_id,
+            topic: &stored.topic,
+            queue_id: stored.queue_id,
             flag,
             body,
             properties: &props,
-            sys_flag: head.sys_flag,
+            sys_flag: stored.sys_flag,
             born_timestamp: head.born_timestamp,
             born_host: conn.peer,
             store_host: broker.broker_addr,
@@ -253,7 +341,9 @@ fn encode_records(
         record
             .encode_into(&mut buf)
             .map_err(|e| reply(req, ResponseCode::MessageIllegal, e.to_string()))?;
-        let tags = tags_code(properties::get_property(&props, keys::TAGS));
+        let tags = stored
+            .tags_code
+            .unwrap_or_else(|| tags_code(properties::get_property(&props, keys::TAGS)));
         records.push((buf, tags));
     }
     Ok(records)

@@ -20,6 +20,7 @@ pub mod kv;
 pub mod offsets;
 pub mod register;
 pub mod route;
+pub mod stats;
 pub mod topic;
 
 pub use group::{
@@ -34,6 +35,10 @@ pub use kv::KVTable;
 pub use offsets::{ConsumerOffsetSerializeWrapper, DelayOffsetSerializeWrapper};
 pub use register::RegisterBrokerBody;
 pub use route::{BrokerData, ClusterInfo, QueueData, TopicList, TopicRouteData};
+pub use stats::{
+    CheckClientRequestBody, Connection, ConsumeStats, ConsumerConnection, OffsetWrapper,
+    ProducerConnection, ResetOffsetBody, TopicOffset, TopicStatsTable,
+};
 pub use topic::{
     DataVersion, PERM_INHERIT, PERM_PRIORITY, PERM_READ, PERM_WRITE, TopicConfig,
     TopicConfigSerializeWrapper, TopicFilterType,

@@ -109,3 +109,35 @@ pub async fn open(cfg: &StoreConfig, shard: u32) -> (StoreLayout, Rc<ShardStore>
 pub fn accept_all(_: i64) -> bool {
     true
 }
+
+/// Every record of a queue, pulled from its min offset: (queue offset, record bytes). Checks
+/// on the way that each record parses, has a valid body CRC and sits at its queue offset.
+pub async fn read_queue(store: &ShardStore, topic: &str, queue: i32) -> Vec<(i64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut offset = store.min_queue_offset(topic, queue);
+    loop {
+        let got = store
+            .get_messages(topic, queue, offset, 32, &accept_all)
+            .await
+            .unwrap();
+        if got.count == 0 {
+            return out;
+        }
+        for record in split_records(&got.body) {
+            let view = rmq_core::message::parse_record(&record).expect("a stored record parses");
+            assert!(
+                view.crc_ok(),
+                "body CRC mismatch at {topic}:{queue}:{offset}"
+            );
+            assert_eq!(
+                view.queue_offset(),
+                offset,
+                "record at the wrong queue offset"
+            );
+            assert_eq!(view.topic(), topic);
+            out.push((offset, record));
+            offset += 1;
+        }
+        assert_eq!(got.next_begin_offset, offset);
+    }
+}

@@ -240,6 +240,25 @@ public final class RmqFast {
         return p;
     }
 
+    /**
+     * Starts a broker whose process, config file and store are named {@code procName} (e.g. a slave that shares
+     * its master's brokerName) and waits until it accepts connections (a slave is not brokerId 0, so the
+     * registration check of {@link #startBroker} does not apply).
+     */
+    public Proc startBrokerAs(String procName, String brokerName, String... overrides) {
+        int port = freePort();
+        Map<String, String> config = brokerConfig(brokerName, port, overrides);
+        config.put("storePathRootDir", workDir.resolve("store-" + procName).toString());
+        config.put("logDir", logDir.resolve(procName + "-logs").toString());
+        for (int i = 0; i + 1 < overrides.length; i += 2) {
+            config.put(overrides[i], overrides[i + 1]);
+        }
+        Path conf = writeProperties(procName, config);
+        Proc p = launch(procName, port, null, List.of("broker", "-c", conf.toString()));
+        awaitReady(p);
+        return p;
+    }
+
     /** Launches {@code rmq-fast <args>} without waiting for anything (port may be 0). */
     public Proc launch(String name, int port, String brokerName, List<String> args) {
         List<String> cmd = new ArrayList<>();

@@ -1,0 +1,159 @@
+//! The storage engine's hot paths on a real disk (`CARGO_TARGET_TMPDIR`):
+//! - `append_to_written`: append 1 KiB records and keep them flowing to `O_DIRECT` writes
+//!   (ASYNC_FLUSH's ack level): the per-message cost of the send path inside a shard;
+//! - `group_commit/{n}`: `n` concurrent SYNC_FLUSH senders, each appending and waiting for
+//!   `fdatasync`: the time per acknowledged message shows how many share one sync;
+//! - `recovery_dispatch`: a full recovery scan of 16 MiB that re-dispatches every consume
+//!   queue entry and index key (checkpoint and consume queues deleted first).
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use rmq_benches::sample_record;
+use rmq_storage::{Durability, FlushMode, ShardStore, StoreConfig, StoreLayout};
+
+const TOPIC: &str = "BenchmarkTest";
+const QUEUE: i32 = 3;
+
+fn config(dir: &std::path::Path, mode: FlushMode) -> StoreConfig {
+    let mut cfg = StoreConfig::new(dir);
+    cfg.commit_log_file_size = 64 << 20;
+    cfg.flush_mode = mode;
+    cfg
+}
+
+async fn open(cfg: &StoreConfig) -> (StoreLayout, Rc<ShardStore>) {
+    let layout = StoreLayout::open(cfg).expect("layout");
+    let store = ShardStore::open(cfg.clone(), 0, layout.previous_shutdown_clean)
+        .await
+        .expect("open");
+    (layout, store)
+}
+
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir")
+}
+
+fn append_to_written(c: &mut Criterion) {
+    let dir = temp_dir();
+    let cfg = config(dir.path(), FlushMode::Async);
+    let runtime = compio::runtime::Runtime::new().expect("runtime");
+    let (_layout, store) = runtime.block_on(open(&cfg));
+    let mut group = c.benchmark_group("storage");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("append_to_written", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let started = Instant::now();
+                let mut end = 0;
+                for i in 0..iters {
+                    let mut record = sample_record(1024);
+                    end = store
+                        .append(TOPIC, QUEUE, &mut record, 0, 1)
+                        .expect("append")
+                        .end_offset;
+                    if i % 1024 == 1023 {
+                        store
+                            .wait_durable(end, Durability::Written)
+                            .await
+                            .expect("written");
+                    }
+                }
+                store
+                    .wait_durable(end, Durability::Written)
+                    .await
+                    .expect("written");
+                started.elapsed()
+            })
+        });
+    });
+    group.finish();
+}
+
+async fn sync_senders(store: &Rc<ShardStore>, senders: u64, rounds: u64) -> Duration {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..senders)
+        .map(|_| {
+            let store = store.clone();
+            compio::runtime::spawn(async move {
+                for _ in 0..rounds {
+                    let mut record = sample_record(1024);
+                    let end = store
+                        .append(TOPIC, QUEUE, &mut record, 0, 1)
+                        .expect("append")
+                        .end_offset;
+                    store
+                        .wait_durable(end, Durability::Flushed)
+                        .await
+                        .expect("flushed");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        let _ = task.await;
+    }
+    started.elapsed()
+}
+
+fn group_commit(c: &mut Criterion) {
+    let dir = temp_dir();
+    let cfg = config(dir.path(), FlushMode::Sync);
+    let runtime = compio::runtime::Runtime::new().expect("runtime");
+    let (_layout, store) = runtime.block_on(open(&cfg));
+    let mut group = c.benchmark_group("group_commit");
+    group.sample_size(10);
+    for senders in [1u64, 16, 64] {
+        group.throughput(Throughput::Elements(senders));
+        group.bench_function(format!("{senders}_senders"), |b| {
+            b.iter_custom(|iters| runtime.block_on(sync_senders(&store, senders, iters)));
+        });
+    }
+    group.finish();
+}
+
+fn recovery_dispatch(c: &mut Criterion) {
+    let dir = temp_dir();
+    let cfg = config(dir.path(), FlushMode::Async);
+    let runtime = compio::runtime::Runtime::new().expect("runtime");
+    let bytes = 16u64 << 20;
+    runtime.block_on(async {
+        let (_layout, store) = open(&cfg).await;
+        let mut end = 0;
+        while (end as u64) < bytes {
+            let mut record = sample_record(1024);
+            end = store
+                .append(TOPIC, QUEUE, &mut record, 0, 1)
+                .expect("append")
+                .end_offset;
+        }
+        store.shutdown().await.expect("shutdown");
+    });
+    let mut group = c.benchmark_group("storage");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(bytes));
+    group.bench_function("recovery_dispatch_16MiB", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let _ = std::fs::remove_dir_all(&cfg.consume_queue_dir);
+                let _ = std::fs::remove_dir_all(&cfg.index_dir);
+                let _ = std::fs::remove_file(cfg.root_dir.join("shard-0.checkpoint"));
+                total += runtime.block_on(async {
+                    let started = Instant::now();
+                    let (_layout, store) = open(&cfg).await;
+                    let elapsed = started.elapsed();
+                    assert!(store.max_queue_offset(TOPIC, QUEUE) > 10_000);
+                    store.shutdown().await.expect("shutdown");
+                    elapsed
+                });
+            }
+            total
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, append_to_written, group_commit, recovery_dispatch);
+criterion_main!(benches);

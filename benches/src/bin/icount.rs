@@ -1,0 +1,234 @@
+//! `icount <path> <iterations>`: runs one hot path `iterations` times and exits, so that
+//! valgrind can count its instructions (driven by `icount-gate`, see that binary).
+//!
+//! Contract: every path builds its fixture first, then runs the measured operation
+//! exactly `iterations` times, with `black_box` around inputs and outputs so nothing is
+//! optimised away. Running with 0 iterations measures the fixture and process overhead
+//! alone, which `icount-gate` subtracts. The fixtures are fixed (no clock, no randomness).
+//! `icount --list` prints the path names, one per line.
+
+use std::hint::black_box;
+use std::process::ExitCode;
+
+use bytes::BytesMut;
+use rmq_core::message::batch::{BatchEntry, decode_batch, encode_batch};
+use rmq_core::message::msg_id::offset_msg_id;
+use rmq_core::message::properties::get_property;
+use rmq_core::message::{body_crc, parse_record, patch_record};
+use rmq_core::remoting::{
+    RemotingCommand, SerializeType, decode_frame, encode_frame, request_code,
+};
+
+/// One measured path: its name and a runner taking the iteration count.
+struct Path {
+    name: &'static str,
+    run: fn(u64),
+}
+
+const PATHS: &[Path] = &[
+    Path {
+        name: "frame_encode_json",
+        run: |n| frame_encode(SerializeType::Json, n),
+    },
+    Path {
+        name: "frame_encode_rocketmq",
+        run: |n| frame_encode(SerializeType::RocketMq, n),
+    },
+    Path {
+        name: "frame_decode_json",
+        run: |n| frame_decode(SerializeType::Json, n),
+    },
+    Path {
+        name: "frame_decode_rocketmq",
+        run: |n| frame_decode(SerializeType::RocketMq, n),
+    },
+    Path {
+        name: "record_encode_128",
+        run: |n| record_encode(128, n),
+    },
+    Path {
+        name: "record_encode_4096",
+        run: |n| record_encode(4096, n),
+    },
+    Path {
+        name: "record_patch",
+        run: record_patch,
+    },
+    Path {
+        name: "record_parse_crc_1024",
+        run: record_parse_crc,
+    },
+    Path {
+        name: "crc_1024",
+        run: |n| crc(1024, n),
+    },
+    Path {
+        name: "crc_4096",
+        run: |n| crc(4096, n),
+    },
+    Path {
+        name: "batch_decode_16x128",
+        run: batch_decode,
+    },
+    Path {
+        name: "msg_id_and_tags",
+        run: msg_id_and_tags,
+    },
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--list") {
+        for path in PATHS {
+            println!("{}", path.name);
+        }
+        return ExitCode::SUCCESS;
+    }
+    let (Some(name), Some(iterations)) = (args.first(), args.get(1)) else {
+        eprintln!("usage: icount <path> <iterations> | icount --list");
+        return ExitCode::from(2);
+    };
+    let Ok(iterations) = iterations.parse::<u64>() else {
+        eprintln!("icount: iterations must be a non-negative integer, got {iterations:?}");
+        return ExitCode::from(2);
+    };
+    match PATHS.iter().find(|path| path.name == name) {
+        Some(path) => {
+            (path.run)(iterations);
+            ExitCode::SUCCESS
+        }
+        None => {
+            eprintln!("icount: unknown path {name:?} (icount --list)");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A SEND_MESSAGE_V2 request as the Java client sends it (short header names).
+fn send_request(serialize_type: SerializeType) -> RemotingCommand {
+    let mut cmd = RemotingCommand::new_request(request_code::SEND_MESSAGE_V2)
+        .with_ext("a", "bench_producer_group")
+        .with_ext("b", "BenchmarkTest")
+        .with_ext("c", "TBW102")
+        .with_ext("d", 4)
+        .with_ext("e", 3)
+        .with_ext("f", 0)
+        .with_ext("g", 1_700_000_000_000i64)
+        .with_ext("h", 0)
+        .with_ext("i", "TAGS\u{1}TagA\u{2}WAIT\u{1}true\u{2}")
+        .with_ext("j", 0)
+        .with_ext("k", false)
+        .with_ext("m", false)
+        .with_body(vec![b'x'; 128]);
+    cmd.serialize_type = serialize_type;
+    cmd.opaque = 42;
+    cmd
+}
+
+/// Cycles over `SEED_SPREAD` equal commands: each header map has its own hash seed, so
+/// the iteration order of the ext fields (and the work it implies) is averaged out
+/// instead of depending on the one seed this process drew.
+fn frame_encode(serialize_type: SerializeType, iterations: u64) {
+    const SEED_SPREAD: usize = 64;
+    let cmds: Vec<RemotingCommand> = (0..SEED_SPREAD)
+        .map(|_| send_request(serialize_type))
+        .collect();
+    let mut out = BytesMut::with_capacity(4096);
+    for cmd in cmds
+        .iter()
+        .cycle()
+        .take(usize::try_from(iterations).unwrap_or(usize::MAX))
+    {
+        out.clear();
+        encode_frame(black_box(cmd), &mut out);
+        black_box(&out);
+    }
+}
+
+fn frame_decode(serialize_type: SerializeType, iterations: u64) {
+    let mut encoded = BytesMut::new();
+    encode_frame(&send_request(serialize_type), &mut encoded);
+    let encoded = encoded.freeze();
+    for _ in 0..iterations {
+        let mut src = BytesMut::from(black_box(&encoded[..]));
+        let decoded = decode_frame(&mut src, 16 << 20);
+        assert!(matches!(decoded, Ok(Some(_))), "fixture frame decodes");
+        black_box(decoded.ok());
+    }
+}
+
+fn record_encode(body_len: usize, iterations: u64) {
+    for _ in 0..iterations {
+        black_box(rmq_benches::sample_record(black_box(body_len)));
+    }
+}
+
+/// What the store does to every appended record: write queue offset, physical offset and
+/// store timestamp in place.
+fn record_patch(iterations: u64) {
+    let mut record = rmq_benches::sample_record(1024);
+    for i in 0..iterations {
+        let i = i as i64;
+        patch_record(
+            black_box(&mut record[..]),
+            i,
+            i * 1200,
+            1_700_000_000_000 + i,
+        );
+    }
+    black_box(&record);
+}
+
+fn record_parse_crc(iterations: u64) {
+    let record = rmq_benches::sample_record(1024);
+    for _ in 0..iterations {
+        let view = parse_record(black_box(&record[..]));
+        assert!(
+            view.as_ref().is_ok_and(|view| view.crc_ok()),
+            "fixture parses"
+        );
+        black_box(view.ok());
+    }
+}
+
+fn crc(len: usize, iterations: u64) {
+    let body = vec![7u8; len];
+    for _ in 0..iterations {
+        black_box(body_crc(black_box(&body)));
+    }
+}
+
+fn batch_decode(iterations: u64) {
+    let body = vec![b'y'; 128];
+    let entries: Vec<BatchEntry<'_>> = (0..16)
+        .map(|_| BatchEntry {
+            flag: 0,
+            body: &body,
+            properties: "KEYS\u{1}k\u{2}",
+        })
+        .collect();
+    let mut encoded = BytesMut::new();
+    encode_batch(&entries, &mut encoded);
+    for _ in 0..iterations {
+        let decoded = decode_batch(black_box(&encoded[..]));
+        assert!(
+            decoded.as_ref().is_ok_and(|d| d.len() == 16),
+            "fixture batch decodes"
+        );
+        black_box(decoded.ok());
+    }
+}
+
+/// Per-message work of a send response and a consume queue entry: the offset message id
+/// and the tags hash code, plus one property lookup.
+fn msg_id_and_tags(iterations: u64) {
+    let record = rmq_benches::sample_record(128);
+    let view = parse_record(&record).ok();
+    assert!(view.is_some(), "fixture parses");
+    let Some(view) = view else { return };
+    for i in 0..iterations {
+        black_box(offset_msg_id(view.store_host(), black_box(i as i64)));
+        black_box(view.tags_code());
+        black_box(get_property(black_box(view.properties()), "UNIQ_KEY"));
+    }
+}

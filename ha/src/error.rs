@@ -1,0 +1,58 @@
+//! The error type of the replication service. A session error ends that one connection; the
+//! slave reconnects, the master forgets the slave until it does.
+
+use std::net::SocketAddr;
+
+use rmq_storage::StoreError;
+
+use crate::frame::FrameError;
+use crate::handshake::{HandshakeError, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HaError {
+    #[error("replication connection {op} failed: {source}")]
+    Io {
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot connect to the master HA address {addr}: {source}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Handshake(#[from] HandshakeError),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "master refused shard {shard}: {status:?} (master: {master_shards} shards, segment \
+         {master_segment} B, written to {master_written}; slave: {slave_shards} shards, \
+         segment {slave_segment} B, at {slave_offset})"
+    )]
+    Refused {
+        shard: u32,
+        status: Status,
+        master_shards: u32,
+        master_segment: u64,
+        master_written: i64,
+        slave_shards: u32,
+        slave_segment: u64,
+        slave_offset: i64,
+    },
+    #[error("frame at offset {got}, expected {expected}")]
+    OutOfOrder { got: i64, expected: i64 },
+    #[error("peer {peer:?} silent for longer than the housekeeping interval")]
+    Silent { peer: Option<SocketAddr> },
+    #[error("the connection closed")]
+    Closed,
+}
+
+impl HaError {
+    pub(crate) fn io(op: &'static str) -> impl FnOnce(std::io::Error) -> HaError {
+        move |source| HaError::Io { op, source }
+    }
+}

@@ -1,0 +1,301 @@
+//! The master side: per-shard slave state (what SYNC_MASTER sends wait on) and the session
+//! that streams one shard's commit log to one slave connection.
+//!
+//! Threading: a session runs on the core that owns its shard (the broker hands the accepted
+//! socket over), so the shard's [`ShardReplica`] lives in a per-core registry and the send
+//! path reaches it without locks. The send path does no replication work per message except,
+//! for SYNC_MASTER, registering its end offset with the [`AckTracker`]; one slave report
+//! releases every send it covers.
+//!
+//! Streaming: the session ships only bytes the master has **written** (see rmq-storage
+//! `replica`), in frames of up to `chunk_max` bytes, each read straight into the send buffer
+//! after its 12-byte header and handed to the kernel with `SEND_ZC` (falling back to plain
+//! writes where the kernel refuses it). It sleeps on the flusher's group release of
+//! "written past X", so one disk write wakes it once, whatever the number of messages.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, BytesMut};
+use compio::BufResult;
+use compio::buf::{IntoInner, IoBuf};
+use compio::io::{AsyncRead, AsyncWriteExt, AsyncWriteZerocopy};
+use compio::net::TcpStream;
+use futures_channel::oneshot;
+use rmq_storage::ShardStore;
+
+use crate::ack_tracker::AckTracker;
+use crate::error::HaError;
+use crate::frame::{TRANSFER_HEADER_LEN, take_latest_report};
+use crate::handshake::{Hello, Status, answer, encode_welcome};
+
+/// One shard's slaves as the send path sees them.
+#[derive(Default)]
+pub struct ShardReplica {
+    tracker: RefCell<AckTracker<oneshot::Sender<()>>>,
+    slaves: Cell<usize>,
+    slave_offset: Cell<i64>,
+}
+
+/// Outcome of a SYNC_MASTER wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlaveWait {
+    Replicated,
+    /// No slave connected, or the slave is more than `fallbehind_max` bytes behind.
+    NotAvailable,
+    /// The slave did not confirm within the timeout (or disconnected meanwhile).
+    Timeout,
+}
+
+thread_local! {
+    static REPLICAS: RefCell<HashMap<u32, Rc<ShardReplica>>> = RefCell::new(HashMap::new());
+}
+
+/// The replica state of `shard` on this core (created on first use).
+pub fn replica(shard: u32) -> Rc<ShardReplica> {
+    REPLICAS.with(|all| all.borrow_mut().entry(shard).or_default().clone())
+}
+
+impl ShardReplica {
+    pub fn slaves(&self) -> usize {
+        self.slaves.get()
+    }
+
+    /// Offset the slaves last reported (everything before it is on a slave).
+    pub fn slave_offset(&self) -> i64 {
+        self.slave_offset.get()
+    }
+
+    /// Waits until a slave confirmed every byte before `end_offset`.
+    pub async fn wait(&self, end_offset: i64, timeout: Duration, fallbehind_max: i64) -> SlaveWait {
+        if self.slaves.get() == 0 || end_offset - self.slave_offset.get() > fallbehind_max {
+            return SlaveWait::NotAvailable;
+        }
+        let (done_tx, done_rx) = oneshot::channel();
+        if self
+            .tracker
+            .borrow_mut()
+            .wait(end_offset, done_tx)
+            .is_some()
+        {
+            return SlaveWait::Replicated;
+        }
+        match compio::time::timeout(timeout, done_rx).await {
+            Ok(Ok(())) => SlaveWait::Replicated,
+            _ => SlaveWait::Timeout,
+        }
+    }
+
+    /// A slave report: releases every covered waiter in one go.
+    pub fn on_report(&self, offset: i64) {
+        self.slave_offset.set(offset);
+        let released = self.tracker.borrow_mut().ack(offset);
+        for waiter in released {
+            let _ = waiter.send(());
+        }
+    }
+
+    fn connected(self: &Rc<Self>, offset: i64) -> SlaveGuard {
+        self.slaves.set(self.slaves.get() + 1);
+        self.on_report(offset);
+        SlaveGuard {
+            replica: self.clone(),
+        }
+    }
+}
+
+/// Counts a connected slave; the last one leaving fails the waiting sends at once (their
+/// senders are dropped), rather than letting each run into its timeout.
+struct SlaveGuard {
+    replica: Rc<ShardReplica>,
+}
+
+impl Drop for SlaveGuard {
+    fn drop(&mut self) {
+        let left = self.replica.slaves.get() - 1;
+        self.replica.slaves.set(left);
+        if left == 0 {
+            drop(self.replica.tracker.borrow_mut().drain());
+        }
+    }
+}
+
+/// Session settings, from the broker configuration.
+#[derive(Debug, Clone)]
+pub struct MasterSettings {
+    /// Largest frame body.
+    pub chunk_max: usize,
+    /// A heartbeat frame goes out after this much idle time.
+    pub heartbeat: Duration,
+    /// The slave is dropped when it has not reported for this long.
+    pub housekeeping: Duration,
+    /// Try `SEND_ZC` first.
+    pub zero_copy: bool,
+}
+
+/// Answers a slave's hello and, if accepted, streams the shard until the slave leaves,
+/// falls silent, or `stopping()` turns true.
+///
+/// # Errors
+/// I/O on the socket, a refused handshake (`Refused`, after the welcome was sent), a store
+/// read failure, or a silent slave.
+pub async fn serve_slave(
+    store: Rc<ShardStore>,
+    stream: TcpStream,
+    hello: Hello,
+    settings: MasterSettings,
+    stopping: Rc<dyn Fn() -> bool>,
+) -> Result<(), HaError> {
+    let welcome = answer(
+        &hello,
+        store.shard_count(),
+        store.segment_size(),
+        store.oldest_offset(),
+        store.written_offset(),
+    );
+    let peer = stream.peer_addr().ok();
+    let (reader, mut writer) = stream.into_split();
+    let BufResult(sent, _) = writer.write_all(encode_welcome(&welcome)).await;
+    sent.map_err(HaError::io("welcome"))?;
+    if welcome.status != Status::Ok {
+        return Err(HaError::Refused {
+            shard: hello.shard,
+            status: welcome.status,
+            master_shards: welcome.shard_count,
+            master_segment: welcome.segment_size,
+            master_written: welcome.master_written,
+            slave_shards: hello.shard_count,
+            slave_segment: hello.segment_size,
+            slave_offset: hello.slave_offset,
+        });
+    }
+    tracing::info!(
+        shard = hello.shard,
+        ?peer,
+        from = welcome.start,
+        "slave connected"
+    );
+    let replica = replica(store.shard());
+    let _guard = replica.connected(hello.slave_offset);
+    let session = Session {
+        closed: Rc::new(Cell::new(false)),
+        last_report: Rc::new(Cell::new(Instant::now())),
+    };
+    compio::runtime::spawn(read_reports(reader, replica.clone(), session.clone())).detach();
+    let result = stream_log(
+        &store,
+        &mut writer,
+        welcome.start,
+        &settings,
+        &session,
+        &*stopping,
+    )
+    .await;
+    session.closed.set(true);
+    let _ = compio::io::AsyncWrite::shutdown(&mut writer).await;
+    tracing::info!(shard = hello.shard, ?peer, ?result, "slave session ended");
+    result.map_err(|error| match error {
+        HaError::Silent { .. } => HaError::Silent { peer },
+        other => other,
+    })
+}
+
+#[derive(Clone)]
+struct Session {
+    closed: Rc<Cell<bool>>,
+    last_report: Rc<Cell<Instant>>,
+}
+
+async fn stream_log(
+    store: &ShardStore,
+    writer: &mut TcpStream,
+    start: i64,
+    settings: &MasterSettings,
+    session: &Session,
+    stopping: &dyn Fn() -> bool,
+) -> Result<(), HaError> {
+    let mut next = start;
+    let mut buffer = BytesMut::with_capacity(settings.chunk_max + TRANSFER_HEADER_LEN);
+    let mut zero_copy = settings.zero_copy;
+    let mut last_sent = Instant::now();
+    while !session.closed.get() && !stopping() {
+        if session.last_report.get().elapsed() > settings.housekeeping {
+            return Err(HaError::Silent { peer: None });
+        }
+        let idle = last_sent.elapsed() >= settings.heartbeat;
+        if store.written_offset() <= next && !idle {
+            store
+                .wait_written_past(next, Duration::from_millis(500))
+                .await;
+            continue;
+        }
+        buffer.clear();
+        buffer.put_bytes(0, TRANSFER_HEADER_LEN);
+        let len = store
+            .read_replication_chunk(next, settings.chunk_max, &mut buffer)
+            .await?;
+        buffer[..8].copy_from_slice(&next.to_be_bytes());
+        buffer[8..12].copy_from_slice(&(len as i32).to_be_bytes());
+        let (sent, back) = send(writer, buffer, &mut zero_copy).await;
+        buffer = back;
+        sent.map_err(HaError::io("send"))?;
+        next += len as i64;
+        last_sent = Instant::now();
+    }
+    Ok(())
+}
+
+/// Writes the whole buffer, with `SEND_ZC` while the kernel accepts it. The buffer comes
+/// back once the kernel no longer references it.
+async fn send(
+    writer: &mut TcpStream,
+    buffer: BytesMut,
+    zero_copy: &mut bool,
+) -> (std::io::Result<()>, BytesMut) {
+    if *zero_copy {
+        let BufResult(result, ready) = writer.write_zerocopy(buffer).await;
+        let buffer = ready.await;
+        match result {
+            Ok(n) if n == buffer.len() => return (Ok(()), buffer),
+            Ok(n) => {
+                let BufResult(rest, slice) = writer.write_all(buffer.slice(n..)).await;
+                return (rest, slice.into_inner());
+            }
+            Err(error) if is_unsupported(&error) => {
+                tracing::info!(%error, "SEND_ZC refused; replication falls back to plain writes");
+                *zero_copy = false;
+                let BufResult(result, buffer) = writer.write_all(buffer).await;
+                return (result, buffer);
+            }
+            Err(error) => return (Err(error), buffer),
+        }
+    }
+    let BufResult(result, buffer) = writer.write_all(buffer).await;
+    (result, buffer)
+}
+
+/// EINVAL (22) or EOPNOTSUPP (95): what io_uring answers for an opcode this kernel lacks.
+fn is_unsupported(error: &std::io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(22 | 95))
+}
+
+async fn read_reports(mut reader: TcpStream, replica: Rc<ShardReplica>, session: Session) {
+    let mut pending = BytesMut::with_capacity(64);
+    let mut chunk = Vec::with_capacity(4096);
+    while !session.closed.get() {
+        chunk.clear();
+        let BufResult(read, back) = reader.read(chunk).await;
+        chunk = back;
+        match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => pending.extend_from_slice(&chunk[..n]),
+        }
+        session.last_report.set(Instant::now());
+        if let Some(offset) = take_latest_report(&mut pending) {
+            replica.on_report(offset);
+        }
+    }
+    session.closed.set(true);
+}

@@ -1,0 +1,337 @@
+//! The slave side of one shard's stream: connect, handshake, apply frames to the store,
+//! report progress.
+//!
+//! Acknowledgements: the slave reports an offset only once its own store has **written** it
+//! (survives a `kill -9` of the slave), and a reporter task coalesces: whatever arrived while
+//! the previous write was in flight is confirmed by the next single 8-byte report. A report
+//! also goes out every `heartbeat` when idle, so the master can tell a quiet slave from a dead
+//! one.
+//!
+//! Copies: frame bodies are applied straight from the read buffer; only a record split
+//! across reads is assembled in `pending` first.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use compio::BufResult;
+use compio::io::{AsyncRead, AsyncWriteExt};
+use compio::net::TcpStream;
+use futures_channel::mpsc;
+use futures_util::StreamExt;
+use rmq_storage::{Durability, ShardStore, StoreError};
+
+use crate::error::HaError;
+use crate::frame::{TransferHeader, decode_transfer_header};
+use crate::handshake::{Hello, Status, WELCOME_LEN, Welcome, decode_welcome, encode_hello};
+
+/// Session settings, from the broker configuration.
+#[derive(Debug, Clone)]
+pub struct SlaveSettings {
+    pub connect_timeout: Duration,
+    /// Idle report interval (`haSendHeartbeatInterval`).
+    pub heartbeat: Duration,
+    /// The master is given up when nothing arrived for this long (`haHousekeepingInterval`).
+    pub housekeeping: Duration,
+    /// Largest frame body accepted.
+    pub max_body: usize,
+    /// Read buffer size.
+    pub read_buffer: usize,
+}
+
+/// Replicates one shard from `addr` until the session fails or `stopping()` turns true
+/// (then it ends with `Closed`).
+///
+/// # Errors
+/// Connection failures, a refused handshake (`Refused` says why, e.g. different shard
+/// counts), frames that do not continue the log, a silent master.
+pub async fn replicate_shard(
+    store: &Rc<ShardStore>,
+    addr: &str,
+    settings: &SlaveSettings,
+    stopping: Rc<dyn Fn() -> bool>,
+) -> Result<(), HaError> {
+    let (stream, welcome, leftover) = handshake(store, addr, settings).await?;
+    tracing::info!(
+        shard = store.shard(),
+        addr,
+        start = welcome.start,
+        master_written = welcome.master_written,
+        "replicating from master"
+    );
+    let (mut reader, writer) = stream.into_split();
+    let (notify, notified) = mpsc::channel::<()>(1);
+    let alive = Rc::new(Cell::new(true));
+    let last_read = Rc::new(Cell::new(Instant::now()));
+    let reporter = compio::runtime::spawn(report_loop(
+        store.clone(),
+        writer.clone(),
+        notified,
+        settings.heartbeat,
+        alive.clone(),
+    ));
+    let watchdog = Watchdog {
+        socket: writer,
+        last_read: last_read.clone(),
+        housekeeping: settings.housekeeping,
+        stopping,
+        alive: alive.clone(),
+    };
+    compio::runtime::spawn(watchdog.run()).detach();
+    let mut apply = Apply {
+        store: store.clone(),
+        inbox: leftover,
+        header: None,
+        body_left: 0,
+        pending: BytesMut::new(),
+        pending_start: welcome.start,
+        notify,
+        max_body: settings.max_body,
+        last_read,
+    };
+    let result = apply.run(&mut reader, settings).await;
+    alive.set(false);
+    drop(apply);
+    let _ = reporter.await;
+    result
+}
+
+/// Unblocks the session's read when the broker stops or the master falls silent, by
+/// shutting the socket down.
+struct Watchdog {
+    socket: TcpStream,
+    last_read: Rc<Cell<Instant>>,
+    housekeeping: Duration,
+    stopping: Rc<dyn Fn() -> bool>,
+    alive: Rc<Cell<bool>>,
+}
+
+impl Watchdog {
+    async fn run(self) {
+        while self.alive.get() {
+            compio::time::sleep(Duration::from_millis(200)).await;
+            if (self.stopping)() {
+                break;
+            }
+            if self.last_read.get().elapsed() > self.housekeeping {
+                tracing::warn!(peer = ?self.socket.peer_addr().ok(), "master silent; reconnecting");
+                break;
+            }
+        }
+        self.alive.set(false);
+        let _ = socket2::SockRef::from(&self.socket).shutdown(std::net::Shutdown::Both);
+    }
+}
+
+async fn handshake(
+    store: &ShardStore,
+    addr: &str,
+    settings: &SlaveSettings,
+) -> Result<(TcpStream, Welcome, BytesMut), HaError> {
+    let connect_error = |source| HaError::Connect {
+        addr: addr.to_string(),
+        source,
+    };
+    let connecting = compio::time::timeout(settings.connect_timeout, TcpStream::connect(addr));
+    let mut stream = match connecting.await {
+        Ok(result) => result.map_err(connect_error)?,
+        Err(_) => return Err(connect_error(std::io::ErrorKind::TimedOut.into())),
+    };
+    let _ = stream.set_nodelay(true);
+    let hello = Hello {
+        shard: store.shard(),
+        shard_count: store.shard_count(),
+        segment_size: store.segment_size(),
+        slave_offset: store.max_physical_offset(),
+    };
+    let BufResult(sent, _) = stream.write_all(encode_hello(&hello)).await;
+    sent.map_err(HaError::io("hello"))?;
+    let mut inbox = BytesMut::new();
+    let reading = read_at_least(&mut stream, &mut inbox, WELCOME_LEN);
+    compio::time::timeout(settings.connect_timeout, reading)
+        .await
+        .map_err(|_| HaError::Silent {
+            peer: stream.peer_addr().ok(),
+        })??;
+    let welcome = decode_welcome(&inbox)?;
+    inbox.advance(WELCOME_LEN);
+    if welcome.status != Status::Ok {
+        return Err(HaError::Refused {
+            shard: hello.shard,
+            status: welcome.status,
+            master_shards: welcome.shard_count,
+            master_segment: welcome.segment_size,
+            master_written: welcome.master_written,
+            slave_shards: hello.shard_count,
+            slave_segment: hello.segment_size,
+            slave_offset: hello.slave_offset,
+        });
+    }
+    assert_eq!(
+        welcome.start, hello.slave_offset,
+        "the master streams from our end"
+    );
+    Ok((stream, welcome, inbox))
+}
+
+/// Reads until `inbox` holds at least `len` bytes (keeping anything beyond).
+pub async fn read_at_least(
+    stream: &mut TcpStream,
+    inbox: &mut BytesMut,
+    len: usize,
+) -> Result<(), HaError> {
+    let mut chunk = Vec::with_capacity(4096);
+    while inbox.len() < len {
+        chunk.clear();
+        let BufResult(read, back) = stream.read(chunk).await;
+        chunk = back;
+        match read.map_err(HaError::io("read"))? {
+            0 => return Err(HaError::Closed),
+            n => inbox.extend_from_slice(&chunk[..n]),
+        }
+    }
+    Ok(())
+}
+
+struct Apply {
+    store: Rc<ShardStore>,
+    /// Socket bytes not yet parsed (a partial frame header).
+    inbox: BytesMut,
+    header: Option<TransferHeader>,
+    body_left: usize,
+    /// Body bytes of an incomplete record, starting at `pending_start`.
+    pending: BytesMut,
+    pending_start: i64,
+    notify: mpsc::Sender<()>,
+    max_body: usize,
+    last_read: Rc<Cell<Instant>>,
+}
+
+impl Apply {
+    /// Reads and applies until the session ends. Reads are never cancelled (a cancelled
+    /// io_uring read may still consume bytes); `watchdog` unblocks them by shutting the
+    /// socket down instead.
+    async fn run(
+        &mut self,
+        reader: &mut TcpStream,
+        settings: &SlaveSettings,
+    ) -> Result<(), HaError> {
+        let mut buffer = Vec::with_capacity(settings.read_buffer);
+        self.consume_inbox().await?;
+        loop {
+            buffer.clear();
+            let BufResult(read, back) = reader.read(buffer).await;
+            buffer = back;
+            let n = read.map_err(HaError::io("read"))?;
+            if n == 0 {
+                return Err(HaError::Closed);
+            }
+            self.last_read.set(Instant::now());
+            self.inbox.extend_from_slice(&buffer[..n]);
+            self.consume_inbox().await?;
+            let _ = self.notify.try_send(());
+        }
+    }
+
+    /// Parses frame headers and applies bodies from `inbox`.
+    async fn consume_inbox(&mut self) -> Result<(), HaError> {
+        loop {
+            if self.header.is_none() {
+                let Some(header) = decode_transfer_header(&mut self.inbox, self.max_body)? else {
+                    return Ok(());
+                };
+                let expected = self.pending_start + self.pending.len() as i64;
+                if header.master_offset != expected {
+                    return Err(HaError::OutOfOrder {
+                        got: header.master_offset,
+                        expected,
+                    });
+                }
+                self.body_left = header.body_size;
+                self.header = Some(header);
+            }
+            let take = self.body_left.min(self.inbox.len());
+            if take == 0 && self.body_left > 0 {
+                return Ok(());
+            }
+            let body = self.inbox.split_to(take);
+            self.apply(&body).await?;
+            self.body_left -= take;
+            if self.body_left == 0 {
+                self.header = None;
+            }
+        }
+    }
+
+    /// Applies body bytes: directly when nothing is pending, else after the pending part.
+    async fn apply(&mut self, body: &[u8]) -> Result<(), HaError> {
+        if self.pending.is_empty() {
+            let consumed = self.append(body).await?;
+            self.pending.extend_from_slice(&body[consumed..]);
+            return Ok(());
+        }
+        self.pending.extend_from_slice(body);
+        let pending = std::mem::take(&mut self.pending);
+        let consumed = self.append(&pending).await?;
+        self.pending = pending;
+        self.pending.advance(consumed);
+        Ok(())
+    }
+
+    /// `append_replicated` at `pending_start`, waiting for the disk when the store's write
+    /// backlog is full.
+    async fn append(&mut self, bytes: &[u8]) -> Result<usize, HaError> {
+        loop {
+            match self.store.append_replicated(self.pending_start, bytes) {
+                Ok(consumed) => {
+                    self.pending_start += consumed as i64;
+                    return Ok(consumed);
+                }
+                Err(StoreError::WriteBacklog { .. }) => {
+                    let end = self.store.max_physical_offset();
+                    let _ = self.store.wait_durable(end, Durability::Written).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+}
+
+/// Sends the slave's written offset after every batch of applied bytes (once written) and
+/// at least every `heartbeat`.
+async fn report_loop(
+    store: Rc<ShardStore>,
+    mut writer: TcpStream,
+    mut notified: mpsc::Receiver<()>,
+    heartbeat: Duration,
+    alive: Rc<Cell<bool>>,
+) {
+    let mut reported = i64::MIN;
+    let mut last_sent = Instant::now();
+    while alive.get() {
+        let target = store.max_physical_offset();
+        if target > reported {
+            if store
+                .wait_durable(target, Durability::Written)
+                .await
+                .is_err()
+            {
+                continue;
+            }
+        } else if last_sent.elapsed() < heartbeat {
+            match compio::time::timeout(heartbeat, notified.next()).await {
+                Ok(None) => break,
+                _ => continue,
+            }
+        }
+        let BufResult(sent, _) = writer.write_all(target.to_be_bytes().to_vec()).await;
+        if sent.is_err() {
+            break;
+        }
+        reported = target;
+        last_sent = Instant::now();
+    }
+    alive.set(false);
+    let _ = compio::io::AsyncWrite::shutdown(&mut writer).await;
+}

@@ -1,0 +1,202 @@
+//! The replication stream end to end on loopback, inside one runtime: handshake, streaming
+//! across segment fillers, reports releasing SYNC_MASTER waiters, resume after reconnect,
+//! and the refusal of a slave whose store geometry differs.
+
+use std::path::Path;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, BytesMut};
+use compio::net::{TcpListener, TcpStream};
+use rmq_ha::HaError;
+use rmq_ha::handshake::{HELLO_LEN, Status, decode_hello};
+use rmq_ha::master::{MasterSettings, SlaveWait, replica, serve_slave};
+use rmq_ha::slave::{SlaveSettings, read_at_least, replicate_shard};
+use rmq_storage::{Durability, ShardStore, StoreConfig, StoreLayout};
+
+fn encode(topic: &str, queue_id: i32, body: &[u8]) -> BytesMut {
+    let total = 84 + 4 + body.len() + 1 + topic.len() + 2;
+    let mut out = BytesMut::with_capacity(total);
+    out.put_i32(total as i32);
+    out.put_i32(-626843481);
+    out.put_i32((crc32fast::hash(body) & 0x7FFF_FFFF) as i32);
+    out.put_i32(queue_id);
+    out.put_i32(0);
+    out.put_i64(0);
+    out.put_i64(0);
+    out.put_i32(0);
+    out.put_i64(1_700_000_000_000);
+    out.put_slice(&[127, 0, 0, 1]);
+    out.put_i32(40_000);
+    out.put_i64(0);
+    out.put_slice(&[127, 0, 0, 1]);
+    out.put_i32(10_911);
+    out.put_i32(0);
+    out.put_i64(0);
+    out.put_i32(body.len() as i32);
+    out.put_slice(body);
+    out.put_u8(topic.len() as u8);
+    out.put_slice(topic.as_bytes());
+    out.put_i16(0);
+    out
+}
+
+fn config(root: &Path, segment: u64) -> StoreConfig {
+    let mut cfg = StoreConfig::new(root);
+    cfg.commit_log_file_size = segment;
+    cfg.consume_queue_file_size = 20 * 1000;
+    cfg.flush_interval_commit_log = Duration::from_millis(10);
+    cfg
+}
+
+async fn open(cfg: &StoreConfig) -> (StoreLayout, Rc<ShardStore>) {
+    let layout = StoreLayout::open(cfg).unwrap();
+    let store = ShardStore::open(cfg.clone(), 0, layout.previous_shutdown_clean)
+        .await
+        .unwrap();
+    (layout, store)
+}
+
+fn master_settings() -> MasterSettings {
+    MasterSettings {
+        chunk_max: 16 * 1024,
+        heartbeat: Duration::from_millis(200),
+        housekeeping: Duration::from_secs(5),
+        zero_copy: true,
+    }
+}
+
+fn slave_settings() -> SlaveSettings {
+    SlaveSettings {
+        connect_timeout: Duration::from_secs(2),
+        heartbeat: Duration::from_millis(200),
+        housekeeping: Duration::from_secs(5),
+        max_body: 1 << 20,
+        read_buffer: 8 * 1024,
+    }
+}
+
+/// Accepts slave connections forever, serving them from `store`.
+async fn master(store: Rc<ShardStore>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    compio::runtime::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut inbox = BytesMut::new();
+            read_at_least(&mut stream, &mut inbox, HELLO_LEN)
+                .await
+                .unwrap();
+            let hello = decode_hello(&inbox).unwrap();
+            let never = Rc::new(|| false);
+            let session = serve_slave(store.clone(), stream, hello, master_settings(), never);
+            compio::runtime::spawn(session).detach();
+        }
+    })
+    .detach();
+    addr
+}
+
+fn append(store: &ShardStore, from: usize, count: usize) -> i64 {
+    let mut end = 0;
+    for i in from..from + count {
+        let body = vec![b'x'; 200 + (i * 53) % 4000];
+        let mut record = encode("HaTopic", 0, &body);
+        end = store
+            .append("HaTopic", 0, &mut record, 0, i as i64)
+            .unwrap()
+            .end_offset;
+    }
+    end
+}
+
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        compio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[compio::test]
+async fn slave_follows_master_and_releases_sync_waiters() {
+    let (master_dir, slave_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_ml, master_store) = open(&config(master_dir.path(), 64 * 1024)).await;
+    let addr = master(master_store.clone()).await;
+    let first_end = append(&master_store, 0, 100);
+    let slave_cfg = config(slave_dir.path(), 64 * 1024);
+    let (slave_layout, slave_store) = open(&slave_cfg).await;
+    let stop = Rc::new(std::cell::Cell::new(false));
+    let stopping: Rc<dyn Fn() -> bool> = {
+        let stop = stop.clone();
+        Rc::new(move || stop.get())
+    };
+    let session = {
+        let (store, addr, stopping) = (slave_store.clone(), addr.clone(), stopping.clone());
+        compio::runtime::spawn(async move {
+            replicate_shard(&store, &addr, &slave_settings(), stopping).await
+        })
+    };
+    until("the first batch", || {
+        slave_store.max_physical_offset() == first_end
+    })
+    .await;
+    // A SYNC_MASTER wait on a new record is released by the slave's report.
+    let end = append(&master_store, 100, 1);
+    let waited = replica(0).wait(end, Duration::from_secs(5), 1 << 30).await;
+    assert_eq!(waited, SlaveWait::Replicated);
+    assert!(replica(0).slave_offset() >= end);
+    assert!(
+        slave_store.written_offset() >= end,
+        "reports follow the slave's writes"
+    );
+    assert_eq!(slave_store.max_queue_offset("HaTopic", 0), 101);
+
+    stop.set(true);
+    assert!(matches!(session.await, Ok(Err(_))));
+    slave_store.shutdown().await.unwrap();
+    drop((slave_store, slave_layout));
+    until("the master to forget the slave", || {
+        replica(0).slaves() == 0
+    })
+    .await;
+    let no_slave = replica(0)
+        .wait(end + 1, Duration::from_secs(5), 1 << 30)
+        .await;
+    assert_eq!(no_slave, SlaveWait::NotAvailable);
+
+    // Restart: resume from the slave's own end.
+    let last_end = append(&master_store, 101, 60);
+    let (_sl, slave_store) = open(&slave_cfg).await;
+    stop.set(false);
+    let store = slave_store.clone();
+    compio::runtime::spawn(async move {
+        replicate_shard(&store, &addr, &slave_settings(), stopping).await
+    })
+    .detach();
+    until("the catch-up", || {
+        slave_store.max_physical_offset() == last_end
+    })
+    .await;
+    assert_eq!(slave_store.max_queue_offset("HaTopic", 0), 161);
+    master_store
+        .wait_durable(last_end, Durability::Written)
+        .await
+        .unwrap();
+    stop.set(true);
+}
+
+#[compio::test]
+async fn a_slave_with_other_segment_size_is_refused() {
+    let (master_dir, slave_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_ml, master_store) = open(&config(master_dir.path(), 64 * 1024)).await;
+    let addr = master(master_store).await;
+    let (_sl, slave_store) = open(&config(slave_dir.path(), 128 * 1024)).await;
+    let outcome = replicate_shard(&slave_store, &addr, &slave_settings(), Rc::new(|| false)).await;
+    match outcome {
+        Err(HaError::Refused { status, .. }) => assert_eq!(status, Status::SegmentSizeMismatch),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(slave_store.max_physical_offset(), 0, "nothing streamed");
+    let _ = TcpStream::connect(&addr).await.unwrap();
+}

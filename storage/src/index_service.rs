@@ -1,0 +1,202 @@
+//! The index of one shard: its [`IndexFile`]s under `index_dir/shard-{n}/`, named by the
+//! 20-digit creation time in ms (so name order is age order), and the lookups behind
+//! QUERY_MESSAGE.
+//!
+//! Contract:
+//! - `index_record` runs synchronously inside `append` (and during recovery): it indexes the
+//!   record's `UNIQ_KEY` and each space-separated `KEYS` entry under `topic#key`; rolled-back
+//!   transaction records are skipped. A full file is followed by a new one.
+//! - Durability: `sync` runs in the consume queue flusher *before* the checkpoint is written,
+//!   so `consume_queue_safe` also bounds the index; recovery re-indexes records from the scan
+//!   start, skipping those at or below `recovered_end` (the newest file's `endPhyOffset` at
+//!   open), so no entry is added twice after a process crash.
+//! - Files are created with blocking `std::fs` calls when the previous one fills up (once per
+//!   `max_index_num` keys): cheap sparse files, accepted on the shard's thread, because the
+//!   append path that triggers it cannot await.
+
+use std::cell::{Cell, RefCell};
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use rmq_core::message::RecordView;
+use rmq_core::message::properties::{get_property, keys};
+use rmq_core::message::sysflag::{TRANSACTION_ROLLBACK_TYPE, transaction_value};
+
+use crate::config::StoreConfig;
+use crate::error::StoreError;
+use crate::index_file::{IndexFile, key_hash};
+use crate::segment::{parse_segment_name, segment_name};
+
+pub(crate) struct IndexService {
+    enabled: bool,
+    dir: PathBuf,
+    slots: u32,
+    capacity: u32,
+    files: RefCell<Vec<Rc<IndexFile>>>,
+    /// Records at or below this offset were indexed before the last shutdown or crash.
+    recovered_end: i64,
+    dirty: Cell<bool>,
+}
+
+/// Keys of one record: UNIQ_KEY and each KEYS entry.
+pub(crate) fn record_keys(properties: &str) -> impl Iterator<Item = &str> {
+    let uniq = get_property(properties, keys::UNIQ_KEY);
+    let listed = get_property(properties, keys::KEYS).unwrap_or("");
+    uniq.into_iter()
+        .chain(listed.split(' '))
+        .filter(|key| !key.is_empty())
+}
+
+impl IndexService {
+    pub async fn open(cfg: &StoreConfig, shard: u32) -> Result<IndexService, StoreError> {
+        let dir = cfg.shard_index_dir(shard);
+        let mut service = IndexService {
+            enabled: cfg.message_index_enable,
+            dir: dir.clone(),
+            slots: cfg.max_hash_slot_num,
+            capacity: cfg.max_index_num,
+            files: RefCell::new(Vec::new()),
+            recovered_end: -1,
+            dirty: Cell::new(false),
+        };
+        if !service.enabled {
+            return Ok(service);
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io("create_dir", &dir, 0, e))?;
+        let mut names: Vec<i64> = std::fs::read_dir(&dir)
+            .map_err(|e| StoreError::io("read_dir", &dir, 0, e))?
+            .filter_map(|entry| parse_segment_name(entry.ok()?.file_name().to_str()?))
+            .collect();
+        names.sort_unstable();
+        let mut files = Vec::new();
+        for name in names {
+            let path = dir.join(segment_name(name));
+            match IndexFile::open(&path, service.slots, service.capacity) {
+                Ok(file) => files.push(Rc::new(file)),
+                Err(error) => {
+                    tracing::warn!(%error, "dropping an unusable index file");
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        service.recovered_end = files.last().map_or(-1, |f| {
+            let header = f.header();
+            if header.count > 1 {
+                header.end_phy_offset
+            } else {
+                -1
+            }
+        });
+        service.files = RefCell::new(files);
+        Ok(service)
+    }
+
+    /// Indexes one record at `position` (append path).
+    pub fn index_record(&self, record: &RecordView<'_>, position: i64) -> Result<(), StoreError> {
+        if !self.enabled || transaction_value(record.sys_flag()) == TRANSACTION_ROLLBACK_TYPE {
+            return Ok(());
+        }
+        for key in record_keys(record.properties()) {
+            let hash = key_hash(record.topic(), key);
+            let file = self.writable_file(record.store_timestamp())?;
+            let added = file.put(hash, position, record.store_timestamp());
+            assert!(added, "a writable index file has room");
+        }
+        self.dirty.set(true);
+        Ok(())
+    }
+
+    /// Recovery: indexes a record unless it was indexed before the crash.
+    pub fn reindex_record(&self, record: &RecordView<'_>, position: i64) {
+        if position <= self.recovered_end {
+            return;
+        }
+        if let Err(error) = self.index_record(record, position) {
+            tracing::warn!(%error, position, "re-indexing a record failed");
+        }
+    }
+
+    fn writable_file(&self, now_ms: i64) -> Result<Rc<IndexFile>, StoreError> {
+        if let Some(last) = self.files.borrow().last()
+            && !last.is_full()
+        {
+            return Ok(last.clone());
+        }
+        let newest = self.files.borrow().last().map_or(0, |f| {
+            parse_segment_name(f.path.file_name().and_then(|n| n.to_str()).unwrap_or(""))
+                .unwrap_or(0)
+        });
+        let name = now_ms.max(newest + 1).max(0);
+        let path = self.dir.join(segment_name(name));
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| StoreError::io("create_dir", &self.dir, 0, e))?;
+        let file = Rc::new(IndexFile::open(&path, self.slots, self.capacity)?);
+        self.files.borrow_mut().push(file.clone());
+        Ok(file)
+    }
+
+    /// Offsets of records of `topic` whose key is `key`, stored in `[begin_ms, end_ms]`,
+    /// newest first (hints; duplicates possible after a power loss).
+    pub fn lookup(
+        &self,
+        topic: &str,
+        key: &str,
+        max: usize,
+        begin_ms: i64,
+        end_ms: i64,
+    ) -> Vec<i64> {
+        let hash = key_hash(topic, key);
+        let mut out = Vec::new();
+        for file in self.files.borrow().iter().rev() {
+            if out.len() >= max {
+                break;
+            }
+            file.lookup(hash, begin_ms, end_ms, max - out.len(), &mut out);
+        }
+        out
+    }
+
+    /// `(endTimestamp, endPhyOffset)` of the newest file: QUERY_MESSAGE's
+    /// indexLastUpdateTimestamp and indexLastUpdatePhyoffset.
+    pub fn last_update(&self) -> (i64, i64) {
+        self.files.borrow().last().map_or((0, 0), |f| {
+            (f.header().end_timestamp, f.header().end_phy_offset)
+        })
+    }
+
+    /// `fdatasync`s the files written since the last call.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        if !self.dirty.replace(false) {
+            return Ok(());
+        }
+        let files: Vec<Rc<IndexFile>> = self.files.borrow().iter().rev().take(2).cloned().collect();
+        for file in files {
+            if let Err(error) = file.sync().await {
+                self.dirty.set(true);
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the files (never the newest) whose every entry points below `min_offset`.
+    pub async fn delete_below(&self, min_offset: i64) -> Result<usize, StoreError> {
+        let mut removed = Vec::new();
+        {
+            let mut files = self.files.borrow_mut();
+            while files.len() > 1 && files[0].header().end_phy_offset < min_offset {
+                removed.push(files.remove(0));
+            }
+        }
+        for file in &removed {
+            compio::fs::remove_file(&file.path)
+                .await
+                .map_err(|e| StoreError::io("remove", &file.path, 0, e))?;
+        }
+        Ok(removed.len())
+    }
+
+    pub fn file_count(&self) -> usize {
+        self.files.borrow().len()
+    }
+}

@@ -1,0 +1,236 @@
+//! Replication support of a [`ShardStore`] (RocketMQ's HA, see rmq-ha): the master reads raw
+//! commit log bytes for its slaves; a slave appends them at the same physical offsets and derives
+//! its consume queues and index from them, the way recovery re-dispatches records.
+//!
+//! Contract:
+//! - The master ships only **written** bytes ([`ShardStore::read_replication_chunk`] stops at
+//!   `written_offset`): a slave never holds bytes that a `kill -9` of the master loses, so after
+//!   a master restart the slave's log is a prefix of the master's.
+//! - A chunk never spans a segment end. Bytes after a BLANK filler up to the segment end are
+//!   zeros; the master ships them as they are and the slave skips them.
+//! - [`ShardStore::append_replicated`] takes bytes starting at the slave's
+//!   `max_physical_offset` (or inside the zero fill after a filler it already applied),
+//!   applies every complete record and filler, and returns how many input bytes it consumed;
+//!   an incomplete trailing record is left to the caller, who retries with more bytes.
+//! - A slave takes no ordinary appends (the broker refuses sends on slaves), otherwise its
+//!   offsets would diverge from the master's; the offset checks below catch that.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use rmq_core::message::{RecordError, RecordView, parse_record};
+
+use crate::consume_queue::{ConsumeQueue, Entry};
+use crate::error::StoreError;
+use crate::shard_store::{ShardStore, is_dispatched};
+
+impl ShardStore {
+    /// First offset the log still holds (start of its oldest segment).
+    pub fn oldest_offset(&self) -> i64 {
+        let segments = self.log.segments.borrow();
+        segments
+            .first_key_value()
+            .map_or(self.log.appended(), |(&start, _)| start)
+    }
+
+    /// Commit log segment size (the master and its slaves must agree on it).
+    pub fn segment_size(&self) -> u64 {
+        self.log.file_size
+    }
+
+    /// Resolves true once `written_offset() > offset`, false after `timeout`. The flusher
+    /// releases such waiters in groups, like durability waiters.
+    pub async fn wait_written_past(&self, offset: i64, timeout: Duration) -> bool {
+        if self.log.written() > offset {
+            return true;
+        }
+        let receiver = self.log.written_waiters.register(offset + 1);
+        let _ = compio::time::timeout(timeout, receiver).await;
+        self.log.written() > offset
+    }
+
+    /// Appends the written bytes `[from, ..)` to `out`: at most `max` bytes, never past the
+    /// written offset nor the end of `from`'s segment. Returns how many bytes it appended.
+    ///
+    /// # Errors
+    /// `Config` when `from` is outside `[oldest_offset, written_offset]` (the slave asks for
+    /// data this master deleted or never had); `Io` when the disk read fails.
+    pub async fn read_replication_chunk(
+        &self,
+        from: i64,
+        max: usize,
+        out: &mut BytesMut,
+    ) -> Result<usize, StoreError> {
+        let written = self.log.written();
+        if from < self.oldest_offset() || from > written {
+            return Err(StoreError::Config(format!(
+                "replication offset {from} outside [{}, {written}] of shard {}",
+                self.oldest_offset(),
+                self.shard
+            )));
+        }
+        let segment_end = self.log.segment_start(from) + self.log.file_size as i64;
+        let end = written.min(segment_end).min(from + max as i64);
+        let len = (end - from) as usize;
+        if len == 0 {
+            return Ok(0);
+        }
+        self.log.read_into(from, len, &mut None, out).await?;
+        Ok(len)
+    }
+
+    /// Applies replicated bytes that start at `offset` (see the module contract); returns the
+    /// number of input bytes consumed.
+    ///
+    /// # Errors
+    /// `Corrupt` when the bytes do not continue this log (gap, wrong PHYSICALOFFSET, bad CRC,
+    /// a filler or record not fitting its segment): the caller must drop the connection.
+    /// `WriteBacklog` when too many appended bytes wait for the disk: wait for `Written`
+    /// and retry.
+    pub fn append_replicated(&self, offset: i64, bytes: &[u8]) -> Result<usize, StoreError> {
+        let mut position = self.log.appended();
+        let mut consumed = self.skip_filled(offset, position, bytes.len())?;
+        let unwritten = (position - self.log.written()) as usize;
+        if unwritten + bytes.len() > self.cfg.max_unwritten_bytes {
+            return Err(StoreError::WriteBacklog {
+                unwritten,
+                limit: self.cfg.max_unwritten_bytes,
+            });
+        }
+        while consumed < bytes.len() {
+            let rest = &bytes[consumed..];
+            let segment_end = self.log.segment_start(position) + self.log.file_size as i64;
+            let remaining = (segment_end - position) as usize;
+            match parse_record(rest) {
+                Ok(record) => {
+                    let len = self.check_replicated(&record, position, remaining)?;
+                    let at = self.log.reserve(len)?;
+                    assert_eq!(at, position, "a fitting record does not roll the segment");
+                    self.log.push(position, &rest[..len]);
+                    self.dispatch_replicated(&record, position);
+                    self.log.last_store_timestamp.set(record.store_timestamp());
+                    position += len as i64;
+                    consumed += len;
+                }
+                Err(RecordError::Blank { size }) if size == remaining => {
+                    // A length that cannot fit with its filler: `reserve` closes the segment
+                    // with exactly the filler the master wrote.
+                    let at = self.log.reserve(remaining - 7)?;
+                    assert_eq!(at, segment_end, "the filler closes the segment");
+                    consumed += remaining.min(rest.len());
+                    position = segment_end;
+                }
+                Err(RecordError::Truncated { need, .. }) if need + 8 <= remaining => break,
+                Err(error) => return Err(self.corrupt(position, format!("{error}"))),
+            }
+        }
+        assert_eq!(
+            position,
+            self.log.appended(),
+            "replicated bytes are contiguous"
+        );
+        Ok(consumed)
+    }
+
+    /// Bytes of the input that fall into the zero fill of a segment this slave already
+    /// closed (`offset < appended`, both in the segment before `appended`).
+    fn skip_filled(&self, offset: i64, appended: i64, len: usize) -> Result<usize, StoreError> {
+        if offset == appended {
+            return Ok(0);
+        }
+        let in_fill = offset < appended
+            && appended == self.log.segment_start(appended)
+            && offset > appended - self.log.file_size as i64;
+        if !in_fill {
+            return Err(self.corrupt(
+                offset,
+                format!("replicated bytes start at {offset}, the log ends at {appended}"),
+            ));
+        }
+        Ok(((appended - offset) as usize).min(len))
+    }
+
+    fn check_replicated(
+        &self,
+        record: &RecordView<'_>,
+        position: i64,
+        remaining: usize,
+    ) -> Result<usize, StoreError> {
+        let len = record.total_size();
+        if record.physical_offset() != position {
+            let reason = format!("PHYSICALOFFSET {} != position", record.physical_offset());
+            return Err(self.corrupt(position, reason));
+        }
+        if len + 8 > remaining {
+            return Err(self.corrupt(position, "record leaves no room for the filler".into()));
+        }
+        if !record.crc_ok() {
+            return Err(self.corrupt(position, "body CRC mismatch".into()));
+        }
+        Ok(len)
+    }
+
+    fn corrupt(&self, offset: i64, reason: String) -> StoreError {
+        StoreError::Corrupt {
+            path: self.cfg.commit_log_dir.clone(),
+            offset: offset as u64,
+            reason: format!("replication: {reason}"),
+        }
+    }
+
+    /// Indexes a replicated record and pushes its consume queue entry, like `append` does on
+    /// the master (same queue offsets, because the master assigned them in this order).
+    fn dispatch_replicated(&self, record: &RecordView<'_>, position: i64) {
+        if self.cfg.message_index_enable
+            && let Err(error) = self.index.index_record(record, position)
+        {
+            tracing::warn!(%error, shard = self.shard, position, "indexing a replicated record failed");
+        }
+        if !is_dispatched(record.sys_flag()) {
+            return;
+        }
+        let (topic, queue_id) = (record.topic(), record.queue_id());
+        let queue = match self.queue(topic, queue_id) {
+            Some(queue) => queue,
+            None => self.new_replica_queue(topic, queue_id, record.queue_offset()),
+        };
+        if record.queue_offset() != queue.max_offset() {
+            tracing::error!(
+                topic,
+                queue_id,
+                queue_offset = record.queue_offset(),
+                next = queue.max_offset(),
+                position,
+                "replicated record skips queue offsets; not dispatched"
+            );
+            return;
+        }
+        queue.push(Entry {
+            offset: position,
+            size: record.total_size() as i32,
+            tags_code: record.tags_code(),
+        });
+        self.queue_waiters.wake(topic, queue_id);
+    }
+
+    fn new_replica_queue(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        first: i64,
+    ) -> std::rc::Rc<ConsumeQueue> {
+        let queue = std::rc::Rc::new(ConsumeQueue::new(
+            &self.cfg.consume_queue_dir,
+            topic,
+            queue_id,
+            self.cfg.consume_queue_file_size,
+            first,
+        ));
+        self.queues
+            .borrow_mut()
+            .entry(topic.to_string())
+            .or_default()
+            .insert(queue_id, queue.clone());
+        queue
+    }
+}

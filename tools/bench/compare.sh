@@ -1,0 +1,430 @@
+#!/usr/bin/env bash
+# Side-by-side performance of rmq-fast and Apache RocketMQ 4.9.x on this machine.
+#
+# Owns: starting each broker (own name server, fresh store in the same directory, same
+# broker.conf), driving both with the same load, sampling the broker process
+# (/proc/PID/stat utime+stime, /proc/PID/status VmRSS/VmHWM/RssAnon), the physical
+# ceilings (iperf3 loopback, fio O_DIRECT write and fdatasync rate) and the result table.
+#
+# Contract: brokers run one after the other, never together; every run of one workload
+# uses the same rmq-fast-bench (or Apache benchmark Producer) command against both.
+# Results: $OUT/results.tsv (one row per run), $OUT/ceilings.tsv, $OUT/table.md (the
+# markdown printed at the end), raw JSON and logs beside them. See tools/bench/README.md.
+#
+# Usage: tools/bench/compare.sh [--quick] [--out DIR] [--no-ceilings] [--brokers "apache fast"]
+#   --quick   ASYNC_FLUSH only, 1 KiB only, short runs (< 5 min in total)
+#   full      3 sizes x {ASYNC,SYNC}_FLUSH x {sync 1 thread, sync 64 threads, async} (~20 min)
+# Env: SKIP_BUILD=1 (binaries already built), RMQ_EXAMPLE_SRC=dir holding Apache's
+#      benchmark Producer.java + AclClient.java (else downloaded from GitHub at the tag),
+#      COMPARE_DIR (parent of the work dir, default /tmp), RMQ_PEER_VERSION (default 4.9.7).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+PEER="$ROOT/tools/bench/peer"
+BENCH="$ROOT/target/release/rmq-fast-bench"
+FAST="$ROOT/target/release/rmq-fast"
+PEER_VERSION="${RMQ_PEER_VERSION:-4.9.7}"
+NS_PORT=19876
+BR_PORT=20911
+NS="127.0.0.1:$NS_PORT"
+TOPIC=PerfTopic
+QUEUES=8
+MODE=full
+OUT=""
+CEILINGS=1
+BROKERS="apache fast"
+
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --quick) MODE=quick ;;
+    --out) OUT="$2"; shift ;;
+    --no-ceilings) CEILINGS=0 ;;
+    --brokers) BROKERS="$2"; shift ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+if [[ $MODE == quick ]]; then
+  SIZES="1024"; FLUSHES="ASYNC_FLUSH"; DUR=8; WARM=2; PEER_TOOL_SECS=22; PEER_TOOL_SIZES="1024"
+  WORKLOADS="sync64 async"
+else
+  SIZES="128 1024 4096"; FLUSHES="ASYNC_FLUSH SYNC_FLUSH"; DUR=14; WARM=3; PEER_TOOL_SECS=22; PEER_TOOL_SIZES="$SIZES"
+  WORKLOADS="sync1 sync64 async"
+fi
+
+WORK="$(mktemp -d "${COMPARE_DIR:-/tmp}/rmq-compare.XXXXXX")"
+OUT="${OUT:-$WORK/out}"
+mkdir -p "$OUT"
+RESULTS="$OUT/results.tsv"
+CLK_TCK="$(getconf CLK_TCK)"
+NS_PID=""; BR_PID=""
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+# ---------------------------------------------------------------- preparation
+
+prepare_binaries() {
+  if [[ -z "${SKIP_BUILD:-}" ]]; then
+    (cd "$ROOT" && cargo build --release -q -p rmq-fast -p rmq-fast-bench)
+  fi
+  [[ -x $BENCH && -x $FAST ]] || { echo "missing $BENCH or $FAST" >&2; exit 1; }
+  # private copies: a concurrent cargo build must not swap the binaries mid-run
+  mkdir -p "$WORK/bin"
+  cp -p "$BENCH" "$FAST" "$WORK/bin/"
+  BENCH="$WORK/bin/rmq-fast-bench"; FAST="$WORK/bin/rmq-fast"
+}
+
+# Apache RocketMQ jars (Maven Central) and the benchmark Producer compiled from source.
+prepare_peer() {
+  if ! ls "$PEER/lib/rocketmq-broker-$PEER_VERSION.jar" >/dev/null 2>&1; then
+    rm -rf "$PEER/lib"
+    mvn -B -q -f "$PEER/pom.xml" -Drocketmq.version="$PEER_VERSION" package
+  fi
+  local src="${RMQ_EXAMPLE_SRC:-$PEER/src-download/$PEER_VERSION}"
+  if [[ ! -f $src/Producer.java ]]; then
+    mkdir -p "$src"
+    local base="https://raw.githubusercontent.com/apache/rocketmq/rocketmq-all-$PEER_VERSION"
+    base="$base/example/src/main/java/org/apache/rocketmq/example/benchmark"
+    for f in Producer AclClient; do
+      curl -fsSL --max-time 30 "$base/$f.java" -o "$src/$f.java" || {
+        echo "cannot download $f.java; set RMQ_EXAMPLE_SRC to a directory holding it" >&2
+        exit 1; }
+    done
+  fi
+  rm -rf "$PEER/classes" && mkdir -p "$PEER/classes"
+  javac -nowarn -encoding UTF-8 -cp "$PEER/lib/*" -d "$PEER/classes" \
+    "$src/Producer.java" "$src/AclClient.java" 2>"$WORK/javac.log"
+  write_logback "$WORK/home/conf"
+}
+
+# Minimal logback files: ROCKETMQ_HOME/conf/logback_{namesrv,broker,tools}.xml are
+# required by the servers and mqadmin; logback_client.xml keeps the client quiet.
+write_logback() {
+  local conf="$1" name
+  mkdir -p "$conf"
+  for name in namesrv broker tools; do
+    cat >"$conf/logback_$name.xml" <<EOF
+<configuration>
+  <appender name="FILE" class="ch.qos.logback.core.FileAppender">
+    <file>\${user.home}/logs/$name.log</file>
+    <encoder><pattern>%d{HH:mm:ss.SSS} %p %t %c - %m%n</pattern></encoder>
+  </appender>
+  <root level="WARN"><appender-ref ref="FILE"/></root>
+</configuration>
+EOF
+  done
+  cat >"$conf/logback_client.xml" <<'EOF'
+<configuration>
+  <appender name="ERR" class="ch.qos.logback.core.ConsoleAppender"><target>System.err</target>
+    <encoder><pattern>%d{HH:mm:ss.SSS} %-5level %logger{30} - %msg%n</pattern></encoder></appender>
+  <root level="WARN"><appender-ref ref="ERR"/></root>
+</configuration>
+EOF
+}
+
+# ---------------------------------------------------------------- brokers
+
+java_common() { # per-run JVM options (Java 17)
+  printf '%s\n' -server -Xms256m -Xmx256m -Xmn128m -XX:+UseG1GC -XX:G1ReservePercent=25 \
+    -XX:InitiatingHeapOccupancyPercent=30 -XX:SoftRefLRUPolicyMSPerMB=0 \
+    -XX:-OmitStackTraceInFastThrow -Duser.home="$1" -Drocketmq.home.dir="$WORK/home" \
+    -Dtls.server.mode=disabled --add-opens=java.base/java.nio=ALL-UNNAMED \
+    --add-opens=java.base/jdk.internal.ref=ALL-UNNAMED --add-exports=java.base/sun.nio.ch=ALL-UNNAMED
+}
+
+write_configs() { # run-dir flush
+  local run="$1" flush="$2"
+  printf 'listenPort=%s\n' "$NS_PORT" >"$run/namesrv.properties"
+  cat >"$run/broker.conf" <<EOF
+brokerClusterName=PerfCluster
+brokerName=perf-broker
+brokerId=0
+brokerRole=ASYNC_MASTER
+flushDiskType=$flush
+brokerIP1=127.0.0.1
+listenPort=$BR_PORT
+namesrvAddr=$NS
+storePathRootDir=$run/store
+storePathCommitLog=$run/store/commitlog
+autoCreateTopicEnable=true
+autoCreateSubscriptionGroup=true
+waitTimeMillsInSendQueue=1000
+diskMaxUsedSpaceRatio=95
+logDir=$run/logs
+EOF
+}
+
+wait_port() { # port seconds
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "port $1 did not open within $2 s" >&2
+  return 1
+}
+
+start_cluster() { # broker flush [run-name] -> NS_PID, BR_PID
+  local broker="$1" flush="$2" run="$WORK/${3:-$1-$2}"
+  rm -rf "$run" && mkdir -p "$run/logs"
+  write_configs "$run" "$flush"
+  if [[ $broker == apache ]]; then
+    mapfile -t JOPTS < <(java_common "$run")
+    java "${JOPTS[@]}" -cp "$PEER/lib/*" org.apache.rocketmq.namesrv.NamesrvStartup \
+      -c "$run/namesrv.properties" >"$run/logs/namesrv.out" 2>&1 &
+    NS_PID=$!
+    wait_port "$NS_PORT" 30
+    java "${JOPTS[@]}" -XX:+AlwaysPreTouch -XX:MaxDirectMemorySize=256m -cp "$PEER/lib/*" \
+      org.apache.rocketmq.broker.BrokerStartup -c "$run/broker.conf" >"$run/logs/broker.out" 2>&1 &
+    BR_PID=$!
+  else
+    "$FAST" namesrv -c "$run/namesrv.properties" >"$run/logs/namesrv.out" 2>&1 &
+    NS_PID=$!
+    wait_port "$NS_PORT" 30
+    "$FAST" broker -c "$run/broker.conf" >"$run/logs/broker.out" 2>&1 &
+    BR_PID=$!
+  fi
+  wait_port "$BR_PORT" 60
+  create_topic
+}
+
+# UPDATE_AND_CREATE_TOPIC through Apache's mqadmin, then a probe until the route serves.
+create_topic() {
+  java -Xms64m -Xmx128m -Duser.home="$WORK/admin" -Drocketmq.home.dir="$WORK/home" \
+    -cp "$PEER/lib/*" org.apache.rocketmq.tools.command.MQAdminStartup updateTopic \
+    -n "$NS" -b "127.0.0.1:$BR_PORT" -t "$TOPIC" -r "$QUEUES" -w "$QUEUES" >"$WORK/admin.out" 2>&1
+  grep -q success "$WORK/admin.out" || { cat "$WORK/admin.out" >&2; return 1; }
+  local i
+  for ((i = 0; i < 30; i++)); do
+    "$BENCH" produce -n "$NS" --topic "$TOPIC" --threads 1 --count 200 >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  echo "topic $TOPIC has no route after 30 s" >&2
+  return 1
+}
+
+stop_cluster() {
+  local pid
+  for pid in $BR_PID $NS_PID; do
+    kill -TERM "$pid" 2>/dev/null || true
+    timeout 30 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  NS_PID=""; BR_PID=""
+}
+trap 'stop_cluster; exit 130' INT TERM
+trap 'stop_cluster' EXIT
+
+# ---------------------------------------------------------------- sampling
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+
+# Runs "$@" while sampling the broker's CPU from $WARM s to the end. Prints "cpu_s wall_s".
+with_cpu_sample() {
+  local warm="$1"; shift
+  local mark="$WORK/cpu.mark"
+  rm -f "$mark"
+  (sleep "$warm"; printf '%s %s\n' "$(cpu_ticks "$BR_PID")" "$(date +%s.%N)" >"$mark") &
+  local sampler=$!
+  "$@"
+  wait "$sampler" 2>/dev/null || true
+  local t1 w1; read -r t1 w1 <"$mark"
+  awk -v a="$t1" -v b="$(cpu_ticks "$BR_PID")" -v w0="$w1" -v w1="$(date +%s.%N)" -v hz="$CLK_TCK" \
+    'BEGIN {printf "%.3f %.3f\n", (b - a) / hz, w1 - w0}'
+}
+
+# One results.tsv row: broker flush workload size tps mb_s p50 p99 p999 errors
+# cpu_cores us_per_msg rss_mb hwm_mb anon_mb note
+emit_row() {
+  local cpu_s="$5" wall_s="$6" tps="${7}"
+  local rss hwm anon
+  rss=$(status_kb "$BR_PID" VmRSS); hwm=$(status_kb "$BR_PID" VmHWM); anon=$(status_kb "$BR_PID" RssAnon)
+  awk -v OFS='\t' -v b="$1" -v f="$2" -v w="$3" -v s="$4" -v c="$cpu_s" -v wl="$wall_s" \
+    -v tps="$tps" -v rest="$8" -v rss="$rss" -v hwm="$hwm" -v anon="$anon" -v note="${9:-}" \
+    'BEGIN { cores = (wl > 0) ? c / wl : 0; per = (tps > 0) ? cores * 1e6 / tps : 0;
+             print b, f, w, s, tps, rest, sprintf("%.2f", cores), sprintf("%.1f", per),
+                   sprintf("%.0f", rss / 1024), sprintf("%.0f", hwm / 1024), sprintf("%.0f", anon / 1024), note }' \
+    >>"$RESULTS"
+}
+
+# ---------------------------------------------------------------- workloads
+
+bench_args() { # workload size
+  case "$1" in
+    sync1) echo "produce --mode sync --threads 1 --size $2" ;;
+    sync64) echo "produce --mode sync --threads 64 --size $2" ;;
+    async) echo "produce --mode async --threads 2 --inflight 128 --size $2" ;;
+  esac
+}
+
+run_bench() { # broker flush workload size
+  local json="$OUT/$1-$2-$3-$4.json" args sample
+  read -r -a args <<<"$(bench_args "$3" "$4")"
+  log "$1 $2 $3 ${4}B"
+  sample=$(with_cpu_sample "$WARM" bench_json "$json" "${args[@]}")
+  local tps rest
+  tps=$(jq -r '.produce.tps' "$json")
+  rest=$(jq -r '.produce | [.mb_per_sec, .latency_ms.p50_ms, .latency_ms.p99_ms,
+      .latency_ms.p999_ms, ([.errors[]] | add // 0)] | @tsv' "$json")
+  emit_row "$1" "$2" "$3" "$4" ${sample} "$tps" "$rest"
+}
+
+# Apache RocketMQ's benchmark Producer, 64 sync threads, for $PEER_TOOL_SECS s.
+peer_producer() { # out-file size
+  timeout -s TERM "$PEER_TOOL_SECS" java -server -Xms256m -Xmx256m -Xmn128m -XX:+UseG1GC \
+    -Duser.home="$WORK/client" -Drocketmq.client.logRoot="$WORK/client/logs" \
+    -Dlogback.configurationFile="$WORK/home/conf/logback_client.xml" \
+    -cp "$PEER/classes:$PEER/lib/*" org.apache.rocketmq.example.benchmark.Producer \
+    -n "$NS" -t "$TOPIC" -w 64 -s "$2" >"$1" 2>&1 || true
+}
+
+# Runs rmq-fast-bench with --json into a file.
+bench_json() { # out-file args...
+  local out="$1"; shift
+  "$BENCH" "$@" -n "$NS" --topic "$TOPIC" --duration "$DUR" --warmup "$WARM" --json >"$out" 2>/dev/null
+}
+
+# Apache's Producer as the load; TPS = its last ~9 s window (it prints every 10 s).
+run_peer_tool() { # broker flush size
+  local outf="$OUT/$1-$2-peertool-$3.out" sample
+  log "$1 $2 apache-Producer -w 64 ${3}B"
+  sample=$(with_cpu_sample 10 peer_producer "$outf" "$3")
+  local line tps avg fails
+  line=$(grep 'Send TPS' "$outf" | tail -1)
+  tps=$(sed -n 's/.*Send TPS: \([0-9]*\).*/\1/p' <<<"$line"); tps=${tps:-0}
+  avg=$(sed -n 's/.*Average RT(ms): *\([0-9.]*\).*/\1/p' <<<"$line")
+  fails=$(sed -n 's/.*Send Failed: \([0-9]*\) Response Failed: \([0-9]*\).*/\1 \2/p' <<<"$line" \
+    | awk '{print $1 + $2}')
+  local mbs; mbs=$(awk -v t="$tps" -v s="$3" 'BEGIN {printf "%.3f", t * s / 1e6}')
+  emit_row "$1" "$2" peertool64 "$3" ${sample} "$tps" \
+    "$(printf '%s\t%s\t-\t-\t%s' "$mbs" "${avg:--}" "${fails:-0}")" "p50 column = mean RT"
+}
+
+run_e2e() { # broker flush rate
+  local json="$OUT/$1-$2-e2e-1024.json" sample
+  # dynamic scope: bench_json sees the longer run (the first seconds of a new topic stall)
+  local DUR=$((DUR + 2)) WARM=$((WARM + 2))
+  log "$1 $2 e2e 1024B at $3 msg/s"
+  sample=$(with_cpu_sample "$WARM" bench_json "$json" e2e --mode async --threads 2 --inflight 128 \
+    --size 1024 --rate "$3")
+  local tps rest
+  tps=$(jq -r '.consume.tps' "$json")
+  rest=$(jq -r '.consume | [.mb_per_sec, .latency_ms.p50_ms, .latency_ms.p99_ms,
+      .latency_ms.p999_ms, ([.errors[]] | add // 0)] | @tsv' "$json")
+  emit_row "$1" "$2" "e2e@$3" 1024 ${sample} "$tps" "$rest" "born->consume latency"
+}
+
+throughput_phase() { # broker flush
+  start_cluster "$1" "$2"
+  local size w
+  for size in $SIZES; do
+    for w in $WORKLOADS; do run_bench "$1" "$2" "$w" "$size"; done
+  done
+  for size in $PEER_TOOL_SIZES; do run_peer_tool "$1" "$2" "$size"; done
+  stop_cluster
+}
+
+# 50% of the slower broker's peak 1 KiB throughput for this flush mode.
+e2e_rate() {
+  awk -F'\t' -v f="$1" '$2 == f && $4 == 1024 && ($3 == "sync64" || $3 == "async") {
+      if ($5 > peak[$1]) peak[$1] = $5 }
+    END { m = -1; for (b in peak) if (m < 0 || peak[b] < m) m = peak[b]; printf "%d\n", m / 2 }' \
+    "$RESULTS"
+}
+
+# ---------------------------------------------------------------- ceilings
+
+ensure_tool() { # command package
+  command -v "$1" >/dev/null && return 0
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$2" >/dev/null 2>&1 || true
+  command -v "$1" >/dev/null
+}
+
+ceilings() {
+  local c="$OUT/ceilings.tsv" d="$WORK/fio"
+  : >"$c"; mkdir -p "$d"
+  if ensure_tool iperf3 iperf3; then
+    log "ceiling: iperf3 loopback"
+    iperf3 -s -1 -p 25201 >/dev/null 2>&1 & local srv=$!
+    sleep 0.5
+    iperf3 -c 127.0.0.1 -p 25201 -t 5 -J >"$OUT/iperf3.json" 2>/dev/null || true
+    wait "$srv" 2>/dev/null || true
+    jq -r '"loopback TCP (iperf3, 1 stream)\t" + ((.end.sum_received.bits_per_second / 8e6) | floor | tostring) + " MB/s"' \
+      "$OUT/iperf3.json" >>"$c" 2>/dev/null || true
+  fi
+  if ensure_tool fio fio; then
+    log "ceiling: fio O_DIRECT sequential write, fdatasync rate"
+    fio --name=seqw --directory="$d" --rw=write --bs=1m --size=1g --direct=1 --ioengine=psync \
+      --runtime=8 --time_based --output-format=json >"$OUT/fio-seq.json" 2>/dev/null || true
+    fio --name=fsync --directory="$d" --rw=write --bs=4k --size=64m --ioengine=psync --fdatasync=1 \
+      --runtime=8 --time_based --output-format=json >"$OUT/fio-sync.json" 2>/dev/null || true
+    jq -r '"O_DIRECT sequential write (fio, 1 MiB blocks)\t" + ((.jobs[0].write.bw_bytes / 1e6) | floor | tostring) + " MB/s"' \
+      "$OUT/fio-seq.json" >>"$c" 2>/dev/null || true
+    jq -r '"4 KiB write + fdatasync (fio, 1 job)\t" + (.jobs[0].write.iops | floor | tostring) + " /s"' \
+      "$OUT/fio-sync.json" >>"$c" 2>/dev/null || true
+  fi
+  rm -rf "$d"
+}
+
+# ---------------------------------------------------------------- report
+
+machine() {
+  echo "- date: $(date -u +%Y-%m-%dT%H:%MZ); commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo ?)"
+  echo "- $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM, kernel $(uname -r), store on $(findmnt -no FSTYPE,SOURCE -T "$WORK" | tr -s ' ')"
+  echo "- rmq-fast binary: $(stat -c %y "$FAST" | cut -d. -f1) ($(git -C "$ROOT" status --porcelain 2>/dev/null | grep -c . || true) uncommitted files in the tree)"
+  echo "- peer: Apache RocketMQ $PEER_VERSION (Maven Central), $(java -version 2>&1 | head -1)"
+  echo "- load average before the run: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+table() {
+  echo "| flush | workload | size | Apache msg/s | rmq-fast msg/s | ratio | p50 ms A / F | p99 ms A / F | p99.9 ms A / F | broker CPU µs/msg A / F | RSS MB A / F (HWM) | errors A / F |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+  awk -F'\t' '
+    { key = $2 SUBSEP $3 SUBSEP $4; if (!(key in seen)) { seen[key] = 1; order[++n] = key }
+      row[$1, key] = $0 }
+    END {
+      for (i = 1; i <= n; i++) {
+        k = order[i]; split(k, p, SUBSEP)
+        if (!(("apache", k) in row) || !(("fast", k) in row)) continue
+        split(row["apache", k], a, "\t"); split(row["fast", k], f, "\t")
+        ratio = (a[5] > 0) ? sprintf("%.2fx", f[5] / a[5]) : "-"
+        printf "| %s | %s | %s | %.0f | %.0f | %s | %s / %s | %s / %s | %s / %s | %s / %s | %s (%s) / %s (%s) | %s / %s |\n",
+          p[1], p[2], p[3], a[5], f[5], ratio, a[7], f[7], a[8], f[8], a[9], f[9],
+          a[12], f[12], a[13], a[14], f[13], f[14], a[10], f[10]
+      }
+    }' "$RESULTS"
+}
+
+# ---------------------------------------------------------------- main
+
+main() {
+  LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+  log "work dir $WORK, results in $OUT ($MODE mode)"
+  prepare_binaries
+  prepare_peer
+  : >"$RESULTS"
+  [[ $CEILINGS == 1 ]] && ceilings
+  local flush b rate
+  for flush in $FLUSHES; do
+    for b in $BROKERS; do throughput_phase "$b" "$flush"; done
+    rate=$(e2e_rate "$flush")
+    if [[ $rate -gt 0 ]]; then
+      for b in $BROKERS; do start_cluster "$b" "$flush" "$b-$flush-e2e"; run_e2e "$b" "$flush" "$rate"; stop_cluster; done
+    fi
+  done
+  {
+    echo "### Run $(date -u +%Y-%m-%d) ($MODE mode, ${DUR} s runs, ${WARM} s warmup excluded)"
+    machine
+    echo
+    [[ -s $OUT/ceilings.tsv ]] && { echo "| ceiling | value |"; echo "|---|---|";
+      awk -F'\t' '{print "| " $1 " | " $2 " |"}' "$OUT/ceilings.tsv"; echo; }
+    table
+  } >"$OUT/table.md"
+  cat "$OUT/table.md"
+  rm -rf "$WORK"/*/store "$WORK/fio"
+  log "raw results: $RESULTS (stores deleted, logs kept in $WORK)"
+}
+
+main
