@@ -88,7 +88,7 @@ async fn write_and_crash(cfg: &StoreConfig, input: &mut Input<'_>) -> Written {
             .expect("append");
         written.insert((queue_id, appended.queue_offset), body);
         end = appended.end_offset;
-        if input.byte() % 16 == 0 {
+        if input.byte().is_multiple_of(16) {
             let _ = store.wait_durable(end, Durability::Written).await;
         }
     }
@@ -96,7 +96,7 @@ async fn write_and_crash(cfg: &StoreConfig, input: &mut Input<'_>) -> Written {
         .wait_durable(end, Durability::Written)
         .await
         .expect("written");
-    if input.byte() % 2 == 0 {
+    if input.byte().is_multiple_of(2) {
         compio::time::sleep(Duration::from_millis(15)).await; // let a checkpoint happen
     }
     drop(store);
@@ -112,7 +112,7 @@ fn damage(cfg: &StoreConfig, input: &mut Input<'_>) -> u8 {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     segments.sort();
-    let keep_checkpoint = input.byte() % 2 == 0;
+    let keep_checkpoint = input.byte().is_multiple_of(2);
     if !keep_checkpoint {
         let _ = std::fs::remove_file(cfg.shard_checkpoint_path(0));
     }

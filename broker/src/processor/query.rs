@@ -104,7 +104,7 @@ fn merge(answers: Vec<QueryResult>, max: usize) -> Vec<Bytes> {
             (stored, bytes)
         })
         .collect();
-    records.sort_by(|a, b| b.0.cmp(&a.0));
+    records.sort_by_key(|record| std::cmp::Reverse(record.0));
     records.truncate(max);
     records.into_iter().map(|(_, bytes)| bytes).collect()
 }

@@ -29,7 +29,9 @@ use crate::clock;
 use crate::message::body_stamp_us;
 use crate::options::{Options, WorkloadKind};
 use crate::report::{SharedStats, Stats, code_key, failure_key, lock};
-use crate::route::{Access, BrokerConnections, QueueTarget, fetch_route, queues_of};
+use crate::route::{
+    Access, BrokerConnections, QueueTarget, connect_namesrv, fetch_route, queues_of,
+};
 use crate::runner::RunControl;
 
 /// Messages asked for per pull (Java `pullBatchSize` default).
@@ -121,9 +123,7 @@ async fn plan(
     options: &Options,
     workload: WorkloadKind,
 ) -> anyhow::Result<StartPlan> {
-    let namesrv = RemotingClient::connect(&options.namesrv, options.timeout())
-        .await
-        .with_context(|| format!("name server {}", options.namesrv))?;
+    let namesrv = connect_namesrv(&options.namesrv, options.timeout()).await?;
     let Some(route) = fetch_route(
         &namesrv,
         &options.topic,
@@ -155,7 +155,7 @@ async fn plan(
 }
 
 async fn await_topic(consumer: &Consumer, options: &Options) -> Option<Vec<QueueTarget>> {
-    let namesrv = RemotingClient::connect(&options.namesrv, options.timeout())
+    let namesrv = connect_namesrv(&options.namesrv, options.timeout())
         .await
         .ok()?;
     while !consumer.control.stopping() {

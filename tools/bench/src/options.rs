@@ -100,7 +100,7 @@ impl Switch {
 /// Options of every workload.
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct Options {
-    /// Name server address (host:port).
+    /// Name server address(es): `host:port`, or `host:port;host:port` (first reachable).
     #[arg(short = 'n', long, default_value = "127.0.0.1:9876")]
     pub namesrv: String,
     #[arg(long, default_value = "BenchmarkTest")]

@@ -29,7 +29,7 @@ use crate::message::{MessageFactory, SendTarget, UniqKeyGenerator};
 use crate::options::{Options, SendMode};
 use crate::rate::{Schedule, Slot, latency_since};
 use crate::report::{SharedStats, code_key, failure_key, lock};
-use crate::route::{BrokerConnections, QueueTarget, producer_queues};
+use crate::route::{BrokerConnections, QueueTarget, connect_namesrv, producer_queues};
 use crate::runner::RunControl;
 
 /// Pause after a connection failure, so a dead broker is not hammered in a tight loop.
@@ -83,9 +83,7 @@ pub fn start(options: &Options, control: Arc<RunControl>) -> anyhow::Result<Vec<
 fn resolve_queues(options: &Options) -> anyhow::Result<Vec<QueueTarget>> {
     let runtime = compio::runtime::Runtime::new().context("creating an io_uring runtime")?;
     runtime.block_on(async {
-        let namesrv = RemotingClient::connect(&options.namesrv, options.timeout())
-            .await
-            .with_context(|| format!("name server {}", options.namesrv))?;
+        let namesrv = connect_namesrv(&options.namesrv, options.timeout()).await?;
         producer_queues(
             &namesrv,
             &options.topic,

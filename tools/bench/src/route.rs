@@ -80,6 +80,32 @@ pub fn queues_of(
     queues
 }
 
+/// Connects to the first reachable name server of `addrs`, a RocketMQ-style list
+/// `host:port;host:port` (a single address works too), trying them in order.
+///
+/// # Errors
+/// The last connection failure when none is reachable, or an empty list.
+pub async fn connect_namesrv(addrs: &str, timeout: Duration) -> anyhow::Result<Rc<RemotingClient>> {
+    let mut last = None;
+    for addr in addrs
+        .split(';')
+        .map(str::trim)
+        .filter(|addr| !addr.is_empty())
+    {
+        match RemotingClient::connect(addr, timeout).await {
+            Ok(client) => return Ok(client),
+            Err(error) => {
+                tracing::warn!("name server {addr} unreachable: {error}");
+                last = Some(error);
+            }
+        }
+    }
+    match last {
+        Some(error) => Err(error).with_context(|| format!("name server {addrs}")),
+        None => bail!("no name server address in {addrs:?}"),
+    }
+}
+
 /// Asks the name server for `topic`'s route; `Ok(None)` when the topic does not exist.
 ///
 /// # Errors
@@ -241,6 +267,27 @@ mod tests {
     fn template_route_caps_queue_count() {
         let queues = queues_of(&route(), Access::Write, true, None);
         assert_eq!(queues.len(), 3 + 4);
+    }
+
+    #[test]
+    fn namesrv_list_falls_back_to_the_next_reachable_address() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = listener.local_addr().unwrap();
+        // A port that was just free: nothing listens there.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let runtime = compio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let timeout = Duration::from_secs(2);
+            let client = connect_namesrv(&format!("{closed};{open}"), timeout)
+                .await
+                .expect("the second address is reachable");
+            assert_eq!(client.peer(), open);
+            assert!(connect_namesrv(&closed.to_string(), timeout).await.is_err());
+            assert!(connect_namesrv(" ; ", timeout).await.is_err());
+        });
     }
 
     #[test]
