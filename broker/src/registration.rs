@@ -77,7 +77,7 @@ fn register_request(ctx: &SharedContext) -> RemotingCommand {
         .with_ext("clusterName", &ctx.config.broker_cluster_name)
         .with_ext("haServerAddr", &ctx.ha_addr)
         .with_ext("compressed", ctx.config.compressed_register)
-        .with_ext("bodyCrc32", crc32fast::hash(&bytes) as i32)
+        .with_ext("bodyCrc32", (crc32fast::hash(&bytes) & 0x7FFF_FFFF) as i32) // UtilAll.crc32 masks the sign bit
         .with_body(bytes)
 }
 

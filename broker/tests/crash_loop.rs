@@ -313,6 +313,7 @@ async fn verify(addr: &str, acked: &Acked, round: usize) -> Result<(), rmq_net::
         .await
         .expect("connect");
     let mut stored: HashMap<(i32, i64), Bytes> = HashMap::new();
+    let mut ends: Vec<String> = Vec::new();
     for queue_id in 0..QUEUES {
         let mut offset = 0i64;
         loop {
@@ -320,6 +321,13 @@ async fn verify(addr: &str, acked: &Acked, round: usize) -> Result<(), rmq_net::
                 .invoke(pull_request(queue_id, offset), TIMEOUT)
                 .await?;
             if response.code != ResponseCode::Success.code() {
+                ends.push(format!(
+                    "queue {queue_id} ends at {offset}: code {} {:?} min {:?} max {:?}",
+                    response.code,
+                    response.remark,
+                    response.ext("minOffset"),
+                    response.ext("maxOffset")
+                ));
                 break;
             }
             let body = response.body.clone();
@@ -355,7 +363,7 @@ async fn verify(addr: &str, acked: &Acked, round: usize) -> Result<(), rmq_net::
         assert_eq!(
             got,
             Some(body),
-            "round {round}: acknowledged message {key:?} lost or changed"
+            "round {round}: acknowledged message {key:?} lost or changed; reads: {ends:?}"
         );
     }
     Ok(())

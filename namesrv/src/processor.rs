@@ -81,7 +81,8 @@ fn register_broker(
     let broker_id = req.ext_i64("brokerId")?;
     let compressed = req.ext_opt_bool("compressed")?.unwrap_or(false);
     let body_crc = req.ext_opt_i32("bodyCrc32")?.unwrap_or(0);
-    if body_crc != 0 && crc32fast::hash(&req.body) as i32 != body_crc {
+    // RocketMQ's UtilAll.crc32 masks the sign bit; compare the same way.
+    if body_crc != 0 && (crc32fast::hash(&req.body) & 0x7FFF_FFFF) as i32 != body_crc {
         tracing::warn!(broker = %broker_addr, "register rejected: body crc32 mismatch");
         return Ok(reply(
             req,

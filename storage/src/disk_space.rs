@@ -23,7 +23,7 @@ pub struct DiskUsage {
 }
 
 impl DiskUsage {
-    /// Used fraction, counting space reserved for root as used (what a non-root writer sees).
+    /// Used fraction of what can be written (`df`'s Use%).
     pub fn used_ratio(&self) -> f64 {
         if self.total_bytes == 0 {
             return 0.0;
@@ -46,9 +46,15 @@ impl FreeSpace for Statvfs {
     fn usage(&self, path: &Path) -> std::io::Result<DiskUsage> {
         let stat = nix::sys::statvfs::statvfs(path)?;
         let block = stat.fragment_size() as u64;
+        let used = (stat.blocks() as u64).saturating_sub(stat.blocks_free() as u64);
+        let available = stat.blocks_available() as u64;
+        // The capacity a writer can ever reach is used + available, as `df`'s Use% counts
+        // it: space reserved for root, or withheld by a quota or a thin-provisioned volume,
+        // is neither ours nor used by us, and counting it as "used" would make a half-empty
+        // disk look full (seen on shared VMs where available << total - used).
         Ok(DiskUsage {
-            total_bytes: stat.blocks() as u64 * block,
-            available_bytes: stat.blocks_available() as u64 * block,
+            total_bytes: (used + available) * block,
+            available_bytes: available * block,
         })
     }
 }

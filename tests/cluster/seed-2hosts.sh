@@ -64,6 +64,8 @@ fail() {
 cleanup() {
     local rc=$?
     set +e
+    # Keep the shell's "Killed" job notices of our own kill -9s out of the output.
+    exec 3>&2 2>/dev/null
     for name in "${!PIDS[@]}"; do
         kill -9 "${PIDS[$name]}" 2>/dev/null
     done
@@ -80,7 +82,7 @@ cleanup() {
     if [[ $rc -eq 0 && $FAILED -eq 0 && ${SEED_CLUSTER_KEEP:-0} != 1 ]]; then
         rm -rf "$WORK"
     else
-        echo "seed-2hosts: logs kept in $WORK" >&2
+        echo "seed-2hosts: logs kept in $WORK" >&3
     fi
     exit "$rc"
 }
@@ -286,6 +288,11 @@ scenario_steady() {
     jq -e '.failures == {}' "$WORK/produce-steady.json" >/dev/null ||
         fail "steady producer saw failures: $(cat "$WORK/produce-steady.json")"
     verify_all 30
+    # The verifier must be able to fail: a key that was never sent is reported missing.
+    printf 'broker-a\tnever-sent-%s\n' "$ID" >"$WORK/not-acked"
+    if client verify "$NSADDR" SeedTopic 1 "$WORK/not-acked" >/dev/null 2>&1; then
+        fail "verify accepted a key that was never sent"
+    fi
 }
 
 scenario_kill_master() { # $1 = cycle number

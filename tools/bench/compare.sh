@@ -12,6 +12,7 @@
 # markdown printed at the end), raw JSON and logs beside them. See tools/bench/README.md.
 #
 # Usage: tools/bench/compare.sh [--quick] [--out DIR] [--no-ceilings] [--brokers "apache fast"]
+#          [--flushes "ASYNC_FLUSH SYNC_FLUSH"] [--append (keep DIR/results.tsv, add rows)]
 #   --quick   ASYNC_FLUSH only, 1 KiB only, short runs (< 5 min in total)
 #   full      3 sizes x {ASYNC,SYNC}_FLUSH x {sync 1 thread, sync 64 threads, async} (~20 min)
 # Env: SKIP_BUILD=1 (binaries already built), RMQ_EXAMPLE_SRC=dir holding Apache's
@@ -33,6 +34,8 @@ MODE=full
 OUT=""
 CEILINGS=1
 BROKERS="apache fast"
+FLUSHES_ARG=""
+APPEND=0
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -40,6 +43,8 @@ while [[ $# -gt 0 ]]; do
     --out) OUT="$2"; shift ;;
     --no-ceilings) CEILINGS=0 ;;
     --brokers) BROKERS="$2"; shift ;;
+    --flushes) FLUSHES_ARG="$2"; shift ;;
+    --append) APPEND=1 ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -54,6 +59,7 @@ else
   WORKLOADS="sync1 sync64 async"
 fi
 
+FLUSHES="${FLUSHES_ARG:-$FLUSHES}"
 WORK="$(mktemp -d "${COMPARE_DIR:-/tmp}/rmq-compare.XXXXXX")"
 OUT="${OUT:-$WORK/out}"
 mkdir -p "$OUT"
@@ -167,6 +173,7 @@ wait_port() { # port seconds
 
 start_cluster() { # broker flush [run-name] -> NS_PID, BR_PID
   local broker="$1" flush="$2" run="$WORK/${3:-$1-$2}"
+  wait_ports_free "$NS_PORT" "$BR_PORT" "$((BR_PORT - 2))" "$((BR_PORT + 1))"
   rm -rf "$run" && mkdir -p "$run/logs"
   write_configs "$run" "$flush"
   if [[ $broker == apache ]]; then
@@ -186,6 +193,8 @@ start_cluster() { # broker flush [run-name] -> NS_PID, BR_PID
     BR_PID=$!
   fi
   wait_port "$BR_PORT" 60
+  kill -0 "$NS_PID" 2>/dev/null && kill -0 "$BR_PID" 2>/dev/null \
+    || { echo "name server or broker exited at start-up; see $run/logs" >&2; return 1; }
   create_topic
 }
 
@@ -212,9 +221,26 @@ stop_cluster() {
     wait "$pid" 2>/dev/null || true
   done
   NS_PID=""; BR_PID=""
+  wait_ports_free "$NS_PORT" "$BR_PORT"
+}
+
+# A stopped server's listening socket can outlive its process for a moment (io_uring
+# releases files asynchronously); the next server must not find the port taken.
+wait_ports_free() {
+  local i port busy
+  for ((i = 0; i < 300; i++)); do
+    busy=0
+    for port in "$@"; do
+      ss -Hltn "sport = :$port" 2>/dev/null | grep -q . && busy=1
+    done
+    [[ $busy == 0 ]] && return 0
+    sleep 0.1
+  done
+  echo "ports $* still in use after 30 s" >&2
+  return 1
 }
 trap 'stop_cluster; exit 130' INT TERM
-trap 'stop_cluster' EXIT
+trap 'stop_cluster; rm -rf "$WORK"/*/store "$WORK/fio"' EXIT
 
 # ---------------------------------------------------------------- sampling
 
@@ -404,7 +430,7 @@ main() {
   log "work dir $WORK, results in $OUT ($MODE mode)"
   prepare_binaries
   prepare_peer
-  : >"$RESULTS"
+  [[ $APPEND == 1 ]] || : >"$RESULTS"
   [[ $CEILINGS == 1 ]] && ceilings
   local flush b rate
   for flush in $FLUSHES; do
