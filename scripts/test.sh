@@ -34,3 +34,12 @@ fi
 
 echo "== Java client end-to-end tests"
 bash scripts/java-tests.sh
+
+# The seed's two-host 2m-2s SYNC cluster in network namespaces (root, ~2 min, ~8 GiB of
+# disk): opt-in, see tests/cluster/README.md. The loopback master/slave test above
+# (ReplicationTest) is the always-on replication check.
+if [ "${RMQ_SEED_CLUSTER:-0}" = "1" ]; then
+  echo "== seed two-host cluster (network namespaces)"
+  cargo build --release -q -p rmq-fast -p rmq-fast-bench
+  bash tests/cluster/seed-2hosts.sh
+fi

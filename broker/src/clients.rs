@@ -146,6 +146,28 @@ impl ClientManager {
             .unwrap_or_default()
     }
 
+    /// The open channel of the client `client_id`, producers first (where RocketMQ looks for
+    /// a request/reply requester), then consumers. Used to push replies to the requester.
+    pub fn find_channel(&self, client_id: &str) -> Option<ClientChannel> {
+        let open = |channel: &&ClientChannel| channel.sender.is_open();
+        let producers = self.producers.lock().expect("clients lock");
+        let found = producers
+            .values()
+            .filter_map(|group| group.get(client_id))
+            .find(open)
+            .cloned();
+        drop(producers);
+        if found.is_some() {
+            return found;
+        }
+        let consumers = self.consumers.lock().expect("clients lock");
+        consumers
+            .values()
+            .filter_map(|group| group.clients.get(client_id))
+            .find(open)
+            .cloned()
+    }
+
     pub fn consumer_data(&self, group: &str) -> Option<ConsumerData> {
         let consumers = self.consumers.lock().expect("clients lock");
         consumers.get(group).and_then(|g| g.data.clone())

@@ -34,7 +34,12 @@ pub async fn registration_loop(ctx: SharedContext) {
         let due = last.is_none_or(|at| at.elapsed() >= period);
         if due || ctx.register_now.swap(false, Ordering::AcqRel) {
             last = Some(Instant::now());
-            if !register_all(&ctx, &clients, &addrs).await {
+            // A slave that registered before its master learnt no master address: ask
+            // again soon rather than a whole period later.
+            let all_ok = register_all(&ctx, &clients, &addrs).await;
+            let slave_without_master =
+                ctx.is_slave() && ctx.replication.master_ha_addr(&ctx).is_none();
+            if !all_ok || slave_without_master {
                 // A name server that missed a registration would drop this broker's routes
                 // for a whole period: retry soon instead.
                 last = Instant::now().checked_sub(period.saturating_sub(RETRY_AFTER_FAILURE));

@@ -18,6 +18,8 @@ pub const BENCHMARK_TOPIC: &str = "BenchmarkTest";
 pub const OFFSET_MOVED_EVENT: &str = "OFFSET_MOVED_EVENT";
 pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
 pub const TRANS_HALF_TOPIC: &str = "RMQ_SYS_TRANS_HALF_TOPIC";
+/// `{cluster}` + this names the topic request/reply responders send replies to.
+pub const REPLY_TOPIC_SUFFIX: &str = "_REPLY_TOPIC";
 pub const RETRY_GROUP_TOPIC_PREFIX: &str = "%RETRY%";
 pub const DLQ_GROUP_TOPIC_PREFIX: &str = "%DLQ%";
 /// Longest topic name RocketMQ 4.9.8 accepts.
@@ -204,6 +206,7 @@ fn system_topics(names: &SystemTopicNames) -> Vec<TopicConfig> {
         make(OFFSET_MOVED_EVENT, 1, rw),
         make(&names.cluster, 16, rw),
         make(&names.broker_name, 1, rw),
+        make(&format!("{}{REPLY_TOPIC_SUFFIX}", names.cluster), 1, rw),
     ];
     if names.auto_create_topic_enable {
         topics.push(make(

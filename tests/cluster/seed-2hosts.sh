@@ -402,6 +402,12 @@ scenario_namesrv_down() {
 main() {
     log "namespaces $NS1 $NS2, work dir $WORK, mode $([[ $LONG == 1 ]] && echo LONG || echo SHORT)"
     command -v jq >/dev/null || fail "jq not found"
+    # The seed sets diskMaxUsedSpaceRatio=88: brokers refuse sends above 88 % used
+    # (1 - available/size). Near that, "acked > 0" checks may fail for reasons outside
+    # the cluster, so say so up front.
+    local used
+    used=$(df -P --block-size=1 "$WORK" | awk 'NR == 2 {printf "%d", 100 - 100 * $4 / $2}')
+    ((used < 84)) || log "WARNING: $WORK's filesystem is ${used}% used; brokers refuse sends above 88%"
     setup_network
     make_configs
     setup_clients

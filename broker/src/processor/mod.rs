@@ -8,6 +8,7 @@ pub mod lock;
 pub mod offset;
 pub mod pull;
 pub mod query;
+pub mod reply;
 pub mod send;
 pub mod send_back;
 pub mod stats;
@@ -68,6 +69,9 @@ impl RequestHandler for BrokerHandler {
             let result = match req.code {
                 rc::SEND_MESSAGE | rc::SEND_MESSAGE_V2 | rc::SEND_BATCH_MESSAGE => {
                     send::process(core, &conn, &req).await
+                }
+                rc::SEND_REPLY_MESSAGE | rc::SEND_REPLY_MESSAGE_V2 => {
+                    reply::process(core, &conn, &req).await
                 }
                 rc::PULL_MESSAGE => pull::process(core, &req).await,
                 rc::HEART_BEAT => client::heartbeat(core, &conn, &req),

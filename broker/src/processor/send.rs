@@ -47,9 +47,11 @@ pub struct SendHeader {
     pub batch: bool,
 }
 
-fn parse_header(req: &RemotingCommand) -> Result<SendHeader, RemotingCommand> {
+/// Also parses SEND_REPLY_MESSAGE (324, long keys) and SEND_REPLY_MESSAGE_V2 (325), whose
+/// headers are the send headers (see `reply`).
+pub(crate) fn parse_header(req: &RemotingCommand) -> Result<SendHeader, RemotingCommand> {
     // V2 renames every field to one letter to save bytes on the wire.
-    let v2 = req.code != rc::SEND_MESSAGE;
+    let v2 = !matches!(req.code, rc::SEND_MESSAGE | rc::SEND_REPLY_MESSAGE);
     let k = |long: &'static str, short: &'static str| if v2 { short } else { long };
     Ok(SendHeader {
         producer_group: header(req, req.ext_str(k("producerGroup", "a")))?.to_string(),
