@@ -50,7 +50,7 @@ class QueryMessageTest {
     }
 
     @Test
-    @Timeout(60)
+    @Timeout(90)
     void queryAndViewMessagesSurviveAKill9(RmqFast rmq) throws Exception {
         rmq.startNamesrv();
         RmqFast.Proc broker = rmq.startBroker("broker-a");
@@ -65,7 +65,11 @@ class QueryMessageTest {
         checkQueries(producer, topic, sent);
         broker.kill9();
         broker.start();
-        RmqFast.awaitUntil(java.time.Duration.ofSeconds(20), () -> {
+        // The first query may race the restart (the killed process's port is released
+        // asynchronously, so readiness can be seen early); the 4.9.8 client then waits out its
+        // whole 12 s latch after a connect failure (MQAdminImpl.queryMessage never counts a
+        // failed send down). Leave room for that.
+        RmqFast.awaitUntil(java.time.Duration.ofSeconds(45), () -> {
             try {
                 return producer.queryMessage(topic, "kqm-0", 32, 0, System.currentTimeMillis()).getMessageList()
                     .size() == 1;
