@@ -3,36 +3,14 @@
 use bytes::BytesMut;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rmq_core::message::{body_crc, parse_record};
-use rmq_core::remoting::{
-    RemotingCommand, SerializeType, decode_frame, encode_frame, request_code,
-};
-
-fn send_request(serialize_type: SerializeType) -> RemotingCommand {
-    let mut cmd = RemotingCommand::new_request(request_code::SEND_MESSAGE_V2)
-        .with_ext("a", "bench_producer_group")
-        .with_ext("b", "BenchmarkTest")
-        .with_ext("c", "TBW102")
-        .with_ext("d", 4)
-        .with_ext("e", 3)
-        .with_ext("f", 0)
-        .with_ext("g", 1_700_000_000_000i64)
-        .with_ext("h", 0)
-        .with_ext("i", "TAGS\u{1}TagA\u{2}WAIT\u{1}true\u{2}")
-        .with_ext("j", 0)
-        .with_ext("k", false)
-        .with_ext("m", false)
-        .with_body(vec![b'x'; 128]);
-    cmd.serialize_type = serialize_type;
-    cmd.opaque = 42;
-    cmd
-}
+use rmq_core::remoting::{SerializeType, decode_frame, encode_frame};
 
 fn frames(c: &mut Criterion) {
     for (name, ty) in [
         ("json", SerializeType::Json),
         ("rocketmq", SerializeType::RocketMq),
     ] {
-        let cmd = send_request(ty);
+        let cmd = rmq_benches::send_request(ty);
         let mut encoded = BytesMut::new();
         encode_frame(&cmd, &mut encoded);
         let mut group = c.benchmark_group(format!("frame_{name}"));

@@ -3,6 +3,7 @@
 
 use bytes::BytesMut;
 use rmq_core::message::NewRecord;
+use rmq_core::remoting::{RemotingCommand, SerializeType, request_code};
 
 /// Encodes a typical record with a body of `body_len` bytes.
 pub fn sample_record(body_len: usize) -> BytesMut {
@@ -24,4 +25,25 @@ pub fn sample_record(body_len: usize) -> BytesMut {
     let mut buf = BytesMut::with_capacity(record.encoded_len());
     record.encode_into(&mut buf).expect("valid record");
     buf
+}
+
+/// A SEND_MESSAGE_V2 request as the Java client sends it (short header names).
+pub fn send_request(serialize_type: SerializeType) -> RemotingCommand {
+    let mut cmd = RemotingCommand::new_request(request_code::SEND_MESSAGE_V2)
+        .with_ext("a", "bench_producer_group")
+        .with_ext("b", "BenchmarkTest")
+        .with_ext("c", "TBW102")
+        .with_ext("d", 4)
+        .with_ext("e", 3)
+        .with_ext("f", 0)
+        .with_ext("g", 1_700_000_000_000i64)
+        .with_ext("h", 0)
+        .with_ext("i", "TAGS\u{1}TagA\u{2}WAIT\u{1}true\u{2}")
+        .with_ext("j", 0)
+        .with_ext("k", false)
+        .with_ext("m", false)
+        .with_body(vec![b'x'; 128]);
+    cmd.serialize_type = serialize_type;
+    cmd.opaque = 42;
+    cmd
 }

@@ -15,9 +15,7 @@ use rmq_core::message::batch::{BatchEntry, decode_batch, encode_batch};
 use rmq_core::message::msg_id::offset_msg_id;
 use rmq_core::message::properties::get_property;
 use rmq_core::message::{body_crc, parse_record, patch_record};
-use rmq_core::remoting::{
-    RemotingCommand, SerializeType, decode_frame, encode_frame, request_code,
-};
+use rmq_core::remoting::{RemotingCommand, SerializeType, decode_frame, encode_frame};
 
 /// One measured path: its name and a runner taking the iteration count.
 struct Path {
@@ -104,34 +102,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// A SEND_MESSAGE_V2 request as the Java client sends it (short header names).
-fn send_request(serialize_type: SerializeType) -> RemotingCommand {
-    let mut cmd = RemotingCommand::new_request(request_code::SEND_MESSAGE_V2)
-        .with_ext("a", "bench_producer_group")
-        .with_ext("b", "BenchmarkTest")
-        .with_ext("c", "TBW102")
-        .with_ext("d", 4)
-        .with_ext("e", 3)
-        .with_ext("f", 0)
-        .with_ext("g", 1_700_000_000_000i64)
-        .with_ext("h", 0)
-        .with_ext("i", "TAGS\u{1}TagA\u{2}WAIT\u{1}true\u{2}")
-        .with_ext("j", 0)
-        .with_ext("k", false)
-        .with_ext("m", false)
-        .with_body(vec![b'x'; 128]);
-    cmd.serialize_type = serialize_type;
-    cmd.opaque = 42;
-    cmd
-}
-
 /// Cycles over `SEED_SPREAD` equal commands: each header map has its own hash seed, so
 /// the iteration order of the ext fields (and the work it implies) is averaged out
 /// instead of depending on the one seed this process drew.
 fn frame_encode(serialize_type: SerializeType, iterations: u64) {
     const SEED_SPREAD: usize = 64;
     let cmds: Vec<RemotingCommand> = (0..SEED_SPREAD)
-        .map(|_| send_request(serialize_type))
+        .map(|_| rmq_benches::send_request(serialize_type))
         .collect();
     let mut out = BytesMut::with_capacity(4096);
     for cmd in cmds
@@ -147,7 +124,7 @@ fn frame_encode(serialize_type: SerializeType, iterations: u64) {
 
 fn frame_decode(serialize_type: SerializeType, iterations: u64) {
     let mut encoded = BytesMut::new();
-    encode_frame(&send_request(serialize_type), &mut encoded);
+    encode_frame(&rmq_benches::send_request(serialize_type), &mut encoded);
     let encoded = encoded.freeze();
     for _ in 0..iterations {
         let mut src = BytesMut::from(black_box(&encoded[..]));
