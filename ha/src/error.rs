@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use rmq_storage::StoreError;
 
 use crate::frame::FrameError;
-use crate::handshake::{HandshakeError, Status};
+use crate::handshake::{HandshakeError, Hello, Status, Welcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HaError {
@@ -54,5 +54,21 @@ pub enum HaError {
 impl HaError {
     pub(crate) fn io(op: &'static str) -> impl FnOnce(std::io::Error) -> HaError {
         move |source| HaError::Io { op, source }
+    }
+}
+
+impl HaError {
+    /// The handshake was refused: both sides' view, for the log of whichever side reports it.
+    pub fn refused(hello: &Hello, welcome: &Welcome) -> Self {
+        HaError::Refused {
+            shard: hello.shard,
+            status: welcome.status,
+            master_shards: welcome.shard_count,
+            master_segment: welcome.segment_size,
+            master_written: welcome.master_written,
+            slave_shards: hello.shard_count,
+            slave_segment: hello.segment_size,
+            slave_offset: hello.slave_offset,
+        }
     }
 }

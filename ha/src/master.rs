@@ -160,16 +160,7 @@ pub async fn serve_slave(
     let BufResult(sent, _) = writer.write_all(encode_welcome(&welcome)).await;
     sent.map_err(HaError::io("welcome"))?;
     if welcome.status != Status::Ok {
-        return Err(HaError::Refused {
-            shard: hello.shard,
-            status: welcome.status,
-            master_shards: welcome.shard_count,
-            master_segment: welcome.segment_size,
-            master_written: welcome.master_written,
-            slave_shards: hello.shard_count,
-            slave_segment: hello.segment_size,
-            slave_offset: hello.slave_offset,
-        });
+        return Err(HaError::refused(&hello, &welcome));
     }
     tracing::info!(
         shard = hello.shard,

@@ -157,16 +157,7 @@ async fn handshake(
     let welcome = decode_welcome(&inbox)?;
     inbox.advance(WELCOME_LEN);
     if welcome.status != Status::Ok {
-        return Err(HaError::Refused {
-            shard: hello.shard,
-            status: welcome.status,
-            master_shards: welcome.shard_count,
-            master_segment: welcome.segment_size,
-            master_written: welcome.master_written,
-            slave_shards: hello.shard_count,
-            slave_segment: hello.segment_size,
-            slave_offset: hello.slave_offset,
-        });
+        return Err(HaError::refused(&hello, &welcome));
     }
     assert_eq!(
         welcome.start, hello.slave_offset,
