@@ -3,7 +3,7 @@
 //!
 //! One TCP connection per shard: the slave's core that owns shard `s` connects to the
 //! master's HA port, says hello (`handshake`: shard, shard count, segment size, its end
-//! offset), and the master's core owning `s` streams that shard's written commit log bytes
+//! offset), and the master's core owning `s` streams that shard's appended commit log bytes
 //! from there (`master`), in frames (`frame`) the slave appends at the same physical offsets
 //! and acknowledges with 8-byte reports (`slave`). Mismatched geometry is refused before a
 //! single byte streams.

@@ -7,11 +7,13 @@
 //! for SYNC_MASTER, registering its end offset with the [`AckTracker`]; one slave report
 //! releases every send it covers.
 //!
-//! Streaming: the session ships only bytes the master has **written** (see rmq-storage
-//! `replica`), in frames of up to `chunk_max` bytes, each read straight into the send buffer
-//! after its 12-byte header and handed to the kernel with `SEND_ZC` (falling back to plain
-//! writes where the kernel refuses it). It sleeps on the flusher's group release of
-//! "written past X", so one disk write wakes it once, whatever the number of messages.
+//! Streaming: the session ships the bytes the master has **appended** (see rmq-storage
+//! `replica`), so the slave's copy travels while the master's own `O_DIRECT` write is in
+//! flight and a SYNC_MASTER ack costs about one disk write plus one round trip, not two disk
+//! writes in a row. Frames carry up to `chunk_max` bytes, each read straight into the send
+//! buffer after its 12-byte header and handed to the kernel with `SEND_ZC` (falling back to
+//! plain writes where the kernel refuses it). It sleeps until an append passes its position;
+//! whatever is appended while a frame is on its way goes out in the next one.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -153,7 +155,7 @@ pub async fn serve_slave(
         store.shard_count(),
         store.segment_size(),
         store.oldest_offset(),
-        store.written_offset(),
+        store.max_physical_offset(),
     );
     let peer = stream.peer_addr().ok();
     let (reader, mut writer) = stream.into_split();
@@ -216,9 +218,9 @@ async fn stream_log(
             return Err(HaError::Silent { peer: None });
         }
         let idle = last_sent.elapsed() >= settings.heartbeat;
-        if store.written_offset() <= next && !idle {
+        if store.max_physical_offset() <= next && !idle {
             store
-                .wait_written_past(next, Duration::from_millis(500))
+                .wait_appended_past(next, Duration::from_millis(500))
                 .await;
             continue;
         }

@@ -49,6 +49,8 @@ pub(crate) struct CommitLog {
     /// Start of the segment the background task is preparing.
     pub preparing: Cell<Option<i64>>,
     pub prepared: Rc<Signal>,
+    /// Replication streams waiting for `appended` to pass an offset (released by `push`).
+    pub appended_waiters: DurabilityWaiters,
     pub written_waiters: DurabilityWaiters,
     pub flushed_waiters: DurabilityWaiters,
     /// Wakes the flusher: new data, a new `Flushed` waiter, or shutdown.
@@ -96,6 +98,7 @@ impl CommitLog {
             unsynced: RefCell::new(BTreeMap::new()),
             preparing: Cell::new(None),
             prepared: Rc::new(Signal::default()),
+            appended_waiters: DurabilityWaiters::default(),
             written_waiters: DurabilityWaiters::default(),
             flushed_waiters: DurabilityWaiters::default(),
             flusher_signal: Rc::new(Signal::default()),
@@ -158,6 +161,9 @@ impl CommitLog {
         );
         drop(tail);
         self.flusher_signal.raise();
+        if !self.appended_waiters.is_empty() {
+            self.appended_waiters.release(self.appended.get());
+        }
     }
 
     fn set_appended(&self, offset: i64) {

@@ -3,9 +3,11 @@
 //! its consume queues and index from them, the way recovery re-dispatches records.
 //!
 //! Contract:
-//! - The master ships only **written** bytes ([`ShardStore::read_replication_chunk`] stops at
-//!   `written_offset`): a slave never holds bytes that a `kill -9` of the master loses, so after
-//!   a master restart the slave's log is a prefix of the master's.
+//! - The master ships **appended** bytes ([`ShardStore::read_replication_chunk`] stops at
+//!   `max_physical_offset`), so replication runs in parallel with the master's own disk write
+//!   instead of after it. A `kill -9` of the master can therefore lose bytes a slave already
+//!   holds; none of them was acknowledged (every ack needs the master's `Written` level), and
+//!   the slave drops them when it reconnects (it is then *ahead* of the master).
 //! - A chunk never spans a segment end. Bytes after a BLANK filler up to the segment end are
 //!   zeros; the master ships them as they are and the slave skips them.
 //! - [`ShardStore::append_replicated`] takes bytes starting at the slave's
@@ -38,22 +40,22 @@ impl ShardStore {
         self.log.file_size
     }
 
-    /// Resolves true once `written_offset() > offset`, false after `timeout`. The flusher
-    /// releases such waiters in groups, like durability waiters.
-    pub async fn wait_written_past(&self, offset: i64, timeout: Duration) -> bool {
-        if self.log.written() > offset {
+    /// Resolves true once `max_physical_offset() > offset`, false after `timeout`. Appends
+    /// release such waiters; the send path pays one emptiness check when nobody waits.
+    pub async fn wait_appended_past(&self, offset: i64, timeout: Duration) -> bool {
+        if self.log.appended() > offset {
             return true;
         }
-        let receiver = self.log.written_waiters.register(offset + 1);
+        let receiver = self.log.appended_waiters.register(offset + 1);
         let _ = compio::time::timeout(timeout, receiver).await;
-        self.log.written() > offset
+        self.log.appended() > offset
     }
 
-    /// Appends the written bytes `[from, ..)` to `out`: at most `max` bytes, never past the
-    /// written offset nor the end of `from`'s segment. Returns how many bytes it appended.
+    /// Appends the bytes `[from, ..)` to `out`: at most `max` bytes, never past the appended
+    /// offset nor the end of `from`'s segment. Returns how many bytes it appended.
     ///
     /// # Errors
-    /// `Config` when `from` is outside `[oldest_offset, written_offset]` (the slave asks for
+    /// `Config` when `from` is outside `[oldest_offset, max_physical_offset]` (the slave asks for
     /// data this master deleted or never had); `Io` when the disk read fails.
     pub async fn read_replication_chunk(
         &self,
@@ -61,16 +63,16 @@ impl ShardStore {
         max: usize,
         out: &mut BytesMut,
     ) -> Result<usize, StoreError> {
-        let written = self.log.written();
-        if from < self.oldest_offset() || from > written {
+        let appended = self.log.appended();
+        if from < self.oldest_offset() || from > appended {
             return Err(StoreError::Config(format!(
-                "replication offset {from} outside [{}, {written}] of shard {}",
+                "replication offset {from} outside [{}, {appended}] of shard {}",
                 self.oldest_offset(),
                 self.shard
             )));
         }
         let segment_end = self.log.segment_start(from) + self.log.file_size as i64;
-        let end = written.min(segment_end).min(from + max as i64);
+        let end = appended.min(segment_end).min(from + max as i64);
         let len = (end - from) as usize;
         if len == 0 {
             return Ok(0);
