@@ -14,6 +14,10 @@
 //!   an incomplete trailing record is left to the caller, who retries with more bytes.
 //! - A slave takes no ordinary appends (the broker refuses sends on slaves), otherwise its
 //!   offsets would diverge from the master's; the offset checks below catch that.
+//! - A slave ahead of its master (its log holds bytes past the master's written offset, e.g.
+//!   after the master lost an unwritten tail) cuts its log back to that offset with
+//!   [`ShardStore::truncate_replica`] (`replica_truncate.rs`: log, consume queues, checkpoint,
+//!   index; crash-safe) while its stream is stopped, then resumes from there.
 
 use std::time::Duration;
 
