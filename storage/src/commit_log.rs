@@ -164,7 +164,11 @@ impl CommitLog {
         );
         assert!(self.preparing.get().is_none(), "no segment being prepared");
         let mut tail = TailMemory::new(self.base, to);
-        assert_eq!(tail.start() + tail_block.len() as i64, to, "tail block reaches to");
+        assert_eq!(
+            tail.start() + tail_block.len() as i64,
+            to,
+            "tail block reaches to"
+        );
         tail.append(tail.start(), tail_block);
         *self.tail.borrow_mut() = tail;
         self.appended.set(to);
@@ -173,7 +177,10 @@ impl CommitLog {
         self.cuts.set(self.cuts.get() + 1);
         let keep_through = self.segment_start(to);
         let mut segments = self.segments.borrow_mut();
-        let beyond: Vec<i64> = segments.range(keep_through + 1..).map(|(&s, _)| s).collect();
+        let beyond: Vec<i64> = segments
+            .range(keep_through + 1..)
+            .map(|(&s, _)| s)
+            .collect();
         let mut unsynced = self.unsynced.borrow_mut();
         beyond
             .into_iter()

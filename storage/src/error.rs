@@ -40,6 +40,8 @@ pub enum StoreError {
     },
     #[error("shard {shard}: cannot truncate the log to {to}: not a record boundary ({reason})")]
     NotRecordBoundary { shard: u32, to: i64, reason: String },
+    #[error("shard {shard}: a truncation of the log did not complete; repeat truncate_replica")]
+    TruncationPending { shard: u32 },
     #[error("the bytes at {offset} were truncated away while being read (the log ends at {end})")]
     TruncatedDuringRead { offset: i64, end: i64 },
 }
@@ -111,6 +113,9 @@ impl StoreError {
                 to: *to,
                 reason: reason.clone(),
             },
+            StoreError::TruncationPending { shard } => {
+                StoreError::TruncationPending { shard: *shard }
+            }
             StoreError::TruncatedDuringRead { offset, end } => StoreError::TruncatedDuringRead {
                 offset: *offset,
                 end: *end,

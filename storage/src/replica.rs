@@ -90,8 +90,12 @@ impl ShardStore {
     /// `Corrupt` when the bytes do not continue this log (gap, wrong PHYSICALOFFSET, bad CRC,
     /// a filler or record not fitting its segment): the caller must drop the connection.
     /// `WriteBacklog` when too many appended bytes wait for the disk: wait for `Written`
-    /// and retry.
+    /// and retry. `TruncationPending` after a `truncate_replica` that failed half-way: call it
+    /// again first.
     pub fn append_replicated(&self, offset: i64, bytes: &[u8]) -> Result<usize, StoreError> {
+        if self.pending_cut.borrow().is_some() {
+            return Err(StoreError::TruncationPending { shard: self.shard });
+        }
         let mut position = self.log.appended();
         let mut consumed = self.skip_filled(offset, position, bytes.len())?;
         let unwritten = (position - self.log.written()) as usize;

@@ -10,7 +10,9 @@
 //! handshake truncates again):
 //! 1. the appended bytes and the consume queues are flushed, and a checkpoint whose offsets
 //!    do not exceed `to` is written, so recovery never starts its scan past `to`;
-//! 2. in memory the log ends at `to` (offsets, tail memory, segment map);
+//! 2. in memory the log ends at `to` (offsets, tail memory, segment map); from here until
+//!    step 5 is done, `append_replicated` fails with `TruncationPending` and the next
+//!    `truncate_replica` call first finishes steps 3 to 5;
 //! 3. on disk the stale bytes of `to`'s segment are zeroed from their end backwards (a crash
 //!    leaves old records followed by zeros, never zeros followed by old records, which a later
 //!    append could make recovery accept again), then the later segment files are deleted;
@@ -18,6 +20,8 @@
 //!    queue left empty is removed: the master's records re-create it at its own offsets);
 //! 5. the index keeps its stale entries (lookups re-read and verify every record), but its
 //!    newest file stops claiming to cover offsets from `to` on, so recovery re-indexes them.
+
+use std::rc::Rc;
 
 use bytes::BytesMut;
 use rmq_core::message::{RecordError, parse_record};
@@ -31,15 +35,32 @@ use crate::shard_store::ShardStore;
 /// Size of one zeroing write.
 const ZERO_WINDOW_BYTES: u64 = 4 << 20;
 
+/// A truncation done in memory whose files are not all rewritten yet.
+#[derive(Clone)]
+pub(crate) struct PendingCut {
+    to: i64,
+    /// End of the stale bytes in `to`'s segment.
+    stale_end: i64,
+    /// The bytes `[align_down(to), to)`.
+    tail_block: Vec<u8>,
+    /// Segment files after `to`'s, to delete.
+    beyond: Vec<Rc<Segment>>,
+}
+
 impl ShardStore {
     /// Cuts this slave's log back to `to` (see the module docs).
     ///
     /// # Errors
     /// `TruncateOutOfRange` when `to` is outside `[oldest_offset, max_physical_offset]`;
     /// `NotRecordBoundary` when no record starts at `to`; `ShuttingDown`; `Io` and
-    /// `FlushTimeout` from flushing or rewriting the files (the store stays consistent and the
-    /// call can be repeated).
+    /// `FlushTimeout` from flushing or rewriting the files: repeat the call (a cut already
+    /// made in memory is finished first; recovery after a crash is consistent either way).
     pub async fn truncate_replica(&self, to: i64) -> Result<(), StoreError> {
+        if self.shutting_down.get() {
+            return Err(StoreError::ShuttingDown);
+        }
+        let _gate = self.queue_flush_gate.lock().await;
+        self.finish_cut().await?;
         let (oldest, end) = (self.oldest_offset(), self.log.appended());
         if to < oldest || to > end {
             return Err(StoreError::TruncateOutOfRange {
@@ -49,14 +70,7 @@ impl ShardStore {
                 end,
             });
         }
-        if self.shutting_down.get() {
-            return Err(StoreError::ShuttingDown);
-        }
-        let _gate = self.queue_flush_gate.lock().await;
         self.wait_durable(end, Durability::Flushed).await?;
-        while self.log.preparing.get().is_some() {
-            self.log.prepared.wait().await;
-        }
         let to = self.cut_point(to, end).await?;
         if to == end {
             return Ok(());
@@ -64,12 +78,31 @@ impl ShardStore {
         let block_start = self.log.base + align_down((to - self.log.base) as u64) as i64;
         let mut tail_block = BytesMut::new();
         self.log
-            .read_into(block_start, (to - block_start) as usize, &mut None, &mut tail_block)
+            .read_into(
+                block_start,
+                (to - block_start) as usize,
+                &mut None,
+                &mut tail_block,
+            )
             .await?;
         // Step 1: recovery never starts past `to` from now on.
         self.revalidation_points.borrow_mut().retain(|&p| p <= to);
         self.flush_queues_and_checkpoint_gated(to).await?;
+        while self.log.preparing.get().is_some() {
+            self.log.prepared.wait().await;
+        }
+        // No await from here to the cut.
         self.assert_untouched(end);
+        let segment_start = self.log.segment_start(to);
+        let Some(segment) = self.log.segments.borrow().get(&segment_start).cloned() else {
+            // Retention deleted it meanwhile.
+            return Err(StoreError::TruncateOutOfRange {
+                shard: self.shard,
+                to,
+                oldest: self.oldest_offset(),
+                end,
+            });
+        };
         tracing::warn!(
             shard = self.shard,
             from = end,
@@ -77,25 +110,57 @@ impl ShardStore {
             dropped = end - to,
             "truncating the log tail the master does not have"
         );
-        // Step 2.
+        // Step 2, then the rest (repeated by the next call if it fails).
         let beyond = self.log.cut_to(to, &tail_block);
-        // Step 3.
-        let segment = self.log.segments.borrow()[&self.log.segment_start(to)].clone();
-        zero_stale(&segment, to, end.min(segment.end()), &tail_block).await?;
-        segment.sync().await?;
-        for stale in beyond.iter().rev() {
-            std::fs::remove_file(&stale.path)
-                .map_err(|e| StoreError::io("remove", &stale.path, 0, e))?;
+        *self.pending_cut.borrow_mut() = Some(PendingCut {
+            to,
+            stale_end: end.min(segment.end()),
+            tail_block: tail_block.to_vec(),
+            beyond,
+        });
+        self.finish_cut().await?;
+        assert_eq!(
+            self.log.appended(),
+            to,
+            "nothing appended during the truncation"
+        );
+        Ok(())
+    }
+
+    /// Steps 3 to 5 of a cut made in memory, if one is pending.
+    async fn finish_cut(&self) -> Result<(), StoreError> {
+        let Some(cut) = self.pending_cut.borrow().clone() else {
+            return Ok(());
+        };
+        assert_eq!(
+            self.log.appended(),
+            cut.to,
+            "nothing appends during a pending cut"
+        );
+        let segment_start = self.log.segment_start(cut.to);
+        let segment = self.log.segments.borrow()[&segment_start].clone();
+        zero_stale(&segment, cut.to, cut.stale_end, &cut.tail_block).await?;
+        for stale in cut.beyond.iter().rev() {
+            match std::fs::remove_file(&stale.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io("remove", &stale.path, 0, e)),
+            }
         }
-        if !beyond.is_empty() {
+        if !cut.beyond.is_empty() {
             sync_dir(&self.cfg.commit_log_dir).await?;
         }
-        // Steps 4 and 5.
-        self.truncate_queues(to).await?;
-        self.index.forget_from(to);
+        self.truncate_queues(cut.to).await?;
+        self.index.forget_from(cut.to);
         self.index.sync().await?;
-        assert_eq!(self.log.appended(), to, "nothing appended during the truncation");
+        *self.pending_cut.borrow_mut() = None;
         Ok(())
+    }
+
+    /// True after a `truncate_replica` that failed after cutting the log in memory: call it
+    /// again (with `max_physical_offset`) before replicating.
+    pub fn truncation_pending(&self) -> bool {
+        self.pending_cut.borrow().is_some()
     }
 
     fn assert_untouched(&self, end: i64) {
@@ -202,8 +267,10 @@ impl ShardStore {
     }
 }
 
-/// Zeroes the segment's bytes `[to, stale_end)`, last window first, keeping `tail_block`
-/// (the bytes `[align_down(to), to)`) in the first block.
+/// Zeroes the segment's bytes `[to, stale_end)`, last window first and each one synced,
+/// keeping `tail_block` (the bytes `[align_down(to), to)`) in the first block. Whenever it
+/// stops (error, crash), the segment holds the log, then possibly old records, then zeros:
+/// recovery ends the log at the first invalid record and zeroes the rest of that window.
 async fn zero_stale(
     segment: &Segment,
     to: i64,
@@ -228,6 +295,8 @@ async fn zero_stale(
         }
         assert!(len.is_multiple_of(BLOCK_SIZE));
         segment.write_at(zeros, window_start).await?;
+        // In order on disk too: stale bytes never survive behind zeros.
+        segment.sync().await?;
         window_end = window_start;
     }
     Ok(())

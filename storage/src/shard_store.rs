@@ -90,6 +90,9 @@ pub struct ShardStore {
     /// Held by a consume queue flush (with its checkpoint) and by `truncate_replica`, so a
     /// flush never writes entries or a checkpoint from before a truncation after it.
     pub(crate) queue_flush_gate: futures_util::lock::Mutex<()>,
+    /// A truncation cut the log in memory but not yet all of its files
+    /// (`replica_truncate.rs`); replicated appends wait for it.
+    pub(crate) pending_cut: RefCell<Option<crate::replica_truncate::PendingCut>>,
     /// Record boundaries of recent checkpoints (`queue_flusher::revalidation_point`).
     pub(crate) revalidation_points: RefCell<std::collections::VecDeque<i64>>,
 }
@@ -170,6 +173,7 @@ impl ShardStore {
             queue_flusher_stopping: Cell::new(false),
             queue_flusher_exited: Rc::new(Signal::default()),
             queue_flush_gate: futures_util::lock::Mutex::new(()),
+            pending_cut: RefCell::new(None),
             revalidation_points: RefCell::new([recovered_end].into_iter().collect()),
         });
         crate::queue_flusher::spawn(&store);

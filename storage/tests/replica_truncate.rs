@@ -99,7 +99,11 @@ async fn hits(store: &ShardStore, key: &str) -> usize {
 async fn assert_new_history(new_master: &ShardStore, slave: &ShardStore) {
     assert_same(new_master, slave).await;
     for i in [40, 41, 77, 119] {
-        assert_eq!(hits(slave, &format!("old{i}")).await, 0, "dropped key old{i}");
+        assert_eq!(
+            hits(slave, &format!("old{i}")).await,
+            0,
+            "dropped key old{i}"
+        );
     }
     for i in [0, 39] {
         assert_eq!(hits(slave, &format!("old{i}")).await, 1, "kept key old{i}");
@@ -122,7 +126,10 @@ fn truncated_tail_is_replaced_and_survives_crash_and_restart() {
         let cut = new.max_physical_offset();
         append_some(&old, 40, 80, "old", true).await;
         append_some(&new, 40, 20, "new", false).await;
-        assert!(old.max_physical_offset() > cut + 2 * 65536, "several segments dropped");
+        assert!(
+            old.max_physical_offset() > cut + 2 * 65536,
+            "several segments dropped"
+        );
         {
             let (_slave_layout, slave) = open(&slave_cfg, 0).await;
             replicate(&old, &slave, 3001).await;
@@ -140,7 +147,11 @@ fn truncated_tail_is_replaced_and_survives_crash_and_restart() {
                 matches!(inside, Err(StoreError::NotRecordBoundary { .. })),
                 "{inside:?}"
             );
-            assert_eq!(slave.max_physical_offset(), end, "a refused cut changes nothing");
+            assert_eq!(
+                slave.max_physical_offset(),
+                end,
+                "a refused cut changes nothing"
+            );
 
             slave.truncate_replica(cut).await.unwrap();
             assert_eq!(slave.max_physical_offset(), cut);
@@ -203,7 +214,11 @@ fn cut_inside_a_segment_fill_keeps_the_filler_and_restarts_cleanly() {
             replicate(&master, &slave, 1 << 16).await;
             // Inside the filler's zero fill (or inside the filler itself): the log keeps the
             // filler and ends at the next segment's start.
-            for to in [filler + 8 + (segment_end - filler - 8) / 2, segment_end - 1, filler + 3] {
+            for to in [
+                filler + 8 + (segment_end - filler - 8) / 2,
+                segment_end - 1,
+                filler + 3,
+            ] {
                 slave.truncate_replica(to).await.unwrap();
                 assert_eq!(slave.max_physical_offset(), segment_end, "cut at {to}");
             }
@@ -228,5 +243,69 @@ fn cut_inside_a_segment_fill_keeps_the_filler_and_restarts_cleanly() {
                 read_queue(&slave, topic, 0).await
             );
         }
+    });
+}
+
+/// A truncation whose zeroing write fails half-way: replicated appends are refused until a
+/// repeated call finishes it; after a crash instead, recovery opens a consistent log that a
+/// new truncation cuts again.
+#[test]
+fn a_failed_truncation_is_finished_by_the_next_call_or_by_recovery() {
+    use rmq_storage::faults::{Fault, FileOp, ScriptedFaults};
+    let dirs = [temp_dir(), temp_dir(), temp_dir()];
+    let [old_cfg, new_cfg, mut slave_cfg] = dirs.each_ref().map(|d| small_config(d.path(), 1));
+    let faults = std::sync::Arc::new(ScriptedFaults::default());
+    slave_cfg.faults = Some(faults.clone());
+    run(async {
+        let (_old_layout, old) = open(&old_cfg, 0).await;
+        let (_new_layout, new) = open(&new_cfg, 0).await;
+        append_some(&old, 0, 40, "old", false).await;
+        replicate(&old, &new, 5000).await;
+        let cut = new.max_physical_offset();
+        append_some(&old, 40, 80, "old", true).await;
+        append_some(&new, 40, 20, "new", false).await;
+        for crash in [false, true] {
+            let (slave_layout, slave) = open(&slave_cfg, 0).await;
+            replicate(&old, &slave, 3001).await;
+            let end = slave.max_physical_offset();
+            slave.wait_durable(end, Durability::Flushed).await.unwrap();
+            faults.push(FileOp::Write, Fault::Short(4096));
+            let failed = slave.truncate_replica(cut).await;
+            assert!(matches!(failed, Err(StoreError::Io { .. })), "{failed:?}");
+            assert!(slave.truncation_pending());
+            let refused = slave.append_replicated(cut, b"");
+            assert!(
+                matches!(refused, Err(StoreError::TruncationPending { .. })),
+                "{refused:?}"
+            );
+            if crash {
+                drop((slave, slave_layout));
+                let (_slave_layout, slave) = open(&slave_cfg, 0).await;
+                let end = slave.max_physical_offset();
+                assert!(end >= cut, "recovery keeps what the master has");
+                for topic in TOPICS {
+                    let records = read_queue(&slave, topic, 0).await;
+                    assert!(
+                        records.len() >= 20,
+                        "{topic}: queue readable after the crash"
+                    );
+                }
+                slave.truncate_replica(cut).await.unwrap();
+                replicate(&new, &slave, 2000).await;
+                assert_new_history(&new, &slave).await;
+            } else {
+                slave.truncate_replica(cut).await.unwrap();
+                assert!(!slave.truncation_pending());
+                replicate(&new, &slave, 2000).await;
+                assert_new_history(&new, &slave).await;
+                drop((slave, slave_layout));
+                let (_slave_layout, slave) = open(&slave_cfg, 0).await;
+                assert_new_history(&new, &slave).await;
+                // Back to the old history for the crash round.
+                slave.truncate_replica(cut).await.unwrap();
+                slave.shutdown().await.unwrap();
+            }
+        }
+        assert_eq!(faults.injected(), 2);
     });
 }
