@@ -43,6 +43,26 @@ pub enum HaError {
         slave_segment: u64,
         slave_offset: i64,
     },
+    #[error(
+        "shard {shard}: truncating the log from {slave_offset} to the master's written offset \
+         {master_written} failed: {source}"
+    )]
+    Truncate {
+        shard: u32,
+        slave_offset: i64,
+        master_written: i64,
+        #[source]
+        source: StoreError,
+    },
+    #[error(
+        "shard {shard}: the log still ends at {end} after truncating to the master's written \
+         offset {master_written} (that offset is inside a segment fill here: the logs diverged)"
+    )]
+    StillAhead {
+        shard: u32,
+        end: i64,
+        master_written: i64,
+    },
     #[error("frame at offset {got}, expected {expected}")]
     OutOfOrder { got: i64, expected: i64 },
     #[error("peer {peer:?} silent for longer than the housekeeping interval")]

@@ -9,9 +9,10 @@
 //! `u32 magic | u32 status | u32 shardCount | u64 segmentSize | i64 masterWritten | i64 start`
 //!
 //! After an `Ok` welcome the master streams `start..` as transfer frames (see `frame`) and the
-//! slave answers with 8-byte reports. Any other status closes the connection: the slave logs
-//! the reason and retries later (a mismatch never streams a single byte, because offsets
-//! would mean different things on both sides).
+//! slave answers with 8-byte reports. Any other status closes the connection: after
+//! `SlaveAhead` the slave truncates its log to `masterWritten` and says hello again at once;
+//! after the others it logs the reason and retries later (a mismatch never streams a single
+//! byte, because offsets would mean different things on both sides).
 
 use bytes::{Buf, BufMut, BytesMut};
 

@@ -7,6 +7,11 @@
 //! also goes out every `heartbeat` when idle, so the master can tell a quiet slave from a dead
 //! one.
 //!
+//! A slave ahead of its master (the welcome says `SlaveAhead`: its log holds bytes past the
+//! master's written offset) truncates its log to that offset with
+//! `ShardStore::truncate_replica` and handshakes again at once; no other status ever
+//! truncates.
+//!
 //! Copies: frame bodies are applied straight from the read buffer; only a record split
 //! across reads is assembled in `pending` first.
 
@@ -45,14 +50,15 @@ pub struct SlaveSettings {
 ///
 /// # Errors
 /// Connection failures, a refused handshake (`Refused` says why, e.g. different shard
-/// counts), frames that do not continue the log, a silent master.
+/// counts), a failed truncation of a slave ahead of its master (`Truncate`, `StillAhead`),
+/// frames that do not continue the log, a silent master.
 pub async fn replicate_shard(
     store: &Rc<ShardStore>,
     addr: &str,
     settings: &SlaveSettings,
     stopping: Rc<dyn Fn() -> bool>,
 ) -> Result<(), HaError> {
-    let (stream, welcome, leftover) = handshake(store, addr, settings).await?;
+    let (stream, welcome, leftover) = connect(store, addr, settings).await?;
     tracing::info!(
         shard = store.shard(),
         addr,
@@ -124,11 +130,73 @@ impl Watchdog {
     }
 }
 
-async fn handshake(
+/// What a handshake led to.
+enum Handshake {
+    /// The master streams from our end: the socket, the welcome, bytes read past it.
+    Accepted(TcpStream, Welcome, BytesMut),
+    /// Our log holds bytes past the master's written offset (the connection is closed).
+    Ahead(Hello, Welcome),
+}
+
+/// Handshakes until the master accepts, truncating the log whenever it says we are ahead.
+/// Each truncation moves our end strictly below the offset of the previous hello, so this
+/// ends.
+async fn connect(
     store: &ShardStore,
     addr: &str,
     settings: &SlaveSettings,
 ) -> Result<(TcpStream, Welcome, BytesMut), HaError> {
+    loop {
+        if store.truncation_pending() {
+            // A truncation failed half-way (disk error): finish it before streaming.
+            store.truncate_replica(store.max_physical_offset()).await?;
+        }
+        match handshake(store, addr, settings).await? {
+            Handshake::Accepted(stream, welcome, inbox) => return Ok((stream, welcome, inbox)),
+            Handshake::Ahead(hello, welcome) => truncate_to_master(store, &hello, &welcome).await?,
+        }
+    }
+}
+
+/// Cuts the tail the master does not have (see the module docs).
+async fn truncate_to_master(
+    store: &ShardStore,
+    hello: &Hello,
+    welcome: &Welcome,
+) -> Result<(), HaError> {
+    let master_written = welcome.master_written;
+    tracing::warn!(
+        shard = hello.shard,
+        slave_offset = hello.slave_offset,
+        master_written,
+        dropped = hello.slave_offset - master_written,
+        "slave log ahead of the master; truncating its tail"
+    );
+    store
+        .truncate_replica(master_written)
+        .await
+        .map_err(|source| HaError::Truncate {
+            shard: hello.shard,
+            slave_offset: hello.slave_offset,
+            master_written,
+            source,
+        })?;
+    let end = store.max_physical_offset();
+    if end > master_written {
+        return Err(HaError::StillAhead {
+            shard: hello.shard,
+            end,
+            master_written,
+        });
+    }
+    Ok(())
+}
+
+async fn handshake(
+    store: &ShardStore,
+    addr: &str,
+    settings: &SlaveSettings,
+) -> Result<Handshake, HaError> {
     let connect_error = |source| HaError::Connect {
         addr: addr.to_string(),
         source,
@@ -156,6 +224,15 @@ async fn handshake(
         })??;
     let welcome = decode_welcome(&inbox)?;
     inbox.advance(WELCOME_LEN);
+    let same_geometry =
+        welcome.shard_count == hello.shard_count && welcome.segment_size == hello.segment_size;
+    if welcome.status == Status::SlaveAhead
+        && same_geometry
+        && welcome.master_written < hello.slave_offset
+    {
+        drop(stream);
+        return Ok(Handshake::Ahead(hello, welcome));
+    }
     if welcome.status != Status::Ok {
         return Err(HaError::refused(&hello, &welcome));
     }
@@ -163,7 +240,7 @@ async fn handshake(
         welcome.start, hello.slave_offset,
         "the master streams from our end"
     );
-    Ok((stream, welcome, inbox))
+    Ok(Handshake::Accepted(stream, welcome, inbox))
 }
 
 /// Reads until `inbox` holds at least `len` bytes (keeping anything beyond).

@@ -1,6 +1,7 @@
 //! The replication stream end to end on loopback, inside one runtime: handshake, streaming
 //! across segment fillers, reports releasing SYNC_MASTER waiters, resume after reconnect,
-//! and the refusal of a slave whose store geometry differs.
+//! the refusal of a slave whose store geometry differs, and a slave ahead of its master
+//! truncating its tail.
 
 use std::path::Path;
 use std::rc::Rc;
@@ -199,4 +200,100 @@ async fn a_slave_with_other_segment_size_is_refused() {
     }
     assert_eq!(slave_store.max_physical_offset(), 0, "nothing streamed");
     let _ = TcpStream::connect(&addr).await.unwrap();
+}
+
+/// Copies `source`'s log `[target end, upto)` into `target`, as a replication stream would.
+async fn copy_log(source: &ShardStore, target: &ShardStore, upto: i64) {
+    source
+        .wait_durable(upto, Durability::Written)
+        .await
+        .unwrap();
+    let mut bytes = BytesMut::new();
+    let mut from = target.max_physical_offset();
+    while from < upto {
+        bytes.clear();
+        let read = source
+            .read_replication_chunk(from, (upto - from) as usize, &mut bytes)
+            .await
+            .unwrap();
+        assert_eq!(target.append_replicated(from, &bytes).unwrap(), read);
+        from += read as i64;
+    }
+    target
+        .wait_durable(upto, Durability::Written)
+        .await
+        .unwrap();
+}
+
+async fn whole_log(store: &ShardStore) -> BytesMut {
+    let end = store.max_physical_offset();
+    store.wait_durable(end, Durability::Written).await.unwrap();
+    let (mut at, mut out) = (store.oldest_offset(), BytesMut::new());
+    while at < end {
+        at += store
+            .read_replication_chunk(at, 1 << 20, &mut out)
+            .await
+            .unwrap() as i64;
+    }
+    out
+}
+
+#[compio::test]
+async fn a_slave_ahead_of_its_master_truncates_and_follows() {
+    let dirs = [(); 3].map(|()| tempfile::tempdir().unwrap());
+    let [source_cfg, master_cfg, slave_cfg] = dirs.each_ref().map(|d| config(d.path(), 64 * 1024));
+    // The slave holds 100 records; the master only the first 40 of them (it lost the rest).
+    let (_source_layout, source) = open(&source_cfg).await;
+    let cut = append(&source, 0, 40);
+    let source_end = append(&source, 40, 60);
+    let (_master_layout, master_store) = open(&master_cfg).await;
+    copy_log(&source, &master_store, cut).await;
+    let (_slave_layout, slave_store) = open(&slave_cfg).await;
+    copy_log(&source, &slave_store, source_end).await;
+    assert!(
+        source_end > cut + 2 * 64 * 1024,
+        "the dropped tail spans segments"
+    );
+    assert_eq!(slave_store.max_queue_offset("HaTopic", 0), 100);
+
+    let addr = master(master_store.clone()).await;
+    let stop = Rc::new(std::cell::Cell::new(false));
+    let stopping: Rc<dyn Fn() -> bool> = {
+        let stop = stop.clone();
+        Rc::new(move || stop.get())
+    };
+    let session = {
+        let store = slave_store.clone();
+        compio::runtime::spawn(async move {
+            replicate_shard(&store, &addr, &slave_settings(), stopping).await
+        })
+    };
+    until("the truncation", || {
+        slave_store.max_physical_offset() == cut && !slave_store.truncation_pending()
+    })
+    .await;
+    assert_eq!(slave_store.max_queue_offset("HaTopic", 0), 40);
+    // Different records at the dropped offsets reach the slave through the same session.
+    let mut end = 0;
+    for i in 0..30 {
+        let mut record = encode("HaOther", 0, &vec![b'n'; 100 + i * 7]);
+        end = master_store
+            .append("HaOther", 0, &mut record, 0, 5_000 + i as i64)
+            .unwrap()
+            .end_offset;
+    }
+    let end = end.max(append(&master_store, 40, 5));
+    master_store
+        .wait_durable(end, Durability::Written)
+        .await
+        .unwrap();
+    until("the new records", || {
+        slave_store.max_physical_offset() == end
+    })
+    .await;
+    assert!(whole_log(&master_store).await == whole_log(&slave_store).await);
+    assert_eq!(slave_store.max_queue_offset("HaTopic", 0), 45);
+    assert_eq!(slave_store.max_queue_offset("HaOther", 0), 30);
+    stop.set(true);
+    assert!(matches!(session.await, Ok(Err(_))), "the session ran on");
 }

@@ -3,9 +3,10 @@
 //! Contract (see the crate docs for the levels):
 //! - `reserve` + `push` run synchronously inside `append`: they never await and never fail
 //!   for I/O reasons; the bytes are readable at once.
-//! - `appended >= written >= flushed`, all monotonic (asserted on every update). Only the
-//!   flusher (`flusher.rs`) advances `written` and `flushed`, and only after the I/O
-//!   completed.
+//! - `appended >= written >= flushed`, all monotonic (asserted on every update) except for
+//!   `cut_to`, a slave's truncation (`replica_truncate.rs`), which moves all three back at
+//!   once while the flusher is idle. Only the flusher (`flusher.rs`) advances `written` and
+//!   `flushed`, and only after the I/O completed.
 //! - A record never spans segments: when `record + 8 > remaining`, an 8-byte BLANK filler
 //!   `[remaining][BLANK_MAGIC_CODE]` closes the segment and the record starts the next one.
 //! - Segment files are created by the flusher or, ahead of time, by a background preparation
@@ -57,6 +58,8 @@ pub(crate) struct CommitLog {
     pub flusher_signal: Rc<Signal>,
     pub stopping: Cell<bool>,
     pub stats: StatsCells,
+    /// Number of `cut_to` calls: a disk window read before a cut is not reused after it.
+    cuts: Cell<u64>,
 }
 
 /// A cached disk window for consecutive reads of old data.
@@ -64,6 +67,8 @@ pub(crate) struct DiskWindow {
     start: i64,
     /// Bytes below this offset were written before the window was read.
     valid_end: i64,
+    /// `CommitLog::cuts` when the window was read.
+    cuts: u64,
     buffer: AlignedBuffer,
 }
 
@@ -104,6 +109,7 @@ impl CommitLog {
             flusher_signal: Rc::new(Signal::default()),
             stopping: Cell::new(false),
             stats: StatsCells::default(),
+            cuts: Cell::new(0),
         }
     }
 
@@ -146,6 +152,46 @@ impl CommitLog {
         tail.skip_to(segment_end);
         self.set_appended(segment_end);
         Ok(segment_end)
+    }
+
+    /// A slave's truncation (see `replica_truncate.rs`): the log now ends at `to`, a record
+    /// boundary. Everything appended must be flushed (the flusher is idle) and `tail_block`
+    /// must hold the bytes `[align_down(to), to)`. Forgets the segments after `to`'s and
+    /// returns them, for the caller to delete. Never awaits.
+    pub fn cut_to(&self, to: i64, tail_block: &[u8]) -> Vec<Rc<Segment>> {
+        let appended = self.appended.get();
+        assert!(to >= self.base && to <= appended, "cut inside the log");
+        assert!(
+            self.written.get() == appended && self.flushed.get() == appended,
+            "a cut needs everything appended flushed"
+        );
+        assert!(self.preparing.get().is_none(), "no segment being prepared");
+        let mut tail = TailMemory::new(self.base, to);
+        assert_eq!(
+            tail.start() + tail_block.len() as i64,
+            to,
+            "tail block reaches to"
+        );
+        tail.append(tail.start(), tail_block);
+        *self.tail.borrow_mut() = tail;
+        self.appended.set(to);
+        self.written.set(to);
+        self.flushed.set(to);
+        self.cuts.set(self.cuts.get() + 1);
+        let keep_through = self.segment_start(to);
+        let mut segments = self.segments.borrow_mut();
+        let beyond: Vec<i64> = segments
+            .range(keep_through + 1..)
+            .map(|(&s, _)| s)
+            .collect();
+        let mut unsynced = self.unsynced.borrow_mut();
+        beyond
+            .into_iter()
+            .map(|start| {
+                unsynced.remove(&start);
+                segments.remove(&start).expect("listed")
+            })
+            .collect()
     }
 
     /// Copies bytes reserved at `position` into the tail.
@@ -216,6 +262,13 @@ impl CommitLog {
             }
             let piece_end = end.min(memory_start);
             self.read_disk(at, piece_end, window).await?;
+            if end > self.appended.get() {
+                // A slave's truncation cut the log while the disk read was in flight.
+                return Err(StoreError::TruncatedDuringRead {
+                    offset: position,
+                    end: self.appended.get(),
+                });
+            }
             let cached = window.as_ref().expect("window filled by read_disk");
             let from = (at - cached.start) as usize;
             let piece = (piece_end - at) as usize;
@@ -234,7 +287,10 @@ impl CommitLog {
     ) -> Result<(), StoreError> {
         if let Some(cached) = window {
             let cached_end = cached.start + cached.buffer.len() as i64;
-            if cached.start <= from && to <= cached_end.min(cached.valid_end) {
+            if cached.cuts == self.cuts.get()
+                && cached.start <= from
+                && to <= cached_end.min(cached.valid_end)
+            {
                 return Ok(());
             }
         }
@@ -262,6 +318,7 @@ impl CommitLog {
         *window = Some(DiskWindow {
             start: read_start,
             valid_end,
+            cuts: self.cuts.get(),
             buffer,
         });
         Ok(())

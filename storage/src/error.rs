@@ -31,6 +31,19 @@ pub enum StoreError {
     Config(String),
     #[error("{unwritten} bytes wait for the disk (limit {limit}): the disk is failing or too slow")]
     WriteBacklog { unwritten: usize, limit: usize },
+    #[error("shard {shard}: cannot truncate the log to {to}: outside [{oldest}, {end}]")]
+    TruncateOutOfRange {
+        shard: u32,
+        to: i64,
+        oldest: i64,
+        end: i64,
+    },
+    #[error("shard {shard}: cannot truncate the log to {to}: not a record boundary ({reason})")]
+    NotRecordBoundary { shard: u32, to: i64, reason: String },
+    #[error("shard {shard}: a truncation of the log did not complete; repeat truncate_replica")]
+    TruncationPending { shard: u32 },
+    #[error("the bytes at {offset} were truncated away while being read (the log ends at {end})")]
+    TruncatedDuringRead { offset: i64, end: i64 },
 }
 
 impl StoreError {
@@ -83,6 +96,29 @@ impl StoreError {
             StoreError::WriteBacklog { unwritten, limit } => StoreError::WriteBacklog {
                 unwritten: *unwritten,
                 limit: *limit,
+            },
+            StoreError::TruncateOutOfRange {
+                shard,
+                to,
+                oldest,
+                end,
+            } => StoreError::TruncateOutOfRange {
+                shard: *shard,
+                to: *to,
+                oldest: *oldest,
+                end: *end,
+            },
+            StoreError::NotRecordBoundary { shard, to, reason } => StoreError::NotRecordBoundary {
+                shard: *shard,
+                to: *to,
+                reason: reason.clone(),
+            },
+            StoreError::TruncationPending { shard } => {
+                StoreError::TruncationPending { shard: *shard }
+            }
+            StoreError::TruncatedDuringRead { offset, end } => StoreError::TruncatedDuringRead {
+                offset: *offset,
+                end: *end,
             },
         }
     }

@@ -151,6 +151,17 @@ impl IndexFile {
         self.header.get()
     }
 
+    /// Lowers `endPhyOffset` to at most `max` (a slave truncated its log): recovery re-indexes
+    /// records above it.
+    pub fn cap_end_phy_offset(&self, max: i64) {
+        let mut header = self.header.get();
+        if header.end_phy_offset > max {
+            header.end_phy_offset = max;
+            self.header.set(header);
+            self.write_header();
+        }
+    }
+
     pub fn is_full(&self) -> bool {
         self.header.get().count >= self.capacity
     }

@@ -164,6 +164,16 @@ impl IndexService {
         })
     }
 
+    /// A slave truncated its log to `to`: entries at or past it stay as stale hints (lookups
+    /// re-read and check every record), but the newest file no longer claims to cover them,
+    /// so recovery re-indexes the records appended there later.
+    pub fn forget_from(&self, to: i64) {
+        if let Some(newest) = self.files.borrow().last() {
+            newest.cap_end_phy_offset(to - 1);
+            self.dirty.set(true);
+        }
+    }
+
     /// `fdatasync`s the files written since the last call.
     pub async fn sync(&self) -> Result<(), StoreError> {
         if !self.dirty.replace(false) {

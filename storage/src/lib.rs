@@ -79,6 +79,7 @@ mod recovery;
 #[doc(hidden)]
 pub mod recovery_fuzz;
 mod replica;
+mod replica_truncate;
 pub mod retention;
 mod segment;
 mod shard_query;

@@ -36,7 +36,17 @@ impl ShardStore {
     /// can trust the files: all records below the commit log offset sampled *before* the
     /// flush have their entries on disk.
     pub(crate) async fn flush_queues_and_checkpoint(&self) -> Result<(), StoreError> {
-        let consume_queue_safe = self.log.appended();
+        let _gate = self.queue_flush_gate.lock().await;
+        self.flush_queues_and_checkpoint_gated(i64::MAX).await
+    }
+
+    /// `flush_queues_and_checkpoint` for a caller holding `queue_flush_gate`; neither offset
+    /// of the checkpoint exceeds `limit` (a record boundary, when below the log end).
+    pub(crate) async fn flush_queues_and_checkpoint_gated(
+        &self,
+        limit: i64,
+    ) -> Result<(), StoreError> {
+        let consume_queue_safe = self.log.appended().min(limit);
         let timestamp = self.log.last_store_timestamp.get();
         let dirty: Vec<_> = self
             .queues
@@ -51,11 +61,12 @@ impl ShardStore {
         }
         self.index.sync().await?;
         bump(&self.log.stats.consume_queue_flushes, 1);
-        let safe = self.log.flushed().min(consume_queue_safe);
+        let commit_log_flushed = self.log.flushed().min(limit);
+        let safe = commit_log_flushed.min(consume_queue_safe);
         let checkpoint = Checkpoint {
             revalidate_from: self.revalidation_point(safe),
             shard: self.shard,
-            commit_log_flushed: self.log.flushed(),
+            commit_log_flushed,
             consume_queue_safe,
             commit_log_timestamp: timestamp,
             consume_queue_timestamp: timestamp,

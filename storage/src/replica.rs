@@ -16,6 +16,10 @@
 //!   an incomplete trailing record is left to the caller, who retries with more bytes.
 //! - A slave takes no ordinary appends (the broker refuses sends on slaves), otherwise its
 //!   offsets would diverge from the master's; the offset checks below catch that.
+//! - A slave ahead of its master (its log holds bytes past the master's written offset, e.g.
+//!   after the master lost an unwritten tail) cuts its log back to that offset with
+//!   [`ShardStore::truncate_replica`] (`replica_truncate.rs`: log, consume queues, checkpoint,
+//!   index; crash-safe) while its stream is stopped, then resumes from there.
 
 use std::time::Duration;
 
@@ -88,8 +92,12 @@ impl ShardStore {
     /// `Corrupt` when the bytes do not continue this log (gap, wrong PHYSICALOFFSET, bad CRC,
     /// a filler or record not fitting its segment): the caller must drop the connection.
     /// `WriteBacklog` when too many appended bytes wait for the disk: wait for `Written`
-    /// and retry.
+    /// and retry. `TruncationPending` after a `truncate_replica` that failed half-way: call it
+    /// again first.
     pub fn append_replicated(&self, offset: i64, bytes: &[u8]) -> Result<usize, StoreError> {
+        if self.pending_cut.borrow().is_some() {
+            return Err(StoreError::TruncationPending { shard: self.shard });
+        }
         let mut position = self.log.appended();
         let mut consumed = self.skip_filled(offset, position, bytes.len())?;
         let unwritten = (position - self.log.written()) as usize;

@@ -81,12 +81,18 @@ pub struct ShardStore {
     pub(crate) queue_waiters: QueueWaiters,
     pub(crate) index: IndexService,
     pub(crate) checkpoint: CheckpointFile,
-    shutting_down: Cell<bool>,
+    pub(crate) shutting_down: Cell<bool>,
     shut_down: Cell<bool>,
     flusher_exited: Rc<Signal>,
     pub(crate) queue_flusher_signal: Rc<Signal>,
     pub(crate) queue_flusher_stopping: Cell<bool>,
     pub(crate) queue_flusher_exited: Rc<Signal>,
+    /// Held by a consume queue flush (with its checkpoint) and by `truncate_replica`, so a
+    /// flush never writes entries or a checkpoint from before a truncation after it.
+    pub(crate) queue_flush_gate: futures_util::lock::Mutex<()>,
+    /// A truncation cut the log in memory but not yet all of its files
+    /// (`replica_truncate.rs`); replicated appends wait for it.
+    pub(crate) pending_cut: RefCell<Option<crate::replica_truncate::PendingCut>>,
     /// Record boundaries of recent checkpoints (`queue_flusher::revalidation_point`).
     pub(crate) revalidation_points: RefCell<std::collections::VecDeque<i64>>,
 }
@@ -166,6 +172,8 @@ impl ShardStore {
             queue_flusher_signal: Rc::new(Signal::default()),
             queue_flusher_stopping: Cell::new(false),
             queue_flusher_exited: Rc::new(Signal::default()),
+            queue_flush_gate: futures_util::lock::Mutex::new(()),
+            pending_cut: RefCell::new(None),
             revalidation_points: RefCell::new([recovered_end].into_iter().collect()),
         });
         crate::queue_flusher::spawn(&store);
