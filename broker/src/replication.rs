@@ -176,7 +176,7 @@ async fn hand_over(core: &Rc<CoreContext>, mut stream: TcpStream) -> Result<(), 
             status: Status::BadRequest,
             shard_count: broker.shard_count,
             segment_size: broker.config.mapped_file_size_commit_log,
-            master_written: 0,
+            master_end: 0,
             start: 0,
         };
         let BufResult(sent, _) = stream.write_all(encode_welcome(&refusal)).await;

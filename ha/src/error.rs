@@ -30,7 +30,7 @@ pub enum HaError {
     Store(#[from] StoreError),
     #[error(
         "master refused shard {shard}: {status:?} (master: {master_shards} shards, segment \
-         {master_segment} B, written to {master_written}; slave: {slave_shards} shards, \
+         {master_segment} B, ending at {master_end}; slave: {slave_shards} shards, \
          segment {slave_segment} B, at {slave_offset})"
     )]
     Refused {
@@ -38,30 +38,30 @@ pub enum HaError {
         status: Status,
         master_shards: u32,
         master_segment: u64,
-        master_written: i64,
+        master_end: i64,
         slave_shards: u32,
         slave_segment: u64,
         slave_offset: i64,
     },
     #[error(
-        "shard {shard}: truncating the log from {slave_offset} to the master's written offset \
-         {master_written} failed: {source}"
+        "shard {shard}: truncating the log from {slave_offset} to the master's end offset \
+         {master_end} failed: {source}"
     )]
     Truncate {
         shard: u32,
         slave_offset: i64,
-        master_written: i64,
+        master_end: i64,
         #[source]
         source: StoreError,
     },
     #[error(
-        "shard {shard}: the log still ends at {end} after truncating to the master's written \
-         offset {master_written} (that offset is inside a segment fill here: the logs diverged)"
+        "shard {shard}: the log still ends at {end} after truncating to the master's end \
+         offset {master_end} (that offset is inside a segment fill here: the logs diverged)"
     )]
     StillAhead {
         shard: u32,
         end: i64,
-        master_written: i64,
+        master_end: i64,
     },
     #[error("frame at offset {got}, expected {expected}")]
     OutOfOrder { got: i64, expected: i64 },
@@ -85,7 +85,7 @@ impl HaError {
             status: welcome.status,
             master_shards: welcome.shard_count,
             master_segment: welcome.segment_size,
-            master_written: welcome.master_written,
+            master_end: welcome.master_end,
             slave_shards: hello.shard_count,
             slave_segment: hello.segment_size,
             slave_offset: hello.slave_offset,

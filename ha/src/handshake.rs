@@ -6,11 +6,11 @@
 //! (`slaveOffset` = the slave's max physical offset of that shard).
 //!
 //! Master → slave, [`WELCOME_LEN`] bytes:
-//! `u32 magic | u32 status | u32 shardCount | u64 segmentSize | i64 masterWritten | i64 start`
+//! `u32 magic | u32 status | u32 shardCount | u64 segmentSize | i64 masterEnd | i64 start`
 //!
 //! After an `Ok` welcome the master streams `start..` as transfer frames (see `frame`) and the
 //! slave answers with 8-byte reports. Any other status closes the connection: after
-//! `SlaveAhead` the slave truncates its log to `masterWritten` and says hello again at once;
+//! `SlaveAhead` the slave truncates its log to `masterEnd` and says hello again at once;
 //! after the others it logs the reason and retries later (a mismatch never streams a single
 //! byte, because offsets would mean different things on both sides).
 
@@ -40,7 +40,7 @@ pub enum Status {
     SegmentSizeMismatch = 2,
     /// The slave needs bytes the master no longer has (deleted segments).
     OffsetUnavailable = 3,
-    /// The slave holds bytes past the master's end: it must truncate to `master_written`.
+    /// The slave holds bytes past the master's end: it must truncate to `master_end`.
     SlaveAhead = 4,
     /// Unknown protocol version or shard number.
     BadRequest = 5,
@@ -66,7 +66,9 @@ pub struct Welcome {
     pub status: Status,
     pub shard_count: u32,
     pub segment_size: u64,
-    pub master_written: i64,
+    /// The master's end offset (every byte below is in its log): a slave ahead of it cuts its
+    /// log back to it.
+    pub master_end: i64,
     /// First offset the master streams (the slave's offset when `Ok`).
     pub start: i64,
 }
@@ -116,7 +118,7 @@ pub fn encode_welcome(welcome: &Welcome) -> BytesMut {
     out.put_u32(welcome.status as u32);
     out.put_u32(welcome.shard_count);
     out.put_u64(welcome.segment_size);
-    out.put_i64(welcome.master_written);
+    out.put_i64(welcome.master_end);
     out.put_i64(welcome.start);
     assert_eq!(out.len(), WELCOME_LEN);
     out
@@ -131,7 +133,7 @@ pub fn decode_welcome(mut src: &[u8]) -> Result<Welcome, HandshakeError> {
         status,
         shard_count: src.get_u32(),
         segment_size: src.get_u64(),
-        master_written: src.get_i64(),
+        master_end: src.get_i64(),
         start: src.get_i64(),
     })
 }
@@ -160,7 +162,7 @@ pub fn answer(
     shard_count: u32,
     segment_size: u64,
     oldest: i64,
-    written: i64,
+    end: i64,
 ) -> Welcome {
     let status = if hello.shard_count != shard_count {
         Status::ShardCountMismatch
@@ -168,7 +170,7 @@ pub fn answer(
         Status::SegmentSizeMismatch
     } else if hello.shard >= shard_count {
         Status::BadRequest
-    } else if hello.slave_offset > written {
+    } else if hello.slave_offset > end {
         Status::SlaveAhead
     } else if hello.slave_offset < oldest {
         Status::OffsetUnavailable
@@ -179,7 +181,7 @@ pub fn answer(
         status,
         shard_count,
         segment_size,
-        master_written: written,
+        master_end: end,
         start: hello.slave_offset,
     }
 }

@@ -8,7 +8,7 @@
 //! one.
 //!
 //! A slave ahead of its master (the welcome says `SlaveAhead`: its log holds bytes past the
-//! master's written offset) truncates its log to that offset with
+//! master's end offset) truncates its log to that offset with
 //! `ShardStore::truncate_replica` and handshakes again at once; no other status ever
 //! truncates.
 //!
@@ -63,7 +63,7 @@ pub async fn replicate_shard(
         shard = store.shard(),
         addr,
         start = welcome.start,
-        master_written = welcome.master_written,
+        master_end = welcome.master_end,
         "replicating from master"
     );
     let (mut reader, writer) = stream.into_split();
@@ -134,7 +134,7 @@ impl Watchdog {
 enum Handshake {
     /// The master streams from our end: the socket, the welcome, bytes read past it.
     Accepted(TcpStream, Welcome, BytesMut),
-    /// Our log holds bytes past the master's written offset (the connection is closed).
+    /// Our log holds bytes past the master's end offset (the connection is closed).
     Ahead(Hello, Welcome),
 }
 
@@ -164,29 +164,29 @@ async fn truncate_to_master(
     hello: &Hello,
     welcome: &Welcome,
 ) -> Result<(), HaError> {
-    let master_written = welcome.master_written;
+    let master_end = welcome.master_end;
     tracing::warn!(
         shard = hello.shard,
         slave_offset = hello.slave_offset,
-        master_written,
-        dropped = hello.slave_offset - master_written,
+        master_end,
+        dropped = hello.slave_offset - master_end,
         "slave log ahead of the master; truncating its tail"
     );
     store
-        .truncate_replica(master_written)
+        .truncate_replica(master_end)
         .await
         .map_err(|source| HaError::Truncate {
             shard: hello.shard,
             slave_offset: hello.slave_offset,
-            master_written,
+            master_end,
             source,
         })?;
     let end = store.max_physical_offset();
-    if end > master_written {
+    if end > master_end {
         return Err(HaError::StillAhead {
             shard: hello.shard,
             end,
-            master_written,
+            master_end,
         });
     }
     Ok(())
@@ -228,7 +228,7 @@ async fn handshake(
         welcome.shard_count == hello.shard_count && welcome.segment_size == hello.segment_size;
     if welcome.status == Status::SlaveAhead
         && same_geometry
-        && welcome.master_written < hello.slave_offset
+        && welcome.master_end < hello.slave_offset
     {
         drop(stream);
         return Ok(Handshake::Ahead(hello, welcome));
