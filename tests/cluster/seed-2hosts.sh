@@ -180,9 +180,12 @@ wait_port() { # wait_port <ns> <ip> <port> <secs>
 
 # ---- clients --------------------------------------------------------------------------
 setup_clients() {
-    (cd "$ROOT/tests/java" && mvn -o -q dependency:build-classpath \
-        -Dmdep.outputFile="$WORK/classpath.txt" -Dmdep.includeScope=runtime >"$WORK/mvn.log" 2>&1) ||
-        fail "mvn dependency:build-classpath failed (see $WORK/mvn.log; run scripts/java-tests.sh once online)"
+    # Offline first (the clients run inside namespaces without a route out); the first run on
+    # a machine fetches maven-dependency-plugin from Maven Central.
+    local goal=(-q dependency:build-classpath -Dmdep.outputFile="$WORK/classpath.txt"
+        -Dmdep.includeScope=runtime)
+    (cd "$ROOT/tests/java" && { mvn -o "${goal[@]}" || mvn -B -ntp "${goal[@]}"; } >"$WORK/mvn.log" 2>&1) ||
+        fail "mvn dependency:build-classpath failed (see $WORK/mvn.log; Maven Central must be reachable once)"
     CP=$(cat "$WORK/classpath.txt")
     # The client jars bring logback, which logs INFO to stdout by default: warnings to stderr.
     cat >"$WORK/logback.xml" <<'EOF'
