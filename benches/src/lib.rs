@@ -1,9 +1,31 @@
 //! Criterion benchmarks of rmq-fast's hot paths live in `benches/`; this library only
-//! holds shared fixtures.
+//! holds shared fixtures (also used by the `icount` binary).
+
+pub mod dispatch;
+pub mod pull;
+
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
 use rmq_core::message::NewRecord;
 use rmq_core::remoting::{RemotingCommand, SerializeType, request_code};
+
+/// The topic of every fixture.
+pub const TOPIC: &str = "BenchmarkTest";
+
+/// Polls `future` once, outside any runtime: for store code that is `async` by signature
+/// but performs no asynchronous I/O. Panics if the future is not ready.
+pub fn ready<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("the future awaited I/O; it needs a runtime"),
+    }
+}
 
 /// Encodes a typical record with a body of `body_len` bytes.
 pub fn sample_record(body_len: usize) -> BytesMut {

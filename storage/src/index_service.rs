@@ -18,9 +18,9 @@ use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use rmq_core::message::RecordView;
 use rmq_core::message::properties::{get_property, keys};
 use rmq_core::message::sysflag::{TRANSACTION_ROLLBACK_TYPE, transaction_value};
+use rmq_core::message::{RecordView, parse_record};
 
 use crate::config::StoreConfig;
 use crate::error::StoreError;
@@ -104,6 +104,18 @@ impl IndexService {
         }
         self.dirty.set(true);
         Ok(())
+    }
+
+    /// Indexes a record the append path just patched at `position`. The index is derived
+    /// data: a failure (no room for a new index file) is logged, never fails the send.
+    pub fn index_appended(&self, record: &[u8], position: i64) {
+        if !self.enabled {
+            return;
+        }
+        let record = parse_record(record).expect("the store patched a valid record");
+        if let Err(error) = self.index_record(&record, position) {
+            tracing::warn!(%error, dir = %self.dir.display(), position, "indexing a record failed");
+        }
     }
 
     /// Recovery: indexes a record unless it was indexed before the crash.

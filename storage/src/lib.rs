@@ -63,11 +63,14 @@
 //! `shard-{n}.checkpoint`, `shards`, `lock`, `abort` under the store root (paths configurable).
 
 mod aligned_buffer;
+#[doc(hidden)]
+pub mod bench_hooks;
 mod checkpoint;
 mod commit_log;
 mod config;
 mod consume_queue;
 pub mod disk_space;
+mod dispatch;
 mod error;
 pub mod faults;
 mod flusher;

@@ -21,12 +21,13 @@ use std::time::Duration;
 use rmq_core::message::sysflag::{
     TRANSACTION_PREPARED_TYPE, TRANSACTION_ROLLBACK_TYPE, transaction_value,
 };
-use rmq_core::message::{RecordView, parse_record, patch_record};
+use rmq_core::message::{RecordView, patch_record};
 
 use crate::checkpoint::{Checkpoint, CheckpointFile};
 use crate::commit_log::CommitLog;
 use crate::config::{Durability, StoreConfig};
 use crate::consume_queue::{ConsumeQueue, Entry};
+use crate::dispatch::dispatch_appended;
 use crate::error::StoreError;
 use crate::index_service::IndexService;
 use crate::layout::read_shard_count;
@@ -286,14 +287,14 @@ impl ShardStore {
             first_queue_offset.get_or_insert(queue_offset);
             patch_record(record, queue_offset, position, store_timestamp);
             self.log.push(position, record);
-            self.index_appended(record, position);
-            if dispatched {
-                queue.push(Entry {
-                    offset: position,
-                    size: record.len() as i32,
-                    tags_code: *tags_code,
-                });
-            }
+            dispatch_appended(
+                &self.index,
+                &queue,
+                record,
+                position,
+                *tags_code,
+                dispatched,
+            );
             position += record.len() as i64;
         }
         self.log.last_store_timestamp.set(store_timestamp);
@@ -306,18 +307,6 @@ impl ShardStore {
             end_offset: position,
             count: records.len(),
         })
-    }
-
-    /// Indexes a just-appended record. The index is derived data: a failure (no room for a
-    /// new index file) is logged, never fails the send.
-    fn index_appended(&self, record: &[u8], position: i64) {
-        if !self.cfg.message_index_enable {
-            return;
-        }
-        let record = parse_record(record).expect("the store patched a valid record");
-        if let Err(error) = self.index.index_record(&record, position) {
-            tracing::warn!(%error, shard = self.shard, position, "indexing a record failed");
-        }
     }
 
     /// Resolves when every byte before `end_offset` reached `level`.
@@ -446,7 +435,7 @@ impl ShardStore {
 }
 
 /// The record's SYSFLAG field (offset 36 in every §3.1 record).
-fn sys_flag(record: &[u8]) -> i32 {
+pub(crate) fn sys_flag(record: &[u8]) -> i32 {
     i32::from_be_bytes(record[36..40].try_into().expect("4 bytes"))
 }
 

@@ -4,7 +4,8 @@
 //! (`cachegrind --cache-sim=no`, the `I refs` total) twice, with 0 and with N iterations,
 //! and takes (Ir(N) - Ir(0)) / N: the instructions of one operation, free of process
 //! start-up and fixture cost. Instruction counts do not depend on machine load, so the
-//! result is stable to well under 1% between runs on one toolchain.
+//! result is stable to well under 1% between runs on one toolchain. The measured process
+//! runs with `rep movsb` copies disabled (see [`NO_REP_MOVSB`]).
 //!
 //! Contract: compares with `benches/baseline/icount.json` and fails (exit 1) when a path
 //! needs more than `ICOUNT_TOLERANCE` (default 0.10 = 10%) more instructions than its
@@ -21,6 +22,13 @@ use serde::{Deserialize, Serialize};
 
 /// Iterations per measured run: enough that per-iteration noise rounds away.
 const ITERATIONS: u64 = 2000;
+
+/// glibc tunable for the measured process: never copy with `rep movsb`. Valgrind counts each
+/// iteration of a `rep` instruction, so a large `memcpy` that glibc does with `rep movsb`
+/// counts one instruction per byte, and glibc picks that strategy from the buffers' relative
+/// alignment, which moves with the heap layout: the pull path's count jumped by 10% between
+/// runs. With vector copies only, counts follow the work done and stay put.
+const NO_REP_MOVSB: &str = "glibc.cpu.x86_rep_movsb_threshold=18446744073709551615";
 const DEFAULT_TOLERANCE: f64 = 0.10;
 
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +205,7 @@ fn instructions(icount: &Path, name: &str, iterations: u64) -> Result<u64, GateE
         .arg(icount)
         .arg(name)
         .arg(iterations.to_string())
+        .env("GLIBC_TUNABLES", glibc_tunables())
         .output()
         .map_err(|source| GateError::Spawn {
             what: what.clone(),
@@ -211,6 +220,14 @@ fn instructions(icount: &Path, name: &str, iterations: u64) -> Result<u64, GateE
         });
     }
     parse_i_refs(&stderr).ok_or(GateError::NoCount(what))
+}
+
+/// `GLIBC_TUNABLES` for the measured process: the caller's, plus [`NO_REP_MOVSB`].
+fn glibc_tunables() -> String {
+    match std::env::var("GLIBC_TUNABLES") {
+        Ok(own) if !own.is_empty() => format!("{own}:{NO_REP_MOVSB}"),
+        _ => NO_REP_MOVSB.to_string(),
+    }
 }
 
 /// The number on valgrind's `==pid== I   refs:      1,234,567` line.
@@ -239,7 +256,7 @@ fn read_baseline(path: &Path) -> Result<Baseline, GateError> {
 fn write_baseline(path: &Path, paths: BTreeMap<String, u64>) -> Result<(), GateError> {
     let baseline = Baseline {
         note: format!(
-            "instructions per operation (valgrind cachegrind Ir, (Ir({ITERATIONS}) - Ir(0)) / {ITERATIONS}), release profile; regenerate with ICOUNT_UPDATE=1 scripts/test.sh or cargo run --release -p rmq-benches --bin icount-gate -- --update"
+            "instructions per operation (valgrind cachegrind Ir, (Ir({ITERATIONS}) - Ir(0)) / {ITERATIONS}, no rep movsb), release profile; regenerate with ICOUNT_UPDATE=1 scripts/test.sh or cargo run --release -p rmq-benches --bin icount-gate -- --update"
         ),
         paths,
     };

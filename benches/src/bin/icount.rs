@@ -17,6 +17,9 @@ use rmq_core::message::properties::get_property;
 use rmq_core::message::{body_crc, parse_record, patch_record};
 use rmq_core::remoting::{RemotingCommand, SerializeType, decode_frame, encode_frame};
 
+use rmq_benches::dispatch::DispatchFixture;
+use rmq_benches::pull::{PullFixture, assemble_pull};
+
 /// One measured path: its name and a runner taking the iteration count.
 struct Path {
     name: &'static str,
@@ -71,6 +74,14 @@ const PATHS: &[Path] = &[
     Path {
         name: "msg_id_and_tags",
         run: msg_id_and_tags,
+    },
+    Path {
+        name: "cq_index_dispatch_1024",
+        run: consume_queue_dispatch,
+    },
+    Path {
+        name: "pull_response_32x1024",
+        run: pull_response,
     },
 ];
 
@@ -208,4 +219,30 @@ fn msg_id_and_tags(iterations: u64) {
         black_box(view.tags_code());
         black_box(get_property(black_box(view.properties()), "UNIQ_KEY"));
     }
+}
+
+/// Per appended record: its consume queue entry and index keys (in memory and the mmapped
+/// index file under the system temp dir; no io_uring).
+fn consume_queue_dispatch(iterations: u64) {
+    let mut fixture = DispatchFixture::new(&std::env::temp_dir(), 1024);
+    for _ in 0..iterations {
+        fixture.dispatch_next();
+    }
+    black_box(fixture.entries());
+}
+
+/// One PULL_MESSAGE response of 32 × 1 KiB records read from the in-memory tail of a real
+/// store (compio runtime, files under the system temp dir). The loop never awaits I/O, so
+/// the store's background tasks do not run inside it.
+fn pull_response(iterations: u64) {
+    let fixture = PullFixture::new(&std::env::temp_dir(), 32, 1024);
+    fixture.runtime.block_on(async {
+        let mut out = BytesMut::with_capacity(64 << 10);
+        for _ in 0..iterations {
+            let response =
+                assemble_pull(&fixture.store, black_box(&fixture.request), &mut out).await;
+            black_box(&response);
+        }
+        black_box(&out);
+    });
 }

@@ -102,7 +102,7 @@ pub async fn process(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed
     } else {
         Duration::ZERO
     };
-    let max = usize::try_from(head.max_msgs.clamp(1, 1024)).unwrap_or(32);
+    let max = max_messages(&head);
     let shard = broker.shard_of_queue(&head.topic, head.queue_id);
     let (topic_name, queue_id, offset) = (head.topic.clone(), head.queue_id, head.offset);
     let got = core
@@ -128,6 +128,11 @@ pub async fn process(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed
         .await
         .map_err(|error| busy(req, &error))?;
     Ok(respond(core, req, &head, got))
+}
+
+/// The number of messages a pull asks for, bounded.
+fn max_messages(head: &PullHeader) -> usize {
+    usize::try_from(head.max_msgs.clamp(1, 1024)).unwrap_or(32)
 }
 
 /// What a pull selects.
@@ -217,14 +222,19 @@ fn subscription(
         },
     };
     if is_tag_type(&sub.expression_type) || sub.class_filter_mode {
-        let match_all = sub.sub_string.trim().is_empty() || sub.sub_string.trim() == "*";
-        return Ok(if match_all {
-            PullFilter::All
-        } else {
-            PullFilter::Tags(sub)
-        });
+        return Ok(tag_filter(sub));
     }
     sql_filter(core, req, &sub).map(PullFilter::Sql)
+}
+
+/// The filter of a tag subscription: none for `*` (or empty), else its tag codes.
+fn tag_filter(sub: SubscriptionData) -> PullFilter {
+    let match_all = sub.sub_string.trim().is_empty() || sub.sub_string.trim() == "*";
+    if match_all {
+        PullFilter::All
+    } else {
+        PullFilter::Tags(sub)
+    }
 }
 
 fn is_tag_type(expression_type: &str) -> bool {
@@ -285,6 +295,24 @@ fn respond(
     head: &PullHeader,
     got: Result<GetMessages, StoreError>,
 ) -> RemotingCommand {
+    if let Ok(got) = &got
+        && got.status == GetStatus::Found
+    {
+        core.broker
+            .stats
+            .messages_got
+            .fetch_add(got.count as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+    pull_response(req, head, got)
+}
+
+/// The PULL_MESSAGE response for what the store returned: the code RocketMQ gives each
+/// status, the offsets header and, on success, the records as the body.
+fn pull_response(
+    req: &RemotingCommand,
+    head: &PullHeader,
+    got: Result<GetMessages, StoreError>,
+) -> RemotingCommand {
     let got = match got {
         Ok(got) => got,
         Err(error) => {
@@ -305,12 +333,6 @@ fn respond(
         | GetStatus::OffsetTooSmall
         | GetStatus::OffsetOverflowBadly => ResponseCode::PullOffsetMoved,
     };
-    if got.status == GetStatus::Found {
-        core.broker
-            .stats
-            .messages_got
-            .fetch_add(got.count as u64, std::sync::atomic::Ordering::Relaxed);
-    }
     let mut response = reply(req, code, None)
         .with_ext("suggestWhichBrokerId", 0)
         .with_ext("nextBeginOffset", got.next_begin_offset)
@@ -320,4 +342,22 @@ fn respond(
         response = response.with_body(got.body);
     }
     response
+}
+
+/// The pull path without the broker around it, for the benchmarks of rmq-benches (hidden,
+/// not an API): parses the PULL_MESSAGE header, builds the tag filter from the header's
+/// subscription (`*` when absent), reads from `store` and builds the response exactly as
+/// [`process`] does. Left out: topic, permission and group checks, the offset commit, long
+/// polling, SQL92 filters, the hop to the shard's core and the stats counter.
+#[doc(hidden)]
+pub async fn pull_from_store(store: &ShardStore, req: &RemotingCommand) -> RemotingCommand {
+    let head = match parse_header(req) {
+        Ok(head) => head,
+        Err(response) => return response,
+    };
+    let expression = head.subscription.as_deref().unwrap_or("*");
+    let filter = tag_filter(SubscriptionData::from_expression(&head.topic, expression));
+    let max = max_messages(&head);
+    let got = read_filtered(store, &head.topic, head.queue_id, head.offset, max, &filter).await;
+    pull_response(req, &head, got)
 }
