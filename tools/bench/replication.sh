@@ -13,11 +13,12 @@
 #       time until it holds every message.
 #
 # Needs target/release/rmq-fast and rmq-fast-bench (cargo build --release -p rmq-fast
-# -p rmq-fast-bench) and python3. Ports 19876, 20911-20912, 21011-21012; stores under
-# ${RB_DIR:-/tmp/rmq-repl-bench}, deleted on exit.
+# -p rmq-fast-bench; RMQ_BIN_DIR=DIR uses the binaries in DIR instead) and python3.
+# Ports 19876, 20911-20912, 21011-21012; stores under ${RB_DIR:-/tmp/rmq-repl-bench},
+# deleted on exit.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-BIN="$ROOT/target/release"
+BIN="${RMQ_BIN_DIR:-$ROOT/target/release}"
 DIR="${RB_DIR:-/tmp/rmq-repl-bench}"
 NS=127.0.0.1:19876
 MASTER=127.0.0.1:20911
