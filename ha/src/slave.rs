@@ -179,15 +179,33 @@ async fn truncate_to_master(
         dropped = hello.slave_offset - master_end,
         "slave log ahead of the master; truncating its tail"
     );
-    store
-        .truncate_replica(master_end)
-        .await
-        .map_err(|source| HaError::Truncate {
-            shard: hello.shard,
-            slave_offset: hello.slave_offset,
+    let truncate_error = |source| HaError::Truncate {
+        shard: hello.shard,
+        slave_offset: hello.slave_offset,
+        master_end,
+        source,
+    };
+    match store.truncate_replica(master_end).await {
+        Ok(()) | Err(StoreError::NotRecordBoundary { .. }) => {}
+        Err(source) => return Err(truncate_error(source)),
+    }
+    if store.max_physical_offset() > master_end {
+        // No record starts at the master's end here, or it lies in a zero fill: the logs
+        // differ before it (the master lost our tail, then wrote and lost other records
+        // there). The start of its segment is always a record boundary; the next hello's
+        // tail check finds out whether the log below it is the master's.
+        let fallback = store.segment_start_of(master_end);
+        tracing::warn!(
+            shard = hello.shard,
             master_end,
-            source,
-        })?;
+            fallback,
+            "the master's end is not a record boundary here; cutting to its segment start"
+        );
+        store
+            .truncate_replica(fallback)
+            .await
+            .map_err(truncate_error)?;
+    }
     let end = store.max_physical_offset();
     if end > master_end {
         return Err(HaError::StillAhead {

@@ -349,3 +349,52 @@ async fn a_slave_whose_tail_the_master_rewrote_truncates_and_follows() {
     stop.set(true);
     assert!(matches!(session.await, Ok(Err(_))), "the session ran on");
 }
+
+/// The slave is ahead of its master, but the master's end is not a record boundary of the
+/// slave's log (the master lost the slave's tail, then wrote and lost other records there):
+/// the slave cuts to the start of that segment instead and ends up with the master's log.
+#[compio::test]
+async fn a_slave_ahead_whose_cut_is_no_record_boundary_cuts_the_segment() {
+    let dirs = [(); 3].map(|()| tempfile::tempdir().unwrap());
+    let [source_cfg, master_cfg, slave_cfg] = dirs.each_ref().map(|d| config(d.path(), 64 * 1024));
+    let (_source_layout, source) = open(&source_cfg).await;
+    let cut = append(&source, 0, 40);
+    let source_end = append(&source, 40, 60);
+    let (_master_layout, master_store) = open(&master_cfg).await;
+    copy_log(&source, &master_store, cut).await;
+    let (_slave_layout, slave_store) = open(&slave_cfg).await;
+    copy_log(&source, &slave_store, source_end).await;
+    // One record of a size no record of the slave's tail starts after.
+    let mut record = encode("HaOther", 0, &[b'n'; 77]);
+    let end = master_store
+        .append("HaOther", 0, &mut record, 0, 5_000)
+        .unwrap()
+        .end_offset;
+    master_store
+        .wait_durable(end, Durability::Written)
+        .await
+        .unwrap();
+    assert!(end < source_end, "the slave is ahead");
+
+    let addr = master(master_store.clone()).await;
+    let stop = Rc::new(std::cell::Cell::new(false));
+    let stopping: Rc<dyn Fn() -> bool> = {
+        let stop = stop.clone();
+        Rc::new(move || stop.get())
+    };
+    let session = {
+        let store = slave_store.clone();
+        compio::runtime::spawn(async move {
+            replicate_shard(&store, &addr, &slave_settings(), stopping).await
+        })
+    };
+    until("the master's log", || {
+        slave_store.max_physical_offset() == end
+    })
+    .await;
+    assert!(whole_log(&master_store).await == whole_log(&slave_store).await);
+    assert_eq!(slave_store.max_queue_offset("HaTopic", 0), 40);
+    assert_eq!(slave_store.max_queue_offset("HaOther", 0), 1);
+    stop.set(true);
+    assert!(matches!(session.await, Ok(Err(_))), "the session ran on");
+}
