@@ -2,8 +2,10 @@
 //! not supported).
 //!
 //! Slave → master, [`HELLO_LEN`] bytes, big-endian:
-//! `u32 magic | u32 version | u32 shard | u32 shardCount | u64 segmentSize | i64 slaveOffset`
-//! (`slaveOffset` = the slave's max physical offset of that shard).
+//! `u32 magic | u32 version | u32 shard | u32 shardCount | u64 segmentSize | i64 slaveOffset |
+//! i64 checkFrom | u32 checkCrc | u32 reserved`
+//! (`slaveOffset` = the slave's max physical offset of that shard; `checkCrc` = CRC32 of the
+//! slave's log bytes `[checkFrom, slaveOffset)`, its tail, see [`check_from`]).
 //!
 //! Master → slave, [`WELCOME_LEN`] bytes:
 //! `u32 magic | u32 status | u32 shardCount | u64 segmentSize | i64 masterEnd | i64 start`
@@ -11,15 +13,29 @@
 //! After an `Ok` welcome the master streams `start..` as transfer frames (see `frame`) and the
 //! slave answers with 8-byte reports. Any other status closes the connection: after
 //! `SlaveAhead` the slave truncates its log to `masterEnd` and says hello again at once;
-//! after the others it logs the reason and retries later (a mismatch never streams a single
-//! byte, because offsets would mean different things on both sides).
+//! after `Diverged` (its tail differs from the master's bytes at the same offsets) it
+//! truncates to `start` (a hint: the master's end when it started, or -1) or else to the start
+//! of the segment holding its tail, and says hello again at once; after the others it logs the
+//! reason and retries later (a mismatch never streams a single byte, because offsets would
+//! mean different things on both sides).
+//!
+//! Why the tail check: the master ships *appended* bytes, so after a `kill -9` the slave may
+//! hold bytes the master lost; when the restarted master appends past the slave's end before
+//! the slave reconnects, comparing offsets alone would let the slave keep that stale tail (and
+//! count it as replicated). Records carry their store timestamp and physical offset, so two
+//! incarnations of the master never write the same bytes at one offset; a slave whose tail
+//! matches the master's holds the master's log below it (every record there was written by
+//! one incarnation together with everything before it).
 
 use bytes::{Buf, BufMut, BytesMut};
 
 /// "RMQH".
 pub const MAGIC: u32 = 0x524D_5148;
-pub const VERSION: u32 = 1;
-pub const HELLO_LEN: usize = 32;
+pub const VERSION: u32 = 2;
+pub const HELLO_LEN: usize = 48;
+/// Longest tail a hello's checksum covers: twice RocketMQ's default maxMessageSize (4 MiB),
+/// so it reaches back past the start of the last record even after a segment's zero fill.
+pub const CHECK_WINDOW: i64 = 8 << 20;
 pub const WELCOME_LEN: usize = 36;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +44,20 @@ pub struct Hello {
     pub shard_count: u32,
     pub segment_size: u64,
     pub slave_offset: i64,
+    /// Start of the tail the checksum covers (`slave_offset` when the log is empty).
+    pub check_from: i64,
+    /// CRC32 of the slave's log bytes `[check_from, slave_offset)`.
+    pub check_crc: u32,
+}
+
+/// Where the checksummed tail of a log ending at `end` starts: [`CHECK_WINDOW`] before it,
+/// but never before the segment holding its last byte (`segment_start_of_last`) nor before
+/// the oldest offset.
+pub fn check_from(end: i64, segment_start_of_last: i64, oldest: i64) -> i64 {
+    if end <= oldest {
+        return end;
+    }
+    (end - CHECK_WINDOW).max(segment_start_of_last).max(oldest)
 }
 
 /// Why a master accepts or refuses a slave.
@@ -44,6 +74,10 @@ pub enum Status {
     SlaveAhead = 4,
     /// Unknown protocol version or shard number.
     BadRequest = 5,
+    /// The slave's tail differs from the master's bytes at the same offsets (it holds what a
+    /// crashed master lost, and the restarted master appended other records there): it must
+    /// truncate (to `start` when that is a hint, see the module docs).
+    Diverged = 6,
 }
 
 impl Status {
@@ -55,6 +89,7 @@ impl Status {
             Status::OffsetUnavailable,
             Status::SlaveAhead,
             Status::BadRequest,
+            Status::Diverged,
         ]
         .into_iter()
         .find(|s| *s as u32 == code)
@@ -69,7 +104,8 @@ pub struct Welcome {
     /// The master's end offset (every byte below is in its log): a slave ahead of it cuts its
     /// log back to it.
     pub master_end: i64,
-    /// First offset the master streams (the slave's offset when `Ok`).
+    /// First offset the master streams (the slave's offset when `Ok`); with `Diverged`, where
+    /// the slave should cut its log (-1: no hint).
     pub start: i64,
 }
 
@@ -93,6 +129,9 @@ pub fn encode_hello(hello: &Hello) -> BytesMut {
     out.put_u32(hello.shard_count);
     out.put_u64(hello.segment_size);
     out.put_i64(hello.slave_offset);
+    out.put_i64(hello.check_from);
+    out.put_u32(hello.check_crc);
+    out.put_u32(0);
     assert_eq!(out.len(), HELLO_LEN);
     out
 }
@@ -109,6 +148,8 @@ pub fn decode_hello(mut src: &[u8]) -> Result<Hello, HandshakeError> {
         shard_count: src.get_u32(),
         segment_size: src.get_u64(),
         slave_offset: src.get_i64(),
+        check_from: src.get_i64(),
+        check_crc: src.get_u32(),
     })
 }
 
@@ -198,6 +239,8 @@ mod tests {
             shard_count: 4,
             segment_size: SEGMENT,
             slave_offset: offset,
+            check_from: offset - 10,
+            check_crc: 0xDEAD_BEEF,
         }
     }
 
@@ -260,5 +303,22 @@ mod tests {
         let mut welcome = encode_welcome(&answer(&hello(0), 4, SEGMENT, 0, 0));
         welcome[7] = 77;
         assert_eq!(decode_welcome(&welcome), Err(HandshakeError::BadStatus(77)));
+    }
+
+    #[test]
+    fn the_checked_tail_stays_in_the_last_segment() {
+        let base = 1i64 << 56;
+        let segment = 1i64 << 20;
+        assert_eq!(check_from(base, base, base), base, "empty log");
+        assert_eq!(check_from(base + 100, base, base), base);
+        assert_eq!(
+            check_from(base + segment, base, base),
+            base,
+            "after a filler"
+        );
+        let far = base + 3 * CHECK_WINDOW;
+        assert_eq!(check_from(far, base, base), far - CHECK_WINDOW);
+        assert_eq!(check_from(far, far - 5, base), far - 5);
+        assert_eq!(check_from(far, base, far - 7), far - 7, "retention");
     }
 }

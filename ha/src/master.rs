@@ -150,13 +150,28 @@ pub async fn serve_slave(
     settings: MasterSettings,
     stopping: Rc<dyn Fn() -> bool>,
 ) -> Result<(), HaError> {
-    let welcome = answer(
+    let mut welcome = answer(
         &hello,
         store.shard_count(),
         store.segment_size(),
         store.oldest_offset(),
         store.max_physical_offset(),
     );
+    if welcome.status == Status::Ok && !same_tail(&store, &hello).await? {
+        welcome.status = Status::Diverged;
+        let opened_end = store.opened_end();
+        welcome.start = if opened_end < hello.slave_offset {
+            opened_end
+        } else {
+            -1
+        };
+        tracing::warn!(
+            shard = hello.shard,
+            slave_offset = hello.slave_offset,
+            hint = welcome.start,
+            "slave log differs from ours before its end; it must truncate"
+        );
+    }
     let peer = stream.peer_addr().ok();
     let (reader, mut writer) = stream.into_split();
     let BufResult(sent, _) = writer.write_all(encode_welcome(&welcome)).await;
@@ -193,6 +208,23 @@ pub async fn serve_slave(
         HaError::Silent { .. } => HaError::Silent { peer },
         other => other,
     })
+}
+
+/// True when the slave's tail (`hello.check_from..slave_offset`) has our bytes (see the
+/// handshake module docs). A range we cannot read any more (retention deleted it) passes:
+/// nothing is left to compare.
+async fn same_tail(store: &ShardStore, hello: &Hello) -> Result<bool, HaError> {
+    let (from, to) = (hello.check_from, hello.slave_offset);
+    if from == to {
+        return Ok(true);
+    }
+    if from > to || from < store.segment_start_of(to - 1) {
+        return Ok(false);
+    }
+    if from < store.oldest_offset() {
+        return Ok(true);
+    }
+    Ok(store.log_checksum(from, to).await? == hello.check_crc)
 }
 
 #[derive(Clone)]

@@ -9,8 +9,9 @@
 //!
 //! A slave ahead of its master (the welcome says `SlaveAhead`: its log holds bytes past the
 //! master's end offset) truncates its log to that offset with
-//! `ShardStore::truncate_replica` and handshakes again at once; no other status ever
-//! truncates.
+//! `ShardStore::truncate_replica` and handshakes again at once. So does a slave whose tail
+//! differs from the master's bytes at the same offsets (`Diverged`, see `handshake`): it cuts
+//! to the master's hint or to the start of its last segment. No other status truncates.
 //!
 //! Copies: frame bodies are applied straight from the read buffer; only a record split
 //! across reads is assembled in `pending` first.
@@ -29,7 +30,9 @@ use rmq_storage::{Durability, ShardStore, StoreError};
 
 use crate::error::HaError;
 use crate::frame::{TransferHeader, decode_transfer_header};
-use crate::handshake::{Hello, Status, WELCOME_LEN, Welcome, decode_welcome, encode_hello};
+use crate::handshake::{
+    Hello, Status, WELCOME_LEN, Welcome, check_from, decode_welcome, encode_hello,
+};
 
 /// Session settings, from the broker configuration.
 #[derive(Debug, Clone)]
@@ -136,6 +139,9 @@ enum Handshake {
     Accepted(TcpStream, Welcome, BytesMut),
     /// Our log holds bytes past the master's end offset (the connection is closed).
     Ahead(Hello, Welcome),
+    /// Our tail differs from the master's bytes at the same offsets (the connection is
+    /// closed).
+    Diverged(Hello, Welcome),
 }
 
 /// Handshakes until the master accepts, truncating the log whenever it says we are ahead.
@@ -154,6 +160,7 @@ async fn connect(
         match handshake(store, addr, settings).await? {
             Handshake::Accepted(stream, welcome, inbox) => return Ok((stream, welcome, inbox)),
             Handshake::Ahead(hello, welcome) => truncate_to_master(store, &hello, &welcome).await?,
+            Handshake::Diverged(hello, welcome) => cut_diverged(store, &hello, &welcome).await?,
         }
     }
 }
@@ -172,15 +179,33 @@ async fn truncate_to_master(
         dropped = hello.slave_offset - master_end,
         "slave log ahead of the master; truncating its tail"
     );
-    store
-        .truncate_replica(master_end)
-        .await
-        .map_err(|source| HaError::Truncate {
-            shard: hello.shard,
-            slave_offset: hello.slave_offset,
+    let truncate_error = |source| HaError::Truncate {
+        shard: hello.shard,
+        slave_offset: hello.slave_offset,
+        master_end,
+        source,
+    };
+    match store.truncate_replica(master_end).await {
+        Ok(()) | Err(StoreError::NotRecordBoundary { .. }) => {}
+        Err(source) => return Err(truncate_error(source)),
+    }
+    if store.max_physical_offset() > master_end {
+        // No record starts at the master's end here, or it lies in a zero fill: the logs
+        // differ before it (the master lost our tail, then wrote and lost other records
+        // there). The start of its segment is always a record boundary; the next hello's
+        // tail check finds out whether the log below it is the master's.
+        let fallback = store.segment_start_of(master_end);
+        tracing::warn!(
+            shard = hello.shard,
             master_end,
-            source,
-        })?;
+            fallback,
+            "the master's end is not a record boundary here; cutting to its segment start"
+        );
+        store
+            .truncate_replica(fallback)
+            .await
+            .map_err(truncate_error)?;
+    }
     let end = store.max_physical_offset();
     if end > master_end {
         return Err(HaError::StillAhead {
@@ -188,6 +213,43 @@ async fn truncate_to_master(
             end,
             master_end,
         });
+    }
+    Ok(())
+}
+
+/// Cuts a tail that differs from the master's: to the master's hint (its end when it
+/// started) when that is a record boundary here, else to the start of the segment holding the
+/// tail (always one). Either way the log ends strictly below the previous hello's offset,
+/// so [`connect`] ends; the next hello checks the new tail.
+async fn cut_diverged(store: &ShardStore, hello: &Hello, welcome: &Welcome) -> Result<(), HaError> {
+    let end = hello.slave_offset;
+    let fallback = store.segment_start_of(end - 1);
+    let hint = welcome.start;
+    tracing::warn!(
+        shard = hello.shard,
+        slave_offset = end,
+        hint,
+        fallback,
+        "slave log differs from the master's; truncating its tail"
+    );
+    let truncate_error = |source| HaError::Truncate {
+        shard: hello.shard,
+        slave_offset: end,
+        master_end: welcome.master_end,
+        source,
+    };
+    if hint >= store.oldest_offset() && hint < end {
+        match store.truncate_replica(hint).await {
+            Ok(()) if store.max_physical_offset() < end => return Ok(()),
+            Ok(()) | Err(StoreError::NotRecordBoundary { .. }) => {}
+            Err(source) => return Err(truncate_error(source)),
+        }
+    }
+    if store.max_physical_offset() > fallback {
+        store
+            .truncate_replica(fallback)
+            .await
+            .map_err(truncate_error)?;
     }
     Ok(())
 }
@@ -207,11 +269,23 @@ async fn handshake(
         Err(_) => return Err(connect_error(std::io::ErrorKind::TimedOut.into())),
     };
     let _ = stream.set_nodelay(true);
+    let slave_offset = store.max_physical_offset();
+    let check_from = if slave_offset > store.oldest_offset() {
+        check_from(
+            slave_offset,
+            store.segment_start_of(slave_offset - 1),
+            store.oldest_offset(),
+        )
+    } else {
+        slave_offset
+    };
     let hello = Hello {
         shard: store.shard(),
         shard_count: store.shard_count(),
         segment_size: store.segment_size(),
-        slave_offset: store.max_physical_offset(),
+        slave_offset,
+        check_from,
+        check_crc: store.log_checksum(check_from, slave_offset).await?,
     };
     let BufResult(sent, _) = stream.write_all(encode_hello(&hello)).await;
     sent.map_err(HaError::io("hello"))?;
@@ -232,6 +306,10 @@ async fn handshake(
     {
         drop(stream);
         return Ok(Handshake::Ahead(hello, welcome));
+    }
+    if welcome.status == Status::Diverged && same_geometry {
+        drop(stream);
+        return Ok(Handshake::Diverged(hello, welcome));
     }
     if welcome.status != Status::Ok {
         return Err(HaError::refused(&hello, &welcome));

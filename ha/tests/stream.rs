@@ -1,7 +1,7 @@
 //! The replication stream end to end on loopback, inside one runtime: handshake, streaming
 //! across segment fillers, reports releasing SYNC_MASTER waiters, resume after reconnect,
-//! the refusal of a slave whose store geometry differs, and a slave ahead of its master
-//! truncating its tail.
+//! the refusal of a slave whose store geometry differs, a slave ahead of its master
+//! truncating its tail, and a slave whose tail the master rewrote after a crash cutting it.
 
 use std::path::Path;
 use std::rc::Rc;
@@ -294,6 +294,107 @@ async fn a_slave_ahead_of_its_master_truncates_and_follows() {
     assert!(whole_log(&master_store).await == whole_log(&slave_store).await);
     assert_eq!(slave_store.max_queue_offset("HaTopic", 0), 45);
     assert_eq!(slave_store.max_queue_offset("HaOther", 0), 30);
+    stop.set(true);
+    assert!(matches!(session.await, Ok(Err(_))), "the session ran on");
+}
+
+/// The master lost the slave's tail in a crash and appended other records past the slave's
+/// end before the slave came back: offsets alone say "behind", the tail check says
+/// "diverged"; the slave cuts the stale tail and ends up with the master's log.
+#[compio::test]
+async fn a_slave_whose_tail_the_master_rewrote_truncates_and_follows() {
+    let dirs = [(); 3].map(|()| tempfile::tempdir().unwrap());
+    let [source_cfg, master_cfg, slave_cfg] = dirs.each_ref().map(|d| config(d.path(), 64 * 1024));
+    let (_source_layout, source) = open(&source_cfg).await;
+    let cut = append(&source, 0, 40);
+    let source_end = append(&source, 40, 60);
+    let (_master_layout, master_store) = open(&master_cfg).await;
+    copy_log(&source, &master_store, cut).await;
+    let (_slave_layout, slave_store) = open(&slave_cfg).await;
+    copy_log(&source, &slave_store, source_end).await;
+    // Other records from `cut` on, past the slave's end.
+    let mut end = 0;
+    for i in 0..150 {
+        let mut record = encode("HaOther", 0, &vec![b'n'; 300 + i * 11]);
+        end = master_store
+            .append("HaOther", 0, &mut record, 0, 5_000 + i as i64)
+            .unwrap()
+            .end_offset;
+    }
+    master_store
+        .wait_durable(end, Durability::Written)
+        .await
+        .unwrap();
+    assert!(end > source_end, "the master is past the slave's end");
+
+    let addr = master(master_store.clone()).await;
+    let stop = Rc::new(std::cell::Cell::new(false));
+    let stopping: Rc<dyn Fn() -> bool> = {
+        let stop = stop.clone();
+        Rc::new(move || stop.get())
+    };
+    let session = {
+        let store = slave_store.clone();
+        compio::runtime::spawn(async move {
+            replicate_shard(&store, &addr, &slave_settings(), stopping).await
+        })
+    };
+    until("the master's log", || {
+        slave_store.max_physical_offset() == end
+    })
+    .await;
+    assert!(whole_log(&master_store).await == whole_log(&slave_store).await);
+    assert_eq!(slave_store.max_queue_offset("HaTopic", 0), 40);
+    assert_eq!(slave_store.max_queue_offset("HaOther", 0), 150);
+    stop.set(true);
+    assert!(matches!(session.await, Ok(Err(_))), "the session ran on");
+}
+
+/// The slave is ahead of its master, but the master's end is not a record boundary of the
+/// slave's log (the master lost the slave's tail, then wrote and lost other records there):
+/// the slave cuts to the start of that segment instead and ends up with the master's log.
+#[compio::test]
+async fn a_slave_ahead_whose_cut_is_no_record_boundary_cuts_the_segment() {
+    let dirs = [(); 3].map(|()| tempfile::tempdir().unwrap());
+    let [source_cfg, master_cfg, slave_cfg] = dirs.each_ref().map(|d| config(d.path(), 64 * 1024));
+    let (_source_layout, source) = open(&source_cfg).await;
+    let cut = append(&source, 0, 40);
+    let source_end = append(&source, 40, 60);
+    let (_master_layout, master_store) = open(&master_cfg).await;
+    copy_log(&source, &master_store, cut).await;
+    let (_slave_layout, slave_store) = open(&slave_cfg).await;
+    copy_log(&source, &slave_store, source_end).await;
+    // One record of a size no record of the slave's tail starts after.
+    let mut record = encode("HaOther", 0, &[b'n'; 77]);
+    let end = master_store
+        .append("HaOther", 0, &mut record, 0, 5_000)
+        .unwrap()
+        .end_offset;
+    master_store
+        .wait_durable(end, Durability::Written)
+        .await
+        .unwrap();
+    assert!(end < source_end, "the slave is ahead");
+
+    let addr = master(master_store.clone()).await;
+    let stop = Rc::new(std::cell::Cell::new(false));
+    let stopping: Rc<dyn Fn() -> bool> = {
+        let stop = stop.clone();
+        Rc::new(move || stop.get())
+    };
+    let session = {
+        let store = slave_store.clone();
+        compio::runtime::spawn(async move {
+            replicate_shard(&store, &addr, &slave_settings(), stopping).await
+        })
+    };
+    until("the master's log", || {
+        slave_store.max_physical_offset() == end
+    })
+    .await;
+    assert!(whole_log(&master_store).await == whole_log(&slave_store).await);
+    assert_eq!(slave_store.max_queue_offset("HaTopic", 0), 40);
+    assert_eq!(slave_store.max_queue_offset("HaOther", 0), 1);
     stop.set(true);
     assert!(matches!(session.await, Ok(Err(_))), "the session ran on");
 }

@@ -44,6 +44,44 @@ impl ShardStore {
         self.log.file_size
     }
 
+    /// Start of the segment holding `offset`.
+    pub fn segment_start_of(&self, offset: i64) -> i64 {
+        self.log.segment_start(offset)
+    }
+
+    /// End of the log when this store was opened (after recovery): a master that crashed
+    /// may have written other bytes than before from there on.
+    pub fn opened_end(&self) -> i64 {
+        self.opened_end
+    }
+
+    /// CRC32 of the log bytes `[from, to)` (appended bytes, read from memory or disk; both ends
+    /// in one segment). The replication handshake compares a slave's tail with its master's.
+    ///
+    /// # Errors
+    /// `Config` when the range is not inside `[oldest_offset, max_physical_offset]` and one
+    /// segment; `Io` when the disk read fails.
+    pub async fn log_checksum(&self, from: i64, to: i64) -> Result<u32, StoreError> {
+        if from == to {
+            return Ok(crc32fast::hash(&[]));
+        }
+        let appended = self.log.appended();
+        let in_one_segment = self.log.segment_start(from) == self.log.segment_start(to - 1);
+        if from < self.oldest_offset() || from > to || to > appended || !in_one_segment {
+            return Err(StoreError::Config(format!(
+                "checksum range [{from}, {to}) outside [{}, {appended}] or one segment of \
+                 shard {}",
+                self.oldest_offset(),
+                self.shard
+            )));
+        }
+        let mut bytes = BytesMut::with_capacity((to - from) as usize);
+        self.log
+            .read_into(from, (to - from) as usize, &mut None, &mut bytes)
+            .await?;
+        Ok(crc32fast::hash(&bytes))
+    }
+
     /// Resolves true once `max_physical_offset() > offset`, false after `timeout`. Appends
     /// release such waiters; the send path pays one emptiness check when nobody waits.
     pub async fn wait_appended_past(&self, offset: i64, timeout: Duration) -> bool {

@@ -96,6 +96,8 @@ pub struct ShardStore {
     pub(crate) pending_cut: RefCell<Option<crate::replica_truncate::PendingCut>>,
     /// Record boundaries of recent checkpoints (`queue_flusher::revalidation_point`).
     pub(crate) revalidation_points: RefCell<std::collections::VecDeque<i64>>,
+    /// End of the log when the store was opened (after recovery).
+    pub(crate) opened_end: i64,
 }
 
 impl ShardStore {
@@ -176,6 +178,7 @@ impl ShardStore {
             queue_flush_gate: futures_util::lock::Mutex::new(()),
             pending_cut: RefCell::new(None),
             revalidation_points: RefCell::new([recovered_end].into_iter().collect()),
+            opened_end: recovered_end,
         });
         crate::queue_flusher::spawn(&store);
         Ok(store)

@@ -1,0 +1,352 @@
+//! Helpers shared by the tests that drive the real `rmq-fast` binary and kill it with
+//! SIGKILL (`crash_loop.rs`, `replication_crash_loop.rs`): building and starting the binary,
+//! free ports, concurrent SEND_MESSAGE_V2 senders, pulls and the check of acknowledged
+//! messages.
+//!
+//! Each test binary uses its own subset.
+#![allow(dead_code)]
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rmq_core::message::parse_record;
+use rmq_core::message::properties::{encode_properties, keys};
+use rmq_core::remoting::{RemotingCommand, ResponseCode, request_code};
+use rmq_net::RemotingClient;
+
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// (queueId, queueOffset) → body of every acknowledged message.
+pub type Acked = BTreeMap<(i32, i64), Bytes>;
+
+/// The topic and queue count the senders and checks work on.
+#[derive(Debug, Clone, Copy)]
+pub struct Topic {
+    pub name: &'static str,
+    pub queues: i32,
+}
+
+/// A tiny deterministic xorshift generator (the seed is printed on failure by the caller).
+pub fn fastrand_like(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed | 1;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
+/// The binary, built once per test process (the tests of a file run in parallel).
+pub fn broker_binary() -> PathBuf {
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY.get_or_init(build_binary).clone()
+}
+
+fn build_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("RMQ_FAST_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args(["build", "-q", "-p", "rmq-fast"]);
+    if profile_dir.ends_with("release") {
+        build.arg("--release");
+    }
+    let status = build
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "building rmq-fast failed");
+    let binary = profile_dir.join("rmq-fast");
+    assert!(binary.exists(), "no binary at {binary:?}");
+    binary
+}
+
+/// Two free ports below the ephemeral range (listenPort and the HA port after it), distinct
+/// for each call in this process: brokers bind with SO_REUSEPORT, so two brokers on one port
+/// would both start and share the connections.
+pub fn free_port_pair() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 2_000) as u16 * 4;
+    loop {
+        let port = base + NEXT.fetch_add(2, std::sync::atomic::Ordering::Relaxed);
+        assert!(port < 32_000, "no free port pair");
+        let free = |p: u16| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok();
+        if free(port) && free(port + 1) {
+            return port;
+        }
+    }
+}
+
+/// A broker process that is killed when dropped, so a failing test leaves no orphan.
+pub struct Broker(Child);
+
+impl std::ops::Deref for Broker {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Broker {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `rmq-fast broker -c config` with stdout and stderr going to `log`.
+pub fn start_broker(binary: &Path, config: &Path, log: &Path) -> Broker {
+    let log = std::fs::File::create(log).unwrap();
+    Command::new(binary)
+        .args(["broker", "-c"])
+        .arg(config)
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .map(Broker)
+        .expect("start rmq-fast")
+}
+
+/// Waits until the broker answers GET_BROKER_RUNTIME_INFO (panics with its log if it exits).
+pub async fn wait_until_serving(addr: &str, child: &mut Child, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let log = std::fs::read_to_string(log);
+            panic!(
+                "broker exited during start-up ({status}): {}",
+                log.unwrap_or_default()
+            );
+        }
+        if let Ok(client) = RemotingClient::connect(addr, Duration::from_millis(500)).await {
+            let probe = RemotingCommand::new_request(request_code::GET_BROKER_RUNTIME_INFO);
+            if client.invoke(probe, TIMEOUT).await.is_ok() {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "broker did not start serving");
+        compio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The `seq`-th message of `sender` in `round`, with its queue and body (the body starts
+/// with the message key, unique over the test).
+pub fn send_request(
+    topic: Topic,
+    round: usize,
+    sender: usize,
+    seq: u64,
+) -> (RemotingCommand, i32, Bytes) {
+    let queue_id = ((seq as usize + sender) % topic.queues as usize) as i32;
+    let key = format!("crash-{round}-{sender}-{seq}");
+    let padding = "x".repeat((seq as usize * 37 + sender * 11) % 900);
+    let body = Bytes::from(format!("{key}|{padding}"));
+    let properties = encode_properties([(keys::KEYS, key.as_str()), (keys::WAIT, "true")]);
+    let request = RemotingCommand::new_request(request_code::SEND_MESSAGE_V2)
+        .with_ext("a", "crash-producer")
+        .with_ext("b", topic.name)
+        .with_ext("c", "TBW102")
+        .with_ext("d", topic.queues)
+        .with_ext("e", queue_id)
+        .with_ext("f", 0)
+        .with_ext("g", 1_700_000_000_000i64)
+        .with_ext("h", 0)
+        .with_ext("i", properties)
+        .with_ext("j", 0)
+        .with_ext("k", false)
+        .with_ext("m", false)
+        .with_body(body.clone());
+    (request, queue_id, body)
+}
+
+/// Records a SUCCESS send response in `acked` (asserting the queue offset is new).
+pub fn record_ack(acked: &mut Acked, response: &RemotingCommand, queue_id: i32, body: &Bytes) {
+    let offset: i64 = response.ext("queueOffset").unwrap().parse().unwrap();
+    let returned: i32 = response.ext("queueId").unwrap().parse().unwrap();
+    assert_eq!(returned, queue_id);
+    let earlier = acked.insert((queue_id, offset), body.clone());
+    assert!(
+        earlier.is_none(),
+        "queue offset {queue_id}:{offset} acked for two messages: {earlier:?} and {body:?} msgId {:?} opaque {}",
+        response.ext("msgId"),
+        response.opaque
+    );
+}
+
+/// Runs `senders` concurrent senders against `addr` for `load_ms`, then calls `kill` while
+/// they are still sending, stops them and returns what was acknowledged (SUCCESS only).
+pub async fn load_then_kill(
+    addr: &str,
+    topic: Topic,
+    senders: usize,
+    round: usize,
+    load_ms: u64,
+    kill: impl FnOnce(),
+) -> Acked {
+    let acked = Rc::new(RefCell::new(Acked::new()));
+    let stop = Rc::new(std::cell::Cell::new(false));
+    let mut tasks = Vec::new();
+    for sender in 0..senders {
+        let client = RemotingClient::connect(addr, TIMEOUT)
+            .await
+            .expect("connect");
+        let (acked, stop) = (acked.clone(), stop.clone());
+        tasks.push(compio::runtime::spawn(async move {
+            let mut seq = 0u64;
+            while !stop.get() {
+                seq += 1;
+                let (request, queue_id, body) = send_request(topic, round, sender, seq);
+                let Ok(response) = client.invoke(request, TIMEOUT).await else {
+                    return;
+                };
+                if response.code == ResponseCode::Success.code() {
+                    record_ack(&mut acked.borrow_mut(), &response, queue_id, &body);
+                }
+            }
+        }));
+    }
+    compio::time::sleep(Duration::from_millis(load_ms)).await;
+    kill();
+    stop.set(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    Rc::try_unwrap(acked).unwrap().into_inner()
+}
+
+pub fn pull_request(topic: &str, queue_id: i32, offset: i64) -> RemotingCommand {
+    RemotingCommand::new_request(request_code::PULL_MESSAGE)
+        .with_ext("consumerGroup", "crash-verifier")
+        .with_ext("topic", topic)
+        .with_ext("queueId", queue_id)
+        .with_ext("queueOffset", offset)
+        .with_ext("maxMsgNums", 32)
+        .with_ext("sysFlag", 2)
+        .with_ext("commitOffset", -1)
+        .with_ext("suspendTimeoutMillis", 0)
+        .with_ext("subscription", "*")
+        .with_ext("subVersion", 0)
+        .with_ext("expressionType", "TAG")
+}
+
+/// One pulled record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pulled {
+    pub queue_offset: i64,
+    pub physical_offset: i64,
+    /// The whole stored record, as pulled.
+    pub record: Bytes,
+    pub body: Bytes,
+}
+
+/// Pulls a queue from offset 0 to its end, checking that every record parses, has a good
+/// body CRC, belongs to the queue and that queue offsets are dense. Also returns how the
+/// reads ended (code, remark, min and max offsets).
+pub async fn read_queue(
+    client: &RemotingClient,
+    topic: &str,
+    queue_id: i32,
+    round: usize,
+) -> Result<(Vec<Pulled>, String), rmq_net::NetError> {
+    let mut records = Vec::new();
+    let mut offset = 0i64;
+    loop {
+        let response = client
+            .invoke(pull_request(topic, queue_id, offset), TIMEOUT)
+            .await?;
+        if response.code != ResponseCode::Success.code() {
+            let end = format!(
+                "queue {queue_id} ends at {offset}: code {} {:?} min {:?} max {:?}",
+                response.code,
+                response.remark,
+                response.ext("minOffset"),
+                response.ext("maxOffset")
+            );
+            return Ok((records, end));
+        }
+        let body = response.body.clone();
+        let mut rest = &body[..];
+        while !rest.is_empty() {
+            let record = parse_record(rest).expect("a pulled record parses");
+            assert!(
+                record.crc_ok(),
+                "round {round}: body CRC mismatch at {queue_id}:{offset}"
+            );
+            assert_eq!(record.queue_id(), queue_id);
+            assert_eq!(
+                record.queue_offset(),
+                offset,
+                "round {round}: queue offsets not dense"
+            );
+            let size = record.total_size();
+            records.push(Pulled {
+                queue_offset: offset,
+                physical_offset: record.physical_offset(),
+                record: Bytes::copy_from_slice(&rest[..size]),
+                body: Bytes::copy_from_slice(record.body()),
+            });
+            rest = &rest[size..];
+            offset += 1;
+        }
+    }
+}
+
+/// Reads every queue from offset 0 and checks it against the acked set: every acknowledged
+/// message at its queue offset with its body intact, no message stored twice.
+pub async fn verify(
+    addr: &str,
+    topic: Topic,
+    acked: &Acked,
+    round: usize,
+) -> Result<(), rmq_net::NetError> {
+    let client = RemotingClient::connect(addr, TIMEOUT)
+        .await
+        .expect("connect");
+    let mut stored: HashMap<(i32, i64), Bytes> = HashMap::new();
+    let mut ends: Vec<String> = Vec::new();
+    for queue_id in 0..topic.queues {
+        let (records, end) = read_queue(&client, topic.name, queue_id, round).await?;
+        for record in records {
+            stored.insert((queue_id, record.queue_offset), record.body);
+        }
+        ends.push(end);
+    }
+    let mut bodies = std::collections::HashSet::new();
+    for body in stored.values() {
+        assert!(
+            bodies.insert(body.clone()),
+            "round {round}: a message is stored twice"
+        );
+    }
+    for (key, body) in acked {
+        let got = stored.get(key);
+        assert_eq!(
+            got,
+            Some(body),
+            "round {round}: acknowledged message {key:?} lost or changed; reads: {ends:?}"
+        );
+    }
+    Ok(())
+}
+
+/// The last lines a broker printed.
+pub fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
