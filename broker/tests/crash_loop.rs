@@ -8,7 +8,7 @@
 //! The acked set is tracked here, on the load-generator side: a message counts as
 //! acknowledged only when its SEND_MESSAGE_V2 got SUCCESS.
 //!
-//! Modes: CI runs `RMQ_CRASH_LOOPS` (default 10) crashes per flush mode, 20 in all. For a
+//! Modes: CI runs `RMQ_CRASH_LOOPS` (default 20) crashes per flush mode, 40 in all. For a
 //! long soak, e.g. `RMQ_CRASH_LOOPS=500 cargo test -p rmq-broker --test crash_loop --release`.
 //! `RMQ_FAST_BIN` points at a prebuilt binary; otherwise the test builds `rmq-fast` with the
 //! same cargo profile and uses it.
@@ -45,7 +45,7 @@ fn crash_loop(flush: &str, seed: u64) {
     let loops: usize = std::env::var("RMQ_CRASH_LOOPS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
+        .unwrap_or(20);
     let binary = broker_binary();
     let store = tempfile::tempdir().unwrap();
     let mut rng = fastrand_like(seed ^ std::process::id() as u64);
