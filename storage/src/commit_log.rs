@@ -194,6 +194,33 @@ impl CommitLog {
             .collect()
     }
 
+    /// An empty slave log restarts at `start`, a later segment boundary
+    /// (`ShardStore::reset_empty_replica`): the log holds nothing, `segment` (the empty file
+    /// at `start`) becomes its only segment and all three offsets move to `start`. Returns the
+    /// segments it forgets (all below `start`, all empty), for the caller to delete. Never
+    /// awaits.
+    pub fn restart_at(&self, start: i64, segment: Rc<Segment>) -> Vec<Rc<Segment>> {
+        let appended = self.appended.get();
+        assert_eq!(appended, self.base, "only an empty log restarts");
+        assert!(
+            self.written.get() == appended && self.flushed.get() == appended,
+            "an empty log has nothing to write"
+        );
+        assert!(self.preparing.get().is_none(), "no segment being prepared");
+        assert!(start > self.base && self.segment_start(start) == start);
+        assert_eq!(segment.start, start);
+        *self.tail.borrow_mut() = TailMemory::new(self.base, start);
+        self.appended.set(start);
+        self.written.set(start);
+        self.flushed.set(start);
+        self.cuts.set(self.cuts.get() + 1);
+        self.unsynced.borrow_mut().clear();
+        let mut segments = self.segments.borrow_mut();
+        let dropped = std::mem::take(&mut *segments);
+        segments.insert(start, segment);
+        dropped.into_values().filter(|s| s.start != start).collect()
+    }
+
     /// Copies bytes reserved at `position` into the tail.
     pub fn push(&self, position: i64, bytes: &[u8]) {
         assert_eq!(position, self.appended.get(), "appends are contiguous");

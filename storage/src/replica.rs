@@ -20,6 +20,10 @@
 //!   after the master lost an unwritten tail) cuts its log back to that offset with
 //!   [`ShardStore::truncate_replica`] (`replica_truncate.rs`: log, consume queues, checkpoint,
 //!   index; crash-safe) while its stream is stopped, then resumes from there.
+//! - An EMPTY slave whose master no longer holds the start of the shard (retention) makes its
+//!   log begin at the start of the master's newest segment with
+//!   [`ShardStore::reset_empty_replica`] (`replica_truncate.rs`); the consume queues then start
+//!   at the queue offsets of the first replicated records (`new_replica_queue`).
 
 use std::time::Duration;
 

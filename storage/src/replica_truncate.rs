@@ -1,6 +1,8 @@
 //! [`ShardStore::truncate_replica`]: a slave whose log is ahead of its master's written offset
 //! (the master lost an unwritten tail in a crash, or the stores diverged) cuts its log back to
-//! that offset before it replicates again.
+//! that offset before it replicates again. [`ShardStore::reset_empty_replica`]: an empty
+//! slave's log begins at a later segment start (its master's retention deleted the offsets
+//! before; see that method for its crash-safe order).
 //!
 //! Contract: only for a slave's shard, while nothing appends to it (no ordinary appends, the
 //! shard's replication stream stopped). `to` must be a record boundary of this log, or lie in
@@ -125,6 +127,129 @@ impl ShardStore {
             "nothing appended during the truncation"
         );
         Ok(())
+    }
+
+    /// Makes this slave's EMPTY log begin at `start`, a segment boundary above the shard
+    /// base: the master no longer holds the start of the shard (retention deleted it), so an
+    /// empty slave starts where the master's newest segment starts (RocketMQ's slave with
+    /// offset 0 starts at the master's last file). Afterwards the log is empty and ends at
+    /// `start`; the master's records from there are appended with `append_replicated` and
+    /// create the consume queues at the master's queue offsets.
+    ///
+    /// Preconditions (asserted): nothing was ever appended (`max_physical_offset` is the shard
+    /// base), no truncation pending, no consume queue holds an entry; nothing appends
+    /// meanwhile. Order, so a crash at any point recovers either the empty log at the base or
+    /// the empty log at `start`: the segment at `start` is created (and its directory synced),
+    /// the segments below are deleted, then the log restarts at `start` in memory and a
+    /// checkpoint at `start` is written (recovery scans from the first segment anyway when
+    /// the checkpoint points below it).
+    ///
+    /// # Errors
+    /// `ShuttingDown`; `Io` from creating or deleting segment files or writing the
+    /// checkpoint: the log is still empty (at the base or at `start`), repeat the call.
+    pub async fn reset_empty_replica(&self, start: i64) -> Result<(), StoreError> {
+        if self.shutting_down.get() {
+            return Err(StoreError::ShuttingDown);
+        }
+        let base = self.log.base;
+        let file_size = self.log.file_size as i64;
+        assert!(
+            start >= base && (start - base) % file_size == 0,
+            "reset_empty_replica({start}): not a segment boundary of shard {}",
+            self.shard
+        );
+        let _gate = self.queue_flush_gate.lock().await;
+        if self.log.appended() == start && self.oldest_offset() == start {
+            return Ok(());
+        }
+        assert_eq!(
+            self.log.appended(),
+            base,
+            "reset_empty_replica needs an empty log"
+        );
+        assert!(self.pending_cut.borrow().is_none(), "no truncation pending");
+        let queues: Vec<_> = self
+            .queues
+            .borrow()
+            .values()
+            .flat_map(|q| q.values())
+            .cloned()
+            .collect();
+        for queue in &queues {
+            assert_eq!(
+                queue.min_offset(),
+                queue.max_offset(),
+                "an empty log has empty consume queues"
+            );
+        }
+        if start == base {
+            return Ok(());
+        }
+        while self.log.preparing.get().is_some() {
+            self.log.prepared.wait().await;
+        }
+        let segment = Segment::create(
+            &self.cfg.commit_log_dir,
+            start,
+            self.log.file_size,
+            false,
+            &self.cfg.faults,
+        )
+        .await?;
+        let below: Vec<Rc<Segment>> = self
+            .log
+            .segments
+            .borrow()
+            .values()
+            .filter(|s| s.start != start)
+            .cloned()
+            .collect();
+        for stale in &below {
+            match std::fs::remove_file(&stale.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io("remove", &stale.path, 0, e)),
+            }
+        }
+        sync_dir(&self.cfg.commit_log_dir).await?;
+        assert_eq!(
+            self.log.appended(),
+            base,
+            "nothing appended during the reset"
+        );
+        let forgotten = self.log.restart_at(start, Rc::new(segment));
+        assert_eq!(
+            forgotten.len(),
+            below.len(),
+            "the deleted segments are forgotten"
+        );
+        // Empty queues left from an earlier run are dropped: the master's records re-create
+        // them at its queue offsets.
+        for queue in queues {
+            queue.deleted.set(true);
+            if let Some(by_id) = self.queues.borrow_mut().get_mut(&queue.topic) {
+                by_id.remove(&queue.queue_id);
+            }
+            match std::fs::remove_dir_all(&queue.dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io("remove_dir", &queue.dir, 0, e)),
+            }
+        }
+        self.queues
+            .borrow_mut()
+            .retain(|_, by_id| !by_id.is_empty());
+        {
+            let mut points = self.revalidation_points.borrow_mut();
+            points.clear();
+            points.push_back(start);
+        }
+        tracing::warn!(
+            shard = self.shard,
+            start,
+            "empty slave log restarts at the master's newest segment"
+        );
+        self.flush_queues_and_checkpoint_gated(start).await
     }
 
     /// Steps 3 to 5 of a cut made in memory, if one is pending.

@@ -538,10 +538,12 @@ fn redispatch(
         return;
     }
     let queue_offset = record.queue_offset();
+    // A queue without files starts at its first record's offset (its older records are gone:
+    // retention, or a slave whose log starts at its master's newest segment).
     let next = queues
         .get(topic)
         .and_then(|q| q.get(&queue_id))
-        .map_or(0, |q| q.max_offset());
+        .map_or(queue_offset, |q| q.max_offset());
     if queue_offset < next {
         return;
     }
@@ -566,7 +568,7 @@ fn redispatch(
                 topic,
                 queue_id,
                 cfg.consume_queue_file_size,
-                0,
+                queue_offset,
             ))
         });
     queue.push(Entry {

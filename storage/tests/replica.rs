@@ -126,3 +126,130 @@ fn bytes_that_do_not_continue_the_log_are_refused() {
         assert!(matches!(beyond, Err(StoreError::Config(_))));
     });
 }
+
+/// Everything `store` holds from `from` to its end.
+async fn log_from(store: &ShardStore, from: i64) -> BytesMut {
+    let end = store.max_physical_offset();
+    store.wait_durable(end, Durability::Written).await.unwrap();
+    let (mut at, mut out) = (from, BytesMut::new());
+    while at < end {
+        at += store
+            .read_replication_chunk(at, 1 << 20, &mut out)
+            .await
+            .unwrap() as i64;
+    }
+    out
+}
+
+/// The master's records of `topic` from queue offset `from`, as a pull returns them.
+async fn pull_from(store: &ShardStore, topic: &str, from: i64) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut offset = from;
+    loop {
+        let got = store
+            .get_messages(topic, 0, offset, 32, &accept_all)
+            .await
+            .unwrap();
+        if got.count == 0 {
+            return out;
+        }
+        offset = got.next_begin_offset;
+        out.extend(split_records(&got.body));
+    }
+}
+
+#[test]
+fn an_empty_slave_restarts_its_log_at_the_masters_newest_segment() {
+    use rmq_storage::retention::{ExpiryPolicy, now_ms};
+    let (master_dir, slave_dir) = (temp_dir(), temp_dir());
+    let master_cfg = small_config(master_dir.path(), 1);
+    let slave_cfg = small_config(slave_dir.path(), 1);
+    run(async {
+        let (_master_layout, master) = open(&master_cfg, 0).await;
+        append_some(&master, 0, 200).await;
+        let policy = ExpiryPolicy {
+            now_ms: now_ms() + 10_000,
+            reserved_ms: 0,
+            force: false,
+            max_files: 2,
+        };
+        assert_eq!(
+            master.delete_expired_files(&policy).await.unwrap().segments,
+            2
+        );
+        let start = master.segment_start_of(master.max_physical_offset());
+        assert!(
+            start > master.oldest_offset(),
+            "the newest segment is not the oldest"
+        );
+        let mut first_queue_offsets = Vec::new();
+        {
+            let (_slave_layout, slave) = open(&slave_cfg, 0).await;
+            slave.reset_empty_replica(start).await.unwrap();
+            assert_eq!(slave.max_physical_offset(), start);
+            assert_eq!(slave.oldest_offset(), start);
+            drop(slave); // a crash right after the reset
+        }
+        {
+            let (_slave_layout, slave) = open(&slave_cfg, 0).await;
+            assert_eq!(
+                slave.max_physical_offset(),
+                start,
+                "the reset survives a crash"
+            );
+            assert_eq!(slave.oldest_offset(), start);
+            replicate(&master, &slave, 1999).await;
+            assert!(log_from(&master, start).await == log_from(&slave, start).await);
+            for topic in TOPICS {
+                let first = slave.min_queue_offset(topic, 0);
+                assert!(
+                    first > 0,
+                    "{topic}: the queue starts at the master's offset"
+                );
+                assert_eq!(
+                    slave.max_queue_offset(topic, 0),
+                    master.max_queue_offset(topic, 0)
+                );
+                assert_eq!(
+                    pull_from(&master, topic, first).await,
+                    pull_from(&slave, topic, first).await
+                );
+                first_queue_offsets.push(first);
+            }
+            drop(slave); // a crash before the consume queues were flushed, maybe
+        }
+        append_some(&master, 200, 40).await;
+        for clean in [false, true, false] {
+            let (_slave_layout, slave) = open(&slave_cfg, 0).await;
+            assert_eq!(slave.oldest_offset(), start);
+            replicate(&master, &slave, 4096).await;
+            assert!(log_from(&master, start).await == log_from(&slave, start).await);
+            for (topic, &first) in TOPICS.iter().zip(&first_queue_offsets) {
+                assert_eq!(
+                    slave.min_queue_offset(topic, 0),
+                    first,
+                    "{topic} after reopening"
+                );
+                assert_eq!(
+                    slave.max_queue_offset(topic, 0),
+                    master.max_queue_offset(topic, 0)
+                );
+                let below = slave
+                    .get_messages(topic, 0, first - 1, 32, &accept_all)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    below.count, 0,
+                    "nothing below the slave's first queue offset"
+                );
+                assert_eq!(
+                    pull_from(&master, topic, first).await,
+                    pull_from(&slave, topic, first).await
+                );
+            }
+            if clean {
+                slave.shutdown().await.unwrap();
+            }
+        }
+    });
+}
