@@ -258,7 +258,12 @@ async fn slave_loop(broker: SharedContext, store: Rc<ShardStore>) {
             let text = error.to_string();
             // A refused handshake or a dead master repeats every second: log changes only.
             if text != last_error {
-                tracing::warn!(shard = store.shard(), addr, %error, "replication session ended");
+                if matches!(error, rmq_ha::HaError::TooFarBehind { .. }) {
+                    // Retrying cannot help: the operator must wipe this slave's store.
+                    tracing::error!(shard = store.shard(), addr, %error, "slave cannot resync");
+                } else {
+                    tracing::warn!(shard = store.shard(), addr, %error, "replication session ended");
+                }
                 last_error = text;
             }
         }

@@ -63,6 +63,21 @@ pub enum HaError {
         end: i64,
         master_end: i64,
     },
+    #[error(
+        "shard {shard}: master no longer has offset {slave_offset} (oldest {oldest}); this \
+         slave's store is too far behind: stop it, delete its store directory and restart it \
+         to resync"
+    )]
+    TooFarBehind {
+        shard: u32,
+        slave_offset: i64,
+        oldest: i64,
+    },
+    #[error(
+        "shard {shard}: the master told this empty slave to start at {start}, but its log ends \
+         at {end} (it is not empty, or {start} is no segment start)"
+    )]
+    BadStart { shard: u32, start: i64, end: i64 },
     #[error("frame at offset {got}, expected {expected}")]
     OutOfOrder { got: i64, expected: i64 },
     #[error("peer {peer:?} silent for longer than the housekeeping interval")]

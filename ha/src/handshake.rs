@@ -15,9 +15,14 @@
 //! `SlaveAhead` the slave truncates its log to `masterEnd` and says hello again at once;
 //! after `Diverged` (its tail differs from the master's bytes at the same offsets) it
 //! truncates to `start` (a hint: the master's end when it started, or -1) or else to the start
-//! of the segment holding its tail, and says hello again at once; after the others it logs the
-//! reason and retries later (a mismatch never streams a single byte, because offsets would
-//! mean different things on both sides).
+//! of the segment holding its tail, and says hello again at once; after `StartAt` (the slave
+//! is empty, its offset is the shard base, and the master's retention deleted the start of
+//! the shard) the slave's empty log restarts at `start`, the start of the master's newest
+//! segment (what RocketMQ 4.x does for a slave at offset 0), and says hello again at once;
+//! after the others it logs the reason and retries later (a mismatch never streams a single
+//! byte, because offsets would mean different things on both sides). A slave that is not
+//! empty and needs bytes the master deleted (`OffsetUnavailable`, `start` = the master's
+//! oldest offset) cannot catch up by itself: its operator must wipe its store.
 //!
 //! Why the tail check: the master ships *appended* bytes, so after a `kill -9` the slave may
 //! hold bytes the master lost; when the restarted master appends past the slave's end before
@@ -68,7 +73,8 @@ pub enum Status {
     ShardCountMismatch = 1,
     /// Different `mappedFileSizeCommitLog`: physical offsets would not line up.
     SegmentSizeMismatch = 2,
-    /// The slave needs bytes the master no longer has (deleted segments).
+    /// The slave needs bytes the master no longer has (deleted segments) and its log is not
+    /// empty: it cannot resync by itself (`start` is the master's oldest offset).
     OffsetUnavailable = 3,
     /// The slave holds bytes past the master's end: it must truncate to `master_end`.
     SlaveAhead = 4,
@@ -78,6 +84,11 @@ pub enum Status {
     /// crashed master lost, and the restarted master appended other records there): it must
     /// truncate (to `start` when that is a hint, see the module docs).
     Diverged = 6,
+    /// The slave's log is empty (its offset is the shard base) but the master no longer has
+    /// the start of the shard: the slave's log must begin at `start`, the start of the
+    /// master's newest segment (RocketMQ: a slave at offset 0 starts at the master's last
+    /// file), and it says hello again from there.
+    StartAt = 7,
 }
 
 impl Status {
@@ -90,6 +101,7 @@ impl Status {
             Status::SlaveAhead,
             Status::BadRequest,
             Status::Diverged,
+            Status::StartAt,
         ]
         .into_iter()
         .find(|s| *s as u32 == code)
@@ -105,7 +117,8 @@ pub struct Welcome {
     /// log back to it.
     pub master_end: i64,
     /// First offset the master streams (the slave's offset when `Ok`); with `Diverged`, where
-    /// the slave should cut its log (-1: no hint).
+    /// the slave should cut its log (-1: no hint); with `StartAt`, where an empty slave's log
+    /// must begin; with `OffsetUnavailable`, the master's oldest offset.
     pub start: i64,
 }
 
@@ -196,8 +209,9 @@ fn check_magic(magic: u32) -> Result<(), HandshakeError> {
     Ok(())
 }
 
-/// The master's answer to a hello, given its shard's geometry and offsets. Pure, so every
-/// refusal is unit-tested.
+/// The master's answer to a hello, given its shard's geometry and offsets (`oldest`: the
+/// start of its oldest segment; `end`: its max physical offset). Pure, so every refusal is
+/// unit-tested.
 pub fn answer(
     hello: &Hello,
     shard_count: u32,
@@ -213,8 +227,27 @@ pub fn answer(
         Status::BadRequest
     } else if hello.slave_offset > end {
         Status::SlaveAhead
+    } else if hello.slave_offset < oldest
+        && hello.slave_offset == rmq_storage::shard_base(hello.shard)
+    {
+        // An empty slave: its log begins at the master's newest segment.
+        let newest = hello.slave_offset
+            + ((end - hello.slave_offset) as u64 / segment_size * segment_size) as i64;
+        return Welcome {
+            status: Status::StartAt,
+            shard_count,
+            segment_size,
+            master_end: end,
+            start: newest,
+        };
     } else if hello.slave_offset < oldest {
-        Status::OffsetUnavailable
+        return Welcome {
+            status: Status::OffsetUnavailable,
+            shard_count,
+            segment_size,
+            master_end: end,
+            start: oldest,
+        };
     } else {
         Status::Ok
     };
@@ -283,6 +316,33 @@ mod tests {
         assert_eq!(status(hello(base + 101)), Status::SlaveAhead);
         assert_eq!(status(hello(base - 1)), Status::OffsetUnavailable);
         assert_eq!(status(hello(base + 100)), Status::Ok);
+    }
+
+    #[test]
+    fn an_empty_slave_below_the_oldest_offset_starts_at_the_newest_segment() {
+        let base = 1i64 << 56;
+        let segment = SEGMENT as i64;
+        let oldest = base + 3 * segment;
+        let answer_at = |offset: i64, end: i64| answer(&hello(offset), 4, SEGMENT, oldest, end);
+        let empty = answer_at(base, base + 5 * segment + 77);
+        assert_eq!(empty.status, Status::StartAt);
+        assert_eq!(empty.start, base + 5 * segment);
+        let at_boundary = answer_at(base, base + 6 * segment);
+        assert_eq!(
+            at_boundary.start,
+            base + 6 * segment,
+            "an empty newest segment"
+        );
+        let stale = answer_at(base + 100, base + 5 * segment);
+        assert_eq!(stale.status, Status::OffsetUnavailable);
+        assert_eq!(stale.start, oldest, "the master's oldest offset");
+        let from_start = answer(&hello(base), 4, SEGMENT, base, base + 5 * segment);
+        assert_eq!(
+            from_start.status,
+            Status::Ok,
+            "nothing deleted: stream everything"
+        );
+        assert_eq!(decode_welcome(&encode_welcome(&empty)), Ok(empty));
     }
 
     #[test]

@@ -176,6 +176,16 @@ pub async fn serve_slave(
     let (reader, mut writer) = stream.into_split();
     let BufResult(sent, _) = writer.write_all(encode_welcome(&welcome)).await;
     sent.map_err(HaError::io("welcome"))?;
+    if welcome.status == Status::StartAt {
+        tracing::info!(
+            shard = hello.shard,
+            ?peer,
+            start = welcome.start,
+            oldest = store.oldest_offset(),
+            "empty slave below our oldest offset: it starts at our newest segment"
+        );
+        return Ok(());
+    }
     if welcome.status != Status::Ok {
         return Err(HaError::refused(&hello, &welcome));
     }

@@ -13,6 +13,13 @@
 //! differs from the master's bytes at the same offsets (`Diverged`, see `handshake`): it cuts
 //! to the master's hint or to the start of its last segment. No other status truncates.
 //!
+//! An EMPTY slave (its end is the shard base) whose master no longer has the start of the
+//! shard (`StartAt`) makes its log begin at the start of the master's newest segment
+//! (`ShardStore::reset_empty_replica`, RocketMQ's behaviour for a slave at offset 0) and
+//! handshakes again at once; older messages are not replicated. A slave that is not empty
+//! and needs bytes the master deleted (`OffsetUnavailable`) ends with `TooFarBehind`, whose
+//! message tells the operator to wipe its store.
+//!
 //! Copies: frame bodies are applied straight from the read buffer; only a record split
 //! across reads is assembled in `pending` first.
 
@@ -53,7 +60,8 @@ pub struct SlaveSettings {
 ///
 /// # Errors
 /// Connection failures, a refused handshake (`Refused` says why, e.g. different shard
-/// counts), a failed truncation of a slave ahead of its master (`Truncate`, `StillAhead`),
+/// counts; `TooFarBehind` when the master deleted bytes this non-empty slave still needs), a
+/// failed truncation of a slave ahead of its master (`Truncate`, `StillAhead`),
 /// frames that do not continue the log, a silent master.
 pub async fn replicate_shard(
     store: &Rc<ShardStore>,
@@ -142,6 +150,9 @@ enum Handshake {
     /// Our tail differs from the master's bytes at the same offsets (the connection is
     /// closed).
     Diverged(Hello, Welcome),
+    /// Our log is empty and the master no longer has the start of the shard: it begins at
+    /// the welcome's `start` (the connection is closed).
+    StartAt(Hello, Welcome),
 }
 
 /// Handshakes until the master accepts, truncating the log whenever it says we are ahead.
@@ -161,6 +172,16 @@ async fn connect(
             Handshake::Accepted(stream, welcome, inbox) => return Ok((stream, welcome, inbox)),
             Handshake::Ahead(hello, welcome) => truncate_to_master(store, &hello, &welcome).await?,
             Handshake::Diverged(hello, welcome) => cut_diverged(store, &hello, &welcome).await?,
+            Handshake::StartAt(hello, welcome) => {
+                tracing::warn!(
+                    shard = hello.shard,
+                    start = welcome.start,
+                    master_end = welcome.master_end,
+                    "empty slave: the master no longer has the start of the shard; starting at \
+                     its newest segment (older messages are not replicated)"
+                );
+                store.reset_empty_replica(welcome.start).await?;
+            }
         }
     }
 }
@@ -310,6 +331,28 @@ async fn handshake(
     if welcome.status == Status::Diverged && same_geometry {
         drop(stream);
         return Ok(Handshake::Diverged(hello, welcome));
+    }
+    if welcome.status == Status::StartAt && same_geometry {
+        drop(stream);
+        let base = rmq_storage::shard_base(hello.shard);
+        let segment = hello.segment_size as i64;
+        let empty = hello.slave_offset == base && store.max_physical_offset() == base;
+        let boundary = welcome.start > base && (welcome.start - base) % segment == 0;
+        if !empty || !boundary || welcome.start > welcome.master_end {
+            return Err(HaError::BadStart {
+                shard: hello.shard,
+                start: welcome.start,
+                end: store.max_physical_offset(),
+            });
+        }
+        return Ok(Handshake::StartAt(hello, welcome));
+    }
+    if welcome.status == Status::OffsetUnavailable && same_geometry {
+        return Err(HaError::TooFarBehind {
+            shard: hello.shard,
+            slave_offset: hello.slave_offset,
+            oldest: welcome.start,
+        });
     }
     if welcome.status != Status::Ok {
         return Err(HaError::refused(&hello, &welcome));

@@ -1,7 +1,9 @@
 //! The replication stream end to end on loopback, inside one runtime: handshake, streaming
 //! across segment fillers, reports releasing SYNC_MASTER waiters, resume after reconnect,
 //! the refusal of a slave whose store geometry differs, a slave ahead of its master
-//! truncating its tail, and a slave whose tail the master rewrote after a crash cutting it.
+//! truncating its tail, a slave whose tail the master rewrote after a crash cutting it, and,
+//! after retention, an empty slave starting at the master's newest segment while a stale one
+//! is refused.
 
 use std::path::Path;
 use std::rc::Rc;
@@ -395,6 +397,126 @@ async fn a_slave_ahead_whose_cut_is_no_record_boundary_cuts_the_segment() {
     assert!(whole_log(&master_store).await == whole_log(&slave_store).await);
     assert_eq!(slave_store.max_queue_offset("HaTopic", 0), 40);
     assert_eq!(slave_store.max_queue_offset("HaOther", 0), 1);
+    stop.set(true);
+    assert!(matches!(session.await, Ok(Err(_))), "the session ran on");
+}
+
+/// The master's bytes `[from, end)`.
+async fn log_from(store: &ShardStore, from: i64, end: i64) -> BytesMut {
+    store.wait_durable(end, Durability::Written).await.unwrap();
+    let (mut at, mut out) = (from, BytesMut::new());
+    while at < end {
+        at += store
+            .read_replication_chunk(at, 1 << 20, &mut out)
+            .await
+            .unwrap() as i64;
+    }
+    out
+}
+
+/// Every record of `HaTopic`:0 from queue offset `from`.
+async fn pull_from(store: &ShardStore, from: i64) -> Vec<u8> {
+    let (mut offset, mut out) = (from, Vec::new());
+    loop {
+        let got = store
+            .get_messages("HaTopic", 0, offset, 32, &|_| true)
+            .await
+            .unwrap();
+        if got.count == 0 {
+            return out;
+        }
+        offset = got.next_begin_offset;
+        out.extend_from_slice(&got.body);
+    }
+}
+
+/// Retention deleted the master's oldest segments: a new, empty slave starts at the master's
+/// newest segment (as RocketMQ's slave at offset 0 starts at the master's last file) and
+/// follows from there; a slave that holds records the master no longer has is refused with
+/// an error telling its operator to wipe it.
+#[compio::test]
+async fn an_empty_slave_starts_at_the_newest_segment_after_retention() {
+    use rmq_storage::retention::{ExpiryPolicy, now_ms};
+    let dirs = [(); 3].map(|()| tempfile::tempdir().unwrap());
+    let [master_cfg, slave_cfg, stale_cfg] = dirs.each_ref().map(|d| config(d.path(), 64 * 1024));
+    let (_master_layout, master_store) = open(&master_cfg).await;
+    let early = append(&master_store, 0, 10);
+    let (_stale_layout, stale_store) = open(&stale_cfg).await;
+    copy_log(&master_store, &stale_store, early).await;
+    let end = append(&master_store, 10, 300);
+    master_store
+        .wait_durable(end, Durability::Written)
+        .await
+        .unwrap();
+    let policy = ExpiryPolicy {
+        now_ms: now_ms() + 10_000,
+        reserved_ms: 0,
+        force: false,
+        max_files: 3,
+    };
+    let deleted = master_store.delete_expired_files(&policy).await.unwrap();
+    assert_eq!(deleted.segments, 3);
+    let oldest = master_store.oldest_offset();
+    let start = master_store.segment_start_of(end);
+    assert!(
+        0 < oldest && oldest < start,
+        "oldest {oldest}, newest segment {start}"
+    );
+    let addr = master(master_store.clone()).await;
+
+    // A stale slave is refused, with an actionable error.
+    let outcome = replicate_shard(&stale_store, &addr, &slave_settings(), Rc::new(|| false)).await;
+    match &outcome {
+        Err(HaError::TooFarBehind {
+            slave_offset,
+            oldest: told,
+            ..
+        }) => assert_eq!((*slave_offset, *told), (early, oldest)),
+        other => panic!("expected TooFarBehind, got {other:?}"),
+    }
+    let message = outcome.unwrap_err().to_string();
+    assert!(message.contains("delete its store directory"), "{message}");
+    assert_eq!(stale_store.max_physical_offset(), early, "nothing changed");
+
+    // An empty slave starts at the newest segment.
+    let (_slave_layout, slave_store) = open(&slave_cfg).await;
+    let stop = Rc::new(std::cell::Cell::new(false));
+    let stopping: Rc<dyn Fn() -> bool> = {
+        let stop = stop.clone();
+        Rc::new(move || stop.get())
+    };
+    let session = {
+        let (store, addr) = (slave_store.clone(), addr.clone());
+        compio::runtime::spawn(async move {
+            replicate_shard(&store, &addr, &slave_settings(), stopping).await
+        })
+    };
+    until("the master's newest segment", || {
+        slave_store.max_physical_offset() == end
+    })
+    .await;
+    assert_eq!(slave_store.oldest_offset(), start);
+    assert!(log_from(&master_store, start, end).await == whole_log(&slave_store).await);
+    let first = slave_store.min_queue_offset("HaTopic", 0);
+    assert!(first > 0, "the queue starts at the master's queue offset");
+    assert!(first >= master_store.min_queue_offset("HaTopic", 0));
+    assert_eq!(
+        pull_from(&slave_store, first).await,
+        pull_from(&master_store, first).await
+    );
+
+    // Further appends replicate.
+    let later = append(&master_store, 310, 50);
+    until("the later records", || {
+        slave_store.max_physical_offset() == later
+    })
+    .await;
+    assert!(log_from(&master_store, start, later).await == whole_log(&slave_store).await);
+    assert_eq!(slave_store.max_queue_offset("HaTopic", 0), 360);
+    assert_eq!(
+        pull_from(&slave_store, first).await,
+        pull_from(&master_store, first).await
+    );
     stop.set(true);
     assert!(matches!(session.await, Ok(Err(_))), "the session ran on");
 }
