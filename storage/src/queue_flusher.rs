@@ -48,14 +48,8 @@ impl ShardStore {
     ) -> Result<(), StoreError> {
         let consume_queue_safe = self.log.appended().min(limit);
         let timestamp = self.log.last_store_timestamp.get();
-        let dirty: Vec<_> = self
-            .queues
-            .borrow()
-            .values()
-            .flat_map(|q| q.values())
-            .filter(|q| q.is_dirty())
-            .cloned()
-            .collect();
+        let mut dirty = self.all_queues();
+        dirty.retain(|q| q.is_dirty());
         for queue in &dirty {
             queue.flush().await?;
         }

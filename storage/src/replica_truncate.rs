@@ -30,6 +30,7 @@ use rmq_core::message::{RecordError, parse_record};
 
 use crate::aligned_buffer::{AlignedBuffer, BLOCK_SIZE, align_down, align_up};
 use crate::config::Durability;
+use crate::consume_queue::ConsumeQueue;
 use crate::error::StoreError;
 use crate::segment::{Segment, sync_dir};
 use crate::shard_store::ShardStore;
@@ -168,13 +169,7 @@ impl ShardStore {
             "reset_empty_replica needs an empty log"
         );
         assert!(self.pending_cut.borrow().is_none(), "no truncation pending");
-        let queues: Vec<_> = self
-            .queues
-            .borrow()
-            .values()
-            .flat_map(|q| q.values())
-            .cloned()
-            .collect();
+        let queues = self.all_queues();
         for queue in &queues {
             assert_eq!(
                 queue.min_offset(),
@@ -226,15 +221,7 @@ impl ShardStore {
         // Empty queues left from an earlier run are dropped: the master's records re-create
         // them at its queue offsets.
         for queue in queues {
-            queue.deleted.set(true);
-            if let Some(by_id) = self.queues.borrow_mut().get_mut(&queue.topic) {
-                by_id.remove(&queue.queue_id);
-            }
-            match std::fs::remove_dir_all(&queue.dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StoreError::io("remove_dir", &queue.dir, 0, e)),
-            }
+            self.remove_queue(&queue)?;
         }
         self.queues
             .borrow_mut()
@@ -356,13 +343,7 @@ impl ShardStore {
     /// Drops the consume queue entries pointing at or past `to` (a record boundary, so the
     /// entries below it end at or before it) and removes queues left empty.
     async fn truncate_queues(&self, to: i64) -> Result<(), StoreError> {
-        let queues: Vec<_> = self
-            .queues
-            .borrow()
-            .values()
-            .flat_map(|q| q.values())
-            .cloned()
-            .collect();
+        let queues = self.all_queues();
         for queue in queues {
             let cut = queue.truncate_beyond(to).await?;
             if cut == 0 {
@@ -377,18 +358,24 @@ impl ShardStore {
                 "dropped consume queue entries of the truncated tail"
             );
             if queue.max_offset() == queue.min_offset() {
-                queue.deleted.set(true);
-                if let Some(by_id) = self.queues.borrow_mut().get_mut(&queue.topic) {
-                    by_id.remove(&queue.queue_id);
-                }
-                match std::fs::remove_dir_all(&queue.dir) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(StoreError::io("remove_dir", &queue.dir, 0, e)),
-                }
+                self.remove_queue(&queue)?;
             }
         }
         Ok(())
+    }
+
+    /// Forgets an empty consume queue and deletes its directory (the master's records
+    /// re-create it at the master's queue offsets).
+    fn remove_queue(&self, queue: &ConsumeQueue) -> Result<(), StoreError> {
+        queue.deleted.set(true);
+        if let Some(by_id) = self.queues.borrow_mut().get_mut(&queue.topic) {
+            by_id.remove(&queue.queue_id);
+        }
+        match std::fs::remove_dir_all(&queue.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io("remove_dir", &queue.dir, 0, e)),
+        }
     }
 }
 

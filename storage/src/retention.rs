@@ -116,13 +116,7 @@ impl ShardStore {
             return Ok(deleted);
         }
         let log_min = self.min_physical_offset();
-        let queues: Vec<_> = self
-            .queues
-            .borrow()
-            .values()
-            .flat_map(|q| q.values())
-            .cloned()
-            .collect();
+        let queues = self.all_queues();
         for queue in queues {
             deleted.queue_entries += queue.drop_below(log_min).await?;
         }

@@ -200,6 +200,16 @@ impl ShardStore {
         self.log.stats.snapshot()
     }
 
+    /// A snapshot of every consume queue of the shard (safe to hold across awaits).
+    pub(crate) fn all_queues(&self) -> Vec<Rc<ConsumeQueue>> {
+        self.queues
+            .borrow()
+            .values()
+            .flat_map(|q| q.values())
+            .cloned()
+            .collect()
+    }
+
     pub(crate) fn queue(&self, topic: &str, queue_id: i32) -> Option<Rc<ConsumeQueue>> {
         self.queues.borrow().get(topic)?.get(&queue_id).cloned()
     }
