@@ -79,6 +79,26 @@ fn slave_settings() -> SlaveSettings {
     }
 }
 
+/// Replicates `store` from `addr` in a task; the session ends once `stop` is set.
+fn spawn_slave(
+    store: &Rc<ShardStore>,
+    addr: &str,
+) -> (
+    Rc<std::cell::Cell<bool>>,
+    compio::runtime::JoinHandle<Result<(), HaError>>,
+) {
+    let stop = Rc::new(std::cell::Cell::new(false));
+    let stopping: Rc<dyn Fn() -> bool> = {
+        let stop = stop.clone();
+        Rc::new(move || stop.get())
+    };
+    let (store, addr) = (store.clone(), addr.to_string());
+    let session = compio::runtime::spawn(async move {
+        replicate_shard(&store, &addr, &slave_settings(), stopping).await
+    });
+    (stop, session)
+}
+
 /// Accepts slave connections forever, serving them from `store`.
 async fn master(store: Rc<ShardStore>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -129,17 +149,7 @@ async fn slave_follows_master_and_releases_sync_waiters() {
     let first_end = append(&master_store, 0, 100);
     let slave_cfg = config(slave_dir.path(), 64 * 1024);
     let (slave_layout, slave_store) = open(&slave_cfg).await;
-    let stop = Rc::new(std::cell::Cell::new(false));
-    let stopping: Rc<dyn Fn() -> bool> = {
-        let stop = stop.clone();
-        Rc::new(move || stop.get())
-    };
-    let session = {
-        let (store, addr, stopping) = (slave_store.clone(), addr.clone(), stopping.clone());
-        compio::runtime::spawn(async move {
-            replicate_shard(&store, &addr, &slave_settings(), stopping).await
-        })
-    };
+    let (stop, session) = spawn_slave(&slave_store, &addr);
     until("the first batch", || {
         slave_store.max_physical_offset() == first_end
     })
@@ -171,12 +181,7 @@ async fn slave_follows_master_and_releases_sync_waiters() {
     // Restart: resume from the slave's own end.
     let last_end = append(&master_store, 101, 60);
     let (_sl, slave_store) = open(&slave_cfg).await;
-    stop.set(false);
-    let store = slave_store.clone();
-    compio::runtime::spawn(async move {
-        replicate_shard(&store, &addr, &slave_settings(), stopping).await
-    })
-    .detach();
+    let (stop, _session) = spawn_slave(&slave_store, &addr);
     until("the catch-up", || {
         slave_store.max_physical_offset() == last_end
     })
@@ -259,17 +264,7 @@ async fn a_slave_ahead_of_its_master_truncates_and_follows() {
     assert_eq!(slave_store.max_queue_offset("HaTopic", 0), 100);
 
     let addr = master(master_store.clone()).await;
-    let stop = Rc::new(std::cell::Cell::new(false));
-    let stopping: Rc<dyn Fn() -> bool> = {
-        let stop = stop.clone();
-        Rc::new(move || stop.get())
-    };
-    let session = {
-        let store = slave_store.clone();
-        compio::runtime::spawn(async move {
-            replicate_shard(&store, &addr, &slave_settings(), stopping).await
-        })
-    };
+    let (stop, session) = spawn_slave(&slave_store, &addr);
     until("the truncation", || {
         slave_store.max_physical_offset() == cut && !slave_store.truncation_pending()
     })
@@ -330,17 +325,7 @@ async fn a_slave_whose_tail_the_master_rewrote_truncates_and_follows() {
     assert!(end > source_end, "the master is past the slave's end");
 
     let addr = master(master_store.clone()).await;
-    let stop = Rc::new(std::cell::Cell::new(false));
-    let stopping: Rc<dyn Fn() -> bool> = {
-        let stop = stop.clone();
-        Rc::new(move || stop.get())
-    };
-    let session = {
-        let store = slave_store.clone();
-        compio::runtime::spawn(async move {
-            replicate_shard(&store, &addr, &slave_settings(), stopping).await
-        })
-    };
+    let (stop, session) = spawn_slave(&slave_store, &addr);
     until("the master's log", || {
         slave_store.max_physical_offset() == end
     })
@@ -379,17 +364,7 @@ async fn a_slave_ahead_whose_cut_is_no_record_boundary_cuts_the_segment() {
     assert!(end < source_end, "the slave is ahead");
 
     let addr = master(master_store.clone()).await;
-    let stop = Rc::new(std::cell::Cell::new(false));
-    let stopping: Rc<dyn Fn() -> bool> = {
-        let stop = stop.clone();
-        Rc::new(move || stop.get())
-    };
-    let session = {
-        let store = slave_store.clone();
-        compio::runtime::spawn(async move {
-            replicate_shard(&store, &addr, &slave_settings(), stopping).await
-        })
-    };
+    let (stop, session) = spawn_slave(&slave_store, &addr);
     until("the master's log", || {
         slave_store.max_physical_offset() == end
     })
@@ -480,17 +455,7 @@ async fn an_empty_slave_starts_at_the_newest_segment_after_retention() {
 
     // An empty slave starts at the newest segment.
     let (_slave_layout, slave_store) = open(&slave_cfg).await;
-    let stop = Rc::new(std::cell::Cell::new(false));
-    let stopping: Rc<dyn Fn() -> bool> = {
-        let stop = stop.clone();
-        Rc::new(move || stop.get())
-    };
-    let session = {
-        let (store, addr) = (slave_store.clone(), addr.clone());
-        compio::runtime::spawn(async move {
-            replicate_shard(&store, &addr, &slave_settings(), stopping).await
-        })
-    };
+    let (stop, session) = spawn_slave(&slave_store, &addr);
     until("the master's newest segment", || {
         slave_store.max_physical_offset() == end
     })
