@@ -362,8 +362,14 @@ impl CommitLog {
                 self.prepared.wait().await;
                 continue;
             }
-            let segment =
-                Segment::create(&self.dir, start, self.file_size, false, &self.cfg.faults).await?;
+            let segment = Segment::create(
+                &self.dir,
+                start,
+                self.file_size,
+                false,
+                &self.cfg.segment_io(),
+            )
+            .await?;
             bump(&self.stats.segments_created, 1);
             let segment = Rc::new(segment);
             self.segments.borrow_mut().insert(start, segment.clone());
@@ -387,9 +393,9 @@ impl CommitLog {
         let log = Rc::downgrade(self);
         let dir = self.dir.clone();
         let size = self.file_size;
-        let faults = self.cfg.faults.clone();
+        let io = self.cfg.segment_io();
         compio::runtime::spawn(async move {
-            let result = Segment::create(&dir, next, size, true, &faults).await;
+            let result = Segment::create(&dir, next, size, true, &io).await;
             let Some(log) = log.upgrade() else { return };
             match result {
                 Ok(segment) => {
@@ -427,17 +433,6 @@ impl CommitLog {
             }
             self.unsynced.borrow_mut().insert(segment_start, segment);
             at = piece_end;
-        }
-        Ok(())
-    }
-
-    /// `fdatasync`s every segment written since the last sync.
-    pub async fn sync_written(&self) -> Result<(), StoreError> {
-        let segments: Vec<Rc<Segment>> = self.unsynced.borrow().values().cloned().collect();
-        for segment in &segments {
-            segment.sync().await?;
-            bump(&self.stats.fdatasyncs, 1);
-            self.unsynced.borrow_mut().remove(&segment.start);
         }
         Ok(())
     }

@@ -41,11 +41,24 @@ pub struct StoreConfig {
     /// Consume queue file size, a multiple of 20 (default 300,000 entries).
     pub consume_queue_file_size: u64,
     pub flush_mode: FlushMode,
+    /// Write commit log segments with `O_DIRECT` (true) or through the page cache (false).
+    /// `Written` means "in the kernel" either way, so both survive `kill -9`; buffered writes
+    /// make an ASYNC_FLUSH ack cost a copy into the page cache (as RocketMQ's mmap does)
+    /// instead of a device write. SYNC_FLUSH always writes with `O_DIRECT`
+    /// (see [`StoreConfig::direct_writes`]). Default false (broker key `asyncFlushDirectIo`).
+    pub direct_io: bool,
     pub sync_flush_timeout: Duration,
     pub flush_interval_commit_log: Duration,
     pub flush_commit_log_least_pages: u32,
     pub flush_commit_log_thorough_interval: Duration,
     pub flush_interval_consume_queue: Duration,
+    /// How often the consume queue flusher also `fdatasync`s the index files (RocketMQ
+    /// flushes its index only when a file fills up). Index pages are written at random through
+    /// a shared mapping; every sync cleans them and the next write to each faults, so syncing
+    /// the index with every consume queue flush (1 s) cost ~10% of the broker's CPU at 20k
+    /// msg/s. The checkpoint's `consume_queue_safe` never passes what the index has synced, so
+    /// recovery after a power loss re-indexes at most this much traffic. Default 10 s.
+    pub index_sync_interval: Duration,
     /// Upper bound of one pull's body (256 KiB).
     pub max_transfer_bytes: usize,
     /// Upper bound of one pull's message count (32).
@@ -82,11 +95,13 @@ impl StoreConfig {
             commit_log_file_size: 1 << 30,
             consume_queue_file_size: 300_000 * ENTRY_SIZE as u64,
             flush_mode: FlushMode::Async,
+            direct_io: false,
             sync_flush_timeout: Duration::from_secs(5),
             flush_interval_commit_log: Duration::from_millis(500),
             flush_commit_log_least_pages: 4,
             flush_commit_log_thorough_interval: Duration::from_secs(10),
             flush_interval_consume_queue: Duration::from_secs(1),
+            index_sync_interval: Duration::from_secs(10),
             max_transfer_bytes: 256 * 1024,
             max_transfer_count: 32,
             requested_shard_count: 1,
@@ -135,6 +150,19 @@ impl StoreConfig {
             return fail("max_transfer_count and max_transfer_bytes must be positive".into());
         }
         Ok(())
+    }
+
+    /// Whether segments are written with `O_DIRECT`: always under SYNC_FLUSH (group commit
+    /// writes and syncs the same bytes once), else as `direct_io` says.
+    pub fn direct_writes(&self) -> bool {
+        self.flush_mode == FlushMode::Sync || self.direct_io
+    }
+
+    pub(crate) fn segment_io(&self) -> crate::segment::SegmentIo {
+        crate::segment::SegmentIo {
+            direct: self.direct_writes(),
+            faults: self.faults.clone(),
+        }
     }
 
     /// Largest record (or batch) that fits a segment next to its end-of-file filler.

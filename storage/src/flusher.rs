@@ -2,22 +2,28 @@
 //!
 //! One task per shard owns all commit log writes. Each round:
 //! 1. takes everything appended so far (`target`) and writes `[written, target)` with
-//!    block-aligned `O_DIRECT` writes (re-sending the partial first block);
+//!    block-aligned writes (re-sending the partial first block);
 //! 2. on success sets `written = target` and releases every `Written` waiter it covers;
-//! 3. if a sync is due, `fdatasync`s the touched segments once, sets `flushed` to what was
-//!    written before the sync started and releases every `Flushed` waiter it covers.
+//! 3. if a sync is due and none is in flight, starts one: a separate task `fdatasync`s the
+//!    segments written so far, then sets `flushed` to what was written when it started and
+//!    releases every `Flushed` waiter it covers.
 //!
-//! That is group commit: a lone send is written at once (no waiting for company), and
-//! everything appended while a write or sync is in flight forms the next round. A sync is
-//! due in SYNC mode after every write, when someone waits for `Flushed`, when stopping, and in
-//! ASYNC mode every `flush_interval_commit_log` if at least `flush_commit_log_least_pages`
-//! pages are dirty, and at least every `flush_commit_log_thorough_interval`.
+//! That is a pipelined group commit: a lone send is written at once (no waiting for company),
+//! everything appended while a write is in flight forms the next write, and writes go on while
+//! a sync is in flight, so the next sync covers all of them. At most one sync runs at a time.
+//! A sync is due in SYNC mode whenever something written is not flushed, when someone waits
+//! for `Flushed`, when stopping, and in ASYNC mode every `flush_interval_commit_log` if at
+//! least `flush_commit_log_least_pages` pages are dirty, and at least every
+//! `flush_commit_log_thorough_interval`. With page-cache writes (ASYNC_FLUSH by default) a
+//! sync writes the dirty pages back, which can take long: running it beside the writes keeps
+//! it off the acks' path.
 //!
 //! Errors: a failed write or sync fails the waiters of that round with `StoreError::Io`,
-//! leaves `written`/`flushed` where they were (the bytes stay in memory) and retries after
-//! [`RETRY_DELAY`]. The task holds only a `Weak` reference while idle, so dropping the store
-//! ends it.
+//! leaves `written`/`flushed` where they were (the bytes stay in memory, the segments stay
+//! marked unsynced) and retries after [`RETRY_DELAY`]. The task holds only a `Weak` reference
+//! while idle, so dropping the store ends it.
 
+use std::cell::Cell;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
@@ -39,6 +45,14 @@ enum Round {
     Stopped,
 }
 
+/// The sync side of the flusher, shared with the sync task.
+struct SyncState {
+    in_flight: Cell<bool>,
+    /// Set by a sync task that failed; the flusher backs off once and clears it.
+    failed: Cell<bool>,
+    last_sync: Cell<Instant>,
+}
+
 pub(crate) fn spawn(log: &Rc<CommitLog>) -> Rc<Signal> {
     let exited = Rc::new(Signal::default());
     let weak = Rc::downgrade(log);
@@ -53,11 +67,15 @@ pub(crate) fn spawn(log: &Rc<CommitLog>) -> Rc<Signal> {
 }
 
 async fn run(weak: Weak<CommitLog>, signal: Rc<Signal>) {
-    let mut last_sync = Instant::now();
+    let state = Rc::new(SyncState {
+        in_flight: Cell::new(false),
+        failed: Cell::new(false),
+        last_sync: Cell::new(Instant::now()),
+    });
     loop {
         let (round, idle_wait) = {
             let Some(log) = weak.upgrade() else { return };
-            let round = round(&log, &mut last_sync).await;
+            let round = round(&log, &state).await;
             let idle_wait = match log.cfg.flush_mode {
                 FlushMode::Async => log.cfg.flush_interval_commit_log,
                 FlushMode::Sync => log.cfg.flush_commit_log_thorough_interval,
@@ -75,7 +93,10 @@ async fn run(weak: Weak<CommitLog>, signal: Rc<Signal>) {
     }
 }
 
-async fn round(log: &Rc<CommitLog>, last_sync: &mut Instant) -> Round {
+async fn round(log: &Rc<CommitLog>, state: &Rc<SyncState>) -> Round {
+    if state.failed.replace(false) {
+        return Round::Failed;
+    }
     let target = log.appended();
     if target > log.written() {
         if let Err(error) = log.write_up_to(target).await {
@@ -89,27 +110,59 @@ async fn round(log: &Rc<CommitLog>, last_sync: &mut Instant) -> Round {
         log.written_waiters.release(target);
         log.maybe_prepare_next();
     }
-    let written = log.written();
-    if written > log.flushed() && sync_due(log, *last_sync) {
-        if let Err(error) = log.sync_written().await {
-            tracing::error!(%error, shard = log.shard, "commit log fdatasync failed; will retry");
-            log.flushed_waiters.fail(written, &error);
-            return Round::Failed;
-        }
-        *last_sync = Instant::now();
-        log.set_flushed(written);
-        log.flushed_waiters.release(written);
+    if log.written() > log.flushed()
+        && !state.in_flight.get()
+        && sync_due(log, state.last_sync.get())
+    {
+        start_sync(log, state);
     }
     if log.appended() > log.written() {
         return Round::Busy;
     }
-    if log.stopping.get() && log.flushed() == log.written() {
+    if log.stopping.get() && !state.in_flight.get() && log.flushed() == log.written() {
         return Round::Stopped;
     }
-    if !log.flushed_waiters.is_empty() && log.flushed() < log.written() {
-        return Round::Busy;
-    }
+    // Idle until new data, a new `Flushed` waiter, the sync's completion or stop.
     Round::Idle
+}
+
+/// Starts a sync of everything written so far in its own task.
+fn start_sync(log: &Rc<CommitLog>, state: &Rc<SyncState>) {
+    let written = log.written();
+    assert!(written > log.flushed() && !state.in_flight.get());
+    state.in_flight.set(true);
+    let segments = std::mem::take(&mut *log.unsynced.borrow_mut());
+    let log = log.clone();
+    let state = state.clone();
+    compio::runtime::spawn(async move {
+        let mut result = Ok(());
+        let mut synced = 0;
+        for segment in segments.values() {
+            if let Err(error) = segment.sync().await {
+                result = Err(error);
+                break;
+            }
+            synced += 1;
+        }
+        bump(&log.stats.fdatasyncs, synced);
+        match result {
+            Ok(()) => {
+                state.last_sync.set(Instant::now());
+                log.set_flushed(written);
+                log.flushed_waiters.release(written);
+            }
+            Err(error) => {
+                tracing::error!(%error, shard = log.shard, "commit log fdatasync failed; will retry");
+                // Still unsynced: back into the set, merged with what was written since.
+                log.unsynced.borrow_mut().extend(segments);
+                log.flushed_waiters.fail(written, &error);
+                state.failed.set(true);
+            }
+        }
+        state.in_flight.set(false);
+        log.flusher_signal.raise();
+    })
+    .detach();
 }
 
 fn sync_due(log: &CommitLog, last_sync: Instant) -> bool {

@@ -7,7 +7,8 @@
 //!   record's `UNIQ_KEY` and each space-separated `KEYS` entry under `topic#key`; rolled-back
 //!   transaction records are skipped. A full file is followed by a new one.
 //! - Durability: `sync` runs in the consume queue flusher *before* the checkpoint is written,
-//!   so `consume_queue_safe` also bounds the index; recovery re-indexes records from the scan
+//!   every `index_sync_interval` (and when stopping or truncating), and `consume_queue_safe`
+//!   never passes the log offset sampled before the last index sync, so it bounds the index; recovery re-indexes records from the scan
 //!   start, skipping those at or below `recovered_end` (the newest file's `endPhyOffset` at
 //!   open), so no entry is added twice after a process crash.
 //! - Files are created with blocking `std::fs` calls when the previous one fills up (once per
@@ -184,6 +185,11 @@ impl IndexService {
             newest.cap_end_phy_offset(to - 1);
             self.dirty.set(true);
         }
+    }
+
+    /// True when keys were indexed since the last successful `sync`.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty.get()
     }
 
     /// `fdatasync`s the files written since the last call.

@@ -15,7 +15,7 @@
 //! | level | offset | meaning | survives |
 //! |---|---|---|---|
 //! | [`Durability::Appended`] | [`ShardStore::max_physical_offset`] | copied into the shard's in-memory tail; readable by consumers at once | nothing |
-//! | [`Durability::Written`] | [`ShardStore::written_offset`] | the `O_DIRECT` write completed: the bytes are in the kernel/device | `kill -9` of the process |
+//! | [`Durability::Written`] | [`ShardStore::written_offset`] | the write completed: the bytes are in the kernel (page cache) or, with `O_DIRECT`, on the device | `kill -9` of the process |
 //! | [`Durability::Flushed`] | [`ShardStore::flushed_offset`] | `fdatasync` completed | power loss |
 //!
 //! Invariant (asserted): `flushed <= written <= appended`.
@@ -23,11 +23,14 @@
 //! Acknowledgement rules for the broker:
 //! - `SYNC_FLUSH` acks a send when its end offset is **flushed** (group commit: one write plus
 //!   one `fdatasync` releases every waiter it covers).
-//! - `ASYNC_FLUSH` acks at **written**. Because the store writes with `O_DIRECT` and has no
-//!   page-cache mapping, data that is only appended lives in our heap; acking there would lose
-//!   acknowledged messages on `kill -9`. `fdatasync` then runs every
-//!   `flush_interval_commit_log` (if at least `flush_commit_log_least_pages` dirty pages) and at
-//!   least every `flush_commit_log_thorough_interval`.
+//! - `ASYNC_FLUSH` acks at **written**. Data that is only appended lives in our heap; acking
+//!   there would lose acknowledged messages on `kill -9`. By default ASYNC_FLUSH writes go
+//!   through the page cache (`pwrite`, a copy into the kernel, like RocketMQ's mmap), so the ack
+//!   costs no device write; `StoreConfig::direct_io` (broker key `asyncFlushDirectIo`) writes
+//!   with `O_DIRECT` instead. SYNC_FLUSH always writes with `O_DIRECT`. `fdatasync` then runs
+//!   every `flush_interval_commit_log` (if at least `flush_commit_log_least_pages` dirty pages)
+//!   and at least every `flush_commit_log_thorough_interval`, beside the writes (never
+//!   delaying an ack at written).
 //! - `WAIT=false` sends ack at **appended**.
 //!
 //! Consume queues and the index are derived data: they are written through the page cache

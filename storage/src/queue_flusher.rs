@@ -1,6 +1,8 @@
 //! The per-shard consume queue flusher: every `flush_interval_consume_queue` it writes the
-//! new entries of every dirty consume queue (buffered), fsyncs them and the index files, then
-//! writes the shard checkpoint (whose `consume_queue_safe` therefore bounds the index too). Holds a `Weak` reference while sleeping, so dropping the store ends it;
+//! new entries of every dirty consume queue (buffered), fsyncs them, every
+//! `index_sync_interval` also the index files, then writes the shard checkpoint (whose
+//! `consume_queue_safe` stays at or below what the index has synced, so it bounds the index
+//! too). Holds a `Weak` reference while sleeping, so dropping the store ends it;
 //! `shutdown` stops it and runs the final flush itself.
 
 use std::rc::Rc;
@@ -53,7 +55,19 @@ impl ShardStore {
         for queue in &dirty {
             queue.flush().await?;
         }
-        self.index.sync().await?;
+        let index_due = limit != i64::MAX
+            || self.shutting_down.get()
+            || !self.index.is_dirty()
+            || self
+                .index_synced_at
+                .get()
+                .is_none_or(|at| at.elapsed() >= self.cfg.index_sync_interval);
+        if index_due {
+            self.index.sync().await?;
+            self.index_synced_at.set(Some(std::time::Instant::now()));
+            self.index_safe.set(consume_queue_safe);
+        }
+        let consume_queue_safe = consume_queue_safe.min(self.index_safe.get());
         bump(&self.log.stats.consume_queue_flushes, 1);
         let commit_log_flushed = self.log.flushed().min(limit);
         let safe = commit_log_flushed.min(consume_queue_safe);

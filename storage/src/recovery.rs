@@ -61,7 +61,8 @@ pub(crate) async fn recover_commit_log(
     let size = cfg.commit_log_file_size;
     let mut segments = open_segments(cfg, shard).await?;
     let Some((&first, _)) = segments.first_key_value() else {
-        let segment = Segment::create(&cfg.commit_log_dir, base, size, false, &cfg.faults).await?;
+        let segment =
+            Segment::create(&cfg.commit_log_dir, base, size, false, &cfg.segment_io()).await?;
         segments.insert(base, Rc::new(segment));
         return Ok(RecoveredLog {
             segments,
@@ -133,7 +134,7 @@ async fn trim_after_end(
             end_segment,
             cfg.commit_log_file_size,
             false,
-            &cfg.faults,
+            &cfg.segment_io(),
         )
         .await?;
         vacant.insert(Rc::new(segment));
@@ -177,7 +178,7 @@ async fn open_segments(
     for start in starts {
         segments.insert(
             start,
-            Rc::new(Segment::open(dir, start, size, &cfg.faults).await?),
+            Rc::new(Segment::open(dir, start, size, &cfg.segment_io()).await?),
         );
     }
     Ok(segments)

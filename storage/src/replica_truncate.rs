@@ -188,7 +188,7 @@ impl ShardStore {
             start,
             self.log.file_size,
             false,
-            &self.cfg.faults,
+            &self.cfg.segment_io(),
         )
         .await?;
         let below: Vec<Rc<Segment>> = self

@@ -25,6 +25,14 @@ use crate::faults::{DiskFaults, Fault, FileOp, injected_error};
 /// The fault seam of a segment (`None` in production).
 pub(crate) type Faults = Option<Arc<dyn DiskFaults>>;
 
+/// How a segment's data is written: with `O_DIRECT` or through the page cache
+/// ([`StoreConfig::direct_io`](crate::StoreConfig::direct_io)), and the fault seam below it.
+#[derive(Clone)]
+pub(crate) struct SegmentIo {
+    pub direct: bool,
+    pub faults: Faults,
+}
+
 static DIRECT_IO_REFUSED: AtomicBool = AtomicBool::new(false);
 
 /// Size of the zero writes that prepare a segment.
@@ -50,6 +58,8 @@ pub(crate) struct Segment {
     pub size: u64,
     pub path: PathBuf,
     file: File,
+    /// Writes go through `O_DIRECT` (else through the page cache, see [`Segment::write_at`]).
+    direct: bool,
     faults: Faults,
 }
 
@@ -63,10 +73,10 @@ impl Segment {
         dir: &Path,
         start: i64,
         size: u64,
-        faults: &Faults,
+        io: &SegmentIo,
     ) -> Result<Segment, StoreError> {
         let path = dir.join(segment_name(start));
-        let file = open_direct(&path, false).await?;
+        let file = open_file(&path, false, io.direct).await?;
         let len = file
             .metadata()
             .await
@@ -82,32 +92,35 @@ impl Segment {
             size,
             path,
             file,
-            faults: faults.clone(),
+            direct: io.direct,
+            faults: io.faults.clone(),
         })
     }
 
     /// Creates a full-size segment (replacing a leftover `.prep`); `zero_fill` also writes
-    /// zeros over it so later `O_DIRECT` writes hit allocated, written extents (no unwritten
-    /// extent conversion, cheaper `fdatasync`).
+    /// zeros over it so later writes hit allocated, written extents (no unwritten extent
+    /// conversion, cheaper `fdatasync`). Preparation always writes with `O_DIRECT` (zeros
+    /// must not fill the page cache); a buffered segment is reopened buffered afterwards.
     pub async fn create(
         dir: &Path,
         start: i64,
         size: u64,
         zero_fill: bool,
-        faults: &Faults,
+        io: &SegmentIo,
     ) -> Result<Segment, StoreError> {
         let path = dir.join(segment_name(start));
         let prep_path = dir.join(format!("{}.prep", segment_name(start)));
-        if let Some(fault) = check(faults, FileOp::Create, &path, 0, size as usize) {
+        if let Some(fault) = check(&io.faults, FileOp::Create, &path, 0, size as usize) {
             return Err(StoreError::io("create", &path, 0, fault_error(fault)));
         }
-        let file = open_direct(&prep_path, true).await?;
+        let file = open_file(&prep_path, true, true).await?;
         let segment = Segment {
             start,
             size,
             path: prep_path.clone(),
             file,
-            faults: faults.clone(),
+            direct: true,
+            faults: io.faults.clone(),
         };
         segment.allocate().await?;
         if zero_fill {
@@ -118,7 +131,16 @@ impl Segment {
             .await
             .map_err(|e| StoreError::io("rename", &path, 0, e))?;
         sync_dir(dir).await?;
-        Ok(Segment { path, ..segment })
+        if io.direct {
+            return Ok(Segment { path, ..segment });
+        }
+        let file = open_file(&path, false, false).await?;
+        Ok(Segment {
+            path,
+            file,
+            direct: false,
+            ..segment
+        })
     }
 
     async fn allocate(&self) -> Result<(), StoreError> {
@@ -180,10 +202,38 @@ impl Segment {
         ) {
             return Err(self.write_faulty(buffer.as_init(), position, fault).await);
         }
+        if !self.direct {
+            self.write_buffered(buffer.as_init(), position)?;
+            return Ok(buffer);
+        }
         let mut file = &self.file;
         let BufResult(result, buffer) = file.write_all_at(buffer, position).await;
         result.map_err(|e| StoreError::io("write", &self.path, position, e))?;
         Ok(buffer)
+    }
+
+    /// A page-cache write, done with `pwrite` on the shard's thread: it is a copy into the
+    /// kernel (microseconds), and ext4 cannot do it without blocking inside io_uring, which
+    /// would hand every write to a kernel worker thread and back (measured: a thread wake-up
+    /// per write, and the same copy on another core).
+    fn write_buffered(&self, mut bytes: &[u8], mut position: u64) -> Result<(), StoreError> {
+        while !bytes.is_empty() {
+            match nix::sys::uio::pwrite(&self.file, bytes, position as i64) {
+                Ok(0) => {
+                    let error = std::io::Error::from(std::io::ErrorKind::WriteZero);
+                    return Err(StoreError::io("write", &self.path, position, error));
+                }
+                Ok(n) => {
+                    bytes = &bytes[n..];
+                    position += n as u64;
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(errno) => {
+                    return Err(StoreError::io("write", &self.path, position, errno.into()));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Applies an injected write fault: writes the prefix it lets through, then fails.
@@ -276,14 +326,16 @@ fn fault_error(fault: Fault) -> std::io::Error {
     }
 }
 
-async fn open_direct(path: &Path, create: bool) -> Result<File, StoreError> {
+/// Opens a segment file with `O_DIRECT` when `direct` (falling back to buffered I/O where
+/// the filesystem refuses it), else buffered.
+async fn open_file(path: &Path, create: bool, direct: bool) -> Result<File, StoreError> {
     let mut options = OpenOptions::new();
     options
         .read(true)
         .write(true)
         .create(create)
         .truncate(create);
-    if !DIRECT_IO_REFUSED.load(Ordering::Relaxed) {
+    if direct && !DIRECT_IO_REFUSED.load(Ordering::Relaxed) {
         let mut direct = options.clone();
         direct.custom_flags(OFlag::O_DIRECT.bits());
         match direct.open(path).await {

@@ -96,6 +96,11 @@ pub struct ShardStore {
     pub(crate) pending_cut: RefCell<Option<crate::replica_truncate::PendingCut>>,
     /// Record boundaries of recent checkpoints (`queue_flusher::revalidation_point`).
     pub(crate) revalidation_points: RefCell<std::collections::VecDeque<i64>>,
+    /// When the queue flusher last synced the index (None: not since open).
+    pub(crate) index_synced_at: Cell<Option<std::time::Instant>>,
+    /// Log offset sampled before the last index sync: every record below it has its keys
+    /// on disk (bounds the checkpoint's `consume_queue_safe`).
+    pub(crate) index_safe: Cell<i64>,
     /// End of the log when the store was opened (after recovery).
     pub(crate) opened_end: i64,
 }
@@ -178,6 +183,8 @@ impl ShardStore {
             queue_flush_gate: futures_util::lock::Mutex::new(()),
             pending_cut: RefCell::new(None),
             revalidation_points: RefCell::new([recovered_end].into_iter().collect()),
+            index_synced_at: Cell::new(None),
+            index_safe: Cell::new(0),
             opened_end: recovered_end,
         });
         crate::queue_flusher::spawn(&store);
@@ -197,7 +204,7 @@ impl ShardStore {
     }
 
     pub fn stats(&self) -> ShardStats {
-        self.log.stats.snapshot()
+        self.log.stats.snapshot(self.cfg.direct_writes())
     }
 
     /// A snapshot of every consume queue of the shard (safe to hold across awaits).

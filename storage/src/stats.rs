@@ -14,6 +14,7 @@ pub struct ShardStats {
     pub segments_created: u64,
     pub consume_queue_flushes: u64,
     pub disk_reads: u64,
+    /// Commit log segments are written with `O_DIRECT` (false: through the page cache).
     pub direct_io: bool,
 }
 
@@ -34,7 +35,8 @@ pub(crate) fn bump(cell: &Cell<u64>, by: u64) {
 }
 
 impl StatsCells {
-    pub fn snapshot(&self) -> ShardStats {
+    /// `direct_writes`: the store's configuration asks for `O_DIRECT` segment writes.
+    pub fn snapshot(&self, direct_writes: bool) -> ShardStats {
         ShardStats {
             appends: self.appends.get(),
             commit_log_writes: self.commit_log_writes.get(),
@@ -44,7 +46,7 @@ impl StatsCells {
             segments_created: self.segments_created.get(),
             consume_queue_flushes: self.consume_queue_flushes.get(),
             disk_reads: self.disk_reads.get(),
-            direct_io: !crate::segment::direct_io_refused(),
+            direct_io: direct_writes && !crate::segment::direct_io_refused(),
         }
     }
 }

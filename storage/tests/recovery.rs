@@ -185,6 +185,60 @@ fn missing_checkpoint_rebuilds_everything_from_the_log() {
     });
 }
 
+/// A written record survives a crash before any `fdatasync`, whether segments are written
+/// through the page cache (ASYNC_FLUSH default) or with `O_DIRECT` (`asyncFlushDirectIo`).
+#[test]
+fn written_records_survive_a_crash_before_any_sync_in_both_write_modes() {
+    for direct_io in [false, true] {
+        let dir = temp_dir();
+        let mut cfg = small_config(dir.path(), 1);
+        cfg.direct_io = direct_io;
+        cfg.flush_interval_commit_log = Duration::from_secs(3600);
+        cfg.flush_commit_log_thorough_interval = Duration::from_secs(3600);
+        cfg.flush_interval_consume_queue = Duration::from_secs(3600);
+        let count = 150;
+        let results = run(async {
+            let (layout, store) = open(&cfg, 0).await;
+            let mut results = Vec::new();
+            for i in 0..count {
+                let queue = (i % 2) as i32;
+                let body = format!("crash-{i}-{}", "y".repeat(i * 7 % 300));
+                let mut record = encode("Crash", queue, body.as_bytes(), "", 0);
+                results.push(
+                    store
+                        .append("Crash", queue, &mut record, i as i64, 10_000 + i as i64)
+                        .unwrap(),
+                );
+            }
+            let end = results.last().unwrap().end_offset;
+            store.wait_durable(end, Durability::Written).await.unwrap();
+            let stats = store.stats();
+            if !direct_io {
+                assert!(!stats.direct_io, "page-cache writes reported as O_DIRECT");
+            }
+            assert!(stats.commit_log_writes > 0);
+            assert!(
+                store.flushed_offset() < end,
+                "no fdatasync ran: the records are only written"
+            );
+            drop(store);
+            drop(layout);
+            results
+        });
+        run(async {
+            let (layout, store) = open(&cfg, 0).await;
+            assert!(!layout.previous_shutdown_clean);
+            assert_eq!(
+                store.max_physical_offset(),
+                results.last().unwrap().end_offset,
+                "direct_io={direct_io}"
+            );
+            check_queue(&store, 0, &expected_for(&results, 0, count)).await;
+            check_queue(&store, 1, &expected_for(&results, 1, count)).await;
+        });
+    }
+}
+
 #[test]
 fn clean_reopen_keeps_everything() {
     let dir = temp_dir();

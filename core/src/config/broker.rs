@@ -271,6 +271,11 @@ config_struct! {
         "logDir" => log_dir: PathBuf = PathBuf::from(home_path("logs/rocketmqlogs")),
         /// rmq-fast extension: number of shards (threads); 0 = number of available cores.
         "shardCount" => shard_count: u32 = 0,
+        /// rmq-fast extension: ASYNC_FLUSH writes the commit log with `O_DIRECT` too, so an
+        /// ack waits for the device write; false (default) writes through the page cache like
+        /// RocketMQ's mmap (acks survive `kill -9`, not power loss, as in RocketMQ).
+        /// SYNC_FLUSH always uses `O_DIRECT`.
+        "asyncFlushDirectIo" => async_flush_direct_io: bool = false,
         /// rmq-fast extension: largest accepted remoting frame (RocketMQ's frameMaxLength).
         "maxFrameLength" => max_frame_length: u32 = 16 * 1024 * 1024,
     }
