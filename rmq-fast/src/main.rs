@@ -6,6 +6,11 @@
 
 mod logging;
 
+/// mimalloc: per-thread free lists suit thread-per-core (every request allocates and frees
+/// on its own core); measured against glibc malloc in docs/perf.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
