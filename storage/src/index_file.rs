@@ -41,7 +41,7 @@ pub(crate) const TIME_SLACK_MS: i64 = 60_000;
 
 /// The hash of an index key: `abs(String.hashCode(topic + "#" + key))`, 0 for `MIN_VALUE`.
 pub(crate) fn key_hash(topic: &str, key: &str) -> i32 {
-    let hash = rmq_core::message::hash::java_string_hash(&format!("{topic}#{key}"));
+    let hash = rmq_core::message::hash::java_string_hash_concat(&[topic, "#", key]);
     hash.checked_abs().unwrap_or(0)
 }
 

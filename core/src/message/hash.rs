@@ -8,7 +8,24 @@
 
 /// Java `String.hashCode()`: `s[0]*31^(n-1) + ... + s[n-1]` over UTF-16 code units, wrapping.
 pub fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16().fold(0i32, |hash, unit| {
+    java_string_hash_continue(0, s)
+}
+
+/// `java_string_hash` of the concatenation of `parts`, without building it (the index hashes
+/// `topic + "#" + key` for every key of every message).
+pub fn java_string_hash_concat(parts: &[&str]) -> i32 {
+    parts
+        .iter()
+        .fold(0, |hash, part| java_string_hash_continue(hash, part))
+}
+
+fn java_string_hash_continue(hash: i32, s: &str) -> i32 {
+    if s.is_ascii() {
+        return s.bytes().fold(hash, |hash, byte| {
+            hash.wrapping_mul(31).wrapping_add(i32::from(byte))
+        });
+    }
+    s.encode_utf16().fold(hash, |hash, unit| {
         hash.wrapping_mul(31).wrapping_add(i32::from(unit))
     })
 }
@@ -38,6 +55,11 @@ mod tests {
         assert_eq!(java_string_hash("\u{1F600}"), 1_772_899);
         // Non-ASCII BMP character: one code unit, not its UTF-8 bytes.
         assert_eq!(java_string_hash("\u{e9}"), 0xE9);
+        assert_eq!(
+            java_string_hash_concat(&["Topic\u{e9}", "#", "key\u{1F600}1"]),
+            java_string_hash("Topic\u{e9}#key\u{1F600}1")
+        );
+        assert_eq!(java_string_hash_concat(&[]), 0);
     }
 
     #[test]

@@ -95,9 +95,30 @@ fn pairs(props: &str) -> impl Iterator<Item = (&str, &str)> {
 
 /// The value of `key` in `props`, if present (first occurrence wins). Does not allocate.
 pub fn get_property<'a>(props: &'a str, key: &str) -> Option<&'a str> {
-    pairs(props)
-        .find(|(name, _)| *name == key)
-        .map(|(_, value)| value)
+    // Same answer as `pairs(props).find(..)`, in one separator search per segment: a send
+    // looks up ~10 properties, and splitting every segment twice per lookup was ~3% of the
+    // broker's CPU. A name never contains the name/value separator, so a segment belongs to
+    // `key` exactly when it starts with `key` followed by that separator.
+    if key.contains(NAME_VALUE_SEPARATOR) {
+        return None;
+    }
+    let mut start = 0;
+    loop {
+        let rest = &props[start..];
+        let end = rest
+            .find(PROPERTY_SEPARATOR)
+            .map_or(props.len(), |i| start + i);
+        let segment = &props[start..end];
+        if let Some(after) = segment.strip_prefix(key)
+            && let Some(value) = after.strip_prefix(NAME_VALUE_SEPARATOR)
+        {
+            return Some(value);
+        }
+        if end == props.len() {
+            return None;
+        }
+        start = end + PROPERTY_SEPARATOR.len_utf8();
+    }
 }
 
 /// All well-formed pairs in order. Segments without a name/value separator are skipped.
@@ -163,6 +184,22 @@ mod tests {
         assert_eq!(get_property(JAVA_FORM, keys::WAIT), Some("true"));
         assert_eq!(get_property(JAVA_FORM, keys::DELAY), None);
         assert_eq!(get_property("", keys::TAGS), None);
+        // The one-pass lookup agrees with the pair parser on odd inputs.
+        for props in [
+            "",
+            "\u{2}",
+            "A\u{1}1\u{2}",
+            "A\u{1}1\u{2}B",
+            "AB\u{1}2\u{2}A\u{1}1",
+            "junk\u{2}A\u{1}x\u{1}y\u{2}A\u{1}second\u{2}",
+            "\u{1}empty-name\u{2}A\u{1}\u{2}",
+            "A\u{2}A\u{1}v",
+        ] {
+            for key in ["A", "AB", "B", "", "x", "A\u{1}x"] {
+                let expected = pairs(props).find(|(n, _)| *n == key).map(|(_, v)| v);
+                assert_eq!(get_property(props, key), expected, "{props:?} {key:?}");
+            }
+        }
         // No trailing separator, empty and malformed segments.
         assert_eq!(
             get_property("\u{2}junk\u{2}TAGS\u{1}x", keys::TAGS),

@@ -16,7 +16,7 @@
 //! `RemotingCommandException` ("the custom field <queueId> is null"); processors send it back
 //! as the remark of a `SYSTEM_ERROR` response.
 
-use std::collections::HashMap;
+use crate::remoting::ext_fields::ExtFields;
 use std::str::FromStr;
 
 use bytes::Bytes;
@@ -74,7 +74,7 @@ pub struct RemotingCommand {
     /// Error text of a response; `None` is distinct from an empty remark only in JSON.
     pub remark: Option<String>,
     /// Stringified custom header fields.
-    pub ext_fields: HashMap<String, String>,
+    pub ext_fields: ExtFields,
     /// How the header was decoded, and will be encoded.
     pub serialize_type: SerializeType,
     /// Opaque body bytes (message payload or a JSON document).
@@ -115,7 +115,7 @@ impl RemotingCommand {
             opaque: 0,
             flag: 0,
             remark: None,
-            ext_fields: HashMap::new(),
+            ext_fields: ExtFields::default(),
             serialize_type: SerializeType::Json,
             body: Bytes::new(),
         }
@@ -131,7 +131,7 @@ impl RemotingCommand {
             opaque: req.opaque,
             flag: RPC_TYPE_RESPONSE,
             remark,
-            ext_fields: HashMap::new(),
+            ext_fields: ExtFields::default(),
             serialize_type: req.serialize_type,
             body: Bytes::new(),
         }

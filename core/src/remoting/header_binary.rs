@@ -22,7 +22,7 @@
 //! # Errors
 //! [`FrameError::BadHeader`] when a length is negative or runs past the end of the header.
 
-use std::collections::HashMap;
+use crate::remoting::ext_fields::{ExtFields, ext_fields_with_capacity};
 
 use bytes::BufMut;
 
@@ -107,8 +107,8 @@ fn put_length<B: BufMut>(dst: &mut B, length: usize) {
     dst.put_i32(i32::try_from(length).unwrap_or(i32::MAX));
 }
 
-fn decode_ext_fields(bytes: &[u8]) -> Result<HashMap<String, String>, FrameError> {
-    let mut fields = HashMap::new();
+fn decode_ext_fields(bytes: &[u8]) -> Result<ExtFields, FrameError> {
+    let mut fields = ext_fields_with_capacity(16);
     let mut reader = Reader { bytes, position: 0 };
     while reader.remaining() > 0 {
         let key_length = reader.i16("ext key length")?;

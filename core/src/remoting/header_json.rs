@@ -24,6 +24,8 @@
 //! does not fit in an int32.
 
 use std::collections::HashMap;
+
+use crate::remoting::ext_fields::ExtFields;
 use std::fmt;
 
 use bytes::BufMut;
@@ -166,7 +168,7 @@ struct JsonHeader {
     #[serde(default, deserialize_with = "lenient_text")]
     remark: Option<String>,
     #[serde(default, rename = "extFields", deserialize_with = "lenient_ext_fields")]
-    ext_fields: HashMap<String, String>,
+    ext_fields: ExtFields,
 }
 
 fn lenient_i32<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i32, D::Error> {
@@ -311,9 +313,7 @@ impl<'de> Deserialize<'de> for ExtValue {
     }
 }
 
-fn lenient_ext_fields<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<HashMap<String, String>, D::Error> {
+fn lenient_ext_fields<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ExtFields, D::Error> {
     let fields: Option<HashMap<String, ExtValue>> = Option::deserialize(deserializer)?;
     Ok(fields
         .unwrap_or_default()

@@ -21,6 +21,7 @@
 
 pub mod codes;
 pub mod command;
+pub mod ext_fields;
 pub mod frame;
 pub mod header_binary;
 pub mod header_json;
@@ -30,4 +31,5 @@ pub use codes::{LanguageCode, ResponseCode, request_code};
 pub use command::{
     HeaderError, RPC_TYPE_ONEWAY, RPC_TYPE_RESPONSE, RemotingCommand, SerializeType,
 };
+pub use ext_fields::{ExtFields, ext_fields_with_capacity};
 pub use frame::{DEFAULT_MAX_FRAME, FrameError, decode_frame, encode_frame};
