@@ -340,6 +340,11 @@ run_e2e() { # broker flush rate
   rest=$(jq -r '.consume | [.mb_per_sec, .latency_ms.p50_ms, .latency_ms.p99_ms,
       .latency_ms.p999_ms, ([.errors[]] | add // 0)] | @tsv' "$json")
   emit_row "$1" "$2" "e2e@$3" 1024 ${sample} "$tps" "$rest" "born->consume latency"
+  # The same run's send round trips: the issue's "send latency at half load" figure.
+  tps=$(jq -r '.produce.tps' "$json")
+  rest=$(jq -r '.produce | [.mb_per_sec, .latency_ms.p50_ms, .latency_ms.p99_ms,
+      .latency_ms.p999_ms, ([.errors[]] | add // 0)] | @tsv' "$json")
+  emit_row "$1" "$2" "e2e-send@$3" 1024 ${sample} "$tps" "$rest" "send RT at half load (same run)"
 }
 
 throughput_phase() { # broker flush
