@@ -61,8 +61,26 @@ pub(crate) async fn recover_commit_log(
     let size = cfg.commit_log_file_size;
     let mut segments = open_segments(cfg, shard).await?;
     let Some((&first, _)) = segments.first_key_value() else {
-        let segment =
-            Segment::create(&cfg.commit_log_dir, base, size, false, &cfg.segment_io()).await?;
+        // SYNC_FLUSH: zero-fill the first segment like every prepared one, so the first
+        // gigabyte is not written into unwritten extents (each group commit would convert
+        // extents and sync their metadata: measured ~20% fewer sends/s than in prepared
+        // segments). A one-time cost on a new store: one sequential write of the segment.
+        let zero_fill = cfg.flush_mode == crate::FlushMode::Sync;
+        if zero_fill {
+            tracing::info!(
+                shard,
+                size,
+                "zero-filling the first commit log segment (SYNC_FLUSH)"
+            );
+        }
+        let segment = Segment::create(
+            &cfg.commit_log_dir,
+            base,
+            size,
+            zero_fill,
+            &cfg.segment_io(),
+        )
+        .await?;
         segments.insert(base, Rc::new(segment));
         return Ok(RecoveredLog {
             segments,
