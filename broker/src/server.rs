@@ -88,6 +88,7 @@ pub fn store_config(config: &BrokerConfig, shard_count: u32) -> StoreConfig {
         flush_commit_log_thorough_interval: ms(config.flush_commit_log_thorough_interval),
         flush_interval_consume_queue: ms(config.flush_interval_consume_queue),
         index_sync_interval: Duration::from_secs(10),
+        message_index_safe: config.message_index_safe,
         max_transfer_bytes: count(config.max_transfer_bytes_on_message_in_memory),
         max_transfer_count: count(config.max_transfer_count_on_message_in_memory),
         requested_shard_count: shard_count,

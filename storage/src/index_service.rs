@@ -7,8 +7,10 @@
 //!   record's `UNIQ_KEY` and each space-separated `KEYS` entry under `topic#key`; rolled-back
 //!   transaction records are skipped. A full file is followed by a new one.
 //! - Durability: `sync` runs in the consume queue flusher *before* the checkpoint is written,
-//!   every `index_sync_interval` (and when stopping or truncating), and `consume_queue_safe`
-//!   never passes the log offset sampled before the last index sync, so it bounds the index; recovery re-indexes records from the scan
+//!   every `index_sync_interval` (and when stopping or truncating); with `message_index_safe`
+//!   `consume_queue_safe` never passes the log offset sampled before the last index sync, so it
+//!   bounds the index (else a power loss may lose the keys of the last interval, as in
+//!   RocketMQ); recovery re-indexes records from the scan
 //!   start, skipping those at or below `recovered_end` (the newest file's `endPhyOffset` at
 //!   open), so no entry is added twice after a process crash.
 //! - Files are created with blocking `std::fs` calls when the previous one fills up (once per

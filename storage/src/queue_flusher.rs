@@ -1,8 +1,8 @@
 //! The per-shard consume queue flusher: every `flush_interval_consume_queue` it writes the
 //! new entries of every dirty consume queue (buffered), fsyncs them, every
-//! `index_sync_interval` also the index files, then writes the shard checkpoint (whose
-//! `consume_queue_safe` stays at or below what the index has synced, so it bounds the index
-//! too). Holds a `Weak` reference while sleeping, so dropping the store ends it;
+//! `index_sync_interval` also the index files, then writes the shard checkpoint (with
+//! `message_index_safe`, its `consume_queue_safe` stays at or below what the index has
+//! synced, so it bounds the index too). Holds a `Weak` reference while sleeping, so dropping the store ends it;
 //! `shutdown` stops it and runs the final flush itself.
 
 use std::rc::Rc;
@@ -67,7 +67,11 @@ impl ShardStore {
             self.index_synced_at.set(Some(std::time::Instant::now()));
             self.index_safe.set(consume_queue_safe);
         }
-        let consume_queue_safe = consume_queue_safe.min(self.index_safe.get());
+        let consume_queue_safe = if self.cfg.message_index_safe {
+            consume_queue_safe.min(self.index_safe.get())
+        } else {
+            consume_queue_safe
+        };
         bump(&self.log.stats.consume_queue_flushes, 1);
         let commit_log_flushed = self.log.flushed().min(limit);
         let safe = commit_log_flushed.min(consume_queue_safe);

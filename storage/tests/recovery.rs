@@ -239,6 +239,56 @@ fn written_records_survive_a_crash_before_any_sync_in_both_write_modes() {
     }
 }
 
+/// `consume_queue_safe` of shard 0's checkpoint file (layout in storage/src/checkpoint.rs).
+fn checkpoint_consume_queue_safe(cfg: &StoreConfig) -> i64 {
+    let bytes = std::fs::read(cfg.root_dir.join("shard-0.checkpoint")).unwrap();
+    i64_at(&bytes, 24)
+}
+
+/// messageIndexSafe: the checkpoint never passes the index's last sync; without it the
+/// checkpoint follows the consume queues while the index syncs on its own, slower clock.
+#[test]
+fn message_index_safe_holds_the_checkpoint_at_the_last_index_sync() {
+    for index_safe in [true, false] {
+        let dir = temp_dir();
+        let mut cfg = small_config(dir.path(), 1);
+        cfg.message_index_safe = index_safe;
+        cfg.index_sync_interval = Duration::from_secs(3600);
+        cfg.flush_interval_consume_queue = Duration::from_millis(20);
+        run(async {
+            let (_layout, store) = open(&cfg, 0).await;
+            let append = |i: i64| {
+                let props = format!("KEYS\u{1}key-{i}\u{2}");
+                let mut record = encode("Idx", 0, b"body", &props, 0);
+                store.append("Idx", 0, &mut record, i, 1_000 + i).unwrap()
+            };
+            let first = append(0);
+            store
+                .wait_durable(first.end_offset, Durability::Flushed)
+                .await
+                .unwrap();
+            // The first queue flush after open always syncs the index.
+            compio::time::sleep(Duration::from_millis(150)).await;
+            assert_eq!(checkpoint_consume_queue_safe(&cfg), first.end_offset);
+            let mut last = first;
+            for i in 1..20 {
+                last = append(i);
+            }
+            store
+                .wait_durable(last.end_offset, Durability::Flushed)
+                .await
+                .unwrap();
+            compio::time::sleep(Duration::from_millis(150)).await;
+            let safe = checkpoint_consume_queue_safe(&cfg);
+            if index_safe {
+                assert_eq!(safe, first.end_offset, "held at the index's last sync");
+            } else {
+                assert_eq!(safe, last.end_offset, "follows the consume queues");
+            }
+        });
+    }
+}
+
 #[test]
 fn clean_reopen_keeps_everything() {
     let dir = temp_dir();
