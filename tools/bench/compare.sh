@@ -13,6 +13,8 @@
 #
 # Usage: tools/bench/compare.sh [--quick] [--out DIR] [--no-ceilings] [--brokers "apache fast"]
 #          [--flushes "ASYNC_FLUSH SYNC_FLUSH"] [--append (keep DIR/results.tsv, add rows)]
+#          [--phases "throughput e2e half"] (half: produce-only at the e2e rate; with --append
+#          and no throughput phase the rate comes from DIR/results.tsv)
 #   --quick   ASYNC_FLUSH only, 1 KiB only, short runs (< 5 min in total)
 #   full      3 sizes x {ASYNC,SYNC}_FLUSH x {sync 1 thread, sync 64 threads, async} (~20 min)
 # Env: SKIP_BUILD=1 (binaries already built), RMQ_EXAMPLE_SRC=dir holding Apache's
@@ -36,6 +38,7 @@ CEILINGS=1
 BROKERS="apache fast"
 FLUSHES_ARG=""
 APPEND=0
+PHASES="throughput e2e half"
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -45,6 +48,7 @@ while [[ $# -gt 0 ]]; do
     --brokers) BROKERS="$2"; shift ;;
     --flushes) FLUSHES_ARG="$2"; shift ;;
     --append) APPEND=1 ;;
+    --phases) PHASES="$2"; shift ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -342,11 +346,21 @@ run_e2e() { # broker flush rate
   rest=$(jq -r '.consume | [.mb_per_sec, .latency_ms.p50_ms, .latency_ms.p99_ms,
       .latency_ms.p999_ms, ([.errors[]] | add // 0)] | @tsv' "$json")
   emit_row "$1" "$2" "e2e@$3" 1024 ${sample} "$tps" "$rest" "born->consume latency"
-  # The same run's send round trips: the issue's "send latency at half load" figure.
+}
+
+# The issue's "send latency at half load": producers only, open loop at the e2e rate (50% of
+# the slower broker's producer-only peak), so a consumer sharing the 2 cores does not decide it.
+run_half() { # broker flush rate
+  local json="$OUT/$1-$2-half-1024.json" sample
+  local DUR=$((DUR + 2)) WARM=$((WARM + 2))
+  log "$1 $2 half-load send 1024B at $3 msg/s"
+  sample=$(with_cpu_sample "$WARM" bench_json "$json" produce --mode async --threads 2 \
+    --inflight 128 --size 1024 --rate "$3")
+  local tps rest
   tps=$(jq -r '.produce.tps' "$json")
   rest=$(jq -r '.produce | [.mb_per_sec, .latency_ms.p50_ms, .latency_ms.p99_ms,
       .latency_ms.p999_ms, ([.errors[]] | add // 0)] | @tsv' "$json")
-  emit_row "$1" "$2" "e2e-send@$3" 1024 ${sample} "$tps" "$rest" "send RT at half load (same run)"
+  emit_row "$1" "$2" "half@$3" 1024 ${sample} "$tps" "$rest" "send RT at half load, open loop"
 }
 
 throughput_phase() { # broker flush
@@ -441,10 +455,15 @@ main() {
   [[ $CEILINGS == 1 ]] && ceilings
   local flush b rate
   for flush in $FLUSHES; do
-    for b in $BROKERS; do throughput_phase "$b" "$flush"; done
+    if [[ " $PHASES " == *" throughput "* ]]; then
+      for b in $BROKERS; do throughput_phase "$b" "$flush"; done
+    fi
     rate=$(e2e_rate "$flush")
-    if [[ $rate -gt 0 ]]; then
+    if [[ $rate -gt 0 && " $PHASES " == *" e2e "* ]]; then
       for b in $BROKERS; do start_cluster "$b" "$flush" "$b-$flush-e2e"; run_e2e "$b" "$flush" "$rate"; stop_cluster; done
+    fi
+    if [[ $rate -gt 0 && " $PHASES " == *" half "* ]]; then
+      for b in $BROKERS; do start_cluster "$b" "$flush" "$b-$flush-half"; run_half "$b" "$flush" "$rate"; stop_cluster; done
     fi
   done
   {
