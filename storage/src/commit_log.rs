@@ -81,7 +81,7 @@ impl CommitLog {
         tail_block: &[u8],
     ) -> CommitLog {
         let base = crate::shard_base(shard);
-        let mut tail = TailMemory::new(base, end);
+        let mut tail = TailMemory::new(base, end, tail_retain_bytes(&cfg));
         assert_eq!(
             tail.start() + tail_block.len() as i64,
             end,
@@ -166,7 +166,7 @@ impl CommitLog {
             "a cut needs everything appended flushed"
         );
         assert!(self.preparing.get().is_none(), "no segment being prepared");
-        let mut tail = TailMemory::new(self.base, to);
+        let mut tail = TailMemory::new(self.base, to, tail_retain_bytes(&self.cfg));
         assert_eq!(
             tail.start() + tail_block.len() as i64,
             to,
@@ -209,7 +209,7 @@ impl CommitLog {
         assert!(self.preparing.get().is_none(), "no segment being prepared");
         assert!(start > self.base && self.segment_start(start) == start);
         assert_eq!(segment.start, start);
-        *self.tail.borrow_mut() = TailMemory::new(self.base, start);
+        *self.tail.borrow_mut() = TailMemory::new(self.base, start, tail_retain_bytes(&self.cfg));
         self.appended.set(start);
         self.written.set(start);
         self.flushed.set(start);
@@ -435,6 +435,15 @@ impl CommitLog {
             at = piece_end;
         }
         Ok(())
+    }
+}
+
+/// How much written data the in-memory tail keeps for readers (see `tail_memory.rs`).
+fn tail_retain_bytes(cfg: &StoreConfig) -> usize {
+    if cfg.direct_writes() {
+        crate::tail_memory::TAIL_MEMORY_BYTES
+    } else {
+        crate::tail_memory::TAIL_MEMORY_BUFFERED_BYTES
     }
 }
 

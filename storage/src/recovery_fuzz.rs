@@ -107,9 +107,16 @@ async fn write_and_crash(cfg: &StoreConfig, input: &mut Input<'_>) -> Written {
 /// Damages the segment files as the input says, maybe deletes the checkpoint; returns how
 /// many damages were done.
 fn damage(cfg: &StoreConfig, input: &mut Input<'_>) -> u8 {
+    // Only segments: a `.prep` file of a preparation cut short by the crash is not one.
     let mut segments: Vec<_> = std::fs::read_dir(&cfg.commit_log_dir)
         .expect("list segments")
         .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .and_then(crate::segment::parse_segment_name)
+                .is_some()
+        })
         .collect();
     segments.sort();
     let keep_checkpoint = input.byte().is_multiple_of(2);
