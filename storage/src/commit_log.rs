@@ -5,8 +5,11 @@
 //!   for I/O reasons; the bytes are readable at once.
 //! - `appended >= written >= flushed`, all monotonic (asserted on every update) except for
 //!   `cut_to`, a slave's truncation (`replica_truncate.rs`), which moves all three back at
-//!   once while the flusher is idle. Only the flusher (`flusher.rs`) advances `written` and
-//!   `flushed`, and only after the I/O completed.
+//!   once while the flusher is idle, and `rewind_written_to_flushed` after a failed sync
+//!   (`written` back to `flushed`, to write those bytes again). Only the flusher
+//!   (`flusher.rs`) advances `written` and `flushed`, and only after the I/O completed.
+//! - The tail keeps every byte at or after the block holding `flushed` (asserted by the
+//!   rewind), so the bytes of a failed sync can always be written again.
 //! - A record never spans segments: when `record + 8 > remaining`, an 8-byte BLANK filler
 //!   `[remaining][BLANK_MAGIC_CODE]` closes the segment and the record starts the next one.
 //! - Segment files are created by the flusher or, ahead of time, by a background preparation
@@ -254,7 +257,6 @@ impl CommitLog {
         );
         assert!(offset <= self.appended.get(), "written beyond appended");
         self.written.set(offset);
-        self.tail.borrow_mut().evict(offset);
     }
 
     pub fn set_flushed(&self, offset: i64) {
@@ -264,6 +266,25 @@ impl CommitLog {
         );
         assert!(offset <= self.written.get(), "flushed beyond written");
         self.flushed.set(offset);
+        // Only flushed bytes leave memory: a failed sync rewrites `[flushed, written)` from it.
+        self.tail.borrow_mut().evict(offset);
+    }
+
+    /// After a failed `fdatasync`: the kernel may have dropped the dirty pages it could not
+    /// write back (and reports that error once), so nothing past `flushed` is trusted to be in
+    /// the file. `written` moves back to `flushed` and the flusher writes those bytes again
+    /// from memory (the tail keeps everything not flushed) before the next sync. Acks already
+    /// given stay valid: the same bytes are written again. Called by the flusher between
+    /// rounds, never while a write is in flight.
+    pub fn rewind_written_to_flushed(&self) {
+        let flushed = self.flushed.get();
+        assert!(flushed <= self.written.get());
+        assert!(
+            self.tail.borrow().start()
+                <= self.base + align_down((flushed - self.base) as u64) as i64,
+            "the tail holds every unflushed byte"
+        );
+        self.written.set(flushed);
     }
 
     /// Appends the `len` bytes at `position` (one record) to `out`: from memory when the

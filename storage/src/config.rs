@@ -72,7 +72,7 @@ pub struct StoreConfig {
     pub max_transfer_count: usize,
     /// Shard count written into a *new* store; an existing store keeps its count.
     pub requested_shard_count: u32,
-    /// Bytes a shard may hold appended but not yet written (RocketMQ has no such key: its
+    /// Bytes a shard may hold appended but not yet flushed (RocketMQ has no such key: its
     /// page cache is the limit). Past it appends fail with `WriteBacklog`, so a disk that
     /// keeps failing cannot make the broker grow without bound.
     pub max_unwritten_bytes: usize,

@@ -29,7 +29,9 @@ pub enum StoreError {
     ShuttingDown,
     #[error("invalid store configuration: {0}")]
     Config(String),
-    #[error("{unwritten} bytes wait for the disk (limit {limit}): the disk is failing or too slow")]
+    #[error(
+        "{unwritten} bytes wait for the disk to flush them (limit {limit}): the disk is failing or too slow"
+    )]
     WriteBacklog { unwritten: usize, limit: usize },
     #[error("shard {shard}: cannot truncate the log to {to}: outside [{oldest}, {end}]")]
     TruncateOutOfRange {

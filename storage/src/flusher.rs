@@ -18,9 +18,11 @@
 //! sync writes the dirty pages back, which can take long: running it beside the writes keeps
 //! it off the acks' path.
 //!
-//! Errors: a failed write or sync fails the waiters of that round with `StoreError::Io`,
-//! leaves `written`/`flushed` where they were (the bytes stay in memory, the segments stay
-//! marked unsynced) and retries after [`RETRY_DELAY`]. The task holds only a `Weak` reference
+//! Errors: a failed write or sync fails the waiters of that round with `StoreError::Io` and
+//! retries after [`RETRY_DELAY`]; the bytes stay in memory (the tail keeps everything not
+//! flushed). After a failed write `written` stays; after a failed sync `written` moves back to
+//! `flushed` and everything since is written again before the next sync, because the kernel
+//! may have dropped the dirty pages it failed to write back and reports that only once. The task holds only a `Weak` reference
 //! while idle, so dropping the store ends it.
 
 use std::cell::Cell;
@@ -48,7 +50,8 @@ enum Round {
 /// The sync side of the flusher, shared with the sync task.
 struct SyncState {
     in_flight: Cell<bool>,
-    /// Set by a sync task that failed; the flusher backs off once and clears it.
+    /// Set by a sync task that failed; the flusher rewinds `written` to `flushed` (see
+    /// `CommitLog::rewind_written_to_flushed`), backs off once and clears it.
     failed: Cell<bool>,
     last_sync: Cell<Instant>,
 }
@@ -95,6 +98,7 @@ async fn run(weak: Weak<CommitLog>, signal: Rc<Signal>) {
 
 async fn round(log: &Rc<CommitLog>, state: &Rc<SyncState>) -> Round {
     if state.failed.replace(false) {
+        log.rewind_written_to_flushed();
         return Round::Failed;
     }
     let target = log.appended();

@@ -41,8 +41,10 @@
 //! A failed write or sync (ENOSPC, EIO, short write) fails the sends it covers with
 //! `StoreError::Io`; the bytes stay in memory and are retried, so the files never hold
 //! anything but a prefix of valid records plus, after a crash, a torn tail that recovery cuts.
-//! At most `max_unwritten_bytes` wait for the disk; past that appends fail with
-//! `WriteBacklog` (a dead disk cannot make the broker grow without bound).
+//! A failed `fdatasync` makes the flusher write everything since the last good flush again
+//! (the kernel may have dropped the pages it failed to write back), so memory keeps every
+//! unflushed byte; at most `max_unwritten_bytes` may wait to be flushed, past that appends fail
+//! with `WriteBacklog` (a dead disk cannot make the broker grow without bound).
 //!
 //! # Recovery
 //! After a crash (`abort` marker present) recovery rescans from the start of the segment

@@ -142,7 +142,8 @@ impl ShardStore {
         }
         let mut position = self.log.appended();
         let mut consumed = self.skip_filled(offset, position, bytes.len())?;
-        let unwritten = (position - self.log.written()) as usize;
+        // Unflushed, not only unwritten: the tail keeps those bytes until they are flushed.
+        let unwritten = (position - self.log.flushed()) as usize;
         if unwritten + bytes.len() > self.cfg.max_unwritten_bytes {
             return Err(StoreError::WriteBacklog {
                 unwritten,

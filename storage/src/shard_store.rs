@@ -290,7 +290,8 @@ impl ShardStore {
         for (record, _) in records.iter() {
             check_encoded(record);
         }
-        let unwritten = (self.log.appended() - self.log.written()) as usize;
+        // Unflushed, not only unwritten: the tail keeps those bytes until they are flushed.
+        let unwritten = (self.log.appended() - self.log.flushed()) as usize;
         if unwritten + total > self.cfg.max_unwritten_bytes {
             return Err(StoreError::WriteBacklog {
                 unwritten,

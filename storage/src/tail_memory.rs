@@ -7,8 +7,9 @@
 //!
 //! Contract: memory holds exactly `[start, end)`, where `end` is the appended offset and
 //! `start` is block-aligned. Chunks are evicted (oldest first) only when the tail exceeds its
-//! retention budget *and* the chunk is entirely below the block-aligned written offset,
-//! so unwritten bytes (including the partial last block a write re-sends) are never lost.
+//! retention budget *and* the chunk is entirely below the block-aligned offset given to
+//! `evict` (the flushed offset), so unflushed bytes (including the partial last block a write
+//! re-sends) are never lost.
 //! Bytes of a chunk that were never appended are zero, which is what recovery expects
 //! after the end of the log.
 
@@ -174,9 +175,10 @@ impl TailMemory {
         views
     }
 
-    /// Drops old chunks that are fully written while the tail is above its memory budget.
-    pub fn evict(&mut self, written: i64) {
-        let written_block = self.base + align_down((written - self.base) as u64) as i64;
+    /// Drops old chunks that lie entirely below `durable` while the tail is above its memory
+    /// budget.
+    pub fn evict(&mut self, durable: i64) {
+        let written_block = self.base + align_down((durable - self.base) as u64) as i64;
         while self.chunks.len() * CHUNK_SIZE > self.retain_bytes {
             let first_end = self.chunk_start(self.first_chunk + 1);
             if first_end > written_block || first_end > self.end {

@@ -196,6 +196,62 @@ fn failed_fdatasync_fails_sync_flush_waiters_then_recovers() {
     });
 }
 
+/// The kernel may drop dirty pages whose write-back failed and reports that once: after a
+/// failed fdatasync the store writes everything since the last good flush again, from memory,
+/// before the next sync, in both write modes.
+#[test]
+fn failed_fdatasync_rewrites_everything_since_the_last_flush() {
+    for direct_io in [false, true] {
+        let dir = temp_dir();
+        let (mut cfg, faults) = faulty_config(dir.path());
+        cfg.direct_io = direct_io;
+        cfg.flush_interval_commit_log = std::time::Duration::from_secs(3600);
+        cfg.flush_commit_log_thorough_interval = std::time::Duration::from_secs(3600);
+        run(async {
+            let (layout, store) = open(&cfg, 0).await;
+            let first = append(&store, 0);
+            store
+                .wait_durable(first.end_offset, Durability::Flushed)
+                .await
+                .unwrap();
+            let mut last = first;
+            for i in 1..40 {
+                last = append(&store, i);
+            }
+            store
+                .wait_durable(last.end_offset, Durability::Written)
+                .await
+                .unwrap();
+            let before = store.stats();
+            faults.push(FileOp::Sync, Fault::Error(nix_eio()));
+            let error = store
+                .wait_durable(last.end_offset, Durability::Flushed)
+                .await
+                .unwrap_err();
+            assert!(error.to_string().contains("fdatasync"), "{error}");
+            assert_eq!(store.flushed_offset(), first.end_offset);
+            store
+                .wait_durable(last.end_offset, Durability::Flushed)
+                .await
+                .unwrap();
+            let after = store.stats();
+            let unflushed = (last.end_offset - first.end_offset) as u64;
+            assert!(
+                after.commit_log_write_bytes - before.commit_log_write_bytes >= unflushed,
+                "direct_io={direct_io}: {} bytes rewritten, {unflushed} were unflushed",
+                after.commit_log_write_bytes - before.commit_log_write_bytes
+            );
+            assert_eq!(store.flushed_offset(), last.end_offset);
+            drop(store);
+            drop(layout);
+        });
+        run(async {
+            let (_layout, _store, indices) = reopen_and_read(&cfg).await;
+            assert_eq!(indices.len(), 40, "direct_io={direct_io}");
+        });
+    }
+}
+
 #[test]
 fn a_dead_disk_caps_unwritten_memory_instead_of_growing() {
     let dir = temp_dir();
