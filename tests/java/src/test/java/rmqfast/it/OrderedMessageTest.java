@@ -75,6 +75,13 @@ class OrderedMessageTest {
             () -> "client-B never got queue 1 after client-A unlocked it");
     }
 
+    /** A copy of a list the consumer threads append to (a synchronized list is iterated under its lock). */
+    private static List<Integer> snapshot(List<Integer> steps) {
+        synchronized (steps) {
+            return new ArrayList<>(steps);
+        }
+    }
+
     private static Set<MessageQueue> lock(MQClientAPIImpl api, RmqFast.Proc broker, String group, String client,
                                           Set<MessageQueue> queues) {
         LockBatchRequestBody body = new LockBatchRequestBody();
@@ -116,13 +123,14 @@ class OrderedMessageTest {
             RmqFast.awaitUntil(Duration.ofSeconds(30), () -> {
                 for (int order = 0; order < ORDERS; order++) {
                     List<Integer> steps = seen.get(order);
-                    if (steps == null || new TreeSet<>(steps).size() < STEPS) {
+                    if (steps == null || new TreeSet<>(snapshot(steps)).size() < STEPS) {
                         return false;
                     }
                 }
                 return true;
             }, () -> "not every step consumed: " + seen.entrySet().stream()
-                .map(e -> e.getKey() + "=" + new TreeSet<>(e.getValue()).size()).collect(Collectors.joining(", ")));
+                .map(e -> e.getKey() + "=" + new TreeSet<>(snapshot(e.getValue())).size())
+                .collect(Collectors.joining(", ")));
         } finally {
             c1.shutdown();
             c2.shutdown();
