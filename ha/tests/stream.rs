@@ -233,16 +233,7 @@ async fn copy_log(source: &ShardStore, target: &ShardStore, upto: i64) {
 }
 
 async fn whole_log(store: &ShardStore) -> BytesMut {
-    let end = store.max_physical_offset();
-    store.wait_durable(end, Durability::Written).await.unwrap();
-    let (mut at, mut out) = (store.oldest_offset(), BytesMut::new());
-    while at < end {
-        at += store
-            .read_replication_chunk(at, 1 << 20, &mut out)
-            .await
-            .unwrap() as i64;
-    }
-    out
+    log_from(store, store.oldest_offset(), store.max_physical_offset()).await
 }
 
 #[compio::test]

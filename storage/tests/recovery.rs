@@ -14,17 +14,7 @@ use rmq_storage::{AppendResult, Durability, GetStatus, StoreConfig};
 fn crash_after_appends(cfg: &StoreConfig, count: usize, settle: Duration) -> Vec<AppendResult> {
     run(async {
         let (layout, store) = open(cfg, 0).await;
-        let mut results = Vec::new();
-        for i in 0..count {
-            let queue = (i % 2) as i32;
-            let body = format!("crash-{i}-{}", "x".repeat(i * 13 % 700));
-            let mut record = encode("Crash", queue, body.as_bytes(), "", 0);
-            results.push(
-                store
-                    .append("Crash", queue, &mut record, i as i64, 10_000 + i as i64)
-                    .unwrap(),
-            );
-        }
+        let results = append_alternating(&store, count);
         let end = results.last().unwrap().end_offset;
         store.wait_durable(end, Durability::Written).await.unwrap();
         compio::time::sleep(settle).await;
@@ -32,6 +22,20 @@ fn crash_after_appends(cfg: &StoreConfig, count: usize, settle: Duration) -> Vec
         drop(layout);
         results
     })
+}
+
+/// Appends `count` records "crash-{i}-..." of varied sizes, alternating over queues 0 and 1.
+fn append_alternating(store: &rmq_storage::ShardStore, count: usize) -> Vec<AppendResult> {
+    (0..count)
+        .map(|i| {
+            let queue = (i % 2) as i32;
+            let body = format!("crash-{i}-{}", "x".repeat(i * 13 % 700));
+            let mut record = encode("Crash", queue, body.as_bytes(), "", 0);
+            store
+                .append("Crash", queue, &mut record, i as i64, 10_000 + i as i64)
+                .unwrap()
+        })
+        .collect()
 }
 
 fn segment_path(cfg: &StoreConfig, physical_offset: i64) -> (PathBuf, u64) {
@@ -199,17 +203,7 @@ fn written_records_survive_a_crash_before_any_sync_in_both_write_modes() {
         let count = 150;
         let results = run(async {
             let (layout, store) = open(&cfg, 0).await;
-            let mut results = Vec::new();
-            for i in 0..count {
-                let queue = (i % 2) as i32;
-                let body = format!("crash-{i}-{}", "y".repeat(i * 7 % 300));
-                let mut record = encode("Crash", queue, body.as_bytes(), "", 0);
-                results.push(
-                    store
-                        .append("Crash", queue, &mut record, i as i64, 10_000 + i as i64)
-                        .unwrap(),
-                );
-            }
+            let results = append_alternating(&store, count);
             let end = results.last().unwrap().end_offset;
             store.wait_durable(end, Durability::Written).await.unwrap();
             let stats = store.stats();

@@ -129,16 +129,7 @@ fn bytes_that_do_not_continue_the_log_are_refused() {
 
 /// Everything `store` holds from `from` to its end.
 async fn log_from(store: &ShardStore, from: i64) -> BytesMut {
-    let end = store.max_physical_offset();
-    store.wait_durable(end, Durability::Written).await.unwrap();
-    let (mut at, mut out) = (from, BytesMut::new());
-    while at < end {
-        at += store
-            .read_replication_chunk(at, 1 << 20, &mut out)
-            .await
-            .unwrap() as i64;
-    }
-    out
+    log_range(store, from, store.max_physical_offset()).await
 }
 
 /// The master's records of `topic` from queue offset `from`, as a pull returns them.

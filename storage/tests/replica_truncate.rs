@@ -50,16 +50,7 @@ async fn replicate(master: &ShardStore, slave: &ShardStore, chunk: usize) {
 }
 
 async fn log_bytes(store: &ShardStore) -> BytesMut {
-    let end = store.max_physical_offset();
-    store.wait_durable(end, Durability::Written).await.unwrap();
-    let (mut at, mut out) = (store.oldest_offset(), BytesMut::new());
-    while at < end {
-        at += store
-            .read_replication_chunk(at, 1 << 20, &mut out)
-            .await
-            .unwrap() as i64;
-    }
-    out
+    log_range(store, store.oldest_offset(), store.max_physical_offset()).await
 }
 
 async fn assert_same(master: &ShardStore, slave: &ShardStore) {

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
-use rmq_storage::{FlushMode, ShardStore, StoreConfig, StoreLayout, shard_for_queue};
+use rmq_storage::{Durability, FlushMode, ShardStore, StoreConfig, StoreLayout, shard_for_queue};
 
 pub const MESSAGE_MAGIC_CODE: i32 = -626843481;
 
@@ -140,4 +140,17 @@ pub async fn read_queue(store: &ShardStore, topic: &str, queue: i32) -> Vec<(i64
         }
         assert_eq!(got.next_begin_offset, offset);
     }
+}
+
+/// The log's bytes `[from, end)` as the replication stream reads them, once they are written.
+pub async fn log_range(store: &ShardStore, from: i64, end: i64) -> BytesMut {
+    store.wait_durable(end, Durability::Written).await.unwrap();
+    let (mut at, mut out) = (from, BytesMut::new());
+    while at < end {
+        at += store
+            .read_replication_chunk(at, 1 << 20, &mut out)
+            .await
+            .unwrap() as i64;
+    }
+    out
 }
