@@ -5,12 +5,14 @@
 //! rmq-fast-bench produce -n 127.0.0.1:9876 --topic BenchmarkTest --threads 4 --size 128
 //! rmq-fast-bench consume --topic BenchmarkTest --duration 60
 //! rmq-fast-bench e2e --rate 20000 --warmup 5 --duration 65 --json
+//! rmq-fast-bench null-broker --listen 127.0.0.1:10911 --topic BenchmarkTest
 //! ```
 //!
 //! Layout: `options` (command line), `runner` (threads, stop conditions, progress),
 //! `producer` / `consumer` (the two sides), `route` (name server routes, broker
 //! connections), `message` (send headers, properties, unique keys), `rate` (open-loop
-//! schedule), `report` (statistics, summary, JSON), `clock` (wall clock, calendar).
+//! schedule), `report` (statistics, summary, JSON), `clock` (wall clock, calendar),
+//! `null_broker` (a broker that stores nothing: the machine's request/response ceiling).
 //!
 //! Output: a progress line per second on stderr; the summary on stdout, as text or, with
 //! `--json`, as one JSON object. Exit code 0 after a run (errors are in the summary),
@@ -24,6 +26,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod clock;
 mod consumer;
 mod message;
+mod null_broker;
 mod options;
 mod producer;
 mod rate;
@@ -37,7 +40,16 @@ use crate::options::Cli;
 
 fn main() {
     init_tracing();
-    let (workload, options) = Cli::parse().workload.split();
+    let (workload, options) = match Cli::parse().workload.split() {
+        Ok(load) => load,
+        Err(null_broker) => {
+            if let Err(error) = null_broker::run(*null_broker) {
+                eprintln!("rmq-fast-bench: {error:#}");
+                std::process::exit(1);
+            }
+            return;
+        }
+    };
     if let Err(problem) = options.validate() {
         eprintln!("rmq-fast-bench: {problem}");
         std::process::exit(2);

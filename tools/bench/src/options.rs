@@ -40,14 +40,20 @@ pub enum Workload {
     Consume(Options),
     /// Produce and consume at once: send RT plus end-to-end latency.
     E2e(Options),
+    /// Serve as a broker that stores nothing: the request/response ceiling for `produce`.
+    NullBroker(crate::null_broker::NullBrokerOptions),
 }
 
 impl Workload {
-    pub fn split(self) -> (WorkloadKind, Options) {
+    /// The load workload and its options, or the null broker's options.
+    pub fn split(
+        self,
+    ) -> Result<(WorkloadKind, Options), Box<crate::null_broker::NullBrokerOptions>> {
         match self {
-            Self::Produce(options) => (WorkloadKind::Produce, options),
-            Self::Consume(options) => (WorkloadKind::Consume, options),
-            Self::E2e(options) => (WorkloadKind::E2e, options),
+            Self::Produce(options) => Ok((WorkloadKind::Produce, options)),
+            Self::Consume(options) => Ok((WorkloadKind::Consume, options)),
+            Self::E2e(options) => Ok((WorkloadKind::E2e, options)),
+            Self::NullBroker(options) => Err(Box::new(options)),
         }
     }
 }
@@ -241,7 +247,11 @@ mod tests {
     fn parse(args: &[&str]) -> (WorkloadKind, Options) {
         let mut argv = vec!["rmq-fast-bench"];
         argv.extend_from_slice(args);
-        Cli::try_parse_from(argv).expect("parses").workload.split()
+        Cli::try_parse_from(argv)
+            .expect("parses")
+            .workload
+            .split()
+            .expect("a load workload")
     }
 
     #[test]

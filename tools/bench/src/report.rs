@@ -430,7 +430,8 @@ mod tests {
     fn json_shape() {
         let (workload, params) = Cli::parse_from(["b", "e2e", "--rate", "100"])
             .workload
-            .split();
+            .split()
+            .expect("a load workload");
         let stats = stats_with([500, 1500]);
         let summary = Summary {
             tool: "rmq-fast-bench",

@@ -246,7 +246,11 @@ mod tests {
     fn options(args: &[&str]) -> Options {
         let mut argv = vec!["rmq-fast-bench", "produce"];
         argv.extend_from_slice(args);
-        Cli::parse_from(argv).workload.split().1
+        Cli::parse_from(argv)
+            .workload
+            .split()
+            .expect("a load workload")
+            .1
     }
 
     #[test]
