@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use rmq_core::config::{BrokerConfig, FlushDiskType};
 use rmq_core::remoting::DEFAULT_MAX_FRAME;
+use rmq_net::balance::BalancerCore;
 use rmq_net::mesh::{Mesh, MeshReceiver, MeshSender};
 use rmq_storage::{FlushMode, ShardStore, StoreConfig, StoreError, StoreLayout};
 
@@ -122,6 +123,9 @@ pub fn broker_ip(config: &BrokerConfig) -> IpAddr {
 
 type MeshEnds = (MeshSender<ShardJob>, MeshReceiver<ShardJob>);
 
+/// What each core takes once at start: its mesh ends and its part of the balancer.
+type CoreParts = (MeshEnds, BalancerCore);
+
 /// Starts the broker and returns once every core serves requests.
 ///
 /// # Errors
@@ -144,8 +148,12 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
     let listen_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), config.listen_port);
     rmq_net::listener::ensure_port_free(listen_addr)?;
     let ctx = Arc::new(build_context(config, broker_addr, shard_count, core_count));
-    let meshes: Arc<Mutex<Vec<Option<MeshEnds>>>> = Arc::new(Mutex::new(
-        Mesh::new(core_count).into_iter().map(Some).collect(),
+    let parts: Arc<Mutex<Vec<Option<CoreParts>>>> = Arc::new(Mutex::new(
+        Mesh::new(core_count)
+            .into_iter()
+            .zip(rmq_net::balance::balancer(core_count))
+            .map(Some)
+            .collect(),
     ));
     let barrier = Arc::new(Barrier::new(core_count));
     let failed = Arc::new(AtomicBool::new(false));
@@ -155,9 +163,9 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
     let body_ctx = ctx.clone();
     let threads = rmq_net::cores::run_cores("broker", core_count, move |core| {
         let ctx = body_ctx.clone();
-        let mesh = meshes.lock().expect("mesh lock")[core]
+        let (mesh, balancer) = parts.lock().expect("core parts lock")[core]
             .take()
-            .expect("each core takes its mesh once");
+            .expect("each core takes its parts once");
         let (store_cfg, barrier, failed, ready_tx) = (
             store_cfg.clone(),
             barrier.clone(),
@@ -169,6 +177,7 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
                 ctx,
                 core,
                 mesh,
+                balancer,
                 store_cfg,
                 barrier,
                 failed,
@@ -256,6 +265,7 @@ struct CoreStart {
     ctx: SharedContext,
     core: usize,
     mesh: MeshEnds,
+    balancer: BalancerCore,
     store_cfg: StoreConfig,
     barrier: Arc<Barrier>,
     failed: Arc<AtomicBool>,
@@ -305,6 +315,7 @@ async fn run_core(start: CoreStart) {
         Err(message) => return close_after_failure(&start, shards, &message).await,
     };
     let (sender, receiver) = start.mesh;
+    let balancer = start.balancer;
     let ctx = start.ctx.clone();
     let core = Rc::new(CoreContext::new(start.core, ctx.clone(), shards, sender));
     compio::runtime::spawn(core.clone().serve_mesh(receiver)).detach();
@@ -333,7 +344,7 @@ async fn run_core(start: CoreStart) {
             ctx.config.broker_name, ctx.broker_addr
         );
     }
-    accept_loop(listener, &core).await;
+    accept_loop(listener, &core, balancer).await;
     if let Some(duties) = duties {
         let _ = duties.await;
     }
@@ -357,19 +368,28 @@ async fn close_after_failure(
     start.report(Err(message.to_string()));
 }
 
-async fn accept_loop(listener: compio::net::TcpListener, core: &Rc<CoreContext>) {
+async fn accept_loop(
+    listener: compio::net::TcpListener,
+    core: &Rc<CoreContext>,
+    balancer: BalancerCore,
+) {
     let handler = Rc::new(BrokerHandler { core: core.clone() });
     let max_frame = usize::try_from(core.broker.config.max_frame_length)
         .unwrap_or(DEFAULT_MAX_FRAME)
         .max(1024);
     let broker = core.broker.clone();
     let core_id = core.core;
-    rmq_net::listener::accept_until(
+    rmq_net::balance::accept_balanced(
         listener,
         move || broker.stopping.load(Ordering::Acquire),
-        move |stream| {
+        balancer,
+        move |stream, slot| {
             let connection = rmq_net::serve_connection(stream, handler.clone(), core_id, max_frame);
-            compio::runtime::spawn(connection).detach();
+            compio::runtime::spawn(async move {
+                connection.await;
+                drop(slot);
+            })
+            .detach();
         },
     )
     .await;

@@ -7,6 +7,8 @@
 //!   ordered pair of cores, with a wake-up per receiving core. Work for a shard owned by
 //!   another core travels this way, so shard state needs no locks.
 //! - `listener`: `SO_REUSEPORT` listeners so every core accepts its own connections.
+//! - `balance`: each accepted connection is served by the core with the fewest open
+//!   connections (the kernel's hash can put all of a few clients on one core).
 //! - `connection`: the server side of one remoting connection: frames in, concurrent
 //!   request handling (a long-polling pull never blocks the sends behind it), batched
 //!   writes out.
@@ -18,6 +20,7 @@
 //! another runtime means rewriting this crate only: the rest of rmq-fast sees futures,
 //! `Rc` handlers and the types defined here.
 
+pub mod balance;
 pub mod client;
 pub mod connection;
 pub mod cores;

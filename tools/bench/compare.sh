@@ -4,18 +4,21 @@
 # Owns: starting each broker (own name server, fresh store in the same directory, same
 # broker.conf), driving both with the same load, sampling the broker process
 # (/proc/PID/stat utime+stime, /proc/PID/status VmRSS/VmHWM/RssAnon), the physical
-# ceilings (iperf3 loopback, fio O_DIRECT write and fdatasync rate) and the result table.
+# ceilings (iperf3 loopback, fio O_DIRECT write and fdatasync rate, and the null broker:
+# `rmq-fast-bench null-broker`, which answers every send without storing it, driven by the
+# same load) and the result table.
 #
 # Contract: brokers run one after the other, never together; every run of one workload
 # uses the same rmq-fast-bench (or Apache benchmark Producer) command against both.
 # Results: $OUT/results.tsv (one row per run), $OUT/ceilings.tsv, $OUT/table.md (the
 # markdown printed at the end), raw JSON and logs beside them. See tools/bench/README.md.
 #
-# Usage: tools/bench/compare.sh [--quick] [--out DIR] [--no-ceilings] [--brokers "apache fast"]
+# Usage: tools/bench/compare.sh [--quick] [--out DIR] [--no-ceilings] [--no-null] [--brokers "apache fast"]
 #          [--flushes "ASYNC_FLUSH SYNC_FLUSH"] [--append (keep DIR/results.tsv, add rows)]
 #          [--phases "throughput e2e half"] (half: produce-only at the e2e rate; with --append
 #          and no throughput phase the rate comes from DIR/results.tsv)
 #   --quick   ASYNC_FLUSH only, 1 KiB only, short runs (< 5 min in total)
+#   --no-null skip the null-broker ceiling rows (sync64/async per size, half@R per flush)
 #   full      3 sizes x {ASYNC,SYNC}_FLUSH x {sync 1 thread, sync 64 threads, async} (~20 min)
 # Env: SKIP_BUILD=1 (binaries already built), RMQ_EXAMPLE_SRC=dir holding Apache's
 #      benchmark Producer.java + AclClient.java (else downloaded from GitHub at the tag),
@@ -39,12 +42,14 @@ BROKERS="apache fast"
 FLUSHES_ARG=""
 APPEND=0
 PHASES="throughput e2e half"
+NULL=1
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) MODE=quick ;;
     --out) OUT="$2"; shift ;;
     --no-ceilings) CEILINGS=0 ;;
+    --no-null) NULL=0 ;;
     --brokers) BROKERS="$2"; shift ;;
     --flushes) FLUSHES_ARG="$2"; shift ;;
     --append) APPEND=1 ;;
@@ -180,7 +185,14 @@ start_cluster() { # broker flush [run-name] -> NS_PID, BR_PID
   wait_ports_free "$NS_PORT" "$BR_PORT" "$((BR_PORT - 2))" "$((BR_PORT + 1))"
   rm -rf "$run" && mkdir -p "$run/logs"
   write_configs "$run" "$flush"
-  if [[ $broker == apache ]]; then
+  if [[ $broker == null ]]; then
+    "$FAST" namesrv -c "$run/namesrv.properties" >"$run/logs/namesrv.out" 2>&1 &
+    NS_PID=$!
+    wait_port "$NS_PORT" 30
+    "$BENCH" null-broker -n "$NS" --listen "127.0.0.1:$BR_PORT" --topic "$TOPIC" \
+      --queues "$QUEUES" --cores "$(nproc)" >"$run/logs/broker.out" 2>&1 &
+    BR_PID=$!
+  elif [[ $broker == apache ]]; then
     mapfile -t JOPTS < <(java_common "$run")
     java "${JOPTS[@]}" -cp "$PEER/lib/*" org.apache.rocketmq.namesrv.NamesrvStartup \
       -c "$run/namesrv.properties" >"$run/logs/namesrv.out" 2>&1 &
@@ -373,9 +385,20 @@ throughput_phase() { # broker flush
   stop_cluster
 }
 
+# The request/response ceiling: the null broker (stores nothing, rmq-fast's transport)
+# under the concurrent workloads of every size. Flush-independent: rows say "any".
+null_phase() {
+  start_cluster null any null-ceiling
+  local size w
+  for size in $SIZES; do
+    for w in sync64 async; do run_bench null any "$w" "$size"; done
+  done
+  stop_cluster
+}
+
 # 50% of the slower broker's peak 1 KiB throughput for this flush mode.
 e2e_rate() {
-  awk -F'\t' -v f="$1" '$2 == f && $4 == 1024 && ($3 == "sync64" || $3 == "async") {
+  awk -F'\t' -v f="$1" '$2 == f && $1 != "null" && $4 == 1024 && ($3 == "sync64" || $3 == "async") {
       if ($5 > peak[$1]) peak[$1] = $5 }
     END { m = -1; for (b in peak) if (m < 0 || peak[b] < m) m = peak[b]; printf "%d\n", m / 2 }' \
     "$RESULTS"
@@ -426,9 +449,10 @@ machine() {
 }
 
 table() {
-  echo "| flush | workload | size | Apache msg/s | rmq-fast msg/s | ratio | p50 ms A / F | p99 ms A / F | p99.9 ms A / F | broker CPU µs/msg A / F | RSS MB A / F (HWM) | errors A / F |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+  echo "| flush | workload | size | Apache msg/s | rmq-fast msg/s | ratio | p50 ms A / F | p99 ms A / F | p99.9 ms A / F | broker CPU µs/msg A / F | RSS MB A / F (HWM) | errors A / F | null broker msg/s, p99 ms, CPU µs/msg |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   awk -F'\t' '
+    $1 == "null" { nul[$2, $3, $4] = $0; next }
     { key = $2 SUBSEP $3 SUBSEP $4; if (!(key in seen)) { seen[key] = 1; order[++n] = key }
       row[$1, key] = $0 }
     END {
@@ -437,9 +461,12 @@ table() {
         if (!(("apache", k) in row) || !(("fast", k) in row)) continue
         split(row["apache", k], a, "\t"); split(row["fast", k], f, "\t")
         ratio = (a[5] > 0) ? sprintf("%.2fx", f[5] / a[5]) : "-"
-        printf "| %s | %s | %s | %.0f | %.0f | %s | %s / %s | %s / %s | %s / %s | %s / %s | %s (%s) / %s (%s) | %s / %s |\n",
+        ceil = "-"
+        nk = (p[1] SUBSEP p[2] SUBSEP p[3]) in nul ? p[1] SUBSEP p[2] SUBSEP p[3] : "any" SUBSEP p[2] SUBSEP p[3]
+        if (nk in nul) { split(nul[nk], c, "\t"); ceil = sprintf("%.0f, %s, %s", c[5], c[8], c[12]) }
+        printf "| %s | %s | %s | %.0f | %.0f | %s | %s / %s | %s / %s | %s / %s | %s / %s | %s (%s) / %s (%s) | %s / %s | %s |\n",
           p[1], p[2], p[3], a[5], f[5], ratio, a[7], f[7], a[8], f[8], a[9], f[9],
-          a[12], f[12], a[13], a[14], f[13], f[14], a[10], f[10]
+          a[12], f[12], a[13], a[14], f[13], f[14], a[10], f[10], ceil
       }
     }' "$RESULTS"
 }
@@ -453,6 +480,7 @@ main() {
   prepare_peer
   [[ $APPEND == 1 ]] || : >"$RESULTS"
   [[ $CEILINGS == 1 ]] && ceilings
+  [[ $NULL == 1 && " $PHASES " == *" throughput "* ]] && null_phase
   local flush b rate
   for flush in $FLUSHES; do
     if [[ " $PHASES " == *" throughput "* ]]; then
@@ -463,7 +491,9 @@ main() {
       for b in $BROKERS; do start_cluster "$b" "$flush" "$b-$flush-e2e"; run_e2e "$b" "$flush" "$rate"; stop_cluster; done
     fi
     if [[ $rate -gt 0 && " $PHASES " == *" half "* ]]; then
-      for b in $BROKERS; do start_cluster "$b" "$flush" "$b-$flush-half"; run_half "$b" "$flush" "$rate"; stop_cluster; done
+      local half_brokers="$BROKERS"
+      [[ $NULL == 1 ]] && half_brokers="$BROKERS null"
+      for b in $half_brokers; do start_cluster "$b" "$flush" "$b-$flush-half"; run_half "$b" "$flush" "$rate"; stop_cluster; done
     fi
   done
   {

@@ -4,7 +4,8 @@
 //! It registers one topic with the name server like a real master and answers every
 //! SEND_MESSAGE / SEND_MESSAGE_V2 / SEND_BATCH_MESSAGE with SEND_OK and the same response
 //! fields a broker sends (msgId, queueId, queueOffset, region, trace flag), on rmq-fast's
-//! own transport (one pinned io_uring runtime per core, `SO_REUSEPORT` listeners). Driving
+//! own transport (one pinned io_uring runtime per core, `SO_REUSEPORT` listeners,
+//! connections balanced over the cores as in the broker). Driving
 //! it with `produce` measures what the load generator, the kernel's loopback TCP and the
 //! remoting codec cost per message with no broker work at all: no real broker, ours or
 //! Apache's, can exceed that figure on the same machine with the same load generator, so
@@ -75,10 +76,19 @@ pub fn run(options: NullBrokerOptions) -> anyhow::Result<()> {
     let registered_tx = Arc::new(std::sync::Mutex::new(Some(registered_tx)));
     let body_options = options.clone();
     let body_stop = stop.clone();
+    let balancers = Arc::new(std::sync::Mutex::new(
+        rmq_net::balance::balancer(options.cores)
+            .into_iter()
+            .map(Some)
+            .collect::<Vec<_>>(),
+    ));
     let handles = rmq_net::cores::run_cores("null-broker", options.cores, move |core| {
         let options = body_options.clone();
         let stop = body_stop.clone();
         let registered_tx = registered_tx.clone();
+        let balancer = balancers.lock().expect("balancer lock")[core]
+            .take()
+            .expect("each core takes its balancer once");
         async move {
             let listener = match rmq_net::listener::bind_reuseport(options.listen)
                 .map_err(|e| e.to_string())
@@ -99,13 +109,18 @@ pub fn run(options: NullBrokerOptions) -> anyhow::Result<()> {
                 next_offset: Cell::new(0),
             });
             let accept_stop = stop.clone();
-            rmq_net::listener::accept_until(
+            rmq_net::balance::accept_balanced(
                 listener,
                 move || accept_stop.load(Ordering::Acquire),
-                move |stream| {
+                balancer,
+                move |stream, slot| {
                     let connection =
                         rmq_net::serve_connection(stream, handler.clone(), core, MAX_FRAME);
-                    compio::runtime::spawn(connection).detach();
+                    compio::runtime::spawn(async move {
+                        connection.await;
+                        drop(slot);
+                    })
+                    .detach();
                 },
             )
             .await;

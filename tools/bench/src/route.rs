@@ -16,6 +16,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use futures_util::FutureExt;
+use futures_util::future::{LocalBoxFuture, Shared};
 use rmq_core::body::{PERM_READ, PERM_WRITE, TopicRouteData, decode_body};
 use rmq_core::remoting::{RemotingCommand, ResponseCode, SerializeType, request_code};
 use rmq_net::{NetError, RemotingClient};
@@ -168,10 +170,21 @@ pub async fn producer_queues(
     Ok(queues)
 }
 
+/// A connection attempt the lanes of a worker share.
+type Connecting = Shared<LocalBoxFuture<'static, Result<Rc<RemotingClient>, Rc<NetError>>>>;
+
+enum Connection {
+    Live(Rc<RemotingClient>),
+    Connecting(Connecting),
+}
+
 /// One worker's connections to brokers, by address; a broken connection is replaced on
-/// the next use. Single-core (`Rc`), shared by the worker's lanes.
+/// the next use. Single-core (`Rc`), shared by the worker's lanes: lanes that need a
+/// connection while one is being opened wait for that one, so a worker holds one
+/// connection per broker (as a RocketMQ client instance does), not one per lane that
+/// happened to start before the first connect finished.
 pub struct BrokerConnections {
-    connections: RefCell<HashMap<String, Rc<RemotingClient>>>,
+    connections: RefCell<HashMap<String, Connection>>,
     timeout: Duration,
 }
 
@@ -183,27 +196,58 @@ impl BrokerConnections {
         }
     }
 
-    /// The live connection to `addr`, connecting if needed. Lanes sharing this may race
-    /// to reconnect; the last one wins and the other connection closes when dropped.
+    /// The live connection to `addr`, connecting if needed (or joining the connect in
+    /// progress).
     ///
     /// # Errors
     /// `NetError::Connect` when the broker cannot be reached.
     pub async fn get(&self, addr: &str) -> Result<Rc<RemotingClient>, NetError> {
-        let live = self
-            .connections
-            .borrow()
-            .get(addr)
-            .filter(|client| !client.is_closed())
-            .cloned();
-        if let Some(client) = live {
-            return Ok(client);
-        }
         // No borrow is held across the await: other lanes use the map meanwhile.
-        let client = RemotingClient::connect(addr, self.timeout).await?;
-        self.connections
-            .borrow_mut()
-            .insert(addr.to_string(), client.clone());
-        Ok(client)
+        let connecting = {
+            let mut connections = self.connections.borrow_mut();
+            match connections.get(addr) {
+                Some(Connection::Live(client)) if !client.is_closed() => {
+                    return Ok(client.clone());
+                }
+                Some(Connection::Connecting(attempt)) => attempt.clone(),
+                _ => {
+                    let (owned, timeout) = (addr.to_owned(), self.timeout);
+                    let attempt = async move {
+                        RemotingClient::connect(&owned, timeout)
+                            .await
+                            .map_err(Rc::new)
+                    }
+                    .boxed_local()
+                    .shared();
+                    connections.insert(addr.to_owned(), Connection::Connecting(attempt.clone()));
+                    attempt
+                }
+            }
+        };
+        let outcome = connecting.clone().await;
+        let mut connections = self.connections.borrow_mut();
+        // The first waiter to finish records the outcome; a newer entry (a reconnect
+        // started meanwhile) is left alone.
+        if matches!(connections.get(addr), Some(Connection::Connecting(current)) if current.ptr_eq(&connecting))
+        {
+            match &outcome {
+                Ok(client) => {
+                    connections.insert(addr.to_owned(), Connection::Live(client.clone()));
+                }
+                Err(_) => {
+                    connections.remove(addr);
+                }
+            }
+        }
+        outcome.map_err(|error| NetError::Connect {
+            addr: addr.to_owned(),
+            source: match &*error {
+                NetError::Connect { source, .. } => {
+                    std::io::Error::new(source.kind(), source.to_string())
+                }
+                other => std::io::Error::other(other.to_string()),
+            },
+        })
     }
 }
 
