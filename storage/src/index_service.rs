@@ -7,10 +7,11 @@
 //!   record's `UNIQ_KEY` and each space-separated `KEYS` entry under `topic#key`; rolled-back
 //!   transaction records are skipped. A full file is followed by a new one.
 //! - Durability: `sync` runs in the consume queue flusher *before* the checkpoint is written,
-//!   every `index_sync_interval` (and when stopping or truncating); with `message_index_safe`
+//!   when a file has filled up and when stopping or truncating (as RocketMQ flushes its
+//!   index), and with `message_index_safe` also every `index_sync_interval`, and then
 //!   `consume_queue_safe` never passes the log offset sampled before the last index sync, so it
-//!   bounds the index (else a power loss may lose the keys of the last interval, as in
-//!   RocketMQ); recovery re-indexes records from the scan
+//!   bounds the index (else a power loss may lose keys indexed since the last sync, as in
+//!   RocketMQ; a process crash loses none: the mapping's pages survive it); recovery re-indexes records from the scan
 //!   start, skipping those at or below `recovered_end` (the newest file's `endPhyOffset` at
 //!   open), so no entry is added twice after a process crash.
 //! - Files are created with blocking `std::fs` calls when the previous one fills up (once per
@@ -39,6 +40,8 @@ pub(crate) struct IndexService {
     /// Records at or below this offset were indexed before the last shutdown or crash.
     recovered_end: i64,
     dirty: Cell<bool>,
+    /// A file filled up (and a new one was started) since the last successful `sync`.
+    full_unsynced: Cell<bool>,
 }
 
 /// Keys of one record: UNIQ_KEY and each KEYS entry.
@@ -61,6 +64,7 @@ impl IndexService {
             files: RefCell::new(Vec::new()),
             recovered_end: -1,
             dirty: Cell::new(false),
+            full_unsynced: Cell::new(false),
         };
         if !service.enabled {
             return Ok(service);
@@ -146,7 +150,12 @@ impl IndexService {
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| StoreError::io("create_dir", &self.dir, 0, e))?;
         let file = Rc::new(IndexFile::open(&path, self.slots, self.capacity)?);
-        self.files.borrow_mut().push(file.clone());
+        let mut files = self.files.borrow_mut();
+        // The file before this one is full: it is synced by the next flush round.
+        if !files.is_empty() {
+            self.full_unsynced.set(true);
+        }
+        files.push(file.clone());
         Ok(file)
     }
 
@@ -194,15 +203,23 @@ impl IndexService {
         self.dirty.get()
     }
 
+    /// True when a file filled up since the last successful `sync` (RocketMQ flushes an
+    /// index file when it is full).
+    pub fn has_full_unsynced(&self) -> bool {
+        self.full_unsynced.get()
+    }
+
     /// `fdatasync`s the files written since the last call.
     pub async fn sync(&self) -> Result<(), StoreError> {
         if !self.dirty.replace(false) {
             return Ok(());
         }
         let files: Vec<Rc<IndexFile>> = self.files.borrow().iter().rev().take(2).cloned().collect();
+        let full_unsynced = self.full_unsynced.replace(false);
         for file in files {
             if let Err(error) = file.sync().await {
                 self.dirty.set(true);
+                self.full_unsynced.set(full_unsynced);
                 return Err(error);
             }
         }

@@ -13,6 +13,9 @@ pub struct ShardStats {
     pub fdatasyncs: u64,
     pub segments_created: u64,
     pub consume_queue_flushes: u64,
+    /// Index syncs that had indexed keys to write (a full file, shutdown, truncation, or
+    /// the `message_index_safe` interval).
+    pub index_syncs: u64,
     pub disk_reads: u64,
     /// Commit log segments are written with `O_DIRECT` (false: through the page cache).
     pub direct_io: bool,
@@ -27,6 +30,7 @@ pub(crate) struct StatsCells {
     pub fdatasyncs: Cell<u64>,
     pub segments_created: Cell<u64>,
     pub consume_queue_flushes: Cell<u64>,
+    pub index_syncs: Cell<u64>,
     pub disk_reads: Cell<u64>,
 }
 
@@ -45,6 +49,7 @@ impl StatsCells {
             fdatasyncs: self.fdatasyncs.get(),
             segments_created: self.segments_created.get(),
             consume_queue_flushes: self.consume_queue_flushes.get(),
+            index_syncs: self.index_syncs.get(),
             disk_reads: self.disk_reads.get(),
             direct_io: direct_writes && !crate::segment::direct_io_refused(),
         }

@@ -157,3 +157,62 @@ fn a_crash_neither_duplicates_nor_resurrects_index_entries() {
         );
     });
 }
+
+#[test]
+fn the_index_is_synced_when_a_file_fills_and_on_the_interval_only_when_message_index_safe() {
+    for safe in [false, true] {
+        let dir = temp_dir();
+        let mut cfg = small_config(dir.path(), 1);
+        cfg.max_index_num = 8;
+        cfg.max_hash_slot_num = 4;
+        cfg.index_sync_interval = std::time::Duration::from_millis(1);
+        cfg.message_index_safe = safe;
+        run(async {
+            let (_layout, store) = open(&cfg, 0).await;
+            let t = now_ms();
+            append(&store, TOPIC, "first", &props("U0", "k0"), t).await;
+            // Several consume queue flush rounds (50 ms each).
+            compio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let before_full = store.stats().index_syncs;
+            if safe {
+                assert!(before_full >= 1, "messageIndexSafe syncs on its interval");
+            } else {
+                assert_eq!(
+                    before_full, 0,
+                    "no periodic index sync without messageIndexSafe"
+                );
+            }
+            // Two keys per record: the 8-entry file fills and a second one starts.
+            for i in 1..=6 {
+                append(
+                    &store,
+                    TOPIC,
+                    "more",
+                    &props(&format!("U{i}"), &format!("k{i}")),
+                    t,
+                )
+                .await;
+            }
+            compio::time::sleep(std::time::Duration::from_millis(300)).await;
+            assert!(
+                store.stats().index_syncs > before_full,
+                "the full index file is synced (messageIndexSafe={safe})"
+            );
+            if !safe {
+                let after_full = store.stats().index_syncs;
+                compio::time::sleep(std::time::Duration::from_millis(300)).await;
+                assert_eq!(
+                    store.stats().index_syncs,
+                    after_full,
+                    "and not again until the next one fills"
+                );
+            }
+            // The keys are still found in both files.
+            assert_eq!(
+                bodies(&store, TOPIC, "k0", 0, i64::MAX).await,
+                vec!["first"]
+            );
+            assert_eq!(bodies(&store, TOPIC, "U6", 0, i64::MAX).await, vec!["more"]);
+        });
+    }
+}
