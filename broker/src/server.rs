@@ -383,14 +383,7 @@ async fn accept_loop(
         listener,
         move || broker.stopping.load(Ordering::Acquire),
         balancer,
-        move |stream, slot| {
-            let connection = rmq_net::serve_connection(stream, handler.clone(), core_id, max_frame);
-            compio::runtime::spawn(async move {
-                connection.await;
-                drop(slot);
-            })
-            .detach();
-        },
+        move |stream| rmq_net::serve_connection(stream, handler.clone(), core_id, max_frame),
     )
     .await;
 }

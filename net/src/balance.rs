@@ -130,34 +130,43 @@ impl BalancerCore {
         Ok(())
     }
 
-    /// Takes this core's inbox (once), for [`BalancerCore::serve_handed_off`].
+    /// Takes this core's inbox (once), for [`accept_balanced`].
     fn take_inbox(&mut self) -> mpsc::UnboundedReceiver<(StdTcpStream, ConnectionSlot)> {
         self.inbox.take().expect("the inbox is taken once")
     }
 }
 
 /// Accepts on `listener` until `stopping()`, serving each connection on the core with
-/// the fewest connections: `serve(stream, slot)` runs on this core for connections it
-/// keeps and for connections other cores hand to it; the slot must live as long as the
-/// connection is served.
-pub async fn accept_balanced<F>(
+/// the fewest connections: the future `serve(stream)` runs as its own task on this core for
+/// connections it keeps and for connections other cores hand to it, and the connection
+/// counts for this core until that future ends.
+pub async fn accept_balanced<F, Fut>(
     listener: compio::net::TcpListener,
     stopping: impl Fn() -> bool,
     mut balancer: BalancerCore,
     serve: F,
 ) where
-    F: Fn(compio::net::TcpStream, ConnectionSlot) + Clone + 'static,
+    F: Fn(compio::net::TcpStream) -> Fut + Clone + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
 {
+    let spawn_served = move |stream, slot: ConnectionSlot| {
+        let served = serve(stream);
+        compio::runtime::spawn(async move {
+            served.await;
+            drop(slot);
+        })
+        .detach();
+    };
     let mut inbox = balancer.take_inbox();
     let balancer = std::rc::Rc::new(balancer);
     let handed_off = {
         let balancer = balancer.clone();
-        let serve = serve.clone();
+        let spawn_served = spawn_served.clone();
         compio::runtime::spawn(async move {
             while let Some((std_stream, slot)) = inbox.next().await {
                 debug_assert_eq!(slot.core, balancer.core, "slot counted for this core");
                 match compio::net::TcpStream::from_std(std_stream) {
-                    Ok(stream) => serve(stream, slot),
+                    Ok(stream) => spawn_served(stream, slot),
                     Err(error) => tracing::warn!("handed-off connection dropped: {error}"),
                 }
             }
@@ -172,10 +181,10 @@ pub async fn accept_balanced<F>(
             "connection accepted"
         );
         if target == balancer.core {
-            return serve(stream, balancer.slot());
+            return spawn_served(stream, balancer.slot());
         }
         if let Err(stream) = balancer.hand_off(target, stream) {
-            serve(stream, balancer.slot());
+            spawn_served(stream, balancer.slot());
         }
     })
     .await;

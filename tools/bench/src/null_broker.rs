@@ -113,15 +113,7 @@ pub fn run(options: NullBrokerOptions) -> anyhow::Result<()> {
                 listener,
                 move || accept_stop.load(Ordering::Acquire),
                 balancer,
-                move |stream, slot| {
-                    let connection =
-                        rmq_net::serve_connection(stream, handler.clone(), core, MAX_FRAME);
-                    compio::runtime::spawn(async move {
-                        connection.await;
-                        drop(slot);
-                    })
-                    .detach();
-                },
+                move |stream| rmq_net::serve_connection(stream, handler.clone(), core, MAX_FRAME),
             )
             .await;
         }
