@@ -14,11 +14,12 @@
 //!   writes out.
 //! - `client`: the client side (broker → name server, bench tool): request/response
 //!   matching by `opaque`, timeouts, oneway.
+//! - `rt`: the runtime seam for the crates above: spawn, sleep, timeout, yield, the clock.
 //!
 //! Contracts: a malformed frame closes only its own connection; a handler error is a
-//! response with a code and a remark, never a dropped connection. Swapping compio for
-//! another runtime means rewriting this crate only: the rest of rmq-fast sees futures,
-//! `Rc` handlers and the types defined here.
+//! response with a code and a remark, never a dropped connection. The crates above are meant
+//! to see only futures, `Rc` handlers and the types defined here (`rt` for tasks and timers);
+//! docs/architecture.md lists the call sites that still name compio directly.
 
 pub mod balance;
 pub mod client;
@@ -27,6 +28,7 @@ pub mod cores;
 pub mod error;
 pub mod listener;
 pub mod mesh;
+pub mod rt;
 
 pub use client::RemotingClient;
 pub use connection::{ConnectionInfo, RequestHandler, serve_connection};

@@ -1,0 +1,147 @@
+//! The runtime seam: spawning, timers and the clock, for every crate above `net`.
+//!
+//! rmq-fast runs on compio (one io_uring runtime per pinned core, see `cores`). Code outside
+//! `net` and `storage` should reach the runtime only through this module, so that swapping
+//! compio (or running under a simulated clock and executor in tests) means rewriting this
+//! file, not every call site. Everything here runs on the calling thread's runtime: a
+//! spawned task stays on the core that spawned it.
+//!
+//! Contract: these functions panic when called outside a runtime started by `cores` (or a
+//! test runtime), as compio does; [`now`] and [`unix_millis`] work anywhere.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// A spawned task. Awaiting it gives the task's output; dropping it cancels the task, so
+/// keep it or [`Task::detach`] it.
+#[must_use = "dropping a Task cancels it; call detach() to let it run"]
+pub struct Task<T>(compio::runtime::JoinHandle<T>);
+
+impl<T> Task<T> {
+    /// Lets the task run to completion on its own.
+    pub fn detach(self) {
+        self.0.detach();
+    }
+
+    /// The task has finished (its output, if any, is ready).
+    pub fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+}
+
+/// Why awaiting a [`Task`] gave no output.
+#[derive(Debug, thiserror::Error)]
+#[error("task did not complete: {0}")]
+pub struct TaskFailed(String);
+
+impl<T> Future for Task<T> {
+    type Output = Result<T, TaskFailed>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|done| done.map_err(|error| TaskFailed(error.to_string())))
+    }
+}
+
+/// Runs `future` as a new task on this core's runtime.
+#[track_caller]
+pub fn spawn<F: Future + 'static>(future: F) -> Task<F::Output> {
+    Task(compio::runtime::spawn(future))
+}
+
+/// Waits `duration` without blocking the core.
+pub async fn sleep(duration: Duration) {
+    compio::time::sleep(duration).await;
+}
+
+/// Waits until `deadline` without blocking the core.
+pub async fn sleep_until(deadline: Instant) {
+    compio::time::sleep_until(deadline).await;
+}
+
+/// `future` did not finish within its time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("deadline elapsed")]
+pub struct Elapsed;
+
+/// Runs `future` for at most `duration`; `Err(Elapsed)` (and `future` dropped) after that.
+pub async fn timeout<F: Future>(duration: Duration, future: F) -> Result<F::Output, Elapsed> {
+    compio::time::timeout(duration, future)
+        .await
+        .map_err(|_| Elapsed)
+}
+
+/// Lets every other ready task of this core run before continuing.
+pub async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await;
+}
+
+/// The monotonic clock timers use.
+pub fn now() -> Instant {
+    Instant::now()
+}
+
+/// Milliseconds since the Unix epoch (wall clock; 0 before 1970).
+pub fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    fn run<F: Future>(future: F) -> F::Output {
+        compio::runtime::Runtime::new()
+            .expect("runtime")
+            .block_on(future)
+    }
+
+    #[test]
+    fn spawned_task_output_and_timeouts() {
+        run(async {
+            let task = spawn(async { 7 });
+            assert_eq!(task.await.expect("task output"), 7);
+            let slow = timeout(Duration::from_millis(20), sleep(Duration::from_secs(5))).await;
+            assert_eq!(slow, Err(Elapsed));
+            let quick = timeout(Duration::from_secs(5), async { 3 }).await;
+            assert_eq!(quick, Ok(3));
+            let began = now();
+            sleep_until(began + Duration::from_millis(15)).await;
+            assert!(began.elapsed() >= Duration::from_millis(15));
+        });
+    }
+
+    #[test]
+    fn yield_now_lets_other_tasks_run() {
+        run(async {
+            let ran = Rc::new(Cell::new(false));
+            let flag = ran.clone();
+            spawn(async move { flag.set(true) }).detach();
+            assert!(!ran.get());
+            yield_now().await;
+            assert!(ran.get(), "the spawned task ran while this one yielded");
+        });
+    }
+
+    #[test]
+    fn wall_clock_is_after_2020() {
+        assert!(unix_millis() > 1_577_836_800_000);
+    }
+}
