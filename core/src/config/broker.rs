@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use super::error::{ConfigError, ConfigWarning};
 use super::keys::{BROKER_IGNORED, NETTY_SERVER_IGNORED};
 use super::loader::{COMMAND_LINE, KeySpace, apply_entries, read_properties_file};
+use super::metrics::MetricsExporterType;
 use super::properties::{Properties, PropertyEntry};
 use super::value::{ConfigValue, config_struct, home_path};
 
@@ -278,6 +279,14 @@ config_struct! {
         "asyncFlushDirectIo" => async_flush_direct_io: bool = false,
         /// rmq-fast extension: largest accepted remoting frame (RocketMQ's frameMaxLength).
         "maxFrameLength" => max_frame_length: u32 = 16 * 1024 * 1024,
+        /// RocketMQ 5 key: 2 (PROM) serves Prometheus text on `GET /metrics` (broker/src/metrics);
+        /// 0 (DISABLE) is the default; 1 and 3 warn "not implemented" and export nothing.
+        "metricsExporterType" => metrics_exporter_type: MetricsExporterType =
+            MetricsExporterType::Disable,
+        /// RocketMQ 5 key: the address the metrics endpoint binds; None = brokerIP1's address.
+        "metricsPromExporterHost" => metrics_prom_exporter_host: Option<String> = None,
+        /// RocketMQ 5 key: the metrics endpoint's port.
+        "metricsPromExporterPort" => metrics_prom_exporter_port: u16 = 5557,
     }
     extra {
         /// Which spelling set the commit log size (None = default used).
@@ -422,6 +431,21 @@ impl BrokerConfig {
             }
         }
         self.warn_derived_paths(source_name, warnings);
+        if matches!(
+            self.metrics_exporter_type,
+            MetricsExporterType::OtlpGrpc | MetricsExporterType::Log
+        ) {
+            let message = format!(
+                "{}: feature not implemented, no metrics are exported \
+                 (2 = PROM serves GET /metrics)",
+                self.metrics_exporter_type
+            );
+            warnings.push(ConfigWarning::new(
+                source_name,
+                "metricsExporterType",
+                message,
+            ));
+        }
     }
 
     fn warn_derived_paths(&self, source_name: &str, warnings: &mut Vec<ConfigWarning>) {

@@ -14,6 +14,7 @@ mod broker_validate;
 pub mod error;
 pub mod keys;
 mod loader;
+pub mod metrics;
 pub mod namesrv;
 pub mod properties;
 mod value;
@@ -32,5 +33,6 @@ pub use broker_validate::{
 pub use error::{ConfigError, ConfigWarning};
 pub use keys::{IgnoreReason, IgnoredKey};
 pub use loader::COMMAND_LINE;
+pub use metrics::MetricsExporterType;
 pub use namesrv::NamesrvConfig;
 pub use properties::{Properties, PropertyEntry, parse_properties};
