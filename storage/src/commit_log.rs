@@ -436,6 +436,7 @@ impl CommitLog {
     pub async fn write_up_to(&self, target: i64) -> Result<(), StoreError> {
         let from = self.written.get();
         assert!(from < target && target <= self.appended.get());
+        self.stats.record_group_commit((target - from) as u64);
         let mut at = self.base + align_down((from - self.base) as u64) as i64;
         while at < target {
             let segment_start = self.segment_start(at);

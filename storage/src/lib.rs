@@ -104,7 +104,7 @@ pub use layout::StoreLayout;
 pub use shard_query::QueryResult;
 pub use shard_reads::MAX_FILTER_SCAN;
 pub use shard_store::{AppendResult, GetMessages, GetStatus, ShardStore};
-pub use stats::ShardStats;
+pub use stats::{GROUP_COMMIT_BOUNDS, ShardStats};
 
 /// Bits of a physical offset below the shard number: shard `s` owns `[s << 56, (s + 1) << 56)`.
 pub const SHARD_SHIFT: u32 = 56;

@@ -3,6 +3,23 @@
 
 use std::cell::Cell;
 
+/// Upper bounds (bytes, inclusive) of the group-commit size buckets: 4 KiB to 8 MiB by powers
+/// of two; [`ShardStats::group_commit_bytes`] has one more slot for larger writes.
+pub const GROUP_COMMIT_BOUNDS: [u64; 12] = [
+    4 << 10,
+    8 << 10,
+    16 << 10,
+    32 << 10,
+    64 << 10,
+    128 << 10,
+    256 << 10,
+    512 << 10,
+    1 << 20,
+    2 << 20,
+    4 << 20,
+    8 << 20,
+];
+
 /// A snapshot of a shard's I/O counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ShardStats {
@@ -17,6 +34,11 @@ pub struct ShardStats {
     /// the `message_index_safe` interval).
     pub index_syncs: u64,
     pub disk_reads: u64,
+    /// Group commits (one `write_up_to` of every pending append) by size in bytes: counts
+    /// per bucket of [`GROUP_COMMIT_BOUNDS`], the last slot for larger ones.
+    pub group_commit_bytes: [u64; GROUP_COMMIT_BOUNDS.len() + 1],
+    /// Bytes of all group commits.
+    pub group_commit_bytes_sum: u64,
     /// Commit log segments are written with `O_DIRECT` (false: through the page cache).
     pub direct_io: bool,
 }
@@ -32,6 +54,8 @@ pub(crate) struct StatsCells {
     pub consume_queue_flushes: Cell<u64>,
     pub index_syncs: Cell<u64>,
     pub disk_reads: Cell<u64>,
+    pub group_commit_bytes: [Cell<u64>; GROUP_COMMIT_BOUNDS.len() + 1],
+    pub group_commit_bytes_sum: Cell<u64>,
 }
 
 pub(crate) fn bump(cell: &Cell<u64>, by: u64) {
@@ -39,6 +63,13 @@ pub(crate) fn bump(cell: &Cell<u64>, by: u64) {
 }
 
 impl StatsCells {
+    /// One group commit of `bytes` bytes.
+    pub fn record_group_commit(&self, bytes: u64) {
+        let slot = GROUP_COMMIT_BOUNDS.partition_point(|&bound| bound < bytes);
+        bump(&self.group_commit_bytes[slot], 1);
+        bump(&self.group_commit_bytes_sum, bytes);
+    }
+
     /// `direct_writes`: the store's configuration asks for `O_DIRECT` segment writes.
     pub fn snapshot(&self, direct_writes: bool) -> ShardStats {
         ShardStats {
@@ -51,6 +82,8 @@ impl StatsCells {
             consume_queue_flushes: self.consume_queue_flushes.get(),
             index_syncs: self.index_syncs.get(),
             disk_reads: self.disk_reads.get(),
+            group_commit_bytes: std::array::from_fn(|i| self.group_commit_bytes[i].get()),
+            group_commit_bytes_sum: self.group_commit_bytes_sum.get(),
             direct_io: direct_writes && !crate::segment::direct_io_refused(),
         }
     }
