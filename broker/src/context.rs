@@ -38,6 +38,8 @@ pub struct BrokerContext {
     /// Transaction decisions and check-back progress (`transaction`).
     pub transactions: crate::transaction::TransactionState,
     pub stats: BrokerStats,
+    /// The metrics endpoint's way to every core (`metrics`; empty when it is off).
+    pub metrics: crate::metrics::MetricsHub,
     /// Queue locks of orderly consumers (`rebalance_lock`).
     pub rebalance_locks: crate::rebalance_lock::RebalanceLocks,
     /// The config as changed at runtime by UPDATE_BROKER_CONFIG (`processor::stats`); code

@@ -30,6 +30,7 @@ pub mod core_context;
 pub mod filter;
 pub mod groups;
 pub mod json_file;
+pub mod metrics;
 pub mod offsets;
 pub mod processor;
 pub mod rebalance_lock;

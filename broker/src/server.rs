@@ -215,6 +215,18 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
             }
         }
     }
+    if crate::metrics::exporter_on(&handle.ctx.config) {
+        match crate::metrics::http::start(handle.ctx.clone()) {
+            Ok(thread) => handle.threads.push(thread),
+            Err(message) => {
+                handle.ctx.stopping.store(true, Ordering::Release);
+                for thread in handle.threads.drain(..) {
+                    let _ = thread.join();
+                }
+                return Err(BrokerError::Startup(message));
+            }
+        }
+    }
     Ok(handle)
 }
 
@@ -247,6 +259,7 @@ fn build_context(
         ),
         transactions: crate::transaction::TransactionState::load(&config_dir),
         stats: BrokerStats::default(),
+        metrics: crate::metrics::MetricsHub::default(),
         rebalance_locks: crate::rebalance_lock::RebalanceLocks::default(),
         live_config: arc_swap::ArcSwap::from_pointee(config.clone()),
         replication: crate::replication::ReplicationInfo::default(),
@@ -331,6 +344,7 @@ async fn run_core(start: CoreStart) {
         compio::runtime::spawn(crate::transaction::check::check_loop(core.clone())).detach();
     }
     crate::replication::start(&core);
+    crate::metrics::start_core(&core);
     let _ = start.ready_tx.lock().expect("ready lock").send(Ok(()));
     if start.core == 0 {
         let namesrv = ctx.config.namesrv_addrs().join(";");
@@ -383,7 +397,10 @@ async fn accept_loop(
         listener,
         move || broker.stopping.load(Ordering::Acquire),
         balancer,
-        move |stream| rmq_net::serve_connection(stream, handler.clone(), core_id, max_frame),
+        move |stream| {
+            let serving = rmq_net::serve_connection(stream, handler.clone(), core_id, max_frame);
+            crate::metrics::counted_connection(serving)
+        },
     )
     .await;
 }

@@ -65,6 +65,7 @@ impl RequestHandler for BrokerHandler {
         req: RemotingCommand,
     ) -> LocalFuture<Option<RemotingCommand>> {
         Box::pin(async move {
+            let started = crate::metrics::rpc_started();
             let core = &self.core;
             let result = match req.code {
                 rc::SEND_MESSAGE | rc::SEND_MESSAGE_V2 | rc::SEND_BATCH_MESSAGE => {
@@ -98,7 +99,9 @@ impl RequestHandler for BrokerHandler {
                     None => admin::process(core, code, &req).await,
                 },
             };
-            Some(result.unwrap_or_else(|error| error))
+            let response = result.unwrap_or_else(|error| error);
+            crate::metrics::on_rpc(started, req.code, Some(response.code));
+            Some(response)
         })
     }
 

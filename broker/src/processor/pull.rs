@@ -303,6 +303,7 @@ fn respond(
             .messages_got
             .fetch_add(got.count as u64, std::sync::atomic::Ordering::Relaxed);
     }
+    crate::metrics::on_pull(&head.group, &head.topic, head.queue_id, got.as_ref().ok());
     pull_response(req, head, got)
 }
 

@@ -382,6 +382,12 @@ fn respond(
         appended.wrote_bytes as u64,
         std::sync::atomic::Ordering::Relaxed,
     );
+    crate::metrics::on_send(
+        &head.topic,
+        &head.properties,
+        appended.count,
+        appended.wrote_bytes,
+    );
     let msg_id = if head.batch {
         batch_msg_ids(broker, &appended)
     } else {
