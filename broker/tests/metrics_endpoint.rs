@@ -137,8 +137,7 @@ fn scrape_counts_what_was_sent_and_consumed() {
     let log = root.path().join("broker.out");
     let mut broker = support::start_broker(&support::broker_binary(), &config, &log);
     let addr = format!("127.0.0.1:{port}");
-    let runtime = compio::runtime::Runtime::new().unwrap();
-    let (per_queue, pulled, pulled_bytes) = runtime.block_on(async {
+    let (per_queue, pulled, pulled_bytes, (status, text)) = rmq_net::rt::block_on(async {
         wait_until_serving(&addr, &mut broker, &log).await;
         let client = RemotingClient::connect(&addr, TIMEOUT).await.unwrap();
         let mut per_queue = [0i64; 4];
@@ -155,9 +154,11 @@ fn scrape_counts_what_was_sent_and_consumed() {
         commit(&client, 0, q0).await;
         commit(&client, 1, 3).await;
         commit(&client, 2, 0).await;
-        (per_queue, q0 + q1, bytes0 + bytes1)
-    });
-    let (status, text) = http_get(metrics_port, "/metrics");
+        // scraped while the client is connected: its connection is counted
+        let scraped = http_get(metrics_port, "/metrics");
+        (per_queue, q0 + q1, bytes0 + bytes1, scraped)
+    })
+    .expect("runtime");
     assert!(status.contains("200"), "{status}: {text}");
     let samples = parse(&text);
     let topic = [("topic", TOPIC.name)];

@@ -9,6 +9,20 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::NetError;
 
+/// A listening socket registered with this core's runtime.
+pub type TcpListener = compio::net::TcpListener;
+/// A connection on this core's runtime.
+pub type TcpStream = compio::net::TcpStream;
+
+/// Registers a bound, non-blocking std listener (e.g. from [`bind_reuseport`]) with this
+/// core's runtime.
+///
+/// # Errors
+/// The runtime refused the socket.
+pub fn register(listener: std::net::TcpListener) -> std::io::Result<TcpListener> {
+    TcpListener::from_std(listener)
+}
+
 /// Binds a listening socket with `SO_REUSEADDR` and `SO_REUSEPORT` set.
 ///
 /// # Errors

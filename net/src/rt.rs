@@ -89,6 +89,15 @@ pub async fn yield_now() {
     .await;
 }
 
+/// Runs `future` to completion on a new runtime on this thread (tests, tools, benches;
+/// broker and name server cores start theirs with `cores::run_cores`).
+///
+/// # Errors
+/// The runtime cannot be created (io_uring refused by the kernel or a seccomp profile).
+pub fn block_on<F: Future>(future: F) -> std::io::Result<F::Output> {
+    Ok(compio::runtime::Runtime::new()?.block_on(future))
+}
+
 /// The monotonic clock timers use.
 pub fn now() -> Instant {
     Instant::now()
@@ -108,9 +117,7 @@ mod tests {
     use std::rc::Rc;
 
     fn run<F: Future>(future: F) -> F::Output {
-        compio::runtime::Runtime::new()
-            .expect("runtime")
-            .block_on(future)
+        block_on(future).expect("runtime")
     }
 
     #[test]
