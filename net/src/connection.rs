@@ -1,7 +1,8 @@
 //! Server side of one remoting connection.
 //!
-//! Wire format (doc §1): `[int32 length][int32 serType<<24 | headerLen][header][body]`,
-//! decoded by `rmq_core::remoting::decode_frame`.
+//! Wire format (docs/protocol.md §1):
+//! `[int32 length][int32 serType<<24 | headerLen][header][body]`, decoded by
+//! `rmq_core::remoting::decode_frame`.
 //!
 //! Each connection runs two tasks on the core that accepted it:
 //! - the reader decodes frames and spawns one task per request, so requests on one

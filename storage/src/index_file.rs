@@ -1,4 +1,4 @@
-//! One RocketMQ IndexFile (protocol doc §4.2): a hash index from `topic#key` to commit log
+//! One RocketMQ IndexFile (docs/protocol.md §4.2): a hash index from `topic#key` to commit log
 //! offsets, memory-mapped like RocketMQ's.
 //!
 //! Layout (big-endian): a 40-byte header `beginTimestamp i64 | endTimestamp i64 |

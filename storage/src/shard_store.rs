@@ -247,7 +247,7 @@ impl ShardStore {
         Ok(queue)
     }
 
-    /// Appends one encoded record (RocketMQ §3.1 layout, offsets and store time zero).
+    /// Appends one encoded record (docs/protocol.md §3.1 layout, offsets and store time zero).
     pub fn append(
         &self,
         topic: &str,
@@ -455,7 +455,7 @@ impl ShardStore {
     }
 }
 
-/// The record's SYSFLAG field (offset 36 in every §3.1 record).
+/// The record's SYSFLAG field (offset 36 in every docs/protocol.md §3.1 record).
 pub(crate) fn sys_flag(record: &[u8]) -> i32 {
     i32::from_be_bytes(record[36..40].try_into().expect("4 bytes"))
 }

@@ -1,5 +1,6 @@
-//! JSON bodies exchanged with clients, brokers and name servers (doc §2.1), and the JSON
-//! config files a broker keeps (`topics.json`, `subscriptionGroup.json`, `consumerOffset.json`).
+//! JSON bodies exchanged with clients, brokers and name servers (docs/protocol.md §2.1), and the
+//! JSON config files a broker keeps (`topics.json`, `subscriptionGroup.json`,
+//! `consumerOffset.json`).
 //!
 //! One file per noun: [`topic`] (topic configs, data version, permissions), [`route`] (route and
 //! cluster data from the name server), [`register`] (REGISTER_BROKER body, plain and

@@ -9,8 +9,8 @@
 //!  "brokerDatas":[{"cluster":"c","brokerName":"a","brokerAddrs":{"0":"10.0.0.1:10911"}}],
 //!  "filterServerTable":{}}
 //! ```
-//! Name servers before 4.9.4 write `brokerAddrs` keys unquoted (`{0:"ip:port"}`, doc §4.4);
-//! [`super::decode_body`] accepts that. We always write quoted keys. Old versions spell
+//! Name servers before 4.9.4 write `brokerAddrs` keys unquoted (`{0:"ip:port"}`, docs/protocol.md
+//! §4.4); [`super::decode_body`] accepts that. We always write quoted keys. Old versions spell
 //! `topicSysFlag` as `topicSynFlag`; both are read.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -1,4 +1,4 @@
-//! The SEND_BATCH_MESSAGE body (doc §3.4, Java `MessageDecoder.encodeMessages`).
+//! The SEND_BATCH_MESSAGE body (docs/protocol.md §3.4, Java `MessageDecoder.encodeMessages`).
 //!
 //! The body is a concatenation of entries, big-endian:
 //! ```text

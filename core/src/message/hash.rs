@@ -1,10 +1,10 @@
 //! Java `String.hashCode()` and the tag code derived from it.
 //!
-//! RocketMQ stores `TAGS.hashCode()` in every ConsumeQueue entry (doc §4.1) and consumers send
-//! the same hash of each subscribed tag in `SubscriptionData.codeSet`; the broker filters by
-//! comparing the two. The IndexFile hashes `topic#key` the same way (§4.2). Any difference from
-//! Java here silently breaks filtering or key lookups, so the hash runs over UTF-16 code units
-//! (characters outside the BMP count as two surrogates) with wrapping `i32` arithmetic.
+//! RocketMQ stores `TAGS.hashCode()` in every ConsumeQueue entry (docs/protocol.md §4.1) and
+//! consumers send the same hash of each subscribed tag in `SubscriptionData.codeSet`; the broker
+//! filters by comparing the two. The IndexFile hashes `topic#key` the same way (§4.2). Any
+//! difference from Java here silently breaks filtering or key lookups, so the hash runs over UTF-16
+//! code units (characters outside the BMP count as two surrogates) with wrapping `i32` arithmetic.
 
 /// Java `String.hashCode()`: `s[0]*31^(n-1) + ... + s[n-1]` over UTF-16 code units, wrapping.
 pub fn java_string_hash(s: &str) -> i32 {

@@ -1,7 +1,8 @@
 //! The RocketMQ message as it exists on the wire and on disk.
 //!
-//! - [`record`]: the commit-log record (doc §3.1). The same bytes are stored in the commit log,
-//!   returned by PULL / QUERY / VIEW, and shipped to slaves, so one codec serves all three.
+//! - [`record`]: the commit-log record (docs/protocol.md §3.1). The same bytes are stored in the
+//!   commit log, returned by PULL / QUERY / VIEW, and shipped to slaves, so one codec serves all
+//!   three.
 //! - [`properties`]: the `name\u{1}value\u{2}` properties string (§3.3) and its well-known keys.
 //! - [`batch`]: the SEND_BATCH_MESSAGE body (§3.4).
 //! - [`msg_id`]: the broker's offsetMsgId (§3.2).

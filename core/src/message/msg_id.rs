@@ -1,4 +1,5 @@
-//! The broker's message id, "offsetMsgId" (doc §3.2, Java `MessageDecoder.createMessageId`).
+//! The broker's message id, "offsetMsgId" (docs/protocol.md §3.2, Java
+//! `MessageDecoder.createMessageId`).
 //!
 //! Layout before hex encoding, big-endian:
 //! ```text

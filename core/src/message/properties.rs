@@ -1,4 +1,5 @@
-//! The message properties string (doc §3.3, Java `MessageDecoder.messageProperties2String`).
+//! The message properties string (docs/protocol.md §3.3, Java
+//! `MessageDecoder.messageProperties2String`).
 //!
 //! Layout, as the Java client writes it (note the trailing separator after every pair):
 //! ```text

@@ -1,4 +1,4 @@
-//! The commit-log message record (doc §3.1, Java `CommitLog` / `MessageDecoder`).
+//! The commit-log message record (docs/protocol.md §3.1, Java `CommitLog` / `MessageDecoder`).
 //!
 //! The same bytes are the on-disk commit log, the PULL / QUERY_MESSAGE / VIEW_MESSAGE_BY_ID
 //! response bodies and the HA replication stream, so a record is encoded once at SEND time and

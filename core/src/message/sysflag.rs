@@ -1,5 +1,5 @@
-//! Message sysflag bits (doc §3.5, Java `MessageSysFlag`) and pull sysflag bits (§2.4, Java
-//! `PullSysFlag`).
+//! Message sysflag bits (docs/protocol.md §3.5, Java `MessageSysFlag`) and pull sysflag bits (§2.4,
+//! Java `PullSysFlag`).
 //!
 //! Message sysflag layout (int32):
 //! ```text

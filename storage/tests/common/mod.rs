@@ -1,4 +1,4 @@
-//! Test helpers: a RocketMQ §3.1 record encoder and store fixtures.
+//! Test helpers: a docs/protocol.md §3.1 record encoder and store fixtures.
 #![allow(dead_code)]
 
 use std::path::Path;

@@ -8,8 +8,8 @@
 //! the max offset (GET_MAX_OFFSET) or, with `--from-start`, the min offset; a topic that
 //! does not exist yet in e2e mode is read from offset 0 once it appears.
 //!
-//! A SUCCESS body is a concatenation of commit-log records (doc §3.1). Latency per record:
-//! born-to-consume from the producer's microsecond body stamp (`message.rs`), else from
+//! A SUCCESS body is a concatenation of commit-log records (docs/protocol.md §3.1). Latency per
+//! record: born-to-consume from the producer's microsecond body stamp (`message.rs`), else from
 //! the born timestamp (ms); store-to-consume from the store timestamp (ms resolution).
 //! PULL_NOT_FOUND / RETRY_IMMEDIATELY / OFFSET_MOVED move to `nextBeginOffset` and are not
 //! errors; other codes are counted by code and retried after a pause.

@@ -1,7 +1,7 @@
 //! The messages the producer sends: send headers, properties, unique keys and bodies.
 //!
-//! Wire format (doc §2.1, §3.3, §3.4): SEND_MESSAGE_V2 (310) carries the one-letter header
-//! `a` producerGroup, `b` topic, `c` defaultTopic, `d` defaultTopicQueueNums, `e` queueId,
+//! Wire format (docs/protocol.md §2.1, §3.3, §3.4): SEND_MESSAGE_V2 (310) carries the one-letter
+//! header `a` producerGroup, `b` topic, `c` defaultTopic, `d` defaultTopicQueueNums, `e` queueId,
 //! `f` sysFlag, `g` bornTimestamp, `h` flag, `i` properties, `j` reconsumeTimes,
 //! `k` unitMode, `m` batch, `n` brokerName; the body is the payload. SEND_BATCH_MESSAGE
 //! (320) has the same header with `m=true` and a body of §3.4 entries, each with its own
