@@ -83,6 +83,14 @@ const PATHS: &[Path] = &[
         name: "pull_response_32x1024",
         run: pull_response,
     },
+    Path {
+        name: "metrics_hooks_off",
+        run: |n| metrics_hooks(false, n),
+    },
+    Path {
+        name: "metrics_hooks_on",
+        run: |n| metrics_hooks(true, n),
+    },
 ];
 
 fn main() -> ExitCode {
@@ -245,4 +253,38 @@ fn pull_response(iterations: u64) {
         }
         black_box(&out);
     });
+}
+
+/// The metrics hooks of one send, one pull and their two requests (broker/src/metrics): with
+/// the endpoint off (one thread-local check each) and on (per-core map updates, two latency
+/// histograms). Topic, group and queue stay the same, as under a steady load.
+fn metrics_hooks(enabled: bool, iterations: u64) {
+    use rmq_broker::metrics::{on_pull, on_rpc, on_send, rpc_started};
+    use rmq_core::remoting::request_code::{PULL_MESSAGE, SEND_MESSAGE_V2};
+    if enabled {
+        rmq_broker::metrics::counters::install();
+    }
+    let props = "KEYS\u{1}k1\u{2}WAIT\u{1}true\u{2}TAGS\u{1}TagA\u{2}UNIQ_KEY\u{1}C0A8000100002A9F0000000000000001\u{2}";
+    let got = rmq_storage::GetMessages {
+        status: rmq_storage::GetStatus::Found,
+        next_begin_offset: 32,
+        min_offset: 0,
+        max_offset: 64,
+        body: bytes::Bytes::from(vec![0u8; 32 * 1024]),
+        count: 32,
+    };
+    for _ in 0..iterations {
+        let started = rpc_started();
+        on_send(black_box("BenchmarkTest"), black_box(props), 1, 1230);
+        on_rpc(started, SEND_MESSAGE_V2, Some(0));
+        let started = rpc_started();
+        on_pull(
+            black_box("BenchGroup"),
+            black_box("BenchmarkTest"),
+            3,
+            Some(black_box(&got)),
+        );
+        on_rpc(started, PULL_MESSAGE, Some(0));
+    }
+    black_box(rmq_broker::metrics::counters::snapshot());
 }
