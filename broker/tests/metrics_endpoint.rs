@@ -242,3 +242,28 @@ fn scrape_counts_what_was_sent_and_consumed() {
     let (status, _) = http_get(metrics_port, "/other");
     assert!(status.contains("404"), "{status}");
 }
+
+#[test]
+fn metrics_port_in_use_stops_start_up_naming_the_key() {
+    let root = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let metrics_port = taken.local_addr().unwrap().port();
+    let config = write_config(root.path(), free_port_pair(), metrics_port);
+    let log = root.path().join("broker.out");
+    let mut broker = support::start_broker(&support::broker_binary(), &config, &log);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = broker.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the broker kept running with its metrics port taken"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "{output}");
+    assert!(output.contains("metricsPromExporterPort"), "{output}");
+    drop(taken);
+}

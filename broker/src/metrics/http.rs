@@ -26,10 +26,13 @@ pub fn bind_addr(ctx: &SharedContext) -> Result<SocketAddr, String> {
         Some(host) => host.trim().to_string(),
         None => ctx.broker_addr.ip().to_string(),
     };
-    let ip: std::net::IpAddr = host
-        .parse()
-        .map_err(|_| format!("metricsPromExporterHost: \"{host}\" is not an IP address"))?;
-    Ok(SocketAddr::new(ip, port))
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| format!("metricsPromExporterHost: cannot resolve \"{host}\""))
 }
 
 /// Binds the endpoint and starts its thread; it stops once the broker is stopping.
