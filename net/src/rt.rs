@@ -1,10 +1,11 @@
 //! The runtime seam: spawning, timers and the clock, for every crate above `net`.
 //!
 //! rmq-fast runs on compio (one io_uring runtime per pinned core, see `cores`). Code outside
-//! `net` and `storage` should reach the runtime only through this module, so that swapping
-//! compio (or running under a simulated clock and executor in tests) means rewriting this
-//! file, not every call site. Everything here runs on the calling thread's runtime: a
-//! spawned task stays on the core that spawned it.
+//! `net` and `storage` should spawn, sleep and time out only through this module (and take
+//! sockets from `listener`), so that swapping compio (or running under a simulated clock and
+//! executor in tests) means rewriting this file, not every call site; `ha`'s replication
+//! stream is the one other user of compio's socket types. Everything here runs on the
+//! calling thread's runtime: a spawned task stays on the core that spawned it.
 //!
 //! Contract: these functions panic when called outside a runtime started by `cores` (or a
 //! test runtime), as compio does; [`now`] and [`unix_millis`] work anywhere.
