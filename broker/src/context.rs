@@ -40,6 +40,8 @@ pub struct BrokerContext {
     pub stats: BrokerStats,
     /// The metrics endpoint's way to every core (`metrics`; empty when it is off).
     pub metrics: crate::metrics::MetricsHub,
+    /// Access control (`acl`); None unless aclEnable=true.
+    pub acl: Option<Arc<crate::acl::Acl>>,
     /// Queue locks of orderly consumers (`rebalance_lock`).
     pub rebalance_locks: crate::rebalance_lock::RebalanceLocks,
     /// The config as changed at runtime by UPDATE_BROKER_CONFIG (`processor::stats`); code

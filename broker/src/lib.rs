@@ -24,6 +24,7 @@
 // the cold path and building the response there keeps each check next to its remark.
 #![allow(clippy::result_large_err)]
 
+pub mod acl;
 pub mod clients;
 pub mod context;
 pub mod core_context;

@@ -147,7 +147,19 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
     let broker_addr = SocketAddr::new(ip, config.listen_port);
     let listen_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), config.listen_port);
     rmq_net::listener::ensure_port_free(listen_addr)?;
-    let ctx = Arc::new(build_context(config, broker_addr, shard_count, core_count));
+    let acl = match config.acl_enable {
+        true => {
+            Some(crate::acl::Acl::open(&config).map_err(|e| BrokerError::Startup(e.to_string()))?)
+        }
+        false => None,
+    };
+    let ctx = Arc::new(build_context(
+        config,
+        broker_addr,
+        shard_count,
+        core_count,
+        acl,
+    ));
     let parts: Arc<Mutex<Vec<Option<CoreParts>>>> = Arc::new(Mutex::new(
         Mesh::new(core_count)
             .into_iter()
@@ -235,6 +247,7 @@ fn build_context(
     broker_addr: SocketAddr,
     shard_count: u32,
     core_count: usize,
+    acl: Option<Arc<crate::acl::Acl>>,
 ) -> BrokerContext {
     let config_dir = std::path::Path::new(&config.store_path_root_dir).join("config");
     let names = SystemTopicNames {
@@ -260,6 +273,7 @@ fn build_context(
         transactions: crate::transaction::TransactionState::load(&config_dir),
         stats: BrokerStats::default(),
         metrics: crate::metrics::MetricsHub::default(),
+        acl,
         rebalance_locks: crate::rebalance_lock::RebalanceLocks::default(),
         live_config: arc_swap::ArcSwap::from_pointee(config.clone()),
         replication: crate::replication::ReplicationInfo::default(),

@@ -67,6 +67,12 @@ impl RequestHandler for BrokerHandler {
         Box::pin(async move {
             let started = crate::metrics::rpc_started();
             let core = &self.core;
+            if let Some(acl) = &core.broker.acl
+                && let Err(denied) = acl.check(conn.peer.ip(), &req)
+            {
+                tracing::warn!(peer = %conn.peer, code = req.code, "ACL refused: {}", denied.message);
+                return (!req.is_oneway()).then(|| denied.response(&req));
+            }
             let result = match req.code {
                 rc::SEND_MESSAGE | rc::SEND_MESSAGE_V2 | rc::SEND_BATCH_MESSAGE => {
                     send::process(core, &conn, &req).await
@@ -94,6 +100,15 @@ impl RequestHandler for BrokerHandler {
                 rc::GET_ALL_DELAY_OFFSET => Ok(success(&req).with_body(
                     rmq_core::body::encode_body(&core.broker.schedule.delay_wrapper()),
                 )),
+                code @ rc::UPDATE_AND_CREATE_ACL_CONFIG..=rc::GET_BROKER_CLUSTER_ACL_CONFIG => {
+                    crate::acl::admin::process(&core.broker, &req).ok_or_else(|| {
+                        reply(
+                            &req,
+                            ResponseCode::RequestCodeNotSupported,
+                            format!(" request type {code} not supported"),
+                        )
+                    })
+                }
                 code => match stats::process(core, code, &req).await {
                     Some(result) => result,
                     None => admin::process(core, code, &req).await,

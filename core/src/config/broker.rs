@@ -185,6 +185,8 @@ config_struct! {
         "traceTopicEnable" => trace_topic_enable: bool = false,
         "enablePropertyFilter" => enable_property_filter: bool = false,
         "aclEnable" => acl_enable: bool = false,
+        /// The default ACL file, relative to rocketmqHome (Java: -Drocketmq.acl.plain.file).
+        "aclPlainFile" => acl_plain_file: String = "conf/plain_acl.yml".to_owned(),
         "notifyConsumerIdsChangedEnable" => notify_consumer_ids_changed_enable: bool = true,
         "rejectTransactionMessage" => reject_transaction_message: bool = false,
         "longPollingEnable" => long_polling_enable: bool = true,
