@@ -86,6 +86,16 @@ public final class RmqFast {
         }
     }
 
+    /** This test's scratch directory (config files, stores, an ACL home). */
+    public Path workDir() {
+        return workDir;
+    }
+
+    /** Shuts {@code client} down when the test ends (for clients a test builds itself). */
+    public void closeLater(Runnable shutdown) {
+        clientShutdowns.add(shutdown);
+    }
+
     // ------------------------------------------------------------------ processes
 
     /** A started rmq-fast process. */
