@@ -122,6 +122,8 @@ class AclTest {
         RmqFast.Proc broker = start(rmq, ACL);
         DefaultMQProducer producer = producer(rmq, "pgAcl", hook("producer1", "producer-secret"));
         RmqFast.assertSendOk("allowed", producer.send(RmqFast.message("orders", null, "allowed")));
+        // The consumer's first rebalance needs the route (the send auto-created the topic).
+        SqlFilterTest.awaitRoute(producer, "orders");
 
         Received got = new Received("orders");
         DefaultMQPushConsumer consumer = rmq.tune(new DefaultMQPushConsumer("cgAcl",
