@@ -4,7 +4,7 @@
 #   SKIP_BUILD=1 scripts/java-tests.sh       use the existing binary
 #   RMQFAST_BIN=/path/rmq-fast scripts/...   test another binary (implies no build)
 #   scripts/java-tests.sh -Dtest=BadConfigTest   extra arguments go to mvn (-Dtest narrows only the default
-#       execution; add -Drmqfast.skipBinarySerialization=true to skip the ROCKETMQ-header rerun of ProduceConsumeTest)
+#       execution; add -Drmqfast.skipBinarySerialization=true to skip the ROCKETMQ-header rerun of ProduceConsumeTest and AclTest)
 # Process logs: tests/java/target/proc-logs/<Test.method>/, client logs: tests/java/target/client-logs*/,
 # surefire reports: tests/java/target/surefire-reports*/.
 set -euo pipefail

@@ -23,6 +23,7 @@ pub mod watch;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -87,6 +88,9 @@ pub struct Acl {
     table: ArcSwap<AclTable>,
     /// Serialises admin writes and reloads.
     write_lock: Mutex<watch::Stamps>,
+    /// Rate limit of the refusal log (`log_refusal`).
+    last_refusal_log_ms: AtomicI64,
+    refusals_not_logged: AtomicU64,
 }
 
 impl Acl {
@@ -116,6 +120,8 @@ impl Acl {
             paths,
             table: ArcSwap::from_pointee(table),
             write_lock: Mutex::new(stamps),
+            last_refusal_log_ms: AtomicI64::new(0),
+            refusals_not_logged: AtomicU64::new(0),
         })
     }
 
@@ -167,6 +173,24 @@ impl Acl {
             };
             Denied::new(message, frame)
         })
+    }
+
+    /// Logs a refusal: at most one warning a second, with the number of refusals not
+    /// logged since (a client hammering the broker with bad requests cannot flood the log).
+    pub fn log_refusal(&self, peer: std::net::SocketAddr, code: i32, denied: &Denied) {
+        let now = crate::context::now_ms();
+        let last = self.last_refusal_log_ms.load(Ordering::Relaxed);
+        if now - last < 1000
+            || self
+                .last_refusal_log_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            self.refusals_not_logged.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let skipped = self.refusals_not_logged.swap(0, Ordering::Relaxed);
+        tracing::warn!(%peer, code, skipped, "ACL refused: {}", denied.message);
     }
 
     /// Reloads when any ACL file changed (or files came or went). A bad file keeps the

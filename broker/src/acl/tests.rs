@@ -203,3 +203,16 @@ fn bad_file_at_start_is_an_error_naming_it() {
     assert!(empty.path().join("conf/plain_acl.yml").exists());
     assert!(acl.check(local(), &send("t")).is_err());
 }
+
+#[test]
+fn refusal_log_is_rate_limited() {
+    let home = home_with(ACL);
+    let acl = Acl::load(home.path(), "conf/plain_acl.yml").unwrap();
+    let denied = acl.check(local(), &send("orders")).unwrap_err();
+    let peer = "127.0.0.1:5000".parse().unwrap();
+    acl.log_refusal(peer, 310, &denied);
+    for _ in 0..5 {
+        acl.log_refusal(peer, 310, &denied);
+    }
+    assert_eq!(acl.refusals_not_logged.load(Ordering::Relaxed), 5);
+}

@@ -70,7 +70,7 @@ impl RequestHandler for BrokerHandler {
             if let Some(acl) = &core.broker.acl
                 && let Err(denied) = acl.check(conn.peer.ip(), &req)
             {
-                tracing::warn!(peer = %conn.peer, code = req.code, "ACL refused: {}", denied.message);
+                acl.log_refusal(conn.peer, req.code, &denied);
                 return (!req.is_oneway()).then(|| denied.response(&req));
             }
             let result = match req.code {

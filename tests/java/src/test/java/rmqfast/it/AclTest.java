@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -26,6 +27,9 @@ import org.apache.rocketmq.common.TopicConfig;
 import org.apache.rocketmq.common.consumer.ConsumeFromWhere;
 import org.apache.rocketmq.common.protocol.body.ClusterAclVersionInfo;
 import org.apache.rocketmq.remoting.RPCHook;
+import org.apache.rocketmq.remoting.netty.NettyClientConfig;
+import org.apache.rocketmq.remoting.netty.NettyRemotingClient;
+import org.apache.rocketmq.remoting.protocol.RemotingCommand;
 import org.apache.rocketmq.tools.admin.DefaultMQAdminExt;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -209,6 +213,16 @@ class AclTest {
         admin.updateGlobalWhiteAddrConfig(addr, "10.99.0.*");
         file = Files.readString(rmq.workDir().resolve("rocketmq-home/conf/plain_acl.yml"));
         assertTrue(file.contains("10.99.0.*"), file);
+
+        // GET_BROKER_CLUSTER_ACL_CONFIG (54): 4.9.8's admin API no longer sends it, so ask over raw remoting.
+        NettyRemotingClient raw = new NettyRemotingClient(new NettyClientConfig());
+        raw.registerRPCHook(hook("aclAdmin1", "admin-secret"));
+        raw.start();
+        rmq.closeLater(raw::shutdown);
+        RemotingCommand listing = raw.invokeSync(addr, RemotingCommand.createRequestCommand(54, null), 5_000);
+        assertEquals(0, listing.getCode(), listing.toString());
+        String json = new String(listing.getBody(), StandardCharsets.UTF_8);
+        assertTrue(json.contains("\"globalWhiteAddrs\":[\"10.99.0.*\"]") && json.contains("\"accessKey\":\"created1\""), json);
 
         MQClientException shortKey = assertThrows(MQClientException.class, () -> {
             PlainAccessConfig bad = new PlainAccessConfig();
