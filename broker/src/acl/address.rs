@@ -134,9 +134,13 @@ impl AddressPattern {
             ))
         };
         if pattern.contains("::") {
-            return Err(AclError::Invalid(format!(
-                "IPv6 range pattern {pattern}: write the head without '::' (rmq-fast limit)"
-            )));
+            // RocketMQ expands such heads in its own way; the broker listens on IPv4 only, so
+            // no IPv6 peer can match anyway: accept the pattern, match nothing.
+            tracing::warn!(
+                pattern,
+                "IPv6 range pattern with '::' accepted; it matches no peer (the broker listens on IPv4)"
+            );
+            return Ok(Self::Nothing);
         }
         let parts: Vec<&str> = pattern.split(':').collect();
         for index in 1..parts.len().min(8) {
@@ -256,6 +260,10 @@ mod tests {
         assert!(matches("2001:db8:0:1-5:*", "2001:db8:0:3::1"));
         assert!(!matches("2001:db8:0:1-5:*", "2001:db8:0:6::1"));
         assert!(!matches("192.168.*", "2001:db8::1"));
+        assert_eq!(
+            AddressPattern::parse("fe80::*").unwrap(),
+            AddressPattern::Nothing
+        );
     }
 
     #[test]

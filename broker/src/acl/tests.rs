@@ -216,3 +216,16 @@ fn refusal_log_is_rate_limited() {
     }
     assert_eq!(acl.refusals_not_logged.load(Ordering::Relaxed), 5);
 }
+
+#[test]
+fn acl_enabled_without_a_home_is_refused() {
+    let config = rmq_core::config::BrokerConfig {
+        rocketmq_home: None,
+        ..Default::default()
+    };
+    let error = Acl::open(&config).err().unwrap().to_string();
+    assert!(
+        error.contains("rocketmqHome") && error.contains("ROCKETMQ_HOME"),
+        "{error}"
+    );
+}

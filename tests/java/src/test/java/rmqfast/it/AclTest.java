@@ -244,4 +244,23 @@ class AclTest {
             () -> admin.deletePlainAccessConfig(addr, "created1"));
         assertEquals(210, gone.getResponseCode(), gone.toString());
     }
+
+    @Test
+    @Timeout(30)
+    void invalidAclFileStopsTheStartNamingTheFile(RmqFast rmq) throws Exception {
+        Path home = rmq.workDir().resolve("rocketmq-home");
+        write(home.resolve("conf/plain_acl.yml"), "accounts:\n  - accessKey: short\n    secretKey: 12345678\n");
+        int port = RmqFast.freePort();
+        Path conf = rmq.writeProperties("broker-acl-bad", rmq.brokerConfig("broker-acl-bad", port,
+            "namesrvAddr", "127.0.0.1:" + RmqFast.freePort(), "aclEnable", "true", "rocketmqHome", home.toString()));
+        RmqFast.Proc p = rmq.launch("broker-acl-bad", port, null, List.of("broker", "-c", conf.toString()));
+        p.expectExit();
+        if (!p.process().waitFor(10, java.util.concurrent.TimeUnit.SECONDS)) {
+            p.kill9();
+            throw new AssertionError("broker with an invalid plain_acl.yml was still running after 10 s");
+        }
+        String stderr = p.stderr();
+        assertTrue(p.process().exitValue() != 0, stderr);
+        assertTrue(stderr.contains("plain_acl.yml") && stderr.contains("length should longer than 6"), stderr);
+    }
 }
