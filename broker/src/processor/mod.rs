@@ -71,7 +71,9 @@ impl RequestHandler for BrokerHandler {
                 && let Err(denied) = acl.check(conn.peer.ip(), &req)
             {
                 acl.log_refusal(conn.peer, req.code, &denied);
-                return (!req.is_oneway()).then(|| denied.response(&req));
+                let response = denied.response(&req);
+                crate::metrics::on_rpc(started, req.code, Some(response.code));
+                return (!req.is_oneway()).then_some(response);
             }
             let result = match req.code {
                 rc::SEND_MESSAGE | rc::SEND_MESSAGE_V2 | rc::SEND_BATCH_MESSAGE => {
