@@ -29,6 +29,7 @@ fn full_scrape() -> Scrape {
         node_id: "B".into(),
         messages_in,
         messages_out,
+        dlq: BTreeMap::from([(("G".to_string(), "T".to_string()), 1)]),
         rpc,
         send_latency_ms: Histogram::new(LATENCY_MS_BUCKETS),
         pull_latency_ms: Histogram::new(LATENCY_MS_BUCKETS),

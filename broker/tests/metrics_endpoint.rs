@@ -107,6 +107,38 @@ async fn commit(client: &RemotingClient, queue_id: i32, offset: i64) {
     assert_eq!(response.code, ResponseCode::Success.code());
 }
 
+/// Hands the first message of `queue_id` back with delay level -1: straight to the group's DLQ.
+/// Returns the size of the record stored there.
+async fn send_to_dlq(client: &RemotingClient, queue_id: i32) -> usize {
+    let pulled = client
+        .invoke(
+            // another group reads it, so the checked group's counters stay as they are
+            pull_request(TOPIC.name, queue_id, 0).with_ext("consumerGroup", "dlq-reader"),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    let offset = parse_record(&pulled.body).unwrap().physical_offset();
+    let request = RemotingCommand::new_request(request_code::CONSUMER_SEND_MSG_BACK)
+        .with_ext("offset", offset)
+        .with_ext("group", GROUP)
+        .with_ext("delayLevel", -1)
+        .with_ext("originTopic", TOPIC.name)
+        .with_ext("maxReconsumeTimes", 16);
+    let response = client.invoke(request, TIMEOUT).await.unwrap();
+    assert_eq!(response.code, ResponseCode::Success.code(), "{response:?}");
+    let dlq = format!("%DLQ%{GROUP}");
+    let stored = client
+        .invoke(
+            pull_request(&dlq, 0, 0).with_ext("consumerGroup", "dlq-reader"),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored.code, ResponseCode::Success.code(), "{stored:?}");
+    stored.body.len()
+}
+
 /// Pulls a whole queue: (messages, bytes of the pulled bodies).
 async fn pull_all(client: &RemotingClient, queue_id: i32) -> (i64, usize) {
     let (mut offset, mut bytes) = (0i64, 0usize);
@@ -137,28 +169,30 @@ fn scrape_counts_what_was_sent_and_consumed() {
     let log = root.path().join("broker.out");
     let mut broker = support::start_broker(&support::broker_binary(), &config, &log);
     let addr = format!("127.0.0.1:{port}");
-    let (per_queue, pulled, pulled_bytes, (status, text)) = rmq_net::rt::block_on(async {
-        wait_until_serving(&addr, &mut broker, &log).await;
-        let client = RemotingClient::connect(&addr, TIMEOUT).await.unwrap();
-        let mut per_queue = [0i64; 4];
-        for seq in 0..SENDS {
-            let (request, queue_id, _) = send_request(TOPIC, 0, 0, seq);
-            let response = client.invoke(request, TIMEOUT).await.unwrap();
-            assert_eq!(response.code, ResponseCode::Success.code(), "{response:?}");
-            per_queue[queue_id as usize] += 1;
-        }
-        // queues 0 and 1 pulled to the end; 0 committed to its end, 1 to 3, 2 to 0
-        let (q0, bytes0) = pull_all(&client, 0).await;
-        let (q1, bytes1) = pull_all(&client, 1).await;
-        assert_eq!((q0, q1), (per_queue[0], per_queue[1]));
-        commit(&client, 0, q0).await;
-        commit(&client, 1, 3).await;
-        commit(&client, 2, 0).await;
-        // scraped while the client is connected: its connection is counted
-        let scraped = http_get(metrics_port, "/metrics");
-        (per_queue, q0 + q1, bytes0 + bytes1, scraped)
-    })
-    .expect("runtime");
+    let (per_queue, pulled, pulled_bytes, dlq_bytes, (status, text)) =
+        rmq_net::rt::block_on(async {
+            wait_until_serving(&addr, &mut broker, &log).await;
+            let client = RemotingClient::connect(&addr, TIMEOUT).await.unwrap();
+            let mut per_queue = [0i64; 4];
+            for seq in 0..SENDS {
+                let (request, queue_id, _) = send_request(TOPIC, 0, 0, seq);
+                let response = client.invoke(request, TIMEOUT).await.unwrap();
+                assert_eq!(response.code, ResponseCode::Success.code(), "{response:?}");
+                per_queue[queue_id as usize] += 1;
+            }
+            // queues 0 and 1 pulled to the end; 0 committed to its end, 1 to 3, 2 to 0
+            let (q0, bytes0) = pull_all(&client, 0).await;
+            let (q1, bytes1) = pull_all(&client, 1).await;
+            assert_eq!((q0, q1), (per_queue[0], per_queue[1]));
+            let dlq_bytes = send_to_dlq(&client, 0).await;
+            commit(&client, 0, q0).await;
+            commit(&client, 1, 3).await;
+            commit(&client, 2, 0).await;
+            // scraped while the client is connected: its connection is counted
+            let scraped = http_get(metrics_port, "/metrics");
+            (per_queue, q0 + q1, bytes0 + bytes1, dlq_bytes, scraped)
+        })
+        .expect("runtime");
     assert!(status.contains("200"), "{status}: {text}");
     let samples = parse(&text);
     let topic = [("topic", TOPIC.name)];
@@ -191,6 +225,14 @@ fn scrape_counts_what_was_sent_and_consumed() {
     assert!(
         stored_bytes > pulled_bytes as f64,
         "{stored_bytes} vs {pulled_bytes}"
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "rocketmq_send_to_dlq_messages_total",
+            &group_topic
+        ),
+        1.0
     );
     let lag = (per_queue[1] - 3) + per_queue[2];
     assert_eq!(
@@ -225,13 +267,18 @@ fn scrape_counts_what_was_sent_and_consumed() {
         .iter()
         .map(|s| value(&samples, "rmq_shard_append_offset", &[("shard", s)]))
         .sum();
-    assert_eq!(appended, stored_bytes, "every stored byte is in a shard");
+    assert_eq!(
+        appended,
+        stored_bytes + dlq_bytes as f64,
+        "every stored byte is in a shard: the sends and the DLQ copy"
+    );
     let commits: f64 = ["0", "1"]
         .iter()
         .map(|s| value(&samples, "rmq_group_commit_bytes_count", &[("shard", s)]))
         .sum();
+    // at most one write per append (the sends and the DLQ copy), at least one
     assert!(
-        commits >= 1.0 && commits <= SENDS as f64,
+        commits >= 1.0 && commits <= SENDS as f64 + 1.0,
         "group commits {commits}"
     );
     let connections: f64 = samples["rmq_connections"].iter().map(|(_, v)| v).sum();

@@ -124,6 +124,8 @@ pub struct CoreCounters {
     pub messages_in: HashMap<String, HashMap<MessageType, InStats>>,
     /// group → topic → stats.
     pub messages_out: HashMap<String, HashMap<String, OutStats>>,
+    /// group → original topic → messages sent to the group's dead-letter queue.
+    pub dlq: HashMap<String, HashMap<String, u64>>,
     /// (request code, response code) → latency.
     pub rpc: HashMap<(i32, i32), RpcStats>,
     /// Send requests (10, 310, 320, 324, 325), request to response, milliseconds.
@@ -139,6 +141,7 @@ impl Default for CoreCounters {
         Self {
             messages_in: HashMap::default(),
             messages_out: HashMap::default(),
+            dlq: HashMap::default(),
             rpc: HashMap::default(),
             send_latency_ms: Histogram::new(LATENCY_MS_BUCKETS),
             pull_latency_ms: Histogram::new(LATENCY_MS_BUCKETS),
@@ -246,6 +249,17 @@ fn count_pull(
     });
 }
 
+/// A message of `topic` that `group` failed too often went to `%DLQ%group`.
+pub fn on_dlq(group: &str, topic: &str) {
+    with_counters(|c| {
+        *c.dlq
+            .entry(group.to_string())
+            .or_default()
+            .entry(topic.to_string())
+            .or_default() += 1;
+    });
+}
+
 /// The time a request started, for [`on_rpc`]; `None` when metrics are off (no clock read).
 pub fn rpc_started() -> Option<Instant> {
     enabled().then(Instant::now)
@@ -327,6 +341,8 @@ mod tests {
         );
         count_pull("G", "T", 1, 2, 200, 7);
         count_pull("G", "T", 1, 0, 0, 5);
+        on_dlq("G", "T");
+        on_dlq("G", "T");
         let started = rpc_started();
         on_rpc(
             started,
@@ -343,6 +359,7 @@ mod tests {
         let out = &c.messages_out["G"]["T"];
         assert_eq!((out.messages, out.bytes), (2, 200));
         assert_eq!(out.pulled_to[&1], 7, "pulled offset never goes back");
+        assert_eq!(c.dlq["G"]["T"], 2);
         assert_eq!(c.send_latency_ms.count(), 1);
         assert_eq!(c.rpc[&(10, 0)].latency_ms.count(), 1);
         uninstall();

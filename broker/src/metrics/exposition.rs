@@ -179,6 +179,19 @@ fn rocketmq_messages(out: &mut DescriptorEncoder, s: &Scrape) -> Result<(), Erro
         s.messages_out
             .iter()
             .map(|((g, t), v)| (out_labels(g, t), v.bytes)),
+    )?;
+    counter(
+        out,
+        "rocketmq_send_to_dlq_messages",
+        "Consumer send to DLQ messages",
+        s.dlq.iter().map(|((g, t), n)| {
+            let labels = vec![
+                ("consumer_group", g.clone()),
+                ("topic", t.clone()),
+                ("is_system", is_system(t, g)),
+            ];
+            (labels, *n)
+        }),
     )
 }
 

@@ -23,7 +23,7 @@ pub mod scrape;
 use rmq_core::config::{BrokerConfig, MetricsExporterType};
 
 pub use collect::{MetricsHub, start_core};
-pub use counters::{counted_connection, on_pull, on_rpc, on_send, rpc_started};
+pub use counters::{counted_connection, on_dlq, on_pull, on_rpc, on_send, rpc_started};
 
 /// Whether this broker serves `GET /metrics`.
 pub fn exporter_on(config: &BrokerConfig) -> bool {

@@ -32,6 +32,8 @@ pub struct Scrape {
     pub node_id: String,
     pub messages_in: BTreeMap<(String, MessageType), InStats>,
     pub messages_out: BTreeMap<(String, String), OutStats>,
+    /// (group, original topic) → messages sent to the dead-letter queue.
+    pub dlq: BTreeMap<(String, String), u64>,
     pub rpc: BTreeMap<(i32, i32), Histogram>,
     pub send_latency_ms: Histogram,
     pub pull_latency_ms: Histogram,
@@ -52,6 +54,7 @@ impl Scrape {
             node_id: broker.config.broker_name.clone(),
             messages_in: BTreeMap::new(),
             messages_out: BTreeMap::new(),
+            dlq: BTreeMap::new(),
             rpc: BTreeMap::new(),
             send_latency_ms: Histogram::new(LATENCY_MS_BUCKETS),
             pull_latency_ms: Histogram::new(LATENCY_MS_BUCKETS),
@@ -110,6 +113,11 @@ impl Scrape {
                     let slot = mine.pulled_to.entry(queue).or_insert(pulled);
                     *slot = (*slot).max(pulled);
                 }
+            }
+        }
+        for (group, by_topic) in counters.dlq {
+            for (topic, count) in by_topic {
+                *self.dlq.entry((group.clone(), topic)).or_default() += count;
             }
         }
         for (key, stats) in counters.rpc {

@@ -93,6 +93,9 @@ pub async fn process(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed
     reput(core, &view, &target)
         .await
         .map_err(|e| failed(format!("send back failed: {e}")))?;
+    if to_dlq {
+        crate::metrics::on_dlq(&head.group, req.ext("originTopic").unwrap_or(view.topic()));
+    }
     tracing::debug!(group = %head.group, topic = %topic, reconsume_times, "message sent back");
     Ok(success(req))
 }
