@@ -2,7 +2,11 @@
 //!
 //! - [`compile_cached`]: compiled selectors, cached per core by expression text: a push
 //!   consumer pulls with the same expression many times a second, so each pull must not
-//!   re-parse it. The cache is thread-local (no lock) and bounded.
+//!   re-parse it. The cache is thread-local (no lock) and bounded by entries
+//!   ([`CACHE_CAPACITY`]) and by the total length of the expressions it holds
+//!   ([`CACHE_TEXT_BYTES`]); an expression longer than [`CACHED_EXPRESSION_BYTES`] is
+//!   compiled on every pull and never kept. A compiled tree takes roughly 30 bytes per byte of
+//!   text, so the cache holds at most ~8 MiB per core whatever clients send.
 //! - [`retain_matching`]: the consume queue only has tag codes, so a SQL92 pull reads the
 //!   records and drops those whose properties do not match. Records are evaluated where
 //!   the read ran (the shard's core), before the body travels back.
@@ -19,10 +23,24 @@ use rmq_core::message::properties::get_property;
 /// Distinct expressions remembered per core before the cache starts over.
 const CACHE_CAPACITY: usize = 1024;
 
+/// Total expression text (bytes) remembered per core before the cache starts over.
+const CACHE_TEXT_BYTES: usize = 256 * 1024;
+
+/// Longest expression that is cached at all; longer ones (rare, and bounded by
+/// `rmq_core::filter::MAX_EXPRESSION_BYTES`) are compiled per pull.
+const CACHED_EXPRESSION_BYTES: usize = 4 * 1024;
+
+/// This core's compiled selectors and the total length of their texts.
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<String, Compiled>,
+    text_bytes: usize,
+}
+
 type Compiled = Result<Arc<Expression>, FilterError>;
 
 thread_local! {
-    static CACHE: RefCell<HashMap<String, Compiled>> = RefCell::new(HashMap::new());
+    static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
 }
 
 /// The compiled form of `sql`, from this core's cache when seen before.
@@ -31,15 +49,22 @@ thread_local! {
 /// The [`FilterError`] of an expression that does not compile (cached too).
 pub fn compile_cached(sql: &str) -> Compiled {
     CACHE.with(|cache| {
-        if let Some(compiled) = cache.borrow().get(sql) {
+        if let Some(compiled) = cache.borrow().entries.get(sql) {
             return compiled.clone();
         }
         let compiled = compile(sql).map(Arc::new);
-        let mut cache = cache.borrow_mut();
-        if cache.len() >= CACHE_CAPACITY {
-            cache.clear();
+        if sql.len() > CACHED_EXPRESSION_BYTES {
+            return compiled;
         }
-        cache.insert(sql.to_owned(), compiled.clone());
+        let mut cache = cache.borrow_mut();
+        if cache.entries.len() >= CACHE_CAPACITY || cache.text_bytes + sql.len() > CACHE_TEXT_BYTES
+        {
+            cache.entries.clear();
+            cache.text_bytes = 0;
+        }
+        cache.text_bytes += sql.len();
+        cache.entries.insert(sql.to_owned(), compiled.clone());
+        assert!(cache.text_bytes <= CACHE_TEXT_BYTES);
         compiled
     })
 }
@@ -116,5 +141,36 @@ mod tests {
         assert_eq!(get_property(first.properties(), "a"), Some("7"));
         assert!(compile_cached("a >").is_err());
         assert!(compile_cached("a >").is_err(), "errors are cached too");
+    }
+
+    fn cached_text_bytes() -> (usize, usize) {
+        CACHE.with(|cache| {
+            let cache = cache.borrow();
+            let total = cache.entries.keys().map(String::len).sum();
+            assert_eq!(total, cache.text_bytes);
+            (cache.entries.len(), total)
+        })
+    }
+
+    /// 1,000 distinct 1 MB expressions used to stay cached (2.2 GB per core). Long
+    /// expressions are not cached now, and the total text cached is bounded.
+    #[test]
+    fn cache_is_bounded_by_bytes() {
+        std::thread::spawn(|| {
+            for n in 0..50 {
+                let big = format!("a = '{n}{}'", "x".repeat(CACHED_EXPRESSION_BYTES));
+                assert!(compile_cached(&big).is_ok());
+            }
+            assert_eq!(cached_text_bytes(), (0, 0), "long expressions are not kept");
+            for n in 0..1_000 {
+                let mid = format!("a = '{n}{}'", "x".repeat(CACHED_EXPRESSION_BYTES - 20));
+                assert!(compile_cached(&mid).is_ok());
+                assert!(cached_text_bytes().1 <= CACHE_TEXT_BYTES);
+            }
+            let (entries, _) = cached_text_bytes();
+            assert!(entries > 0 && entries < 1_000);
+        })
+        .join()
+        .unwrap();
     }
 }

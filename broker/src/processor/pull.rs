@@ -262,10 +262,9 @@ pub(crate) fn sql_filter(
         return Err(reply(req, ResponseCode::SubscriptionParseFailed, remark));
     }
     crate::filter::compile_cached(&sub.sub_string).map_err(|error| {
-        let remark = format!(
-            "parse the consumer's subscription[{}] failed: {error}",
-            sub.sub_string
-        );
+        // A selector may be up to 64 KiB: echo only its start.
+        let shown: String = sub.sub_string.chars().take(200).collect();
+        let remark = format!("parse the consumer's subscription[{shown}] failed: {error}");
         reply(req, ResponseCode::SubscriptionParseFailed, remark)
     })
 }

@@ -78,8 +78,8 @@ impl Expression {
                 Value::Bool(value) => Value::Bool(value),
                 _ => Value::Bool(false),
             },
-            Expression::And(left, right) => and(left, right, property)?,
-            Expression::Or(left, right) => or(left, right, property)?,
+            Expression::And(operands) => and(operands, property)?,
+            Expression::Or(operands) => or(operands, property)?,
             Expression::Compare(op, left, right) => {
                 let left = left.evaluate(property)?;
                 let right = right.evaluate(property)?;
@@ -112,37 +112,45 @@ fn truth(value: Value) -> Result<Option<bool>, EvalError> {
     }
 }
 
+/// n-ary `AND`, left to right as Java's left-deep chain evaluates: the first definite
+/// `FALSE` decides (later operands are not evaluated, so their errors do not count),
+/// otherwise any unknown makes the result unknown.
 fn and<'a>(
-    left: &Expression,
-    right: &Expression,
+    operands: &[Expression],
     property: &dyn Fn(&str) -> Option<&'a str>,
 ) -> Result<Value, EvalError> {
-    let left = truth(left.evaluate(property)?)?;
-    if left == Some(false) {
-        return Ok(Value::Bool(false));
+    let mut unknown = false;
+    for operand in operands {
+        match truth(operand.evaluate(property)?)? {
+            Some(false) => return Ok(Value::Bool(false)),
+            Some(true) => {}
+            None => unknown = true,
+        }
     }
-    let right = truth(right.evaluate(property)?)?;
-    Ok(match (left, right) {
-        (_, Some(false)) => Value::Bool(false),
-        (Some(true), Some(true)) => Value::Bool(true),
-        _ => Value::Null,
+    Ok(if unknown {
+        Value::Null
+    } else {
+        Value::Bool(true)
     })
 }
 
+/// n-ary `OR`: the first definite `TRUE` decides, otherwise any unknown is unknown.
 fn or<'a>(
-    left: &Expression,
-    right: &Expression,
+    operands: &[Expression],
     property: &dyn Fn(&str) -> Option<&'a str>,
 ) -> Result<Value, EvalError> {
-    let left = truth(left.evaluate(property)?)?;
-    if left == Some(true) {
-        return Ok(Value::Bool(true));
+    let mut unknown = false;
+    for operand in operands {
+        match truth(operand.evaluate(property)?)? {
+            Some(true) => return Ok(Value::Bool(true)),
+            Some(false) => {}
+            None => unknown = true,
+        }
     }
-    let right = truth(right.evaluate(property)?)?;
-    Ok(match (left, right) {
-        (_, Some(true)) => Value::Bool(true),
-        (Some(false), Some(false)) => Value::Bool(false),
-        _ => Value::Null,
+    Ok(if unknown {
+        Value::Null
+    } else {
+        Value::Bool(false)
     })
 }
 

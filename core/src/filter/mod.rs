@@ -31,7 +31,12 @@ mod parser;
 mod tests;
 
 pub use evaluator::{EvalError, Value};
-pub use parser::Expression;
+pub use parser::{Expression, MAX_HEIGHT};
+
+/// Longest selector text accepted (64 KiB). RocketMQ sets no limit; real selectors are a few
+/// hundred bytes, and this bounds what one compile costs and holds (a compiled tree takes
+/// roughly 30 bytes per byte of text).
+pub const MAX_EXPRESSION_BYTES: usize = 64 * 1024;
 
 /// Why an expression does not compile. Returned to clients as SUBSCRIPTION_PARSE_FAILED.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -55,9 +60,16 @@ pub enum FilterError {
 /// Compiles a SQL92 selector.
 ///
 /// # Errors
-/// [`FilterError`] for a lexical or syntax error, or an expression RocketMQ rejects at
+/// [`FilterError`] for text longer than [`MAX_EXPRESSION_BYTES`], a tree taller than
+/// [`MAX_HEIGHT`], a lexical or syntax error, or an expression RocketMQ rejects at
 /// compile time (a non-numeric constant in `<`, `NULL` in `=`, a non-boolean top level...).
 pub fn compile(sql: &str) -> Result<Expression, FilterError> {
+    if sql.len() > MAX_EXPRESSION_BYTES {
+        return Err(FilterError::Invalid(format!(
+            "expression is {} bytes, longer than the {MAX_EXPRESSION_BYTES} bytes accepted",
+            sql.len()
+        )));
+    }
     let tokens = lexer::tokenize(sql)?;
     parser::parse(&tokens)
 }

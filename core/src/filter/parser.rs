@@ -8,14 +8,27 @@
 //! takes a property on the left and string literals, a constant `BETWEEN` range must not be
 //! empty, and whatever sits under `AND`/`OR`/`NOT` or at the top must be boolean (a bare
 //! property is cast: true only if its value were a boolean, which a string never is).
-//! Nesting is bounded so a hostile expression cannot overflow the stack.
+//!
+//! Size is bounded so a hostile expression can neither overflow a core's stack nor make the
+//! broker hold a huge tree: `AND`/`OR` chains become one n-ary node (a 10,000-term chain is
+//! one level deep, parsed by a loop, evaluated by a loop), every node's height is checked
+//! against [`MAX_HEIGHT`] when it is built (so `a = a = a = ...` or `a IS NULL IS NULL ...`
+//! chains are refused too), the parser's own recursion (parentheses, unary operators) is
+//! bounded by [`MAX_DEPTH`], and the text itself by `MAX_EXPRESSION_BYTES` in the module root.
 
 use super::FilterError;
 use super::evaluator::{Value, compare_values};
 use super::lexer::{Spanned, Token};
 
-/// Deepest nesting of parentheses and unary operators accepted.
+/// Deepest nesting of parentheses and unary operators accepted (bounds the parser's
+/// recursion: each level costs about six parser frames).
 const MAX_DEPTH: usize = 64;
+
+/// Tallest tree accepted: the evaluator and `Drop` recurse once per level, so this bounds
+/// their stack use (a few hundred bytes per level) whatever the input. Every level of
+/// parentheses adds at most two (an n-ary `AND`/`OR` and an operator), so the limit never
+/// cuts in before [`MAX_DEPTH`] does for sensible expressions.
+pub const MAX_HEIGHT: usize = 160;
 
 /// A compiled selector.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,8 +39,11 @@ pub enum Expression {
     Not(Box<Expression>),
     /// A property used as a boolean.
     BoolCast(Box<Expression>),
-    And(Box<Expression>, Box<Expression>),
-    Or(Box<Expression>, Box<Expression>),
+    /// All operands, evaluated left to right (at least two). A chain `a AND b AND c` is one
+    /// node, never a deep tree.
+    And(Vec<Expression>),
+    /// As [`Expression::And`].
+    Or(Vec<Expression>),
     /// `<`, `<=`, `>`, `>=`.
     Compare(CompareOp, Box<Expression>, Box<Expression>),
     /// `=`; `IS NULL` is `Equal(x, Constant(Null))`.
@@ -56,6 +72,36 @@ impl Expression {
             _ => true,
         }
     }
+
+    /// Levels of the tree (a leaf is 1). Recursive: only called on nodes whose children
+    /// were already checked against [`MAX_HEIGHT`], so the recursion is bounded.
+    fn height(&self) -> usize {
+        let children = match self {
+            Expression::Constant(_) | Expression::Property(_) | Expression::In { .. } => 0,
+            Expression::Negate(operand)
+            | Expression::Not(operand)
+            | Expression::BoolCast(operand) => operand.height(),
+            Expression::And(operands) | Expression::Or(operands) => {
+                operands.iter().map(Expression::height).max().unwrap_or(0)
+            }
+            Expression::Compare(_, left, right) | Expression::Equal(left, right) => {
+                left.height().max(right.height())
+            }
+        };
+        children + 1
+    }
+}
+
+/// `expression` when it is at most [`MAX_HEIGHT`] tall. Called on every node the parser
+/// builds, so no taller tree ever exists.
+fn bounded(expression: Expression) -> Result<Expression, FilterError> {
+    let height = expression.height();
+    if height > MAX_HEIGHT {
+        return Err(FilterError::Invalid(format!(
+            "expression nested too deeply (more than {MAX_HEIGHT} levels)"
+        )));
+    }
+    Ok(expression)
 }
 
 /// Parses a whole token list; trailing tokens are an error.
@@ -126,22 +172,30 @@ impl Parser<'_> {
         }
     }
 
+    /// `a OR b OR ...` as one n-ary node, read by a loop.
     fn or_expression(&mut self) -> Result<Expression, FilterError> {
-        let mut left = self.and_expression()?;
-        while self.eat(&Token::Or) {
-            let right = self.and_expression()?;
-            left = Expression::Or(boxed(as_boolean(left)?), boxed(as_boolean(right)?));
+        let first = self.and_expression()?;
+        if self.peek() != Some(&Token::Or) {
+            return Ok(first);
         }
-        Ok(left)
+        let mut operands = vec![as_boolean(first)?];
+        while self.eat(&Token::Or) {
+            operands.push(as_boolean(self.and_expression()?)?);
+        }
+        bounded(Expression::Or(operands))
     }
 
+    /// `a AND b AND ...` as one n-ary node, read by a loop.
     fn and_expression(&mut self) -> Result<Expression, FilterError> {
-        let mut left = self.equality_expression()?;
-        while self.eat(&Token::And) {
-            let right = self.equality_expression()?;
-            left = Expression::And(boxed(as_boolean(left)?), boxed(as_boolean(right)?));
+        let first = self.equality_expression()?;
+        if self.peek() != Some(&Token::And) {
+            return Ok(first);
         }
-        Ok(left)
+        let mut operands = vec![as_boolean(first)?];
+        while self.eat(&Token::And) {
+            operands.push(as_boolean(self.equality_expression()?)?);
+        }
+        bounded(Expression::And(operands))
     }
 
     fn equality_expression(&mut self) -> Result<Expression, FilterError> {
@@ -152,14 +206,15 @@ impl Parser<'_> {
                 left = equal(left, right)?;
             } else if self.eat(&Token::Ne) {
                 let right = self.comparison_expression()?;
-                left = Expression::Not(boxed(equal(left, right)?));
+                left = bounded(Expression::Not(boxed(equal(left, right)?)))?;
             } else if self.eat(&Token::Is) {
                 let negated = self.eat(&Token::Not);
                 self.expect(&Token::Null, "NULL")?;
                 let is_null =
                     Expression::Equal(boxed(left), boxed(Expression::Constant(Value::Null)));
+                let is_null = bounded(is_null)?;
                 left = if negated {
-                    Expression::Not(boxed(is_null))
+                    bounded(Expression::Not(boxed(is_null)))?
                 } else {
                     is_null
                 };
@@ -207,7 +262,7 @@ impl Parser<'_> {
         if negated {
             let below = compare(CompareOp::Lt, value.clone(), low)?;
             let above = compare(CompareOp::Gt, value, high)?;
-            return Ok(Expression::Or(boxed(below), boxed(above)));
+            return bounded(Expression::Or(vec![below, above]));
         }
         if let (Expression::Constant(low), Expression::Constant(high)) = (&low, &high) {
             if matches!(low, Value::Null) || matches!(high, Value::Null) {
@@ -225,7 +280,7 @@ impl Parser<'_> {
         }
         let from = compare(CompareOp::Ge, value.clone(), low)?;
         let to = compare(CompareOp::Le, value, high)?;
-        Ok(Expression::And(boxed(from), boxed(to)))
+        bounded(Expression::And(vec![from, to]))
     }
 
     fn in_list(&mut self, value: Expression, negated: bool) -> Result<Expression, FilterError> {
@@ -263,11 +318,11 @@ impl Parser<'_> {
             self.unary_expression()
         } else if self.eat(&Token::Minus) {
             self.unary_expression()
-                .map(|operand| Expression::Negate(boxed(operand)))
+                .and_then(|operand| bounded(Expression::Negate(boxed(operand))))
         } else if self.eat(&Token::Not) {
             self.unary_expression()
                 .and_then(as_boolean)
-                .map(|operand| Expression::Not(boxed(operand)))
+                .and_then(|operand| bounded(Expression::Not(boxed(operand))))
         } else {
             self.primary_expression()
         };
@@ -311,7 +366,7 @@ fn as_boolean(expression: Expression) -> Result<Expression, FilterError> {
         return Ok(expression);
     }
     if let Expression::Property(_) = expression {
-        return Ok(Expression::BoolCast(boxed(expression)));
+        return bounded(Expression::BoolCast(boxed(expression)));
     }
     Err(FilterError::Invalid(format!(
         "Expression will not result in a boolean value: {expression:?}"
@@ -331,7 +386,7 @@ fn compare(op: CompareOp, left: Expression, right: Expression) -> Result<Express
             )));
         }
     }
-    Ok(Expression::Compare(op, boxed(left), boxed(right)))
+    bounded(Expression::Compare(op, boxed(left), boxed(right)))
 }
 
 fn equal(left: Expression, right: Expression) -> Result<Expression, FilterError> {
@@ -348,5 +403,5 @@ fn equal(left: Expression, right: Expression) -> Result<Expression, FilterError>
             "'{l}' cannot be compared with '{r}'"
         )));
     }
-    Ok(Expression::Equal(boxed(left), boxed(right)))
+    bounded(Expression::Equal(boxed(left), boxed(right)))
 }

@@ -174,6 +174,89 @@ fn compile_errors() {
     assert!(compile(&nots).is_err());
 }
 
+/// A long `AND`/`OR` chain used to build a left-deep tree as tall as the chain: the
+/// evaluator (and `Drop`) then overflowed a core's stack on 10,000 terms. Chains are one
+/// n-ary level now, and every other way of building a tall tree is refused at compile time.
+#[test]
+fn long_chains_do_not_grow_the_tree() {
+    // Run on a small stack so a tree as tall as the chain fails this test, not by luck.
+    let small_stack = std::thread::Builder::new().stack_size(256 * 1024);
+    small_stack
+        .spawn(|| {
+            let terms = 6_000;
+            let chain = vec!["a = 1"; terms].join(" AND ");
+            assert!(chain.len() <= crate::filter::MAX_EXPRESSION_BYTES);
+            let expression = compile(&chain).expect("a long AND chain compiles");
+            assert!(expression.matches(&props(&[("a", "1")])));
+            assert!(!expression.matches(&props(&[("a", "2")])));
+            let either = vec!["a = 1"; terms].join(" OR ") + " OR b = 2";
+            let expression = compile(&either).expect("a long OR chain compiles");
+            assert!(expression.matches(&props(&[("b", "2")])));
+            assert!(!expression.matches(&props(&[("a", "3")])));
+            drop(expression);
+            // Chains of operators that cannot be flattened are refused by height.
+            for tall in [
+                format!("a{}", " = a".repeat(5_000)),
+                format!("a{}", " IS NULL".repeat(5_000)),
+                format!("a{}", " <> a".repeat(5_000)),
+            ] {
+                match compile(&tall) {
+                    Err(FilterError::Invalid(text)) => assert!(text.contains("deeply"), "{text}"),
+                    other => panic!("expected a height error, got {other:?}"),
+                }
+            }
+        })
+        .unwrap()
+        .join()
+        .expect("no stack overflow");
+}
+
+#[test]
+fn chain_semantics_follow_the_left_deep_evaluation() {
+    // Unknown then false is false; unknown then true is unknown (no match); an error after
+    // a definite FALSE is never evaluated.
+    let expression = compile("x = 1 AND a = 2 AND b > 1").unwrap();
+    assert_eq!(
+        expression
+            .evaluate(&props(&[("a", "3"), ("b", "z")]))
+            .unwrap(),
+        Value::Bool(false)
+    );
+    assert_eq!(
+        expression
+            .evaluate(&props(&[("a", "2"), ("b", "2")]))
+            .unwrap(),
+        Value::Null
+    );
+    assert!(
+        expression
+            .evaluate(&props(&[("a", "2"), ("b", "z")]))
+            .is_err()
+    );
+    let expression = compile("x = 1 OR a = 2 OR b > 1").unwrap();
+    assert_eq!(
+        expression
+            .evaluate(&props(&[("a", "2"), ("b", "z")]))
+            .unwrap(),
+        Value::Bool(true)
+    );
+    assert_eq!(
+        expression
+            .evaluate(&props(&[("a", "3"), ("b", "0")]))
+            .unwrap(),
+        Value::Null
+    );
+}
+
+#[test]
+fn overlong_text_is_refused() {
+    let long = format!("a = '{}'", "x".repeat(crate::filter::MAX_EXPRESSION_BYTES));
+    match compile(&long) {
+        Err(FilterError::Invalid(text)) => assert!(text.contains("longer than"), "{text}"),
+        other => panic!("expected a length error, got {other:?}"),
+    }
+}
+
 #[test]
 fn error_positions() {
     match compile("a > 5 AND b ! 1") {
