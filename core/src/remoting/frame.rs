@@ -426,4 +426,91 @@ mod tests {
             drain(&bytes, DEFAULT_MAX_FRAME);
         }
     }
+
+    /// A JSON header whose extFields are `names`, as a whole frame.
+    fn json_frame_with_fields(names: &[String]) -> BytesMut {
+        let mut header = String::from(r#"{"code":10,"opaque":1,"extFields":{"#);
+        for (n, name) in names.iter().enumerate() {
+            if n > 0 {
+                header.push(',');
+            }
+            header.push('"');
+            for c in name.chars() {
+                match c {
+                    '"' | '\\' => header.push_str(&format!("\\u{:04x}", c as u32)),
+                    c if (c as u32) < 0x20 => header.push_str(&format!("\\u{:04x}", c as u32)),
+                    c => header.push(c),
+                }
+            }
+            header.push_str(r#"":"v""#);
+        }
+        header.push_str("}}");
+        let mut frame = BytesMut::new();
+        frame.put_i32((HEADER_META + header.len()) as i32);
+        frame.put_u32(header.len() as u32);
+        frame.extend_from_slice(header.as_bytes());
+        frame
+    }
+
+    /// A RocketMQ-binary header whose extFields are `names`, as a whole frame.
+    fn binary_frame_with_fields(names: &[String]) -> BytesMut {
+        // By hand: code, language, version, opaque, flag, remark length (0), ext length and
+        // the fields.
+        let mut fields = Vec::new();
+        for name in names {
+            fields.put_i16(name.len() as i16);
+            fields.extend_from_slice(name.as_bytes());
+            fields.put_i32(1);
+            fields.put_u8(b'v');
+        }
+        let mut header = Vec::new();
+        header.put_i16(10);
+        header.put_u8(0);
+        header.put_i16(0);
+        header.put_i32(1);
+        header.put_i32(0);
+        header.put_i32(0);
+        header.put_i32(fields.len() as i32);
+        header.extend_from_slice(&fields);
+        let mut frame = BytesMut::new();
+        frame.put_i32((HEADER_META + header.len()) as i32);
+        frame.put_u32((1 << 24) | header.len() as u32);
+        frame.extend_from_slice(&header);
+        frame
+    }
+
+    /// 20,000 names crafted to collide under the old unseeded extFields hash (with it,
+    /// 100,000 of them cost 18 s of a core): refused by the field cap at once, in both
+    /// encodings; a header at the cap made of such names still decodes quickly.
+    #[test]
+    fn colliding_ext_field_names_cost_bounded_time() {
+        use crate::remoting::ext_fields::MAX_EXT_FIELDS;
+        use crate::remoting::ext_fields::tests::colliding_names;
+        let names = colliding_names(20_000);
+        for mut frame in [
+            json_frame_with_fields(&names),
+            binary_frame_with_fields(&names),
+        ] {
+            let started = std::time::Instant::now();
+            match decode_frame(&mut frame, DEFAULT_MAX_FRAME) {
+                Err(FrameError::BadHeader(text)) => assert!(text.contains("extFields"), "{text}"),
+                Ok(Some(command)) => panic!("{} fields accepted", command.ext_fields.len()),
+                other => panic!("expected the field cap to refuse the header, got {other:?}"),
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        }
+        let at_cap = &names[..MAX_EXT_FIELDS];
+        for mut frame in [
+            json_frame_with_fields(at_cap),
+            binary_frame_with_fields(at_cap),
+        ] {
+            let started = std::time::Instant::now();
+            let command = decode_frame(&mut frame, DEFAULT_MAX_FRAME)
+                .unwrap()
+                .unwrap();
+            assert_eq!(command.ext_fields.len(), MAX_EXT_FIELDS);
+            assert_eq!(command.ext(&at_cap[7]), Some("v"));
+            assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        }
+    }
 }

@@ -22,7 +22,7 @@
 //! # Errors
 //! [`FrameError::BadHeader`] when a length is negative or runs past the end of the header.
 
-use crate::remoting::ext_fields::{ExtFields, ext_fields_with_capacity};
+use crate::remoting::ext_fields::{ExtFields, MAX_EXT_FIELDS, ext_fields_with_capacity};
 
 use bytes::BufMut;
 
@@ -111,6 +111,9 @@ fn decode_ext_fields(bytes: &[u8]) -> Result<ExtFields, FrameError> {
     let mut fields = ext_fields_with_capacity(16);
     let mut reader = Reader { bytes, position: 0 };
     while reader.remaining() > 0 {
+        if fields.len() >= MAX_EXT_FIELDS {
+            return Err(too_many_ext_fields());
+        }
         let key_length = reader.i16("ext key length")?;
         let key_length = usize::try_from(key_length)
             .map_err(|_| FrameError::BadHeader(format!("negative ext key length {key_length}")))?;
@@ -123,6 +126,13 @@ fn decode_ext_fields(bytes: &[u8]) -> Result<ExtFields, FrameError> {
         );
     }
     Ok(fields)
+}
+
+/// The error of a header with more than [`MAX_EXT_FIELDS`] custom fields (both encodings).
+pub(crate) fn too_many_ext_fields() -> FrameError {
+    FrameError::BadHeader(format!(
+        "more than {MAX_EXT_FIELDS} extFields in one header"
+    ))
 }
 
 /// Bounds-checked big-endian reads; every failure names the field being read.

@@ -23,9 +23,7 @@
 //! [`FrameError::BadHeader`] when the bytes are not a JSON object of that shape, or a number
 //! does not fit in an int32.
 
-use std::collections::HashMap;
-
-use crate::remoting::ext_fields::ExtFields;
+use crate::remoting::ext_fields::{ExtFields, MAX_EXT_FIELDS, ext_fields_with_capacity};
 use std::fmt;
 
 use bytes::BufMut;
@@ -314,12 +312,48 @@ impl<'de> Deserialize<'de> for ExtValue {
 }
 
 fn lenient_ext_fields<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ExtFields, D::Error> {
-    let fields: Option<HashMap<String, ExtValue>> = Option::deserialize(deserializer)?;
-    Ok(fields
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|(key, ExtValue(value))| Some((key, value?)))
-        .collect())
+    deserializer.deserialize_option(ExtFieldsVisitor)
+}
+
+/// Reads `extFields` straight into [`ExtFields`] (no intermediate map), refusing more than
+/// [`MAX_EXT_FIELDS`] of them; `null` values are skipped, a `null` map is empty.
+struct ExtFieldsVisitor;
+
+impl<'de> Visitor<'de> for ExtFieldsVisitor {
+    type Value = ExtFields;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("an object of header fields or null")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<ExtFields, E> {
+        Ok(ExtFields::default())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<ExtFields, E> {
+        Ok(ExtFields::default())
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<ExtFields, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ExtFields, A::Error> {
+        let mut fields = ext_fields_with_capacity(map.size_hint().unwrap_or(16).min(64));
+        let mut seen = 0usize;
+        while let Some((key, ExtValue(value))) = map.next_entry::<String, ExtValue>()? {
+            seen += 1;
+            if seen > MAX_EXT_FIELDS {
+                return Err(de::Error::custom(format!(
+                    "more than {MAX_EXT_FIELDS} extFields in one header"
+                )));
+            }
+            if let Some(value) = value {
+                fields.insert(key, value);
+            }
+        }
+        Ok(fields)
+    }
 }
 
 #[cfg(test)]
