@@ -26,7 +26,7 @@ use rmq_storage::{AppendResult, StoreError};
 use super::{Processed, busy, header, reply};
 use crate::context::{BrokerContext, now_ms};
 use crate::core_context::CoreContext;
-use crate::topics::{TopicLookup, validate_topic_name};
+use crate::topics::{TopicLookup, validate_group_name, validate_topic_name};
 use crate::{schedule, transaction};
 
 /// Largest properties string a record can hold (int16 length).
@@ -158,6 +158,13 @@ fn resolve_queue(
 ) -> Result<i32, RemotingCommand> {
     let broker = &core.broker;
     if let Err(remark) = validate_topic_name(&head.topic) {
+        return Err(reply(req, ResponseCode::SystemError, remark));
+    }
+    if crate::topics::is_not_allowed_send_topic(&head.topic) {
+        let remark = crate::topics::send_forbidden_remark(&head.topic);
+        return Err(reply(req, ResponseCode::NoPermission, remark));
+    }
+    if let Err(remark) = validate_group_name(&head.producer_group) {
         return Err(reply(req, ResponseCode::SystemError, remark));
     }
     let auto_create = broker.config.auto_create_topic_enable;
@@ -293,6 +300,11 @@ fn encode_records(
                 format!("bad batch body: {e}"),
             )
         })?;
+        // The store asserts a batch holds records; an empty one is the client's error.
+        if batch.is_empty() {
+            let remark = "the batch holds no message (empty body)".to_string();
+            return Err(reply(req, ResponseCode::MessageIllegal, remark));
+        }
         if let Some(entry) = batch.iter().find(|e| is_special(e.properties)) {
             let remark = format!(
                 "a batch may not contain delayed or transactional messages (properties {:?})",
@@ -317,6 +329,7 @@ fn encode_records(
             with_cluster(&stored.properties, cluster),
         )]
     };
+    assert!(!entries.is_empty(), "a send stores at least one record");
     let mut records = Vec::with_capacity(entries.len());
     for (flag, body, props) in entries {
         if props.len() > MAX_PROPERTIES_LEN {
