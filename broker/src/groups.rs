@@ -1,5 +1,10 @@
 //! Subscription group configs (`config/subscriptionGroup.json`): read lock-free,
 //! written rarely, auto-created on first use when `autoCreateSubscriptionGroup=true`.
+//!
+//! Only valid names are ever stored (`topics::validate_group_name`: RocketMQ's characters, at
+//! most 255 of them): auto-creation refuses others and [`GroupManager::put`] returns the
+//! reason, so the group file stays small whatever clients send (500 groups of 100 KB names
+//! used to make a 100 MB file, rewritten on each create).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -47,18 +52,23 @@ impl GroupManager {
         if let Some(config) = self.get(group) {
             return Some(config);
         }
-        if !auto_create {
+        if !auto_create || crate::topics::validate_group_name(group).is_err() {
             return None;
         }
         let config = SubscriptionGroupConfig {
             group_name: group.to_string(),
             ..Default::default()
         };
-        self.put(config.clone());
+        self.put(config.clone()).ok()?;
         Some(config)
     }
 
-    pub fn put(&self, config: SubscriptionGroupConfig) {
+    /// Creates or replaces a group.
+    ///
+    /// # Errors
+    /// The remark for a group name RocketMQ's rules refuse (nothing is stored).
+    pub fn put(&self, config: SubscriptionGroupConfig) -> Result<(), String> {
+        crate::topics::validate_group_name(&config.group_name)?;
         let _guard = self.write_lock.lock().expect("group write lock");
         let mut file = (**self.snapshot.load()).clone();
         tracing::info!(group = %config.group_name, "subscription group updated");
@@ -66,6 +76,7 @@ impl GroupManager {
             .insert(config.group_name.clone(), config);
         file.data_version.next();
         self.publish(file);
+        Ok(())
     }
 
     pub fn remove(&self, group: &str) -> bool {

@@ -403,8 +403,10 @@ async fn sync_from_master(
     }
     let groups: GroupsFile = fetch(client, request_code::GET_ALL_SUBSCRIPTIONGROUP_CONFIG).await?;
     for (name, config) in groups.subscription_group_table {
-        if broker.groups.get(&name).as_ref() != Some(&config) {
-            broker.groups.put(config);
+        if broker.groups.get(&name).as_ref() != Some(&config)
+            && let Err(remark) = broker.groups.put(config)
+        {
+            tracing::warn!(group = %name, "master's subscription group not copied: {remark}");
         }
     }
     Ok(())

@@ -24,6 +24,84 @@ pub const RETRY_GROUP_TOPIC_PREFIX: &str = "%RETRY%";
 pub const DLQ_GROUP_TOPIC_PREFIX: &str = "%DLQ%";
 /// Longest topic name RocketMQ 4.9.8 accepts.
 pub const TOPIC_MAX_LENGTH: usize = 127;
+/// Longest consumer/producer group name (RocketMQ client's `Validators.CHARACTER_MAX_LENGTH`).
+pub const GROUP_MAX_LENGTH: usize = 255;
+/// RocketMQ's transaction check timeout topic (a system topic; we never write it).
+pub const TRANS_CHECK_MAX_TIME_TOPIC: &str = "TRANS_CHECK_MAX_TIME_TOPIC";
+/// RocketMQ's default message trace topic (clients send to it; nobody may create it).
+pub const TRACE_TOPIC: &str = "RMQ_SYS_TRACE_TOPIC";
+/// Topics with this prefix are system topics (RocketMQ's `TopicValidator.SYSTEM_TOPIC_PREFIX`).
+pub const SYSTEM_TOPIC_PREFIX: &str = "rmq_sys_";
+
+/// Topics clients may not send to (RocketMQ's `NOT_ALLOWED_SEND_TOPIC_SET`, plus our timer
+/// topic): the broker's own rewriting features write them, and a client record there would be
+/// re-put by the broker (a client record in the timer topic pointing back at it re-put itself
+/// forever).
+pub fn is_not_allowed_send_topic(topic: &str) -> bool {
+    matches!(
+        topic,
+        SCHEDULE_TOPIC
+            | TRANS_HALF_TOPIC
+            | crate::transaction::OP_TOPIC
+            | TRANS_CHECK_MAX_TIME_TOPIC
+            | SELF_TEST_TOPIC
+            | OFFSET_MOVED_EVENT
+            | crate::schedule::TIMER_TOPIC
+    )
+}
+
+/// RocketMQ's `TopicValidator.isSystemTopic`: names UPDATE_AND_CREATE_TOPIC and DELETE_TOPIC
+/// refuse ("conflict with system topic").
+pub fn is_system_topic(topic: &str) -> bool {
+    matches!(
+        topic,
+        AUTO_CREATE_TOPIC
+            | SCHEDULE_TOPIC
+            | BENCHMARK_TOPIC
+            | TRANS_HALF_TOPIC
+            | crate::transaction::OP_TOPIC
+            | TRANS_CHECK_MAX_TIME_TOPIC
+            | SELF_TEST_TOPIC
+            | OFFSET_MOVED_EVENT
+            | TRACE_TOPIC
+    ) || topic.starts_with(SYSTEM_TOPIC_PREFIX)
+}
+
+/// RocketMQ's remark for a refused send to a system topic (code NO_PERMISSION).
+pub fn send_forbidden_remark(topic: &str) -> String {
+    format!("Sending message to topic[{topic}] is forbidden.")
+}
+
+/// RocketMQ's remark for creating a system topic (code SYSTEM_ERROR).
+pub fn system_topic_conflict_remark(topic: &str) -> String {
+    format!("The topic[{topic}] is conflict with system topic.")
+}
+
+/// Why a group name is refused (RocketMQ client's `Validators.checkGroup` rules: not blank,
+/// at most [`GROUP_MAX_LENGTH`] characters, only `^[%|a-zA-Z0-9_-]+$`). Answered with
+/// SYSTEM_ERROR, as the broker answers a bad topic.
+pub fn validate_group_name(group: &str) -> Result<(), String> {
+    if group.trim().is_empty() {
+        return Err("the specified group is blank".into());
+    }
+    if group.len() > GROUP_MAX_LENGTH {
+        return Err(format!(
+            "the specified group is longer than group max length {GROUP_MAX_LENGTH}."
+        ));
+    }
+    if !group.chars().all(legal_name_char) {
+        let shown: String = group.chars().take(GROUP_MAX_LENGTH).collect();
+        return Err(format!(
+            "the specified group[{shown}] contains illegal characters, allowing only ^[%|a-zA-Z0-9_-]+$"
+        ));
+    }
+    Ok(())
+}
+
+/// RocketMQ's `VALID_CHAR_BIT_MAP`, shared by topics and groups.
+fn legal_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '%' | '|' | '_' | '-')
+}
 
 /// Why a topic name is refused.
 pub fn validate_topic_name(topic: &str) -> Result<(), String> {
@@ -35,8 +113,7 @@ pub fn validate_topic_name(topic: &str) -> Result<(), String> {
             "The specified topic is longer than topic max length {TOPIC_MAX_LENGTH}."
         ));
     }
-    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '%' | '|' | '_' | '-');
-    if !topic.chars().all(legal) {
+    if !topic.chars().all(legal_name_char) {
         return Err(format!(
             "The specified topic[{topic}] contains illegal characters, allowing only ^[%|a-zA-Z0-9_-]+$"
         ));
@@ -268,5 +345,32 @@ mod tests {
         assert!(validate_topic_name("").is_err());
         assert!(validate_topic_name("a b").is_err());
         assert!(validate_topic_name(&"x".repeat(128)).is_err());
+        assert!(validate_topic_name(&"x".repeat(127)).is_ok());
+    }
+
+    #[test]
+    fn group_names_are_validated() {
+        assert!(validate_group_name("GID_a-1%|x").is_ok());
+        assert!(validate_group_name(&"g".repeat(255)).is_ok());
+        assert!(validate_group_name(&"g".repeat(256)).is_err());
+        assert!(validate_group_name(" ").is_err());
+        assert!(validate_group_name("a/b").is_err());
+    }
+
+    #[test]
+    fn system_topics_as_rocketmq_names_them() {
+        for topic in [
+            SCHEDULE_TOPIC,
+            TRANS_HALF_TOPIC,
+            "RMQ_SYS_TRANS_OP_HALF_TOPIC",
+        ] {
+            assert!(is_not_allowed_send_topic(topic) && is_system_topic(topic));
+        }
+        assert!(is_not_allowed_send_topic("rmq_sys_timer_buckets"));
+        assert!(is_system_topic("rmq_sys_anything"));
+        assert!(is_system_topic("TBW102") && !is_not_allowed_send_topic("TBW102"));
+        assert!(is_system_topic(TRACE_TOPIC) && !is_not_allowed_send_topic(TRACE_TOPIC));
+        assert!(!is_system_topic("%RETRY%g") && !is_not_allowed_send_topic("%RETRY%g"));
+        assert!(!is_not_allowed_send_topic("BenchmarkTest"));
     }
 }

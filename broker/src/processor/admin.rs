@@ -36,7 +36,10 @@ pub async fn process(core: &Rc<CoreContext>, code: i32, req: &RemotingCommand) -
                     "groupName is blank".to_string(),
                 ));
             }
-            broker.groups.put(config);
+            broker
+                .groups
+                .put(config)
+                .map_err(|remark| reply(req, ResponseCode::SystemError, remark))?;
             Ok(success(req))
         }
         rc::DELETE_SUBSCRIPTIONGROUP => {
@@ -69,6 +72,7 @@ fn create_topic(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed {
         let remark = format!("The topic[{topic}] is conflict with AUTO_CREATE_TOPIC_KEY_TOPIC.");
         return Err(reply(req, ResponseCode::SystemError, remark));
     }
+    refuse_system_topic(req, topic)?;
     let mut config = TopicConfig::new(topic);
     config.read_queue_nums = header(req, req.ext_i32("readQueueNums"))?;
     config.write_queue_nums = header(req, req.ext_i32("writeQueueNums"))?;
@@ -90,8 +94,22 @@ fn create_topic(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed {
     Ok(success(req))
 }
 
+/// RocketMQ's `validateTopic` + `isSystemTopic` checks of UPDATE_AND_CREATE_TOPIC and
+/// DELETE_TOPIC: a client may neither create nor delete the broker's own topics.
+fn refuse_system_topic(req: &RemotingCommand, topic: &str) -> Result<(), RemotingCommand> {
+    if let Err(remark) = validate_topic_name(topic) {
+        return Err(reply(req, ResponseCode::SystemError, remark));
+    }
+    if crate::topics::is_system_topic(topic) {
+        let remark = crate::topics::system_topic_conflict_remark(topic);
+        return Err(reply(req, ResponseCode::SystemError, remark));
+    }
+    Ok(())
+}
+
 async fn delete_topic(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed {
     let topic = header(req, req.ext_str("topic"))?.to_string();
+    refuse_system_topic(req, &topic)?;
     let broker = &core.broker;
     broker.topics.remove(&topic);
     broker.offsets.remove_topic(&topic);

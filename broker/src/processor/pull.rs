@@ -63,6 +63,9 @@ fn parse_header(req: &RemotingCommand) -> Result<PullHeader, RemotingCommand> {
 pub async fn process(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed {
     let broker = &core.broker;
     let head = parse_header(req)?;
+    if let Err(remark) = crate::topics::validate_group_name(&head.group) {
+        return Err(reply(req, ResponseCode::SystemError, remark));
+    }
     let Some(topic) = broker.topics.get(&head.topic) else {
         let remark = format!("topic[{}] not exist, apply first please!", head.topic);
         return Err(reply(req, ResponseCode::TopicNotExist, remark));
