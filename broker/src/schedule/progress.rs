@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rmq_core::body::DelayOffsetSerializeWrapper;
 
@@ -58,6 +58,8 @@ impl Table {
 pub struct ScheduleProgress {
     levels: Table,
     timers: Table,
+    /// Records skipped because they can never be delivered (see `scanner`).
+    undeliverable: AtomicU64,
     /// `messageDelayLevel` in ms; level n is entry n-1.
     pub delay_levels_ms: Vec<u64>,
 }
@@ -67,6 +69,7 @@ impl ScheduleProgress {
         Self {
             levels: Table::load(config_dir.join("delayOffset.json")),
             timers: Table::load(config_dir.join("timerOffset.json")),
+            undeliverable: AtomicU64::new(0),
             delay_levels_ms,
         }
     }
@@ -104,6 +107,16 @@ impl ScheduleProgress {
             *slot = offset;
             table.dirty.store(true, Ordering::Release);
         }
+    }
+
+    /// Counts a delayed or timer record skipped because it can never be delivered.
+    pub fn count_undeliverable(&self) {
+        self.undeliverable.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Delayed and timer records skipped since start because they can never be delivered.
+    pub fn undeliverable(&self) -> u64 {
+        self.undeliverable.load(Ordering::Relaxed)
     }
 
     /// The GET_ALL_DELAY_OFFSET body (delay levels only, as RocketMQ).

@@ -3,8 +3,12 @@
 //! Contract: runs on the core owning the queue's shard; delivers records strictly in queue
 //! order, each no earlier than its leave time (computed from the record itself, so consume
 //! queue entries rebuilt by recovery, whose tags code is the TAGS hash, are handled alike);
-//! advances the persisted offset only after the re-put reached send durability. A failed
-//! re-put is retried after a pause, never skipped; a malformed record is skipped with an error.
+//! advances the persisted offset only after the re-put reached send durability. A re-put that
+//! failed for a passing reason (owner busy, store error) is retried after a pause, never
+//! skipped. A record that can never be delivered (no or invalid REAL_TOPIC/REAL_QID, a real
+//! queue that is itself a system queue, a copy the record format cannot hold) is skipped
+//! with a warning and counted (`ScheduleProgress::undeliverable`): retrying it would block
+//! every later record of its queue forever, and re-putting into a system queue would loop.
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -12,14 +16,14 @@ use std::time::Duration;
 
 use rmq_core::message::properties::{self, keys};
 use rmq_core::message::{RecordView, parse_record};
-use rmq_storage::{GetStatus, ShardStore};
+use rmq_storage::{GetStatus, ShardStore, StoreError};
 
 use super::progress::QueueFamily;
-use super::reput::{Target, reput};
+use super::reput::{ReputError, Target, reput};
 use super::{TIMER_TOPIC, timer};
 use crate::context::now_ms;
 use crate::core_context::CoreContext;
-use crate::topics::SCHEDULE_TOPIC;
+use crate::topics::{SCHEDULE_TOPIC, is_not_allowed_send_topic, validate_topic_name};
 
 /// Records read per step.
 const READ_BATCH: usize = 32;
@@ -119,14 +123,26 @@ async fn step(scan: &Scan, next: i64) -> i64 {
         if !wait_until(scan, leave_ms(scan, &view)).await {
             return next;
         }
-        if let Err(error) = deliver(scan, &view).await {
-            tracing::warn!(
-                topic = scan.topic,
-                queue = scan.queue_id,
-                "delayed re-put failed, retrying: {error}"
-            );
-            compio::time::sleep(RETRY_PAUSE).await;
-            return next;
+        match deliver(scan, &view).await {
+            Ok(()) => {}
+            Err(Failure::Undeliverable(reason)) => {
+                tracing::warn!(
+                    topic = scan.topic,
+                    queue = scan.queue_id,
+                    offset = view.queue_offset(),
+                    "undeliverable delayed record skipped: {reason}"
+                );
+                scan.core.broker.schedule.count_undeliverable();
+            }
+            Err(Failure::Retry(error)) => {
+                tracing::warn!(
+                    topic = scan.topic,
+                    queue = scan.queue_id,
+                    "delayed re-put failed, retrying: {error}"
+                );
+                compio::time::sleep(RETRY_PAUSE).await;
+                return next;
+            }
         }
         next = view.queue_offset() + 1;
         scan.core
@@ -174,27 +190,54 @@ fn leave_ms(scan: &Scan, view: &RecordView<'_>) -> i64 {
     }
 }
 
+/// Why a due record was not re-put.
+enum Failure {
+    /// It never can be: skip it.
+    Undeliverable(String),
+    /// A passing failure: try again later.
+    Retry(ReputError),
+}
+
 /// Re-puts a due record: to its real queue, or (timers) to the next bucket.
-async fn deliver(scan: &Scan, view: &RecordView<'_>) -> Result<(), super::reput::ReputError> {
+async fn deliver(scan: &Scan, view: &RecordView<'_>) -> Result<(), Failure> {
+    let target = target(scan.family, view, now_ms()).map_err(Failure::Undeliverable)?;
+    match reput(&scan.core, view, &target).await {
+        Ok(_) => Ok(()),
+        // The copy does not fit a record (topic or properties too long): it never will.
+        Err(
+            error @ (ReputError::Record(_) | ReputError::Store(StoreError::MessageTooLarge { .. })),
+        ) => Err(Failure::Undeliverable(error.to_string())),
+        Err(error) => Err(Failure::Retry(error)),
+    }
+}
+
+/// Where a due record of `family` goes: its real queue, or (a timer not yet due) the next
+/// bucket.
+///
+/// # Errors
+/// Why the record can never be delivered: REAL_TOPIC/REAL_QID missing or invalid, or naming
+/// a topic clients may not send to (a system queue: re-putting there would loop).
+fn target(family: QueueFamily, view: &RecordView<'_>, now: i64) -> Result<Target, String> {
     let props = view.properties();
-    let real_topic = properties::get_property(props, keys::REAL_TOPIC);
-    let real_queue = properties::get_property(props, keys::REAL_QID).and_then(|q| q.parse().ok());
-    let (Some(real_topic), Some(real_queue)) = (real_topic, real_queue) else {
-        tracing::error!(
-            topic = scan.topic,
-            offset = view.queue_offset(),
-            "delayed record without REAL_TOPIC/REAL_QID dropped"
-        );
-        return Ok(());
-    };
-    let target = match scan.family {
+    let real_topic =
+        properties::get_property(props, keys::REAL_TOPIC).ok_or("no REAL_TOPIC property")?;
+    let real_queue = properties::get_property(props, keys::REAL_QID)
+        .and_then(|q| q.parse::<i32>().ok())
+        .filter(|q| *q >= 0)
+        .ok_or("no valid REAL_QID property")?;
+    validate_topic_name(real_topic)?;
+    if is_not_allowed_send_topic(real_topic) {
+        return Err(format!(
+            "REAL_TOPIC {real_topic} is a system topic (re-putting there would loop)"
+        ));
+    }
+    Ok(match family {
         QueueFamily::Level => {
             let props = properties::remove_property(props, keys::DELAY);
             Target::like(view, real_topic, real_queue, props)
         }
         QueueFamily::Timer => {
             let deliver = timer_deliver_ms(view);
-            let now = now_ms();
             if deliver > now {
                 let bucket = timer::bucket_for(deliver - now);
                 let mut target = Target::like(view, TIMER_TOPIC, bucket, props.to_string());
@@ -204,8 +247,7 @@ async fn deliver(scan: &Scan, view: &RecordView<'_>) -> Result<(), super::reput:
                 Target::like(view, real_topic, real_queue, props.to_string())
             }
         }
-    };
-    reput(&scan.core, view, &target).await.map(|_| ())
+    })
 }
 
 /// Persists scanner offsets every `flushDelayOffsetInterval` (core 0; also done at shutdown).
@@ -218,5 +260,83 @@ pub async fn persist_loop(ctx: crate::context::SharedContext) {
             last = now_ms();
             ctx.schedule.persist();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use rmq_core::message::NewRecord;
+
+    fn record(topic: &str, pairs: &[(&str, &str)]) -> BytesMut {
+        let props = properties::encode_properties(pairs.iter().copied());
+        let host: std::net::SocketAddr = "127.0.0.1:10911".parse().unwrap();
+        let new = NewRecord {
+            topic,
+            queue_id: 0,
+            flag: 0,
+            body: b"body",
+            properties: &props,
+            sys_flag: 0,
+            born_timestamp: 1,
+            born_host: host,
+            store_host: host,
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+        };
+        let mut out = BytesMut::new();
+        new.encode_into(&mut out).unwrap();
+        out
+    }
+
+    fn target_of(family: QueueFamily, pairs: &[(&str, &str)]) -> Result<Target, String> {
+        let topic = match family {
+            QueueFamily::Level => SCHEDULE_TOPIC,
+            QueueFamily::Timer => TIMER_TOPIC,
+        };
+        let bytes = record(topic, pairs);
+        target(family, &parse_record(&bytes).unwrap(), 1_000)
+    }
+
+    #[test]
+    fn records_that_can_never_be_delivered_are_recognised() {
+        let long = "t".repeat(200);
+        for family in [QueueFamily::Level, QueueFamily::Timer] {
+            let ok = target_of(
+                family,
+                &[("REAL_TOPIC", "T"), ("REAL_QID", "1"), ("DELAY", "1")],
+            );
+            let ok = ok.expect("a valid record is delivered");
+            assert_eq!((ok.topic.as_str(), ok.queue_id), ("T", 1));
+            for bad in [
+                vec![("REAL_QID", "1")],
+                vec![("REAL_TOPIC", "T")],
+                vec![("REAL_TOPIC", "T"), ("REAL_QID", "-1")],
+                vec![("REAL_TOPIC", "T"), ("REAL_QID", "x")],
+                vec![("REAL_TOPIC", long.as_str()), ("REAL_QID", "0")],
+                vec![("REAL_TOPIC", "a b"), ("REAL_QID", "0")],
+                // Pointing back into a system queue: re-putting would loop forever.
+                vec![("REAL_TOPIC", SCHEDULE_TOPIC), ("REAL_QID", "0")],
+                vec![("REAL_TOPIC", TIMER_TOPIC), ("REAL_QID", "3")],
+                vec![
+                    ("REAL_TOPIC", "RMQ_SYS_TRANS_HALF_TOPIC"),
+                    ("REAL_QID", "0"),
+                ],
+            ] {
+                assert!(target_of(family, &bad).is_err(), "{family:?} {bad:?}");
+            }
+        }
+        // A timer not yet due hops to its next bucket, keeping its real destination.
+        let hop = target_of(
+            QueueFamily::Timer,
+            &[
+                ("REAL_TOPIC", "T"),
+                ("REAL_QID", "1"),
+                ("TIMER_DELIVER_MS", "9000"),
+            ],
+        )
+        .unwrap();
+        assert_eq!((hop.topic.as_str(), hop.queue_id), (TIMER_TOPIC, 4));
     }
 }
