@@ -7,17 +7,16 @@
 //! counters (`collect`) and sums them, so nothing on the hot path is shared between cores.
 
 use std::cell::{Cell, RefCell};
-use std::hash::BuildHasherDefault;
 use std::time::Instant;
 
 use rmq_core::message::properties;
-use rmq_core::remoting::ext_fields::FieldHasher;
+use rmq_core::remoting::ext_fields::FieldHasherBuilder;
 
 use super::histogram::{Histogram, LATENCY_MS_BUCKETS, MESSAGE_SIZE_BUCKETS, RPC_LATENCY_BUCKETS};
 
 /// The counters' maps: keys are topic and group names (bounded by the broker's tables), so
-/// the multiply-rotate hash of header fields does; SipHash was a fifth of the hooks' cost.
-pub type HashMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<FieldHasher>>;
+/// the per-process seeded hash of header fields does; SipHash was a fifth of the hooks' cost.
+pub type HashMap<K, V> = std::collections::HashMap<K, V, FieldHasherBuilder>;
 
 /// RocketMQ 5's `message_type` label of incoming messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
