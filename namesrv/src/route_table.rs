@@ -54,6 +54,16 @@ pub struct RouteTable {
 impl RouteTable {
     /// Records a registration; a master's topic configs replace its queue data.
     pub fn register(&mut self, reg: Registration, now: Instant) -> RegisterOutcome {
+        // An address that comes back under another broker name or cluster (a broker
+        // restarted with a new brokerName) leaves its old name first: otherwise the old name
+        // kept the address, and its routes, forever, since expiry is keyed by address.
+        let renamed = self
+            .live
+            .get(&reg.broker_addr)
+            .is_some_and(|live| live.broker_name != reg.broker_name || live.cluster != reg.cluster);
+        if renamed {
+            self.unregister(&reg.broker_addr);
+        }
         self.clusters
             .entry(reg.cluster.clone())
             .or_default()
@@ -85,6 +95,14 @@ impl RouteTable {
                 broker_name: reg.broker_name.clone(),
                 cluster: reg.cluster.clone(),
             },
+        );
+        debug_assert!(
+            self.brokers
+                .iter()
+                .filter(|(_, data)| data.broker_addrs.values().any(|a| *a == reg.broker_addr))
+                .count()
+                == 1,
+            "an address belongs to one broker name"
         );
         self.outcome_for(&reg.broker_name, reg.broker_id)
     }

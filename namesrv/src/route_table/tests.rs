@@ -97,3 +97,39 @@ fn losing_the_master_keeps_the_slave_and_its_queues_routable() {
     table.unregister("2.2.2.2:11011");
     assert!(table.route("T1", None).is_none());
 }
+
+/// A broker restarted under another name at the same address: the old name (and its
+/// routes) must go, and the expiry of that address must clear everything. The old name
+/// used to keep the address, and its routes outlived the 120 s expiry.
+#[test]
+fn an_address_re_registered_under_another_name_leaves_the_old_name() {
+    let mut table = RouteTable::default();
+    let now = Instant::now();
+    table.register(reg("broker-old", "1.1.1.1:10911", 0, 1, &["T1"]), now);
+    table.register(reg("broker-new", "1.1.1.1:10911", 0, 2, &["T2"]), now);
+    assert!(
+        table.route("T1", None).is_none(),
+        "the old name's routes are gone"
+    );
+    let route = table.route("T2", None).expect("the new name is routed");
+    assert_eq!(route.broker_datas.len(), 1);
+    assert_eq!(route.broker_datas[0].broker_name, "broker-new");
+    let clusters = table.cluster_info();
+    assert!(!clusters.broker_addr_table.contains_key("broker-old"));
+    assert_eq!(
+        clusters.cluster_addr_table["c1"].iter().collect::<Vec<_>>(),
+        ["broker-new"]
+    );
+    // Same for a move to another cluster.
+    let mut moved = reg("broker-new", "1.1.1.1:10911", 0, 3, &["T2"]);
+    moved.cluster = "c2".into();
+    table.register(moved, now);
+    let clusters = table.cluster_info();
+    assert!(!clusters.cluster_addr_table.contains_key("c1"));
+    assert_eq!(clusters.cluster_addr_table["c2"].len(), 1);
+    // Expiry of the address now forgets it completely.
+    let later = now + Duration::from_secs(121);
+    table.expire(later, Duration::from_secs(120));
+    assert!(table.route("T2", None).is_none());
+    assert!(table.cluster_info().broker_addr_table.is_empty());
+}
