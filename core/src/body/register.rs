@@ -12,8 +12,14 @@
 //! int32 len | filterServerList JSON
 //! ```
 //! A broker with tens of thousands of topics sends megabytes uncompressed every 30 s to every
-//! name server, which is why the compressed form exists. Decompression is capped at
-//! [`DECOMPRESSED_LEN_MAX`] so a hostile peer cannot make us allocate without bound.
+//! name server, which is why the compressed form exists.
+//!
+//! Decompression is bounded: the zlib stream is parsed as it inflates (never inflated into
+//! one buffer), at most [`DECOMPRESSED_LEN_MAX`] bytes of it, and each chunk is read only
+//! if its declared length is within its own limit ([`CHUNK_LEN_MAX`], [`FILTER_LIST_LEN_MAX`]).
+//! So a zlib bomb costs at most one chunk buffer of memory, whatever it inflates to: a
+//! 0.26 MB bomb used to leave the name server 500 MB larger (the inflated buffer grew by
+//! doubling, and the allocator kept the freed pages).
 
 use std::io::{Read, Write};
 
@@ -25,8 +31,15 @@ use serde::{Deserialize, Serialize};
 use super::topic::{DataVersion, TopicConfig, TopicConfigSerializeWrapper};
 use super::{BodyError, decode_body, encode_body};
 
-/// Largest decompressed body we accept (about 4 million topics in text form).
-pub const DECOMPRESSED_LEN_MAX: u64 = 256 * 1024 * 1024;
+/// Largest decompressed body we accept: 128 MiB, above a million topics in text form
+/// (~100 bytes each); past it the registration is refused.
+pub const DECOMPRESSED_LEN_MAX: u64 = 128 * 1024 * 1024;
+
+/// Largest data-version or topic-config chunk (each is one short line of text).
+pub const CHUNK_LEN_MAX: usize = 64 * 1024;
+
+/// Largest filter-server-list chunk.
+pub const FILTER_LIST_LEN_MAX: usize = 1024 * 1024;
 
 /// What a broker tells the name server about itself every 30 s.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -69,31 +82,31 @@ impl RegisterBrokerBody {
         if !compressed {
             return decode_body(body);
         }
-        let plain = inflate(body)?;
         let mut reader = ChunkReader {
-            data: &plain,
-            pos: 0,
+            stream: ZlibDecoder::new(body).take(DECOMPRESSED_LEN_MAX),
         };
-        let data_version: DataVersion = decode_body(reader.chunk("data version")?)?;
+        let data_version: DataVersion = decode_body(&reader.chunk("data version", CHUNK_LEN_MAX)?)?;
         let count = reader.int("topic count")?;
         let mut wrapper = TopicConfigSerializeWrapper {
             data_version,
             ..Default::default()
         };
         for index in 0..count {
-            let text = reader.chunk("topic config")?;
-            let config = std::str::from_utf8(text).ok().and_then(TopicConfig::decode);
+            let text = reader.chunk("topic config", CHUNK_LEN_MAX)?;
+            let config = std::str::from_utf8(&text)
+                .ok()
+                .and_then(TopicConfig::decode);
             let config = config.ok_or_else(|| {
-                let text = String::from_utf8_lossy(text);
+                let text = String::from_utf8_lossy(&text);
                 BodyError::Compressed(format!("topic config {index} is malformed: {text:?}"))
             })?;
             wrapper
                 .topic_config_table
                 .insert(config.topic_name.clone(), config);
         }
-        let filter_json = reader.chunk("filter server list")?;
+        let filter_json = reader.chunk("filter server list", FILTER_LIST_LEN_MAX)?;
         // Java logs and continues with an empty list here; so do we.
-        let filter_server_list = decode_body(filter_json).unwrap_or_else(|error| {
+        let filter_server_list = decode_body(&filter_json).unwrap_or_else(|error| {
             tracing::warn!(%error, "ignoring malformed filterServerList in REGISTER_BROKER");
             Vec::new()
         });
@@ -110,46 +123,44 @@ fn put_chunk(dst: &mut Vec<u8>, chunk: &[u8]) {
     dst.extend_from_slice(chunk);
 }
 
-fn inflate(body: &[u8]) -> Result<Vec<u8>, BodyError> {
-    let mut plain = Vec::new();
-    let mut decoder = ZlibDecoder::new(body).take(DECOMPRESSED_LEN_MAX + 1);
-    decoder
-        .read_to_end(&mut plain)
-        .map_err(|error| BodyError::Compressed(format!("zlib: {error}")))?;
-    if plain.len() as u64 > DECOMPRESSED_LEN_MAX {
-        let reason = format!("decompressed body exceeds {DECOMPRESSED_LEN_MAX} bytes");
-        return Err(BodyError::Compressed(reason));
-    }
-    Ok(plain)
+/// Reads length-prefixed chunks straight from the inflating stream (at most
+/// [`DECOMPRESSED_LEN_MAX`] bytes of it); overruns become `Compressed` errors.
+struct ChunkReader<R: Read> {
+    stream: std::io::Take<R>,
 }
 
-/// Cursor over the decompressed body; overruns become `Compressed` errors.
-struct ChunkReader<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> ChunkReader<'a> {
+impl<R: Read> ChunkReader<R> {
     fn int(&mut self, what: &str) -> Result<usize, BodyError> {
-        let bytes = self.take(4, what)?;
-        let value = i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        let mut bytes = [0u8; 4];
+        self.read_exact(&mut bytes, what)?;
+        let value = i32::from_be_bytes(bytes);
         usize::try_from(value)
             .map_err(|_| BodyError::Compressed(format!("negative {what} length {value}")))
     }
 
-    fn chunk(&mut self, what: &str) -> Result<&'a [u8], BodyError> {
+    /// The next chunk, refused before any allocation when its length is above `max`.
+    fn chunk(&mut self, what: &str, max: usize) -> Result<Vec<u8>, BodyError> {
         let len = self.int(what)?;
-        self.take(len, what)
-    }
-
-    fn take(&mut self, len: usize, what: &str) -> Result<&'a [u8], BodyError> {
-        let rest = &self.data[self.pos..];
-        if rest.len() < len {
-            let reason = format!("{what} needs {len} bytes, {} left", rest.len());
+        if len > max {
+            let reason = format!("{what} of {len} bytes exceeds its limit of {max} bytes");
             return Err(BodyError::Compressed(reason));
         }
-        self.pos += len;
-        Ok(&rest[..len])
+        let mut chunk = vec![0u8; len];
+        self.read_exact(&mut chunk, what)?;
+        Ok(chunk)
+    }
+
+    fn read_exact(&mut self, dst: &mut [u8], what: &str) -> Result<(), BodyError> {
+        self.stream.read_exact(dst).map_err(|error| {
+            let reason = if self.stream.limit() == 0 {
+                format!("decompressed body exceeds {DECOMPRESSED_LEN_MAX} bytes")
+            } else if error.kind() == std::io::ErrorKind::UnexpectedEof {
+                format!("{what} needs {} bytes, the body ended first", dst.len())
+            } else {
+                format!("zlib: {error}")
+            };
+            BodyError::Compressed(reason)
+        })
     }
 }
 
