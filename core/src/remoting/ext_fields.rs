@@ -40,27 +40,19 @@ fn process_keys() -> (u64, u64) {
     })
 }
 
-/// Builds [`FieldHasher`]s keyed with this process's secret keys.
-#[derive(Clone, Copy)]
-pub struct FieldHasherBuilder {
-    state: u64,
-    multiplier: u64,
-}
-
-impl Default for FieldHasherBuilder {
-    fn default() -> Self {
-        let (state, multiplier) = process_keys();
-        Self { state, multiplier }
-    }
-}
+/// Builds [`FieldHasher`]s keyed with this process's secret keys. Zero-sized (the keys are
+/// read from a process-wide cell per hasher), so maps keep the layout they had unseeded.
+#[derive(Clone, Copy, Default)]
+pub struct FieldHasherBuilder;
 
 impl BuildHasher for FieldHasherBuilder {
     type Hasher = FieldHasher;
 
     fn build_hasher(&self) -> FieldHasher {
+        let (state, multiplier) = process_keys();
         FieldHasher {
-            hash: self.state,
-            multiplier: self.multiplier,
+            hash: state,
+            multiplier,
         }
     }
 }
