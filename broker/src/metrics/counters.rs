@@ -211,6 +211,11 @@ pub fn on_send(topic: &str, props: &str, count: usize, wrote_bytes: usize) {
 
 /// A pull of `group` on `topic`/`queue_id` read `got` (`None`: the store failed).
 pub fn on_pull(group: &str, topic: &str, queue_id: i32, got: Option<&rmq_storage::GetMessages>) {
+    // Checked here too, not only in `with_counters`: the seeded hasher made the closure
+    // bigger and no longer inlined, and the off path paid the call.
+    if !enabled() {
+        return;
+    }
     if let Some(got) = got {
         count_pull(
             group,
