@@ -229,7 +229,14 @@ impl TopicManager {
 
     /// Creates `topic` with `queues` read/write queues unless it exists (retry, DLQ and
     /// other on-demand topics).
+    /// A name RocketMQ's rules refuse is never created (`Missing`): retry and DLQ topics are
+    /// built from group names, and `%RETRY%` + a 255-character group is no valid topic.
     pub fn create_if_absent(&self, topic: &str, queues: i32, perm: i32) -> TopicLookup {
+        if let Err(reason) = validate_topic_name(topic) {
+            let shown: String = topic.chars().take(TOPIC_MAX_LENGTH + 8).collect();
+            tracing::warn!(topic = %shown, "topic not created: {reason}");
+            return TopicLookup::Missing;
+        }
         let _guard = self.write_lock.lock().expect("topic write lock");
         if let Some(config) = self.snapshot.load().get(topic) {
             return TopicLookup::Found(config.clone());
@@ -346,6 +353,18 @@ mod tests {
         assert!(validate_topic_name("a b").is_err());
         assert!(validate_topic_name(&"x".repeat(128)).is_err());
         assert!(validate_topic_name(&"x".repeat(127)).is_ok());
+    }
+
+    #[test]
+    fn invalid_names_are_never_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let topics = manager(dir.path(), true);
+        let retry = format!("%RETRY%{}", "g".repeat(200));
+        assert!(matches!(
+            topics.create_if_absent(&retry, 1, PERM_READ | PERM_WRITE),
+            TopicLookup::Missing
+        ));
+        assert!(topics.get(&retry).is_none());
     }
 
     #[test]

@@ -220,6 +220,19 @@ impl Checks<'_> {
         let pull = pull_request(TOPIC, 0, 0).with_ext("consumerGroup", long.as_str());
         let answer = self.invoke(pull).await;
         assert_eq!(answer.code, ResponseCode::SystemError.code());
+        let commit = RemotingCommand::new_request(request_code::UPDATE_CONSUMER_OFFSET)
+            .with_ext("consumerGroup", long.as_str())
+            .with_ext("topic", TOPIC)
+            .with_ext("queueId", 0)
+            .with_ext("commitOffset", 1);
+        let answer = self.invoke(commit).await;
+        assert_eq!(answer.code, ResponseCode::SystemError.code());
+        let offsets = RemotingCommand::new_request(request_code::GET_ALL_CONSUMER_OFFSET);
+        let offsets = self.invoke(offsets).await;
+        assert!(
+            offsets.body.len() < 10_000,
+            "an over-long group's offset was stored"
+        );
         let all = RemotingCommand::new_request(request_code::GET_ALL_SUBSCRIPTIONGROUP_CONFIG);
         let groups = self.invoke(all).await;
         assert!(

@@ -82,6 +82,9 @@ pub fn update_consumer_offset(core: &Rc<CoreContext>, req: &RemotingCommand) -> 
     let topic = header(req, req.ext_str("topic"))?;
     let queue_id = header(req, req.ext_i32("queueId"))?;
     let offset = header(req, req.ext_i64("commitOffset"))?;
+    crate::topics::validate_group_name(group)
+        .and_then(|()| crate::topics::validate_topic_name(topic))
+        .map_err(|remark| reply(req, ResponseCode::SystemError, remark))?;
     if offset >= 0 {
         core.broker.offsets.commit(group, topic, queue_id, offset);
     }

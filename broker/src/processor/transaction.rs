@@ -47,6 +47,9 @@ pub async fn end_transaction(core: &Rc<CoreContext>, req: &RemotingCommand) -> P
         return Err(reply(req, ResponseCode::SlaveNotAvailable, remark));
     }
     let head = parse(req)?;
+    if let Err(remark) = crate::topics::validate_group_name(&head.producer_group) {
+        return Err(reply(req, ResponseCode::SystemError, remark));
+    }
     if head.decision != COMMIT && head.decision != ROLLBACK {
         tracing::debug!(
             half = head.half_offset,
