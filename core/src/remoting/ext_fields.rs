@@ -25,7 +25,7 @@ pub type ExtFields = HashMap<String, String, FieldHasherBuilder>;
 
 /// An empty map with room for `capacity` fields.
 pub fn ext_fields_with_capacity(capacity: usize) -> ExtFields {
-    ExtFields::with_capacity_and_hasher(capacity, FieldHasherBuilder::default())
+    ExtFields::with_capacity_and_hasher(capacity, FieldHasherBuilder)
 }
 
 /// This process's secret hash keys: (initial state, odd multiplier).
@@ -104,7 +104,7 @@ pub(crate) mod tests {
     use super::*;
 
     fn hash(s: &str) -> u64 {
-        FieldHasherBuilder::default().hash_one(s)
+        FieldHasherBuilder.hash_one(s)
     }
 
     #[test]
