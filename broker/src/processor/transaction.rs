@@ -133,10 +133,65 @@ fn committed_target(view: &RecordView<'_>, half_physical: i64) -> Result<Target,
     let queue_id: i32 = properties::get_property(props, keys::REAL_QID)
         .and_then(|q| q.parse().ok())
         .ok_or("half message without REAL_QID")?;
+    // Never re-put into a system queue (a loop); clients cannot send there either.
+    if crate::topics::is_not_allowed_send_topic(topic) {
+        return Err(format!(
+            "half message's REAL_TOPIC {topic} is a system topic"
+        ));
+    }
     let props = properties::remove_property(props, keys::REAL_TOPIC);
     let props = properties::remove_property(&props, keys::REAL_QID);
     let mut target = Target::like(view, topic, queue_id, props);
     target.sys_flag = reset_transaction_value(view.sys_flag(), TRANSACTION_COMMIT_TYPE);
     target.prepared_transaction_offset = half_physical;
     Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use rmq_core::message::NewRecord;
+
+    fn half_with_real_topic(real_topic: &str) -> BytesMut {
+        let props = properties::encode_properties([("REAL_TOPIC", real_topic), ("REAL_QID", "0")]);
+        let host: std::net::SocketAddr = "127.0.0.1:10911".parse().unwrap();
+        let mut out = BytesMut::new();
+        NewRecord {
+            topic: HALF_TOPIC,
+            queue_id: HALF_QUEUE,
+            flag: 0,
+            body: b"half",
+            properties: &props,
+            sys_flag: 0,
+            born_timestamp: 1,
+            born_host: host,
+            store_host: host,
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+        }
+        .encode_into(&mut out)
+        .unwrap();
+        out
+    }
+
+    /// A commit never re-puts into a system queue, whatever the half message says.
+    #[test]
+    fn commit_never_targets_a_system_queue() {
+        let ok = half_with_real_topic("T");
+        let target = committed_target(&parse_record(&ok).unwrap(), 7).unwrap();
+        assert_eq!(target.topic, "T");
+        for system in [
+            "SCHEDULE_TOPIC_XXXX",
+            "rmq_sys_timer_buckets",
+            HALF_TOPIC,
+            OP_TOPIC,
+        ] {
+            let bytes = half_with_real_topic(system);
+            assert!(
+                committed_target(&parse_record(&bytes).unwrap(), 7).is_err(),
+                "{system}"
+            );
+        }
+    }
 }
