@@ -257,7 +257,7 @@ impl Checks<'_> {
             .with_ext("unitMode", false)
             .with_ext("maxReconsumeTimes", 16);
         let answer = self.invoke(back).await;
-        eprintln!("send back with a 200-character group: {answer:?}");
+        let parked = answer.code == ResponseCode::Success.code();
         let delayed = self
             .send(TOPIC, &[("DELAY", "1")], b"after the poison")
             .await;
@@ -265,6 +265,12 @@ impl Checks<'_> {
         let deadline = Instant::now() + Duration::from_secs(8);
         loop {
             if self.queue_holds(b"after the poison").await {
+                if parked {
+                    assert!(
+                        self.undeliverable().await >= 1,
+                        "the poisoned record was counted"
+                    );
+                }
                 return;
             }
             assert!(
@@ -274,6 +280,17 @@ impl Checks<'_> {
             );
             compio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// The broker's count of skipped undeliverable delayed records (runtime info).
+    async fn undeliverable(&self) -> u64 {
+        let probe = RemotingCommand::new_request(request_code::GET_BROKER_RUNTIME_INFO);
+        let answer = self.invoke(probe).await;
+        let table: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+        table["table"]["scheduleUndeliverable"]
+            .as_str()
+            .and_then(|n| n.parse().ok())
+            .expect("scheduleUndeliverable in the runtime info")
     }
 
     /// Whether queue 0 of the test topic holds a record with this body.

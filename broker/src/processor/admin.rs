@@ -158,6 +158,11 @@ fn runtime_info(core: &Rc<CoreContext>) -> KVTable {
     put("runtime", format!("{} ms", now_ms() - broker.started_at_ms));
     put("brokerRole", format!("{:?}", broker.config.broker_role));
     put("shardCount", broker.shard_count.to_string());
+    // Delayed/timer records skipped because they can never be delivered (schedule::scanner).
+    put(
+        "scheduleUndeliverable",
+        broker.schedule.undeliverable().to_string(),
+    );
     let max_offsets: Vec<String> = core
         .shards
         .values()
