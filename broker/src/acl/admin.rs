@@ -18,8 +18,9 @@ use super::file::{read_yaml, write_yaml};
 use super::table::{self, account_from_yaml, check_keys, check_resource_perms, text};
 use crate::context::{BrokerContext, now_ms};
 
-/// Answers an ACL request code (`None` for other codes).
-pub fn process(broker: &BrokerContext, req: &RemotingCommand) -> Option<RemotingCommand> {
+/// Answers an ACL request code (`None` for other codes). Changes (file writes with fsync)
+/// run on a blocking thread, off the core.
+pub async fn process(broker: &BrokerContext, req: &RemotingCommand) -> Option<RemotingCommand> {
     let failed = match req.code {
         rc::UPDATE_AND_CREATE_ACL_CONFIG => ResponseCode::UpdateAndCreateAclConfigFailed,
         rc::DELETE_ACL_CONFIG => ResponseCode::DeleteAclConfigFailed,
@@ -32,19 +33,23 @@ pub fn process(broker: &BrokerContext, req: &RemotingCommand) -> Option<Remoting
     let respond = |code: ResponseCode, remark: Option<String>| {
         RemotingCommand::response_for(req, code.code(), remark)
     };
-    let Some(acl) = broker.acl.as_deref() else {
+    let Some(acl) = broker.acl.clone() else {
         return Some(respond(
             failed,
             Some("ACL is not enabled on this broker (aclEnable=false)".into()),
         ));
     };
-    let result = match req.code {
-        rc::UPDATE_AND_CREATE_ACL_CONFIG => update_account(acl, req),
-        rc::DELETE_ACL_CONFIG => delete_account(acl, req),
-        rc::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG => update_global_white(acl, req),
-        rc::GET_BROKER_CLUSTER_ACL_INFO => return Some(version_info(acl, broker, req)),
-        _ => return Some(all_config(acl, req)),
+    let change: fn(&Acl, &RemotingCommand) -> Result<(), String> = match req.code {
+        rc::UPDATE_AND_CREATE_ACL_CONFIG => update_account,
+        rc::DELETE_ACL_CONFIG => delete_account,
+        rc::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG => update_global_white,
+        rc::GET_BROKER_CLUSTER_ACL_INFO => return Some(version_info(&acl, broker, req)),
+        _ => return Some(all_config(&acl, req)),
     };
+    let request = req.clone();
+    let result = compio::runtime::spawn_blocking(move || change(&acl, &request))
+        .await
+        .unwrap_or_else(|_| Err("the ACL change failed (its thread panicked)".into()));
     Some(match result {
         Ok(()) => respond(ResponseCode::Success, None),
         Err(remark) => {

@@ -103,13 +103,15 @@ impl RequestHandler for BrokerHandler {
                     rmq_core::body::encode_body(&core.broker.schedule.delay_wrapper()),
                 )),
                 code @ rc::UPDATE_AND_CREATE_ACL_CONFIG..=rc::GET_BROKER_CLUSTER_ACL_CONFIG => {
-                    crate::acl::admin::process(&core.broker, &req).ok_or_else(|| {
-                        reply(
-                            &req,
-                            ResponseCode::RequestCodeNotSupported,
-                            format!(" request type {code} not supported"),
-                        )
-                    })
+                    crate::acl::admin::process(&core.broker, &req)
+                        .await
+                        .ok_or_else(|| {
+                            reply(
+                                &req,
+                                ResponseCode::RequestCodeNotSupported,
+                                format!(" request type {code} not supported"),
+                            )
+                        })
                 }
                 code => match stats::process(core, code, &req).await {
                     Some(result) => result,

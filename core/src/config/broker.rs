@@ -160,7 +160,8 @@ config_struct! {
     /// file sizes (u64).
     #[derive(Debug, Clone)]
     pub struct BrokerConfig {
-        /// RocketMQ installation dir (env ROCKETMQ_HOME); informational.
+        /// RocketMQ installation dir (env ROCKETMQ_HOME); with aclEnable=true it holds the ACL
+        /// files (conf/plain_acl.yml, conf/acl/).
         "rocketmqHome" => rocketmq_home: Option<String> = env_nonempty("ROCKETMQ_HOME"),
         /// Name servers, "host:port;host:port". See `namesrv_addrs()` for the env fallback.
         "namesrvAddr" => namesrv_addr: Option<String> = None,
