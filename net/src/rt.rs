@@ -1,4 +1,5 @@
-//! The runtime seam: spawning, timers and the clock, for every crate above `net`.
+//! The runtime seam: spawning (also of blocking work), timers and the clock, for every crate
+//! above `net`.
 //!
 //! rmq-fast runs on compio (one io_uring runtime per pinned core, see `cores`). Code outside
 //! `net` and `storage` should spawn, sleep and time out only through this module (and take
@@ -51,6 +52,12 @@ impl<T> Future for Task<T> {
 #[track_caller]
 pub fn spawn<F: Future + 'static>(future: F) -> Task<F::Output> {
     Task(compio::runtime::spawn(future))
+}
+
+/// Runs the blocking `work` (file writes, fsync) on a thread outside the cores; awaiting the
+/// task does not block this core.
+pub fn spawn_blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Task<T> {
+    Task(compio::runtime::spawn_blocking(work))
 }
 
 /// Waits `duration` without blocking the core.
@@ -133,6 +140,17 @@ mod tests {
             let began = now();
             sleep_until(began + Duration::from_millis(15)).await;
             assert!(began.elapsed() >= Duration::from_millis(15));
+        });
+    }
+
+    #[test]
+    fn blocking_work_runs_off_the_core_thread() {
+        run(async {
+            let core_thread = std::thread::current().id();
+            let worker = spawn_blocking(move || std::thread::current().id())
+                .await
+                .expect("blocking task output");
+            assert_ne!(worker, core_thread);
         });
     }
 
