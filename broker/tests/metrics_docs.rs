@@ -27,6 +27,7 @@ fn full_scrape() -> Scrape {
     Scrape {
         cluster: "C".into(),
         node_id: "B".into(),
+        extra_labels: vec![("region".into(), "eu-1".into())],
         messages_in,
         messages_out,
         dlq: BTreeMap::from([(("G".to_string(), "T".to_string()), 1)]),
@@ -51,6 +52,16 @@ fn full_scrape() -> Scrape {
             total_bytes: 100,
             used_bytes: 50,
         }),
+    }
+}
+
+#[test]
+fn metrics_label_is_on_every_sample() {
+    let text = render(full_scrape()).unwrap();
+    let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert!(samples.len() > 20);
+    for line in samples {
+        assert!(line.contains("region=\"eu-1\""), "{line}");
     }
 }
 

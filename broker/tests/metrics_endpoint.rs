@@ -38,7 +38,8 @@ fn write_config(root: &Path, port: u16, metrics_port: u16) -> PathBuf {
          storePathRootDir={}\nlogDir={}\nmappedFileSizeCommitLog=1048576\n\
          maxMessageSize=65536\nmappedFileSizeConsumeQueue=6000\nshardCount=2\nautoCreateTopicEnable=true\n\
          defaultTopicQueueNums={}\nmetricsExporterType=2\n\
-         metricsPromExporterHost=127.0.0.1\nmetricsPromExporterPort={metrics_port}\n",
+         metricsPromExporterHost=127.0.0.1\nmetricsPromExporterPort={metrics_port}\n\
+         metricsLabel=region:test-1\n",
         root.join("store").display(),
         root.join("logs").display(),
         TOPIC.queues
@@ -201,6 +202,7 @@ fn scrape_counts_what_was_sent_and_consumed() {
         ("cluster", "MetricsCluster"),
         ("node_type", "broker"),
         ("node_id", "metrics-broker"),
+        ("region", "test-1"),
         ("topic", TOPIC.name),
         ("message_type", "normal"),
         ("is_system", "false"),

@@ -45,9 +45,14 @@ pub fn render(scrape: Scrape) -> Result<String, Error> {
         ("node_type", "broker".to_string()),
         ("node_id", scrape.node_id.clone()),
     ];
+    let extra = scrape
+        .extra_labels
+        .iter()
+        .map(|(k, v)| (Cow::Owned(k.clone()), Cow::Owned(v.clone())));
     let mut registry = Registry::with_labels(
         base.into_iter()
-            .map(|(k, v)| (Cow::Borrowed(k), Cow::Owned(v))),
+            .map(|(k, v)| (Cow::Borrowed(k), Cow::Owned(v)))
+            .chain(extra),
     );
     registry.register_collector(Box::new(ScrapeCollector(Arc::new(scrape))));
     let mut text = String::new();

@@ -30,6 +30,8 @@ pub struct Disk {
 pub struct Scrape {
     pub cluster: String,
     pub node_id: String,
+    /// `metricsLabel`: more labels on every sample.
+    pub extra_labels: Vec<(String, String)>,
     pub messages_in: BTreeMap<(String, MessageType), InStats>,
     pub messages_out: BTreeMap<(String, String), OutStats>,
     /// (group, original topic) → messages sent to the dead-letter queue.
@@ -52,6 +54,7 @@ impl Scrape {
         let mut scrape = Scrape {
             cluster: broker.config.broker_cluster_name.clone(),
             node_id: broker.config.broker_name.clone(),
+            extra_labels: broker.config.metrics_label.0.clone(),
             messages_in: BTreeMap::new(),
             messages_out: BTreeMap::new(),
             dlq: BTreeMap::new(),

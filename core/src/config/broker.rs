@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use super::error::{ConfigError, ConfigWarning};
 use super::keys::{BROKER_IGNORED, NETTY_SERVER_IGNORED};
 use super::loader::{COMMAND_LINE, KeySpace, apply_entries, read_properties_file};
-use super::metrics::MetricsExporterType;
+use super::metrics::{MetricsExporterType, MetricsLabels};
 use super::properties::{Properties, PropertyEntry};
 use super::value::{ConfigValue, config_struct, home_path};
 
@@ -290,6 +290,8 @@ config_struct! {
         "metricsPromExporterHost" => metrics_prom_exporter_host: Option<String> = None,
         /// RocketMQ 5 key: the metrics endpoint's port.
         "metricsPromExporterPort" => metrics_prom_exporter_port: u16 = 5557,
+        /// RocketMQ 5 key: extra labels on every metric, `name:value,name:value`.
+        "metricsLabel" => metrics_label: MetricsLabels = MetricsLabels::default(),
     }
     extra {
         /// Which spelling set the commit log size (None = default used).

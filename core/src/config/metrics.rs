@@ -70,6 +70,50 @@ impl ConfigValue for MetricsExporterType {
     }
 }
 
+/// Extra labels on every metric (`metricsLabel`, RocketMQ 5): `name:value` pairs separated by
+/// commas, e.g. `region:eu-1,az:b`. RocketMQ skips a malformed pair with a warning; we refuse
+/// the value, naming the pair. Label names follow Prometheus' rule
+/// (`[a-zA-Z_][a-zA-Z0-9_]*`) and may not replace the node labels.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsLabels(pub Vec<(String, String)>);
+
+/// Labels every sample has already.
+const NODE_LABELS: [&str; 3] = ["cluster", "node_type", "node_id"];
+
+impl ConfigValue for MetricsLabels {
+    fn parse_value(raw: &str) -> Result<Self, String> {
+        let mut labels = Vec::new();
+        for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let Some((name, value)) = pair.split_once(':') else {
+                return Err(format!("\"{pair}\" is not name:value"));
+            };
+            let name = name.trim();
+            let valid = name
+                .chars()
+                .enumerate()
+                .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+            if name.is_empty() || !valid || value.contains(':') {
+                return Err(format!(
+                    "\"{pair}\": a label is name:value with a name of letters, digits and _"
+                ));
+            }
+            if NODE_LABELS.contains(&name)
+                || labels.iter().any(|(n, _): &(String, String)| n == name)
+            {
+                return Err(format!(
+                    "label \"{name}\" is given twice or is a node label"
+                ));
+            }
+            labels.push((name.to_string(), value.trim().to_string()));
+        }
+        Ok(MetricsLabels(labels))
+    }
+    fn render_value(&self) -> Option<String> {
+        let pairs: Vec<String> = self.0.iter().map(|(n, v)| format!("{n}:{v}")).collect();
+        Some(pairs.join(","))
+    }
+}
+
 impl fmt::Display for MetricsExporterType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -97,6 +141,20 @@ mod tests {
             MetricsExporterType::Prom.render_value().as_deref(),
             Some("2")
         );
+    }
+
+    #[test]
+    fn labels_parse_and_bad_ones_are_refused() {
+        assert_eq!(
+            MetricsLabels::parse_value("region:eu-1, az:b").unwrap().0,
+            vec![("region".into(), "eu-1".into()), ("az".into(), "b".into())]
+        );
+        assert_eq!(MetricsLabels::parse_value("").unwrap().0, vec![]);
+        for bad in ["region", "1x:y", "a-b:c", "cluster:x", "a:1,a:2", "a:b:c"] {
+            assert!(MetricsLabels::parse_value(bad).is_err(), "{bad}");
+        }
+        let labels = MetricsLabels::parse_value("a:1,b:2").unwrap();
+        assert_eq!(labels.render_value().as_deref(), Some("a:1,b:2"));
     }
 
     #[test]

@@ -33,6 +33,6 @@ pub use broker_validate::{
 pub use error::{ConfigError, ConfigWarning};
 pub use keys::{IgnoreReason, IgnoredKey};
 pub use loader::COMMAND_LINE;
-pub use metrics::MetricsExporterType;
+pub use metrics::{MetricsExporterType, MetricsLabels};
 pub use namesrv::NamesrvConfig;
 pub use properties::{Properties, PropertyEntry, parse_properties};
