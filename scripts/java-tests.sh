@@ -6,7 +6,8 @@
 #   scripts/java-tests.sh -Dtest=BadConfigTest   extra arguments go to mvn (-Dtest narrows only the default
 #       execution; add -Drmqfast.skipBinarySerialization=true to skip the ROCKETMQ-header rerun of ProduceConsumeTest and AclTest)
 # Process logs: tests/java/target/proc-logs/<Test.method>/, client logs: tests/java/target/client-logs*/,
-# surefire reports: tests/java/target/surefire-reports*/.
+# surefire reports: tests/java/target/surefire-reports*/; MqAdminTest's per-command table: tests/java/target/mqadmin-results.md.
+# MqAdminTest also runs Apache RocketMQ 4.9.7 (jars from Maven Central, copied by tools/bench/peer/pom.xml) as its control.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,6 +21,9 @@ if [[ ! -x "$BIN" ]]; then
     echo "rmq-fast binary not found at $BIN (build it with: cargo build --release -p rmq-fast)" >&2
     exit 2
 fi
+
+echo ">>> Apache RocketMQ 4.9.7 jars for MqAdminTest's control cluster (tools/bench/peer/lib)"
+mvn -B -ntp -q -f "$ROOT/tools/bench/peer/pom.xml" package
 
 echo ">>> java tests against $BIN"
 cd "$ROOT/tests/java"
