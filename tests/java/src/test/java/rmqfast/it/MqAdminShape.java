@@ -21,6 +21,8 @@ final class MqAdminShape {
         TABLE,
         /** The whole output equal after normalising. */
         TEXT,
+        /** Every line Apache prints, ours prints too (ours may print more: listings of names). */
+        LINES,
         /** Only success, and output present when Apache printed some (listings of names that differ). */
         ANY
     }
@@ -89,6 +91,11 @@ final class MqAdminShape {
                 onlyO.removeAll(a);
                 return onlyA.isEmpty() && onlyO.isEmpty() ? null
                     : "lines differ: apache-only " + onlyA + " ours-only " + onlyO;
+            }
+            case LINES: {
+                List<String> missing = new ArrayList<>(a);
+                missing.removeAll(o);
+                return missing.isEmpty() ? null : "missing lines " + missing;
             }
             default:
                 return null;
