@@ -40,6 +40,8 @@ pub mod replication;
 pub mod retention;
 pub mod schedule;
 pub mod server;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 pub mod topics;
 pub mod transaction;
 

@@ -242,7 +242,7 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
     Ok(handle)
 }
 
-fn build_context(
+pub(crate) fn build_context(
     config: BrokerConfig,
     broker_addr: SocketAddr,
     shard_count: u32,

@@ -79,6 +79,25 @@ impl ConnectionInfo {
     pub fn sender(&self) -> ConnectionSender {
         self.sender.clone()
     }
+
+    /// A connection with no socket, for driving a handler in-process in tests: what the
+    /// handler sends on it arrives on the returned receiver.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn in_process(
+        peer: SocketAddr,
+        local: SocketAddr,
+        core: usize,
+    ) -> (ConnectionInfo, mpsc::UnboundedReceiver<RemotingCommand>) {
+        let (tx, rx) = mpsc::unbounded();
+        let info = ConnectionInfo {
+            id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
+            peer,
+            local,
+            core,
+            sender: ConnectionSender { tx },
+        };
+        (info, rx)
+    }
 }
 
 /// Application logic behind a listener (name server or broker).

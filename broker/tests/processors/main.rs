@@ -1,0 +1,6 @@
+//! Fast in-process tests of the request processors (`rmq_broker::testing::Harness`):
+//! each test builds a broker core over a temporary store and calls the dispatch with a
+//! request, asserting the response code, the remark and the resulting state.
+
+mod offsets;
+mod send;

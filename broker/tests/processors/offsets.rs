@@ -1,0 +1,1 @@
+//! QUERY/UPDATE_CONSUMER_OFFSET and the queue offset queries.
