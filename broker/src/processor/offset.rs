@@ -21,6 +21,7 @@ pub async fn query_consumer_offset(core: &Rc<CoreContext>, req: &RemotingCommand
     let group = header(req, req.ext_str("consumerGroup"))?.to_string();
     let topic = header(req, req.ext_str("topic"))?.to_string();
     let queue_id = header(req, req.ext_i32("queueId"))?;
+    refuse_negative_queue(req, queue_id)?;
     if let Some(offset) = core.broker.offsets.query(&group, &topic, queue_id) {
         return Ok(success(req).with_ext("offset", offset));
     }
@@ -56,6 +57,16 @@ pub async fn query_consumer_offset(core: &Rc<CoreContext>, req: &RemotingCommand
     Ok(reply(req, ResponseCode::QueryNotFound, remark))
 }
 
+/// A consumer offset belongs to a queue: a negative queue id names none, and committing
+/// it would persist a bogus entry in consumerOffset.json.
+fn refuse_negative_queue(req: &RemotingCommand, queue_id: i32) -> Result<(), RemotingCommand> {
+    if queue_id < 0 {
+        let remark = format!("queueId[{queue_id}] is illegal, it must not be negative");
+        return Err(reply(req, ResponseCode::SystemError, remark));
+    }
+    Ok(())
+}
+
 /// Physical memory of this machine (`MemTotal` of /proc/meminfo), read once; 8 GiB when
 /// unknown.
 fn total_memory_bytes() -> u64 {
@@ -82,6 +93,7 @@ pub fn update_consumer_offset(core: &Rc<CoreContext>, req: &RemotingCommand) -> 
     let topic = header(req, req.ext_str("topic"))?;
     let queue_id = header(req, req.ext_i32("queueId"))?;
     let offset = header(req, req.ext_i64("commitOffset"))?;
+    refuse_negative_queue(req, queue_id)?;
     crate::topics::validate_group_name(group)
         .and_then(|()| crate::topics::validate_topic_name(topic))
         .map_err(|remark| reply(req, ResponseCode::SystemError, remark))?;
@@ -143,13 +155,13 @@ pub async fn view_message(core: &Rc<CoreContext>, req: &RemotingCommand) -> Proc
         },
         None => header(req, req.ext_i64("offset"))?,
     };
-    let shard = shard_of_offset(offset);
-    if offset < 0 || shard >= core.broker.shard_count {
+    // `shard_of_offset` asserts a non-negative offset: check the sign first.
+    if offset < 0 || shard_of_offset(offset) >= core.broker.shard_count {
         let remark = format!("can not find message by the offset, {offset}");
         return Err(reply(req, ResponseCode::SystemError, remark));
     }
     let record = core
-        .on_shard(shard, move |store| async move {
+        .on_shard(shard_of_offset(offset), move |store| async move {
             store.read_record(offset).await
         })
         .await

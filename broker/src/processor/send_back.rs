@@ -79,12 +79,14 @@ pub async fn process(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed
     };
     ensure_topic(broker, &topic, queues);
     let queue_id = (now_ms().unsigned_abs() % queues as u64) as i32;
-    let reconsume_times = view.reconsume_times() + 1;
+    // A client chooses the stored reconsumeTimes (and maxReconsumeTimes): saturate, never
+    // overflow.
+    let reconsume_times = view.reconsume_times().saturating_add(1);
     let mut target = Target::like(&view, &topic, queue_id, props);
     target.reconsume_times = reconsume_times;
     if !to_dlq {
         let level = if head.delay_level == 0 {
-            3 + view.reconsume_times()
+            view.reconsume_times().saturating_add(3)
         } else {
             head.delay_level
         };

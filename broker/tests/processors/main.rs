@@ -2,5 +2,12 @@
 //! each test builds a broker core over a temporary store and calls the dispatch with a
 //! request, asserting the response code, the remark and the resulting state.
 
+mod admin;
+mod client;
+mod lock;
 mod offsets;
+mod query;
+mod requests;
 mod send;
+mod send_back;
+mod transaction;

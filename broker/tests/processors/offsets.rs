@@ -1,1 +1,147 @@
-//! QUERY/UPDATE_CONSUMER_OFFSET and the queue offset queries.
+//! QUERY/UPDATE_CONSUMER_OFFSET and the per-queue offset queries.
+
+use rmq_broker::testing::{Harness, run};
+use rmq_core::remoting::{RemotingCommand, ResponseCode, request_code as rc};
+
+use crate::requests::{assert_code, create_topic, remark, send};
+
+fn update(group: &str, topic: &str, queue_id: i32, offset: i64) -> RemotingCommand {
+    RemotingCommand::new_request(rc::UPDATE_CONSUMER_OFFSET)
+        .with_ext("consumerGroup", group)
+        .with_ext("topic", topic)
+        .with_ext("queueId", queue_id)
+        .with_ext("commitOffset", offset)
+}
+
+fn query(group: &str, topic: &str, queue_id: i32) -> RemotingCommand {
+    RemotingCommand::new_request(rc::QUERY_CONSUMER_OFFSET)
+        .with_ext("consumerGroup", group)
+        .with_ext("topic", topic)
+        .with_ext("queueId", queue_id)
+}
+
+#[test]
+fn committed_offsets_read_back() {
+    run(async {
+        let h = Harness::new().await;
+        assert_code(&h.call(create_topic("T", 2)).await, ResponseCode::Success);
+        assert_code(
+            &h.call(update("G", "T", 1, 42)).await,
+            ResponseCode::Success,
+        );
+        let response = h.call(query("G", "T", 1)).await;
+        assert_code(&response, ResponseCode::Success);
+        assert_eq!(response.ext("offset"), Some("42"));
+    });
+}
+
+#[test]
+fn an_unknown_group_on_an_empty_queue_starts_at_zero() {
+    run(async {
+        let h = Harness::new().await;
+        let response = h.call(query("NoSuchGroup", "NoSuchTopic", 0)).await;
+        assert_code(&response, ResponseCode::Success);
+        assert_eq!(response.ext("offset"), Some("0"));
+    });
+}
+
+#[test]
+fn a_negative_offset_is_not_committed() {
+    run(async {
+        let h = Harness::new().await;
+        assert_code(&h.call(update("G", "T", 0, 5)).await, ResponseCode::Success);
+        assert_code(
+            &h.call(update("G", "T", 0, -3)).await,
+            ResponseCode::Success,
+        );
+        assert_eq!(h.ctx().offsets.query("G", "T", 0), Some(5));
+    });
+}
+
+#[test]
+fn a_negative_queue_id_is_refused_and_not_committed() {
+    run(async {
+        let h = Harness::new().await;
+        let response = h.call(update("G", "T", -1, 5)).await;
+        assert_code(&response, ResponseCode::SystemError);
+        assert!(
+            remark(&response).contains("queueId"),
+            "{}",
+            remark(&response)
+        );
+        assert_eq!(h.ctx().offsets.query("G", "T", -1), None);
+        let query = h.call(query("G", "T", -1)).await;
+        assert_code(&query, ResponseCode::SystemError);
+    });
+}
+
+#[test]
+fn bad_names_are_refused_and_not_committed() {
+    run(async {
+        let h = Harness::new().await;
+        let blank = h.call(update(" ", "T", 0, 5)).await;
+        assert_code(&blank, ResponseCode::SystemError);
+        assert!(remark(&blank).contains("blank"), "{}", remark(&blank));
+        let long_topic = "t".repeat(200);
+        assert_code(
+            &h.call(update("G", &long_topic, 0, 5)).await,
+            ResponseCode::SystemError,
+        );
+        assert_eq!(h.ctx().offsets.query("G", &long_topic, 0), None);
+        let missing = RemotingCommand::new_request(rc::UPDATE_CONSUMER_OFFSET)
+            .with_ext("consumerGroup", "G")
+            .with_ext("topic", "T")
+            .with_ext("queueId", 0);
+        let response = h.call(missing).await;
+        assert_code(&response, ResponseCode::SystemError);
+        assert!(
+            remark(&response).contains("commitOffset"),
+            "{}",
+            remark(&response)
+        );
+    });
+}
+
+#[test]
+fn queue_offsets_follow_sends() {
+    run(async {
+        let h = Harness::new().await;
+        for _ in 0..3 {
+            assert_code(&h.call(send("Q", 0, b"x", "")).await, ResponseCode::Success);
+        }
+        let ask = |code: i32| {
+            RemotingCommand::new_request(code)
+                .with_ext("topic", "Q")
+                .with_ext("queueId", 0)
+                .with_ext("timestamp", 0)
+        };
+        let max = h.call(ask(rc::GET_MAX_OFFSET)).await;
+        assert_eq!(max.ext("offset"), Some("3"));
+        let min = h.call(ask(rc::GET_MIN_OFFSET)).await;
+        assert_eq!(min.ext("offset"), Some("0"));
+        let search = h.call(ask(rc::SEARCH_OFFSET_BY_TIMESTAMP)).await;
+        assert_code(&search, ResponseCode::Success);
+        let earliest = h.call(ask(rc::GET_EARLIEST_MSG_STORETIME)).await;
+        assert_code(&earliest, ResponseCode::Success);
+        assert!(earliest.ext("timestamp").unwrap().parse::<i64>().unwrap() > 0);
+        let absent = h
+            .call(ask(rc::GET_MAX_OFFSET).with_ext("queueId", i32::MIN))
+            .await;
+        assert_code(&absent, ResponseCode::Success);
+        assert_eq!(absent.ext("offset"), Some("0"));
+    });
+}
+
+#[test]
+fn view_message_by_a_bad_offset_is_a_system_error() {
+    run(async {
+        let h = Harness::new().await;
+        for offset in ["-1", "999999999", "zz"] {
+            let request =
+                RemotingCommand::new_request(rc::VIEW_MESSAGE_BY_ID).with_ext("offset", offset);
+            let response = h.call(request).await;
+            assert_code(&response, ResponseCode::SystemError);
+            assert!(!remark(&response).is_empty());
+        }
+    });
+}
