@@ -6,6 +6,7 @@ mod admin;
 mod client;
 mod lock;
 mod offsets;
+mod pull;
 mod query;
 mod requests;
 mod send;
