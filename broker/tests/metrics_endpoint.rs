@@ -23,13 +23,7 @@ const TOPIC: Topic = Topic {
 const GROUP: &str = "crash-verifier";
 const SENDS: u64 = 40;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use rmq_test_support::ports::free_port;
 
 fn write_config(root: &Path, port: u16, metrics_port: u16) -> PathBuf {
     let text = format!(

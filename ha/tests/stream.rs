@@ -9,7 +9,7 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use compio::net::{TcpListener, TcpStream};
 use rmq_ha::HaError;
 use rmq_ha::handshake::{HELLO_LEN, Status, decode_hello};
@@ -18,30 +18,7 @@ use rmq_ha::slave::{SlaveSettings, read_at_least, replicate_shard};
 use rmq_storage::{Durability, ShardStore, StoreConfig, StoreLayout};
 
 fn encode(topic: &str, queue_id: i32, body: &[u8]) -> BytesMut {
-    let total = 84 + 4 + body.len() + 1 + topic.len() + 2;
-    let mut out = BytesMut::with_capacity(total);
-    out.put_i32(total as i32);
-    out.put_i32(-626843481);
-    out.put_i32((crc32fast::hash(body) & 0x7FFF_FFFF) as i32);
-    out.put_i32(queue_id);
-    out.put_i32(0);
-    out.put_i64(0);
-    out.put_i64(0);
-    out.put_i32(0);
-    out.put_i64(1_700_000_000_000);
-    out.put_slice(&[127, 0, 0, 1]);
-    out.put_i32(40_000);
-    out.put_i64(0);
-    out.put_slice(&[127, 0, 0, 1]);
-    out.put_i32(10_911);
-    out.put_i32(0);
-    out.put_i64(0);
-    out.put_i32(body.len() as i32);
-    out.put_slice(body);
-    out.put_u8(topic.len() as u8);
-    out.put_slice(topic.as_bytes());
-    out.put_i16(0);
-    out
+    rmq_test_support::record::encode(topic, queue_id, body, "", 0)
 }
 
 fn config(root: &Path, segment: u64) -> StoreConfig {
@@ -53,11 +30,7 @@ fn config(root: &Path, segment: u64) -> StoreConfig {
 }
 
 async fn open(cfg: &StoreConfig) -> (StoreLayout, Rc<ShardStore>) {
-    let layout = StoreLayout::open(cfg).unwrap();
-    let store = ShardStore::open(cfg.clone(), 0, layout.previous_shutdown_clean)
-        .await
-        .unwrap();
-    (layout, store)
+    rmq_test_support::store::open(cfg, 0).await
 }
 
 fn master_settings() -> MasterSettings {
@@ -233,7 +206,8 @@ async fn copy_log(source: &ShardStore, target: &ShardStore, upto: i64) {
 }
 
 async fn whole_log(store: &ShardStore) -> BytesMut {
-    log_from(store, store.oldest_offset(), store.max_physical_offset()).await
+    rmq_test_support::store::log_range(store, store.oldest_offset(), store.max_physical_offset())
+        .await
 }
 
 #[compio::test]
@@ -367,19 +341,6 @@ async fn a_slave_ahead_whose_cut_is_no_record_boundary_cuts_the_segment() {
     assert!(matches!(session.await, Ok(Err(_))), "the session ran on");
 }
 
-/// The master's bytes `[from, end)`.
-async fn log_from(store: &ShardStore, from: i64, end: i64) -> BytesMut {
-    store.wait_durable(end, Durability::Written).await.unwrap();
-    let (mut at, mut out) = (from, BytesMut::new());
-    while at < end {
-        at += store
-            .read_replication_chunk(at, 1 << 20, &mut out)
-            .await
-            .unwrap() as i64;
-    }
-    out
-}
-
 /// Every record of `HaTopic`:0 from queue offset `from`.
 async fn pull_from(store: &ShardStore, from: i64) -> Vec<u8> {
     let (mut offset, mut out) = (from, Vec::new());
@@ -452,7 +413,10 @@ async fn an_empty_slave_starts_at_the_newest_segment_after_retention() {
     })
     .await;
     assert_eq!(slave_store.oldest_offset(), start);
-    assert!(log_from(&master_store, start, end).await == whole_log(&slave_store).await);
+    assert!(
+        rmq_test_support::store::log_range(&master_store, start, end).await
+            == whole_log(&slave_store).await
+    );
     let first = slave_store.min_queue_offset("HaTopic", 0);
     assert!(first > 0, "the queue starts at the master's queue offset");
     assert!(first >= master_store.min_queue_offset("HaTopic", 0));
@@ -467,7 +431,10 @@ async fn an_empty_slave_starts_at_the_newest_segment_after_retention() {
         slave_store.max_physical_offset() == later
     })
     .await;
-    assert!(log_from(&master_store, start, later).await == whole_log(&slave_store).await);
+    assert!(
+        rmq_test_support::store::log_range(&master_store, start, later).await
+            == whole_log(&slave_store).await
+    );
     assert_eq!(slave_store.max_queue_offset("HaTopic", 0), 360);
     assert_eq!(
         pull_from(&slave_store, first).await,

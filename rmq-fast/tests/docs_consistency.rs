@@ -47,6 +47,7 @@ fn readme_and_architecture_list_the_same_crates() {
         "rmq-fast",
         "tools/bench",
         "benches",
+        "test-support",
     ] {
         assert!(
             manifest.contains(&format!("\"{member}\"")),

@@ -6,15 +6,8 @@ mod common;
 use rmq_storage::recovery_fuzz::run_case;
 
 fn input_for(seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..2048)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
+    let mut rng = rmq_test_support::rng::XorShift::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    (0..2048).map(|_| rng.next_u64() as u8).collect()
 }
 
 #[test]

@@ -31,16 +31,10 @@ pub struct Topic {
     pub queues: i32,
 }
 
-/// A tiny deterministic xorshift generator (the seed is printed on failure by the caller).
-pub fn fastrand_like(seed: u64) -> impl FnMut() -> u64 {
-    let mut state = seed | 1;
-    move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    }
-}
+#[allow(unused_imports)]
+pub use rmq_test_support::ports::free_port_pair;
+#[allow(unused_imports)]
+pub use rmq_test_support::rng::xorshift as fastrand_like;
 
 /// The binary, built once per test process (the tests of a file run in parallel).
 pub fn broker_binary() -> PathBuf {
@@ -70,44 +64,8 @@ fn build_binary() -> PathBuf {
     binary
 }
 
-/// Two free ports below the ephemeral range (listenPort and the HA port after it), distinct
-/// for each call in this process: brokers bind with SO_REUSEPORT, so two brokers on one port
-/// would both start and share the connections.
-pub fn free_port_pair() -> u16 {
-    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-    let base = 20_000 + (std::process::id() % 2_000) as u16 * 4;
-    loop {
-        let port = base + NEXT.fetch_add(2, std::sync::atomic::Ordering::Relaxed);
-        assert!(port < 32_000, "no free port pair");
-        let free = |p: u16| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok();
-        if free(port) && free(port + 1) {
-            return port;
-        }
-    }
-}
-
 /// A broker process that is killed when dropped, so a failing test leaves no orphan.
-pub struct Broker(Child);
-
-impl std::ops::Deref for Broker {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Broker {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+pub type Broker = rmq_test_support::process::KillOnDrop;
 
 /// Starts `rmq-fast broker -c config` with stdout and stderr going to `log`.
 pub fn start_broker(binary: &Path, config: &Path, log: &Path) -> Broker {
@@ -118,7 +76,7 @@ pub fn start_broker(binary: &Path, config: &Path, log: &Path) -> Broker {
         .stdout(Stdio::from(log.try_clone().unwrap()))
         .stderr(Stdio::from(log))
         .spawn()
-        .map(Broker)
+        .map(rmq_test_support::process::KillOnDrop)
         .expect("start rmq-fast")
 }
 

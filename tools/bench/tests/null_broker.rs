@@ -3,7 +3,6 @@
 //! null broker through the name server's route and every send is answered SEND_OK.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -13,12 +12,7 @@ use rmq_core::config::NamesrvConfig;
 
 const BENCH: &str = env!("CARGO_BIN_EXE_rmq-fast-bench");
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
+use rmq_test_support::ports::free_port;
 
 #[test]
 fn producer_routes_to_the_null_broker_and_every_send_succeeds() {
