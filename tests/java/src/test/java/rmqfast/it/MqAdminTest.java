@@ -74,6 +74,12 @@ class MqAdminTest {
         KNOWN_FAILING.put("queryMsgByOffset", code300);
         KNOWN_FAILING.put("statsAll", code300);
         KNOWN_FAILING.put("statsAll -t", code300);
+        String wait = "stored messages keep the property WAIT (issue 13, h-admin)";
+        KNOWN_FAILING.put("printMsg", wait);
+        KNOWN_FAILING.put("consumeMessage", wait);
+        KNOWN_FAILING.put("consumerProgress -g", "no offset row for %RETRY%AdmGroup yet: the retry topic reaches the "
+            + "name server only with the next periodic registration (issue 13, h-admin)");
+        KNOWN_FAILING.put("consumerProgress -g -s", "client IP N/A: request code 307 missing (issue 13, h-admin)");
         KNOWN_FAILING.put("brokerConsumeStats", "request code 317 missing (issue 13, h-admin)");
         KNOWN_FAILING.put("consumerStatus", "request code 307 missing (issue 13, h-admin)");
         KNOWN_FAILING.put("producer", "request code 328 missing (issue 13, h-admin)");
@@ -160,14 +166,14 @@ class MqAdminTest {
         spec("queryMsgByUniqueKey", KEYS, "queryMsgByUniqueKey -n {ns} -t AdmTopic -i {msgId}");
         spec("queryMsgByOffset", KEYS, "queryMsgByOffset -n {ns} -t AdmTopic -b broker-a -i 0 -o 0");
         spec("queryMsgTraceById", ANY, "queryMsgTraceById -n {ns} -i {msgId}");
-        spec("printMsg", KEYS, "printMsg -n {ns} -t AdmTopic");
-        spec("printMsgByQueue", KEYS, "printMsgByQueue -n {ns} -t AdmTopic -a broker-a -i 0");
+        spec("printMsg", LINES, "printMsg -n {ns} -t AdmTopic");
+        spec("printMsgByQueue", LINES, "printMsgByQueue -n {ns} -t AdmTopic -a broker-a -i 0");
         spec("brokerConsumeStats", TABLE, "brokerConsumeStats -n {ns} -b {master}");
         spec("producerConnection", TABLE, "producerConnection -n {ns} -g AdmProducer -t AdmTopic");
         spec("consumerConnection", KEYS, "consumerConnection -n {ns} -g AdmGroup");
         spec("consumerProgress", TABLE, "consumerProgress -n {ns}");
-        spec("consumerProgress -g", TABLE, "consumerProgress -n {ns} -g AdmGroup");
-        spec("consumerProgress -g -s", TABLE, "consumerProgress -n {ns} -g AdmGroup -s true");
+        spec("consumerProgress -g", LINES, "consumerProgress -n {ns} -g AdmGroup");
+        spec("consumerProgress -g -s", LINES, "consumerProgress -n {ns} -g AdmGroup -s true");
         spec("consumerStatus", TEXT, "consumerStatus -n {ns} -g AdmGroup");
         spec("producer", ANY, "producer -n {ns} -b {master}");
         spec("statsAll", TABLE, "statsAll -n {ns}");
@@ -178,7 +184,7 @@ class MqAdminTest {
         spec("getBrokerConfig -c", KEYS, "getBrokerConfig -n {ns} -c TestCluster");
         spec("getConsumerConfig", KEYS, "getConsumerConfig -n {ns} -g AdmGroup");
         spec("queryCq", KEYS, "queryCq -n {ns} -t AdmTopic -q 0 -i 0 -c 5 -b {master}");
-        spec("consumeMessage", KEYS, "consumeMessage -n {ns} -t AdmTopic -b broker-a -i 0 -o 0 -c 2");
+        spec("consumeMessage", LINES, "consumeMessage -n {ns} -t AdmTopic -b broker-a -i 0 -o 0 -c 2");
         spec("exportMetadata", ANY, "exportMetadata -n {ns} -b {master} -f {dir}/meta");
         spec("exportConfigs", ANY, "exportConfigs -n {ns} -c TestCluster -f {dir}/configs");
         spec("exportMetrics", ANY, "exportMetrics -n {ns} -c TestCluster -f {dir}/metrics");
