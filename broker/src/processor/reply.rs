@@ -46,6 +46,10 @@ pub async fn process(
         rc::SEND_REPLY_MESSAGE | rc::SEND_REPLY_MESSAGE_V2
     ));
     let head = send::parse_header(req)?;
+    // A reply that names no requester can never be delivered: refuse it before storing.
+    if properties::get_property(&head.properties, keys::REPLY_TO_CLIENT).is_none() {
+        return Err(reply(req, ResponseCode::SystemError, no_requester_remark()));
+    }
     let stored = send::process(core, conn, req).await?;
     if !store_accepted(stored.code) {
         return Ok(stored);
@@ -60,6 +64,13 @@ pub async fn process(
 }
 
 /// Store outcomes after which RocketMQ still answers with the push result.
+fn no_requester_remark() -> String {
+    format!(
+        "reply message properties[{}] is null",
+        keys::REPLY_TO_CLIENT
+    )
+}
+
 fn store_accepted(code: i32) -> bool {
     [
         ResponseCode::Success,
@@ -79,10 +90,7 @@ fn push_to_requester(
     head: &SendHeader,
 ) -> Result<(), String> {
     let Some(requester) = properties::get_property(&head.properties, keys::REPLY_TO_CLIENT) else {
-        return Err(format!(
-            "reply message properties[{}] is null",
-            keys::REPLY_TO_CLIENT
-        ));
+        return Err(no_requester_remark());
     };
     let Some(channel) = broker.clients.find_channel(requester) else {
         return Err(format!(

@@ -8,6 +8,7 @@ mod lock;
 mod offsets;
 mod pull;
 mod query;
+mod reply;
 mod requests;
 mod send;
 mod send_back;
