@@ -30,13 +30,15 @@ pub struct GroupManager {
 }
 
 impl GroupManager {
-    pub fn load(path: PathBuf) -> Self {
-        let file: GroupsFile = crate::json_file::load(&path).unwrap_or_default();
-        Self {
+    /// # Errors
+    /// The file exists but neither it nor its backup can be read (never starts empty).
+    pub fn load(path: PathBuf) -> Result<Self, crate::json_file::LoadError> {
+        let file: GroupsFile = crate::json_file::load_or_default(&path)?;
+        Ok(Self {
             snapshot: ArcSwap::from_pointee(file),
             write_lock: Mutex::new(()),
             path,
-        }
+        })
     }
 
     pub fn get(&self, group: &str) -> Option<SubscriptionGroupConfig> {

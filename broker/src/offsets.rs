@@ -27,14 +27,15 @@ fn key(topic: &str, group: &str) -> String {
 }
 
 impl OffsetManager {
-    pub fn load(path: PathBuf) -> Self {
-        let file: ConsumerOffsetSerializeWrapper =
-            crate::json_file::load(&path).unwrap_or_default();
-        Self {
+    /// # Errors
+    /// The file exists but neither it nor its backup can be read (never starts empty).
+    pub fn load(path: PathBuf) -> Result<Self, crate::json_file::LoadError> {
+        let file: ConsumerOffsetSerializeWrapper = crate::json_file::load_or_default(&path)?;
+        Ok(Self {
             table: Mutex::new(file.offset_table),
             dirty: AtomicBool::new(false),
             path,
-        }
+        })
     }
 
     pub fn commit(&self, group: &str, topic: &str, queue_id: i32, offset: i64) {
@@ -96,12 +97,12 @@ mod tests {
     fn offsets_survive_reload() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("consumerOffset.json");
-        let offsets = OffsetManager::load(path.clone());
+        let offsets = OffsetManager::load(path.clone()).unwrap();
         offsets.commit("g1", "T1", 0, 42);
         offsets.commit("g1", "T1", 3, 7);
         offsets.commit("g2", "T2", 1, 9);
         offsets.persist();
-        let again = OffsetManager::load(path);
+        let again = OffsetManager::load(path).unwrap();
         assert_eq!(again.query("g1", "T1", 0), Some(42));
         assert_eq!(again.query("g1", "T1", 3), Some(7));
         assert_eq!(again.query("g1", "T1", 1), None);

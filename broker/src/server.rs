@@ -35,6 +35,8 @@ pub enum BrokerError {
     Net(#[from] rmq_net::NetError),
     #[error("broker start-up failed: {0}")]
     Startup(String),
+    #[error(transparent)]
+    Metadata(#[from] crate::json_file::LoadError),
 }
 
 /// A running broker.
@@ -159,7 +161,7 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
         shard_count,
         core_count,
         acl,
-    ));
+    )?);
     let parts: Arc<Mutex<Vec<Option<CoreParts>>>> = Arc::new(Mutex::new(
         Mesh::new(core_count)
             .into_iter()
@@ -248,7 +250,7 @@ pub(crate) fn build_context(
     shard_count: u32,
     core_count: usize,
     acl: Option<Arc<crate::acl::Acl>>,
-) -> BrokerContext {
+) -> Result<BrokerContext, crate::json_file::LoadError> {
     let config_dir = std::path::Path::new(&config.store_path_root_dir).join("config");
     let names = SystemTopicNames {
         cluster: config.broker_cluster_name.clone(),
@@ -261,16 +263,16 @@ pub(crate) fn build_context(
         .clone()
         .unwrap_or_else(|| broker_addr.ip().to_string());
     let ha_addr = format!("{ha_ip}:{}", config.ha_listen_port());
-    BrokerContext {
-        topics: TopicManager::load(config_dir.join("topics.json"), &names),
-        groups: GroupManager::load(config_dir.join("subscriptionGroup.json")),
-        offsets: OffsetManager::load(config_dir.join("consumerOffset.json")),
+    Ok(BrokerContext {
+        topics: TopicManager::load(config_dir.join("topics.json"), &names)?,
+        groups: GroupManager::load(config_dir.join("subscriptionGroup.json"))?,
+        offsets: OffsetManager::load(config_dir.join("consumerOffset.json"))?,
         clients: ClientManager::default(),
         schedule: crate::schedule::ScheduleProgress::load(
             &config_dir,
             config.delay_levels_ms().unwrap_or_default(),
-        ),
-        transactions: crate::transaction::TransactionState::load(&config_dir),
+        )?,
+        transactions: crate::transaction::TransactionState::load(&config_dir)?,
         stats: BrokerStats::default(),
         metrics: crate::metrics::MetricsHub::default(),
         acl,
@@ -285,7 +287,7 @@ pub(crate) fn build_context(
         ha_addr,
         shard_count,
         core_count,
-    }
+    })
 }
 
 struct CoreStart {

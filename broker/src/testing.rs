@@ -75,13 +75,10 @@ impl Harness {
         let layout = StoreLayout::open(&store_cfg).expect("store layout");
         assert_eq!(layout.shard_count, 1, "the harness runs one shard");
         let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), config.listen_port);
-        let ctx: SharedContext = Arc::new(crate::server::build_context(
-            config,
-            addr,
-            layout.shard_count,
-            1,
-            None,
-        ));
+        let ctx: SharedContext = Arc::new(
+            crate::server::build_context(config, addr, layout.shard_count, 1, None)
+                .expect("metadata files of a fresh store"),
+        );
         crate::schedule::ensure_system_topics(&ctx);
         let store = ShardStore::open(store_cfg, 0, true)
             .await

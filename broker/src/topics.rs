@@ -148,18 +148,24 @@ pub enum TopicLookup {
 
 impl TopicManager {
     /// Loads `config/topics.json` and adds the system topics RocketMQ always has.
-    pub fn load(path: PathBuf, broker: &SystemTopicNames) -> Self {
-        let file: TopicsFile = crate::json_file::load(&path).unwrap_or_default();
+    ///
+    /// # Errors
+    /// The file exists but neither it nor its backup can be read (never starts empty).
+    pub fn load(
+        path: PathBuf,
+        broker: &SystemTopicNames,
+    ) -> Result<Self, crate::json_file::LoadError> {
+        let file: TopicsFile = crate::json_file::load_or_default(&path)?;
         let mut table = file.topic_config_table;
         for config in system_topics(broker) {
             table.entry(config.topic_name.clone()).or_insert(config);
         }
-        Self {
+        Ok(Self {
             snapshot: ArcSwap::from_pointee(table),
             data_version: Mutex::new(file.data_version),
             write_lock: Mutex::new(()),
             path,
-        }
+        })
     }
 
     pub fn get(&self, topic: &str) -> Option<TopicConfig> {
@@ -313,7 +319,7 @@ mod tests {
             default_queue_nums: 8,
             auto_create_topic_enable: auto,
         };
-        TopicManager::load(dir.join("topics.json"), &names)
+        TopicManager::load(dir.join("topics.json"), &names).unwrap()
     }
 
     #[test]

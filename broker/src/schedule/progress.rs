@@ -28,13 +28,13 @@ struct Table {
 }
 
 impl Table {
-    fn load(path: PathBuf) -> Self {
-        let file: DelayOffsetSerializeWrapper = crate::json_file::load(&path).unwrap_or_default();
-        Self {
+    fn load(path: PathBuf) -> Result<Self, crate::json_file::LoadError> {
+        let file: DelayOffsetSerializeWrapper = crate::json_file::load_or_default(&path)?;
+        Ok(Self {
             offsets: Mutex::new(file.offset_table),
             dirty: AtomicBool::new(false),
             path,
-        }
+        })
     }
 
     fn wrapper(&self) -> DelayOffsetSerializeWrapper {
@@ -65,13 +65,18 @@ pub struct ScheduleProgress {
 }
 
 impl ScheduleProgress {
-    pub fn load(config_dir: &std::path::Path, delay_levels_ms: Vec<u64>) -> Self {
-        Self {
-            levels: Table::load(config_dir.join("delayOffset.json")),
-            timers: Table::load(config_dir.join("timerOffset.json")),
+    /// # Errors
+    /// A progress file exists but neither it nor its backup can be read.
+    pub fn load(
+        config_dir: &std::path::Path,
+        delay_levels_ms: Vec<u64>,
+    ) -> Result<Self, crate::json_file::LoadError> {
+        Ok(Self {
+            levels: Table::load(config_dir.join("delayOffset.json"))?,
+            timers: Table::load(config_dir.join("timerOffset.json"))?,
             undeliverable: AtomicU64::new(0),
             delay_levels_ms,
-        }
+        })
     }
 
     fn table(&self, family: QueueFamily) -> &Table {
@@ -138,12 +143,12 @@ mod tests {
     #[test]
     fn offsets_survive_reload_and_only_advance() {
         let dir = tempfile::tempdir().unwrap();
-        let progress = ScheduleProgress::load(dir.path(), vec![1000]);
+        let progress = ScheduleProgress::load(dir.path(), vec![1000]).unwrap();
         progress.advance(QueueFamily::Level, 0, 5);
         progress.advance(QueueFamily::Level, 0, 3);
         progress.advance(QueueFamily::Timer, 4, 9);
         progress.persist();
-        let again = ScheduleProgress::load(dir.path(), vec![1000]);
+        let again = ScheduleProgress::load(dir.path(), vec![1000]).unwrap();
         assert_eq!(again.get(QueueFamily::Level, 0), 5);
         assert_eq!(again.get(QueueFamily::Timer, 4), 9);
         assert_eq!(again.get(QueueFamily::Timer, 0), 0);

@@ -39,21 +39,23 @@ pub struct TransactionState {
 }
 
 impl TransactionState {
-    pub fn load(config_dir: &std::path::Path) -> Self {
+    /// # Errors
+    /// The progress file exists but neither it nor its backup can be read.
+    pub fn load(config_dir: &std::path::Path) -> Result<Self, crate::json_file::LoadError> {
         let path = config_dir.join("transactionProgress.json");
-        let file: ProgressFile = crate::json_file::load(&path).unwrap_or_default();
+        let file: ProgressFile = crate::json_file::load_or_default(&path)?;
         let inner = Inner {
             half_watermark: file.half_offset,
             op_scanned: file.op_offset,
             check_times: file.check_times,
             ..Inner::default()
         };
-        Self {
+        Ok(Self {
             inner: Mutex::new(inner),
             dirty: AtomicBool::new(false),
             path,
             next_opaque: AtomicI32::new(1),
-        }
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -178,7 +180,7 @@ mod tests {
     #[test]
     fn watermark_moves_over_resolved_offsets_only() {
         let dir = tempfile::tempdir().unwrap();
-        let state = TransactionState::load(dir.path());
+        let state = TransactionState::load(dir.path()).unwrap();
         assert!(state.claim(0));
         assert!(!state.claim(0), "second claim while in flight");
         state.resolve(0, 5);
@@ -189,7 +191,7 @@ mod tests {
         assert!(state.is_resolved(0) && state.is_resolved(2) && !state.is_resolved(1));
         state.set_op_scanned(7);
         state.persist();
-        let again = TransactionState::load(dir.path());
+        let again = TransactionState::load(dir.path()).unwrap();
         assert_eq!(again.half_watermark(), 1);
         assert_eq!(again.op_scanned(), 6, "op 6 (half 2) must be re-read");
         assert_eq!(again.check_times(1), 1);
