@@ -191,3 +191,89 @@ fn an_unknown_request_code_is_not_supported() {
         );
     });
 }
+
+#[test]
+fn update_broker_config_refuses_bad_values_and_keeps_the_old_config() {
+    run(async {
+        let h = Harness::new().await;
+        let update = |body: &str| {
+            RemotingCommand::new_request(rc::UPDATE_BROKER_CONFIG)
+                .with_body(body.as_bytes().to_vec())
+        };
+        let empty = h.call(update("")).await;
+        assert_code(&empty, ResponseCode::SystemError);
+        let bad = h
+            .call(update("defaultTopicQueueNums=abc\nlongPollingEnable=false"))
+            .await;
+        assert_code(&bad, ResponseCode::SystemError);
+        assert!(
+            remark(&bad).contains("defaultTopicQueueNums"),
+            "{}",
+            remark(&bad)
+        );
+        assert!(
+            h.ctx().live_config.load().long_polling_enable,
+            "nothing applied"
+        );
+        assert_code(
+            &h.call(update("longPollingEnable=false")).await,
+            ResponseCode::Success,
+        );
+        assert!(!h.ctx().live_config.load().long_polling_enable);
+    });
+}
+
+#[test]
+fn reset_offset_of_an_unknown_group_or_topic_changes_nothing() {
+    run(async {
+        let h = Harness::new().await;
+        assert_code(&h.call(create_topic("RS", 2)).await, ResponseCode::Success);
+        for _ in 0..3 {
+            assert_code(
+                &h.call(send("RS", 0, b"x", "")).await,
+                ResponseCode::Success,
+            );
+        }
+        let reset = |topic: &str, group: &str| {
+            RemotingCommand::new_request(rc::INVOKE_BROKER_TO_RESET_OFFSET)
+                .with_ext("topic", topic)
+                .with_ext("group", group)
+                .with_ext("timestamp", 0)
+                .with_ext("isForce", true)
+        };
+        let unknown_topic = h.call(reset("Nope", "G")).await;
+        assert_code(&unknown_topic, ResponseCode::SystemError);
+        assert!(
+            remark(&unknown_topic).contains("no topic"),
+            "{}",
+            remark(&unknown_topic)
+        );
+        // the group has an offset for queue 0 only: refused, and queue 0 keeps its offset
+        h.ctx().offsets.commit("G", "RS", 0, 3);
+        let partial = h.call(reset("RS", "G")).await;
+        assert_code(&partial, ResponseCode::SystemError);
+        assert_eq!(h.ctx().offsets.query("G", "RS", 0), Some(3));
+        h.ctx().offsets.commit("G", "RS", 1, 0);
+        assert_code(&h.call(reset("RS", "G")).await, ResponseCode::Success);
+        assert_eq!(h.ctx().offsets.query("G", "RS", 0), Some(0));
+    });
+}
+
+#[test]
+fn connection_lists_of_unknown_groups_are_errors() {
+    run(async {
+        let h = Harness::new().await;
+        let producers = RemotingCommand::new_request(rc::GET_PRODUCER_CONNECTION_LIST)
+            .with_ext("producerGroup", "NoProducers");
+        let response = h.call(producers).await;
+        assert_code(&response, ResponseCode::SystemError);
+        assert!(
+            remark(&response).contains("not exist"),
+            "{}",
+            remark(&response)
+        );
+        let consumers = RemotingCommand::new_request(rc::GET_CONSUMER_CONNECTION_LIST)
+            .with_ext("consumerGroup", "NoConsumers");
+        assert_code(&h.call(consumers).await, ResponseCode::ConsumerNotOnline);
+    });
+}
