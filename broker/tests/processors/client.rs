@@ -86,3 +86,47 @@ fn a_bad_heartbeat_body_or_missing_client_id_is_a_system_error() {
         );
     });
 }
+
+#[test]
+fn an_unknown_enum_value_in_a_heartbeat_is_refused_and_registers_nothing() {
+    run(async {
+        let h = Harness::new().await;
+        let body = json!({
+            "clientID": "client-9",
+            "consumerDataSet": [{"groupName": "EG", "consumeType": "CONSUME_SOMEHOW"}]
+        });
+        let request =
+            RemotingCommand::new_request(rc::HEART_BEAT).with_body(body.to_string().into_bytes());
+        let response = h.call(request).await;
+        assert_code(&response, ResponseCode::SystemError);
+        assert!(
+            remark(&response).contains("bad heartbeat body"),
+            "{}",
+            remark(&response)
+        );
+        assert!(h.ctx().groups.get("EG").is_none());
+        assert!(h.ctx().clients.consumer_ids("EG").is_empty());
+    });
+}
+
+#[test]
+fn check_client_config_refuses_sql_it_cannot_compile() {
+    run(async {
+        let h = Harness::with_config(&[("enablePropertyFilter", "true")]).await;
+        let check = |expression: &str| {
+            let body = json!({
+                "clientId": "c",
+                "group": "G",
+                "subscriptionData": {"topic": "T", "subString": expression, "expressionType": "SQL92"}
+            });
+            RemotingCommand::new_request(rc::CHECK_CLIENT_CONFIG)
+                .with_body(body.to_string().into_bytes())
+        };
+        assert_code(&h.call(check("a > 1")).await, ResponseCode::Success);
+        let bad = h.call(check("a >")).await;
+        assert_code(&bad, ResponseCode::SubscriptionParseFailed);
+        let garbage =
+            RemotingCommand::new_request(rc::CHECK_CLIENT_CONFIG).with_body(b"{".to_vec());
+        assert_code(&h.call(garbage).await, ResponseCode::SystemError);
+    });
+}
