@@ -63,14 +63,35 @@ final class ApachePeer implements AutoCloseable {
 
     /** Starts name server, master (ASYNC_MASTER) and slave; returns when all three accept connections. */
     void start(String cluster, String brokerName) {
+        start(cluster, brokerName, null);
+    }
+
+    /**
+     * With {@code plainAcl} non-null: a name server and an ACL master only (aclEnable=true, that text as
+     * conf/plain_acl.yml of the broker's ROCKETMQ_HOME).
+     */
+    void start(String cluster, String brokerName, String plainAcl) {
+        if (plainAcl != null) {
+            try {
+                Files.writeString(home.resolve("conf/plain_acl.yml"), plainAcl);
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
+            }
+        }
         Path ns = write("apache-namesrv", Map.of("listenPort", String.valueOf(namesrvPort)));
         launch("apache-namesrv", "org.apache.rocketmq.namesrv.NamesrvStartup", ns);
         RmqFast.awaitUntil(Duration.ofSeconds(60), () -> RmqFast.portOpen(namesrvPort), () -> "Apache name server");
-        launch("apache-master", "org.apache.rocketmq.broker.BrokerStartup",
-            write("apache-master", broker(cluster, brokerName, masterPort, "0", "ASYNC_MASTER")));
-        launch("apache-slave", "org.apache.rocketmq.broker.BrokerStartup",
-            write("apache-slave", broker(cluster, brokerName, slavePort, "1", "SLAVE")));
-        RmqFast.awaitUntil(Duration.ofSeconds(90), () -> RmqFast.portOpen(masterPort) && RmqFast.portOpen(slavePort),
+        Map<String, String> master = broker(cluster, brokerName, masterPort, "0", "ASYNC_MASTER");
+        if (plainAcl != null) {
+            master.put("aclEnable", "true");
+        }
+        launch("apache-master", "org.apache.rocketmq.broker.BrokerStartup", write("apache-master", master));
+        if (plainAcl == null) {
+            launch("apache-slave", "org.apache.rocketmq.broker.BrokerStartup",
+                write("apache-slave", broker(cluster, brokerName, slavePort, "1", "SLAVE")));
+        }
+        RmqFast.awaitUntil(Duration.ofSeconds(90),
+            () -> RmqFast.portOpen(masterPort) && (plainAcl != null || RmqFast.portOpen(slavePort)),
             () -> "Apache master/slave (logs in " + logDir + ")");
     }
 

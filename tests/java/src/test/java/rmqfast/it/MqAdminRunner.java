@@ -17,6 +17,7 @@ import org.apache.commons.cli.CommandLine;
 import org.apache.commons.cli.Options;
 import org.apache.commons.cli.PosixParser;
 import org.apache.rocketmq.common.MixAll;
+import org.apache.rocketmq.remoting.RPCHook;
 import org.apache.rocketmq.srvutil.ServerUtil;
 import org.apache.rocketmq.tools.command.MQAdminStartup;
 import org.apache.rocketmq.tools.command.SubCommand;
@@ -89,7 +90,7 @@ final class MqAdminRunner {
     });
 
     /** Runs {@code mqadmin args...} (args[0] is the command), giving up after {@code timeoutSec}. */
-    synchronized Result run(List<String> args, int timeoutSec, boolean endless) {
+    synchronized Result run(List<String> args, int timeoutSec, boolean endless, RPCHook hook) {
         SubCommand known = COMMANDS.get(args.get(0));
         if (known == null) {
             throw new AssertionError("mqadmin has no command " + args.get(0));
@@ -120,7 +121,7 @@ final class MqAdminRunner {
         System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
         java.util.Set<String> before = timestampDirs();
         Future<?> f = pool.submit(() -> {
-            cmd.execute(line, options, null);
+            cmd.execute(line, options, hook);
             return null;
         });
         try {

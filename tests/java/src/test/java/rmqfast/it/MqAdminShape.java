@@ -10,7 +10,7 @@ import java.util.stream.Collectors;
 
 /**
  * The output shape of an mqadmin command: lines with numbers, addresses, message ids and timestamps replaced by
- * placeholders, so two brokers' outputs compare equal when only their numbers differ.
+ * placeholders (and Java's Object.toString hashes), so two brokers' outputs compare equal when only their numbers differ.
  */
 final class MqAdminShape {
     /** How a command's output is compared. */
@@ -32,6 +32,7 @@ final class MqAdminShape {
     private static final Pattern ADDR = Pattern.compile("/?\\d{1,3}\\.\\d{1,3}\\.\\d{1,3}\\.\\d{1,3}(:\\d+)?");
     private static final Pattern HEX_ID = Pattern.compile("\\b[0-9A-Fa-f]{24,}\\b");
     private static final Pattern CLIENT_ID = Pattern.compile("<ADDR>@[\\w.#-]+");
+    private static final Pattern JAVA_HASH = Pattern.compile("@[0-9a-f]{1,8}\\b");
     private static final Pattern NUMBER = Pattern.compile("-?\\d+(\\.\\d+)?(E-?\\d+)?");
     private static final Pattern KEY = Pattern.compile("^\\s*([A-Za-z#%][\\w#%()/ .-]{0,60}?)\\s*[:=](\\s|$)");
 
@@ -40,6 +41,7 @@ final class MqAdminShape {
         s = ADDR.matcher(s).replaceAll("<ADDR>");
         s = CLIENT_ID.matcher(s).replaceAll("<CLIENT>");
         s = HEX_ID.matcher(s).replaceAll("<ID>");
+        s = JAVA_HASH.matcher(s).replaceAll("@<HASH>");
         s = NUMBER.matcher(s).replaceAll("#");
         return s.replaceAll("\\s+", " ").trim();
     }

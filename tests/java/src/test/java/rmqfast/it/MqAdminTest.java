@@ -44,10 +44,9 @@ import org.junit.jupiter.api.extension.ExtendWith;
  * checked on both. The per-command result table goes to tests/java/target/mqadmin-results.md (with the outputs
  * of every failing check) and to stdout.
  *
- * <p>Not checked because they fail on Apache too in this setup: the ACL commands (updateAclConfig,
- * deleteAclConfig, updateGlobalWhiteAddr, clusterAclConfigVersion) need aclEnable=true and a tools.yml with an
- * admin account (the ACL request codes are tested with the admin API in AclTest). The rest of the table lists
- * them with Apache's error. Needs the Apache jars: see {@link ApachePeer}. Takes about 75 s.
+ * <p>The ACL commands run in {@link #aclCommandsWorkLikeOnApache} against a name server and one broker with
+ * aclEnable=true each (Apache's refuse them without ACL), signed with an admin account. Needs the Apache jars: see
+ * {@link ApachePeer}. Both tests take about 95 s.
  */
 @ExtendWith(RmqFastExtension.class)
 class MqAdminTest {
@@ -118,7 +117,8 @@ class MqAdminTest {
 
         String subst(String arg) {
             return arg.replace("{ns}", ns).replace("{master}", master).replace("{slave}", slave)
-                .replace("{msgId}", first.getMsgId()).replace("{offsetMsgId}", first.getOffsetMsgId())
+                .replace("{msgId}", first == null ? "" : first.getMsgId())
+                .replace("{offsetMsgId}", first == null ? "" : first.getOffsetMsgId())
                 .replace("{dir}", dir.toString());
         }
 
@@ -139,11 +139,20 @@ class MqAdminTest {
 
     private static final List<Spec> SPECS = new ArrayList<>();
 
+    /** The ACL commands, run against a name server and an ACL broker (aclEnable=true) with an admin account. */
+    private static final List<Spec> ACL_SPECS = new ArrayList<>();
+
+    static final String PLAIN_ACL = "accounts:\n  - accessKey: aclAdmin1\n    secretKey: admin-secret\n    admin: true\n";
+
     /** Commands that run until stopped: stopped after a few seconds, and what they printed until then compared. */
     static final java.util.Set<String> ENDLESS = java.util.Set.of("startMonitoring", "clusterRT");
 
     private static void spec(String check, MqAdminShape.Mode mode, String args) {
         spec(check, mode, args, null);
+    }
+
+    private static void aclSpec(String check, MqAdminShape.Mode mode, String args) {
+        ACL_SPECS.add(new Spec(check, mode, List.of(args.split(" ")), null));
     }
 
     private static void spec(String check, MqAdminShape.Mode mode, String args, Function<Cluster, String> effect) {
@@ -188,7 +197,6 @@ class MqAdminTest {
         spec("exportMetadata", ANY, "exportMetadata -n {ns} -b {master} -f {dir}/meta");
         spec("exportConfigs", ANY, "exportConfigs -n {ns} -c TestCluster -f {dir}/configs");
         spec("exportMetrics", ANY, "exportMetrics -n {ns} -c TestCluster -f {dir}/metrics");
-        spec("clusterAclConfigVersion", ANY, "clusterAclConfigVersion -n {ns} -c TestCluster");
         spec("startMonitoring", ANY, "startMonitoring -n {ns}");
         // sends
         spec("sendMessage", TABLE, "sendMessage -n {ns} -t AdmTopic -p hello");
@@ -258,9 +266,13 @@ class MqAdminTest {
         spec("cleanExpiredCQ", ANY, "cleanExpiredCQ -n {ns} -b {master}");
         spec("deleteExpiredCommitLog", ANY, "deleteExpiredCommitLog -n {ns} -b {master}");
         spec("cleanUnusedTopic", ANY, "cleanUnusedTopic -n {ns} -b {master}");
-        spec("updateAclConfig", ANY, "updateAclConfig -n {ns} -b {master} -a admAk123 -s admSk12345");
-        spec("deleteAclConfig", ANY, "deleteAclConfig -n {ns} -b {master} -a admAk123");
-        spec("updateGlobalWhiteAddr", ANY, "updateGlobalWhiteAddr -n {ns} -b {master} -g 10.10.10.*");
+    }
+
+    static {
+        aclSpec("updateAclConfig", TEXT, "updateAclConfig -n {ns} -b {master} -a admAk123 -s admSk12345");
+        aclSpec("clusterAclConfigVersion", TABLE, "clusterAclConfigVersion -n {ns} -c TestCluster");
+        aclSpec("updateGlobalWhiteAddr", TEXT, "updateGlobalWhiteAddr -n {ns} -b {master} -g 10.10.10.*");
+        aclSpec("deleteAclConfig", TEXT, "deleteAclConfig -n {ns} -b {master} -a admAk123");
     }
 
     private static String route(Cluster c, String topic, Function<QueueData, String> check) {
@@ -366,12 +378,17 @@ class MqAdminTest {
     }
 
     private static Map<String, Outcome> runAll(Cluster c, MqAdminRunner runner) {
+        return runAll(SPECS, c, runner, null);
+    }
+
+    private static Map<String, Outcome> runAll(List<Spec> specs, Cluster c, MqAdminRunner runner,
+                                               org.apache.rocketmq.remoting.RPCHook hook) {
         Map<String, Outcome> out = new LinkedHashMap<>();
-        for (Spec s : SPECS) {
+        for (Spec s : specs) {
             List<String> args = new ArrayList<>();
             s.args().forEach(a -> args.add(c.subst(a)));
             boolean endless = ENDLESS.contains(args.get(0));
-            MqAdminRunner.Result r = runner.run(args, endless ? 6 : 30, endless);
+            MqAdminRunner.Result r = runner.run(args, endless ? 6 : 30, endless, hook);
             String effect = s.effect() == null || r.failed() ? null : s.effect().apply(c);
             out.put(s.check(), new Outcome(r, effect));
         }
@@ -416,17 +433,50 @@ class MqAdminTest {
             c.close();
             runner.close();
         }
-        report(apache, ours, rmq.workDir());
+        report(SPECS, apache, ours, "mqadmin");
     }
 
-    private static void report(Map<String, Outcome> apache, Map<String, Outcome> ours, Path work) throws IOException {
+    @Test
+    @Timeout(240)
+    void aclCommandsWorkLikeOnApache(RmqFast rmq) throws Exception {
+        Path lib = ApachePeer.libDir();
+        if (lib == null) {
+            throw new AssertionError("the Apache RocketMQ 4.9.7 jars are missing: run `mvn -B -q -f "
+                + "tools/bench/peer/pom.xml package` (scripts/java-tests.sh does) or pass -Drmqfast.apacheLib=<dir>");
+        }
+        var hook = AclTest.hook("aclAdmin1", "admin-secret");
+        MqAdminRunner runner = new MqAdminRunner();
+        Map<String, Outcome> apache;
+        Path apacheDir = rmq.workDir().resolve("apache");
+        try (ApachePeer peer = new ApachePeer(lib, apacheDir, apacheDir.resolve("logs"))) {
+            peer.start(RmqFast.CLUSTER, BROKER, PLAIN_ACL);
+            Cluster c = new Cluster("apache", peer.namesrvAddr(), "127.0.0.1:" + peer.masterPort, "", apacheDir);
+            await(() -> runner.run(List.of("clusterList", "-n", c.ns), 10, false, hook).out().contains(BROKER));
+            apache = runAll(ACL_SPECS, c, runner, hook);
+        }
+        Path home = rmq.workDir().resolve("rocketmq-home");
+        Files.createDirectories(home.resolve("conf"));
+        Files.writeString(home.resolve("conf/plain_acl.yml"), PLAIN_ACL);
+        rmq.startNamesrv();
+        RmqFast.Proc master = rmq.startBroker(BROKER, "aclEnable", "true", "rocketmqHome", home.toString());
+        Map<String, Outcome> ours;
+        try {
+            ours = runAll(ACL_SPECS, new Cluster("rmq-fast", rmq.namesrvAddr(), master.addr(), "", home), runner, hook);
+        } finally {
+            runner.close();
+        }
+        report(ACL_SPECS, apache, ours, "mqadmin-acl");
+    }
+
+    private static void report(List<Spec> specs, Map<String, Outcome> apache, Map<String, Outcome> ours, String name)
+        throws IOException {
         StringBuilder table = new StringBuilder("| check | Apache 4.9.7 | rmq-fast |\n|---|---|---|\n");
         StringBuilder details = new StringBuilder();
         List<String> unexpected = new ArrayList<>();
         List<String> nowPassing = new ArrayList<>();
         int meaningful = 0;
         int passed = 0;
-        for (Spec s : SPECS) {
+        for (Spec s : specs) {
             Outcome a = apache.get(s.check());
             Outcome o = ours.get(s.check());
             String aCell;
@@ -462,14 +512,14 @@ class MqAdminTest {
                 .append(" |\n");
         }
         String summary = "mqadmin checks: " + passed + " of " + meaningful + " pass on rmq-fast ("
-            + (SPECS.size() - meaningful) + " fail on Apache too and check nothing)\n\n";
+            + (specs.size() - meaningful) + " fail on Apache too and check nothing)\n\n";
         StringBuilder all = new StringBuilder();
-        for (Spec s : SPECS) {
+        for (Spec s : specs) {
             all.append("\n### ").append(s.check()).append("\napache:\n```\n").append(clip(apache.get(s.check()).result().out()))
                 .append("\n```\nrmq-fast:\n```\n").append(clip(ours.get(s.check()).result().out())).append("\n```\n");
         }
-        Files.writeString(Paths.get("target", "mqadmin-outputs.md"), all.toString());
-        Path file = Paths.get("target", "mqadmin-results.md");
+        Files.writeString(Paths.get("target", name + "-outputs.md"), all.toString());
+        Path file = Paths.get("target", name + "-results.md");
         Files.writeString(file, summary + table + "\n## Outputs of failing checks\n" + details);
         System.out.println(summary + table);
         StringBuilder problems = new StringBuilder();
@@ -512,6 +562,7 @@ class MqAdminTest {
     void everyMqadminCommandIsChecked() {
         TreeSet<String> missing = new TreeSet<>(MqAdminRunner.commandNames());
         SPECS.forEach(s -> missing.remove(s.args().get(0)));
+        ACL_SPECS.forEach(s -> missing.remove(s.args().get(0)));
         if (!missing.isEmpty()) {
             throw new AssertionError("mqadmin commands without a check in MqAdminTest: " + missing);
         }
