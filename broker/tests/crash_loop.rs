@@ -91,6 +91,8 @@ fn crash_loop(flush: &str, seed: u64) {
     );
 }
 
+/// `cleanFileForciblyEnable=false`: on a shared host whose disk is past 85% full, forced
+/// cleanup would delete the test's segments and the check would read that as a lost message.
 fn write_config(root: &Path, port: u16, flush: &str) -> PathBuf {
     let store = root.join("store");
     let shards: u32 = std::env::var("RMQ_CRASH_SHARDS")
@@ -103,7 +105,7 @@ fn write_config(root: &Path, port: u16, flush: &str) -> PathBuf {
          storePathRootDir={}\nlogDir={}\nflushDiskType={flush}\n\
          mappedFileSizeCommitLog=1048576\nmaxMessageSize=65536\nmappedFileSizeConsumeQueue=6000\n\
          flushIntervalConsumeQueue=100\nflushIntervalCommitLog=50\nshardCount={shards}\n\
-         autoCreateTopicEnable=true\ndefaultTopicQueueNums={QUEUES}\n",
+         autoCreateTopicEnable=true\ncleanFileForciblyEnable=false\ndefaultTopicQueueNums={QUEUES}\n",
         store.display(),
         root.join("logs").display()
     );

@@ -165,7 +165,7 @@ impl Node {
              mappedFileSizeCommitLog=1048576\nmaxMessageSize=65536\n\
              mappedFileSizeConsumeQueue=6000\nflushIntervalConsumeQueue=100\n\
              flushIntervalCommitLog=50\nshardCount=2\nhaSendHeartbeatInterval=1000\n\
-             autoCreateTopicEnable=true\ndefaultTopicQueueNums={}\n",
+             autoCreateTopicEnable=true\ncleanFileForciblyEnable=false\ndefaultTopicQueueNums={}\n",
             root.join("store").display(),
             root.join("logs").display(),
             TOPIC.queues
