@@ -37,22 +37,13 @@ fn readme_and_architecture_list_the_same_crates() {
     assert!(readme.len() >= 9, "{readme:?}");
     assert_eq!(readme, architecture);
     let manifest = read("Cargo.toml");
-    for member in [
-        "core",
-        "net",
-        "storage",
-        "ha",
-        "namesrv",
-        "broker",
-        "rmq-fast",
-        "tools/bench",
-        "benches",
-        "test-support",
-    ] {
-        assert!(
-            manifest.contains(&format!("\"{member}\"")),
-            "{member} is no workspace member"
-        );
+    let members_line = manifest
+        .lines()
+        .find(|l| l.trim_start().starts_with("members"))
+        .expect("a members list in Cargo.toml");
+    let members: Vec<&str> = members_line.split('"').skip(1).step_by(2).collect();
+    assert!(members.len() >= 9, "{members:?}");
+    for member in members {
         assert!(
             readme.iter().any(|row| row[0] == format!("`{member}/`")),
             "the crate table lacks {member}/"
