@@ -19,6 +19,11 @@ pub struct BrokerStats {
     pub messages_put: AtomicU64,
     pub messages_got: AtomicU64,
     pub bytes_put: AtomicU64,
+    /// Messages forced cleanup deleted before known consumer groups consumed them
+    /// (`retention`).
+    pub forced_cleanup_unconsumed_messages: AtomicU64,
+    /// Commit log bytes of those messages (an upper bound, see `retention`).
+    pub forced_cleanup_unconsumed_bytes: AtomicU64,
 }
 
 pub struct BrokerContext {

@@ -52,6 +52,7 @@ fn full_scrape() -> Scrape {
             total_bytes: 100,
             used_bytes: 50,
         }),
+        forced_cleanup_unconsumed: (3, 3000),
     }
 }
 

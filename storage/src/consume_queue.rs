@@ -290,16 +290,7 @@ impl ConsumeQueue {
     /// entries dropped.
     pub async fn drop_below(&self, log_min: i64) -> Result<i64, StoreError> {
         let old_min = self.min.get();
-        let (mut low, mut high) = (old_min, self.next.get());
-        while low < high {
-            let middle = low + (high - low) / 2;
-            let entry = self.entry(middle).await?;
-            if entry.is_message() && entry.offset >= log_min {
-                high = middle;
-            } else {
-                low = middle + 1;
-            }
-        }
+        let low = self.first_kept(log_min).await?;
         if low == old_min {
             return Ok(0);
         }
@@ -320,6 +311,22 @@ impl ConsumeQueue {
             }
         }
         Ok(low - old_min)
+    }
+
+    /// The first queue offset whose entry points at or above `log_min`: what
+    /// [`Self::drop_below`] makes the new min offset (entries are ordered by offset).
+    pub async fn first_kept(&self, log_min: i64) -> Result<i64, StoreError> {
+        let (mut low, mut high) = (self.min.get(), self.next.get());
+        while low < high {
+            let middle = low + (high - low) / 2;
+            let entry = self.entry(middle).await?;
+            if entry.is_message() && entry.offset >= log_min {
+                high = middle;
+            } else {
+                low = middle + 1;
+            }
+        }
+        Ok(low)
     }
 
     /// Recovery: drops the entries whose message ends past `log_end` (they point at bytes

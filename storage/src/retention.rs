@@ -14,6 +14,11 @@
 //! record still exists (pulls below it get OFFSET_TOO_SMALL, i.e. PULL_OFFSET_MOVED), and
 //! index files entirely below the new first offset are deleted. A segment's age is the
 //! modification time of its file (the last write), as in RocketMQ.
+//!
+//! Forced deletion does not look at consumers (RocketMQ's trade-off: the disk must not fill
+//! up), so it can delete acknowledged messages no consumer has read yet. Before a forced
+//! round the broker asks [`ShardStore::unconsumed_loss`] what the round would take that its
+//! known consumers have not consumed, and warns and counts it.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -78,7 +83,92 @@ pub struct Deleted {
     pub index_files: usize,
 }
 
+/// Messages of one queue a forced round deletes although not consumed: queue offsets
+/// `from..to` (`to` is the queue's new min offset).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueLoss {
+    pub topic: String,
+    pub queue_id: i32,
+    pub from: i64,
+    pub to: i64,
+}
+
+/// What a forced round would delete in one shard that consumers have not consumed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnconsumedLoss {
+    /// Segments the round deletes.
+    pub segments: usize,
+    /// Commit log bytes the round deletes.
+    pub bytes: i64,
+    /// Messages deleted before any known consumer consumed them (sum over `queues`).
+    pub messages: i64,
+    /// Commit log bytes from the oldest such message to the shard's new first offset: the
+    /// unconsumed data going, an upper bound when consumed records of other queues lie in
+    /// between (exact sizes would mean reading every entry of up to ten segments).
+    pub unconsumed_bytes: i64,
+    pub queues: Vec<QueueLoss>,
+}
+
 impl ShardStore {
+    /// What [`Self::delete_expired_files`] with a forced `policy` deletes that consumers
+    /// have not consumed, without deleting anything. `consumed_to(topic, queue_id)` is the
+    /// queue offset below which every known consumer has consumed (`None`: the queue is not
+    /// watched, e.g. a system topic). Call it on the shard's core just before the round.
+    pub async fn unconsumed_loss(
+        &self,
+        policy: &ExpiryPolicy,
+        consumed_to: &dyn Fn(&str, i32) -> Option<i64>,
+    ) -> Result<UnconsumedLoss, StoreError> {
+        let protected_from = self.log.segment_start(self.log.written());
+        let starts: Vec<i64> = self
+            .log
+            .segments
+            .borrow()
+            .keys()
+            .copied()
+            .take(policy.max_files + 1)
+            .collect();
+        let doomed = starts
+            .iter()
+            .take(policy.max_files)
+            .take_while(|&&start| start < protected_from)
+            .count();
+        let mut loss = UnconsumedLoss {
+            segments: doomed,
+            ..UnconsumedLoss::default()
+        };
+        if doomed == 0 {
+            return Ok(loss);
+        }
+        let new_min = starts.get(doomed).copied().unwrap_or(protected_from);
+        loss.bytes = new_min - starts[0];
+        let mut oldest_unconsumed = new_min;
+        for queue in self.all_queues() {
+            let Some(consumed) = consumed_to(&queue.topic, queue.queue_id) else {
+                continue;
+            };
+            let from = consumed.max(queue.min_offset());
+            let to = queue.first_kept(new_min).await?;
+            if from >= to {
+                continue;
+            }
+            let first = queue.entry(from).await?;
+            if first.is_message() {
+                oldest_unconsumed = oldest_unconsumed.min(first.offset);
+            }
+            loss.messages += to - from;
+            loss.queues.push(QueueLoss {
+                topic: queue.topic.clone(),
+                queue_id: queue.queue_id,
+                from,
+                to,
+            });
+        }
+        loss.unconsumed_bytes = new_min - oldest_unconsumed.max(starts[0]);
+        assert!(loss.unconsumed_bytes >= 0 && loss.unconsumed_bytes <= loss.bytes);
+        Ok(loss)
+    }
+
     /// The first commit log offset this shard still holds.
     pub fn min_physical_offset(&self) -> i64 {
         let segments = self.log.segments.borrow();

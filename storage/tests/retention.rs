@@ -177,3 +177,68 @@ fn a_nearly_full_disk_refuses_sends_and_forces_deletion() {
         );
     });
 }
+
+/// The forced round's preview names exactly the messages it deletes that the consumers
+/// have not consumed (what the broker warns about before deleting).
+#[test]
+fn unconsumed_loss_names_what_a_forced_round_deletes_unread() {
+    let dir = temp_dir();
+    let cfg = retention_config(dir.path());
+    run(async {
+        let (_layout, store) = open(&cfg, 0).await;
+        let mut end = 0;
+        for i in 0..200 {
+            let queue = i % 2;
+            let mut record = encode(TOPIC, queue, &vec![b'u'; 2000], "", 0);
+            end = store
+                .append(TOPIC, queue, &mut record, 0, now_ms())
+                .unwrap()
+                .end_offset;
+        }
+        store.wait_durable(end, Durability::Written).await.unwrap();
+        let forced = ExpiryPolicy {
+            now_ms: now_ms(),
+            reserved_ms: 72 * 3_600_000,
+            force: true,
+            max_files: 3,
+        };
+        // Queue 0 consumed up to 10, queue 1 completely; other topics not watched.
+        let consumed_to = |topic: &str, queue: i32| match (topic, queue) {
+            (TOPIC, 0) => Some(10),
+            (TOPIC, _) => Some(100),
+            _ => None,
+        };
+        let loss = store.unconsumed_loss(&forced, &consumed_to).await.unwrap();
+        let min_before = store.min_physical_offset();
+        let deleted = store.delete_expired_files(&forced).await.unwrap();
+        assert_eq!((loss.segments, deleted.segments), (3, 3));
+        assert_eq!(loss.bytes, store.min_physical_offset() - min_before);
+        let lost_to = store.min_queue_offset(TOPIC, 0);
+        assert!(
+            lost_to > 10,
+            "the round must reach unread messages: {lost_to}"
+        );
+        assert_eq!(
+            loss.queues,
+            vec![rmq_storage::retention::QueueLoss {
+                topic: TOPIC.into(),
+                queue_id: 0,
+                from: 10,
+                to: lost_to,
+            }]
+        );
+        assert_eq!(loss.messages, lost_to - 10);
+        // Records alternate between the queues: the span from queue 0's 11th record to the
+        // new first offset holds its unread records and as many of queue 1's.
+        let record = loss.bytes / deleted.queue_entries;
+        assert!(
+            (loss.unconsumed_bytes - 2 * loss.messages * record).abs() <= 2 * record,
+            "{loss:?} record {record}"
+        );
+        // Everything consumed: nothing unconsumed goes.
+        let all_read = |_: &str, _: i32| Some(i64::MAX);
+        let loss = store.unconsumed_loss(&forced, &all_read).await.unwrap();
+        assert_eq!((loss.messages, loss.unconsumed_bytes), (0, 0));
+        assert!(loss.queues.is_empty() && loss.segments == 3);
+    });
+}

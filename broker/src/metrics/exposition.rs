@@ -443,6 +443,19 @@ fn rmq_latency_and_connections(out: &mut DescriptorEncoder, s: &Scrape) -> Resul
             .iter()
             .map(|&(core, n)| (vec![("core", core.to_string())], n)),
     )?;
+    let (messages, bytes) = s.forced_cleanup_unconsumed;
+    counter(
+        out,
+        "rmq_forced_cleanup_unconsumed_messages",
+        "Messages forced cleanup (disk past diskSpaceCleanForciblyRatio) deleted before the known consumer groups consumed them",
+        [(Vec::new(), messages)],
+    )?;
+    counter(
+        out,
+        "rmq_forced_cleanup_unconsumed_bytes",
+        "Commit log bytes from the oldest unconsumed message forced cleanup deleted to the new first offset (an upper bound of the unconsumed bytes)",
+        [(Vec::new(), bytes)],
+    )?;
     if let Some(disk) = s.disk {
         gauge(
             out,

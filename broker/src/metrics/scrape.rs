@@ -47,6 +47,8 @@ pub struct Scrape {
     pub consumer_group_number: usize,
     pub broker_permission: i32,
     pub disk: Option<Disk>,
+    /// Forced cleanup deleted these before consumers read them: (messages, bytes).
+    pub forced_cleanup_unconsumed: (u64, u64),
 }
 
 impl Scrape {
@@ -68,6 +70,16 @@ impl Scrape {
             consumer_group_number: broker.groups.all().subscription_group_table.len(),
             broker_permission: broker.live_config.load().broker_permission,
             disk: disk_use(broker),
+            forced_cleanup_unconsumed: (
+                broker
+                    .stats
+                    .forced_cleanup_unconsumed_messages
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                broker
+                    .stats
+                    .forced_cleanup_unconsumed_bytes
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            ),
         };
         let mut queue_lags = Vec::new();
         for core in cores {

@@ -163,6 +163,23 @@ fn runtime_info(core: &Rc<CoreContext>) -> KVTable {
         "scheduleUndeliverable",
         broker.schedule.undeliverable().to_string(),
     );
+    // Forced cleanup (disk past 85%) deleted these before consumers read them (retention).
+    put(
+        "forcedCleanupUnconsumedMessages",
+        broker
+            .stats
+            .forced_cleanup_unconsumed_messages
+            .load(Ordering::Relaxed)
+            .to_string(),
+    );
+    put(
+        "forcedCleanupUnconsumedBytes",
+        broker
+            .stats
+            .forced_cleanup_unconsumed_bytes
+            .load(Ordering::Relaxed)
+            .to_string(),
+    );
     let max_offsets: Vec<String> = core
         .shards
         .values()
