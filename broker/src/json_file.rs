@@ -117,27 +117,48 @@ pub fn store<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
 /// # Errors
 /// The I/O error.
 pub fn store_bytes(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = with_suffix(path, ".tmp");
-    write_synced(&tmp, bytes)?;
-    if path.exists() {
-        backup(path)?;
-    }
-    std::fs::rename(&tmp, path)?;
-    sync_dir(dir)
+    store_steps(path, bytes, usize::MAX)
 }
 
-/// Replaces `path.bak` by the current `path` without ever leaving `.bak` partial.
-fn backup(path: &Path) -> std::io::Result<()> {
+/// The steps of [`store_bytes`], stopping after the first `steps` of them (tests simulate a
+/// crash between any two steps with it).
+fn store_steps(path: &Path, bytes: &[u8], steps: usize) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = with_suffix(path, ".tmp");
     let bak = with_suffix(path, ".bak");
     let bak_tmp = with_suffix(path, ".bak.tmp");
-    let _ = std::fs::remove_file(&bak_tmp);
-    if std::fs::hard_link(path, &bak_tmp).is_err() {
-        let current = std::fs::read(path)?;
-        write_synced(&bak_tmp, &current)?;
+    let had_file = path.exists();
+    let all: [&dyn Fn() -> std::io::Result<()>; 5] = [
+        &|| {
+            std::fs::create_dir_all(dir)?;
+            write_synced(&tmp, bytes)
+        },
+        // `.bak.tmp`: a hard link to the current file (or a synced copy without links).
+        &|| {
+            if !had_file {
+                return Ok(());
+            }
+            let _ = std::fs::remove_file(&bak_tmp);
+            if std::fs::hard_link(path, &bak_tmp).is_err() {
+                let current = std::fs::read(path)?;
+                write_synced(&bak_tmp, &current)?;
+            }
+            Ok(())
+        },
+        // `.bak` replaced atomically: never truncated or half-written.
+        &|| {
+            if had_file {
+                std::fs::rename(&bak_tmp, &bak)?;
+            }
+            Ok(())
+        },
+        &|| std::fs::rename(&tmp, path),
+        &|| sync_dir(dir),
+    ];
+    for step in all.iter().take(steps) {
+        step()?;
     }
-    std::fs::rename(&bak_tmp, &bak)
+    Ok(())
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -187,6 +208,55 @@ mod tests {
         // The main file damaged: the backup is used.
         std::fs::write(&path, b"{ not json").unwrap();
         assert_eq!(load::<Table>(&path).unwrap(), Some(table(1)));
+    }
+
+    /// A crash (the process stops) between any two steps of a write leaves a loadable
+    /// file holding the old or the new version, and never a partial `.bak`.
+    #[test]
+    fn a_crash_between_any_two_steps_of_a_write_leaves_a_valid_version() {
+        for steps in 0..=5 {
+            for history in 0..3 {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("topics.json");
+                // 0: fresh store, 1: a file without backup, 2: a file and its backup.
+                for version in 0..history {
+                    store(&path, &table(version + 1)).unwrap();
+                }
+                let old = (history > 0).then(|| table(history));
+                let new = table(9);
+                let bytes = serde_json::to_vec_pretty(&new).unwrap();
+                store_steps(&path, &bytes, steps).unwrap();
+                let loaded = load::<Table>(&path)
+                    .unwrap_or_else(|e| panic!("crash after {steps} steps ({history}): {e}"));
+                assert!(
+                    loaded == old || loaded == Some(new.clone()),
+                    "after {steps} steps ({history}): {loaded:?}"
+                );
+                if steps == 5 {
+                    assert_eq!(loaded, Some(new.clone()));
+                }
+                // Each file present is complete on its own.
+                for name in ["topics.json", "topics.json.bak"] {
+                    let file = dir.path().join(name);
+                    if let Ok(bytes) = std::fs::read(&file) {
+                        let parsed: Result<Table, _> = serde_json::from_slice(&bytes);
+                        assert!(
+                            parsed.is_ok(),
+                            "{name} torn after {steps} steps ({history})"
+                        );
+                    }
+                }
+                // A new write after the crash completes and keeps the old version as backup.
+                let had_file = path.exists();
+                store(&path, &table(10)).unwrap();
+                assert_eq!(load::<Table>(&path).unwrap(), Some(table(10)));
+                if had_file {
+                    let bak = std::fs::read(dir.path().join("topics.json.bak")).unwrap();
+                    let bak: Table = serde_json::from_slice(&bak).unwrap();
+                    assert!(bak == new || Some(&bak) == old.as_ref(), "{bak:?}");
+                }
+            }
+        }
     }
 
     #[test]
