@@ -13,12 +13,9 @@ use crate::groups::GroupManager;
 use crate::offsets::OffsetManager;
 use crate::topics::TopicManager;
 
-/// Counters for GET_BROKER_RUNTIME_INFO.
+/// Rare events counted broker-wide (the per-message counters are per core: `stats`).
 #[derive(Default)]
 pub struct BrokerStats {
-    pub messages_put: AtomicU64,
-    pub messages_got: AtomicU64,
-    pub bytes_put: AtomicU64,
     /// Messages forced cleanup deleted before known consumer groups consumed them
     /// (`retention`).
     pub forced_cleanup_unconsumed_messages: AtomicU64,
@@ -43,13 +40,17 @@ pub struct BrokerContext {
     /// Transaction decisions and check-back progress (`transaction`).
     pub transactions: crate::transaction::TransactionState,
     pub stats: BrokerStats,
+    /// Every core's statistics counters (`stats`).
+    pub stats_hub: crate::stats::StatsHub,
+    /// The summed counters over time (`stats::history`).
+    pub stats_history: crate::stats::StatsHistory,
     /// The metrics endpoint's way to every core (`metrics`; empty when it is off).
     pub metrics: crate::metrics::MetricsHub,
     /// Access control (`acl`); None unless aclEnable=true.
     pub acl: Option<Arc<crate::acl::Acl>>,
     /// Queue locks of orderly consumers (`rebalance_lock`).
     pub rebalance_locks: crate::rebalance_lock::RebalanceLocks,
-    /// The config as changed at runtime by UPDATE_BROKER_CONFIG (`processor::stats`); code
+    /// The config as changed at runtime by UPDATE_BROKER_CONFIG (`processor::admin::broker_config`); code
     /// that honours runtime changes reads this instead of `config`.
     pub live_config: arc_swap::ArcSwap<BrokerConfig>,
     /// Where a slave's master is (learned at registration; `replication`).

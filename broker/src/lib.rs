@@ -40,6 +40,7 @@ pub mod replication;
 pub mod retention;
 pub mod schedule;
 pub mod server;
+pub mod stats;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 pub mod topics;

@@ -274,6 +274,8 @@ pub(crate) fn build_context(
         )?,
         transactions: crate::transaction::TransactionState::load(&config_dir)?,
         stats: BrokerStats::default(),
+        stats_hub: crate::stats::StatsHub::default(),
+        stats_history: crate::stats::StatsHistory::default(),
         metrics: crate::metrics::MetricsHub::default(),
         acl,
         rebalance_locks: crate::rebalance_lock::RebalanceLocks::default(),
@@ -361,6 +363,10 @@ async fn run_core(start: CoreStart) {
     }
     crate::replication::start(&core);
     crate::metrics::start_core(&core);
+    ctx.stats_hub.start_core(start.core);
+    if start.core == 0 {
+        rmq_net::rt::spawn(crate::stats::sampler_loop(ctx.clone(), 0)).detach();
+    }
     let _ = start.ready_tx.lock().expect("ready lock").send(Ok(()));
     if start.core == 0 {
         let namesrv = ctx.config.namesrv_addrs().join(";");

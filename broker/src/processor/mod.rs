@@ -11,7 +11,6 @@ pub mod query;
 pub mod reply;
 pub mod send;
 pub mod send_back;
-pub mod stats;
 pub mod transaction;
 
 use std::rc::Rc;
@@ -113,10 +112,7 @@ impl RequestHandler for BrokerHandler {
                             )
                         })
                 }
-                code => match stats::process(core, code, &req).await {
-                    Some(result) => result,
-                    None => admin::process(core, code, &req).await,
-                },
+                code => admin::process(core, code, &req).await,
             };
             let response = result.unwrap_or_else(|error| error);
             crate::metrics::on_rpc(started, req.code, Some(response.code));

@@ -130,7 +130,7 @@ pub async fn process(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed
         })
         .await
         .map_err(|error| busy(req, &error))?;
-    Ok(respond(core, req, &head, got))
+    Ok(respond(req, &head, got))
 }
 
 /// The number of messages a pull asks for, bounded.
@@ -292,18 +292,18 @@ pub fn check_client_config(core: &Rc<CoreContext>, req: &RemotingCommand) -> Pro
 }
 
 fn respond(
-    core: &CoreContext,
     req: &RemotingCommand,
     head: &PullHeader,
     got: Result<GetMessages, StoreError>,
 ) -> RemotingCommand {
-    if let Ok(got) = &got
-        && got.status == GetStatus::Found
-    {
-        core.broker
-            .stats
-            .messages_got
-            .fetch_add(got.count as u64, std::sync::atomic::Ordering::Relaxed);
+    if let Ok(got) = &got {
+        let found = got.status == GetStatus::Found;
+        let (count, bytes) = if found {
+            (got.count, got.body.len())
+        } else {
+            (0, 0)
+        };
+        crate::stats::on_get(&head.group, &head.topic, count, bytes);
     }
     crate::metrics::on_pull(&head.group, &head.topic, head.queue_id, got.as_ref().ok());
     pull_response(req, head, got)

@@ -112,7 +112,7 @@ pub async fn process(
         .await
         .map_err(|error| busy(req, &error))?;
     let (outcome, slave) = crate::replication::split(outcome);
-    let response = respond(broker, req, &head, queue_id, outcome);
+    let response = respond(broker, req, &head, queue_id, outcome, store_ts);
     Ok(crate::replication::with_slave_outcome(response, slave))
 }
 
@@ -377,6 +377,7 @@ fn respond(
     head: &SendHeader,
     queue_id: i32,
     outcome: Result<(AppendResult, Result<(), StoreError>), StoreError>,
+    started_ms: i64,
 ) -> RemotingCommand {
     let (appended, durable) = match outcome {
         Ok(pair) => pair,
@@ -387,13 +388,11 @@ fn respond(
         Err(StoreError::FlushTimeout) => ResponseCode::FlushDiskTimeout,
         Err(error) => return store_error_response(req, &error),
     };
-    broker
-        .stats
-        .messages_put
-        .fetch_add(appended.count as u64, std::sync::atomic::Ordering::Relaxed);
-    broker.stats.bytes_put.fetch_add(
-        appended.wrote_bytes as u64,
-        std::sync::atomic::Ordering::Relaxed,
+    crate::stats::on_put(
+        &head.topic,
+        appended.count,
+        appended.wrote_bytes,
+        now_ms() - started_ms,
     );
     crate::metrics::on_send(
         &head.topic,
@@ -422,6 +421,7 @@ fn batch_msg_ids(broker: &BrokerContext, appended: &AppendResult) -> String {
 }
 
 fn store_error_response(req: &RemotingCommand, error: &StoreError) -> RemotingCommand {
+    crate::stats::on_put_failed();
     match error {
         StoreError::ShuttingDown => {
             reply(req, ResponseCode::ServiceNotAvailable, error.to_string())

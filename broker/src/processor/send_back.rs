@@ -95,8 +95,10 @@ pub async fn process(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed
     reput(core, &view, &target)
         .await
         .map_err(|e| failed(format!("send back failed: {e}")))?;
+    let origin_topic = req.ext("originTopic").unwrap_or(view.topic());
+    crate::stats::on_send_back(&head.group, origin_topic);
     if to_dlq {
-        crate::metrics::on_dlq(&head.group, req.ext("originTopic").unwrap_or(view.topic()));
+        crate::metrics::on_dlq(&head.group, origin_topic);
     }
     tracing::debug!(group = %head.group, topic = %topic, reconsume_times, "message sent back");
     Ok(success(req))

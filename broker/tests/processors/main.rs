@@ -10,6 +10,7 @@ mod pull;
 mod query;
 mod reply;
 mod requests;
+mod runtime_info;
 mod send;
 mod send_back;
 mod transaction;

@@ -1,0 +1,53 @@
+//! Admin requests used by mqadmin, the dashboard, the exporter and slaves: topic and
+//! subscription-group management, config dumps, runtime info and statistics, offset
+//! resets, calls relayed to consumers and store maintenance. One file per family; unknown
+//! codes get REQUEST_CODE_NOT_SUPPORTED.
+
+pub mod broker_config;
+pub mod connections;
+pub mod consume_stats;
+pub mod queues;
+pub mod reset_offset;
+pub mod runtime_info;
+pub mod topic_stats;
+pub mod topics;
+
+use std::rc::Rc;
+
+use rmq_core::body::encode_body;
+use rmq_core::remoting::{RemotingCommand, ResponseCode, request_code as rc};
+
+use super::{Processed, reply, success};
+use crate::core_context::CoreContext;
+
+pub async fn process(core: &Rc<CoreContext>, code: i32, req: &RemotingCommand) -> Processed {
+    let broker = &core.broker;
+    match code {
+        rc::UPDATE_AND_CREATE_TOPIC => topics::create_topic(core, req),
+        rc::DELETE_TOPIC_IN_BROKER => topics::delete_topic(core, req).await,
+        rc::GET_ALL_TOPIC_CONFIG => {
+            Ok(success(req).with_body(encode_body(&broker.topics.wrapper())))
+        }
+        rc::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => topics::update_group(core, req),
+        rc::DELETE_SUBSCRIPTIONGROUP => topics::delete_group(core, req),
+        rc::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => {
+            Ok(success(req).with_body(encode_body(&*broker.groups.all())))
+        }
+        rc::GET_ALL_CONSUMER_OFFSET => {
+            Ok(success(req).with_body(encode_body(&broker.offsets.wrapper())))
+        }
+        rc::GET_BROKER_RUNTIME_INFO => runtime_info::process(core, req).await,
+        rc::GET_TOPIC_STATS_INFO => topic_stats::topic_stats(core, req).await,
+        rc::GET_CONSUME_STATS => consume_stats::consume_stats(core, req).await,
+        rc::GET_CONSUMER_CONNECTION_LIST => connections::consumer_connections(core, req),
+        rc::GET_PRODUCER_CONNECTION_LIST => connections::producer_connections(core, req),
+        rc::GET_BROKER_CONFIG => broker_config::get_config(core, req),
+        rc::UPDATE_BROKER_CONFIG => broker_config::update_config(core, req),
+        rc::INVOKE_BROKER_TO_RESET_OFFSET => reset_offset::reset_offset(core, req).await,
+        code => Err(reply(
+            req,
+            ResponseCode::RequestCodeNotSupported,
+            format!(" request type {code} not supported"),
+        )),
+    }
+}
