@@ -16,6 +16,7 @@
 //! One core serves everything: the name server handles a few requests per client per
 //! 30 s, so it runs a single pinned runtime and keeps its state in a `RefCell`.
 
+pub mod config_admin;
 pub mod kv_config;
 pub mod processor;
 pub mod route_table;

@@ -6,6 +6,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use rmq_core::body::{KVTable, RegisterBrokerBody, decode_body, encode_body};
+use rmq_core::config::NamesrvConfig;
 use rmq_core::remoting::{HeaderError, RemotingCommand, ResponseCode, request_code as rc};
 use rmq_net::ConnectionInfo;
 
@@ -19,9 +20,15 @@ pub const ORDER_TOPIC_NAMESPACE: &str = "ORDER_TOPIC_CONFIG";
 pub struct NamesrvState {
     pub routes: RefCell<RouteTable>,
     pub kv: RefCell<KvConfig>,
+    /// The config as changed at runtime by UPDATE_NAMESRV_CONFIG (`config_admin`).
+    pub config: RefCell<NamesrvConfig>,
 }
 
-fn reply(req: &RemotingCommand, code: ResponseCode, remark: Option<String>) -> RemotingCommand {
+pub(crate) fn reply(
+    req: &RemotingCommand,
+    code: ResponseCode,
+    remark: Option<String>,
+) -> RemotingCommand {
     RemotingCommand::response_for(req, code.code(), remark)
 }
 
@@ -56,6 +63,11 @@ pub fn process(
             reply(req, ResponseCode::Success, None)
         }),
         rc::QUERY_DATA_VERSION => query_data_version(state, req),
+        rc::WIPE_WRITE_PERM_OF_BROKER | rc::ADD_WRITE_PERM_OF_BROKER => {
+            write_perm(state, conn, req)
+        }
+        rc::UPDATE_NAMESRV_CONFIG => Ok(crate::config_admin::update(state, conn, req)),
+        rc::GET_NAMESRV_CONFIG => Ok(crate::config_admin::get(state, req)),
         rc::PUT_KV_CONFIG
         | rc::GET_KV_CONFIG
         | rc::DELETE_KV_CONFIG
@@ -217,3 +229,25 @@ fn kv_request(
         }
     }
 }
+
+/// WIPE_WRITE_PERM_OF_BROKER / ADD_WRITE_PERM_OF_BROKER: drains a broker before maintenance
+/// (routes lose PERM_WRITE until the broker's next topic change) or gives write back.
+fn write_perm(
+    state: &Rc<NamesrvState>,
+    conn: &ConnectionInfo,
+    req: &RemotingCommand,
+) -> Result<RemotingCommand, HeaderError> {
+    let broker_name = req.ext_str("brokerName")?;
+    let wipe = req.code == rc::WIPE_WRITE_PERM_OF_BROKER;
+    let count = state.routes.borrow_mut().set_write_perm(broker_name, wipe);
+    tracing::info!(broker = broker_name, wipe, topics = count, peer = %conn.peer, "write permission of broker changed");
+    let key = if wipe {
+        "wipeTopicCount"
+    } else {
+        "addTopicCount"
+    };
+    Ok(reply(req, ResponseCode::Success, None).with_ext(key, count))
+}
+
+#[cfg(test)]
+mod tests;

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use rmq_core::body::{
-    BrokerData, ClusterInfo, DataVersion, QueueData, TopicConfig, TopicConfigSerializeWrapper,
-    TopicList, TopicRouteData,
+    BrokerData, ClusterInfo, DataVersion, PERM_READ, PERM_WRITE, QueueData, TopicConfig,
+    TopicConfigSerializeWrapper, TopicList, TopicRouteData,
 };
 
 /// Master broker id.
@@ -80,9 +80,17 @@ impl RouteTable {
         // an operator) is removed from its old slot first.
         data.broker_addrs
             .retain(|id, addr| *addr != reg.broker_addr || *id == reg.broker_id);
-        data.broker_addrs
-            .insert(reg.broker_id, reg.broker_addr.clone());
-        if reg.broker_id == MASTER_ID {
+        let first = data
+            .broker_addrs
+            .insert(reg.broker_id, reg.broker_addr.clone())
+            .is_none();
+        // As RocketMQ: a master's topics are applied only when new or when its data version
+        // moved, so a periodic re-registration does not undo WIPE_WRITE_PERM_OF_BROKER.
+        let changed = self
+            .live
+            .get(&reg.broker_addr)
+            .is_none_or(|live| live.data_version != reg.topics.data_version);
+        if reg.broker_id == MASTER_ID && (first || changed) {
             self.replace_master_topics(&reg.broker_name, &reg.topics);
         }
         self.live.insert(
@@ -135,6 +143,23 @@ impl RouteTable {
                 .insert(broker_name.to_string(), queue_data(broker_name, config));
         }
         self.topic_queues.retain(|_, queues| !queues.is_empty());
+    }
+
+    /// WIPE_WRITE_PERM_OF_BROKER (`wipe`) or ADD_WRITE_PERM_OF_BROKER on every queue layout
+    /// of `broker_name`, until its next topic change. Returns how many topics it touched.
+    pub fn set_write_perm(&mut self, broker_name: &str, wipe: bool) -> i32 {
+        let mut count = 0;
+        for queues in self.topic_queues.values_mut() {
+            if let Some(data) = queues.get_mut(broker_name) {
+                data.perm = if wipe {
+                    data.perm & !PERM_WRITE
+                } else {
+                    PERM_READ | PERM_WRITE
+                };
+                count += 1;
+            }
+        }
+        count
     }
 
     /// Removes one broker address (UNREGISTER_BROKER, expiry, connection closed).

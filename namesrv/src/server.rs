@@ -71,6 +71,7 @@ async fn serve(listener: std::net::TcpListener, config: &NamesrvConfig, stop: &A
     let state = Rc::new(NamesrvState {
         routes: RefCell::new(RouteTable::default()),
         kv: RefCell::new(KvConfig::load(config.kv_config_path.clone().into())),
+        config: RefCell::new(config.clone()),
     });
     let listener = match compio::net::TcpListener::from_std(listener) {
         Ok(listener) => listener,

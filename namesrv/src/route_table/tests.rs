@@ -1,4 +1,5 @@
 use super::*;
+use rmq_core::body::{PERM_READ, PERM_WRITE};
 
 fn topics(names: &[&str]) -> TopicConfigSerializeWrapper {
     TopicConfigSerializeWrapper {
@@ -132,4 +133,63 @@ fn an_address_re_registered_under_another_name_leaves_the_old_name() {
     table.expire(later, Duration::from_secs(120));
     assert!(table.route("T2", None).is_none());
     assert!(table.cluster_info().broker_addr_table.is_empty());
+}
+
+fn versioned(name: &str, addr: &str, t: &[&str], counter: i64) -> Registration {
+    let mut registration = reg(name, addr, 0, 1, t);
+    registration.topics.data_version.counter = counter;
+    registration
+}
+
+fn write_perms(table: &RouteTable, topic: &str) -> Vec<bool> {
+    let route = table.route(topic, None).expect("route");
+    route
+        .queue_datas
+        .iter()
+        .map(|q| q.perm & PERM_WRITE != 0)
+        .collect()
+}
+
+/// mqadmin wipeWritePerm drains a broker before maintenance: its queues lose PERM_WRITE in
+/// every route and stay so across the periodic re-registrations (same data version), until
+/// its topics change or addWritePerm gives write back. Other brokers are untouched.
+#[test]
+fn wiped_write_permission_survives_re_registration_until_topics_change() {
+    let mut table = RouteTable::default();
+    let now = Instant::now();
+    table.register(
+        versioned("broker-a", "1.1.1.1:10911", &["T1", "T2"], 1),
+        now,
+    );
+    table.register(versioned("broker-b", "2.2.2.2:10911", &["T1"], 1), now);
+    assert_eq!(table.set_write_perm("broker-a", true), 2);
+    assert_eq!(table.set_write_perm("broker-x", true), 0);
+    let route = table.route("T1", None).unwrap();
+    for queue in &route.queue_datas {
+        let writeable = queue.perm & PERM_WRITE != 0;
+        assert_eq!(writeable, queue.broker_name == "broker-b", "{queue:?}");
+        assert!(queue.perm & PERM_READ != 0);
+    }
+    table.register(
+        versioned("broker-a", "1.1.1.1:10911", &["T1", "T2"], 1),
+        now,
+    );
+    assert_eq!(
+        write_perms(&table, "T2"),
+        [false],
+        "periodic registration keeps it wiped"
+    );
+    assert_eq!(table.set_write_perm("broker-a", false), 2);
+    assert_eq!(write_perms(&table, "T2"), [true]);
+    table.set_write_perm("broker-a", true);
+    table.register(
+        versioned("broker-a", "1.1.1.1:10911", &["T1", "T2", "T3"], 2),
+        now,
+    );
+    assert_eq!(
+        write_perms(&table, "T2"),
+        [true],
+        "a topic change re-applies the configs"
+    );
+    assert!(table.route("T3", None).is_some());
 }
