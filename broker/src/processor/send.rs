@@ -90,6 +90,12 @@ pub async fn process(
     let wait = properties::get_property(&head.properties, keys::WAIT) != Some("false");
     let stored = place(broker, req, &head, queue_id)?;
     let records = encode_records(broker, conn, req, &head, &stored)?;
+    // A batch answers one id per record: their sizes place them after the first.
+    let batch_sizes: Vec<usize> = if head.batch {
+        records.iter().map(|(record, _)| record.len()).collect()
+    } else {
+        Vec::new()
+    };
     let level = broker.ack_level(wait);
     let slave_wait = crate::replication::sync_wait(broker, wait);
     let shard = broker.shard_of_queue(&stored.topic, stored.queue_id);
@@ -112,7 +118,15 @@ pub async fn process(
         .await
         .map_err(|error| busy(req, &error))?;
     let (outcome, slave) = crate::replication::split(outcome);
-    let response = respond(broker, req, &head, queue_id, outcome, store_ts);
+    let response = respond(
+        broker,
+        req,
+        &head,
+        queue_id,
+        outcome,
+        store_ts,
+        &batch_sizes,
+    );
     Ok(crate::replication::with_slave_outcome(response, slave))
 }
 
@@ -326,7 +340,7 @@ fn encode_records(
         vec![(
             head.flag,
             &req.body[..],
-            with_cluster(&stored.properties, cluster),
+            stored_properties(&stored.properties, cluster),
         )]
     };
     assert!(!entries.is_empty(), "a send stores at least one record");
@@ -364,6 +378,24 @@ fn encode_records(
     Ok(records)
 }
 
+/// A single message's properties as stored: WAIT removed (it only tells the broker when to
+/// answer; RocketMQ does not store it either) and CLUSTER set.
+fn stored_properties(props: &str, cluster: &str) -> String {
+    if properties::get_property(props, keys::WAIT).is_none() {
+        return with_cluster(props, cluster);
+    }
+    let mut out = properties::remove_property(props, keys::WAIT);
+    if properties::get_property(&out, keys::CLUSTER).is_none() {
+        // remove_property leaves well-formed pairs: appending one keeps the text valid.
+        out.reserve(keys::CLUSTER.len() + cluster.len() + 2);
+        out.push_str(keys::CLUSTER);
+        out.push(properties::NAME_VALUE_SEPARATOR);
+        out.push_str(cluster);
+        out.push(properties::PROPERTY_SEPARATOR);
+    }
+    out
+}
+
 fn with_cluster(props: &str, cluster: &str) -> String {
     if properties::get_property(props, keys::CLUSTER).is_some() {
         return props.to_string();
@@ -378,6 +410,7 @@ fn respond(
     queue_id: i32,
     outcome: Result<(AppendResult, Result<(), StoreError>), StoreError>,
     started_ms: i64,
+    batch_sizes: &[usize],
 ) -> RemotingCommand {
     let (appended, durable) = match outcome {
         Ok(pair) => pair,
@@ -401,7 +434,7 @@ fn respond(
         appended.wrote_bytes,
     );
     let msg_id = if head.batch {
-        batch_msg_ids(broker, &appended)
+        batch_msg_ids(broker, &appended, batch_sizes)
     } else {
         offset_msg_id(broker.broker_addr, appended.physical_offset)
     };
@@ -413,11 +446,21 @@ fn respond(
         .with_ext("TRACE_ON", "true")
 }
 
-/// A batch's records are contiguous; RocketMQ answers the comma-separated ids of all.
-fn batch_msg_ids(broker: &BrokerContext, appended: &AppendResult) -> String {
-    // Only the first record's offset is known here without re-reading the batch; the
-    // client derives per-message ids from UNIQ_KEY, so the first offsetMsgId suffices.
-    offset_msg_id(broker.broker_addr, appended.physical_offset)
+/// A batch's records are contiguous from `physical_offset`; RocketMQ answers the
+/// comma-separated offset ids of all of them, in order (the Go client maps them to messages).
+fn batch_msg_ids(broker: &BrokerContext, appended: &AppendResult, sizes: &[usize]) -> String {
+    assert_eq!(sizes.len(), appended.count, "one size per stored record");
+    debug_assert_eq!(sizes.iter().sum::<usize>(), appended.wrote_bytes);
+    let mut ids = String::with_capacity(sizes.len() * 33);
+    let mut offset = appended.physical_offset;
+    for size in sizes {
+        if !ids.is_empty() {
+            ids.push(',');
+        }
+        ids.push_str(&offset_msg_id(broker.broker_addr, offset));
+        offset += *size as i64;
+    }
+    ids
 }
 
 fn store_error_response(req: &RemotingCommand, error: &StoreError) -> RemotingCommand {

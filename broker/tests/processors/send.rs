@@ -233,3 +233,97 @@ fn a_delay_level_out_of_range_is_refused() {
         assert_eq!(max_offset(&h, "T10", 0).await, 0, "a delayed message waits");
     });
 }
+
+/// The records a queue holds from offset 0 (at most `max`), as (physical offset, properties).
+async fn stored_records(h: &Harness, topic: &str, max: usize) -> Vec<(i64, String)> {
+    let got = h
+        .store()
+        .get_messages(topic, 0, 0, max, &|_| true)
+        .await
+        .expect("read back");
+    let mut records = Vec::new();
+    let mut rest = &got.body[..];
+    while !rest.is_empty() {
+        let record = rmq_core::message::parse_record(rest).expect("a record");
+        records.push((record.physical_offset(), record.properties().to_string()));
+        rest = &rest[record.total_size()..];
+    }
+    records
+}
+
+/// RocketMQ answers a batch with the comma-separated offset ids of every message, in order:
+/// the Go client maps them to its messages (we answered the first id only).
+#[test]
+fn a_batch_answers_one_offset_id_per_message() {
+    run(async {
+        let h = Harness::new().await;
+        assert_code(&h.call(create_topic("TB", 1)).await, ResponseCode::Success);
+        assert_code(
+            &h.call(send("TB", 0, b"before", "")).await,
+            ResponseCode::Success,
+        );
+        let props = encode_properties([("UNIQ_KEY", "A"), ("WAIT", "true")]);
+        let bodies: [&[u8]; 3] = [b"one", b"two two", b"three three three"];
+        let entries: Vec<BatchEntry> = bodies
+            .iter()
+            .map(|body| BatchEntry {
+                flag: 0,
+                body,
+                properties: &props,
+            })
+            .collect();
+        let mut body = BytesMut::new();
+        encode_batch(&entries, &mut body);
+        let mut batch = send_v2("TB", 0, &body, "");
+        batch.code = rc::SEND_BATCH_MESSAGE;
+        let response = h.call(batch).await;
+        assert_code(&response, ResponseCode::Success);
+        let ids: Vec<&str> = response.ext("msgId").unwrap().split(',').collect();
+        let stored = stored_records(&h, "TB", 4).await;
+        assert_eq!(stored.len(), 4);
+        assert_eq!(ids.len(), 3, "{ids:?}");
+        for (id, (offset, _)) in ids.iter().zip(&stored[1..]) {
+            let (host, decoded) = rmq_core::message::msg_id::decode_offset_msg_id(id).unwrap();
+            assert_eq!(decoded, *offset, "{id}");
+            assert_eq!(host, h.ctx().broker_addr);
+        }
+    });
+}
+
+/// WAIT only tells the broker when to answer: RocketMQ strips it from a stored message
+/// (mqadmin printMsg showed it on ours). Other properties and CLUSTER are stored.
+#[test]
+fn a_single_message_is_stored_without_wait() {
+    run(async {
+        let h = Harness::new().await;
+        assert_code(&h.call(create_topic("TW", 1)).await, ResponseCode::Success);
+        for wait in ["true", "false"] {
+            let props = encode_properties([("WAIT", wait), ("TAGS", "tagW"), ("UNIQ_KEY", "U")]);
+            assert_code(
+                &h.call(send_v2("TW", 0, b"w", &props)).await,
+                ResponseCode::Success,
+            );
+        }
+        let no_wait = encode_properties([("KEYS", "k")]);
+        assert_code(
+            &h.call(send_v2("TW", 0, b"w", &no_wait)).await,
+            ResponseCode::Success,
+        );
+        let stored = stored_records(&h, "TW", 3).await;
+        assert_eq!(stored.len(), 3);
+        for (_, props) in &stored {
+            let get = |key| rmq_core::message::properties::get_property(props, key);
+            assert_eq!(get("WAIT"), None, "{props:?}");
+            assert!(get("CLUSTER").is_some(), "{props:?}");
+        }
+        let first = &stored[0].1;
+        assert_eq!(
+            rmq_core::message::properties::get_property(first, "TAGS"),
+            Some("tagW")
+        );
+        assert_eq!(
+            rmq_core::message::properties::get_property(first, "UNIQ_KEY"),
+            Some("U")
+        );
+    });
+}
