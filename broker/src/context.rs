@@ -57,6 +57,8 @@ pub struct BrokerContext {
     pub replication: crate::replication::ReplicationInfo,
     /// Set when topics changed and name servers should hear about it now.
     pub register_now: AtomicBool,
+    /// Which registration requests reached the name servers (`registration`).
+    pub registration: crate::registration::RegistrationProgress,
     pub stopping: AtomicBool,
     pub started_at_ms: i64,
 }
@@ -86,8 +88,11 @@ impl BrokerContext {
         rmq_storage::shard_for_queue(topic, queue_id, self.shard_count)
     }
 
-    pub fn request_registration(&self) {
+    /// Returns the request's generation, for `registration.wait_for`.
+    pub fn request_registration(&self) -> u64 {
+        let generation = self.registration.request();
         self.register_now.store(true, Ordering::Release);
+        generation
     }
 }
 

@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
@@ -17,6 +17,42 @@ use rmq_net::{NetError, RemotingClient};
 use crate::context::SharedContext;
 
 type Clients = RefCell<HashMap<String, Rc<RemotingClient>>>;
+
+/// Lets a request wait until a registration that includes its topic change reached every
+/// name server (a heartbeat that created a %RETRY% topic answers after it, as RocketMQ does).
+#[derive(Default)]
+pub struct RegistrationProgress {
+    /// Bumped by every `BrokerContext::request_registration`.
+    requested: AtomicU64,
+    /// The highest request generation a successful registration covered.
+    completed: AtomicU64,
+    /// Whether `registration_loop` runs (not in the in-process test harness).
+    running: AtomicBool,
+}
+
+impl RegistrationProgress {
+    /// Records a request; returns its generation.
+    pub fn request(&self) -> u64 {
+        self.requested.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Waits until a registration covering `generation` succeeded with every name server,
+    /// at most `limit`. Returns whether it did (immediately true without a registration loop).
+    pub async fn wait_for(&self, generation: u64, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if !self.running.load(Ordering::Acquire)
+                || self.completed.load(Ordering::Acquire) >= generation
+            {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            rmq_net::rt::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
 
 /// Runs until the broker stops, then unregisters.
 pub async fn registration_loop(ctx: SharedContext) {
@@ -30,13 +66,23 @@ pub async fn registration_loop(ctx: SharedContext) {
         Duration::from_millis(ctx.config.register_name_server_period.clamp(10_000, 60_000) as u64);
     let clients: Clients = RefCell::default();
     let mut last: Option<Instant> = None;
+    ctx.registration.running.store(true, Ordering::Release);
     while !ctx.stopping.load(Ordering::Acquire) {
         let due = last.is_none_or(|at| at.elapsed() >= period);
-        if due || ctx.register_now.swap(false, Ordering::AcqRel) {
+        let requested = ctx.register_now.swap(false, Ordering::AcqRel);
+        if due || requested {
             last = Some(Instant::now());
+            // Read after taking the flag: every change requested up to here is in the body
+            // built below (requests bump the generation before setting the flag).
+            let generation = ctx.registration.requested.load(Ordering::Acquire);
             // A slave that registered before its master learnt no master address: ask
             // again soon rather than a whole period later.
             let all_ok = register_all(&ctx, &clients, &addrs).await;
+            if all_ok {
+                ctx.registration
+                    .completed
+                    .fetch_max(generation, Ordering::AcqRel);
+            }
             let slave_without_master =
                 ctx.is_slave() && ctx.replication.master_ha_addr(&ctx).is_none();
             if !all_ok || slave_without_master {
@@ -47,6 +93,7 @@ pub async fn registration_loop(ctx: SharedContext) {
         }
         compio::time::sleep(Duration::from_millis(100)).await;
     }
+    ctx.registration.running.store(false, Ordering::Release);
     unregister_all(&ctx, &clients, &addrs).await;
 }
 

@@ -282,6 +282,7 @@ pub(crate) fn build_context(
         live_config: arc_swap::ArcSwap::from_pointee(config.clone()),
         replication: crate::replication::ReplicationInfo::default(),
         register_now: AtomicBool::new(false),
+        registration: crate::registration::RegistrationProgress::default(),
         stopping: AtomicBool::new(false),
         started_at_ms: now_ms(),
         config,

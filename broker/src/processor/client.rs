@@ -1,7 +1,7 @@
 //! HEART_BEAT (34), UNREGISTER_CLIENT (35), GET_CONSUMER_LIST_BY_GROUP (38).
 
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rmq_core::body::{
     ConsumerListBody, HeartbeatData, PERM_READ, PERM_WRITE, decode_body, encode_body,
@@ -14,8 +14,14 @@ use crate::clients::ClientChannel;
 use crate::core_context::CoreContext;
 use crate::topics::{RETRY_GROUP_TOPIC_PREFIX, TopicLookup};
 
-/// Registers the producers and consumers a client announces.
-pub fn heartbeat(
+/// Longest a heartbeat waits for the registration of a %RETRY% topic it created (the Java
+/// client's heartbeat times out after 3 s).
+const RETRY_TOPIC_REGISTRATION_WAIT: Duration = Duration::from_secs(2);
+
+/// Registers the producers and consumers a client announces. A %RETRY% topic it creates is
+/// registered with the name servers before the answer, so the client's next route refresh
+/// finds it (RocketMQ registers synchronously there too).
+pub async fn heartbeat(
     core: &Rc<CoreContext>,
     conn: &ConnectionInfo,
     req: &RemotingCommand,
@@ -37,6 +43,7 @@ pub fn heartbeat(
         version: req.version,
         last_update: Instant::now(),
     };
+    let mut registration = None;
     for consumer in &data.consumer_data_set {
         let group = &consumer.group_name;
         let Some(config) = broker
@@ -54,7 +61,7 @@ pub fn heartbeat(
                 .topics
                 .create_if_absent(&retry_topic, queues, PERM_READ | PERM_WRITE)
         {
-            broker.request_registration();
+            registration = Some(broker.request_registration());
         }
         if broker.clients.register_consumer(consumer, channel.clone()) {
             tracing::info!(group = %group, client = %data.client_id, "new consumer connected");
@@ -65,6 +72,15 @@ pub fn heartbeat(
         broker
             .clients
             .register_producer(&producer.group_name, channel.clone());
+    }
+    if let Some(generation) = registration {
+        let registered = broker
+            .registration
+            .wait_for(generation, RETRY_TOPIC_REGISTRATION_WAIT)
+            .await;
+        if !registered {
+            tracing::warn!(client = %data.client_id, "heartbeat answered before its %RETRY% topic reached every name server");
+        }
     }
     Ok(success(req))
 }

@@ -82,7 +82,7 @@ impl RequestHandler for BrokerHandler {
                     reply::process(core, &conn, &req).await
                 }
                 rc::PULL_MESSAGE => pull::process(core, &req).await,
-                rc::HEART_BEAT => client::heartbeat(core, &conn, &req),
+                rc::HEART_BEAT => client::heartbeat(core, &conn, &req).await,
                 rc::UNREGISTER_CLIENT => client::unregister(core, &req),
                 rc::GET_CONSUMER_LIST_BY_GROUP => client::consumer_list(core, &req),
                 rc::CHECK_CLIENT_CONFIG => pull::check_client_config(core, &req),
