@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use rmq_core::body::RegisterBrokerBody;
+use rmq_core::body::{PERM_READ, PERM_WRITE, RegisterBrokerBody};
 use rmq_core::remoting::{RemotingCommand, ResponseCode, request_code};
 use rmq_net::{NetError, RemotingClient};
 
@@ -117,8 +117,17 @@ async fn client_for(
 }
 
 fn register_request(ctx: &SharedContext) -> RemotingCommand {
+    let mut wrapper = ctx.topics.wrapper();
+    // As RocketMQ: a broker without read or write permission registers every topic with
+    // the broker's permission, so routes stop offering it to producers (or consumers).
+    let permission = ctx.live_config.load().broker_permission;
+    if permission & PERM_WRITE == 0 || permission & PERM_READ == 0 {
+        for config in wrapper.topic_config_table.values_mut() {
+            config.perm = permission;
+        }
+    }
     let body = RegisterBrokerBody {
-        topic_config_serialize_wrapper: ctx.topics.wrapper(),
+        topic_config_serialize_wrapper: wrapper,
         filter_server_list: Vec::new(),
     };
     let bytes = body.encode(ctx.config.compressed_register);

@@ -183,6 +183,12 @@ impl TopicManager {
         }
     }
 
+    /// Moves the data version without a topic change, so the name servers re-apply the
+    /// registered topics (a changed brokerPermission changes every registered perm).
+    pub fn next_data_version(&self) {
+        self.data_version.lock().expect("data version lock").next();
+    }
+
     /// Creates or replaces a topic config.
     pub fn put(&self, config: TopicConfig) {
         let _guard = self.write_lock.lock().expect("topic write lock");

@@ -6,6 +6,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use rmq_core::body::{TopicRouteData, decode_body};
 use rmq_core::config::NamesrvConfig;
@@ -13,7 +14,7 @@ use rmq_core::remoting::{RemotingCommand, ResponseCode, request_code as rc};
 use rmq_net::RemotingClient;
 use rmq_test_support::ports::free_port;
 use serde_json::json;
-use support::{TIMEOUT, free_port_pair, wait_until_serving};
+use support::{TIMEOUT, Topic, free_port_pair, send_request, wait_until_serving};
 
 /// A name server on its own thread, stopped when dropped.
 struct Namesrv {
@@ -104,6 +105,89 @@ fn a_retry_topic_is_routable_when_the_heartbeat_that_created_it_is_answered() {
             let route = route.unwrap_or_else(|| panic!("no route of {retry} after the heartbeat"));
             assert_eq!(route.broker_datas[0].broker_name, "reg-broker");
         }
+    })
+    .expect("runtime");
+}
+
+fn update_config(text: &str) -> RemotingCommand {
+    RemotingCommand::new_request(rc::UPDATE_BROKER_CONFIG).with_body(text.as_bytes().to_vec())
+}
+
+/// The perms of `topic`'s queue datas once they all equal `want` (polled for 3 s: the broker
+/// re-registers at once, within its 100 ms registration tick, not a 30 s period later).
+async fn wait_for_perm(names: &RemotingClient, topic: &str, want: i32) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let perms: Vec<i32> = route(names, topic)
+            .await
+            .map(|r| r.queue_datas.iter().map(|q| q.perm).collect())
+            .unwrap_or_default();
+        if !perms.is_empty() && perms.iter().all(|p| *p == want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: perms {perms:?}, want {want}"
+        );
+        rmq_net::rt::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// mqadmin updateBrokerConfig brokerPermission=4 drains a broker: the routes carry
+/// permission 4 at once (we kept 6: registration ignored brokerPermission) and sends are
+/// refused with NO_PERMISSION (we read the start-up value); 6 gives write back.
+#[test]
+fn broker_permission_updated_at_runtime_reaches_routes_and_sends() {
+    const TOPIC: Topic = Topic {
+        name: "PermTopic",
+        queues: 4,
+    };
+    let namesrv = Namesrv::start();
+    let root = tempfile::tempdir().unwrap();
+    let port = free_port_pair();
+    let config = write_config(root.path(), port, &namesrv.addr);
+    let log = root.path().join("broker.out");
+    let mut broker = support::start_broker(&support::broker_binary(), &config, &log);
+    let addr = format!("127.0.0.1:{port}");
+    rmq_net::rt::block_on(async {
+        wait_until_serving(&addr, &mut broker, &log).await;
+        let client = RemotingClient::connect(&addr, TIMEOUT).await.unwrap();
+        let names = RemotingClient::connect(&namesrv.addr, TIMEOUT)
+            .await
+            .unwrap();
+        let send = |seq| client.invoke(send_request(TOPIC, 0, 0, seq).0, TIMEOUT);
+        let response = send(0).await.unwrap();
+        assert_eq!(response.code, ResponseCode::Success.code(), "{response:?}");
+        wait_for_perm(&names, TOPIC.name, 6).await;
+
+        let response = client
+            .invoke(update_config("brokerPermission=4"), TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(response.code, ResponseCode::Success.code(), "{response:?}");
+        let refused = send(1).await.unwrap();
+        assert_eq!(
+            refused.code,
+            ResponseCode::NoPermission.code(),
+            "{refused:?}"
+        );
+        assert!(
+            refused
+                .remark
+                .as_deref()
+                .unwrap_or("")
+                .contains("sending message is forbidden")
+        );
+        wait_for_perm(&names, TOPIC.name, 4).await;
+
+        let response = client
+            .invoke(update_config("brokerPermission=6"), TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(response.code, ResponseCode::Success.code(), "{response:?}");
+        wait_for_perm(&names, TOPIC.name, 6).await;
+        let response = send(2).await.unwrap();
+        assert_eq!(response.code, ResponseCode::Success.code(), "{response:?}");
     })
     .expect("runtime");
 }

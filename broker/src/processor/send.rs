@@ -141,7 +141,8 @@ fn check_broker_accepts_sends(
         );
         return Err(reply(req, ResponseCode::ServiceNotAvailable, remark));
     }
-    if broker.config.broker_permission & PERM_WRITE == 0 {
+    // Read live: updateBrokerConfig brokerPermission=4 drains the broker at once.
+    if broker.live_config.load().broker_permission & PERM_WRITE == 0 {
         let remark = format!(
             "the broker[{}] sending message is forbidden",
             broker.broker_addr.ip()

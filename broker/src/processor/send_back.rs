@@ -42,7 +42,7 @@ fn parse(req: &RemotingCommand) -> Result<BackHeader, RemotingCommand> {
 pub async fn process(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed {
     let broker = &core.broker;
     let head = parse(req)?;
-    if broker.config.broker_permission & PERM_WRITE == 0 {
+    if broker.live_config.load().broker_permission & PERM_WRITE == 0 {
         let remark = format!(
             "the broker[{}] sending message is forbidden",
             broker.broker_addr.ip()

@@ -4,7 +4,8 @@
 //! values are refused with SYSTEM_ERROR naming the key) and GET_BROKER_CONFIG shows the
 //! live values. Nothing is written back to the properties file: a restart returns to the
 //! file's values. Keys read per request take effect at once (`enablePropertyFilter`,
-//! `longPollingEnable`, `brokerPermission`); the rest are recorded but need a restart.
+//! `longPollingEnable`, `brokerPermission`: sends are refused and the broker re-registers at
+//! once with its topics carrying the new permission); the rest are recorded but need a restart.
 
 use std::rc::Rc;
 
@@ -42,5 +43,11 @@ pub fn update_config(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed
     let keys: Vec<&str> = props.entries.iter().map(|e| e.key.as_str()).collect();
     tracing::info!(?keys, "broker config updated at runtime (not persisted)");
     core.broker.live_config.store(std::sync::Arc::new(updated));
+    if props.get("brokerPermission").is_some() {
+        // As RocketMQ: a new data version and an immediate registration put the new
+        // permission in the routes (registration.rs applies it to every topic).
+        core.broker.topics.next_data_version();
+        core.broker.request_registration();
+    }
     Ok(success(req))
 }
