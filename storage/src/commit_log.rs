@@ -52,6 +52,10 @@ pub(crate) struct CommitLog {
     pub unsynced: RefCell<BTreeMap<i64, Rc<Segment>>>,
     /// Start of the segment the background task is preparing.
     pub preparing: Cell<Option<i64>>,
+    /// The background preparation task: dropped with the log, which cancels it, so a log
+    /// dropped without a shutdown (a simulated crash, a reopened store) leaves no task that
+    /// goes on creating and renaming a file in the directory the next instance owns.
+    preparation: RefCell<Option<compio::runtime::JoinHandle<()>>>,
     pub prepared: Rc<Signal>,
     /// Replication streams waiting for `appended` to pass an offset (released by `push`).
     pub appended_waiters: DurabilityWaiters,
@@ -105,6 +109,7 @@ impl CommitLog {
             last_store_timestamp: Cell::new(0),
             unsynced: RefCell::new(BTreeMap::new()),
             preparing: Cell::new(None),
+            preparation: RefCell::new(None),
             prepared: Rc::new(Signal::default()),
             appended_waiters: DurabilityWaiters::default(),
             written_waiters: DurabilityWaiters::default(),
@@ -415,7 +420,7 @@ impl CommitLog {
         let dir = self.dir.clone();
         let size = self.file_size;
         let io = self.cfg.segment_io();
-        compio::runtime::spawn(async move {
+        let task = compio::runtime::spawn(async move {
             let result = Segment::create(&dir, next, size, true, &io).await;
             let Some(log) = log.upgrade() else { return };
             match result {
@@ -427,8 +432,10 @@ impl CommitLog {
             }
             log.preparing.set(None);
             log.prepared.raise();
-        })
-        .detach();
+        });
+        // The previous preparation has finished (`preparing` was `None`): replacing its
+        // handle cancels nothing.
+        self.preparation.replace(Some(task));
     }
 
     /// Writes `[written, target)` to the segments: block-aligned, re-sending the partial

@@ -265,3 +265,33 @@ fn two_shards_share_the_directory_without_seeing_each_other() {
         layout.mark_clean_shutdown().unwrap();
     });
 }
+
+/// A store dropped without a shutdown (a crash, as tests and a restarted core see it) must not
+/// leave its background segment preparation running: it would go on creating and renaming
+/// `<next>.prep` in the directory the next instance owns, and rename that instance's own
+/// preparation from under it (seen as "rename ... NotFound" on a reopened replica).
+#[test]
+fn a_dropped_store_leaves_no_segment_preparation_running() {
+    let dir = temp_dir();
+    let cfg = small_config(dir.path(), 1);
+    run(async {
+        let (_layout, store) = open(&cfg, 0).await;
+        let size = cfg.commit_log_file_size as i64;
+        let mut end = 0;
+        while end < size / 2 + 1024 {
+            let mut record = encode("P", 0, &[b'p'; 1000], "", 0);
+            end = store.append("P", 0, &mut record, 0, 1).unwrap().end_offset;
+        }
+        // The flusher writes the half-full segment and starts preparing the next one.
+        store.wait_durable(end, Durability::Written).await.unwrap();
+        let next = cfg
+            .commit_log_dir
+            .join(format!("{:020}", store.segment_start_of(end) + size));
+        drop(store);
+        compio::runtime::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !next.exists(),
+            "a dropped store's preparation created {next:?}"
+        );
+    });
+}
