@@ -28,6 +28,7 @@ mod consumer;
 mod message;
 mod null_broker;
 mod options;
+mod process_usage;
 mod producer;
 mod rate;
 mod report;

@@ -163,6 +163,10 @@ pub struct Options {
     /// Request timeout in milliseconds for sends and admin requests.
     #[arg(long, default_value_t = 3000)]
     pub timeout_ms: u64,
+    /// Process id of a broker (repeat for a master and its slave): the report adds its CPU
+    /// time per message and memory over the measured interval, read from /proc.
+    #[arg(long = "broker-pid")]
+    pub broker_pids: Vec<u32>,
 }
 
 /// Run time used when neither `--duration` nor `--count` is given.

@@ -27,6 +27,7 @@ use serde::Serialize;
 
 use crate::clock;
 use crate::options::{Options, WorkloadKind};
+use crate::process_usage::UsageSummary;
 
 /// Counters of one side (produce or consume) recorded by the workers of one thread.
 #[derive(Debug, Clone)]
@@ -258,6 +259,9 @@ pub struct Summary {
     pub produce: Option<SideSummary>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub consume: Option<SideSummary>,
+    /// CPU and memory of `--broker-pid` processes over the measured interval.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker: Option<UsageSummary>,
 }
 
 impl Summary {
@@ -287,6 +291,9 @@ impl Summary {
             if let Some(store) = &consume.store_to_consume_ms {
                 write_latency(&mut out, "store->consume", store);
             }
+        }
+        if let Some(broker) = &self.broker {
+            let _ = writeln!(out, "{}", broker.to_text());
         }
         out
     }
@@ -443,6 +450,7 @@ mod tests {
             measured_secs: 2.0,
             produce: Some(SideSummary::of(&stats, Duration::from_secs(2), false)),
             consume: Some(SideSummary::of(&stats, Duration::from_secs(2), true)),
+            broker: None,
         };
         let json: serde_json::Value = serde_json::from_str(&summary.to_json()).unwrap();
         assert_eq!(json["workload"], "e2e");

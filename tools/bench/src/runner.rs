@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::options::{Options, WorkloadKind};
+use crate::process_usage::{ProcessSample, UsageError, UsageSummary, sample_all};
 use crate::report::{Environment, Progress, SharedStats, SideSummary, Summary, merge_all};
 use crate::{consumer, producer};
 
@@ -87,6 +88,7 @@ impl RunControl {
 /// Failures before the load starts: name server unreachable, no route, no runtime.
 pub fn run(workload: WorkloadKind, options: Options) -> anyhow::Result<Summary> {
     let control = Arc::new(RunControl::new(&options));
+    let mut usage = BrokerUsage::start(&options.broker_pids)?;
     signal_hook::flag::register_conditional_shutdown(
         signal_hook::consts::SIGINT,
         130,
@@ -109,7 +111,12 @@ pub fn run(workload: WorkloadKind, options: Options) -> anyhow::Result<Summary> 
         produce: produce_stats,
         consume: consume_stats,
     };
-    let measure_end = report_until_done(workload, &options, &control, &sides);
+    let measure_end = report_until_done(workload, &options, &control, &sides, &mut usage);
+    // A broker that died during the run loses its line, not the run's report.
+    let usage_end = usage
+        .sample()
+        .inspect_err(|error| eprintln!("{error}"))
+        .ok();
     wait_for_producers(&control, options.timeout() + Duration::from_secs(1));
     let measured = measure_end.saturating_duration_since(control.measure_from);
     let side = |parts: &Option<Vec<SharedStats>>, consume| {
@@ -117,17 +124,59 @@ pub fn run(workload: WorkloadKind, options: Options) -> anyhow::Result<Summary> 
             .as_ref()
             .map(|parts| SideSummary::of(&merge_all(parts), measured, consume))
     };
+    let (produce, consume) = (side(&sides.produce, false), side(&sides.consume, true));
+    let messages = produce
+        .as_ref()
+        .or(consume.as_ref())
+        .map_or(0, |side| side.messages);
     Ok(Summary {
         tool: "rmq-fast-bench",
         version: env!("CARGO_PKG_VERSION"),
         workload,
-        produce: side(&sides.produce, false),
-        consume: side(&sides.consume, true),
+        broker: usage_end.and_then(|end| usage.summary(&end, measured.as_secs_f64(), messages)),
+        produce,
+        consume,
         params: options,
         environment: Environment::detect(),
         interrupted: control.interrupted.load(Ordering::Relaxed),
         measured_secs: (measured.as_secs_f64() * 1000.0).round() / 1000.0,
     })
+}
+
+/// CPU and memory of the `--broker-pid` processes: sampled when the load starts, again
+/// when the warmup ends, and at the end of the measured interval.
+struct BrokerUsage {
+    pids: Vec<u32>,
+    start: Vec<ProcessSample>,
+    warmup_sampled: bool,
+}
+
+impl BrokerUsage {
+    fn start(pids: &[u32]) -> Result<Self, UsageError> {
+        Ok(Self {
+            pids: pids.to_vec(),
+            start: sample_all(pids)?,
+            warmup_sampled: false,
+        })
+    }
+
+    /// Restarts the count when the warmup ends (once).
+    fn observe(&mut self, measuring: bool) -> Result<(), UsageError> {
+        if measuring && !self.warmup_sampled {
+            self.warmup_sampled = true;
+            self.start = self.sample()?;
+        }
+        Ok(())
+    }
+
+    fn sample(&self) -> Result<Vec<ProcessSample>, UsageError> {
+        sample_all(&self.pids)
+    }
+
+    fn summary(&self, end: &[ProcessSample], secs: f64, messages: u64) -> Option<UsageSummary> {
+        (!self.pids.is_empty())
+            .then(|| UsageSummary::between(&self.pids, &self.start, end, secs, messages))
+    }
 }
 
 struct Sides {
@@ -142,13 +191,19 @@ fn report_until_done(
     options: &Options,
     control: &RunControl,
     sides: &Sides,
+    usage: &mut BrokerUsage,
 ) -> Instant {
     let mut progress = Progress::default();
     let mut last_report = control.started;
     let mut drain = Drain::default();
+    // Without a warmup the count began before the load started.
+    usage.warmup_sampled = options.warmup_time().is_zero();
     loop {
         std::thread::sleep(Duration::from_millis(20));
         let now = Instant::now();
+        if let Err(error) = usage.observe(control.measuring(now)) {
+            eprintln!("{error}");
+        }
         if now.duration_since(last_report) >= REPORT_PERIOD {
             let produce = sides.produce.as_deref().map(merge_all);
             let consume = sides.consume.as_deref().map(merge_all);

@@ -55,6 +55,7 @@ fn producer_routes_to_the_null_broker_and_every_send_succeeds() {
             "4",
         ])
         .args(["--size", "256", "--duration", "1", "--json"])
+        .args(["--broker-pid", &null_broker.id().to_string()])
         .output()
         .expect("producer runs");
     assert!(produce.status.success(), "{produce:?}");
@@ -64,6 +65,31 @@ fn producer_routes_to_the_null_broker_and_every_send_succeeds() {
     assert_eq!(side["messages"], side["requests"], "{summary}");
     let errors = side["errors"].as_object().expect("errors map");
     assert!(errors.is_empty(), "null broker answered errors: {errors:?}");
+    // The broker's own CPU time and memory over the measured second, from /proc.
+    let broker = &summary["broker"];
+    assert_eq!(broker["pids"][0], null_broker.id(), "{summary}");
+    assert!(broker["cpu_secs"].as_f64().unwrap() > 0.0, "{summary}");
+    assert!(
+        broker["cpu_us_per_message"].as_f64().unwrap() > 0.0,
+        "{summary}"
+    );
+    assert!(broker["rss_mb"].as_f64().unwrap() > 1.0, "{summary}");
+    let missing = Command::new(BENCH)
+        .args([
+            "produce",
+            "-n",
+            &ns,
+            "--topic",
+            "NullTopic",
+            "--duration",
+            "1",
+        ])
+        .args(["--broker-pid", &u32::MAX.to_string()])
+        .output()
+        .expect("producer runs");
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("--broker-pid"), "{stderr}");
 
     // SIGTERM stops it promptly.
     nix::sys::signal::kill(
