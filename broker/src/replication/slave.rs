@@ -1,0 +1,53 @@
+//! A slave's replication clients: one per shard, reconnecting after any failure.
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rmq_ha::slave::SlaveSettings;
+use rmq_storage::ShardStore;
+
+use super::{ms, stopping_of};
+use crate::context::{BrokerContext, SharedContext};
+
+/// Pause before a slave reconnects after a failed session.
+const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+
+fn slave_settings(broker: &BrokerContext) -> SlaveSettings {
+    let config = &broker.config;
+    SlaveSettings {
+        connect_timeout: Duration::from_secs(3),
+        heartbeat: ms(config.ha_send_heartbeat_interval, 100),
+        housekeeping: ms(config.ha_housekeeping_interval, 1000),
+        max_body: 64 << 20,
+        read_buffer: 1 << 20,
+    }
+}
+
+/// One shard of a slave: replicate, and reconnect after any failure.
+pub(super) async fn slave_loop(broker: SharedContext, store: Rc<ShardStore>) {
+    let settings = slave_settings(&broker);
+    let mut last_error = String::new();
+    while !broker.stopping.load(Ordering::Acquire) {
+        let Some(addr) = broker.replication.master_ha_addr(&broker) else {
+            compio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let outcome =
+            rmq_ha::slave::replicate_shard(&store, &addr, &settings, stopping_of(&broker)).await;
+        if let Err(error) = outcome {
+            let text = error.to_string();
+            // A refused handshake or a dead master repeats every second: log changes only.
+            if text != last_error {
+                if matches!(error, rmq_ha::HaError::TooFarBehind { .. }) {
+                    // Retrying cannot help: the operator must wipe this slave's store.
+                    tracing::error!(shard = store.shard(), addr, %error, "slave cannot resync");
+                } else {
+                    tracing::warn!(shard = store.shard(), addr, %error, "replication session ended");
+                }
+                last_error = text;
+            }
+        }
+        compio::time::sleep(RECONNECT_DELAY).await;
+    }
+}
