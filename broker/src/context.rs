@@ -5,8 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use rmq_core::config::{BrokerConfig, BrokerRole, FlushDiskType};
-use rmq_storage::Durability;
+use rmq_core::config::{BrokerConfig, BrokerRole};
 
 use crate::clients::ClientManager;
 use crate::groups::GroupManager;
@@ -55,6 +54,8 @@ pub struct BrokerContext {
     pub live_config: arc_swap::ArcSwap<BrokerConfig>,
     /// Where a slave's master is (learned at registration; `replication`).
     pub replication: crate::replication::ReplicationInfo,
+    /// What every append waits for before it is acknowledged (`replication::ack_policy`).
+    pub ack: crate::replication::AckPolicy,
     /// Set when topics changed and name servers should hear about it now.
     pub register_now: AtomicBool,
     /// Which registration requests reached the name servers (`registration`).
@@ -64,17 +65,6 @@ pub struct BrokerContext {
 }
 
 impl BrokerContext {
-    /// The durability a send waits for, from the flush mode and the WAIT property.
-    pub fn ack_level(&self, wait_store_msg_ok: bool) -> Durability {
-        if !wait_store_msg_ok {
-            return Durability::Appended;
-        }
-        match self.config.flush_disk_type {
-            FlushDiskType::SyncFlush => Durability::Flushed,
-            FlushDiskType::AsyncFlush => Durability::Written,
-        }
-    }
-
     pub fn is_slave(&self) -> bool {
         self.config.broker_role == BrokerRole::Slave
     }

@@ -18,7 +18,9 @@
 //! What a send's acknowledgement means (see rmq-storage for the durability states):
 //! SYNC_FLUSH acks once the record is flushed (fdatasync), ASYNC_FLUSH once it is
 //! written to the kernel (survives kill -9), and a message with `WAIT=false` once it
-//! is appended (readable by consumers).
+//! is appended (readable by consumers); under SYNC_MASTER also once a slave reported it.
+//! Every append path (sends and the broker's own re-puts) waits through the one policy in
+//! `replication::ack_policy`.
 
 // Processors return a ready error response as `Err(RemotingCommand)`: the error path is
 // the cold path and building the response there keeps each check next to its remark.

@@ -281,6 +281,7 @@ pub(crate) fn build_context(
         rebalance_locks: crate::rebalance_lock::RebalanceLocks::default(),
         live_config: arc_swap::ArcSwap::from_pointee(config.clone()),
         replication: crate::replication::ReplicationInfo::default(),
+        ack: crate::replication::AckPolicy::from_config(&config),
         register_now: AtomicBool::new(false),
         registration: crate::registration::RegistrationProgress::default(),
         stopping: AtomicBool::new(false),

@@ -99,7 +99,10 @@ impl ShardReplica {
         }
     }
 
-    fn connected(self: &Rc<Self>, offset: i64) -> SlaveGuard {
+    /// Counts a connected slave that holds everything before `offset`, until the guard
+    /// drops (a session does this; tests stand in for a slave with it).
+    #[must_use = "the slave counts as connected while the guard lives"]
+    pub fn connected(self: &Rc<Self>, offset: i64) -> SlaveGuard {
         self.slaves.set(self.slaves.get() + 1);
         self.on_report(offset);
         SlaveGuard {
@@ -110,7 +113,7 @@ impl ShardReplica {
 
 /// Counts a connected slave; the last one leaving fails the waiting sends at once (their
 /// senders are dropped), rather than letting each run into its timeout.
-struct SlaveGuard {
+pub struct SlaveGuard {
     replica: Rc<ShardReplica>,
 }
 

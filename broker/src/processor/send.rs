@@ -20,12 +20,14 @@ use rmq_core::message::msg_id::offset_msg_id;
 use rmq_core::message::properties::{self, keys};
 use rmq_core::message::{NewRecord, hash::tags_code};
 use rmq_core::remoting::{RemotingCommand, ResponseCode, request_code as rc};
+use rmq_ha::master::SlaveWait;
 use rmq_net::ConnectionInfo;
 use rmq_storage::{AppendResult, StoreError};
 
 use super::{Processed, busy, header, reply};
 use crate::context::{BrokerContext, now_ms};
 use crate::core_context::CoreContext;
+use crate::replication::Acked;
 use crate::topics::{TopicLookup, validate_group_name, validate_topic_name};
 use crate::{schedule, transaction};
 
@@ -96,8 +98,7 @@ pub async fn process(
     } else {
         Vec::new()
     };
-    let level = broker.ack_level(wait);
-    let slave_wait = crate::replication::sync_wait(broker, wait);
+    let policy = broker.ack.for_send(wait);
     let shard = broker.shard_of_queue(&stored.topic, stored.queue_id);
     let (topic, stored_queue) = (stored.topic.clone(), stored.queue_id);
     let store_ts = now_ms();
@@ -110,14 +111,16 @@ pub async fn process(
             } else {
                 store.append_batch(&topic, stored_queue, &mut records, store_ts)
             }?;
-            let (durable, slave) =
-                crate::replication::wait_durable(&store, appended.end_offset, level, slave_wait)
-                    .await;
-            Ok::<_, StoreError>(((appended, durable), slave))
+            let replica = || rmq_ha::master::replica(store.shard());
+            let acked = policy.wait(&store, replica, appended.end_offset).await;
+            Ok::<_, StoreError>(((appended, acked.durable), acked.replica))
         })
         .await
         .map_err(|error| busy(req, &error))?;
-    let (outcome, slave) = crate::replication::split(outcome);
+    let (outcome, replica) = match outcome {
+        Ok((stored, replica)) => (Ok(stored), replica),
+        Err(error) => (Err(error), SlaveWait::Replicated),
+    };
     let response = respond(
         broker,
         req,
@@ -127,7 +130,7 @@ pub async fn process(
         store_ts,
         &batch_sizes,
     );
-    Ok(crate::replication::with_slave_outcome(response, slave))
+    Ok(Acked::respond(replica, response))
 }
 
 fn check_broker_accepts_sends(

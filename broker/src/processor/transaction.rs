@@ -19,7 +19,7 @@ use rmq_core::remoting::{RemotingCommand, ResponseCode};
 use super::{Processed, header, reply, success};
 use crate::context::now_ms;
 use crate::core_context::CoreContext;
-use crate::schedule::reput::{Target, append_on_owner, read_by_offset, reput};
+use crate::schedule::reput::{ReputError, Target, append_on_owner, read_by_offset, reput};
 use crate::transaction::{COMMIT, HALF_QUEUE, HALF_TOPIC, OP_TOPIC, ROLLBACK, op_record};
 
 struct EndHeader {
@@ -88,15 +88,16 @@ async fn decide(core: &Rc<CoreContext>, req: &RemotingCommand, head: &EndHeader)
     check_half(&view, head).map_err(failed)?;
     if head.decision == COMMIT {
         let target = committed_target(&view, head.commit_log_offset).map_err(failed)?;
-        reput(core, &view, &target)
-            .await
+        // Waits for the policy (under SYNC_MASTER the slave) before the op record is written;
+        // a copy only the master holds counts as committed, as RocketMQ's end-transaction.
+        ReputError::stored_on_master(reput(core, &view, &target).await)
             .map_err(|e| failed(format!("commit of the half message failed: {e}")))?;
     }
     let op = op_record(broker.broker_addr, head.half_offset, now_ms())
         .map_err(|e| failed(e.to_string()))?;
-    let appended = append_on_owner(core, OP_TOPIC, HALF_QUEUE, op)
-        .await
-        .map_err(|e| failed(format!("cannot log the transaction decision: {e}")))?;
+    let appended =
+        ReputError::stored_on_master(append_on_owner(core, OP_TOPIC, HALF_QUEUE, op).await)
+            .map_err(|e| failed(format!("cannot log the transaction decision: {e}")))?;
     broker
         .transactions
         .resolve(head.half_offset, appended.queue_offset);

@@ -8,15 +8,15 @@
 //!   at registration), reconnecting every second after a failure.
 //! - [`metadata_sync`]: core 0 of a slave copies topic configs, consumer offsets, delay offsets
 //!   and subscription groups from the master.
-//! - [`sync_wait`]: what a SYNC_MASTER send waits for from the slaves, and how a missing or
-//!   late slave shows in the response.
+//! - [`ack_policy`]: what every append waits for before it is acknowledged (flush durability
+//!   and, under SYNC_MASTER, a slave report).
 //!
 //! This module owns [`ReplicationInfo`] (where a slave's master is) and [`start`].
 
+pub mod ack_policy;
 mod listener;
 mod metadata_sync;
 mod slave;
-pub mod sync_wait;
 
 use std::rc::Rc;
 use std::sync::Mutex;
@@ -26,7 +26,7 @@ use std::time::Duration;
 use crate::context::{BrokerContext, SharedContext};
 use crate::core_context::CoreContext;
 
-pub use sync_wait::{SyncWait, split, sync_wait, wait_durable, with_slave_outcome};
+pub use ack_policy::{AckPolicy, Acked};
 
 /// Where a slave's master is, as learned from the name servers.
 #[derive(Default)]

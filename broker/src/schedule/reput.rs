@@ -3,7 +3,12 @@
 //!
 //! The new record keeps the original's body, flag, born time and born host (so the client-side
 //! message id and born time stay as the producer made them), gets this broker as store host and
-//! fresh offsets, and is acknowledged at the broker's send durability (`ack_level(true)`).
+//! fresh offsets, and is acknowledged by the broker's full acknowledgement policy
+//! (`BrokerContext::ack`: flush durability and, under SYNC_MASTER, a slave report), as a
+//! producer's send. A copy stored on the master that the slave did not confirm is
+//! [`ReputError::NotReplicated`]: the delay/timer scanner keeps waiting for the slave before
+//! it moves its offset ([`await_replica`]); send-back answers the failure to the consumer;
+//! transaction decisions count it as stored, as RocketMQ's end-transaction does.
 
 use std::rc::Rc;
 
@@ -11,10 +16,12 @@ use bytes::BytesMut;
 use rmq_core::message::{
     NewRecord, RecordError, RecordView, hash::tags_code, properties, properties::keys,
 };
+use rmq_ha::master::SlaveWait;
 use rmq_storage::{AppendResult, StoreError};
 
 use crate::context::{BrokerContext, now_ms};
 use crate::core_context::{CoreContext, ShardBusy};
+use crate::replication::ack_policy::status_name;
 
 /// Where and how the copy is written.
 #[derive(Debug, Clone)]
@@ -53,6 +60,28 @@ pub enum ReputError {
     Busy(#[from] ShardBusy),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Stored on the master, not confirmed by the slave (SYNC_MASTER).
+    #[error("{}: no slave confirmed the copy ending at {}", status_name(*.replica), .appended.end_offset)]
+    NotReplicated {
+        appended: AppendResult,
+        replica: SlaveWait,
+    },
+}
+
+impl ReputError {
+    /// `NotReplicated` counts as done: the copy is on the master (RocketMQ treats
+    /// FLUSH_SLAVE_TIMEOUT and SLAVE_NOT_AVAILABLE as stored where this is used).
+    ///
+    /// # Errors
+    /// Every other error.
+    pub fn stored_on_master(
+        result: Result<AppendResult, ReputError>,
+    ) -> Result<AppendResult, ReputError> {
+        match result {
+            Err(ReputError::NotReplicated { appended, .. }) => Ok(appended),
+            other => other,
+        }
+    }
 }
 
 /// Encodes the copy of `source` described by `target` (offsets and store time still zero).
@@ -86,10 +115,11 @@ pub fn rebuild(
 }
 
 /// Appends an encoded record to `topic`/`queue_id` on its owner shard and waits for the
-/// broker's send durability.
+/// broker's acknowledgement policy.
 ///
 /// # Errors
-/// Owner busy, store refused the append, or the durability wait failed.
+/// Owner busy, store refused the append, the durability wait failed, or (SYNC_MASTER) no
+/// slave confirmed the copy (`NotReplicated`).
 pub async fn append_on_owner(
     core: &Rc<CoreContext>,
     topic: &str,
@@ -98,17 +128,42 @@ pub async fn append_on_owner(
 ) -> Result<AppendResult, ReputError> {
     let broker = &core.broker;
     let shard = broker.shard_of_queue(topic, queue_id);
-    let level = broker.ack_level(true);
+    let policy = broker.ack;
     let topic = topic.to_string();
-    let outcome = core
+    let (appended, replica) = core
         .on_shard(shard, move |store| async move {
             let (mut record, tags) = record;
             let appended = store.append(&topic, queue_id, &mut record, tags, now_ms())?;
-            store.wait_durable(appended.end_offset, level).await?;
-            Ok::<_, StoreError>(appended)
+            let replica = || rmq_ha::master::replica(store.shard());
+            let acked = policy.wait(&store, replica, appended.end_offset).await;
+            acked.durable?;
+            Ok::<_, StoreError>((appended, acked.replica))
         })
         .await??;
-    Ok(outcome)
+    match replica {
+        SlaveWait::Replicated => Ok(appended),
+        replica => Err(ReputError::NotReplicated { appended, replica }),
+    }
+}
+
+/// Waits again (one `slaveTimeout` at most) for a slave report past `end_offset` on the
+/// shard owning `topic`/`queue_id`: a copy that was `NotReplicated` may be confirmed later.
+///
+/// # Errors
+/// The owner is busy.
+pub async fn await_replica(
+    core: &Rc<CoreContext>,
+    topic: &str,
+    queue_id: i32,
+    end_offset: i64,
+) -> Result<SlaveWait, ShardBusy> {
+    let shard = core.broker.shard_of_queue(topic, queue_id);
+    let policy = core.broker.ack;
+    core.on_shard(shard, move |store| async move {
+        let replica = || rmq_ha::master::replica(store.shard());
+        policy.wait(&store, replica, end_offset).await.replica
+    })
+    .await
 }
 
 /// `rebuild` + `append_on_owner`.

@@ -3,9 +3,13 @@
 //! Contract: runs on the core owning the queue's shard; delivers records strictly in queue
 //! order, each no earlier than its leave time (computed from the record itself, so consume
 //! queue entries rebuilt by recovery, whose tags code is the TAGS hash, are handled alike);
-//! advances the persisted offset only after the re-put reached send durability. A re-put that
-//! failed for a passing reason (owner busy, store error) is retried after a pause, never
-//! skipped. A record that can never be delivered (no or invalid REAL_TOPIC/REAL_QID, a real
+//! advances the offset only after the re-put satisfied the broker's acknowledgement policy
+//! (flush durability and, under SYNC_MASTER, a slave report): a promoted slave takes its delay
+//! offsets from the master, so an offset past a copy the slave does not hold would skip that
+//! message there. A copy stored on the master that no slave confirmed is waited for (never
+//! re-put again); while no slave is connected, delivery of that queue holds at it, as
+//! RocketMQ's delay service retries a put that is not PUT_OK. A re-put that failed for a
+//! passing reason (owner busy, store error) is retried after a pause, never skipped. A record that can never be delivered (no or invalid REAL_TOPIC/REAL_QID, a real
 //! queue that is itself a system queue, a copy the record format cannot hold) is skipped
 //! with a warning and counted (`ScheduleProgress::undeliverable`): retrying it would block
 //! every later record of its queue forever, and re-putting into a system queue would loop.
@@ -16,10 +20,11 @@ use std::time::Duration;
 
 use rmq_core::message::properties::{self, keys};
 use rmq_core::message::{RecordView, parse_record};
+use rmq_ha::master::SlaveWait;
 use rmq_storage::{GetStatus, ShardStore, StoreError};
 
 use super::progress::QueueFamily;
-use super::reput::{ReputError, Target, reput};
+use super::reput::{ReputError, Target, await_replica, reput};
 use super::{TIMER_TOPIC, timer};
 use crate::context::now_ms;
 use crate::core_context::CoreContext;
@@ -134,6 +139,7 @@ async fn step(scan: &Scan, next: i64) -> i64 {
                 );
                 scan.core.broker.schedule.count_undeliverable();
             }
+            Err(Failure::Stopping) => return next,
             Err(Failure::Retry(error)) => {
                 tracing::warn!(
                     topic = scan.topic,
@@ -196,6 +202,9 @@ enum Failure {
     Undeliverable(String),
     /// A passing failure: try again later.
     Retry(ReputError),
+    /// The broker stops before a slave confirmed the copy: the offset stays (the copy is
+    /// re-put after the restart: at least once).
+    Stopping,
 }
 
 /// Re-puts a due record: to its real queue, or (timers) to the next bucket.
@@ -203,11 +212,45 @@ async fn deliver(scan: &Scan, view: &RecordView<'_>) -> Result<(), Failure> {
     let target = target(scan.family, view, now_ms()).map_err(Failure::Undeliverable)?;
     match reput(&scan.core, view, &target).await {
         Ok(_) => Ok(()),
+        Err(ReputError::NotReplicated { appended, replica }) => {
+            await_slave(scan, &target, appended.end_offset, replica).await
+        }
         // The copy does not fit a record (topic or properties too long): it never will.
         Err(
             error @ (ReputError::Record(_) | ReputError::Store(StoreError::MessageTooLarge { .. })),
         ) => Err(Failure::Undeliverable(error.to_string())),
         Err(error) => Err(Failure::Retry(error)),
+    }
+}
+
+/// Waits until a slave confirmed the copy ending at `end_offset` (stored on the master).
+async fn await_slave(
+    scan: &Scan,
+    target: &Target,
+    end_offset: i64,
+    mut replica: SlaveWait,
+) -> Result<(), Failure> {
+    tracing::warn!(
+        topic = scan.topic,
+        queue = scan.queue_id,
+        end_offset,
+        ?replica,
+        "delayed re-put not confirmed by a slave; delivery of this queue waits for one"
+    );
+    loop {
+        if scan.core.broker.stopping.load(Ordering::Acquire) {
+            return Err(Failure::Stopping);
+        }
+        if replica != SlaveWait::Timeout {
+            // Not available (no slave, or too far behind) returns at once: do not spin.
+            compio::time::sleep(RETRY_PAUSE).await;
+        }
+        replica = match await_replica(&scan.core, &target.topic, target.queue_id, end_offset).await
+        {
+            Ok(SlaveWait::Replicated) => return Ok(()),
+            Ok(other) => other,
+            Err(_busy) => SlaveWait::NotAvailable,
+        };
     }
 }
 

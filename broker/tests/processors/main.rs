@@ -11,6 +11,7 @@ mod query;
 mod reply;
 mod requests;
 mod runtime_info;
+mod schedule;
 mod send;
 mod send_back;
 mod transaction;

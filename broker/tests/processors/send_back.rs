@@ -96,3 +96,44 @@ fn an_unknown_group_without_auto_create_is_refused() {
         assert_code(&bad, ResponseCode::SubscriptionGroupNotExist);
     });
 }
+
+#[test]
+fn under_sync_master_a_send_back_no_slave_confirmed_is_answered_as_a_failure() {
+    run(async {
+        let h =
+            Harness::with_config(&[("brokerRole", "SYNC_MASTER"), ("slaveTimeout", "100")]).await;
+        assert_code(&h.call(create_topic("B", 1)).await, ResponseCode::Success);
+        let stored = h.call(send("B", 0, b"retry me", "")).await;
+        assert_code(&stored, ResponseCode::SlaveNotAvailable);
+        let id = stored.ext("msgId").unwrap();
+        let offset = rmq_core::message::msg_id::decode_offset_msg_id(id)
+            .unwrap()
+            .1;
+        // As RocketMQ: SYSTEM_ERROR naming the put status, so the consumer retries itself.
+        let response = h.call(back(offset, "CG", -1, 16)).await;
+        assert_code(&response, ResponseCode::SystemError);
+        assert!(
+            remark(&response).contains("SLAVE_NOT_AVAILABLE"),
+            "{}",
+            remark(&response)
+        );
+        // With a slave holding the log, the same send-back succeeds.
+        let store = h.store().clone();
+        let replica = rmq_ha::master::replica(store.shard());
+        let _slave = replica.connected(store.max_physical_offset());
+        let report = {
+            let replica = replica.clone();
+            let store = store.clone();
+            async move {
+                // The slave reports what the master appended meanwhile.
+                for _ in 0..50 {
+                    compio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    replica.on_report(store.max_physical_offset());
+                }
+            }
+        };
+        let (response, ()) =
+            futures_util::future::join(h.call(back(offset, "CG", -1, 16)), report).await;
+        assert_code(&response, ResponseCode::Success);
+    });
+}

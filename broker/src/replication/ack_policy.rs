@@ -1,0 +1,170 @@
+//! The acknowledgement policy: what every append waits for before it counts as done.
+//!
+//! One [`AckPolicy`] is built from the broker config at start-up (`BrokerContext::ack`) and
+//! every append path waits through [`AckPolicy::wait`]: producer sends and batches (and
+//! replies, which are sends), consumer send-backs, delay and timer re-puts, transaction
+//! commits and their op records. The policy is
+//! - flush durability: SYNC_FLUSH waits for the flush (fdatasync), ASYNC_FLUSH for the write
+//!   to the kernel (survives kill -9);
+//! - replica wait (SYNC_MASTER only): a slave report past the record's end, within
+//!   `slaveTimeout`, and only while the slave is at most
+//!   `haSlaveFallbehindMax` bytes behind. Both waits run in parallel on the shard's core.
+//!
+//! A producer's `WAIT=false` send relaxes the policy to "appended" ([`AckPolicy::for_send`]);
+//! the broker's own re-puts always use the full policy. A missing or late slave is an
+//! [`Acked::replica`] of NotAvailable / Timeout: a send answers SLAVE_NOT_AVAILABLE (11) /
+//! FLUSH_SLAVE_TIMEOUT (12) with the send header still filled ([`Acked::respond`]); what a
+//! re-put does with it is up to its caller (`schedule::reput`).
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use rmq_core::config::{BrokerConfig, BrokerRole, FlushDiskType};
+use rmq_core::remoting::{RemotingCommand, ResponseCode};
+use rmq_ha::master::{ShardReplica, SlaveWait};
+use rmq_storage::{Durability, ShardStore, StoreError};
+
+use super::ms;
+
+/// What an append waits for (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckPolicy {
+    level: Durability,
+    replica: Option<ReplicaWait>,
+}
+
+/// The SYNC_MASTER part of the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ReplicaWait {
+    timeout: Duration,
+    fallbehind_max: i64,
+}
+
+/// The outcome of [`AckPolicy::wait`].
+#[derive(Debug)]
+pub struct Acked {
+    /// The flush-durability wait.
+    pub durable: Result<(), StoreError>,
+    /// The replica wait (`Replicated` when the policy has none).
+    pub replica: SlaveWait,
+}
+
+impl AckPolicy {
+    /// The broker's policy, from `flushDiskType`, `brokerRole`, `slaveTimeout` and
+    /// `haSlaveFallbehindMax`.
+    pub fn from_config(config: &BrokerConfig) -> Self {
+        let level = match config.flush_disk_type {
+            FlushDiskType::SyncFlush => Durability::Flushed,
+            FlushDiskType::AsyncFlush => Durability::Written,
+        };
+        let replica = (config.broker_role == BrokerRole::SyncMaster).then(|| ReplicaWait {
+            timeout: ms(config.slave_timeout, 1),
+            fallbehind_max: i64::from(config.ha_slave_fallbehind_max.max(0)),
+        });
+        Self { level, replica }
+    }
+
+    /// The policy of a producer's send: `WAIT=false` acknowledges once appended (readable),
+    /// with no flush and no slave wait, as RocketMQ.
+    pub fn for_send(self, wait_store_msg_ok: bool) -> Self {
+        if wait_store_msg_ok {
+            self
+        } else {
+            Self {
+                level: Durability::Appended,
+                replica: None,
+            }
+        }
+    }
+
+    /// The flush durability waited for.
+    pub fn level(self) -> Durability {
+        self.level
+    }
+
+    /// True when acknowledgements wait for a slave (SYNC_MASTER).
+    pub fn waits_for_replica(self) -> bool {
+        self.replica.is_some()
+    }
+
+    /// Waits, on the shard's core, until the append ending at `end_offset` satisfies the
+    /// policy: flush durability and (SYNC_MASTER) a slave report past it, in parallel.
+    /// `replica` gives the shard's slave state; it is only called under SYNC_MASTER (the
+    /// send path of other roles pays no lookup).
+    pub async fn wait(
+        self,
+        store: &ShardStore,
+        replica: impl FnOnce() -> Rc<ShardReplica>,
+        end_offset: i64,
+    ) -> Acked {
+        let Some(slave) = self.replica else {
+            return Acked {
+                durable: store.wait_durable(end_offset, self.level).await,
+                replica: SlaveWait::Replicated,
+            };
+        };
+        let replica = replica();
+        let (durable, replica) = futures_util::future::join(
+            store.wait_durable(end_offset, self.level),
+            replica.wait(end_offset, slave.timeout, slave.fallbehind_max),
+        )
+        .await;
+        Acked { durable, replica }
+    }
+}
+
+impl Acked {
+    /// A successful send response becomes SLAVE_NOT_AVAILABLE / FLUSH_SLAVE_TIMEOUT when the
+    /// slave did not confirm (the header stays: the message is stored on the master).
+    pub fn respond(replica: SlaveWait, mut response: RemotingCommand) -> RemotingCommand {
+        if response.code != ResponseCode::Success.code() {
+            return response;
+        }
+        match replica {
+            SlaveWait::Replicated => {}
+            SlaveWait::NotAvailable => response.code = ResponseCode::SlaveNotAvailable.code(),
+            SlaveWait::Timeout => response.code = ResponseCode::FlushSlaveTimeout.code(),
+        }
+        response
+    }
+}
+
+/// RocketMQ's PutMessageStatus name of a replica outcome that is not `Replicated`.
+pub fn status_name(replica: SlaveWait) -> &'static str {
+    match replica {
+        SlaveWait::Replicated => "PUT_OK",
+        SlaveWait::NotAvailable => "SLAVE_NOT_AVAILABLE",
+        SlaveWait::Timeout => "FLUSH_SLAVE_TIMEOUT",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(pairs: &[(&str, &str)]) -> AckPolicy {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect();
+        let (config, _) = BrokerConfig::load(None, &pairs).expect("config");
+        AckPolicy::from_config(&config)
+    }
+
+    #[test]
+    fn the_policy_follows_flush_type_and_role_and_wait_false_only_appends() {
+        let async_master = policy(&[]);
+        assert_eq!(async_master.level(), Durability::Written);
+        assert!(!async_master.waits_for_replica());
+        let sync = policy(&[
+            ("flushDiskType", "SYNC_FLUSH"),
+            ("brokerRole", "SYNC_MASTER"),
+        ]);
+        assert_eq!(sync.level(), Durability::Flushed);
+        assert!(sync.waits_for_replica());
+        assert_eq!(sync.for_send(true), sync);
+        let relaxed = sync.for_send(false);
+        assert_eq!(relaxed.level(), Durability::Appended);
+        assert!(!relaxed.waits_for_replica());
+    }
+}
