@@ -11,6 +11,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use futures_channel::oneshot;
+use rmq_ha::master::ShardReplica;
 use rmq_net::mesh::{MeshReceiver, MeshSender};
 use rmq_storage::ShardStore;
 
@@ -19,7 +20,7 @@ use crate::context::SharedContext;
 /// Work for a shard, sent to its owner core.
 pub struct ShardJob {
     pub shard: u32,
-    pub run: Box<dyn FnOnce(Rc<ShardStore>) + Send>,
+    pub run: Box<dyn FnOnce(OwnedShard) + Send>,
 }
 
 /// How long a sender waits for room in a full ring before answering SYSTEM_BUSY.
@@ -36,7 +37,18 @@ pub struct CoreContext {
     pub core: usize,
     pub broker: SharedContext,
     pub shards: HashMap<u32, Rc<ShardStore>>,
+    /// Each owned shard's slaves as a master sees them: connected slaves, their reported
+    /// offset and the SYNC_MASTER waiters (`replication::ack_policy`); empty of slaves on
+    /// other roles. Owned here (not in a thread-local) and passed explicitly.
+    pub replicas: HashMap<u32, Rc<ShardReplica>>,
     links: RefCell<MeshSender<ShardJob>>,
+}
+
+/// A shard as work on its owner core sees it: the store and its slave state.
+#[derive(Clone)]
+pub struct OwnedShard {
+    pub store: Rc<ShardStore>,
+    pub replica: Rc<ShardReplica>,
 }
 
 impl CoreContext {
@@ -46,11 +58,29 @@ impl CoreContext {
         shards: HashMap<u32, Rc<ShardStore>>,
         links: MeshSender<ShardJob>,
     ) -> Self {
+        let replicas = shards.keys().map(|&shard| (shard, Rc::default())).collect();
         Self {
             core,
             broker,
             shards,
+            replicas,
             links: RefCell::new(links),
+        }
+    }
+
+    /// The store and slave state of `shard`, which this core owns.
+    ///
+    /// # Panics
+    /// When this core does not own `shard` (work is only ever run on the owner).
+    pub fn owned(&self, shard: u32) -> OwnedShard {
+        let store = self.shards.get(&shard);
+        let replica = self.replicas.get(&shard);
+        let (Some(store), Some(replica)) = (store, replica) else {
+            panic!("core {} does not own shard {shard}", self.core);
+        };
+        OwnedShard {
+            store: store.clone(),
+            replica: replica.clone(),
         }
     }
 
@@ -61,19 +91,25 @@ impl CoreContext {
         F: FnOnce(Rc<ShardStore>) -> Fut + Send + 'static,
         Fut: Future<Output = R> + 'static,
     {
+        self.on_owned_shard(shard, move |owned| work(owned.store))
+            .await
+    }
+
+    /// `on_shard` for work that also needs the shard's slave state (acknowledgements).
+    pub async fn on_owned_shard<R, F, Fut>(&self, shard: u32, work: F) -> Result<R, ShardBusy>
+    where
+        R: Send + 'static,
+        F: FnOnce(OwnedShard) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
         let owner = self.broker.core_of_shard(shard);
         if owner == self.core {
-            let store = self
-                .shards
-                .get(&shard)
-                .expect("a core holds every shard it owns")
-                .clone();
-            return Ok(work(store).await);
+            return Ok(work(self.owned(shard)).await);
         }
         let (done_tx, done_rx) = oneshot::channel();
-        let run: Box<dyn FnOnce(Rc<ShardStore>) + Send> = Box::new(move |store| {
+        let run: Box<dyn FnOnce(OwnedShard) + Send> = Box::new(move |owned| {
             compio::runtime::spawn(async move {
-                let _ = done_tx.send(work(store).await);
+                let _ = done_tx.send(work(owned).await);
             })
             .detach();
         });
@@ -109,12 +145,7 @@ impl CoreContext {
                 compio::time::timeout(Duration::from_millis(200), inbound.recv_batch(&mut batch))
                     .await;
             for job in batch.drain(..) {
-                let store = self
-                    .shards
-                    .get(&job.shard)
-                    .expect("jobs only go to the shard owner")
-                    .clone();
-                (job.run)(store);
+                (job.run)(self.owned(job.shard));
             }
         }
     }

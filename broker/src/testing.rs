@@ -109,6 +109,12 @@ impl Harness {
         &self.handler.core
     }
 
+    /// The only shard's slave state (tests stand in for a slave with `connected` and
+    /// `on_report`).
+    pub fn replica(&self) -> &Rc<rmq_ha::master::ShardReplica> {
+        &self.handler.core.replicas[&0]
+    }
+
     /// The only shard's store.
     pub fn store(&self) -> &Rc<ShardStore> {
         &self.handler.core.shards[&0]

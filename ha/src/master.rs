@@ -2,8 +2,9 @@
 //! that streams one shard's commit log to one slave connection.
 //!
 //! Threading: a session runs on the core that owns its shard (the broker hands the accepted
-//! socket over), so the shard's [`ShardReplica`] lives in a per-core registry and the send
-//! path reaches it without locks. The send path does no replication work per message except,
+//! socket over), so the shard's [`ShardReplica`] is owned by that core (the broker keeps one
+//! per shard in its per-core context and passes it to [`serve_slave`] and to the send path)
+//! and is reached without locks. The send path does no replication work per message except,
 //! for SYNC_MASTER, registering its end offset with the [`AckTracker`]; one slave report
 //! releases every send it covers.
 //!
@@ -16,7 +17,6 @@
 //! whatever is appended while a frame is on its way goes out in the next one.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -49,15 +49,6 @@ pub enum SlaveWait {
     NotAvailable,
     /// The slave did not confirm within the timeout (or disconnected meanwhile).
     Timeout,
-}
-
-thread_local! {
-    static REPLICAS: RefCell<HashMap<u32, Rc<ShardReplica>>> = RefCell::new(HashMap::new());
-}
-
-/// The replica state of `shard` on this core (created on first use).
-pub fn replica(shard: u32) -> Rc<ShardReplica> {
-    REPLICAS.with(|all| all.borrow_mut().entry(shard).or_default().clone())
 }
 
 impl ShardReplica {
@@ -148,6 +139,7 @@ pub struct MasterSettings {
 /// read failure, or a silent slave.
 pub async fn serve_slave(
     store: Rc<ShardStore>,
+    replica: Rc<ShardReplica>,
     stream: TcpStream,
     hello: Hello,
     settings: MasterSettings,
@@ -198,7 +190,6 @@ pub async fn serve_slave(
         from = welcome.start,
         "slave connected"
     );
-    let replica = replica(store.shard());
     let _guard = replica.connected(hello.slave_offset);
     let session = Session {
         closed: Rc::new(Cell::new(false)),

@@ -13,7 +13,7 @@ use bytes::BytesMut;
 use compio::net::{TcpListener, TcpStream};
 use rmq_ha::HaError;
 use rmq_ha::handshake::{HELLO_LEN, Status, decode_hello};
-use rmq_ha::master::{MasterSettings, SlaveWait, replica, serve_slave};
+use rmq_ha::master::{MasterSettings, ShardReplica, SlaveWait, serve_slave};
 use rmq_ha::slave::{SlaveSettings, read_at_least, replicate_shard};
 use rmq_storage::{Durability, ShardStore, StoreConfig, StoreLayout};
 
@@ -74,6 +74,11 @@ fn spawn_slave(
 
 /// Accepts slave connections forever, serving them from `store`.
 async fn master(store: Rc<ShardStore>) -> String {
+    master_with(store, Rc::default()).await
+}
+
+/// `master` with the shard's slave state in the caller's hands.
+async fn master_with(store: Rc<ShardStore>, replica: Rc<ShardReplica>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     compio::runtime::spawn(async move {
@@ -85,7 +90,14 @@ async fn master(store: Rc<ShardStore>) -> String {
                 .unwrap();
             let hello = decode_hello(&inbox).unwrap();
             let never = Rc::new(|| false);
-            let session = serve_slave(store.clone(), stream, hello, master_settings(), never);
+            let session = serve_slave(
+                store.clone(),
+                replica.clone(),
+                stream,
+                hello,
+                master_settings(),
+                never,
+            );
             compio::runtime::spawn(session).detach();
         }
     })
@@ -118,7 +130,8 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
 async fn slave_follows_master_and_releases_sync_waiters() {
     let (master_dir, slave_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (_ml, master_store) = open(&config(master_dir.path(), 64 * 1024)).await;
-    let addr = master(master_store.clone()).await;
+    let replica = Rc::new(ShardReplica::default());
+    let addr = master_with(master_store.clone(), replica.clone()).await;
     let first_end = append(&master_store, 0, 100);
     let slave_cfg = config(slave_dir.path(), 64 * 1024);
     let (slave_layout, slave_store) = open(&slave_cfg).await;
@@ -129,9 +142,9 @@ async fn slave_follows_master_and_releases_sync_waiters() {
     .await;
     // A SYNC_MASTER wait on a new record is released by the slave's report.
     let end = append(&master_store, 100, 1);
-    let waited = replica(0).wait(end, Duration::from_secs(5), 1 << 30).await;
+    let waited = replica.wait(end, Duration::from_secs(5), 1 << 30).await;
     assert_eq!(waited, SlaveWait::Replicated);
-    assert!(replica(0).slave_offset() >= end);
+    assert!(replica.slave_offset() >= end);
     assert!(
         slave_store.written_offset() >= end,
         "reports follow the slave's writes"
@@ -142,13 +155,8 @@ async fn slave_follows_master_and_releases_sync_waiters() {
     assert!(matches!(session.await, Ok(Err(_))));
     slave_store.shutdown().await.unwrap();
     drop((slave_store, slave_layout));
-    until("the master to forget the slave", || {
-        replica(0).slaves() == 0
-    })
-    .await;
-    let no_slave = replica(0)
-        .wait(end + 1, Duration::from_secs(5), 1 << 30)
-        .await;
+    until("the master to forget the slave", || replica.slaves() == 0).await;
+    let no_slave = replica.wait(end + 1, Duration::from_secs(5), 1 << 30).await;
     assert_eq!(no_slave, SlaveWait::NotAvailable);
 
     // Restart: resume from the slave's own end.

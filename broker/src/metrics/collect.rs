@@ -172,7 +172,11 @@ async fn serve_snapshots(
 }
 
 async fn snapshot(core: &CoreContext, committed: &[Committed]) -> CoreSnapshot {
-    let mut shards: Vec<ShardSnapshot> = core.shards.values().map(|s| shard_snapshot(s)).collect();
+    let mut shards: Vec<ShardSnapshot> = core
+        .shards
+        .values()
+        .map(|s| shard_snapshot(core, s))
+        .collect();
     shards.sort_by_key(|s| s.shard);
     let mut lags = Vec::new();
     for entry in committed {
@@ -189,9 +193,9 @@ async fn snapshot(core: &CoreContext, committed: &[Committed]) -> CoreSnapshot {
     }
 }
 
-fn shard_snapshot(store: &ShardStore) -> ShardSnapshot {
+fn shard_snapshot(core: &CoreContext, store: &ShardStore) -> ShardSnapshot {
     let base = rmq_storage::shard_base(store.shard());
-    let replica = rmq_ha::master::replica(store.shard());
+    let replica = &core.owned(store.shard()).replica;
     let slaves = replica.slaves();
     ShardSnapshot {
         shard: store.shard(),

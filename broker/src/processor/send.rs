@@ -103,7 +103,8 @@ pub async fn process(
     let (topic, stored_queue) = (stored.topic.clone(), stored.queue_id);
     let store_ts = now_ms();
     let outcome = core
-        .on_shard(shard, move |store| async move {
+        .on_owned_shard(shard, move |owned| async move {
+            let store = owned.store;
             let mut records = records;
             let appended = if records.len() == 1 {
                 let (record, tags) = &mut records[0];
@@ -111,8 +112,9 @@ pub async fn process(
             } else {
                 store.append_batch(&topic, stored_queue, &mut records, store_ts)
             }?;
-            let replica = || rmq_ha::master::replica(store.shard());
-            let acked = policy.wait(&store, replica, appended.end_offset).await;
+            let acked = policy
+                .wait(&store, &owned.replica, appended.end_offset)
+                .await;
             Ok::<_, StoreError>(((appended, acked.durable), acked.replica))
         })
         .await

@@ -16,7 +16,6 @@
 //! FLUSH_SLAVE_TIMEOUT (12) with the send header still filled ([`Acked::respond`]); what a
 //! re-put does with it is up to its caller (`schedule::reput`).
 
-use std::rc::Rc;
 use std::time::Duration;
 
 use rmq_core::config::{BrokerConfig, BrokerRole, FlushDiskType};
@@ -89,21 +88,14 @@ impl AckPolicy {
 
     /// Waits, on the shard's core, until the append ending at `end_offset` satisfies the
     /// policy: flush durability and (SYNC_MASTER) a slave report past it, in parallel.
-    /// `replica` gives the shard's slave state; it is only called under SYNC_MASTER (the
-    /// send path of other roles pays no lookup).
-    pub async fn wait(
-        self,
-        store: &ShardStore,
-        replica: impl FnOnce() -> Rc<ShardReplica>,
-        end_offset: i64,
-    ) -> Acked {
+    /// `replica` is the shard's slave state, owned by the core (`CoreContext::replicas`).
+    pub async fn wait(self, store: &ShardStore, replica: &ShardReplica, end_offset: i64) -> Acked {
         let Some(slave) = self.replica else {
             return Acked {
                 durable: store.wait_durable(end_offset, self.level).await,
                 replica: SlaveWait::Replicated,
             };
         };
-        let replica = replica();
         let (durable, replica) = futures_util::future::join(
             store.wait_durable(end_offset, self.level),
             replica.wait(end_offset, slave.timeout, slave.fallbehind_max),

@@ -12,11 +12,10 @@ use compio::io::AsyncWriteExt;
 use compio::net::{TcpListener, TcpStream};
 use rmq_ha::handshake::{HELLO_LEN, Status, Welcome, decode_hello, encode_welcome};
 use rmq_ha::master::MasterSettings;
-use rmq_storage::ShardStore;
 
 use super::{ms, stopping_of};
 use crate::context::BrokerContext;
-use crate::core_context::CoreContext;
+use crate::core_context::{CoreContext, OwnedShard};
 
 /// Smallest frame body the master sends (RocketMQ's haTransferBatchSize of 32 KiB is too
 /// small to keep a fast link busy).
@@ -100,7 +99,7 @@ async fn hand_over(core: &Rc<CoreContext>, mut stream: TcpStream) -> Result<(), 
     let settings = master_settings(broker);
     let stopping_broker = broker.clone();
     let handed = core
-        .on_shard(hello.shard, move |store: Rc<ShardStore>| async move {
+        .on_owned_shard(hello.shard, move |owned: OwnedShard| async move {
             let stream = TcpStream::from_std(std::net::TcpStream::from(fd)).map_err(|source| {
                 rmq_ha::HaError::Io {
                     op: "adopt",
@@ -109,8 +108,15 @@ async fn hand_over(core: &Rc<CoreContext>, mut stream: TcpStream) -> Result<(), 
             })?;
             let stopping = stopping_of(&stopping_broker);
             compio::runtime::spawn(async move {
-                if let Err(error) =
-                    rmq_ha::master::serve_slave(store, stream, hello, settings, stopping).await
+                if let Err(error) = rmq_ha::master::serve_slave(
+                    owned.store,
+                    owned.replica,
+                    stream,
+                    hello,
+                    settings,
+                    stopping,
+                )
+                .await
                 {
                     tracing::warn!(%error, "slave session failed");
                 }

@@ -131,11 +131,13 @@ pub async fn append_on_owner(
     let policy = broker.ack;
     let topic = topic.to_string();
     let (appended, replica) = core
-        .on_shard(shard, move |store| async move {
+        .on_owned_shard(shard, move |owned| async move {
             let (mut record, tags) = record;
+            let store = &owned.store;
             let appended = store.append(&topic, queue_id, &mut record, tags, now_ms())?;
-            let replica = || rmq_ha::master::replica(store.shard());
-            let acked = policy.wait(&store, replica, appended.end_offset).await;
+            let acked = policy
+                .wait(store, &owned.replica, appended.end_offset)
+                .await;
             acked.durable?;
             Ok::<_, StoreError>((appended, acked.replica))
         })
@@ -159,9 +161,9 @@ pub async fn await_replica(
 ) -> Result<SlaveWait, ShardBusy> {
     let shard = core.broker.shard_of_queue(topic, queue_id);
     let policy = core.broker.ack;
-    core.on_shard(shard, move |store| async move {
-        let replica = || rmq_ha::master::replica(store.shard());
-        policy.wait(&store, replica, end_offset).await.replica
+    core.on_owned_shard(shard, move |owned| async move {
+        let acked = policy.wait(&owned.store, &owned.replica, end_offset).await;
+        acked.replica
     })
     .await
 }

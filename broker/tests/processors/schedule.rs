@@ -48,7 +48,7 @@ fn a_delayed_reput_the_slave_does_not_hold_keeps_the_delay_offset_until_it_does(
         );
         // A slave connects and reports the whole log: the offset moves, and the copy was
         // not re-put a second time.
-        let replica = rmq_ha::master::replica(store.shard());
+        let replica = h.replica().clone();
         let _slave = replica.connected(store.max_physical_offset());
         for _ in 0..40 {
             if schedule.get(QueueFamily::Level, 0) == 1 {

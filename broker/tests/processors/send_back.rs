@@ -119,7 +119,7 @@ fn under_sync_master_a_send_back_no_slave_confirmed_is_answered_as_a_failure() {
         );
         // With a slave holding the log, the same send-back succeeds.
         let store = h.store().clone();
-        let replica = rmq_ha::master::replica(store.shard());
+        let replica = h.replica().clone();
         let _slave = replica.connected(store.max_physical_offset());
         let report = {
             let replica = replica.clone();
