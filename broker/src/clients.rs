@@ -146,6 +146,17 @@ impl ClientManager {
             .unwrap_or_default()
     }
 
+    /// Every producer group with its clients, groups sorted (GET_ALL_PRODUCER_INFO).
+    pub fn all_producers(&self) -> Vec<(String, Vec<ClientChannel>)> {
+        let producers = self.producers.lock().expect("clients lock");
+        let mut all: Vec<(String, Vec<ClientChannel>)> = producers
+            .iter()
+            .map(|(group, clients)| (group.clone(), clients.values().cloned().collect()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
     /// The open channel of the client `client_id`, producers first (where RocketMQ looks for
     /// a request/reply requester), then consumers. Used to push replies to the requester.
     pub fn find_channel(&self, client_id: &str) -> Option<ClientChannel> {

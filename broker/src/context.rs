@@ -47,6 +47,8 @@ pub struct BrokerContext {
     pub metrics: crate::metrics::MetricsHub,
     /// Access control (`acl`); None unless aclEnable=true.
     pub acl: Option<Arc<crate::acl::Acl>>,
+    /// Requests sent to clients that wait for their answer (`client_calls`).
+    pub client_calls: crate::client_calls::ClientCalls,
     /// Queue locks of orderly consumers (`rebalance_lock`).
     pub rebalance_locks: crate::rebalance_lock::RebalanceLocks,
     /// The config as changed at runtime by UPDATE_BROKER_CONFIG (`processor::admin::broker_config`); code

@@ -27,6 +27,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod acl;
+pub mod client_calls;
 pub mod clients;
 pub mod context;
 pub mod core_context;

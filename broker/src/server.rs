@@ -278,6 +278,7 @@ pub(crate) fn build_context(
         stats_history: crate::stats::StatsHistory::default(),
         metrics: crate::metrics::MetricsHub::default(),
         acl,
+        client_calls: crate::client_calls::ClientCalls::default(),
         rebalance_locks: crate::rebalance_lock::RebalanceLocks::default(),
         live_config: arc_swap::ArcSwap::from_pointee(config.clone()),
         replication: crate::replication::ReplicationInfo::default(),

@@ -80,6 +80,11 @@ const UNTYPED_DEFAULTS: &[(&str, &str)] = &[
 
 fn properties_text(config: &rmq_core::config::NamesrvConfig) -> String {
     let mut text = config.to_properties_text();
+    if config.rocketmq_home.is_none() {
+        // RocketMQ's name server always has it (its start script sets ROCKETMQ_HOME); unset
+        // here, shown empty so tools find the key.
+        text.push_str("rocketmqHome=\n");
+    }
     for (key, default) in UNTYPED_DEFAULTS {
         if !config.ignored_keys.contains_key(*key) {
             text.push_str(&format!("{key}={default}\n"));

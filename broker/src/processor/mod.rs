@@ -120,6 +120,13 @@ impl RequestHandler for BrokerHandler {
         })
     }
 
+    fn response(&self, conn: &ConnectionInfo, response: RemotingCommand) {
+        let opaque = response.opaque;
+        if !self.core.broker.client_calls.answered(response) {
+            tracing::debug!(peer = %conn.peer, opaque, "response nobody waits for dropped");
+        }
+    }
+
     fn closed(&self, conn: &ConnectionInfo) {
         let clients = &self.core.broker.clients;
         for group in clients.connection_closed(conn.id) {

@@ -277,3 +277,137 @@ fn connection_lists_of_unknown_groups_are_errors() {
         assert_code(&h.call(consumers).await, ResponseCode::ConsumerNotOnline);
     });
 }
+
+/// Every key RocketMQ 4.9.7's broker answers that rmq-fast had no field for (mqadmin
+/// `getBrokerConfig` against Apache; `exportConfigs` reads filterServerNums, traceOn, useTLS).
+const ROCKETMQ_ONLY_KEYS: &[&str] = &[
+    "adminBrokerThreadPoolNums",
+    "autoDeleteUnusedStats",
+    "bitMapLengthConsumeQueueExt",
+    "brokerFastFailureEnable",
+    "channelNotActiveInterval",
+    "clientAsyncSemaphoreValue",
+    "clientCallbackExecutorThreads",
+    "clientChannelMaxIdleTimeSeconds",
+    "clientCloseSocketIfTimeout",
+    "clientManageThreadPoolNums",
+    "clientManagerThreadPoolQueueCapacity",
+    "clientOnewaySemaphoreValue",
+    "clientPooledByteBufAllocatorEnable",
+    "clientSocketRcvBufSize",
+    "clientSocketSndBufSize",
+    "clientWorkerThreads",
+    "commercialBaseCount",
+    "commercialBigCount",
+    "commercialEnable",
+    "commercialTimerCount",
+    "commercialTransCount",
+    "connectTimeoutMillis",
+    "consumerFallbehindThreshold",
+    "consumerManageThreadPoolNums",
+    "consumerManagerThreadPoolQueueCapacity",
+    "debugLockEnable",
+    "disableConsumeIfConsumerReadSlowly",
+    "diskFallRecorded",
+    "duplicationEnable",
+    "enableCalcFilterBitMap",
+    "enableConsumeQueueExt",
+    "enableDetailStat",
+    "enableLmq",
+    "enableMultiDispatch",
+    "enableScheduleAsyncDeliver",
+    "enableScheduleMessageStats",
+    "endTransactionPoolQueueCapacity",
+    "endTransactionThreadPoolNums",
+    "expectConsumerNumUseFilter",
+    "fastFailIfNoBufferInStorePool",
+    "fetchNamesrvAddrByAddressServer",
+    "filterDataCleanTimeSpan",
+    "filterServerNums",
+    "filterSupportRetry",
+    "flushConsumerOffsetHistoryInterval",
+    "flushLeastPagesWhenWarmMapedFile",
+    "heartbeatThreadPoolNums",
+    "heartbeatThreadPoolQueueCapacity",
+    "highSpeedMode",
+    "isEnableBatchPush",
+    "isolateLogEnable",
+    "mapedFileSizeCommitLog",
+    "mappedFileSizeConsumeQueueExt",
+    "maxDelayTime",
+    "maxErrorRateOfBloomFilter",
+    "maxLmqConsumeQueueNum",
+    "messageStorePlugIn",
+    "offsetCheckInSlave",
+    "osPageCacheBusyTimeOutMills",
+    "processReplyMessageThreadPoolNums",
+    "pullMessageThreadPoolNums",
+    "pullThreadPoolQueueCapacity",
+    "putMessageFutureThreadPoolNums",
+    "putMsgIndexHightWater",
+    "putThreadPoolQueueCapacity",
+    "queryMessageThreadPoolNums",
+    "queryThreadPoolQueueCapacity",
+    "regionId",
+    "replyThreadPoolQueueCapacity",
+    "rocketmqHome",
+    "scheduleAsyncDeliverMaxPendingLimit",
+    "scheduleAsyncDeliverMaxResendNum2Blocked",
+    "sendMessageThreadPoolNums",
+    "sendThreadPoolQueueCapacity",
+    "serverAsyncSemaphoreValue",
+    "serverCallbackExecutorThreads",
+    "serverOnewaySemaphoreValue",
+    "serverPooledByteBufAllocatorEnable",
+    "serverSelectorThreads",
+    "serverSocketBacklog",
+    "serverSocketRcvBufSize",
+    "serverSocketSndBufSize",
+    "serverWorkerThreads",
+    "startAcceptSendRequestTimeStamp",
+    "storePathCommitLog",
+    "storeReplyMessageEnable",
+    "traceOn",
+    "transferMsgByHeap",
+    "useEpollNativeSelector",
+    "useReentrantLockWhenPutMessage",
+    "useTLS",
+    "waitTimeMillsInHeartbeatQueue",
+    "waitTimeMillsInPullQueue",
+    "waitTimeMillsInSendQueue",
+    "waitTimeMillsInTransactionQueue",
+    "warmMapedFileEnable",
+    "writeBufferHighWaterMark",
+    "writeBufferLowWaterMark",
+];
+
+#[test]
+fn broker_config_answers_every_rocketmq_key_once_with_file_values_first() {
+    run(async {
+        let h = Harness::with_config(&[("sendMessageThreadPoolNums", "128")]).await;
+        let config = h
+            .call(RemotingCommand::new_request(rc::GET_BROKER_CONFIG))
+            .await;
+        assert_code(&config, ResponseCode::Success);
+        let text = String::from_utf8(config.body.to_vec()).unwrap();
+        let pairs: Vec<(&str, &str)> = text.lines().filter_map(|l| l.split_once('=')).collect();
+        let value = |key: &str| {
+            let found: Vec<&str> = pairs
+                .iter()
+                .filter(|(k, _)| *k == key)
+                .map(|(_, v)| *v)
+                .collect();
+            assert_eq!(found.len(), 1, "{key} shown {} times", found.len());
+            found[0]
+        };
+        for key in ROCKETMQ_ONLY_KEYS {
+            value(key);
+        }
+        assert!(pairs.len() >= 178, "{} keys", pairs.len());
+        assert_eq!(value("sendMessageThreadPoolNums"), "128");
+        assert_eq!(value("traceOn"), "true");
+        assert_eq!(value("filterServerNums"), "0");
+        assert_eq!(value("mapedFileSizeCommitLog"), "16777216");
+        assert!(value("storePathCommitLog").ends_with("commitlog"), "{text}");
+    });
+}

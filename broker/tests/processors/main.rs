@@ -3,8 +3,10 @@
 //! request, asserting the response code, the remark and the resulting state.
 
 mod admin;
+mod admin_reads;
 mod client;
 mod lock;
+mod maintenance;
 mod offsets;
 mod pull;
 mod query;

@@ -15,6 +15,7 @@
 #[macro_use]
 mod java_enum;
 
+pub mod admin;
 pub mod group;
 pub mod heartbeat;
 pub mod kv;
@@ -24,6 +25,10 @@ pub mod route;
 pub mod stats;
 pub mod topic;
 
+pub use admin::{
+    BrokerStatsData, BrokerStatsItem, ConsumeQueueData, ConsumeStatsList, GroupList, ProducerInfo,
+    ProducerTableInfo, QueryConsumeQueueResponseBody,
+};
 pub use group::{
     ConsumerListBody, LockBatchRequestBody, LockBatchResponseBody, MessageQueue,
     SubscriptionGroupConfig, UnlockBatchRequestBody,

@@ -111,6 +111,7 @@ fn namesrv_config_get_and_update() {
         "clusterTest",
         "orderMessageEnable",
         "configBlackList",
+        "rocketmqHome",
         "listenPort",
         "serverWorkerThreads",
         "serverCallbackExecutorThreads",

@@ -2,7 +2,8 @@
 //!
 //! UPDATE_BROKER_CONFIG applies the properties text to `BrokerContext::live_config` (bad
 //! values are refused with SYSTEM_ERROR naming the key) and GET_BROKER_CONFIG shows the
-//! live values. Nothing is written back to the properties file: a restart returns to the
+//! live values, followed by the keys of RocketMQ's config classes that have no meaning here
+//! (`rocketmq_keys`). Nothing is written back to the properties file: a restart returns to the
 //! file's values. Keys read per request take effect at once (`enablePropertyFilter`,
 //! `longPollingEnable`, `brokerPermission`: sends are refused and the broker re-registers at
 //! once with its topics carrying the new permission); the rest are recorded but need a restart.
@@ -16,7 +17,8 @@ use super::super::{Processed, reply, success};
 use crate::core_context::CoreContext;
 
 pub fn get_config(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed {
-    let text = core.broker.live_config.load().to_properties_text();
+    let config = core.broker.live_config.load();
+    let text = super::rocketmq_keys::with_rocketmq_keys(&config, config.to_properties_text());
     Ok(success(req).with_body(text.into_bytes()))
 }
 

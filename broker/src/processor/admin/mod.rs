@@ -4,11 +4,18 @@
 //! codes get REQUEST_CODE_NOT_SUPPORTED.
 
 pub mod broker_config;
+pub mod broker_consume_stats;
 pub mod connections;
+pub mod consume_queue;
 pub mod consume_stats;
+pub mod lists;
+pub mod maintenance;
 pub mod queues;
 pub mod reset_offset;
+pub mod rocketmq_keys;
+pub mod running_info;
 pub mod runtime_info;
+pub mod stats_data;
 pub mod topic_stats;
 pub mod topics;
 
@@ -44,6 +51,16 @@ pub async fn process(core: &Rc<CoreContext>, code: i32, req: &RemotingCommand) -
         rc::GET_BROKER_CONFIG => broker_config::get_config(core, req),
         rc::UPDATE_BROKER_CONFIG => broker_config::update_config(core, req),
         rc::INVOKE_BROKER_TO_RESET_OFFSET => reset_offset::reset_offset(core, req).await,
+        rc::QUERY_TOPIC_CONSUME_BY_WHO => lists::topic_consumed_by(core, req),
+        rc::GET_SYSTEM_TOPIC_LIST_FROM_BROKER => lists::system_topic_list(req),
+        rc::GET_ALL_PRODUCER_INFO => lists::all_producers(core, req),
+        rc::CLEAN_EXPIRED_CONSUMEQUEUE => maintenance::clean_expired_queues(core, req).await,
+        rc::CLEAN_UNUSED_TOPIC => maintenance::clean_unused_topics(core, req).await,
+        rc::DELETE_EXPIRED_COMMITLOG => maintenance::delete_expired_commit_log(core, req).await,
+        rc::VIEW_BROKER_STATS_DATA => stats_data::view_stats(core, req).await,
+        rc::GET_BROKER_CONSUME_STATS => broker_consume_stats::broker_consume_stats(core, req).await,
+        rc::GET_CONSUMER_RUNNING_INFO => running_info::consumer_running_info(core, req).await,
+        rc::QUERY_CONSUME_QUEUE => consume_queue::query_consume_queue(core, req).await,
         code => Err(reply(
             req,
             ResponseCode::RequestCodeNotSupported,
