@@ -59,42 +59,9 @@ class MqAdminTest {
     /**
      * Commands that still fail on rmq-fast while they work on Apache, with the reason; any other failing command
      * fails the test. One of these passing is printed ("now passing, remove from KNOWN_FAILING"), not failed.
+     * Empty: every command works on rmq-fast as on Apache 4.9.7.
      */
     static final Map<String, String> KNOWN_FAILING = new LinkedHashMap<>();
-
-    static {
-        String runtimeInfo = "GET_BROKER_RUNTIME_INFO lacks Apache's keys (issue 13, h-admin)";
-        String code300 = "request code 300 QUERY_TOPIC_CONSUME_BY_WHO missing (issue 13, h-admin)";
-        KNOWN_FAILING.put("clusterList", runtimeInfo);
-        KNOWN_FAILING.put("brokerStatus", runtimeInfo);
-        KNOWN_FAILING.put("brokerStatus slave", runtimeInfo);
-        KNOWN_FAILING.put("queryMsgById", code300);
-        KNOWN_FAILING.put("queryMsgByUniqueKey", code300);
-        KNOWN_FAILING.put("queryMsgByOffset", code300);
-        KNOWN_FAILING.put("statsAll", code300);
-        KNOWN_FAILING.put("statsAll -t", code300);
-        String wait = "stored messages keep the property WAIT (issue 13, h-admin)";
-        KNOWN_FAILING.put("printMsg", wait);
-        KNOWN_FAILING.put("consumeMessage", wait);
-        KNOWN_FAILING.put("consumerProgress -g", "no offset row for %RETRY%AdmGroup yet: the retry topic reaches the "
-            + "name server only with the next periodic registration (issue 13, h-admin)");
-        KNOWN_FAILING.put("consumerProgress -g -s", "client IP N/A: request code 307 missing (issue 13, h-admin)");
-        KNOWN_FAILING.put("brokerConsumeStats", "request code 317 missing (issue 13, h-admin)");
-        KNOWN_FAILING.put("consumerStatus", "request code 307 missing (issue 13, h-admin)");
-        KNOWN_FAILING.put("producer", "request code 328 missing (issue 13, h-admin)");
-        KNOWN_FAILING.put("queryCq", "request code 321 missing (issue 13, h-admin)");
-        KNOWN_FAILING.put("getNamesrvConfig", "name server code 319 missing (issue 13, h-admin)");
-        KNOWN_FAILING.put("updateNamesrvConfig", "name server code 318 missing (issue 13, h-admin)");
-        KNOWN_FAILING.put("getBrokerConfig", "getBrokerConfig lacks Apache's keys (issue 13, h-admin)");
-        KNOWN_FAILING.put("getBrokerConfig -c", "getBrokerConfig lacks Apache's keys (issue 13, h-admin)");
-        KNOWN_FAILING.put("exportConfigs", "getBrokerConfig lacks filterServerNums/traceOn/useTLS (issue 13, h-admin)");
-        KNOWN_FAILING.put("exportMetrics", "request codes 305/317 and runtime-info keys (issue 13, h-admin)");
-        KNOWN_FAILING.put("wipeWritePerm", "name server code 205 missing (issue 13, h-admin)");
-        KNOWN_FAILING.put("addWritePerm", "name server code 327 missing (issue 13, h-admin)");
-        KNOWN_FAILING.put("cleanExpiredCQ", "request code 306 missing (issue 13, h-admin)");
-        KNOWN_FAILING.put("deleteExpiredCommitLog", "request code 329 missing (issue 13, h-admin)");
-        KNOWN_FAILING.put("cleanUnusedTopic", "request code 316 missing (issue 13, h-admin)");
-    }
 
     /** A cluster under test: addresses, an admin client, and what the workload sent. */
     static final class Cluster {
@@ -405,6 +372,7 @@ class MqAdminTest {
         }
         MqAdminRunner runner = new MqAdminRunner();
         Map<String, Outcome> apache;
+        Map<String, java.util.Set<String>> apacheApi;
         Path apacheDir = rmq.workDir().resolve("apache");
         try (ApachePeer peer = new ApachePeer(lib, apacheDir, apacheDir.resolve("logs"))) {
             peer.start(RmqFast.CLUSTER, BROKER);
@@ -412,6 +380,7 @@ class MqAdminTest {
                 "127.0.0.1:" + peer.slavePort, apacheDir.resolve("out"));
             try {
                 workload(c);
+                apacheApi = AdminApiShapes.shapes(c.admin, c.master, TOPIC, GROUP);
                 apache = runAll(c, runner);
             } finally {
                 c.close();
@@ -426,14 +395,22 @@ class MqAdminTest {
         Cluster c = new Cluster("rmq-fast", rmq.namesrvAddr(), master.addr(), slave.addr(),
             rmq.workDir().resolve("out"));
         Map<String, Outcome> ours;
+        Map<String, java.util.Set<String>> ourApi;
         try {
             workload(c);
+            ourApi = AdminApiShapes.shapes(c.admin, c.master, TOPIC, GROUP);
             ours = runAll(c, runner);
         } finally {
             c.close();
             runner.close();
         }
+        Files.writeString(Paths.get("target", "mqadmin-api-shapes.md"), AdminApiShapes.report(apacheApi, ourApi));
+        List<String> apiProblems = AdminApiShapes.missing(apacheApi, ourApi);
         report(SPECS, apache, ours, "mqadmin");
+        if (!apiProblems.isEmpty()) {
+            throw new AssertionError("admin API answers lack fields Apache's have (target/mqadmin-api-shapes.md):\n  "
+                + String.join("\n  ", apiProblems));
+        }
     }
 
     @Test
