@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rmq_core::body::ConsumerOffsetSerializeWrapper;
 
@@ -19,6 +19,8 @@ pub const TOPIC_GROUP_SEPARATOR: &str = "@";
 pub struct OffsetManager {
     table: Mutex<HashMap<String, BTreeMap<i32, i64>>>,
     dirty: AtomicBool,
+    /// Counts changes since start (a slave fetches the table only when it moved).
+    changes: AtomicU64,
     path: PathBuf,
 }
 
@@ -34,17 +36,26 @@ impl OffsetManager {
         Ok(Self {
             table: Mutex::new(file.offset_table),
             dirty: AtomicBool::new(false),
+            changes: AtomicU64::new(0),
             path,
         })
     }
 
     pub fn commit(&self, group: &str, topic: &str, queue_id: i32, offset: i64) {
         let mut table = self.table.lock().expect("offset lock");
-        table
+        let previous = table
             .entry(key(topic, group))
             .or_default()
             .insert(queue_id, offset);
+        if previous != Some(offset) {
+            self.changes.fetch_add(1, Ordering::Release);
+        }
         self.dirty.store(true, Ordering::Release);
+    }
+
+    /// How many commits changed an offset since start (moves with every change).
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
     }
 
     pub fn query(&self, group: &str, topic: &str, queue_id: i32) -> Option<i64> {
@@ -57,6 +68,7 @@ impl OffsetManager {
         let prefix = format!("{topic}{TOPIC_GROUP_SEPARATOR}");
         let mut table = self.table.lock().expect("offset lock");
         table.retain(|k, _| !k.starts_with(&prefix));
+        self.changes.fetch_add(1, Ordering::Release);
         self.dirty.store(true, Ordering::Release);
     }
 

@@ -183,6 +183,11 @@ impl TopicManager {
         }
     }
 
+    /// The version every change moves (read without copying the table).
+    pub fn data_version(&self) -> DataVersion {
+        *self.data_version.lock().expect("data version lock")
+    }
+
     /// Moves the data version without a topic change, so the name servers re-apply the
     /// registered topics (a changed brokerPermission changes every registered perm).
     pub fn next_data_version(&self) {

@@ -24,6 +24,11 @@
 //!   log begin at the start of the master's newest segment with
 //!   [`ShardStore::reset_empty_replica`] (`replica_truncate.rs`); the consume queues then start
 //!   at the queue offsets of the first replicated records (`new_replica_queue`).
+//! - The first replicated record of a queue the slave does not have yet calls the observer set
+//!   with [`ShardStore::observe_new_replica_queues`], synchronously inside
+//!   `append_replicated`, so before the slave writes (and reports) the record: the broker
+//!   creates the topic config there, and a topic is readable on the slave as soon as any of
+//!   its records is acknowledged.
 
 use std::time::Duration;
 
@@ -34,7 +39,16 @@ use crate::consume_queue::{ConsumeQueue, Entry};
 use crate::error::StoreError;
 use crate::shard_store::{ShardStore, is_dispatched};
 
+/// See [`ShardStore::observe_new_replica_queues`].
+pub type NewQueueObserver = std::rc::Rc<dyn Fn(&str, i32)>;
+
 impl ShardStore {
+    /// Calls `observer(topic, queue_id)` for every queue a replicated record creates on this
+    /// store (not for queues recovered from disk), before `append_replicated` returns.
+    pub fn observe_new_replica_queues(&self, observer: impl Fn(&str, i32) + 'static) {
+        *self.new_queue_observer.borrow_mut() = Some(std::rc::Rc::new(observer));
+    }
+
     /// First offset the log still holds (start of its oldest segment).
     pub fn oldest_offset(&self) -> i64 {
         let segments = self.log.segments.borrow();
@@ -284,6 +298,10 @@ impl ShardStore {
             .entry(topic.to_string())
             .or_default()
             .insert(queue_id, queue.clone());
+        let observer = self.new_queue_observer.borrow().clone();
+        if let Some(observer) = observer {
+            observer(topic, queue_id);
+        }
         queue
     }
 }

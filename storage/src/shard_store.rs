@@ -103,6 +103,8 @@ pub struct ShardStore {
     pub(crate) index_safe: Cell<i64>,
     /// End of the log when the store was opened (after recovery).
     pub(crate) opened_end: i64,
+    /// Told of every queue a replicated record creates (`observe_new_replica_queues`).
+    pub(crate) new_queue_observer: RefCell<Option<crate::replica::NewQueueObserver>>,
 }
 
 impl ShardStore {
@@ -186,6 +188,7 @@ impl ShardStore {
             index_synced_at: Cell::new(None),
             index_safe: Cell::new(0),
             opened_end: recovered_end,
+            new_queue_observer: RefCell::new(None),
         });
         crate::queue_flusher::spawn(&store);
         Ok(store)

@@ -98,9 +98,16 @@ impl RequestHandler for BrokerHandler {
                 rc::QUERY_MESSAGE => query::process(core, &req).await,
                 rc::CONSUMER_SEND_MSG_BACK => send_back::process(core, &req).await,
                 rc::END_TRANSACTION => transaction::end_transaction(core, &req).await,
-                rc::GET_ALL_DELAY_OFFSET => Ok(success(&req).with_body(
-                    rmq_core::body::encode_body(&core.broker.schedule.delay_wrapper()),
-                )),
+                rc::GET_ALL_DELAY_OFFSET => {
+                    let broker = &core.broker;
+                    let table = crate::replication::metadata_sync::Table::DelayOffsets;
+                    Ok(crate::replication::metadata_sync::answer(
+                        broker,
+                        &req,
+                        table,
+                        || rmq_core::body::encode_body(&broker.schedule.delay_wrapper()),
+                    ))
+                }
                 code @ rc::UPDATE_AND_CREATE_ACL_CONFIG..=rc::GET_BROKER_CLUSTER_ACL_CONFIG => {
                     crate::acl::admin::process(&core.broker, &req)
                         .await

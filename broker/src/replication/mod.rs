@@ -6,8 +6,9 @@
 //! - [`slave`]: every core of a slave runs one replication client per shard it owns, against
 //!   the master HA address (`haMasterAddress`, else the `haServerAddr` the name server returned
 //!   at registration), reconnecting every second after a failure.
-//! - [`metadata_sync`]: core 0 of a slave copies topic configs, consumer offsets, delay offsets
-//!   and subscription groups from the master.
+//! - [`metadata_sync`]: a slave learns topics from the replicated records themselves, and core 0
+//!   copies topic configs, consumer offsets, delay offsets and subscription groups from the
+//!   master every second (only the tables that moved); the master's side of that copy.
 //! - [`ack_policy`]: what every append waits for before it is acknowledged (flush durability
 //!   and, under SYNC_MASTER, a slave report).
 //!
@@ -15,7 +16,7 @@
 
 pub mod ack_policy;
 mod listener;
-mod metadata_sync;
+pub mod metadata_sync;
 mod slave;
 
 use std::rc::Rc;
@@ -79,6 +80,10 @@ pub fn start(core: &Rc<CoreContext>) {
     let broker = &core.broker;
     if broker.is_slave() {
         for store in core.shards.values() {
+            let learner = broker.clone();
+            store.observe_new_replica_queues(move |topic, queue_id| {
+                metadata_sync::learn_topic(&learner, topic, queue_id);
+            });
             compio::runtime::spawn(slave::slave_loop(broker.clone(), store.clone())).detach();
         }
         if core.core == 0 {

@@ -60,6 +60,9 @@ pub struct ScheduleProgress {
     timers: Table,
     /// Records skipped because they can never be delivered (see `scanner`).
     undeliverable: AtomicU64,
+    /// Counts moves of a delay-level offset since start (a slave fetches them only when it
+    /// moved).
+    level_changes: AtomicU64,
     /// `messageDelayLevel` in ms; level n is entry n-1.
     pub delay_levels_ms: Vec<u64>,
 }
@@ -75,6 +78,7 @@ impl ScheduleProgress {
             levels: Table::load(config_dir.join("delayOffset.json"))?,
             timers: Table::load(config_dir.join("timerOffset.json"))?,
             undeliverable: AtomicU64::new(0),
+            level_changes: AtomicU64::new(0),
             delay_levels_ms,
         })
     }
@@ -111,7 +115,15 @@ impl ScheduleProgress {
         if offset > *slot {
             *slot = offset;
             table.dirty.store(true, Ordering::Release);
+            if family == QueueFamily::Level {
+                self.level_changes.fetch_add(1, Ordering::Release);
+            }
         }
+    }
+
+    /// How often a delay-level offset moved since start (GET_ALL_DELAY_OFFSET's version).
+    pub fn level_changes(&self) -> u64 {
+        self.level_changes.load(Ordering::Acquire)
     }
 
     /// Counts a delayed or timer record skipped because it can never be delivered.

@@ -145,3 +145,48 @@ fn view_message_by_a_bad_offset_is_a_system_error() {
         }
     });
 }
+
+/// GET_ALL_* with the rmq-fast version extension: a slave that holds the current version
+/// gets no body; a 4.x slave (no extension) always gets the whole table.
+#[test]
+fn a_metadata_copy_request_with_the_current_version_gets_no_body() {
+    use rmq_broker::replication::metadata_sync::{KNOWN_VERSION, UNCHANGED, VERSION};
+    run(async {
+        let h = Harness::new().await;
+        assert_code(&h.call(create_topic("T", 1)).await, ResponseCode::Success);
+        for code in [
+            rc::GET_ALL_TOPIC_CONFIG,
+            rc::GET_ALL_CONSUMER_OFFSET,
+            rc::GET_ALL_DELAY_OFFSET,
+            rc::GET_ALL_SUBSCRIPTIONGROUP_CONFIG,
+        ] {
+            let full = h.call(RemotingCommand::new_request(code)).await;
+            assert_code(&full, ResponseCode::Success);
+            assert!(
+                !full.body.is_empty(),
+                "code {code}: a 4.x request gets the table"
+            );
+            assert_eq!(full.ext(UNCHANGED), None);
+            let version = full.ext(VERSION).expect("version").to_string();
+            let again = RemotingCommand::new_request(code).with_ext(KNOWN_VERSION, &version);
+            let unchanged = h.call(again).await;
+            assert_code(&unchanged, ResponseCode::Success);
+            assert_eq!(unchanged.ext(UNCHANGED), Some("true"), "code {code}");
+            assert!(unchanged.body.is_empty(), "code {code}");
+            let stale = RemotingCommand::new_request(code).with_ext(KNOWN_VERSION, "older");
+            assert!(!h.call(stale).await.body.is_empty(), "code {code}");
+        }
+        // A commit moves the offsets' version; the same value committed again does not.
+        let get = || RemotingCommand::new_request(rc::GET_ALL_CONSUMER_OFFSET);
+        let before = h.call(get()).await.ext(VERSION).unwrap().to_string();
+        assert_code(&h.call(update("G", "T", 0, 5)).await, ResponseCode::Success);
+        let after = h.call(get()).await.ext(VERSION).unwrap().to_string();
+        assert_ne!(before, after);
+        assert_code(&h.call(update("G", "T", 0, 5)).await, ResponseCode::Success);
+        assert_eq!(h.call(get()).await.ext(VERSION).unwrap(), after);
+        let known = get().with_ext(KNOWN_VERSION, &before);
+        let copied = h.call(known).await;
+        let body = String::from_utf8_lossy(&copied.body).to_string();
+        assert!(body.contains("T@G"), "{body}");
+    });
+}

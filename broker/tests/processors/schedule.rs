@@ -11,7 +11,7 @@ use rmq_core::remoting::ResponseCode;
 use crate::requests::{assert_code, create_topic, send};
 
 async fn sleep_ms(ms: u64) {
-    compio::time::sleep(Duration::from_millis(ms)).await;
+    rmq_net::rt::sleep(Duration::from_millis(ms)).await;
 }
 
 #[test]

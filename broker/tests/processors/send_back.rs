@@ -127,7 +127,7 @@ fn under_sync_master_a_send_back_no_slave_confirmed_is_answered_as_a_failure() {
             async move {
                 // The slave reports what the master appended meanwhile.
                 for _ in 0..50 {
-                    compio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    rmq_net::rt::sleep(std::time::Duration::from_millis(10)).await;
                     replica.on_report(store.max_physical_offset());
                 }
             }

@@ -24,24 +24,29 @@ use std::rc::Rc;
 use rmq_core::body::encode_body;
 use rmq_core::remoting::{RemotingCommand, ResponseCode, request_code as rc};
 
-use super::{Processed, reply, success};
+use super::{Processed, reply};
 use crate::core_context::CoreContext;
+use crate::replication::metadata_sync::{self as sync, Table};
 
 pub async fn process(core: &Rc<CoreContext>, code: i32, req: &RemotingCommand) -> Processed {
     let broker = &core.broker;
     match code {
         rc::UPDATE_AND_CREATE_TOPIC => topics::create_topic(core, req),
         rc::DELETE_TOPIC_IN_BROKER => topics::delete_topic(core, req).await,
-        rc::GET_ALL_TOPIC_CONFIG => {
-            Ok(success(req).with_body(encode_body(&broker.topics.wrapper())))
-        }
+        rc::GET_ALL_TOPIC_CONFIG => Ok(sync::answer(broker, req, Table::Topics, || {
+            encode_body(&broker.topics.wrapper())
+        })),
         rc::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => topics::update_group(core, req),
         rc::DELETE_SUBSCRIPTIONGROUP => topics::delete_group(core, req),
         rc::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => {
-            Ok(success(req).with_body(encode_body(&*broker.groups.all())))
+            Ok(sync::answer(broker, req, Table::Groups, || {
+                encode_body(&*broker.groups.all())
+            }))
         }
         rc::GET_ALL_CONSUMER_OFFSET => {
-            Ok(success(req).with_body(encode_body(&broker.offsets.wrapper())))
+            Ok(sync::answer(broker, req, Table::ConsumerOffsets, || {
+                encode_body(&broker.offsets.wrapper())
+            }))
         }
         rc::GET_BROKER_RUNTIME_INFO => runtime_info::process(core, req).await,
         rc::GET_TOPIC_STATS_INFO => topic_stats::topic_stats(core, req).await,
