@@ -413,9 +413,16 @@ async fn accept_loop(
     balancer: BalancerCore,
 ) {
     let handler = Rc::new(BrokerHandler { core: core.clone() });
-    let max_frame = usize::try_from(core.broker.config.max_frame_length)
-        .unwrap_or(DEFAULT_MAX_FRAME)
-        .max(1024);
+    let config = &core.broker.config;
+    let as_usize = |value: u32| usize::try_from(value).unwrap_or(usize::MAX);
+    let limits = rmq_net::ConnectionLimits {
+        max_frame: usize::try_from(config.max_frame_length)
+            .unwrap_or(DEFAULT_MAX_FRAME)
+            .max(1024),
+        max_in_flight: as_usize(config.connection_max_in_flight_requests),
+        max_parked: as_usize(config.connection_max_parked_requests),
+        max_queued_reply_bytes: as_usize(config.connection_max_queued_reply_bytes),
+    };
     let broker = core.broker.clone();
     let core_id = core.core;
     rmq_net::balance::accept_balanced(
@@ -423,7 +430,7 @@ async fn accept_loop(
         move || broker.stopping.load(Ordering::Acquire),
         balancer,
         move |stream| {
-            let serving = rmq_net::serve_connection(stream, handler.clone(), core_id, max_frame);
+            let serving = rmq_net::serve_connection(stream, handler.clone(), core_id, limits);
             crate::metrics::counted_connection(serving)
         },
     )

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rmq_core::config::NamesrvConfig;
 use rmq_core::remoting::{DEFAULT_MAX_FRAME, RemotingCommand};
 use rmq_net::connection::LocalFuture;
-use rmq_net::{ConnectionInfo, NetError, RequestHandler, serve_connection};
+use rmq_net::{ConnectionInfo, ConnectionLimits, NetError, RequestHandler, serve_connection};
 
 use crate::kv_config::KvConfig;
 use crate::processor::{NamesrvState, process};
@@ -91,18 +91,20 @@ async fn serve(listener: std::net::TcpListener, config: &NamesrvConfig, stop: &A
         "The Name Server boot success. serializeType=JSON"
     );
     println!("The Name Server boot success. serializeType=JSON");
+    let limits = ConnectionLimits {
+        max_frame: usize::try_from(config.max_frame_length).unwrap_or(DEFAULT_MAX_FRAME),
+        max_in_flight: usize::try_from(config.connection_max_in_flight_requests)
+            .unwrap_or(usize::MAX),
+        max_parked: ConnectionLimits::DEFAULT_MAX_PARKED,
+        max_queued_reply_bytes: usize::try_from(config.connection_max_queued_reply_bytes)
+            .unwrap_or(usize::MAX),
+    };
     let stopping = stop.clone();
     rmq_net::listener::accept_until(
         listener,
         move || stopping.load(Ordering::Relaxed),
         move |stream| {
-            compio::runtime::spawn(serve_connection(
-                stream,
-                handler.clone(),
-                0,
-                DEFAULT_MAX_FRAME,
-            ))
-            .detach();
+            compio::runtime::spawn(serve_connection(stream, handler.clone(), 0, limits)).detach();
         },
     )
     .await;

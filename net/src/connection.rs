@@ -13,17 +13,25 @@
 //!
 //! The outbound queue is a `futures` unbounded channel: its sender is `Send`, so another
 //! core (a shard that finished a forwarded request, or the broker notifying consumers)
-//! can write to this connection without touching its socket.
+//! can write to this connection without touching its socket. The channel itself is
+//! unbounded, but what reaches it is not: the reader stops reading the socket while the
+//! connection is over one of its [`ConnectionLimits`] (requests in flight, parked
+//! long-polls, queued reply bytes; see `flow`), so a client that does not read its replies
+//! is slowed down by TCP instead of growing the server's memory.
+//!
+//! Idle connections are cheap: while no partial frame is pending the reader offers the
+//! kernel a small buffer (`IDLE_READ`) and grows it only when a read fills it; the pending
+//! and outbound buffers are released when empty instead of keeping their peak size.
 //!
 //! # Errors
 //! A frame that cannot be decoded closes this connection only (both directions are shut
 //! down at once so the peer sees it); nothing else is affected.
 
-use std::cell::Cell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::BytesMut;
@@ -34,11 +42,18 @@ use futures_channel::mpsc;
 use futures_util::StreamExt;
 use rmq_core::remoting::{RemotingCommand, decode_frame, encode_frame};
 
+use crate::flow::{ConnectionLimits, Flow, reply_cost};
+
 /// A boxed, single-core future.
 pub type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 
-/// Bytes read per `read` call.
+/// Bytes offered per `read` call while data is streaming in.
 const READ_CHUNK: usize = 64 * 1024;
+/// Bytes offered per `read` call while no partial frame is pending (an idle connection
+/// holds only this much).
+const IDLE_READ: usize = 2 * 1024;
+/// An empty outbound buffer larger than this is released instead of kept for the next reply.
+const IDLE_WRITE_KEEP: usize = 16 * 1024;
 /// Upper bound of responses coalesced into one write.
 const WRITE_BATCH_BYTES: usize = 1024 * 1024;
 
@@ -48,12 +63,20 @@ static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 #[derive(Clone, Debug)]
 pub struct ConnectionSender {
     tx: mpsc::UnboundedSender<RemotingCommand>,
+    flow: Arc<Flow>,
 }
 
 impl ConnectionSender {
-    /// Queues `cmd` for writing. Returns false when the connection is gone.
+    /// Queues `cmd` for writing (charged to the connection's queued reply bytes until
+    /// written). Returns false when the connection is gone.
     pub fn send(&self, cmd: RemotingCommand) -> bool {
-        self.tx.unbounded_send(cmd).is_ok()
+        let cost = reply_cost(&cmd);
+        self.flow.queued(cost);
+        let sent = self.tx.unbounded_send(cmd).is_ok();
+        if !sent {
+            self.flow.written(cost);
+        }
+        sent
     }
 
     /// True while the connection is open.
@@ -80,6 +103,12 @@ impl ConnectionInfo {
         self.sender.clone()
     }
 
+    /// The connection's flow counters (`Send`): a handler that waits long for an outside
+    /// event parks its request with [`Flow::park`] so it does not count as in flight.
+    pub fn flow(&self) -> Arc<Flow> {
+        self.sender.flow.clone()
+    }
+
     /// A connection with no socket, for driving a handler in-process in tests: what the
     /// handler sends on it arrives on the returned receiver.
     #[cfg(any(test, feature = "test-support"))]
@@ -94,7 +123,10 @@ impl ConnectionInfo {
             peer,
             local,
             core,
-            sender: ConnectionSender { tx },
+            sender: ConnectionSender {
+                tx,
+                flow: Arc::default(),
+            },
         };
         (info, rx)
     }
@@ -123,24 +155,27 @@ pub async fn serve_connection<H: RequestHandler>(
     stream: TcpStream,
     handler: Rc<H>,
     core: usize,
-    max_frame: usize,
+    limits: ConnectionLimits,
 ) {
     let _ = stream.set_nodelay(true);
     let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
         return;
     };
     let (tx, rx) = mpsc::unbounded();
+    let flow = Arc::new(Flow::default());
     let info = Rc::new(ConnectionInfo {
         id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
         peer,
         local,
         core,
-        sender: ConnectionSender { tx },
+        sender: ConnectionSender {
+            tx,
+            flow: flow.clone(),
+        },
     });
     let (reader, writer) = stream.into_split();
-    let writer_done = Rc::new(Cell::new(false));
-    compio::runtime::spawn(write_loop(writer, rx, writer_done.clone())).detach();
-    let result = read_loop(&reader, &handler, &info, max_frame).await;
+    compio::runtime::spawn(write_loop(writer, rx, flow)).detach();
+    let result = read_loop(&reader, &handler, &info, &limits).await;
     if let Err(reason) = result {
         if reason.starts_with("bad frame") {
             tracing::warn!(peer = %peer, "closing connection: {reason}");
@@ -157,27 +192,55 @@ async fn read_loop<H: RequestHandler>(
     stream: &TcpStream,
     handler: &Rc<H>,
     info: &Rc<ConnectionInfo>,
-    max_frame: usize,
+    limits: &ConnectionLimits,
 ) -> Result<(), String> {
     let mut reader = stream.clone();
-    let mut pending = BytesMut::with_capacity(READ_CHUNK);
-    let mut chunk = Vec::with_capacity(READ_CHUNK);
+    let mut pending = BytesMut::new();
+    let mut chunk = Vec::new();
+    let mut filled = false;
+    let flow = &info.sender.flow;
     loop {
+        let want = if pending.is_empty() && !filled {
+            IDLE_READ
+        } else {
+            READ_CHUNK
+        };
+        if chunk.capacity() != want {
+            chunk = Vec::with_capacity(want);
+        }
         chunk.clear();
         let BufResult(read, back) = reader.read(chunk).await;
         chunk = back;
         match read {
             Ok(0) => return Ok(()),
-            Ok(n) => pending.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                filled = n == chunk.capacity();
+                pending.extend_from_slice(&chunk[..n]);
+            }
             Err(error) => return Err(format!("read failed: {error}")),
         }
         loop {
-            match decode_frame(&mut pending, max_frame) {
+            if !flow.below_limits(limits).await {
+                return Err("write failed".to_owned());
+            }
+            match decode_frame(&mut pending, limits.max_frame) {
                 Ok(Some(cmd)) => dispatch(handler, info, cmd),
                 Ok(None) => break,
                 Err(error) => return Err(format!("bad frame: {error}")),
             }
         }
+        if pending.is_empty() && pending.capacity() > IDLE_READ {
+            pending = BytesMut::new();
+        }
+    }
+}
+
+/// Counts a request in flight until dropped (also when its task is cancelled).
+struct InFlight(Arc<Flow>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.request_finished();
     }
 }
 
@@ -187,14 +250,18 @@ fn dispatch<H: RequestHandler>(handler: &Rc<H>, info: &Rc<ConnectionInfo>, cmd: 
         return;
     }
     let oneway = cmd.is_oneway();
-    let future = handler.clone().handle(info.clone(), cmd);
     let sender = info.sender();
+    sender.flow.request_started();
+    let in_flight = InFlight(sender.flow.clone());
+    let future = handler.clone().handle(info.clone(), cmd);
     compio::runtime::spawn(async move {
-        if let Some(response) = future.await
+        let response = future.await;
+        if let Some(response) = response
             && !oneway
         {
             sender.send(response);
         }
+        drop(in_flight);
     })
     .detach();
 }
@@ -202,25 +269,44 @@ fn dispatch<H: RequestHandler>(handler: &Rc<H>, info: &Rc<ConnectionInfo>, cmd: 
 async fn write_loop(
     mut stream: TcpStream,
     mut rx: mpsc::UnboundedReceiver<RemotingCommand>,
-    done: Rc<Cell<bool>>,
+    flow: Arc<Flow>,
 ) {
-    let mut out = BytesMut::with_capacity(64 * 1024);
-    while let Some(first) = rx.next().await {
+    let mut out = BytesMut::new();
+    let mut carried = None;
+    loop {
+        let first = match carried.take() {
+            Some(cmd) => cmd,
+            None => match rx.next().await {
+                Some(cmd) => cmd,
+                None => break,
+            },
+        };
+        let mut cost = reply_cost(&first);
         encode_frame(&first, &mut out);
         while out.len() < WRITE_BATCH_BYTES {
             match rx.try_recv() {
-                Ok(cmd) => encode_frame(&cmd, &mut out),
+                Ok(cmd) => {
+                    cost += reply_cost(&cmd);
+                    encode_frame(&cmd, &mut out);
+                }
                 Err(_) => break,
             }
         }
         let BufResult(result, back) = stream.write_all(out).await;
+        flow.written(cost);
         out = back;
         out.clear();
         if result.is_err() {
             break;
         }
+        // more to write: keep the buffer; nothing queued: an idle connection keeps little
+        match rx.try_recv() {
+            Ok(cmd) => carried = Some(cmd),
+            Err(_) if out.capacity() > IDLE_WRITE_KEEP => out = BytesMut::new(),
+            Err(_) => {}
+        }
     }
-    done.set(true);
+    flow.writer_stopped();
 }
 
 fn shutdown_socket(stream: &TcpStream) {

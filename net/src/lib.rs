@@ -13,6 +13,8 @@
 //! - `connection`: the server side of one remoting connection: frames in, concurrent
 //!   request handling (a long-polling pull never blocks the sends behind it), batched
 //!   writes out.
+//! - `flow`: per-connection limits (requests in flight, parked long-polls, queued reply
+//!   bytes); over a limit the connection's socket is not read until replies drain.
 //! - `client`: the client side (broker → name server, bench tool): request/response
 //!   matching by `opaque`, timeouts, oneway.
 //! - `rt`: the runtime seam for the crates above: spawn, sleep, timeout, yield, the clock.
@@ -27,6 +29,7 @@ pub mod client;
 pub mod connection;
 pub mod cores;
 pub mod error;
+pub mod flow;
 pub mod listener;
 pub mod mesh;
 pub mod rt;
@@ -34,3 +37,4 @@ pub mod rt;
 pub use client::RemotingClient;
 pub use connection::{ConnectionInfo, RequestHandler, serve_connection};
 pub use error::NetError;
+pub use flow::{ConnectionLimits, Flow, Parked};

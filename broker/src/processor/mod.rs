@@ -81,7 +81,7 @@ impl RequestHandler for BrokerHandler {
                 rc::SEND_REPLY_MESSAGE | rc::SEND_REPLY_MESSAGE_V2 => {
                     reply::process(core, &conn, &req).await
                 }
-                rc::PULL_MESSAGE => pull::process(core, &req).await,
+                rc::PULL_MESSAGE => pull::process(core, &conn, &req).await,
                 rc::HEART_BEAT => client::heartbeat(core, &conn, &req).await,
                 rc::UNREGISTER_CLIENT => client::unregister(core, &req),
                 rc::GET_CONSUMER_LIST_BY_GROUP => client::consumer_list(core, &req),

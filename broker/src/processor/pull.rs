@@ -22,6 +22,7 @@ use rmq_core::body::{CheckClientRequestBody, PERM_READ, SubscriptionData, decode
 use rmq_core::filter::Expression;
 use rmq_core::message::sysflag::pull as pull_flag;
 use rmq_core::remoting::{RemotingCommand, ResponseCode};
+use rmq_net::ConnectionInfo;
 use rmq_storage::{GetMessages, GetStatus, ShardStore, StoreError};
 
 use super::{Processed, busy, header, reply};
@@ -59,8 +60,13 @@ fn parse_header(req: &RemotingCommand) -> Result<PullHeader, RemotingCommand> {
     })
 }
 
-/// Handles one pull.
-pub async fn process(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed {
+/// Handles one pull. A long-polling pull parks itself on `conn` while it waits for a
+/// message, so waiting pulls do not count against the connection's in-flight limit.
+pub async fn process(
+    core: &Rc<CoreContext>,
+    conn: &ConnectionInfo,
+    req: &RemotingCommand,
+) -> Processed {
     let broker = &core.broker;
     let head = parse_header(req)?;
     if let Err(remark) = crate::topics::validate_group_name(&head.group) {
@@ -108,6 +114,7 @@ pub async fn process(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed
     let max = max_messages(&head);
     let shard = broker.shard_of_queue(&head.topic, head.queue_id);
     let (topic_name, queue_id, offset) = (head.topic.clone(), head.queue_id, head.offset);
+    let flow = conn.flow();
     let got = core
         .on_shard(shard, move |store| async move {
             let first = read_filtered(&store, &topic_name, queue_id, offset, max, &filter).await?;
@@ -120,10 +127,12 @@ pub async fn process(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed
             }
             // a SQL92 pull may have moved past rejected records: wait where it stopped
             let at = first.next_begin_offset;
-            if !store
+            let parked = flow.park();
+            let arrived = store
                 .wait_for_message(&topic_name, queue_id, at, suspend)
-                .await
-            {
+                .await;
+            drop(parked);
+            if !arrived {
                 return Ok(first);
             }
             read_filtered(&store, &topic_name, queue_id, at, max, &filter).await

@@ -282,6 +282,13 @@ config_struct! {
         "asyncFlushDirectIo" => async_flush_direct_io: bool = false,
         /// rmq-fast extension: largest accepted remoting frame (RocketMQ's frameMaxLength).
         "maxFrameLength" => max_frame_length: u32 = 16 * 1024 * 1024,
+        /// rmq-fast extension: requests of one connection handled at once (long-polling pulls
+        /// waiting for a message not counted); at the limit the connection is not read.
+        "connectionMaxInFlightRequests" => connection_max_in_flight_requests: u32 = 1024,
+        /// rmq-fast extension: long-polling pulls of one connection waiting at once.
+        "connectionMaxParkedRequests" => connection_max_parked_requests: u32 = 16384,
+        /// rmq-fast extension: reply bytes of one connection queued and not yet written.
+        "connectionMaxQueuedReplyBytes" => connection_max_queued_reply_bytes: u32 = 16 * 1024 * 1024,
         /// RocketMQ 5 key: 2 (PROM) serves Prometheus text on `GET /metrics` (broker/src/metrics);
         /// 0 (DISABLE) is the default; 1 and 3 warn "not implemented" and export nothing.
         "metricsExporterType" => metrics_exporter_type: MetricsExporterType =

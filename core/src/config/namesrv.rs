@@ -42,6 +42,11 @@ config_struct! {
         "logDir" => log_dir: PathBuf = PathBuf::from(home_path("logs/rocketmqlogs")),
         /// rmq-fast extension: largest accepted remoting frame.
         "maxFrameLength" => max_frame_length: u32 = 16 * 1024 * 1024,
+        /// rmq-fast extension: requests of one connection handled at once; at the limit the
+        /// connection is not read until replies drain.
+        "connectionMaxInFlightRequests" => connection_max_in_flight_requests: u32 = 1024,
+        /// rmq-fast extension: reply bytes of one connection queued and not yet written.
+        "connectionMaxQueuedReplyBytes" => connection_max_queued_reply_bytes: u32 = 16 * 1024 * 1024,
     }
     extra {
         /// Keys accepted without effect, with the values given.
@@ -125,6 +130,12 @@ impl NamesrvConfig {
                 "maxFrameLength",
                 format!("{} is below the 65536-byte minimum", self.max_frame_length),
             );
+        }
+        if self.connection_max_in_flight_requests == 0 {
+            return fail("connectionMaxInFlightRequests", "must be > 0".to_owned());
+        }
+        if self.connection_max_queued_reply_bytes == 0 {
+            return fail("connectionMaxQueuedReplyBytes", "must be > 0".to_owned());
         }
         if self.kv_config_path.trim().is_empty() {
             return fail("kvConfigPath", "must not be empty".to_owned());

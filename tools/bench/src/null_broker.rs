@@ -113,7 +113,14 @@ pub fn run(options: NullBrokerOptions) -> anyhow::Result<()> {
                 listener,
                 move || accept_stop.load(Ordering::Acquire),
                 balancer,
-                move |stream| rmq_net::serve_connection(stream, handler.clone(), core, MAX_FRAME),
+                move |stream| {
+                    rmq_net::serve_connection(
+                        stream,
+                        handler.clone(),
+                        core,
+                        rmq_net::ConnectionLimits::with_max_frame(MAX_FRAME),
+                    )
+                },
             )
             .await;
         }
