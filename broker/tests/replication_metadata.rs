@@ -1,7 +1,7 @@
 //! Metadata travels with the data: a name server, a SYNC_MASTER and its SLAVE (the real
 //! `rmq-fast` binary, loopback). The test
 //! 1. commits a consumer offset on the master three times, each time checking that the slave
-//!    serves it ~1.2 s later (bounded staleness of the metadata copy), while a DELAY=1 message
+//!    serves it ~1.5 s later (bounded staleness of the metadata copy), while a DELAY=1 message
 //!    is delivered on the master and its delay offset must reach the slave too;
 //! 2. auto-creates a topic by sending 2,000 messages (SYNC_MASTER, every one acknowledged
 //!    SUCCESS; right after the first acknowledgement the slave must already serve the new
@@ -9,7 +9,7 @@
 //!    every acknowledged message back from the slave (before, the slave copied topic configs
 //!    every 10 s and answered TOPIC_NOT_EXIST), and finds the committed offset there.
 //!
-//! About 15 s. `RMQ_FAST_BIN` points at a prebuilt binary, as for `crash_loop`.
+//! About 10-15 s. `RMQ_FAST_BIN` points at a prebuilt binary, as for `crash_loop`.
 
 mod support;
 
@@ -32,8 +32,10 @@ const AUTO: Topic = Topic {
 };
 const MESSAGES: u64 = 2_000;
 const GROUP: &str = "meta-group";
-/// How stale a committed offset may be on the slave (copy every 1 s + a round trip).
-const STALENESS: Duration = Duration::from_millis(1_200);
+/// How stale a committed offset may be on the slave: a copy every 1 s, plus a margin for a
+/// loaded CI host. Three rounds this far apart cannot all be served by a 10 s copy (the old
+/// interval), so the test fails with it.
+const STALENESS: Duration = Duration::from_millis(1_500);
 
 fn write_config(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(format!("{name}.properties"));
