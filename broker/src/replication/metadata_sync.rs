@@ -252,3 +252,29 @@ async fn sync_from_master(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{Harness, run};
+
+    #[test]
+    fn a_replicated_queue_creates_or_widens_its_topic_and_never_narrows_it() {
+        run(async {
+            let h = Harness::with_config(&[("defaultTopicQueueNums", "4")]).await;
+            let broker = h.ctx();
+            learn_topic(broker, "Learned", 1);
+            let config = broker.topics.get("Learned").expect("created");
+            assert_eq!((config.read_queue_nums, config.write_queue_nums), (4, 4));
+            assert_eq!(config.perm, PERM_READ | PERM_WRITE);
+            learn_topic(broker, "Learned", 6);
+            let config = broker.topics.get("Learned").expect("kept");
+            assert_eq!((config.read_queue_nums, config.write_queue_nums), (7, 7));
+            learn_topic(broker, "Learned", 0);
+            assert_eq!(broker.topics.get("Learned").unwrap().read_queue_nums, 7);
+            // A name the topic table refuses is not created (and nothing panics).
+            learn_topic(broker, &"x".repeat(300), 0);
+            assert!(broker.topics.get(&"x".repeat(300)).is_none());
+        });
+    }
+}
