@@ -118,6 +118,9 @@ async fn client_for(
 
 fn register_request(ctx: &SharedContext) -> RemotingCommand {
     let mut wrapper = ctx.topics.wrapper();
+    wrapper
+        .topic_config_table
+        .retain(|topic, _| crate::schedule::is_registered(topic));
     // As RocketMQ: a broker without read or write permission registers every topic with
     // the broker's permission, so routes stop offering it to producers (or consumers).
     let permission = ctx.live_config.load().broker_permission;

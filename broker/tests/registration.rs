@@ -191,3 +191,63 @@ fn broker_permission_updated_at_runtime_reaches_routes_and_sends() {
     })
     .expect("runtime");
 }
+
+/// The name server lists what Apache's would: RocketMQ's system topics, not our timer topic
+/// (only the broker reads and writes it), and the transaction topics only once used.
+#[test]
+fn the_name_server_lists_rocketmqs_system_topics_not_ours() {
+    let namesrv = Namesrv::start();
+    let root = tempfile::tempdir().unwrap();
+    let port = free_port_pair();
+    let config = write_config(root.path(), port, &namesrv.addr);
+    let log = root.path().join("broker.out");
+    let mut broker = support::start_broker(&support::broker_binary(), &config, &log);
+    let addr = format!("127.0.0.1:{port}");
+    rmq_net::rt::block_on(async {
+        wait_until_serving(&addr, &mut broker, &log).await;
+        let names = RemotingClient::connect(&namesrv.addr, TIMEOUT)
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let topics = loop {
+            let request = RemotingCommand::new_request(rc::GET_ALL_TOPIC_LIST_FROM_NAMESERVER);
+            let response = names.invoke(request, TIMEOUT).await.unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+            let topics: Vec<String> = body["topicList"]
+                .as_array()
+                .map(|list| {
+                    list.iter()
+                        .filter_map(|t| t.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if topics.iter().any(|t| t == "reg-broker") || Instant::now() > deadline {
+                break topics;
+            }
+            rmq_net::rt::sleep(Duration::from_millis(100)).await;
+        };
+        for shown in [
+            "reg-broker",
+            "RegCluster",
+            "SCHEDULE_TOPIC_XXXX",
+            "SELF_TEST_TOPIC",
+            "TBW102",
+        ] {
+            assert!(
+                topics.iter().any(|t| t == shown),
+                "{shown} missing from {topics:?}"
+            );
+        }
+        for hidden in [
+            "rmq_sys_timer_buckets",
+            "RMQ_SYS_TRANS_HALF_TOPIC",
+            "RMQ_SYS_TRANS_OP_HALF_TOPIC",
+        ] {
+            assert!(
+                !topics.iter().any(|t| t == hidden),
+                "{hidden} listed: {topics:?}"
+            );
+        }
+    })
+    .expect("runtime");
+}

@@ -271,6 +271,7 @@ fn place(
         }
         let (properties, sys_flag) =
             transaction::half_placement(&head.properties, head.sys_flag, &head.topic, queue_id);
+        transaction::ensure_topic(broker, transaction::HALF_TOPIC);
         return Ok(Stored {
             topic: transaction::HALF_TOPIC.to_string(),
             queue_id: transaction::HALF_QUEUE,

@@ -95,6 +95,7 @@ async fn decide(core: &Rc<CoreContext>, req: &RemotingCommand, head: &EndHeader)
     }
     let op = op_record(broker.broker_addr, head.half_offset, now_ms())
         .map_err(|e| failed(e.to_string()))?;
+    crate::transaction::ensure_topic(broker, OP_TOPIC);
     let appended =
         ReputError::stored_on_master(append_on_owner(core, OP_TOPIC, HALF_QUEUE, op).await)
             .map_err(|e| failed(format!("cannot log the transaction decision: {e}")))?;

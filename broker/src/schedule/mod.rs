@@ -42,21 +42,28 @@ use crate::topics::SCHEDULE_TOPIC;
 /// The system topic holding timer messages in transit (one queue per bucket).
 pub const TIMER_TOPIC: &str = "rmq_sys_timer_buckets";
 
-/// Creates the configs of the system topics the rewriting features store into, so tools list
-/// them and topic housekeeping knows them (their queues exist in the store regardless).
+/// Creates the configs of the delay and timer topics the scheduler stores into at start, so
+/// tools list them and topic housekeeping knows them (their queues exist in the store
+/// regardless). The transaction topics are created on first use, as RocketMQ does
+/// (`transaction::ensure_topic`).
 pub fn ensure_system_topics(ctx: &crate::context::BrokerContext) {
     use rmq_core::body::{PERM_READ, PERM_WRITE};
     let levels = i32::try_from(ctx.schedule.delay_levels_ms.len()).unwrap_or(1);
     let topics = [
         (SCHEDULE_TOPIC, levels.max(1)),
         (TIMER_TOPIC, timer::BUCKET_COUNT),
-        (crate::transaction::HALF_TOPIC, 1),
-        (crate::transaction::OP_TOPIC, 1),
     ];
     for (topic, queues) in topics {
         ctx.topics
             .create_if_absent(topic, queues, PERM_READ | PERM_WRITE);
     }
+}
+
+/// Whether the name servers hear of `topic`: not the timer topic, which only this broker
+/// writes and reads and which RocketMQ does not have (so `topicList` shows what Apache's
+/// shows). Clients never need its route: sends to it are refused.
+pub fn is_registered(topic: &str) -> bool {
+    topic != TIMER_TOPIC
 }
 
 /// Where a send is stored instead of its real queue.

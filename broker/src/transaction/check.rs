@@ -185,6 +185,7 @@ async fn discard(core: &Rc<CoreContext>, half_offset: i64) -> Result<(), ReputEr
         return Ok(());
     }
     let record = op_record(core.broker.broker_addr, half_offset, now_ms())?;
+    super::ensure_topic(&core.broker, OP_TOPIC);
     match ReputError::stored_on_master(append_on_owner(core, OP_TOPIC, HALF_QUEUE, record).await) {
         Ok(appended) => {
             state.resolve(half_offset, appended.queue_offset);

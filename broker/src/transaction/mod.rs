@@ -45,6 +45,22 @@ pub const HALF_QUEUE: i32 = 0;
 pub const COMMIT: i32 = 8;
 pub const ROLLBACK: i32 = 12;
 
+/// Creates the half or op topic's config on its first use, as RocketMQ does, and has the
+/// broker register it at once (before that, `topicList` does not show it, as on Apache).
+pub fn ensure_topic(ctx: &crate::context::BrokerContext, topic: &str) {
+    use rmq_core::body::{PERM_READ, PERM_WRITE};
+    debug_assert!(topic == HALF_TOPIC || topic == OP_TOPIC, "{topic}");
+    if ctx.topics.get(topic).is_some() {
+        return;
+    }
+    let lookup = ctx
+        .topics
+        .create_if_absent(topic, 1, PERM_READ | PERM_WRITE);
+    if matches!(lookup, crate::topics::TopicLookup::Created(_)) {
+        ctx.request_registration();
+    }
+}
+
 /// Properties and sysflag of the half message stored for a prepared send.
 pub fn half_placement(
     props: &str,

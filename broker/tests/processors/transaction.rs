@@ -99,3 +99,23 @@ fn missing_headers_are_system_errors() {
         assert!(!remark(&response).is_empty());
     });
 }
+
+/// As RocketMQ, the half and op topics exist only once a transaction used them (so
+/// `topicList` does not show them on a broker that never saw one).
+#[test]
+fn the_transaction_topics_are_created_on_first_use() {
+    run(async {
+        let h = Harness::new().await;
+        let (half_topic, op_topic) = ("RMQ_SYS_TRANS_HALF_TOPIC", "RMQ_SYS_TRANS_OP_HALF_TOPIC");
+        assert!(h.ctx().topics.get(half_topic).is_none());
+        assert!(h.ctx().topics.get(op_topic).is_none());
+        assert_code(&h.call(create_topic("TX", 1)).await, ResponseCode::Success);
+        let prepared = half(&h, "TX").await;
+        let half_config = h.ctx().topics.get(half_topic).expect("half topic created");
+        assert_eq!((half_config.read_queue_nums, half_config.perm), (1, 6));
+        assert!(h.ctx().topics.get(op_topic).is_none());
+        assert_code(&h.call(end(prepared, COMMIT)).await, ResponseCode::Success);
+        assert!(h.ctx().topics.get(op_topic).is_some(), "op topic created");
+        assert_eq!(h.store().max_queue_offset("TX", 0), 1);
+    });
+}
