@@ -42,7 +42,7 @@ pub async fn retention_loop(core: Rc<CoreContext>, reader: Arc<dyn FreeSpace>) {
     let delete_hours = config.delete_when_hours().unwrap_or_else(|_| vec![4]);
     let mut last_clean = Instant::now();
     while !core.broker.stopping.load(Ordering::Acquire) {
-        compio::time::sleep(check_every).await;
+        rmq_net::rt::sleep(check_every).await;
         let ratio = match read_usage(&*reader, &dir, &guard) {
             Some(ratio) => ratio,
             None => continue,

@@ -143,7 +143,5 @@ impl Harness {
 /// # Panics
 /// When io_uring (or the fallback driver) cannot start.
 pub fn run<F: std::future::Future>(test: F) -> F::Output {
-    compio::runtime::Runtime::new()
-        .expect("compio runtime")
-        .block_on(test)
+    rmq_net::rt::block_on(test).expect("compio runtime")
 }

@@ -73,7 +73,7 @@ async fn serve(listener: std::net::TcpListener, config: &NamesrvConfig, stop: &A
         kv: RefCell::new(KvConfig::load(config.kv_config_path.clone().into())),
         config: RefCell::new(config.clone()),
     });
-    let listener = match compio::net::TcpListener::from_std(listener) {
+    let listener = match rmq_net::listener::register(listener) {
         Ok(listener) => listener,
         Err(error) => {
             tracing::error!("cannot register listener with io_uring: {error}");
@@ -85,7 +85,7 @@ async fn serve(listener: std::net::TcpListener, config: &NamesrvConfig, stop: &A
     });
     let expiry = Duration::from_millis(config.broker_channel_expired_time_ms);
     let scan = Duration::from_millis(config.scan_not_active_broker_interval_ms);
-    compio::runtime::spawn(expiry_loop(state, expiry, scan, stop.clone())).detach();
+    rmq_net::rt::spawn(expiry_loop(state, expiry, scan, stop.clone())).detach();
     tracing::info!(
         port = config.listen_port,
         "The Name Server boot success. serializeType=JSON"
@@ -104,7 +104,7 @@ async fn serve(listener: std::net::TcpListener, config: &NamesrvConfig, stop: &A
         listener,
         move || stopping.load(Ordering::Relaxed),
         move |stream| {
-            compio::runtime::spawn(serve_connection(stream, handler.clone(), 0, limits)).detach();
+            rmq_net::rt::spawn(serve_connection(stream, handler.clone(), 0, limits)).detach();
         },
     )
     .await;
@@ -118,7 +118,7 @@ async fn expiry_loop(
     stop: Arc<AtomicBool>,
 ) {
     while !stop.load(Ordering::Relaxed) {
-        compio::time::sleep(scan.min(Duration::from_secs(1))).await;
+        rmq_net::rt::sleep(scan.min(Duration::from_secs(1))).await;
         state.routes.borrow_mut().expire(Instant::now(), expiry);
     }
 }

@@ -47,7 +47,7 @@ pub async fn process(broker: &BrokerContext, req: &RemotingCommand) -> Option<Re
         _ => return Some(all_config(&acl, req)),
     };
     let request = req.clone();
-    let result = compio::runtime::spawn_blocking(move || change(&acl, &request))
+    let result = rmq_net::rt::spawn_blocking(move || change(&acl, &request))
         .await
         .unwrap_or_else(|_| Err("the ACL change failed (its thread panicked)".into()));
     Some(match result {

@@ -68,7 +68,7 @@ pub fn spawn_scanners(core: &Rc<CoreContext>) {
             topic,
             queue_id,
         };
-        compio::runtime::spawn(run(scan)).detach();
+        rmq_net::rt::spawn(run(scan)).detach();
     }
 }
 
@@ -102,7 +102,7 @@ async fn step(scan: &Scan, next: i64) -> i64 {
                 queue = scan.queue_id,
                 "scanner read failed: {error}"
             );
-            compio::time::sleep(RETRY_PAUSE).await;
+            rmq_net::rt::sleep(RETRY_PAUSE).await;
             return next;
         }
     };
@@ -146,7 +146,7 @@ async fn step(scan: &Scan, next: i64) -> i64 {
                     queue = scan.queue_id,
                     "delayed re-put failed, retrying: {error}"
                 );
-                compio::time::sleep(RETRY_PAUSE).await;
+                rmq_net::rt::sleep(RETRY_PAUSE).await;
                 return next;
             }
         }
@@ -170,7 +170,7 @@ async fn wait_until(scan: &Scan, at_ms: i64) -> bool {
             return true;
         }
         let slice = u64::try_from(left.min(SLEEP_SLICE_MS)).unwrap_or(1);
-        compio::time::sleep(Duration::from_millis(slice)).await;
+        rmq_net::rt::sleep(Duration::from_millis(slice)).await;
     }
 }
 
@@ -243,7 +243,7 @@ async fn await_slave(
         }
         if replica != SlaveWait::Timeout {
             // Not available (no slave, or too far behind) returns at once: do not spin.
-            compio::time::sleep(RETRY_PAUSE).await;
+            rmq_net::rt::sleep(RETRY_PAUSE).await;
         }
         replica = match await_replica(&scan.core, &target.topic, target.queue_id, end_offset).await
         {
@@ -298,7 +298,7 @@ pub async fn persist_loop(ctx: crate::context::SharedContext) {
     let every = ctx.config.flush_delay_offset_interval.clamp(100, 600_000);
     let mut last = now_ms();
     while !ctx.stopping.load(Ordering::Acquire) {
-        compio::time::sleep(Duration::from_millis(100)).await;
+        rmq_net::rt::sleep(Duration::from_millis(100)).await;
         if now_ms() - last >= every {
             last = now_ms();
             ctx.schedule.persist();

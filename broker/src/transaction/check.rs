@@ -40,7 +40,7 @@ pub async fn check_loop(core: Rc<CoreContext>) {
     let every = ctx.config.transaction_check_interval.clamp(100, 3_600_000);
     let mut last = now_ms();
     while !ctx.stopping.load(Ordering::Acquire) {
-        compio::time::sleep(Duration::from_millis(100)).await;
+        rmq_net::rt::sleep(Duration::from_millis(100)).await;
         if now_ms() - last < every {
             continue;
         }
