@@ -35,8 +35,7 @@ fn hostile_requests_get_answers_and_the_broker_stays_up() {
     let log = root.path().join("broker.log");
     let mut child = support::start_broker(&binary, &config, &log);
     let addr = format!("127.0.0.1:{port}");
-    let runtime = compio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
+    rmq_net::rt::block_on(async {
         support::wait_until_serving(&addr, &mut child, &log).await;
         let client = RemotingClient::connect(&addr, TIMEOUT).await.unwrap();
         let checks = Checks {
@@ -50,7 +49,8 @@ fn hostile_requests_get_answers_and_the_broker_stays_up() {
         checks.system_topics_are_refused().await;
         checks.group_names_are_bounded().await;
         checks.poisoned_delay_level_does_not_block(&first).await;
-    });
+    })
+    .expect("runtime");
     assert!(
         child.try_wait().unwrap().is_none(),
         "the broker exited: {}",
@@ -278,7 +278,7 @@ impl Checks<'_> {
                 "the DELAY=1 message sent after the poisoned record never arrived: {}",
                 log_tail(self.log)
             );
-            compio::time::sleep(Duration::from_millis(200)).await;
+            rmq_net::rt::sleep(Duration::from_millis(200)).await;
         }
     }
 

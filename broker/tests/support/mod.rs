@@ -98,7 +98,7 @@ pub async fn wait_until_serving(addr: &str, child: &mut Child, log: &Path) {
             }
         }
         assert!(Instant::now() < deadline, "broker did not start serving");
-        compio::time::sleep(Duration::from_millis(50)).await;
+        rmq_net::rt::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -164,7 +164,7 @@ pub async fn load_then_kill(
             .await
             .expect("connect");
         let (acked, stop) = (acked.clone(), stop.clone());
-        tasks.push(compio::runtime::spawn(async move {
+        tasks.push(rmq_net::rt::spawn(async move {
             let mut seq = 0u64;
             while !stop.get() {
                 seq += 1;
@@ -178,7 +178,7 @@ pub async fn load_then_kill(
             }
         }));
     }
-    compio::time::sleep(Duration::from_millis(load_ms)).await;
+    rmq_net::rt::sleep(Duration::from_millis(load_ms)).await;
     kill();
     stop.set(true);
     for task in tasks {

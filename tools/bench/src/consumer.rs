@@ -106,7 +106,7 @@ async fn run(
     };
     let mut loops = Vec::with_capacity(queues.len());
     for (position, (queue, offset)) in queues.into_iter().enumerate() {
-        loops.push(compio::runtime::spawn(pull_loop(
+        loops.push(rmq_net::rt::spawn(pull_loop(
             consumer.clone(),
             position,
             queue,
@@ -159,7 +159,7 @@ async fn await_topic(consumer: &Consumer, options: &Options) -> Option<Vec<Queue
         .await
         .ok()?;
     while !consumer.control.stopping() {
-        compio::time::sleep(ROUTE_POLL).await;
+        rmq_net::rt::sleep(ROUTE_POLL).await;
         if let Ok(Some(route)) = fetch_route(
             &namesrv,
             &options.topic,
@@ -273,7 +273,7 @@ async fn pull_loop(consumer: Rc<Consumer>, position: usize, queue: QueueTarget, 
             Ok(client) => client,
             Err(error) => {
                 record_error(&consumer, failure_key(&error));
-                compio::time::sleep(RETRY_PAUSE).await;
+                rmq_net::rt::sleep(RETRY_PAUSE).await;
                 continue;
             }
         };
@@ -288,13 +288,13 @@ async fn pull_loop(consumer: Rc<Consumer>, position: usize, queue: QueueTarget, 
             Ok(response) => response,
             Err(error) => {
                 record_error(&consumer, failure_key(&error));
-                compio::time::sleep(RETRY_PAUSE).await;
+                rmq_net::rt::sleep(RETRY_PAUSE).await;
                 continue;
             }
         };
         match handle_response(&consumer, &response) {
             Some(next) => offset = next,
-            None => compio::time::sleep(RETRY_PAUSE).await,
+            None => rmq_net::rt::sleep(RETRY_PAUSE).await,
         }
     }
 }

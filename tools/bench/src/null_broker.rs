@@ -92,7 +92,7 @@ pub fn run(options: NullBrokerOptions) -> anyhow::Result<()> {
         async move {
             let listener = match rmq_net::listener::bind_reuseport(options.listen)
                 .map_err(|e| e.to_string())
-                .and_then(|l| compio::net::TcpListener::from_std(l).map_err(|e| e.to_string()))
+                .and_then(|l| rmq_net::listener::register(l).map_err(|e| e.to_string()))
             {
                 Ok(listener) => listener,
                 Err(error) => {
@@ -101,7 +101,7 @@ pub fn run(options: NullBrokerOptions) -> anyhow::Result<()> {
                 }
             };
             if core == 0 {
-                compio::runtime::spawn(register_loop(options.clone(), stop.clone(), registered_tx))
+                rmq_net::rt::spawn(register_loop(options.clone(), stop.clone(), registered_tx))
                     .detach();
             }
             let handler = Rc::new(NullHandler {
@@ -161,7 +161,7 @@ async fn register_loop(options: NullBrokerOptions, stop: Arc<AtomicBool>, regist
             }
             report(&registered, outcome);
         }
-        compio::time::sleep(Duration::from_millis(100)).await;
+        rmq_net::rt::sleep(Duration::from_millis(100)).await;
         since_last += Duration::from_millis(100);
     }
 }

@@ -81,8 +81,7 @@ pub fn start(options: &Options, control: Arc<RunControl>) -> anyhow::Result<Vec<
 }
 
 fn resolve_queues(options: &Options) -> anyhow::Result<Vec<QueueTarget>> {
-    let runtime = compio::runtime::Runtime::new().context("creating an io_uring runtime")?;
-    runtime.block_on(async {
+    rmq_net::rt::block_on(async {
         let namesrv = connect_namesrv(&options.namesrv, options.timeout()).await?;
         producer_queues(
             &namesrv,
@@ -93,6 +92,7 @@ fn resolve_queues(options: &Options) -> anyhow::Result<Vec<QueueTarget>> {
         )
         .await
     })
+    .context("creating an io_uring runtime")?
 }
 
 fn distinct_brokers(queues: &[QueueTarget]) -> Vec<&str> {
@@ -137,7 +137,7 @@ fn run_core(
         for worker in (core..options.threads).step_by(cores) {
             let shared = (queues.clone(), control.clone(), stats.clone());
             let state = Worker::new(worker, options, shared, schedule_start, local_ip);
-            handles.push(compio::runtime::spawn(run_worker(Rc::new(state))));
+            handles.push(rmq_net::rt::spawn(run_worker(Rc::new(state))));
         }
         for handle in handles {
             let _ = handle.await;
@@ -260,7 +260,7 @@ fn clock_salt() -> u32 {
 async fn run_worker(worker: Rc<Worker>) {
     let mut lanes = Vec::with_capacity(worker.lanes());
     for _ in 0..worker.lanes() {
-        lanes.push(compio::runtime::spawn(run_lane(worker.clone())));
+        lanes.push(rmq_net::rt::spawn(run_lane(worker.clone())));
     }
     for lane in lanes {
         let _ = lane.await;
@@ -281,7 +281,7 @@ async fn run_lane(worker: Rc<Worker>) {
             return;
         }
         if slot.intended > Instant::now() {
-            compio::time::sleep_until(slot.intended).await;
+            rmq_net::rt::sleep_until(slot.intended).await;
         }
         if worker.control.stopping() {
             return;
@@ -291,7 +291,7 @@ async fn run_lane(worker: Rc<Worker>) {
             Ok(client) => client,
             Err(error) => {
                 record_failure(&worker, &slot, &error);
-                compio::time::sleep(RECONNECT_PAUSE).await;
+                rmq_net::rt::sleep(RECONNECT_PAUSE).await;
                 continue;
             }
         };
