@@ -52,7 +52,7 @@ fn crash_loop(flush: &str, seed: u64) {
     let port = free_port_pair();
     let config = write_config(store.path(), port, flush);
     let mut acked = Acked::new();
-    let runtime = compio::runtime::Runtime::new().unwrap();
+    let runtime = rmq_net::rt::Runtime::new().unwrap();
     for round in 0..loops {
         let mut child = start_broker(&binary, &config, store.path(), round);
         let addr = format!("127.0.0.1:{port}");

@@ -64,7 +64,7 @@ fn damaged_topics_json_with_empty_bak_refuses_to_start() {
     let port = free_port_pair();
     let config = write_config(root.path(), port);
     let addr = format!("127.0.0.1:{port}");
-    let runtime = compio::runtime::Runtime::new().unwrap();
+    let runtime = rmq_net::rt::Runtime::new().unwrap();
     let log = root.path().join("first.out");
     let mut broker = start_broker(&binary, &config, &log);
     runtime.block_on(async {
@@ -118,7 +118,7 @@ fn kill_9_during_topic_creates_keeps_topics_json_readable() {
     let port = free_port_pair();
     let config = write_config(root.path(), port);
     let addr = format!("127.0.0.1:{port}");
-    let runtime = compio::runtime::Runtime::new().unwrap();
+    let runtime = rmq_net::rt::Runtime::new().unwrap();
     let mut rng = fastrand_like(0x3E7A ^ u64::from(std::process::id()));
     let mut acked: Vec<String> = Vec::new();
     for round in 0..=kills {

@@ -103,7 +103,25 @@ pub async fn yield_now() {
 /// # Errors
 /// The runtime cannot be created (io_uring refused by the kernel or a seccomp profile).
 pub fn block_on<F: Future>(future: F) -> std::io::Result<F::Output> {
-    Ok(compio::runtime::Runtime::new()?.block_on(future))
+    Ok(Runtime::new()?.block_on(future))
+}
+
+/// A runtime on this thread that runs several futures in turn, for tests and tools that keep
+/// files or sockets open from one run to the next (they belong to the runtime that opened
+/// them, so each run must use the same one).
+pub struct Runtime(compio::runtime::Runtime);
+
+impl Runtime {
+    /// # Errors
+    /// The runtime cannot be created (io_uring refused by the kernel or a seccomp profile).
+    pub fn new() -> std::io::Result<Runtime> {
+        Ok(Runtime(compio::runtime::Runtime::new()?))
+    }
+
+    /// Runs `future` to completion on this runtime.
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.0.block_on(future)
+    }
 }
 
 /// The monotonic clock timers use.

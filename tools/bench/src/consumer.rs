@@ -59,7 +59,7 @@ pub fn start(
     std::thread::Builder::new()
         .name("bench-consumer".into())
         .spawn(move || {
-            let runtime = match compio::runtime::Runtime::new() {
+            let runtime = match rmq_net::rt::Runtime::new() {
                 Ok(runtime) => runtime,
                 Err(error) => return drop(ready_tx.send(Err(error.into()))),
             };

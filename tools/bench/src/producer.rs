@@ -122,7 +122,7 @@ fn run_core(
         cores,
         schedule_start,
     } = setup;
-    let runtime = match compio::runtime::Runtime::new() {
+    let runtime = match rmq_net::rt::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("producer thread {core}: no io_uring runtime: {error}");

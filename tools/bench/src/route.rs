@@ -322,7 +322,7 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        let runtime = compio::runtime::Runtime::new().unwrap();
+        let runtime = rmq_net::rt::Runtime::new().unwrap();
         runtime.block_on(async {
             let timeout = Duration::from_secs(2);
             let client = connect_namesrv(&format!("{closed};{open}"), timeout)
