@@ -38,7 +38,7 @@ fn temp_dir() -> tempfile::TempDir {
 fn append_to_written(c: &mut Criterion) {
     let dir = temp_dir();
     let cfg = config(dir.path(), FlushMode::Async);
-    let runtime = compio::runtime::Runtime::new().expect("runtime");
+    let runtime = rmq_net::rt::Runtime::new().expect("runtime");
     let (_layout, store) = runtime.block_on(open(&cfg));
     let mut group = c.benchmark_group("storage");
     group.throughput(Throughput::Elements(1));
@@ -76,7 +76,7 @@ async fn sync_senders(store: &Rc<ShardStore>, senders: u64, rounds: u64) -> Dura
     let tasks: Vec<_> = (0..senders)
         .map(|_| {
             let store = store.clone();
-            compio::runtime::spawn(async move {
+            rmq_net::rt::spawn(async move {
                 for _ in 0..rounds {
                     let mut record = sample_record(1024);
                     let end = store
@@ -100,7 +100,7 @@ async fn sync_senders(store: &Rc<ShardStore>, senders: u64, rounds: u64) -> Dura
 fn group_commit(c: &mut Criterion) {
     let dir = temp_dir();
     let cfg = config(dir.path(), FlushMode::Sync);
-    let runtime = compio::runtime::Runtime::new().expect("runtime");
+    let runtime = rmq_net::rt::Runtime::new().expect("runtime");
     let (_layout, store) = runtime.block_on(open(&cfg));
     let mut group = c.benchmark_group("group_commit");
     group.sample_size(10);
@@ -116,7 +116,7 @@ fn group_commit(c: &mut Criterion) {
 fn recovery_dispatch(c: &mut Criterion) {
     let dir = temp_dir();
     let cfg = config(dir.path(), FlushMode::Async);
-    let runtime = compio::runtime::Runtime::new().expect("runtime");
+    let runtime = rmq_net::rt::Runtime::new().expect("runtime");
     let bytes = 16u64 << 20;
     runtime.block_on(async {
         let (_layout, store) = open(&cfg).await;

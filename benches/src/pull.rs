@@ -7,11 +7,11 @@ use std::path::Path;
 use std::rc::Rc;
 
 use bytes::BytesMut;
-use compio::runtime::Runtime;
 use rmq_broker::processor::pull::pull_from_store;
 use rmq_core::message::parse_record;
 use rmq_core::message::sysflag::pull as pull_flag;
 use rmq_core::remoting::{RemotingCommand, encode_frame, request_code};
+use rmq_net::rt::Runtime;
 use rmq_storage::{Durability, ShardStore, StoreConfig, StoreLayout};
 
 use crate::{TOPIC, sample_record};

@@ -10,9 +10,7 @@ use rmq_storage::{Durability, ShardStore, StoreConfig, StoreLayout};
 /// # Panics
 /// When the runtime cannot start.
 pub fn run<F: std::future::Future>(future: F) -> F::Output {
-    compio::runtime::Runtime::new()
-        .expect("compio runtime")
-        .block_on(future)
+    rmq_net::rt::block_on(future).expect("compio runtime")
 }
 
 /// Opens the store's layout and shard `shard`, recovering as the layout says.
