@@ -327,3 +327,54 @@ fn running_info_is_relayed_to_the_consumer_and_its_answer_back() {
         );
     });
 }
+
+#[test]
+fn consume_directly_relays_the_stored_message_to_the_consumer() {
+    run(async {
+        let mut h = Harness::new().await;
+        assert_code(&h.call(create_topic("D", 1)).await, ResponseCode::Success);
+        let sent = h.call(send("D", 0, b"direct", "")).await;
+        assert_code(&sent, ResponseCode::Success);
+        let msg_id = sent.ext("msgId").expect("offset msgId").to_owned();
+        assert_code(
+            &h.call(heartbeat("c1", "CG", "D")).await,
+            ResponseCode::Success,
+        );
+        let ask = |id: &str| {
+            RemotingCommand::new_request(rc::CONSUME_MESSAGE_DIRECTLY)
+                .with_ext("consumerGroup", "CG")
+                .with_ext("clientId", "c1")
+                .with_ext("msgId", id)
+        };
+        let bad = h.call(ask("not-a-msg-id")).await;
+        assert_code(&bad, ResponseCode::SystemError);
+        assert!(
+            remark(&bad).contains("can not find message"),
+            "{}",
+            remark(&bad)
+        );
+
+        let call = rmq_net::rt::spawn({
+            let handler = h.handler.clone();
+            let conn = h.conn.clone();
+            handler.handle(conn, ask(&msg_id))
+        });
+        let relayed = loop {
+            let pushed = h.pushed.next().await.expect("a request to the consumer");
+            if pushed.code == rc::CONSUME_MESSAGE_DIRECTLY {
+                break pushed;
+            }
+        };
+        assert_eq!(relayed.ext("brokerName"), Some("broker-a"));
+        assert_eq!(relayed.ext("msgId"), Some(msg_id.as_str()));
+        let record = rmq_core::message::parse_record(&relayed.body).expect("a stored record");
+        assert_eq!(record.topic(), "D");
+        assert_eq!(record.body(), b"direct");
+        let answer = RemotingCommand::response_for(&relayed, 0, None)
+            .with_body(br#"{"order":false,"consumeResult":"CR_SUCCESS"}"#.to_vec());
+        h.handler.response(&h.conn, answer);
+        let response = call.await.unwrap().expect("a response");
+        assert_code(&response, ResponseCode::Success);
+        assert_eq!(json_of(&response)["consumeResult"], "CR_SUCCESS");
+    });
+}

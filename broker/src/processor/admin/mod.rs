@@ -65,6 +65,7 @@ pub async fn process(core: &Rc<CoreContext>, code: i32, req: &RemotingCommand) -
         rc::VIEW_BROKER_STATS_DATA => stats_data::view_stats(core, req).await,
         rc::GET_BROKER_CONSUME_STATS => broker_consume_stats::broker_consume_stats(core, req).await,
         rc::GET_CONSUMER_RUNNING_INFO => running_info::consumer_running_info(core, req).await,
+        rc::CONSUME_MESSAGE_DIRECTLY => running_info::consume_message_directly(core, req).await,
         rc::QUERY_CONSUME_QUEUE => consume_queue::query_consume_queue(core, req).await,
         code => Err(reply(
             req,
