@@ -11,7 +11,8 @@ import org.apache.rocketmq.tools.admin.DefaultMQAdminExt;
 
 /**
  * The admin requests the RocketMQ exporter (MetricsCollectTask) and dashboard (DashboardCollectTask) poll, called
- * through {@link DefaultMQAdminExt} as those tools call them: 106, 28, 300, 315, 202, 208, 328, 203, 206, 307, 317.
+ * through {@link DefaultMQAdminExt} as those tools call them: 106, 28, 300, 315, 202, 208, 328, 203, 206, 307, 317,
+ * and 309 (the dashboard's "resend to consumer").
  * Each answer is reduced to its shape: the paths of its non-null fields (map keys that are data, such as queues,
  * topics and groups, become {@code *}; key names the tools read, such as the runtime-info table's, stay; {@code []} is a
  * list and {@code [*]} its elements, so an empty list differs from a filled one). A path in
@@ -30,7 +31,8 @@ final class AdminApiShapes {
     }
 
     /** Each request's answer as a shape, in request-code order; a failed call is the shape {@code ERROR: ...}. */
-    static Map<String, Set<String>> shapes(DefaultMQAdminExt admin, String master, String topic, String group) {
+    static Map<String, Set<String>> shapes(DefaultMQAdminExt admin, String master, String topic, String group,
+                                           String offsetMsgId) {
         Map<String, Set<String>> out = new LinkedHashMap<>();
         put(out, "106 examineBrokerClusterInfo", admin::examineBrokerClusterInfo);
         put(out, "28 fetchBrokerRuntimeStats", () -> admin.fetchBrokerRuntimeStats(master));
@@ -48,6 +50,10 @@ final class AdminApiShapes {
             return admin.getConsumerRunningInfo(group, clientId, false);
         });
         put(out, "317 fetchConsumeStatsInBroker", () -> admin.fetchConsumeStatsInBroker(master, false, 5000));
+        put(out, "309 consumeMessageDirectly", () -> {
+            String clientId = admin.examineConsumerConnectionInfo(group).getConnectionSet().iterator().next().getClientId();
+            return admin.consumeMessageDirectly(group, clientId, offsetMsgId);
+        });
         return out;
     }
 

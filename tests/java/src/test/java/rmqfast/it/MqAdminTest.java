@@ -380,7 +380,7 @@ class MqAdminTest {
                 "127.0.0.1:" + peer.slavePort, apacheDir.resolve("out"));
             try {
                 workload(c);
-                apacheApi = AdminApiShapes.shapes(c.admin, c.master, TOPIC, GROUP);
+                apacheApi = AdminApiShapes.shapes(c.admin, c.master, TOPIC, GROUP, c.first.getOffsetMsgId());
                 apache = runAll(c, runner);
             } finally {
                 c.close();
@@ -398,7 +398,7 @@ class MqAdminTest {
         Map<String, java.util.Set<String>> ourApi;
         try {
             workload(c);
-            ourApi = AdminApiShapes.shapes(c.admin, c.master, TOPIC, GROUP);
+            ourApi = AdminApiShapes.shapes(c.admin, c.master, TOPIC, GROUP, c.first.getOffsetMsgId());
             ours = runAll(c, runner);
         } finally {
             c.close();
