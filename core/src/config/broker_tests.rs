@@ -457,3 +457,19 @@ fn docs_list_every_key() {
         );
     }
 }
+
+/// Found by the frame fuzzer: UPDATE_BROKER_CONFIG with a 1 MB unknown key stalled a core for
+/// minutes computing "did you mean" edit distances against every known key (and a body of
+/// many unknown keys did the same one key at a time).
+#[test]
+fn huge_and_numerous_unknown_keys_cost_little() {
+    let started = std::time::Instant::now();
+    let long_key = "k".repeat(300_000);
+    let (_, warnings) = from_text(&format!("{long_key}=1\n")).unwrap();
+    assert_eq!(warnings.len(), 1, "one unknown key, one warning");
+    let many: String = (0..20_000).map(|i| format!("brokerNme{i}=1\n")).collect();
+    let (_, warnings) = from_text(&many).unwrap();
+    assert_eq!(warnings.len(), 20_000);
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
+}

@@ -83,7 +83,14 @@ fn handle_untyped(
 ) {
     let prefix = line_prefix(entry);
     let Some(ignored) = find_ignored(keys.ignored, &entry.key) else {
-        let hint = match suggest(&entry.key, keys) {
+        // a remote UPDATE_BROKER_CONFIG body can hold a million unknown keys: only the first
+        // few get a "did you mean" (each costs an edit distance per known key)
+        let suggestion = if warnings.len() < MAX_SUGGESTIONS {
+            suggest(&entry.key, keys)
+        } else {
+            None
+        };
+        let hint = match suggestion {
             Some(known) => format!("; did you mean `{known}`? (keys are case-sensitive)"),
             None => String::new(),
         };
@@ -116,11 +123,17 @@ fn warn_suspicious_value(entry: &PropertyEntry, source: &str, warnings: &mut Vec
     }
 }
 
+/// Warnings of one source after which unknown keys get no suggestion.
+const MAX_SUGGESTIONS: usize = 64;
+
 /// A known key that differs only in case or by at most two edits.
 fn suggest<'a>(unknown: &str, keys: &KeySpace<'a>) -> Option<&'a str> {
     let ignored = keys.ignored.iter().flat_map(|t| t.iter()).map(|k| k.key);
     let candidates = keys.known.iter().copied().chain(ignored);
     candidates
+        // the edit distance is at least the length difference: a key of another length
+        // (a 1 MB one from a remote config update) is never compared cell by cell
+        .filter(|known| known.len().abs_diff(unknown.len()) <= 2)
         .map(|known| {
             let distance = if known.eq_ignore_ascii_case(unknown) {
                 0
