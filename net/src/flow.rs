@@ -107,28 +107,26 @@ impl Flow {
 
     /// Requests being handled (parked ones not counted).
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Acquire)
+        let started = self.in_flight.load(Ordering::Acquire);
+        started.saturating_sub(self.parked.load(Ordering::Acquire))
     }
 
     /// Marks one request of this connection as parked until the guard is dropped: call it
     /// where a handler waits for an outside event for a long time (a long-polling pull).
-    /// A request driven without the transport (an in-process test) was never counted in
-    /// flight; it is parked all the same and not counted back.
+    ///
+    /// The parked count is kept apart from the started/finished count (in flight =
+    /// started - finished - parked, saturating): the guard lives on the core that waits (a
+    /// shard's), the request's own count on the connection's, and at shutdown the waiting
+    /// future may be dropped after its request already finished. A request driven without
+    /// the transport (an in-process test) is parked all the same.
     pub fn park(self: &Arc<Self>) -> Parked {
         self.parked.fetch_add(1, Ordering::AcqRel);
-        let counted = self
-            .in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-            .is_ok();
         self.reader.wake();
-        Parked {
-            flow: self.clone(),
-            counted,
-        }
+        Parked { flow: self.clone() }
     }
 
     fn over(&self, limits: &ConnectionLimits) -> bool {
-        self.in_flight.load(Ordering::Acquire) >= limits.max_in_flight
+        self.in_flight() >= limits.max_in_flight
             || self.parked.load(Ordering::Acquire) >= limits.max_parked
             || self.queued_bytes.load(Ordering::Acquire) >= limits.max_queued_reply_bytes
     }
@@ -162,15 +160,10 @@ impl Flow {
 #[must_use = "the request is parked only while the guard lives"]
 pub struct Parked {
     flow: Arc<Flow>,
-    /// The request was counted in flight before it parked.
-    counted: bool,
 }
 
 impl Drop for Parked {
     fn drop(&mut self) {
-        if self.counted {
-            self.flow.request_started();
-        }
         let before = self.flow.parked.fetch_sub(1, Ordering::AcqRel);
         assert!(before > 0, "a parked count below zero");
         self.flow.reader.wake();
@@ -211,6 +204,22 @@ mod tests {
         assert!(flow.over(&limits), "1000 queued bytes reach the byte limit");
         flow.written(1);
         assert!(!flow.over(&limits));
+    }
+
+    /// Seen as an abort at broker shutdown (exit 134, offsets not persisted): a long-polling
+    /// pull's future, parked on a shard core, was dropped after its request had finished on
+    /// the connection's core, and the in-flight count went below zero.
+    #[test]
+    fn a_parked_guard_may_outlive_its_finished_request() {
+        let flow = Arc::new(Flow::default());
+        flow.request_started();
+        let parked = flow.park();
+        assert_eq!(flow.in_flight(), 0);
+        flow.request_finished();
+        assert_eq!(flow.in_flight(), 0);
+        drop(parked);
+        assert_eq!(flow.in_flight(), 0);
+        assert!(!flow.over(&limits()));
     }
 
     #[test]
