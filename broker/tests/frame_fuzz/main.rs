@@ -5,7 +5,10 @@
 //! written over TCP, pipelined on a connection while another thread reads whatever comes back;
 //! a case that breaks framing ends its connection. After every batch the test checks that the
 //! process is alive, that a valid request on a new connection is answered within
-//! `PROBE_TIMEOUT` (a hang fails), and that its stdout/stderr log has no panic.
+//! `PROBE_TIMEOUT` (a hang fails), and that its stdout/stderr log has no panic. Against the
+//! broker, every batch also sends `ACKED_PER_BATCH` valid messages to `ACKED_TOPIC`; at the
+//! end every acknowledged one must read back byte-identical at its queue offset (fuzzed
+//! frames must not corrupt or lose what the broker acknowledged).
 //!
 //! Short mode (CI): `CI_CASES` cases per process, ~15 s each in a debug build, the two in parallel. Long mode:
 //! `RMQ_FRAME_FUZZ_CASES=1000000` (per process; use `--release` and `RMQ_FAST_BIN`);
@@ -26,10 +29,10 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use rmq_core::remoting::{
-    DEFAULT_MAX_FRAME, RemotingCommand, decode_frame, encode_frame, request_code,
+    DEFAULT_MAX_FRAME, RemotingCommand, ResponseCode, decode_frame, encode_frame, request_code,
 };
 use rmq_test_support::rng::XorShift;
-use support::{Broker, broker_binary, free_port_pair, log_tail};
+use support::{Acked, Broker, Topic, broker_binary, free_port_pair, log_tail, record_ack};
 
 const CI_CASES: u64 = 30_000;
 const BATCH: u64 = 250;
@@ -37,6 +40,12 @@ const DEFAULT_SEED: u64 = 0x5eed_f00d;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Probe connections per check (more than the broker's cores: 2 shards in these tests).
 const PROBES: usize = 4;
+/// Where the broker test's valid sends go (no generated case names it).
+const ACKED_TOPIC: Topic = Topic {
+    name: "FuzzAckedTopic",
+    queues: 4,
+};
+const ACKED_PER_BATCH: u64 = 4;
 
 /// Connections opened and reply bytes received by the fuzzing connections (for the summary).
 static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
@@ -68,7 +77,44 @@ fn the_broker_survives_fuzzed_frames() {
         root.path().join("logs").display()
     );
     let probe = RemotingCommand::new_request(request_code::GET_BROKER_RUNTIME_INFO);
-    fuzz(root.path(), "broker", &config, port, &probe, seed());
+    let addr = format!("127.0.0.1:{port}");
+    let mut acked = Acked::new();
+    let mut seq = 0u64;
+    let mut send_valid = |addr: &str| {
+        for _ in 0..ACKED_PER_BATCH {
+            seq += 1;
+            let (request, queue_id, body) = support::send_request(ACKED_TOPIC, 0, 0, seq);
+            let response = ask(addr, &request).unwrap_or_else(|e| panic!("a valid send: {e}"));
+            // a fuzzed UPDATE_BROKER_CONFIG may have taken the write permission: then
+            // nothing is acknowledged, and nothing must be readable either
+            if response.code == ResponseCode::Success.code() {
+                record_ack(&mut acked, &response, queue_id, &body);
+            }
+        }
+    };
+    let mut child = fuzz(
+        root.path(),
+        "broker",
+        &config,
+        port,
+        &probe,
+        seed(),
+        &mut send_valid,
+    );
+    // what fuzzed frames may have switched off: reading back needs the read permission
+    let restore = RemotingCommand::new_request(request_code::UPDATE_BROKER_CONFIG)
+        .with_body(bytes::Bytes::from_static(b"brokerPermission=6\n"));
+    let restored = ask(&addr, &restore).expect("restore the broker permission");
+    assert_eq!(restored.code, ResponseCode::Success.code(), "{restored:?}");
+    assert!(
+        acked.len() as u64 >= cases() / BATCH,
+        "only {} valid sends acknowledged",
+        acked.len()
+    );
+    rmq_net::rt::block_on(support::verify(&addr, ACKED_TOPIC, &acked, 0))
+        .expect("a runtime")
+        .expect("read the acknowledged messages back");
+    assert!(child.try_wait().unwrap().is_none(), "the broker exited");
 }
 
 #[test]
@@ -81,10 +127,28 @@ fn the_name_server_survives_fuzzed_frames() {
         root.path().join("logs").display()
     );
     let probe = RemotingCommand::new_request(request_code::GET_BROKER_CLUSTER_INFO);
-    fuzz(root.path(), "namesrv", &config, port, &probe, seed() ^ 1);
+    fuzz(
+        root.path(),
+        "namesrv",
+        &config,
+        port,
+        &probe,
+        seed() ^ 1,
+        &mut |_| {},
+    );
 }
 
-fn fuzz(root: &Path, role: &str, config: &str, port: u16, probe: &RemotingCommand, seed: u64) {
+/// Fuzzes the `role` process for `cases()` cases, calling `after_batch` with its address
+/// after every checked batch; returns the process, still running.
+fn fuzz(
+    root: &Path,
+    role: &str,
+    config: &str,
+    port: u16,
+    probe: &RemotingCommand,
+    seed: u64,
+    after_batch: &mut dyn FnMut(&str),
+) -> Broker {
     let config_path = root.join(format!("{role}.properties"));
     std::fs::write(&config_path, config).unwrap();
     let log = root.join(format!("{role}.log"));
@@ -117,6 +181,7 @@ fn fuzz(root: &Path, role: &str, config: &str, port: u16, probe: &RemotingComman
         }
         connection.finish(&last);
         check(role, &addr, probe, &mut child, &log, &last);
+        after_batch(&addr);
     }
     eprintln!(
         "{role}: {cases} fuzzed frames (seed {seed:#x}) in {:?}; connections and reply bytes \
@@ -125,6 +190,7 @@ fn fuzz(root: &Path, role: &str, config: &str, port: u16, probe: &RemotingComman
         CONNECTIONS.load(Ordering::Relaxed),
         REPLY_BYTES.load(Ordering::Relaxed)
     );
+    child
 }
 
 /// The process is alive, answers `probe` on a new connection, and logged no panic.
@@ -240,13 +306,13 @@ impl Drop for Connection {
 }
 
 /// Sends `probe` on a new connection and waits for its response.
-fn ask(addr: &str, probe: &RemotingCommand) -> Result<(), String> {
+fn ask(addr: &str, probe: &RemotingCommand) -> Result<RemotingCommand, String> {
     let socket = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
     ask_on(socket, probe)
 }
 
 /// Sends `probe` on `socket` and waits for its response.
-fn ask_on(mut socket: TcpStream, probe: &RemotingCommand) -> Result<(), String> {
+fn ask_on(mut socket: TcpStream, probe: &RemotingCommand) -> Result<RemotingCommand, String> {
     socket.set_read_timeout(Some(PROBE_TIMEOUT)).unwrap();
     let mut out = BytesMut::new();
     encode_frame(probe, &mut out);
@@ -260,7 +326,7 @@ fn ask_on(mut socket: TcpStream, probe: &RemotingCommand) -> Result<(), String> 
         }
         pending.extend_from_slice(&chunk[..n]);
         match decode_frame(&mut pending, DEFAULT_MAX_FRAME) {
-            Ok(Some(response)) if response.opaque == probe.opaque => return Ok(()),
+            Ok(Some(response)) if response.opaque == probe.opaque => return Ok(response),
             Ok(_) => {}
             Err(error) => return Err(format!("bad response frame: {error}")),
         }
