@@ -108,7 +108,7 @@ impl CoreContext {
         }
         let (done_tx, done_rx) = oneshot::channel();
         let run: Box<dyn FnOnce(OwnedShard) + Send> = Box::new(move |owned| {
-            compio::runtime::spawn(async move {
+            rmq_net::rt::spawn(async move {
                 let _ = done_tx.send(work(owned).await);
             })
             .detach();
@@ -128,7 +128,7 @@ impl CoreContext {
             if std::time::Instant::now() > deadline {
                 return Err(ShardBusy { shard });
             }
-            compio::time::sleep(Duration::from_micros(100)).await;
+            rmq_net::rt::sleep(Duration::from_micros(100)).await;
         }
     }
 
@@ -142,7 +142,7 @@ impl CoreContext {
         {
             // A timeout lets the loop notice shutdown without a job arriving.
             let _ =
-                compio::time::timeout(Duration::from_millis(200), inbound.recv_batch(&mut batch))
+                rmq_net::rt::timeout(Duration::from_millis(200), inbound.recv_batch(&mut batch))
                     .await;
             for job in batch.drain(..) {
                 (job.run)(self.owned(job.shard));

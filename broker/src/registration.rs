@@ -91,7 +91,7 @@ pub async fn registration_loop(ctx: SharedContext) {
                 last = Instant::now().checked_sub(period.saturating_sub(RETRY_AFTER_FAILURE));
             }
         }
-        compio::time::sleep(Duration::from_millis(100)).await;
+        rmq_net::rt::sleep(Duration::from_millis(100)).await;
     }
     ctx.registration.running.store(false, Ordering::Release);
     unregister_all(&ctx, &clients, &addrs).await;

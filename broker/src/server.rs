@@ -343,7 +343,7 @@ async fn run_core(start: CoreStart) {
     };
     let listener = match rmq_net::listener::bind_reuseport(start.listen_addr)
         .map_err(|e| e.to_string())
-        .and_then(|l| compio::net::TcpListener::from_std(l).map_err(|e| e.to_string()))
+        .and_then(|l| rmq_net::listener::register(l).map_err(|e| e.to_string()))
     {
         Ok(listener) => listener,
         Err(message) => return close_after_failure(&start, shards, &message).await,
@@ -352,17 +352,17 @@ async fn run_core(start: CoreStart) {
     let balancer = start.balancer;
     let ctx = start.ctx.clone();
     let core = Rc::new(CoreContext::new(start.core, ctx.clone(), shards, sender));
-    compio::runtime::spawn(core.clone().serve_mesh(receiver)).detach();
-    let duties = (start.core == 0).then(|| compio::runtime::spawn(core_zero_duties(ctx.clone())));
+    rmq_net::rt::spawn(core.clone().serve_mesh(receiver)).detach();
+    let duties = (start.core == 0).then(|| rmq_net::rt::spawn(core_zero_duties(ctx.clone())));
     if start.core == 0 {
         let reader = Arc::new(rmq_storage::disk_space::Statvfs);
-        compio::runtime::spawn(crate::retention::retention_loop(core.clone(), reader)).detach();
+        rmq_net::rt::spawn(crate::retention::retention_loop(core.clone(), reader)).detach();
     }
     crate::schedule::scanner::spawn_scanners(&core);
     if start.core == 0 {
         crate::schedule::ensure_system_topics(&ctx);
-        compio::runtime::spawn(crate::schedule::scanner::persist_loop(ctx.clone())).detach();
-        compio::runtime::spawn(crate::transaction::check::check_loop(core.clone())).detach();
+        rmq_net::rt::spawn(crate::schedule::scanner::persist_loop(ctx.clone())).detach();
+        rmq_net::rt::spawn(crate::transaction::check::check_loop(core.clone())).detach();
     }
     crate::replication::start(&core);
     crate::metrics::start_core(&core);
@@ -388,7 +388,7 @@ async fn run_core(start: CoreStart) {
         let _ = duties.await;
     }
     // Let forwarded work in flight finish before the shards close.
-    compio::time::sleep(Duration::from_millis(300)).await;
+    rmq_net::rt::sleep(Duration::from_millis(300)).await;
     for (shard, store) in &core.shards {
         if let Err(error) = store.shutdown().await {
             tracing::error!(shard, "shard shutdown failed: {error}");
@@ -408,7 +408,7 @@ async fn close_after_failure(
 }
 
 async fn accept_loop(
-    listener: compio::net::TcpListener,
+    listener: rmq_net::listener::TcpListener,
     core: &Rc<CoreContext>,
     balancer: BalancerCore,
 ) {
@@ -439,13 +439,13 @@ async fn accept_loop(
 
 /// Registration, offset persistence and client expiry, on core 0.
 async fn core_zero_duties(ctx: SharedContext) {
-    let registration = compio::runtime::spawn(crate::registration::registration_loop(ctx.clone()));
+    let registration = rmq_net::rt::spawn(crate::registration::registration_loop(ctx.clone()));
     let offsets_every =
         Duration::from_millis(ctx.config.flush_consumer_offset_interval.clamp(100, 60_000) as u64);
     let mut last_offsets = Instant::now();
     let mut last_expiry = Instant::now();
     while !ctx.stopping.load(Ordering::Acquire) {
-        compio::time::sleep(Duration::from_millis(100)).await;
+        rmq_net::rt::sleep(Duration::from_millis(100)).await;
         if last_offsets.elapsed() >= offsets_every {
             last_offsets = Instant::now();
             ctx.offsets.persist();

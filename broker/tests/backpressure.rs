@@ -48,7 +48,7 @@ fn a_client_that_never_reads_is_held_back_and_others_are_still_served() {
     let mut child = support::start_broker(&binary, &config, &log);
     let pid = child.id();
     let addr = format!("127.0.0.1:{port}");
-    let runtime = compio::runtime::Runtime::new().unwrap();
+    let runtime = rmq_net::rt::Runtime::new().unwrap();
     let client = runtime.block_on(async {
         support::wait_until_serving(&addr, &mut child, &log).await;
         let client = RemotingClient::connect(&addr, TIMEOUT).await.unwrap();
@@ -101,7 +101,7 @@ fn a_client_that_never_reads_is_held_back_and_others_are_still_served() {
                     assert!(took < PROMPT, "{kind:?} flood: a request took {took:?}");
                 }
                 seq += 1;
-                compio::time::sleep(Duration::from_millis(100)).await;
+                rmq_net::rt::sleep(Duration::from_millis(100)).await;
             }
         });
         if kind == Kind::Pull {

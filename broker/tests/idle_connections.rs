@@ -35,7 +35,7 @@ fn idle_connections_are_cheap() {
     let log = root.path().join("broker.log");
     let mut child = support::start_broker(&binary, &config, &log);
     let addr = format!("127.0.0.1:{port}");
-    let runtime = compio::runtime::Runtime::new().unwrap();
+    let runtime = rmq_net::rt::Runtime::new().unwrap();
     runtime.block_on(support::wait_until_serving(&addr, &mut child, &log));
     // warm up: the first connections of each core allocate per-core state once
     let warm: Vec<TcpStream> = (0..64).map(|_| open_and_ask(&addr)).collect();

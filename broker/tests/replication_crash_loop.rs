@@ -84,7 +84,7 @@ fn kill_9_of_master_or_slave_keeps_the_replica_identical() {
         Node::new(&binary, dir.path(), "slave", slave_port, &slave_role),
     ];
     let (master_addr, slave_addr) = (nodes[MASTER].addr.clone(), nodes[SLAVE].addr.clone());
-    let runtime = compio::runtime::Runtime::new().unwrap();
+    let runtime = rmq_net::rt::Runtime::new().unwrap();
     let mut acked = Acked::new();
     let mut probes = 0u64;
     runtime.block_on(async {
@@ -119,7 +119,7 @@ fn kill_9_of_master_or_slave_keeps_the_replica_identical() {
                 // Let the slave reconnect before anything is sent: its tail is then past the
                 // master's end (SlaveAhead). Otherwise the probes append first and the slave
                 // finds other bytes than its own below the master's end (Diverged).
-                compio::time::sleep(RECONNECT).await;
+                rmq_net::rt::sleep(RECONNECT).await;
             }
             until_replicating(&master_addr, round, &mut probes, &mut acked).await;
             check(&master_addr, &slave_addr, &acked, round).await;
@@ -284,7 +284,7 @@ async fn until_replicating(master: &str, round: usize, probes: &mut u64, acked: 
             response.code,
             response.remark
         );
-        compio::time::sleep(Duration::from_millis(50)).await;
+        rmq_net::rt::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -312,7 +312,7 @@ async fn check(master: &str, slave: &str, acked: &Acked, round: usize) {
             "round {round}: slave not caught up after {CATCH_UP:?}: max offsets master \
              {on_master:?} slave {on_slave:?}"
         );
-        compio::time::sleep(Duration::from_millis(100)).await;
+        rmq_net::rt::sleep(Duration::from_millis(100)).await;
     }
     for queue_id in 0..TOPIC.queues {
         let read = |client| support::read_queue(client, TOPIC.name, queue_id, round);

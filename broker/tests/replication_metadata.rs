@@ -169,7 +169,7 @@ fn a_topic_auto_created_just_before_the_master_dies_and_the_group_offset_are_on_
         format!("127.0.0.1:{master_port}"),
         format!("127.0.0.1:{slave_port}"),
     );
-    let runtime = compio::runtime::Runtime::new().unwrap();
+    let runtime = rmq_net::rt::Runtime::new().unwrap();
     let outcome = runtime.block_on(async {
         support::wait_until_serving(&master_addr, &mut master.0, &logs("master")).await;
         support::wait_until_serving(&slave_addr, &mut slave.0, &logs("slave")).await;
@@ -188,7 +188,7 @@ fn a_topic_auto_created_just_before_the_master_dies_and_the_group_offset_are_on_
         let probe = Bytes::from_static(b"probe");
         while invoke(&to_master, send(PROBE, 0, &probe, "")).await.code != 0 {
             assert!(Instant::now() < deadline, "the slave never replicated");
-            compio::time::sleep(Duration::from_millis(200)).await;
+            rmq_net::rt::sleep(Duration::from_millis(200)).await;
         }
         // Until the slave copies metadata at all (it learns the master's address from the
         // name server).
@@ -198,7 +198,7 @@ fn a_topic_auto_created_just_before_the_master_dies_and_the_group_offset_are_on_
                 Instant::now() < deadline,
                 "the slave never copied an offset"
             );
-            compio::time::sleep(Duration::from_millis(200)).await;
+            rmq_net::rt::sleep(Duration::from_millis(200)).await;
         }
         // 1. Committed offsets and delay offsets follow within ~1 s.
         let delayed = encode_properties([(keys::DELAY, "1")]);
@@ -206,7 +206,7 @@ fn a_topic_auto_created_just_before_the_master_dies_and_the_group_offset_are_on_
         assert_eq!(response.code, 0, "{:?}", response.remark);
         for round in 1..=3 {
             assert_eq!(invoke(&to_master, commit(round * 10)).await.code, 0);
-            compio::time::sleep(STALENESS).await;
+            rmq_net::rt::sleep(STALENESS).await;
             assert_eq!(
                 committed(&to_slave).await,
                 Some(round * 10),

@@ -9,9 +9,9 @@ use std::time::Duration;
 use bytes::BytesMut;
 use compio::BufResult;
 use compio::io::AsyncWriteExt;
-use compio::net::{TcpListener, TcpStream};
 use rmq_ha::handshake::{HELLO_LEN, Status, Welcome, decode_hello, encode_welcome};
 use rmq_ha::master::MasterSettings;
+use rmq_net::listener::{TcpListener, TcpStream};
 
 use super::{ms, stopping_of};
 use crate::context::BrokerContext;
@@ -31,7 +31,7 @@ async fn bind(broker: &BrokerContext) -> Option<TcpListener> {
                 tracing::error!(%addr, %error, "cannot listen on the HA port: slaves cannot replicate");
                 return None;
             }
-            Err(_) => compio::time::sleep(Duration::from_millis(100)).await,
+            Err(_) => rmq_net::rt::sleep(Duration::from_millis(100)).await,
         }
     }
     None
@@ -47,10 +47,10 @@ pub(super) async fn listen(core: Rc<CoreContext>) {
         "HA service listening"
     );
     while !core.broker.stopping.load(Ordering::Acquire) {
-        match compio::time::timeout(Duration::from_millis(200), listener.accept()).await {
+        match rmq_net::rt::timeout(Duration::from_millis(200), listener.accept()).await {
             Ok(Ok((stream, peer))) => {
                 let core = core.clone();
-                compio::runtime::spawn(async move {
+                rmq_net::rt::spawn(async move {
                     if let Err(error) = hand_over(&core, stream).await {
                         tracing::warn!(%peer, %error, "slave connection refused");
                     }
@@ -68,7 +68,7 @@ async fn hand_over(core: &Rc<CoreContext>, mut stream: TcpStream) -> Result<(), 
     let _ = stream.set_nodelay(true);
     let mut inbox = BytesMut::new();
     let reading = rmq_ha::slave::read_at_least(&mut stream, &mut inbox, HELLO_LEN);
-    compio::time::timeout(Duration::from_secs(5), reading)
+    rmq_net::rt::timeout(Duration::from_secs(5), reading)
         .await
         .map_err(|_| rmq_ha::HaError::Silent {
             peer: stream.peer_addr().ok(),
@@ -107,7 +107,7 @@ async fn hand_over(core: &Rc<CoreContext>, mut stream: TcpStream) -> Result<(), 
                 }
             })?;
             let stopping = stopping_of(&stopping_broker);
-            compio::runtime::spawn(async move {
+            rmq_net::rt::spawn(async move {
                 if let Err(error) = rmq_ha::master::serve_slave(
                     owned.store,
                     owned.replica,

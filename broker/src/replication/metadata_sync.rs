@@ -152,7 +152,7 @@ pub(super) async fn sync_loop(broker: SharedContext) {
         }
         let left = SYNC_INTERVAL.saturating_sub(started.elapsed());
         if !left.is_zero() {
-            compio::time::sleep(left).await;
+            rmq_net::rt::sleep(left).await;
         }
     }
 }

@@ -84,13 +84,13 @@ pub fn start(core: &Rc<CoreContext>) {
             store.observe_new_replica_queues(move |topic, queue_id| {
                 metadata_sync::learn_topic(&learner, topic, queue_id);
             });
-            compio::runtime::spawn(slave::slave_loop(broker.clone(), store.clone())).detach();
+            rmq_net::rt::spawn(slave::slave_loop(broker.clone(), store.clone())).detach();
         }
         if core.core == 0 {
-            compio::runtime::spawn(metadata_sync::sync_loop(broker.clone())).detach();
+            rmq_net::rt::spawn(metadata_sync::sync_loop(broker.clone())).detach();
         }
     } else if core.core == 0 {
-        compio::runtime::spawn(listener::listen(core.clone())).detach();
+        rmq_net::rt::spawn(listener::listen(core.clone())).detach();
     }
 }
 

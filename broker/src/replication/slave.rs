@@ -30,7 +30,7 @@ pub(super) async fn slave_loop(broker: SharedContext, store: Rc<ShardStore>) {
     let mut last_error = String::new();
     while !broker.stopping.load(Ordering::Acquire) {
         let Some(addr) = broker.replication.master_ha_addr(&broker) else {
-            compio::time::sleep(Duration::from_millis(200)).await;
+            rmq_net::rt::sleep(Duration::from_millis(200)).await;
             continue;
         };
         let outcome =
@@ -48,6 +48,6 @@ pub(super) async fn slave_loop(broker: SharedContext, store: Rc<ShardStore>) {
                 last_error = text;
             }
         }
-        compio::time::sleep(RECONNECT_DELAY).await;
+        rmq_net::rt::sleep(RECONNECT_DELAY).await;
     }
 }
