@@ -64,12 +64,15 @@ fn a_client_that_never_reads_is_held_back_and_others_are_still_served() {
         let (peak, sampling) = (peak.clone(), sampling.clone());
         std::thread::spawn(move || {
             while sampling.load(Ordering::Relaxed) {
-                peak.fetch_max(vm_rss(pid), Ordering::Relaxed);
+                peak.fetch_max(
+                    rmq_test_support::process::vm_rss_bytes(pid),
+                    Ordering::Relaxed,
+                );
                 std::thread::sleep(Duration::from_millis(20));
             }
         })
     };
-    let before = vm_rss(pid);
+    let before = rmq_test_support::process::vm_rss_bytes(pid);
     for kind in [Kind::Pull, Kind::Send] {
         let phase = Instant::now();
         let hostile = TcpStream::connect(&addr).unwrap();
@@ -188,22 +191,6 @@ fn read_replies(mut socket: TcpStream, expected: usize) -> usize {
         }
     }
     answered
-}
-
-/// VmRSS of `pid` in bytes.
-fn vm_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map_or(0, |kb| kb * 1024)
 }
 
 fn write_config(root: &Path, port: u16) -> PathBuf {

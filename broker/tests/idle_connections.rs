@@ -40,10 +40,10 @@ fn idle_connections_are_cheap() {
     // warm up: the first connections of each core allocate per-core state once
     let warm: Vec<TcpStream> = (0..64).map(|_| open_and_ask(&addr)).collect();
     std::thread::sleep(Duration::from_millis(300));
-    let before = vm_rss(child.id());
+    let before = rmq_test_support::process::vm_rss_bytes(child.id());
     let open: Vec<TcpStream> = (0..connections).map(|_| open_and_ask(&addr)).collect();
     std::thread::sleep(Duration::from_millis(500));
-    let after = vm_rss(child.id());
+    let after = rmq_test_support::process::vm_rss_bytes(child.id());
     let per_connection = after.saturating_sub(before) / connections as u64;
     eprintln!(
         "{connections} idle connections: broker RSS {} -> {} MiB, {per_connection} bytes each",
@@ -87,22 +87,6 @@ fn open_and_ask(addr: &str) -> TcpStream {
             return socket;
         }
     }
-}
-
-/// VmRSS of `pid` in bytes.
-fn vm_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map_or(0, |kb| kb * 1024)
 }
 
 fn write_config(root: &Path, port: u16) -> PathBuf {

@@ -1,4 +1,4 @@
-//! Child processes that cannot outlive a failing test.
+//! Child processes that cannot outlive a failing test, and what they hold in memory.
 
 use std::process::Child;
 
@@ -25,4 +25,20 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Resident memory (`VmRSS` of `/proc/PID/status`) of `pid` in bytes; 0 when unreadable.
+pub fn vm_rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |kb| kb * 1024)
 }
