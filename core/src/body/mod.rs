@@ -5,7 +5,8 @@
 //! One file per noun: [`topic`] (topic configs, data version, permissions), [`route`] (route and
 //! cluster data from the name server), [`register`] (REGISTER_BROKER body, plain and
 //! compressed), [`heartbeat`] (HEART_BEAT body and subscriptions), [`group`] (subscription
-//! groups, consumer lists, queue locks), [`offsets`] (consumer and delay offsets), [`kv`].
+//! groups, consumer lists, queue locks), [`offsets`] (consumer and delay offsets), [`kv`],
+//! [`controller`] (RocketMQ 5 controller mode: sync-state sets, replicas, epochs).
 //!
 //! Field names follow the Java getters (camelCase; a few exceptions are renamed explicitly).
 //! Decoding goes through the lenient parser (`remoting::lenient_json`) because fastjson writes
@@ -16,6 +17,7 @@
 mod java_enum;
 
 pub mod admin;
+pub mod controller;
 pub mod group;
 pub mod heartbeat;
 pub mod kv;

@@ -10,6 +10,7 @@
 //! Layout of this module:
 //! - `codes`: request codes, response codes, language tags (wire-stable numbers);
 //! - `command`: `RemotingCommand` and typed access to its `extFields`;
+//! - `controller`: RocketMQ 5's controller-mode codes and headers (failover);
 //! - `frame`: length-prefixed framing, the only entry point for bytes from a socket;
 //! - `header_json`, `header_binary`: the two header encodings;
 //! - `lenient_json`: fastjson-compatible parsing, also used for JSON bodies elsewhere.
@@ -21,6 +22,7 @@
 
 pub mod codes;
 pub mod command;
+pub mod controller;
 pub mod ext_fields;
 pub mod frame;
 pub mod header_binary;
