@@ -100,6 +100,7 @@ pub fn store_config(config: &BrokerConfig, shard_count: u32) -> StoreConfig {
         message_index_enable: config.message_index_enable,
         max_hash_slot_num: u32::try_from(config.max_hash_slot_num.max(1)).unwrap_or(1),
         max_index_num: u32::try_from(config.max_index_num.max(2)).unwrap_or(2),
+        epoch_file: None,
         faults: None,
     }
 }

@@ -87,6 +87,10 @@ pub struct StoreConfig {
     pub max_hash_slot_num: u32,
     /// `maxIndexNum`: entries of one index file.
     pub max_index_num: u32,
+    /// Controller mode (`storePathEpochFile`): where shard 0's epoch history lives (shard
+    /// `n > 0`: the same path with `.shard-{n}` appended; `epoch_history.rs`). `None` (classic
+    /// master/slave): no epoch history.
+    pub epoch_file: Option<PathBuf>,
     /// Fault injection below the commit log (tests only; `None` in production).
     pub faults: Option<Arc<dyn DiskFaults>>,
 }
@@ -121,6 +125,7 @@ impl StoreConfig {
             message_index_enable: true,
             max_hash_slot_num: 5_000_000,
             max_index_num: 20_000_000,
+            epoch_file: None,
             faults: None,
         }
     }
@@ -188,6 +193,17 @@ impl StoreConfig {
 
     pub(crate) fn shard_checkpoint_path(&self, shard: u32) -> PathBuf {
         self.root_dir.join(format!("shard-{shard}.checkpoint"))
+    }
+
+    /// The epoch history file of one shard (controller mode).
+    pub(crate) fn shard_epoch_path(&self, shard: u32) -> Option<PathBuf> {
+        let base = self.epoch_file.as_ref()?;
+        if shard == 0 {
+            return Some(base.clone());
+        }
+        let mut name = base.clone().into_os_string();
+        name.push(format!(".shard-{shard}"));
+        Some(PathBuf::from(name))
     }
 
     pub(crate) fn shard_count_path(&self) -> PathBuf {

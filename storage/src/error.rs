@@ -46,6 +46,18 @@ pub enum StoreError {
     TruncationPending { shard: u32 },
     #[error("the bytes at {offset} were truncated away while being read (the log ends at {end})")]
     TruncatedDuringRead { offset: i64, end: i64 },
+    #[error(
+        "epoch history {path:?}: (epoch, start) {new:?} does not follow the newest entry {last:?}"
+    )]
+    EpochRegression {
+        path: PathBuf,
+        last: (i32, i64),
+        new: (i32, i64),
+    },
+    #[error("shard {shard}: the epoch history has no entry in common with the master's ({reason})")]
+    NoConsistentPoint { shard: u32, reason: String },
+    #[error("shard {shard}: no epoch history (the store was opened without an epoch file)")]
+    NoEpochHistory { shard: u32 },
 }
 
 impl StoreError {
@@ -122,6 +134,16 @@ impl StoreError {
                 offset: *offset,
                 end: *end,
             },
+            StoreError::EpochRegression { path, last, new } => StoreError::EpochRegression {
+                path: path.clone(),
+                last: *last,
+                new: *new,
+            },
+            StoreError::NoConsistentPoint { shard, reason } => StoreError::NoConsistentPoint {
+                shard: *shard,
+                reason: reason.clone(),
+            },
+            StoreError::NoEpochHistory { shard } => StoreError::NoEpochHistory { shard: *shard },
         }
     }
 }

@@ -65,7 +65,9 @@
 //! # Layout
 //! `commitlog/{20-digit start offset}`, `consumequeue/{topic}/{queueId}/{20-digit start byte}`,
 //! `index/shard-{n}/{20-digit creation ms}` (RocketMQ IndexFile format, one set per shard),
-//! `shard-{n}.checkpoint`, `shards`, `lock`, `abort` under the store root (paths configurable).
+//! `shard-{n}.checkpoint`, `shards`, `lock`, `abort` under the store root (paths configurable);
+//! in controller mode `epochFileCheckpoint` (shard 0) and `epochFileCheckpoint.shard-{n}`, the
+//! epoch histories (`epoch_history.rs`, `replica_epochs.rs`).
 
 mod aligned_buffer;
 #[doc(hidden)]
@@ -76,6 +78,7 @@ mod config;
 mod consume_queue;
 pub mod disk_space;
 mod dispatch;
+mod epoch_history;
 mod error;
 pub mod faults;
 mod flusher;
@@ -87,6 +90,7 @@ mod recovery;
 #[doc(hidden)]
 pub mod recovery_fuzz;
 mod replica;
+mod replica_epochs;
 mod replica_truncate;
 pub mod retention;
 mod segment;
@@ -100,8 +104,10 @@ mod waiters;
 
 pub use aligned_buffer::{AlignedBuffer, BLOCK_SIZE};
 pub use config::{Durability, FlushMode, StoreConfig};
+pub use epoch_history::{EpochEntry, EpochHistory, find_consistent_point};
 pub use error::StoreError;
 pub use layout::StoreLayout;
+pub use replica_epochs::ConsistentPoint;
 pub use shard_admin::{QueueEntries, QueueEntry};
 pub use shard_query::QueryResult;
 pub use shard_reads::MAX_FILTER_SCAN;

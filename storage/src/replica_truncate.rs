@@ -21,7 +21,10 @@
 //! 4. consume queue entries pointing at or past `to` are dropped in memory and on disk (a
 //!    queue left empty is removed: the master's records re-create it at its own offsets);
 //! 5. the index keeps its stale entries (lookups re-read and verify every record), but its
-//!    newest file stops claiming to cover offsets from `to` on, so recovery re-indexes them.
+//!    newest file stops claiming to cover offsets from `to` on, so recovery re-indexes them;
+//! 6. in controller mode the epoch history drops the entries starting at or past `to`
+//!    (`replica_epochs.rs`; a crash before that leaves entries past the end of the log, which
+//!    loading the history drops).
 
 use std::rc::Rc;
 
@@ -265,6 +268,8 @@ impl ShardStore {
         self.truncate_queues(cut.to).await?;
         self.index.forget_from(cut.to);
         self.index.sync().await?;
+        // After the log: a crash before this leaves entries past the end, dropped at open.
+        self.truncate_epochs_from(cut.to)?;
         *self.pending_cut.borrow_mut() = None;
         Ok(())
     }

@@ -105,6 +105,8 @@ pub struct ShardStore {
     pub(crate) opened_end: i64,
     /// Told of every queue a replicated record creates (`observe_new_replica_queues`).
     pub(crate) new_queue_observer: RefCell<Option<crate::replica::NewQueueObserver>>,
+    /// Controller mode: which master epoch wrote which part of the log (`replica_epochs.rs`).
+    pub(crate) epochs: RefCell<Option<crate::epoch_history::EpochHistory>>,
 }
 
 impl ShardStore {
@@ -164,6 +166,13 @@ impl ShardStore {
         );
         log.last_store_timestamp.set(recovered.last_store_timestamp);
         let recovered_end = recovered.end;
+        let epochs = match cfg.shard_epoch_path(shard) {
+            Some(path) => Some(crate::epoch_history::EpochHistory::load(
+                path,
+                recovered_end,
+            )?),
+            None => None,
+        };
         let log = Rc::new(log);
         let flusher_exited = crate::flusher::spawn(&log);
         let checkpoint_file = CheckpointFile::open(cfg.shard_checkpoint_path(shard)).await?;
@@ -189,6 +198,7 @@ impl ShardStore {
             index_safe: Cell::new(0),
             opened_end: recovered_end,
             new_queue_observer: RefCell::new(None),
+            epochs: RefCell::new(epochs),
         });
         crate::queue_flusher::spawn(&store);
         Ok(store)
