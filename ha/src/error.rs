@@ -84,6 +84,21 @@ pub enum HaError {
     Silent { peer: Option<SocketAddr> },
     #[error("the connection closed")]
     Closed,
+    #[error(
+        "shard {shard}: the master at {addr} sent no epoch history (it is not in controller \
+         mode); a controller-mode slave does not follow it"
+    )]
+    NoMasterEpochs { shard: u32, addr: String },
+    #[error(
+        "shard {shard}: the master at {addr} is at epoch {master_epoch}, older than epoch \
+         {expected} the controller named: not following a stale master"
+    )]
+    StaleMaster {
+        shard: u32,
+        addr: String,
+        master_epoch: i32,
+        expected: i32,
+    },
 }
 
 impl HaError {

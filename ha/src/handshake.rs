@@ -3,12 +3,23 @@
 //!
 //! Slave → master, [`HELLO_LEN`] bytes, big-endian:
 //! `u32 magic | u32 version | u32 shard | u32 shardCount | u64 segmentSize | i64 slaveOffset |
-//! i64 checkFrom | u32 checkCrc | u32 reserved`
+//! i64 checkFrom | u32 checkCrc | u32 flags`
 //! (`slaveOffset` = the slave's max physical offset of that shard; `checkCrc` = CRC32 of the
-//! slave's log bytes `[checkFrom, slaveOffset)`, its tail, see [`check_from`]).
+//! slave's log bytes `[checkFrom, slaveOffset)`, its tail, see [`check_from`]; `flags` was a
+//! zero reserved field: bit 0, [`FLAG_EPOCHS`], is set by a controller-mode slave only).
 //!
 //! Master → slave, [`WELCOME_LEN`] bytes:
 //! `u32 magic | u32 status | u32 shardCount | u64 segmentSize | i64 masterEnd | i64 start`
+//!
+//! Controller mode (issue 11, RocketMQ 5's AutoSwitch handshake): a slave with an epoch history
+//! sets [`FLAG_EPOCHS`]; a master with one then sets [`STATUS_EPOCHS_FOLLOW`] in `status` and
+//! sends its epoch history right after the welcome: `u32 count | count x (i32 epoch, i64
+//! start)` (at most [`MAX_EPOCHS`]). Before it acts on the status, the slave cuts its log back
+//! to the consistent point of both histories (`ShardStore::truncate_to_consistent_point`) and
+//! says hello again; once accepted it mirrors the master's history as its log reaches each
+//! entry. A classic peer neither sets nor sees either bit; a controller-mode slave refuses a
+//! master that sends no history (it is not in controller mode) or whose newest epoch is older
+//! than the one the controller named.
 //!
 //! After an `Ok` welcome the master streams `start..` as transfer frames (see `frame`) and the
 //! slave answers with 8-byte reports. Any other status closes the connection: after
@@ -33,6 +44,7 @@
 //! one incarnation together with everything before it).
 
 use bytes::{Buf, BufMut, BytesMut};
+use rmq_storage::EpochEntry;
 
 /// "RMQH".
 pub const MAGIC: u32 = 0x524D_5148;
@@ -42,6 +54,14 @@ pub const HELLO_LEN: usize = 48;
 /// so it reaches back past the start of the last record even after a segment's zero fill.
 pub const CHECK_WINDOW: i64 = 8 << 20;
 pub const WELCOME_LEN: usize = 36;
+/// Hello flag: the slave keeps an epoch history and wants the master's.
+pub const FLAG_EPOCHS: u32 = 1;
+/// Welcome status bit: the master's epoch history follows the welcome.
+pub const STATUS_EPOCHS_FOLLOW: u32 = 0x100;
+/// Most epoch entries a welcome may carry (a history grows by one per election).
+pub const MAX_EPOCHS: usize = 1 << 16;
+/// Bytes of one epoch entry on the wire.
+pub const EPOCH_ENTRY_LEN: usize = 12;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hello {
@@ -53,6 +73,15 @@ pub struct Hello {
     pub check_from: i64,
     /// CRC32 of the slave's log bytes `[check_from, slave_offset)`.
     pub check_crc: u32,
+    /// [`FLAG_EPOCHS`] or 0.
+    pub flags: u32,
+}
+
+impl Hello {
+    /// A controller-mode slave asking for the master's epoch history.
+    pub fn wants_epochs(&self) -> bool {
+        self.flags & FLAG_EPOCHS != 0
+    }
 }
 
 /// Where the checksummed tail of a log ending at `end` starts: [`CHECK_WINDOW`] before it,
@@ -120,6 +149,8 @@ pub struct Welcome {
     /// the slave should cut its log (-1: no hint); with `StartAt`, where an empty slave's log
     /// must begin; with `OffsetUnavailable`, the master's oldest offset.
     pub start: i64,
+    /// The master's epoch history follows (controller mode, see the module docs).
+    pub epochs_follow: bool,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -132,6 +163,8 @@ pub enum HandshakeError {
     BadStatus(u32),
     #[error("handshake needs {need} bytes, got {have}")]
     Short { need: usize, have: usize },
+    #[error("the master announced {0} epoch entries (at most {MAX_EPOCHS})")]
+    TooManyEpochs(usize),
 }
 
 pub fn encode_hello(hello: &Hello) -> BytesMut {
@@ -144,7 +177,7 @@ pub fn encode_hello(hello: &Hello) -> BytesMut {
     out.put_i64(hello.slave_offset);
     out.put_i64(hello.check_from);
     out.put_u32(hello.check_crc);
-    out.put_u32(0);
+    out.put_u32(hello.flags);
     assert_eq!(out.len(), HELLO_LEN);
     out
 }
@@ -163,13 +196,19 @@ pub fn decode_hello(mut src: &[u8]) -> Result<Hello, HandshakeError> {
         slave_offset: src.get_i64(),
         check_from: src.get_i64(),
         check_crc: src.get_u32(),
+        flags: src.get_u32(),
     })
 }
 
 pub fn encode_welcome(welcome: &Welcome) -> BytesMut {
     let mut out = BytesMut::with_capacity(WELCOME_LEN);
     out.put_u32(MAGIC);
-    out.put_u32(welcome.status as u32);
+    let follow = if welcome.epochs_follow {
+        STATUS_EPOCHS_FOLLOW
+    } else {
+        0
+    };
+    out.put_u32(welcome.status as u32 | follow);
     out.put_u32(welcome.shard_count);
     out.put_u64(welcome.segment_size);
     out.put_i64(welcome.master_end);
@@ -181,15 +220,54 @@ pub fn encode_welcome(welcome: &Welcome) -> BytesMut {
 pub fn decode_welcome(mut src: &[u8]) -> Result<Welcome, HandshakeError> {
     check_len(src, WELCOME_LEN)?;
     check_magic(src.get_u32())?;
-    let code = src.get_u32();
-    let status = Status::from_code(code).ok_or(HandshakeError::BadStatus(code))?;
+    let raw = src.get_u32();
+    let code = raw & !STATUS_EPOCHS_FOLLOW;
+    let status = Status::from_code(code).ok_or(HandshakeError::BadStatus(raw))?;
     Ok(Welcome {
         status,
         shard_count: src.get_u32(),
         segment_size: src.get_u64(),
         master_end: src.get_i64(),
         start: src.get_i64(),
+        epochs_follow: raw & STATUS_EPOCHS_FOLLOW != 0,
     })
+}
+
+/// The epoch history block that follows a welcome with `epochs_follow`.
+pub fn encode_epochs(entries: &[EpochEntry]) -> BytesMut {
+    assert!(entries.len() <= MAX_EPOCHS, "epoch history too long");
+    let mut out = BytesMut::with_capacity(4 + entries.len() * EPOCH_ENTRY_LEN);
+    out.put_u32(entries.len() as u32);
+    for entry in entries {
+        out.put_i32(entry.epoch);
+        out.put_i64(entry.start_offset);
+    }
+    out
+}
+
+/// Bytes the epoch block starting `src` takes, once its count is readable.
+pub fn epochs_len(src: &[u8]) -> Result<Option<usize>, HandshakeError> {
+    if src.len() < 4 {
+        return Ok(None);
+    }
+    let count = u32::from_be_bytes(src[..4].try_into().expect("4 bytes")) as usize;
+    if count > MAX_EPOCHS {
+        return Err(HandshakeError::TooManyEpochs(count));
+    }
+    Ok(Some(4 + count * EPOCH_ENTRY_LEN))
+}
+
+/// Decodes a whole epoch block (see [`epochs_len`]).
+pub fn decode_epochs(mut src: &[u8]) -> Result<Vec<EpochEntry>, HandshakeError> {
+    let need = epochs_len(src)?.ok_or(HandshakeError::Short {
+        need: 4,
+        have: src.len(),
+    })?;
+    check_len(src, need)?;
+    let count = src.get_u32() as usize;
+    Ok((0..count)
+        .map(|_| EpochEntry::new(src.get_i32(), src.get_i64()))
+        .collect())
 }
 
 fn check_len(src: &[u8], need: usize) -> Result<(), HandshakeError> {
@@ -239,6 +317,7 @@ pub fn answer(
             segment_size,
             master_end: end,
             start: newest,
+            epochs_follow: false,
         };
     } else if hello.slave_offset < oldest {
         return Welcome {
@@ -247,6 +326,7 @@ pub fn answer(
             segment_size,
             master_end: end,
             start: oldest,
+            epochs_follow: false,
         };
     } else {
         Status::Ok
@@ -257,6 +337,7 @@ pub fn answer(
         segment_size,
         master_end: end,
         start: hello.slave_offset,
+        epochs_follow: false,
     }
 }
 
@@ -274,6 +355,7 @@ mod tests {
             slave_offset: offset,
             check_from: offset - 10,
             check_crc: 0xDEAD_BEEF,
+            flags: 0,
         }
     }
 
@@ -343,6 +425,42 @@ mod tests {
             "nothing deleted: stream everything"
         );
         assert_eq!(decode_welcome(&encode_welcome(&empty)), Ok(empty));
+    }
+
+    #[test]
+    fn epochs_travel_only_when_asked_for() {
+        let classic = encode_hello(&hello(1 << 56));
+        assert_eq!(
+            &classic[44..48],
+            &[0, 0, 0, 0],
+            "a classic hello keeps zero there"
+        );
+        let asking = Hello {
+            flags: FLAG_EPOCHS,
+            ..hello(1 << 56)
+        };
+        let decoded = decode_hello(&encode_hello(&asking)).unwrap();
+        assert!(decoded.wants_epochs());
+        assert!(!decode_hello(&classic).unwrap().wants_epochs());
+        let mut welcome = answer(&asking, 4, SEGMENT, 1 << 56, 1 << 56 | 64);
+        assert!(!welcome.epochs_follow);
+        welcome.epochs_follow = true;
+        let bytes = encode_welcome(&welcome);
+        assert_eq!(decode_welcome(&bytes), Ok(welcome));
+        let entries = [
+            EpochEntry::new(1, 1 << 56),
+            EpochEntry::new(4, 1 << 56 | 40),
+        ];
+        let block = encode_epochs(&entries);
+        assert_eq!(epochs_len(&block[..3]), Ok(None));
+        assert_eq!(epochs_len(&block), Ok(Some(block.len())));
+        assert_eq!(decode_epochs(&block), Ok(entries.to_vec()));
+        assert!(decode_epochs(&block[..block.len() - 1]).is_err());
+        let huge = (MAX_EPOCHS as u32 + 1).to_be_bytes();
+        assert_eq!(
+            epochs_len(&huge),
+            Err(HandshakeError::TooManyEpochs(MAX_EPOCHS + 1))
+        );
     }
 
     #[test]

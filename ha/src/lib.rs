@@ -12,6 +12,10 @@
 //! slave reports only what its own store has written. A SYNC_MASTER send is acknowledged only
 //! once its record is replicated (and, with SYNC_FLUSH, flushed on the master); `AckTracker`
 //! releases the waiting sends in groups. Offsets only move forward.
+//!
+//! Controller mode (issue 11): stores that keep an epoch history exchange it in the handshake,
+//! and a slave cuts its log back to the consistent point with its master's history before it
+//! streams (`handshake` module docs).
 
 pub mod ack_tracker;
 pub mod error;

@@ -31,7 +31,7 @@ use rmq_storage::ShardStore;
 use crate::ack_tracker::AckTracker;
 use crate::error::HaError;
 use crate::frame::{TRANSFER_HEADER_LEN, take_latest_report};
-use crate::handshake::{Hello, Status, answer, encode_welcome};
+use crate::handshake::{Hello, Status, answer, encode_epochs, encode_welcome};
 
 /// One shard's slaves as the send path sees them.
 #[derive(Default)]
@@ -169,7 +169,14 @@ pub async fn serve_slave(
     }
     let peer = stream.peer_addr().ok();
     let (reader, mut writer) = stream.into_split();
-    let BufResult(sent, _) = writer.write_all(encode_welcome(&welcome)).await;
+    let mut greeting = encode_welcome(&welcome);
+    if hello.wants_epochs() && store.has_epoch_history() {
+        // Controller mode: our epoch history follows the welcome (see `handshake`).
+        welcome.epochs_follow = true;
+        greeting = encode_welcome(&welcome);
+        greeting.extend_from_slice(&encode_epochs(&store.epoch_entries()));
+    }
+    let BufResult(sent, _) = writer.write_all(greeting).await;
     sent.map_err(HaError::io("welcome"))?;
     if welcome.status == Status::StartAt {
         tracing::info!(

@@ -20,6 +20,12 @@
 //! and needs bytes the master deleted (`OffsetUnavailable`) ends with `TooFarBehind`, whose
 //! message tells the operator to wipe its store.
 //!
+//! Controller mode (the store keeps an epoch history): the hello asks for the master's
+//! history; a master without one, or older than `SlaveSettings::min_master_epoch`, is refused
+//! (`NoMasterEpochs`, `StaleMaster`); before acting on the welcome's status the slave cuts its
+//! log back to the consistent point of both histories and handshakes again; while streaming
+//! it mirrors each master entry its log reaches.
+//!
 //! Copies: frame bodies are applied straight from the read buffer; only a record split
 //! across reads is assembled in `pending` first.
 
@@ -33,12 +39,13 @@ use compio::io::{AsyncRead, AsyncWriteExt};
 use compio::net::TcpStream;
 use futures_channel::mpsc;
 use futures_util::StreamExt;
-use rmq_storage::{Durability, ShardStore, StoreError};
+use rmq_storage::{ConsistentPoint, Durability, EpochEntry, ShardStore, StoreError};
 
 use crate::error::HaError;
 use crate::frame::{TransferHeader, decode_transfer_header};
 use crate::handshake::{
-    Hello, Status, WELCOME_LEN, Welcome, check_from, decode_welcome, encode_hello,
+    FLAG_EPOCHS, Hello, Status, WELCOME_LEN, Welcome, check_from, decode_epochs, decode_welcome,
+    encode_hello, epochs_len,
 };
 
 /// Session settings, from the broker configuration.
@@ -53,6 +60,9 @@ pub struct SlaveSettings {
     pub max_body: usize,
     /// Read buffer size.
     pub read_buffer: usize,
+    /// Controller mode: the master epoch the controller named; a master whose newest epoch is
+    /// older is not followed (-1: no check).
+    pub min_master_epoch: i32,
 }
 
 /// Replicates one shard from `addr` until the session fails or `stopping()` turns true
@@ -69,7 +79,7 @@ pub async fn replicate_shard(
     settings: &SlaveSettings,
     stopping: Rc<dyn Fn() -> bool>,
 ) -> Result<(), HaError> {
-    let (stream, welcome, leftover) = connect(store, addr, settings).await?;
+    let (stream, welcome, leftover, master_epochs) = connect(store, addr, settings).await?;
     tracing::info!(
         shard = store.shard(),
         addr,
@@ -106,6 +116,8 @@ pub async fn replicate_shard(
         notify,
         max_body: settings.max_body,
         last_read,
+        master_epochs,
+        adopted: 0,
     };
     let result = apply.run(&mut reader, settings).await;
     alive.set(false);
@@ -143,8 +155,12 @@ impl Watchdog {
 
 /// What a handshake led to.
 enum Handshake {
-    /// The master streams from our end: the socket, the welcome, bytes read past it.
-    Accepted(TcpStream, Welcome, BytesMut),
+    /// The master streams from our end: the socket, the welcome, bytes read past it, the
+    /// master's epoch history (controller mode; else empty).
+    Accepted(TcpStream, Welcome, BytesMut, Vec<EpochEntry>),
+    /// Controller mode: our log was cut back to the consistent point with the master's
+    /// epoch history (the connection is closed).
+    EpochCut,
     /// Our log holds bytes past the master's end offset (the connection is closed).
     Ahead(Hello, Welcome),
     /// Our tail differs from the master's bytes at the same offsets (the connection is
@@ -162,14 +178,17 @@ async fn connect(
     store: &ShardStore,
     addr: &str,
     settings: &SlaveSettings,
-) -> Result<(TcpStream, Welcome, BytesMut), HaError> {
+) -> Result<(TcpStream, Welcome, BytesMut, Vec<EpochEntry>), HaError> {
     loop {
         if store.truncation_pending() {
             // A truncation failed half-way (disk error): finish it before streaming.
             store.truncate_replica(store.max_physical_offset()).await?;
         }
         match handshake(store, addr, settings).await? {
-            Handshake::Accepted(stream, welcome, inbox) => return Ok((stream, welcome, inbox)),
+            Handshake::Accepted(stream, welcome, inbox, epochs) => {
+                return Ok((stream, welcome, inbox, epochs));
+            }
+            Handshake::EpochCut => {}
             Handshake::Ahead(hello, welcome) => truncate_to_master(store, &hello, &welcome).await?,
             Handshake::Diverged(hello, welcome) => cut_diverged(store, &hello, &welcome).await?,
             Handshake::StartAt(hello, welcome) => {
@@ -307,6 +326,11 @@ async fn handshake(
         slave_offset,
         check_from,
         check_crc: store.log_checksum(check_from, slave_offset).await?,
+        flags: if store.has_epoch_history() {
+            FLAG_EPOCHS
+        } else {
+            0
+        },
     };
     let BufResult(sent, _) = stream.write_all(encode_hello(&hello)).await;
     sent.map_err(HaError::io("hello"))?;
@@ -319,6 +343,20 @@ async fn handshake(
         })??;
     let welcome = decode_welcome(&inbox)?;
     inbox.advance(WELCOME_LEN);
+    let mut master_epochs = Vec::new();
+    if hello.wants_epochs() {
+        if !welcome.epochs_follow {
+            return Err(HaError::NoMasterEpochs {
+                shard: hello.shard,
+                addr: addr.to_string(),
+            });
+        }
+        master_epochs = read_epochs(&mut stream, &mut inbox, settings).await?;
+        if check_epochs(store, addr, settings, &hello, &welcome, &master_epochs).await? {
+            drop(stream);
+            return Ok(Handshake::EpochCut);
+        }
+    }
     let same_geometry =
         welcome.shard_count == hello.shard_count && welcome.segment_size == hello.segment_size;
     if welcome.status == Status::SlaveAhead
@@ -361,7 +399,68 @@ async fn handshake(
         welcome.start, hello.slave_offset,
         "the master streams from our end"
     );
-    Ok(Handshake::Accepted(stream, welcome, inbox))
+    if !master_epochs.is_empty() {
+        store.adopt_epochs(&master_epochs)?;
+    }
+    Ok(Handshake::Accepted(stream, welcome, inbox, master_epochs))
+}
+
+/// Reads the master's epoch history that follows its welcome.
+async fn read_epochs(
+    stream: &mut TcpStream,
+    inbox: &mut BytesMut,
+    settings: &SlaveSettings,
+) -> Result<Vec<EpochEntry>, HaError> {
+    let reading = async {
+        read_at_least(stream, inbox, 4).await?;
+        let len = epochs_len(inbox)?.expect("the count is there");
+        read_at_least(stream, inbox, len).await?;
+        let entries = decode_epochs(&inbox[..len])?;
+        inbox.advance(len);
+        Ok::<_, HaError>(entries)
+    };
+    compio::time::timeout(settings.connect_timeout, reading)
+        .await
+        .map_err(|_| HaError::Silent { peer: None })?
+}
+
+/// Controller mode, before acting on the welcome's status: refuses a master older than the
+/// epoch the controller named and cuts our log back to the consistent point of both epoch
+/// histories (true: cut, handshake again).
+async fn check_epochs(
+    store: &ShardStore,
+    addr: &str,
+    settings: &SlaveSettings,
+    hello: &Hello,
+    welcome: &Welcome,
+    master_epochs: &[EpochEntry],
+) -> Result<bool, HaError> {
+    let master_epoch = master_epochs.last().map_or(-1, |e| e.epoch);
+    if master_epoch < settings.min_master_epoch {
+        return Err(HaError::StaleMaster {
+            shard: hello.shard,
+            addr: addr.to_string(),
+            master_epoch,
+            expected: settings.min_master_epoch,
+        });
+    }
+    if welcome.shard_count != hello.shard_count || welcome.segment_size != hello.segment_size {
+        return Ok(false);
+    }
+    let point = store
+        .truncate_to_consistent_point(master_epochs, welcome.master_end)
+        .await?;
+    if let ConsistentPoint::Truncated(to) = point {
+        tracing::warn!(
+            shard = hello.shard,
+            slave_offset = hello.slave_offset,
+            to,
+            master_epoch,
+            "cut back to the consistent point with the master's epoch history"
+        );
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// Reads until `inbox` holds at least `len` bytes (keeping anything beyond).
@@ -395,6 +494,10 @@ struct Apply {
     notify: mpsc::Sender<()>,
     max_body: usize,
     last_read: Rc<Cell<Instant>>,
+    /// The master's epoch history (controller mode; else empty) and how many of its entries
+    /// our log has reached (mirrored into our history as the log grows).
+    master_epochs: Vec<EpochEntry>,
+    adopted: usize,
 }
 
 impl Apply {
@@ -475,6 +578,7 @@ impl Apply {
             match self.store.append_replicated(self.pending_start, bytes) {
                 Ok(consumed) => {
                     self.pending_start += consumed as i64;
+                    self.adopt_reached_epochs()?;
                     return Ok(consumed);
                 }
                 Err(StoreError::WriteBacklog { .. }) => {
@@ -484,6 +588,23 @@ impl Apply {
                 Err(error) => return Err(error.into()),
             }
         }
+    }
+}
+
+impl Apply {
+    /// Mirrors the master's epoch entries our log has reached since the last call.
+    fn adopt_reached_epochs(&mut self) -> Result<(), HaError> {
+        let end = self.store.max_physical_offset();
+        let reached = self
+            .master_epochs
+            .iter()
+            .take_while(|e| e.start_offset <= end)
+            .count();
+        if reached > self.adopted {
+            self.store.adopt_epochs(&self.master_epochs)?;
+            self.adopted = reached;
+        }
+        Ok(())
     }
 }
 

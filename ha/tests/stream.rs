@@ -49,6 +49,7 @@ fn slave_settings() -> SlaveSettings {
         housekeeping: Duration::from_secs(5),
         max_body: 1 << 20,
         read_buffer: 8 * 1024,
+        min_master_epoch: -1,
     }
 }
 

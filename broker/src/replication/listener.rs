@@ -82,6 +82,7 @@ async fn hand_over(core: &Rc<CoreContext>, mut stream: TcpStream) -> Result<(), 
             segment_size: broker.config.mapped_file_size_commit_log,
             master_end: 0,
             start: 0,
+            epochs_follow: false,
         };
         let BufResult(sent, _) = stream.write_all(encode_welcome(&refusal)).await;
         return sent.map_err(|source| rmq_ha::HaError::Io {

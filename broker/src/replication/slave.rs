@@ -21,6 +21,7 @@ fn slave_settings(broker: &BrokerContext) -> SlaveSettings {
         housekeeping: ms(config.ha_housekeeping_interval, 1000),
         max_body: 64 << 20,
         read_buffer: 1 << 20,
+        min_master_epoch: -1,
     }
 }
 
