@@ -4,9 +4,15 @@
 //! When a consumer group's membership changes the broker sends
 //! NOTIFY_CONSUMER_IDS_CHANGED (oneway) to every member so they rebalance at once; the
 //! rebalance itself is client-side, as in RocketMQ.
+//!
+//! Memory bound (issue 12): a registration is one (group, client id) entry. A client id is at
+//! most [`CLIENT_ID_MAX_LENGTH`] bytes and is shared (`Arc<str>`) by every entry of the
+//! client, and one connection holds at most [`MAX_REGISTRATIONS_PER_CONNECTION`] entries; so
+//! a connection pins at most ~2 MB here whatever it sends (before these bounds, one 2 MB
+//! heartbeat naming 1,000 producer groups cost 4 GB: the id was copied into every entry).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rmq_core::body::{ConsumerData, SubscriptionData};
@@ -16,9 +22,19 @@ use rmq_net::connection::ConnectionSender;
 /// A client not heard from for this long is dropped (RocketMQ: 120 s).
 pub const CHANNEL_EXPIRY: Duration = Duration::from_secs(120);
 
+/// Longest client id accepted (`ip@instanceName[@unitName]` in the Java client, well under
+/// 100 bytes in practice; RocketMQ sets no limit).
+pub const CLIENT_ID_MAX_LENGTH: usize = 1024;
+
+/// Most producer and consumer registrations one connection may hold. The Java client sends
+/// every producer and consumer group of its JVM-wide client instance in each heartbeat, so
+/// this is the number of groups one application instance may use on one broker.
+pub const MAX_REGISTRATIONS_PER_CONNECTION: usize = 4096;
+
 #[derive(Clone, Debug)]
 pub struct ClientChannel {
-    pub client_id: String,
+    /// Shared by all of the client's registrations (see the module docs).
+    pub client_id: Arc<str>,
     pub connection_id: u64,
     pub sender: ConnectionSender,
     pub addr: String,
@@ -29,7 +45,7 @@ pub struct ClientChannel {
 
 #[derive(Default)]
 struct ConsumerGroup {
-    clients: HashMap<String, ClientChannel>,
+    clients: HashMap<Arc<str>, ClientChannel>,
     subscriptions: HashMap<String, SubscriptionData>,
     data: Option<ConsumerData>,
 }
@@ -37,7 +53,9 @@ struct ConsumerGroup {
 #[derive(Default)]
 pub struct ClientManager {
     consumers: Mutex<HashMap<String, ConsumerGroup>>,
-    producers: Mutex<HashMap<String, HashMap<String, ClientChannel>>>,
+    producers: Mutex<HashMap<String, HashMap<Arc<str>, ClientChannel>>>,
+    /// Registrations held per connection id (entries of `consumers` and `producers`).
+    per_connection: Mutex<HashMap<u64, usize>>,
 }
 
 impl ClientManager {
@@ -46,7 +64,7 @@ impl ClientManager {
         let mut consumers = self.consumers.lock().expect("clients lock");
         let group = consumers.entry(data.group_name.clone()).or_default();
         let is_new = !group.clients.contains_key(&channel.client_id);
-        group.clients.insert(channel.client_id.clone(), channel);
+        self.counted_insert(&mut group.clients, channel);
         group.subscriptions = data
             .subscription_data_set
             .iter()
@@ -58,10 +76,83 @@ impl ClientManager {
 
     pub fn register_producer(&self, group: &str, channel: ClientChannel) {
         let mut producers = self.producers.lock().expect("clients lock");
-        producers
-            .entry(group.to_string())
-            .or_default()
-            .insert(channel.client_id.clone(), channel);
+        let clients = producers.entry(group.to_string()).or_default();
+        self.counted_insert(clients, channel);
+    }
+
+    /// How many of `groups` the client would newly register on `connection_id` (a group it
+    /// already holds on that connection is a renewal), and how many the connection holds.
+    /// Callers check [`MAX_REGISTRATIONS_PER_CONNECTION`] before registering; a connection's
+    /// requests run on one core thread with no await in between, so the check holds.
+    pub fn registrations_to_add(
+        &self,
+        connection_id: u64,
+        client_id: &str,
+        producer_groups: &[&str],
+        consumer_groups: &[&str],
+    ) -> (usize, usize) {
+        let held_here = |channel: Option<&ClientChannel>| {
+            channel.is_some_and(|channel| channel.connection_id == connection_id)
+        };
+        let producers = self.producers.lock().expect("clients lock");
+        let mut new = producer_groups
+            .iter()
+            .filter(|group| {
+                !held_here(
+                    producers
+                        .get(**group)
+                        .and_then(|clients| clients.get(client_id)),
+                )
+            })
+            .count();
+        drop(producers);
+        let consumers = self.consumers.lock().expect("clients lock");
+        new += consumer_groups
+            .iter()
+            .filter(|group| {
+                !held_here(
+                    consumers
+                        .get(**group)
+                        .and_then(|g| g.clients.get(client_id)),
+                )
+            })
+            .count();
+        drop(consumers);
+        let held = self.registrations_of(connection_id);
+        (new, held)
+    }
+
+    /// Registrations `connection_id` holds now.
+    pub fn registrations_of(&self, connection_id: u64) -> usize {
+        let counts = self.per_connection.lock().expect("clients lock");
+        counts.get(&connection_id).copied().unwrap_or(0)
+    }
+
+    /// Inserts `channel` under its client id, moving the per-connection count from the entry
+    /// it replaces (a reconnected client) to its own connection.
+    fn counted_insert(
+        &self,
+        clients: &mut HashMap<Arc<str>, ClientChannel>,
+        channel: ClientChannel,
+    ) {
+        let connection_id = channel.connection_id;
+        let replaced = clients.insert(channel.client_id.clone(), channel);
+        let mut counts = self.per_connection.lock().expect("clients lock");
+        if let Some(old) = replaced {
+            Self::uncount(&mut counts, old.connection_id);
+        }
+        *counts.entry(connection_id).or_insert(0) += 1;
+    }
+
+    fn uncount(counts: &mut HashMap<u64, usize>, connection_id: u64) {
+        let count = counts
+            .get_mut(&connection_id)
+            .expect("a registered entry is counted for its connection");
+        assert!(*count > 0, "registration count underflow");
+        *count -= 1;
+        if *count == 0 {
+            counts.remove(&connection_id);
+        }
     }
 
     /// Removes a consumer; returns true when it was a member.
@@ -70,17 +161,28 @@ impl ClientManager {
         let Some(entry) = consumers.get_mut(group) else {
             return false;
         };
-        let removed = entry.clients.remove(client_id).is_some();
+        let removed = entry.clients.remove(client_id);
         if entry.clients.is_empty() {
             consumers.remove(group);
         }
-        removed
+        if let Some(channel) = &removed {
+            Self::uncount(
+                &mut self.per_connection.lock().expect("clients lock"),
+                channel.connection_id,
+            );
+        }
+        removed.is_some()
     }
 
     pub fn unregister_producer(&self, group: &str, client_id: &str) {
         let mut producers = self.producers.lock().expect("clients lock");
         if let Some(entry) = producers.get_mut(group) {
-            entry.remove(client_id);
+            if let Some(channel) = entry.remove(client_id) {
+                Self::uncount(
+                    &mut self.per_connection.lock().expect("clients lock"),
+                    channel.connection_id,
+                );
+            }
             if entry.is_empty() {
                 producers.remove(group);
             }
@@ -101,10 +203,18 @@ impl ClientManager {
 
     fn remove_where(&self, gone: impl Fn(&ClientChannel) -> bool) -> Vec<String> {
         let mut changed = Vec::new();
+        let mut removed = Vec::new();
+        let mut keep = |channel: &ClientChannel| {
+            let remove = gone(channel);
+            if remove {
+                removed.push(channel.connection_id);
+            }
+            !remove
+        };
         let mut consumers = self.consumers.lock().expect("clients lock");
         for (name, group) in consumers.iter_mut() {
             let before = group.clients.len();
-            group.clients.retain(|_, channel| !gone(channel));
+            group.clients.retain(|_, channel| keep(channel));
             if group.clients.len() != before {
                 changed.push(name.clone());
             }
@@ -113,9 +223,14 @@ impl ClientManager {
         drop(consumers);
         let mut producers = self.producers.lock().expect("clients lock");
         for group in producers.values_mut() {
-            group.retain(|_, channel| !gone(channel));
+            group.retain(|_, channel| keep(channel));
         }
         producers.retain(|_, group| !group.is_empty());
+        drop(producers);
+        let mut counts = self.per_connection.lock().expect("clients lock");
+        for connection_id in removed {
+            Self::uncount(&mut counts, connection_id);
+        }
         changed
     }
 
@@ -124,7 +239,7 @@ impl ClientManager {
         let consumers = self.consumers.lock().expect("clients lock");
         let mut ids: Vec<String> = consumers
             .get(group)
-            .map(|g| g.clients.keys().cloned().collect())
+            .map(|g| g.clients.keys().map(|id| id.to_string()).collect())
             .unwrap_or_default();
         ids.sort();
         ids

@@ -11,7 +11,7 @@
 //! per message.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rmq_core::body::MessageQueue;
@@ -21,7 +21,8 @@ use rmq_core::body::MessageQueue;
 pub const LOCK_MAX_LIVE: Duration = Duration::from_secs(60);
 
 struct Holder {
-    client_id: String,
+    /// Shared by every queue the client holds in one request's batch.
+    client_id: Arc<str>,
     renewed: Instant,
 }
 
@@ -49,17 +50,18 @@ impl RebalanceLocks {
     ) -> BTreeSet<MessageQueue> {
         let mut table = self.table.lock().expect("rebalance lock table");
         let locks = table.entry(group.to_owned()).or_default();
+        let shared_id: Arc<str> = client_id.into();
         let mut granted = BTreeSet::new();
         for queue in queues {
             let free = match locks.get(queue) {
                 None => true,
-                Some(holder) => holder.client_id == client_id || holder.expired(now),
+                Some(holder) => &*holder.client_id == client_id || holder.expired(now),
             };
             if !free {
                 continue;
             }
             if let Some(previous) = locks.get(queue)
-                && previous.client_id != client_id
+                && &*previous.client_id != client_id
             {
                 tracing::warn!(group, ?queue, old = %previous.client_id, new = client_id,
                     "queue lock expired, taken over");
@@ -67,7 +69,7 @@ impl RebalanceLocks {
             locks.insert(
                 queue.clone(),
                 Holder {
-                    client_id: client_id.to_owned(),
+                    client_id: shared_id.clone(),
                     renewed: now,
                 },
             );
@@ -86,7 +88,7 @@ impl RebalanceLocks {
         for queue in queues {
             if locks
                 .get(queue)
-                .is_some_and(|holder| holder.client_id == client_id)
+                .is_some_and(|holder| &*holder.client_id == client_id)
             {
                 locks.remove(queue);
             }
@@ -100,7 +102,7 @@ impl RebalanceLocks {
     pub fn holder(&self, group: &str, queue: &MessageQueue, now: Instant) -> Option<String> {
         let table = self.table.lock().expect("rebalance lock table");
         let holder = table.get(group)?.get(queue)?;
-        (!holder.expired(now)).then(|| holder.client_id.clone())
+        (!holder.expired(now)).then(|| holder.client_id.to_string())
     }
 }
 

@@ -7,7 +7,9 @@
 //! topics the broker re-puts from (a timer-bucket record pointing back at its own queue
 //! re-put itself forever), creating system topics, over-long group names (made the group
 //! file grow without bound), and a poisoned delay level (a delayed record whose real topic
-//! can never be written blocked every later message of its level).
+//! can never be written blocked every later message of its level), heartbeats whose client
+//! id or group count would pin unbounded memory (one 2 MB heartbeat naming 1,000 producer
+//! groups took the broker to 4 GB RSS), and queue locks of made-up queues (kept forever).
 //!
 //! `RMQ_FAST_BIN` points at a prebuilt binary; otherwise the test builds `rmq-fast`.
 
@@ -17,6 +19,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use rmq_core::body::{
+    HeartbeatData, LockBatchRequestBody, LockBatchResponseBody, MessageQueue, ProducerData,
+    decode_body, encode_body,
+};
 use rmq_core::message::msg_id::decode_offset_msg_id;
 use rmq_core::message::parse_record;
 use rmq_core::message::properties::{encode_properties, get_property};
@@ -48,6 +54,8 @@ fn hostile_requests_get_answers_and_the_broker_stays_up() {
         checks.long_sql_chains_are_answered().await;
         checks.system_topics_are_refused().await;
         checks.group_names_are_bounded().await;
+        checks.heartbeats_are_bounded(&addr).await;
+        checks.locks_are_granted_only_for_real_queues().await;
         checks.poisoned_delay_level_does_not_block(&first).await;
     })
     .expect("runtime");
@@ -239,6 +247,120 @@ impl Checks<'_> {
             groups.body.len() < 10_000,
             "an over-long group was stored ({} bytes)",
             groups.body.len()
+        );
+    }
+
+    /// A heartbeat may not make the broker keep more than a bounded amount per connection: an
+    /// over-long client id or group name is refused before anything is registered, and one
+    /// connection holds at most 4,096 registrations (renewing them stays possible).
+    async fn heartbeats_are_bounded(&self, addr: &str) {
+        let heartbeat = |client_id: &str, groups: &mut dyn Iterator<Item = String>| {
+            let data = HeartbeatData {
+                client_id: client_id.to_string(),
+                producer_data_set: groups
+                    .map(|group_name| ProducerData { group_name })
+                    .collect(),
+                consumer_data_set: vec![],
+            };
+            RemotingCommand::new_request(request_code::HEART_BEAT)
+                .with_body(Bytes::from(encode_body(&data)))
+        };
+        let long_id = "c".repeat(2_000_000);
+        let answer = self
+            .invoke(heartbeat(&long_id, &mut (0..8).map(|i| format!("g{i}"))))
+            .await;
+        assert_eq!(answer.code, ResponseCode::SystemError.code(), "{answer:?}");
+        assert!(
+            answer
+                .remark
+                .as_deref()
+                .unwrap_or_default()
+                .contains("clientID")
+        );
+        let long_group = "p".repeat(256);
+        let answer = self
+            .invoke(heartbeat(
+                "127.0.0.1@hostile",
+                &mut std::iter::once(long_group),
+            ))
+            .await;
+        assert_eq!(answer.code, ResponseCode::SystemError.code(), "{answer:?}");
+
+        // A connection of its own, so the budget is not shared with the other checks.
+        let own = RemotingClient::connect(addr, TIMEOUT).await.unwrap();
+        let invoke = |request| async { own.invoke(request, TIMEOUT).await.unwrap() };
+        let id = "127.0.0.1@budget";
+        let answer = invoke(heartbeat(id, &mut (0..4096).map(|i| format!("G{i}")))).await;
+        assert_eq!(answer.code, ResponseCode::Success.code(), "{answer:?}");
+        let answer = invoke(heartbeat(id, &mut std::iter::once("G4096".to_string()))).await;
+        assert_eq!(answer.code, ResponseCode::SystemError.code(), "{answer:?}");
+        assert!(
+            answer
+                .remark
+                .as_deref()
+                .unwrap_or_default()
+                .contains("limit")
+        );
+        let answer = invoke(heartbeat(id, &mut (0..4096).map(|i| format!("G{i}")))).await;
+        assert_eq!(
+            answer.code,
+            ResponseCode::Success.code(),
+            "renewal: {answer:?}"
+        );
+        let unregister = RemotingCommand::new_request(request_code::UNREGISTER_CLIENT)
+            .with_ext("clientID", id)
+            .with_ext("producerGroup", "G0");
+        assert_eq!(invoke(unregister).await.code, ResponseCode::Success.code());
+        let answer = invoke(heartbeat(id, &mut std::iter::once("G4096".to_string()))).await;
+        assert_eq!(
+            answer.code,
+            ResponseCode::Success.code(),
+            "after unregister: {answer:?}"
+        );
+        self.assert_alive().await;
+    }
+
+    /// LOCK_BATCH_MQ grants only queues of this broker that exist, for a group that exists.
+    async fn locks_are_granted_only_for_real_queues(&self) {
+        let queue = |topic: &str, broker_name: &str, queue_id: i32| MessageQueue {
+            topic: topic.to_string(),
+            broker_name: broker_name.to_string(),
+            queue_id,
+        };
+        let lock = |group: &str, queues: Vec<MessageQueue>| {
+            let body = LockBatchRequestBody {
+                consumer_group: group.to_string(),
+                client_id: "127.0.0.1@locker".to_string(),
+                mq_set: queues.into_iter().collect(),
+            };
+            RemotingCommand::new_request(request_code::LOCK_BATCH_MQ)
+                .with_body(Bytes::from(encode_body(&body)))
+        };
+        let create =
+            RemotingCommand::new_request(request_code::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP)
+                .with_body(Bytes::from_static(
+                    br#"{"groupName":"LockGroup","consumeEnable":true}"#,
+                ));
+        assert_eq!(self.invoke(create).await.code, ResponseCode::Success.code());
+        let real = queue(TOPIC, "hostile-broker", 0);
+        let asked = vec![
+            real.clone(),
+            queue(TOPIC, "another-broker", 0),
+            queue("NoSuchTopicHere", "hostile-broker", 0),
+            queue(TOPIC, "hostile-broker", 999),
+        ];
+        let answer = self.invoke(lock("LockGroup", asked)).await;
+        assert_eq!(answer.code, ResponseCode::Success.code(), "{answer:?}");
+        let granted: LockBatchResponseBody = decode_body(&answer.body).unwrap();
+        assert_eq!(
+            granted.lock_ok_mq_set.into_iter().collect::<Vec<_>>(),
+            vec![real.clone()]
+        );
+        let answer = self.invoke(lock("NoSuchGroupHere", vec![real])).await;
+        assert_eq!(
+            answer.code,
+            ResponseCode::SubscriptionGroupNotExist.code(),
+            "{answer:?}"
         );
     }
 

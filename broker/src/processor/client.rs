@@ -10,9 +10,9 @@ use rmq_core::remoting::{RemotingCommand, ResponseCode};
 use rmq_net::ConnectionInfo;
 
 use super::{Processed, header, reply, success};
-use crate::clients::ClientChannel;
+use crate::clients::{CLIENT_ID_MAX_LENGTH, ClientChannel, MAX_REGISTRATIONS_PER_CONNECTION};
 use crate::core_context::CoreContext;
-use crate::topics::{RETRY_GROUP_TOPIC_PREFIX, TopicLookup};
+use crate::topics::{GROUP_MAX_LENGTH, RETRY_GROUP_TOPIC_PREFIX, TopicLookup};
 
 /// Longest a heartbeat waits for the registration of a %RETRY% topic it created (the Java
 /// client's heartbeat times out after 3 s).
@@ -34,8 +34,12 @@ pub async fn heartbeat(
         )
     })?;
     let broker = &core.broker;
+    if let Err(remark) = admit(core, conn, &data) {
+        tracing::warn!(peer = %conn.peer, "heartbeat refused: {remark}");
+        return Err(reply(req, ResponseCode::SystemError, remark));
+    }
     let channel = ClientChannel {
-        client_id: data.client_id.clone(),
+        client_id: data.client_id.as_str().into(),
         connection_id: conn.id,
         sender: conn.sender(),
         addr: conn.peer.to_string(),
@@ -83,6 +87,53 @@ pub async fn heartbeat(
         }
     }
     Ok(success(req))
+}
+
+/// Checks a heartbeat before it changes anything: the client id and every group name within
+/// their length limits, and the connection within its registration budget (the bounds are
+/// explained in `clients`).
+fn admit(core: &CoreContext, conn: &ConnectionInfo, data: &HeartbeatData) -> Result<(), String> {
+    if data.client_id.len() > CLIENT_ID_MAX_LENGTH {
+        return Err(format!(
+            "the clientID is {} bytes, longer than the limit of {CLIENT_ID_MAX_LENGTH}",
+            data.client_id.len()
+        ));
+    }
+    let producer_groups: Vec<&str> = data
+        .producer_data_set
+        .iter()
+        .map(|p| p.group_name.as_str())
+        .collect();
+    let consumer_groups: Vec<&str> = data
+        .consumer_data_set
+        .iter()
+        .map(|c| c.group_name.as_str())
+        .collect();
+    if let Some(group) = producer_groups
+        .iter()
+        .chain(&consumer_groups)
+        .find(|group| group.len() > GROUP_MAX_LENGTH)
+    {
+        return Err(format!(
+            "the group {}... is {} bytes, longer than group max length {GROUP_MAX_LENGTH}",
+            group.chars().take(32).collect::<String>(),
+            group.len()
+        ));
+    }
+    let (new, held) = core.broker.clients.registrations_to_add(
+        conn.id,
+        &data.client_id,
+        &producer_groups,
+        &consumer_groups,
+    );
+    if held + new > MAX_REGISTRATIONS_PER_CONNECTION {
+        return Err(format!(
+            "this connection would hold {} producer and consumer registrations, more than the \
+             limit of {MAX_REGISTRATIONS_PER_CONNECTION}",
+            held + new
+        ));
+    }
+    Ok(())
 }
 
 pub fn unregister(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed {

@@ -12,7 +12,7 @@ use crate::core_context::CoreContext;
 
 pub fn connection(channel: &ClientChannel) -> Connection {
     Connection {
-        client_id: channel.client_id.clone(),
+        client_id: channel.client_id.to_string(),
         client_addr: channel.addr.clone(),
         language: LanguageCode::from_u8(channel.language)
             .unwrap_or_default()

@@ -61,7 +61,7 @@ pub fn all_producers(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed
         let infos = channels
             .iter()
             .map(|channel| ProducerInfo {
-                client_id: channel.client_id.clone(),
+                client_id: channel.client_id.to_string(),
                 remote_ip: channel.addr.clone(),
                 language: LanguageCode::from_u8(channel.language)
                     .unwrap_or_default()

@@ -58,7 +58,7 @@ pub async fn call_consumer(core: &Rc<CoreContext>, code: i32, req: &RemotingComm
         .clients
         .consumer_channels(group)
         .into_iter()
-        .find(|channel| channel.client_id == client_id && channel.sender.is_open());
+        .find(|channel| &*channel.client_id == client_id && channel.sender.is_open());
     let Some(channel) = channel else {
         let remark = format!("The Consumer <{group}> <{client_id}> not online");
         return Err(reply(req, ResponseCode::SystemError, remark));

@@ -24,6 +24,7 @@ import org.apache.rocketmq.common.consumer.ConsumeFromWhere;
 import org.apache.rocketmq.common.message.Message;
 import org.apache.rocketmq.common.message.MessageExt;
 import org.apache.rocketmq.common.message.MessageQueue;
+import org.apache.rocketmq.common.subscription.SubscriptionGroupConfig;
 import org.apache.rocketmq.common.protocol.body.LockBatchRequestBody;
 import org.apache.rocketmq.common.protocol.body.UnlockBatchRequestBody;
 import org.junit.jupiter.api.Test;
@@ -56,6 +57,14 @@ class OrderedMessageTest {
         MQClientAPIImpl api = producer.getDefaultMQProducerImpl().getmQClientFactory().getMQClientAPIImpl();
         Set<MessageQueue> q01 = Set.of(new MessageQueue(topic, "broker-a", 0), new MessageQueue(topic, "broker-a", 1));
         Set<MessageQueue> q12 = Set.of(new MessageQueue(topic, "broker-a", 1), new MessageQueue(topic, "broker-a", 2));
+        // Locks are taken for existing groups only (a real consumer's heartbeat creates its group first).
+        for (String group : List.of("G", "OtherGroup")) {
+            SubscriptionGroupConfig config = new SubscriptionGroupConfig();
+            config.setGroupName(group);
+            api.createSubscriptionGroup(broker.addr(), config, 3000);
+        }
+        Set<MessageQueue> made = Set.of(new MessageQueue(topic, "broker-zz", 0), new MessageQueue(topic + "_none", "broker-a", 0));
+        assertEquals(Set.of(), lock(api, broker, "G", "client-A", made), "queues of another broker or topic are never locked");
 
         assertEquals(q01, lock(api, broker, "G", "client-A", q01));
         assertEquals(Set.of(new MessageQueue(topic, "broker-a", 2)), lock(api, broker, "G", "client-B", q12),
