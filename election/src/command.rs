@@ -1,0 +1,80 @@
+//! Every change to the election state, as the raft layer writes it into its log.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::BrokerId;
+
+/// A change request. Each variant maps to one RocketMQ 5 request (or to a controller-internal
+/// event); the answer is the [`crate::Outcome`] of [`crate::ElectionState::apply`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// APPLY_BROKER_ID (1011): claim `broker_id` (normally the one GET_NEXT_BROKER_ID
+    /// returned). `register_check_code` is `"address;timestamp"`: the same broker may claim
+    /// its id again, another broker may not.
+    ApplyBrokerId {
+        cluster: String,
+        broker_name: String,
+        broker_id: BrokerId,
+        register_check_code: String,
+    },
+    /// REGISTER_BROKER_TO_CONTROLLER (1012): a broker with an applied id comes up at
+    /// `address` (the address is updated when it changed).
+    RegisterBroker {
+        cluster: String,
+        broker_name: String,
+        broker_id: BrokerId,
+        address: String,
+    },
+    /// BROKER_HEARTBEAT (904): liveness plus what the election compares. `epoch`,
+    /// `max_offset` and `confirm_offset` are -1 when unknown, `election_priority` is
+    /// `i32::MAX` when unset (smaller value = preferred). `timeout_ms` None: the config's.
+    Heartbeat {
+        cluster: String,
+        broker_name: String,
+        broker_id: BrokerId,
+        address: String,
+        epoch: i32,
+        max_offset: i64,
+        confirm_offset: i64,
+        election_priority: i32,
+        timeout_ms: Option<u64>,
+    },
+    /// CONTROLLER_ALTER_SYNC_STATE_SET (1001): the master asks to replace the SSS. It names
+    /// itself, its master epoch and the SSS epoch it based the change on; anything stale is
+    /// refused.
+    AlterSyncStateSet {
+        broker_name: String,
+        master_broker_id: BrokerId,
+        master_epoch: u32,
+        new_sync_state_set: BTreeSet<BrokerId>,
+        sync_state_set_epoch: u32,
+    },
+    /// CONTROLLER_ELECT_MASTER (1002). From a broker (`broker_id` Some, `designate` false):
+    /// the first election of a group picks it, later ones run the policy. From the admin
+    /// tool (`designate` true): elect exactly `broker_id` if it is eligible. From the
+    /// controller itself (`broker_id` None): same as an automatic election.
+    ElectMaster {
+        broker_name: String,
+        broker_id: Option<BrokerId>,
+        designate: bool,
+    },
+    /// The broker's connection to the controller closed (RocketMQ `onBrokerChannelClose`):
+    /// it is dead from now on until its next heartbeat; if it was master, elect at once.
+    BrokerLost {
+        broker_name: String,
+        broker_id: BrokerId,
+    },
+    /// Periodic scan (RocketMQ `scanNotActiveBroker` + `scanNeedReelectBrokerSets`): every
+    /// group whose master missed heartbeats for its timeout at `now_ms` gets an election;
+    /// a masterless group (after its first election) gets one as soon as a candidate lives.
+    Tick,
+    /// CLEAN_BROKER_METADATA (1008): forget the group (`broker_ids` None) or some replicas.
+    /// Refused for live brokers unless `clean_living`.
+    CleanBrokerData {
+        broker_name: String,
+        broker_ids: Option<BTreeSet<BrokerId>>,
+        clean_living: bool,
+    },
+}

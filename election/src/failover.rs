@@ -1,0 +1,223 @@
+//! Sync-state-set changes and elections: the commands that decide who may acknowledge.
+
+use std::collections::BTreeSet;
+
+use crate::elect::elect;
+use crate::group::BrokerGroup;
+use crate::outcome::{Election, MasterInfo, Refusal, RefusalCode};
+use crate::{BrokerId, ElectionState, Outcome};
+
+fn refuse(code: RefusalCode, remark: String) -> Outcome {
+    Outcome::Refused(Refusal::new(code, remark))
+}
+
+impl ElectionState {
+    /// Fencing: only the current master, naming the current master epoch and SSS epoch, may
+    /// change the SSS; the new set keeps the master and holds only live replicas.
+    pub(crate) fn alter_sync_state_set(
+        &mut self,
+        now_ms: u64,
+        broker_name: &str,
+        master_broker_id: BrokerId,
+        master_epoch: u32,
+        new_set: &BTreeSet<BrokerId>,
+        sync_state_set_epoch: u32,
+    ) -> Outcome {
+        let Some(group) = self.groups.get_mut(broker_name) else {
+            return refuse(
+                RefusalCode::AlterSyncStateSetFailed,
+                format!("broker group {broker_name} does not exist"),
+            );
+        };
+        if group.master != Some(master_broker_id) {
+            let remark = format!(
+                "the master of {broker_name} is {:?}, not {master_broker_id}",
+                group.master
+            );
+            return refuse(RefusalCode::InvalidMaster, remark);
+        }
+        if master_epoch != group.master_epoch {
+            let remark = format!(
+                "master epoch of {broker_name} is {}, not {master_epoch}",
+                group.master_epoch
+            );
+            return refuse(RefusalCode::FencedMasterEpoch, remark);
+        }
+        if sync_state_set_epoch != group.sync_state_set_epoch {
+            let remark = format!(
+                "SSS epoch of {broker_name} is {}, not {sync_state_set_epoch}",
+                group.sync_state_set_epoch
+            );
+            return refuse(RefusalCode::FencedSyncStateSetEpoch, remark);
+        }
+        if *new_set == group.sync_state_set {
+            return refuse(
+                RefusalCode::AlterSyncStateSetFailed,
+                "the new SSS equals the current one".to_owned(),
+            );
+        }
+        if let Some(id) = new_set.iter().find(|id| !group.replicas.contains_key(id)) {
+            return refuse(
+                RefusalCode::InvalidReplicas,
+                format!("replica {id} of {broker_name} does not exist"),
+            );
+        }
+        if let Some(id) = new_set.iter().find(|id| !group.is_alive(now_ms, **id)) {
+            return refuse(
+                RefusalCode::BrokerNotAlive,
+                format!("replica {id} of {broker_name} is not alive"),
+            );
+        }
+        if !new_set.contains(&master_broker_id) {
+            return refuse(
+                RefusalCode::AlterSyncStateSetFailed,
+                format!("the new SSS lacks the master {master_broker_id}"),
+            );
+        }
+        group.sync_state_set = new_set.clone();
+        group.sync_state_set_epoch += 1;
+        Outcome::SyncStateSetAltered {
+            sync_state_set: group.sync_state_set.clone(),
+            sync_state_set_epoch: group.sync_state_set_epoch,
+        }
+    }
+
+    pub(crate) fn elect_master(
+        &mut self,
+        now_ms: u64,
+        broker_name: &str,
+        broker_id: Option<BrokerId>,
+        designate: bool,
+    ) -> Outcome {
+        let unclean = self.config.enable_elect_unclean_master;
+        let Some(group) = self.groups.get_mut(broker_name) else {
+            return refuse(
+                RefusalCode::BrokerNeedToBeRegistered,
+                format!("broker group {broker_name} is not registered"),
+            );
+        };
+        if let Some(id) = broker_id
+            && !group.replicas.contains_key(&id)
+        {
+            return refuse(
+                RefusalCode::InvalidReplicas,
+                format!("replica {id} of {broker_name} does not exist"),
+            );
+        }
+        let chosen = match broker_id {
+            // The group's very first election: the broker that asks becomes master
+            // (RocketMQ `isFirstTimeForElect`); its SSS is empty until then.
+            Some(id) if group.master_epoch == 0 => Some(id),
+            _ => elect(group, now_ms, unclean, broker_id.filter(|_| designate)),
+        };
+        if let (Some(new), Some(old)) = (chosen, group.master)
+            && new == old
+        {
+            let master = master_info(group, old);
+            return Outcome::MasterStillExists {
+                master,
+                sync_state_set: group.sync_state_set.clone(),
+            };
+        }
+        match (chosen, broker_id) {
+            (Some(new), _) => Outcome::Elected(vec![install_master(group, Some(new))]),
+            // Triggered by the controller: record that the master is gone (fences it).
+            (None, None) if group.master.is_some() => {
+                Outcome::Elected(vec![install_master(group, None)])
+            }
+            (None, None) => refuse(
+                RefusalCode::MasterNotAvailable,
+                format!("no eligible replica in {broker_name}"),
+            ),
+            (None, Some(_)) => refuse(
+                RefusalCode::ElectMasterFailed,
+                format!("failed to elect a master for {broker_name}"),
+            ),
+        }
+    }
+
+    /// The connection of a broker closed: it is dead now; if it was master, elect.
+    pub(crate) fn broker_lost(
+        &mut self,
+        now_ms: u64,
+        broker_name: &str,
+        broker_id: BrokerId,
+    ) -> Outcome {
+        let unclean = self.config.enable_elect_unclean_master;
+        let Some(group) = self.groups.get_mut(broker_name) else {
+            return refuse(
+                RefusalCode::BrokerMetadataNotExist,
+                format!("broker group {broker_name} does not exist"),
+            );
+        };
+        let Some(replica) = group.replicas.get_mut(&broker_id) else {
+            return refuse(
+                RefusalCode::InvalidReplicas,
+                format!("replica {broker_id} of {broker_name} does not exist"),
+            );
+        };
+        replica.liveness = None;
+        if group.master != Some(broker_id) {
+            return Outcome::Elected(Vec::new());
+        }
+        let chosen = elect(group, now_ms, unclean, None);
+        Outcome::Elected(vec![install_master(group, chosen)])
+    }
+
+    /// Elects in every group whose master is dead, and in every masterless group (after its
+    /// first election) as soon as an eligible replica lives.
+    pub(crate) fn tick(&mut self, now_ms: u64) -> Outcome {
+        let unclean = self.config.enable_elect_unclean_master;
+        let mut elections = Vec::new();
+        for group in self.groups.values_mut() {
+            let needs_election = match group.master {
+                Some(master) => !group.is_alive(now_ms, master),
+                None => group.master_epoch > 0,
+            };
+            if !needs_election {
+                continue;
+            }
+            let chosen = elect(group, now_ms, unclean, None);
+            if chosen.is_some() || group.master.is_some() {
+                elections.push(install_master(group, chosen));
+            }
+        }
+        Outcome::Elected(elections)
+    }
+}
+
+fn master_info(group: &BrokerGroup, broker_id: BrokerId) -> MasterInfo {
+    MasterInfo {
+        broker_id,
+        address: group.address(broker_id).unwrap_or_default().to_owned(),
+        master_epoch: group.master_epoch,
+        sync_state_set_epoch: group.sync_state_set_epoch,
+    }
+}
+
+/// Installs `new` as master with the next epoch, SSS {new} with the next SSS epoch (RocketMQ
+/// 5 `handleElectMaster`). None: no master, next master epoch, SSS kept so that a member can
+/// still be elected when it comes back.
+fn install_master(group: &mut BrokerGroup, new: Option<BrokerId>) -> Election {
+    let before = (group.master_epoch, group.sync_state_set_epoch);
+    group.master = new;
+    group.master_epoch += 1;
+    if let Some(id) = new {
+        assert!(
+            group.replicas.contains_key(&id),
+            "elected a broker that is not a replica"
+        );
+        group.sync_state_set = BTreeSet::from([id]);
+        group.sync_state_set_epoch += 1;
+    }
+    assert!(group.master_epoch > before.0 && group.sync_state_set_epoch >= before.1);
+    Election {
+        broker_name: group.broker_name.clone(),
+        new_master: new,
+        master_address: new.and_then(|id| group.address(id)).map(str::to_owned),
+        master_epoch: group.master_epoch,
+        sync_state_set: group.sync_state_set.clone(),
+        sync_state_set_epoch: group.sync_state_set_epoch,
+        members: group.members(),
+    }
+}

@@ -1,0 +1,359 @@
+//! One step of a schedule: time passes, due messages arrive, periodic work runs, and the
+//! generator picks faults and client sends; then sends that became safe are acknowledged.
+
+use std::collections::BTreeSet;
+
+use super::*;
+
+impl World {
+    pub(super) fn step(&mut self) {
+        self.now_ms += self.rng.range(1, 30);
+        if self.rng.chance(2) {
+            let jump = self.rng.range(1_500, 4_000) as i64;
+            self.controller_skew_ms += jump;
+            self.note(|| format!("controller clock jumps +{jump} ms"));
+        } else if self.rng.chance(2) {
+            let jump = self.rng.range(100, 2_000) as i64;
+            self.controller_skew_ms -= jump;
+            self.note(|| format!("controller clock jumps -{jump} ms (new leader)"));
+        }
+        for message in self.network.due(&mut self.rng, self.now_ms) {
+            self.deliver(message);
+        }
+        self.periodic();
+        self.faults();
+        self.client_sends();
+        self.masters_work();
+        self.acknowledge();
+    }
+
+    fn periodic(&mut self) {
+        if self.now_ms >= self.next_tick_ms {
+            self.next_tick_ms = self.now_ms + 100;
+            self.apply_controller(None, &Command::Tick);
+        }
+        for index in 0..self.brokers.len() {
+            if !self.brokers[index].up || self.now_ms < self.next_heartbeat_ms[index] {
+                continue;
+            }
+            self.next_heartbeat_ms[index] = self.now_ms + self.rng.range(150, 350);
+            let id = self.brokers[index].id;
+            let cmd = self.heartbeat(id);
+            self.network
+                .send(&mut self.rng, self.now_ms, Message::Apply { from: id, cmd });
+            let request = match self.brokers[index].role {
+                Role::Unknown => Message::Apply {
+                    from: id,
+                    cmd: self.register(id),
+                },
+                _ => Message::GetInfo { from: id },
+            };
+            self.network.send(&mut self.rng, self.now_ms, request);
+        }
+    }
+
+    fn register(&self, id: BrokerId) -> Command {
+        Command::RegisterBroker {
+            cluster: CLUSTER.into(),
+            broker_name: GROUP.into(),
+            broker_id: id,
+            address: format!("10.0.0.{id}:10911"),
+        }
+    }
+
+    fn faults(&mut self) {
+        let count = self.brokers.len() as u64;
+        if self.rng.chance(6) {
+            let index = self.rng.below(count) as usize;
+            if self.brokers[index].up {
+                self.crash(index);
+            }
+        }
+        for index in 0..self.brokers.len() {
+            if !self.brokers[index].up && self.rng.chance(15) {
+                self.brokers[index].restart();
+                self.next_heartbeat_ms[index] = self.now_ms;
+                let id = self.brokers[index].id;
+                self.note(|| format!("broker {id} restarts"));
+            }
+        }
+        if self.rng.chance(6) {
+            let a = Node::Broker(self.rng.range(1, count));
+            let b = if self.rng.chance(500) {
+                Node::Controller
+            } else {
+                Node::Broker(self.rng.range(1, count))
+            };
+            if a != b {
+                self.network.set_cut(a, b, true);
+                self.note(|| format!("link {a:?} - {b:?} cut"));
+            }
+        }
+        if self.network.cut_links() > 0 && self.rng.chance(12) {
+            self.network.heal_all();
+            self.note(|| "all links healed".to_owned());
+        }
+    }
+
+    fn crash(&mut self, index: usize) {
+        let id = self.brokers[index].id;
+        self.brokers[index].crash();
+        self.network.drop_involving(id);
+        self.pending.retain(|pending| pending.broker != id);
+        self.stats.crashes += 1;
+        self.note(|| format!("broker {id} crashes"));
+        if self.rng.chance(500) {
+            // The controller sees the connection close.
+            self.apply_controller(
+                None,
+                &Command::BrokerLost {
+                    broker_name: GROUP.into(),
+                    broker_id: id,
+                },
+            );
+        }
+    }
+
+    /// Load comes in bursts (busy and quiet phases of 50 steps), so replicas both fall
+    /// behind and catch up.
+    fn client_sends(&mut self) {
+        let busy = (self.now_ms / 750).is_multiple_of(2);
+        if !self.rng.chance(if busy { 800 } else { 80 }) {
+            return;
+        }
+        let masters: Vec<usize> = (0..self.brokers.len())
+            .filter(|i| self.brokers[*i].master_view().is_some())
+            .collect();
+        if masters.is_empty() {
+            return;
+        }
+        let index = masters[self.rng.below(masters.len() as u64) as usize];
+        let id = self.next_send_id;
+        self.next_send_id += 1;
+        if let Some((epoch, offset)) = self.brokers[index].append(id) {
+            let broker = self.brokers[index].id;
+            self.pending.push(Pending {
+                id,
+                broker,
+                epoch,
+                offset,
+            });
+        }
+    }
+
+    /// Masters stream their log to the other brokers and propose SSS changes.
+    fn masters_work(&mut self) {
+        let all: BTreeSet<BrokerId> = self.brokers.iter().map(|b| b.id).collect();
+        for index in 0..self.brokers.len() {
+            let Some(view) = self.brokers[index].master_view() else {
+                continue;
+            };
+            let epoch = view.master_epoch();
+            let from = self.brokers[index].id;
+            for to in all.iter().copied().filter(|to| *to != from) {
+                if self.rng.chance(350) {
+                    let log = self.brokers[index].log.clone();
+                    let history = self.brokers[index].history.clone();
+                    self.network.send(
+                        &mut self.rng,
+                        self.now_ms,
+                        Message::Replicate {
+                            from,
+                            to,
+                            epoch,
+                            log,
+                            history,
+                        },
+                    );
+                }
+            }
+            if self.rng.chance(100) {
+                let candidate = self.rng.range(1, all.len() as u64);
+                self.propose(index, candidate, &all);
+            }
+        }
+    }
+
+    fn propose(&mut self, index: usize, candidate: BrokerId, all: &BTreeSet<BrokerId>) {
+        let Some(new_set) = self.brokers[index].sync_state_change(candidate, all) else {
+            return;
+        };
+        let from = self.brokers[index].id;
+        let Role::Master(view) = &mut self.brokers[index].role else {
+            return;
+        };
+        let Some(proposal) = view.propose(new_set) else {
+            return;
+        };
+        let cmd = Command::AlterSyncStateSet {
+            broker_name: GROUP.into(),
+            master_broker_id: from,
+            master_epoch: view.master_epoch(),
+            new_sync_state_set: proposal.new_set.clone(),
+            sync_state_set_epoch: proposal.based_on_epoch,
+        };
+        self.note(|| {
+            format!(
+                "master {from} proposes SSS {:?} on epoch {}",
+                proposal.new_set, proposal.based_on_epoch
+            )
+        });
+        self.network
+            .send(&mut self.rng, self.now_ms, Message::Apply { from, cmd });
+    }
+
+    fn deliver(&mut self, message: Message) {
+        match message {
+            Message::Apply { from, cmd } => self.apply_controller(Some(from), &cmd),
+            Message::GetInfo { from } => {
+                let info = self.info();
+                self.network
+                    .send(&mut self.rng, self.now_ms, Message::Info { to: from, info });
+            }
+            Message::Info { to, info } => self.learn(to, &info),
+            Message::Replicate {
+                from,
+                to,
+                epoch,
+                log,
+                history,
+            } => {
+                let broker = &mut self.brokers[to as usize - 1];
+                match broker.replicate(from, epoch, &log, &history) {
+                    Ok(Some(end)) => {
+                        self.network.send(
+                            &mut self.rng,
+                            self.now_ms,
+                            Message::Ack {
+                                from: to,
+                                to: from,
+                                epoch,
+                                end,
+                            },
+                        );
+                    }
+                    Ok(None) => {}
+                    Err(divergence) => self.divergence = Some(Violation::Diverged(divergence.0)),
+                }
+            }
+            Message::Ack {
+                from,
+                to,
+                epoch,
+                end,
+            } => {
+                let broker = &mut self.brokers[to as usize - 1];
+                if let Role::Master(view) = &mut broker.role
+                    && broker.up
+                    && view.master_epoch() == epoch
+                {
+                    view.record_held(from, end);
+                }
+            }
+        }
+    }
+
+    fn learn(&mut self, to: BrokerId, info: &ReplicaInfo) {
+        let broker = &mut self.brokers[to as usize - 1];
+        if !broker.up {
+            return;
+        }
+        broker.learn(info);
+        if info.master_broker_id.is_none() && matches!(broker.role, Role::Unknown) {
+            let cmd = Command::ElectMaster {
+                broker_name: GROUP.into(),
+                broker_id: Some(to),
+                designate: false,
+            };
+            self.network
+                .send(&mut self.rng, self.now_ms, Message::Apply { from: to, cmd });
+        }
+    }
+
+    /// Applies a command on the controller and answers: the sender gets the group's state,
+    /// every broker gets it after an election (role-change notification).
+    fn apply_controller(&mut self, from: Option<BrokerId>, cmd: &Command) {
+        let now = self.controller_now();
+        let outcome = self.controller.apply(now, cmd);
+        match &outcome {
+            Outcome::Elected(elections) if !elections.is_empty() => {
+                for election in elections {
+                    if election.new_master.is_some() {
+                        self.stats.elections += 1;
+                    } else {
+                        self.stats.masterless += 1;
+                    }
+                }
+                self.note(|| format!("{cmd:?} -> {outcome:?}"));
+                self.broadcast_info();
+                return;
+            }
+            Outcome::SyncStateSetAltered { .. } => {
+                self.stats.sync_state_changes += 1;
+                self.note(|| format!("{cmd:?} -> {outcome:?}"));
+            }
+            Outcome::Refused(_) => {
+                self.stats.refusals += 1;
+                self.note(|| format!("{cmd:?} -> {outcome:?}"));
+            }
+            _ => {}
+        }
+        if let Some(from) = from
+            && !matches!(outcome, Outcome::HeartbeatRecorded)
+        {
+            let info = self.info();
+            self.network
+                .send(&mut self.rng, self.now_ms, Message::Info { to: from, info });
+        }
+    }
+
+    /// Acknowledges every pending send its master may acknowledge now.
+    fn acknowledge(&mut self) {
+        let mut still = Vec::with_capacity(self.pending.len());
+        for pending in std::mem::take(&mut self.pending) {
+            let broker = &mut self.brokers[pending.broker as usize - 1];
+            let Role::Master(view) = &mut broker.role else {
+                continue;
+            };
+            if !broker.up || view.master_epoch() != pending.epoch {
+                continue; // no longer master in that epoch: the client sees a failure
+            }
+            let limit = match self.config.mutation {
+                None => view.acknowledgeable_end(
+                    self.config.all_ack_in_sync_state_set,
+                    self.config.min_in_sync_replicas,
+                ),
+                Some(mutation) => {
+                    let counted = match mutation {
+                        Mutation::CountApprovedOnly => view.approved().0.clone(),
+                        Mutation::ShrinkBeforeApproval => view
+                            .proposals()
+                            .last()
+                            .map_or(view.approved().0, |p| &p.new_set)
+                            .clone(),
+                    };
+                    let limit = counted.iter().map(|id| view.held(*id)).min().unwrap_or(0);
+                    view.record_acknowledged(limit);
+                    limit
+                }
+            };
+            if pending.offset < limit {
+                assert_eq!(
+                    broker.log[pending.offset as usize].id, pending.id,
+                    "a master never truncates"
+                );
+                let acked = Acked {
+                    id: pending.id,
+                    broker: pending.broker,
+                    epoch: pending.epoch,
+                    offset: pending.offset,
+                };
+                self.acked.push(acked);
+                self.stats.acked += 1;
+            } else {
+                still.push(pending);
+            }
+        }
+        self.pending = still;
+    }
+}

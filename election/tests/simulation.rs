@@ -1,0 +1,188 @@
+//! Seeded simulation of controller mode: the election state machine (`rmq-election`) with
+//! a model of brokers (logs of (epoch, id) records, epoch histories, masters acknowledging
+//! per `MasterSyncView`, slaves truncating to the consistent point) over a network that
+//! loses, delays, reorders and partitions messages, with broker crashes and restarts and
+//! controller clock jumps. After every step the checker (`sim/checker.rs`) verifies: at most
+//! one broker acknowledges per master epoch; with `allAckInSyncStateSet=true` every
+//! acknowledged record is on every member of the controller's sync-state set; no
+//! acknowledged record is missing from the master once it took over; epochs only grow; a
+//! slave's log matches its master's below the consistent point.
+//!
+//! CI runs a short mode (a few thousand schedules, seconds in debug). Long runs:
+//!   RMQ_ELECTION_SIM_SCHEDULES=200000 RMQ_ELECTION_SIM_STEPS=600 \
+//!     cargo test --release -p rmq-election --test simulation
+//! RMQ_ELECTION_SIM_SEED sets the first seed (schedules use seed, seed+1, ...); a failure
+//! prints its seed, step, violation and the last events of the schedule.
+
+mod sim;
+
+use sim::checker::{Acked, Checker, Violation};
+use sim::world::{Failure, Mutation, SimConfig, Stats, World};
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn schedules(default: u64) -> (u64, u64) {
+    (
+        env_u64("RMQ_ELECTION_SIM_SEED", 1),
+        env_u64("RMQ_ELECTION_SIM_SCHEDULES", default),
+    )
+}
+
+fn steps(default: usize) -> usize {
+    env_u64("RMQ_ELECTION_SIM_STEPS", default as u64) as usize
+}
+
+fn run_one(seed: u64, config: &SimConfig) -> Result<Stats, Failure> {
+    World::new(seed, config.clone(), false).run(seed)
+}
+
+/// Runs `count` schedules; the first failure is re-run with tracing to explain it.
+fn run_many(first_seed: u64, count: u64, config: &SimConfig) -> Result<Stats, Failure> {
+    let mut total = Stats::default();
+    for seed in first_seed..first_seed + count {
+        match run_one(seed, config) {
+            Ok(stats) => total.add(&stats),
+            Err(_) => {
+                return Err(World::new(seed, config.clone(), true)
+                    .run(seed)
+                    .expect_err("replays"));
+            }
+        }
+    }
+    Ok(total)
+}
+
+fn explain(failure: &Failure) -> String {
+    format!(
+        "seed {} step {}: {:?}\nlast events:\n{}",
+        failure.seed,
+        failure.step,
+        failure.violation,
+        failure.trace.join("\n")
+    )
+}
+
+/// The first failing seed among `count`, for configurations that must fail.
+fn first_failure(count: u64, config: &SimConfig) -> Option<Failure> {
+    (1..=count).find_map(|seed| run_one(seed, config).err())
+}
+
+#[test]
+fn safe_mode_never_loses_an_acknowledged_message() {
+    let (seed, count) = schedules(3_000);
+    let config = SimConfig::safe(steps(250));
+    let stats =
+        run_many(seed, count, &config).unwrap_or_else(|failure| panic!("{}", explain(&failure)));
+    println!("{count} schedules: {stats:?}");
+    // The schedules must really exercise what they claim to.
+    assert!(stats.acked > count * 20, "{stats:?}");
+    assert!(stats.elections > count / 4, "{stats:?}");
+    assert!(
+        stats.masterless > 0 && stats.sync_state_changes > count && stats.refusals > count,
+        "{stats:?}"
+    );
+    assert!(
+        stats.crashes > count / 4 && stats.truncated_records > 0,
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn safe_mode_holds_with_five_replicas() {
+    let (seed, count) = schedules(500);
+    let config = SimConfig {
+        brokers: 5,
+        ..SimConfig::safe(steps(250))
+    };
+    let stats =
+        run_many(seed, count, &config).unwrap_or_else(|failure| panic!("{}", explain(&failure)));
+    assert!(stats.acked > 0 && stats.elections > 0, "{stats:?}");
+}
+
+#[test]
+fn acknowledging_without_the_sync_state_set_loses_messages() {
+    // allAckInSyncStateSet=false with one in-sync replica: the master acknowledges alone.
+    let config = SimConfig {
+        all_ack_in_sync_state_set: false,
+        min_in_sync_replicas: 1,
+        ..SimConfig::safe(250)
+    };
+    let failure =
+        first_failure(2_000, &config).expect("some schedule loses an acknowledged message");
+    assert!(
+        matches!(failure.violation, Violation::AckedLost { .. }),
+        "{}",
+        explain(&failure)
+    );
+}
+
+#[test]
+fn checker_catches_an_election_outside_the_sync_state_set() {
+    let config = SimConfig {
+        enable_elect_unclean_master: true,
+        ..SimConfig::safe(250)
+    };
+    let failure = first_failure(3_000, &config).expect("unclean election breaks safety");
+    assert!(
+        matches!(
+            failure.violation,
+            Violation::AckedLost { .. } | Violation::AckedNotOnSyncStateMember { .. }
+        ),
+        "{}",
+        explain(&failure)
+    );
+}
+
+#[test]
+fn checker_catches_a_shrink_before_the_controller_approved_it() {
+    let config = SimConfig {
+        mutation: Some(Mutation::ShrinkBeforeApproval),
+        ..SimConfig::safe(250)
+    };
+    let failure = first_failure(3_000, &config).expect("an unapproved shrink breaks safety");
+    assert!(
+        matches!(failure.violation, Violation::AckedLost { .. }),
+        "{}",
+        explain(&failure)
+    );
+}
+
+#[test]
+fn checker_catches_counting_only_approved_members() {
+    let config = SimConfig {
+        mutation: Some(Mutation::CountApprovedOnly),
+        ..SimConfig::safe(250)
+    };
+    let failure = first_failure(3_000, &config)
+        .expect("ignoring a possibly approved expansion breaks safety");
+    assert!(
+        matches!(failure.violation, Violation::AckedLost { .. }),
+        "{}",
+        explain(&failure)
+    );
+}
+
+#[test]
+fn checker_flags_two_acknowledgers_in_one_epoch() {
+    let mut checker = Checker::new(true);
+    let ack = |id, broker| Acked {
+        id,
+        broker,
+        epoch: 4,
+        offset: id,
+    };
+    assert_eq!(checker.check_acknowledgers(&[ack(1, 1), ack(2, 1)]), Ok(()));
+    assert_eq!(
+        checker.check_acknowledgers(&[ack(1, 1), ack(2, 1), ack(3, 2)]),
+        Err(Violation::TwoMastersAcknowledged {
+            epoch: 4,
+            first: 1,
+            second: 2
+        })
+    );
+}
