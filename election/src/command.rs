@@ -10,7 +10,7 @@ use crate::BrokerId;
 /// event); the answer is the [`crate::Outcome`] of [`crate::ElectionState::apply`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    /// APPLY_BROKER_ID (1011): claim `broker_id` (normally the one GET_NEXT_BROKER_ID
+    /// CONTROLLER_APPLY_BROKER_ID (1013): claim `broker_id` (normally the one GET_NEXT_BROKER_ID
     /// returned). `register_check_code` is `"address;timestamp"`: the same broker may claim
     /// its id again, another broker may not.
     ApplyBrokerId {
@@ -19,7 +19,7 @@ pub enum Command {
         broker_id: BrokerId,
         register_check_code: String,
     },
-    /// REGISTER_BROKER_TO_CONTROLLER (1012): a broker with an applied id comes up at
+    /// CONTROLLER_REGISTER_BROKER (1003): a broker with an applied id comes up at
     /// `address` (the address is updated when it changed).
     RegisterBroker {
         cluster: String,
@@ -70,7 +70,7 @@ pub enum Command {
     /// group whose master missed heartbeats for its timeout at `now_ms` gets an election;
     /// a masterless group (after its first election) gets one as soon as a candidate lives.
     Tick,
-    /// CLEAN_BROKER_METADATA (1008): forget the group (`broker_ids` None) or some replicas.
+    /// CLEAN_BROKER_DATA (1011): forget the group (`broker_ids` None) or some replicas.
     /// Refused for live brokers unless `clean_living`.
     CleanBrokerData {
         broker_name: String,

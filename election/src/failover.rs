@@ -164,25 +164,49 @@ impl ElectionState {
         Outcome::Elected(vec![install_master(group, chosen)])
     }
 
-    /// Elects in every group whose master is dead, and in every masterless group (after its
-    /// first election) as soon as an eligible replica lives.
+    /// Elects in every group whose master is dead while another replica lives, and in every
+    /// masterless group (after its first election) as soon as an eligible replica lives.
     pub(crate) fn tick(&mut self, now_ms: u64) -> Outcome {
         let unclean = self.config.enable_elect_unclean_master;
         let mut elections = Vec::new();
         for group in self.groups.values_mut() {
-            let needs_election = match group.master {
-                Some(master) => !group.is_alive(now_ms, master),
-                None => group.master_epoch > 0,
-            };
-            if !needs_election {
-                continue;
-            }
-            let chosen = elect(group, now_ms, unclean, None);
-            if chosen.is_some() || group.master.is_some() {
+            if let Some(chosen) = tick_decision(group, now_ms, unclean) {
                 elections.push(install_master(group, chosen));
             }
         }
         Outcome::Elected(elections)
+    }
+
+    /// Whether `Command::Tick` at `now_ms` would change anything: the raft leader's timer
+    /// asks this (cheap, read-only) and writes a tick into the log only when it is true.
+    pub fn tick_needed(&self, now_ms: u64) -> bool {
+        let now_ms = now_ms.max(self.clock_ms);
+        let unclean = self.config.enable_elect_unclean_master;
+        self.groups
+            .values()
+            .any(|group| tick_decision(group, now_ms, unclean).is_some())
+    }
+}
+
+/// What a tick does to `group`: None, nothing; Some(new master or None).
+///
+/// A dead master is replaced only while some replica of the group lives (RocketMQ
+/// `scanNeedReelectBrokerSets`): when every heartbeat lapsed at once (a new raft leader
+/// whose clock runs ahead, the controller cut off from the brokers) the master stays, rather
+/// than a pointless fencing of a master that may be fine. Without an eligible replica the
+/// master is dropped (the master epoch grows and fences it).
+fn tick_decision(group: &BrokerGroup, now_ms: u64, unclean: bool) -> Option<Option<BrokerId>> {
+    match group.master {
+        Some(master) => {
+            if group.is_alive(now_ms, master)
+                || !group.replicas.keys().any(|id| group.is_alive(now_ms, *id))
+            {
+                return None;
+            }
+            Some(elect(group, now_ms, unclean, None))
+        }
+        None if group.master_epoch > 0 => elect(group, now_ms, unclean, None).map(Some),
+        None => None,
     }
 }
 

@@ -1,5 +1,5 @@
-//! Read-only views for the GET_* requests (GET_REPLICA_INFO 1003, GET_SYNC_STATE_DATA 1005,
-//! GET_NEXT_BROKER_ID 1010). Reads change nothing and need no log entry; `now_ms` is the
+//! Read-only views for the GET_* requests (CONTROLLER_GET_REPLICA_INFO 1004,
+//! CONTROLLER_GET_SYNC_STATE_DATA 1006, CONTROLLER_GET_NEXT_BROKER_ID 1012). Reads change nothing and need no log entry; `now_ms` is the
 //! reader's clock, used for the alive flags only.
 
 use std::collections::BTreeSet;

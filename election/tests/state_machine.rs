@@ -313,20 +313,44 @@ fn tick_elects_when_the_master_heartbeat_times_out() {
     let mut state = group_of_three();
     state.apply(500, &heartbeat(2, 1, 10, 0));
     state.apply(500, &heartbeat(3, 1, 10, 0));
+    let nothing = Outcome::Elected(Vec::new());
+    assert!(!state.tick_needed(TIMEOUT_MS));
     assert_eq!(
         state.apply(TIMEOUT_MS, &Command::Tick),
-        Outcome::Elected(Vec::new()),
-        "master still within its timeout"
+        nothing,
+        "master within its timeout"
     );
+    assert!(state.tick_needed(TIMEOUT_MS + 1));
     assert_eq!(
         elected(state.apply(TIMEOUT_MS + 1, &Command::Tick)),
         Some(2)
     );
+    assert!(!state.tick_needed(TIMEOUT_MS + 2));
     assert_eq!(
         state.apply(TIMEOUT_MS + 2, &Command::Tick),
-        Outcome::Elected(Vec::new()),
+        nothing,
         "2 is alive"
     );
+}
+
+#[test]
+fn a_tick_after_every_heartbeat_lapsed_keeps_the_master() {
+    // A new raft leader whose clock runs far ahead sees every broker silent at once.
+    let mut state = group_of_three();
+    for id in 1..=3 {
+        state.apply(10, &heartbeat(id, 1, 10, 0));
+    }
+    let later = 10 * TIMEOUT_MS;
+    assert!(!state.tick_needed(later));
+    assert_eq!(
+        state.apply(later, &Command::Tick),
+        Outcome::Elected(Vec::new())
+    );
+    assert_eq!(state.replica_info(GROUP).unwrap().master_broker_id, Some(1));
+    // As soon as one replica of the group reports again, the silent master is replaced.
+    state.apply(later + 1, &heartbeat(3, 1, 10, 0));
+    assert!(state.tick_needed(later + 2));
+    assert_eq!(elected(state.apply(later + 2, &Command::Tick)), Some(3));
 }
 
 #[test]
