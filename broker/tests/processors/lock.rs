@@ -1,6 +1,7 @@
 //! LOCK_BATCH_MQ and UNLOCK_BATCH_MQ.
 
 use rmq_broker::testing::{Harness, run};
+use rmq_core::body::{PERM_READ, PERM_WRITE, SubscriptionGroupConfig};
 use rmq_core::remoting::{RemotingCommand, ResponseCode, request_code as rc};
 use serde_json::json;
 
@@ -27,10 +28,25 @@ fn locked_queues(response: &RemotingCommand) -> Vec<i64> {
     queues
 }
 
+/// A harness whose topic `T` (4 queues) and group `G` exist: locks are granted only for those.
+async fn harness_with_topic_and_group() -> Harness {
+    let h = Harness::new().await;
+    let broker = &h.core().broker;
+    broker
+        .topics
+        .create_if_absent("T", 4, PERM_READ | PERM_WRITE);
+    let group = SubscriptionGroupConfig {
+        group_name: "G".into(),
+        ..Default::default()
+    };
+    broker.groups.put(group).unwrap();
+    h
+}
+
 #[test]
 fn a_queue_locked_by_one_client_is_not_granted_to_another_until_unlocked() {
     run(async {
-        let h = Harness::new().await;
+        let h = harness_with_topic_and_group().await;
         let first = h.call(lock_body(rc::LOCK_BATCH_MQ, "c1", &[0, 1])).await;
         assert_code(&first, ResponseCode::Success);
         assert_eq!(locked_queues(&first), [0, 1]);
@@ -40,6 +56,19 @@ fn a_queue_locked_by_one_client_is_not_granted_to_another_until_unlocked() {
         assert_code(&unlock, ResponseCode::Success);
         let third = h.call(lock_body(rc::LOCK_BATCH_MQ, "c2", &[1, 2])).await;
         assert_eq!(locked_queues(&third), [1, 2]);
+    });
+}
+
+#[test]
+fn only_existing_queues_of_this_broker_are_locked_for_an_existing_group() {
+    run(async {
+        let h = Harness::new().await;
+        let unknown_group = h.call(lock_body(rc::LOCK_BATCH_MQ, "c1", &[0])).await;
+        assert_code(&unknown_group, ResponseCode::SubscriptionGroupNotExist);
+        let h = harness_with_topic_and_group().await;
+        // Queue 7 is beyond the topic's 4 queues; queue 0 exists.
+        let granted = h.call(lock_body(rc::LOCK_BATCH_MQ, "c1", &[0, 7])).await;
+        assert_eq!(locked_queues(&granted), [0]);
     });
 }
 
