@@ -62,21 +62,9 @@ pub fn get(state: &Rc<NamesrvState>, req: &RemotingCommand) -> RemotingCommand {
     reply(req, ResponseCode::Success, None).with_body(text.into_bytes())
 }
 
-/// RocketMQ 4.9.8's defaults of the keys rmq-fast accepts without a typed field.
-const UNTYPED_DEFAULTS: &[(&str, &str)] = &[
-    ("configBlackList", DEFAULT_CONFIG_BLACK_LIST),
-    ("serverCallbackExecutorThreads", "0"),
-    ("serverSelectorThreads", "3"),
-    ("serverOnewaySemaphoreValue", "256"),
-    ("serverAsyncSemaphoreValue", "64"),
-    ("serverSocketSndBufSize", "0"),
-    ("serverSocketRcvBufSize", "0"),
-    ("writeBufferHighWaterMark", "0"),
-    ("writeBufferLowWaterMark", "0"),
-    ("serverSocketBacklog", "1024"),
-    ("serverPooledByteBufAllocatorEnable", "true"),
-    ("useEpollNativeSelector", "false"),
-];
+/// RocketMQ 4.9.8's defaults of the name server's own keys rmq-fast accepts without a typed
+/// field (the Netty ones are in `rmq_core::config::netty_defaults`).
+const UNTYPED_DEFAULTS: &[(&str, &str)] = &[("configBlackList", DEFAULT_CONFIG_BLACK_LIST)];
 
 fn properties_text(config: &rmq_core::config::NamesrvConfig) -> String {
     let mut text = config.to_properties_text();
@@ -85,7 +73,8 @@ fn properties_text(config: &rmq_core::config::NamesrvConfig) -> String {
         // here, shown empty so tools find the key.
         text.push_str("rocketmqHome=\n");
     }
-    for (key, default) in UNTYPED_DEFAULTS {
+    let netty = rmq_core::config::netty_defaults::NETTY_SERVER_UNTYPED_DEFAULTS;
+    for (key, default) in UNTYPED_DEFAULTS.iter().chain(netty) {
         if !config.ignored_keys.contains_key(*key) {
             text.push_str(&format!("{key}={default}\n"));
         }

@@ -16,6 +16,7 @@ pub mod keys;
 mod loader;
 pub mod metrics;
 pub mod namesrv;
+pub mod netty_defaults;
 pub mod properties;
 mod value;
 

@@ -79,17 +79,7 @@ const FIXED: &[(&str, &str)] = &[
     ("scheduleAsyncDeliverMaxResendNum2Blocked", "3"),
     // NettyServerConfig
     ("serverWorkerThreads", "8"),
-    ("serverCallbackExecutorThreads", "0"),
-    ("serverSelectorThreads", "3"),
-    ("serverOnewaySemaphoreValue", "256"),
-    ("serverAsyncSemaphoreValue", "64"),
-    ("serverSocketSndBufSize", "0"),
-    ("serverSocketRcvBufSize", "0"),
-    ("writeBufferHighWaterMark", "0"),
-    ("writeBufferLowWaterMark", "0"),
-    ("serverSocketBacklog", "1024"),
-    ("serverPooledByteBufAllocatorEnable", "true"),
-    ("useEpollNativeSelector", "false"),
+    // (the other NettyServerConfig keys: rmq_core::config::netty_defaults)
     // NettyClientConfig (the broker's connections to name servers)
     ("clientWorkerThreads", "4"),
     ("clientOnewaySemaphoreValue", "65535"),
@@ -130,6 +120,7 @@ pub fn with_rocketmq_keys(config: &BrokerConfig, mut text: String) -> String {
     let processors = std::thread::available_parallelism().map_or(1, |n| n.get() as i64);
     let mut extra: Vec<(&str, String)> = FIXED
         .iter()
+        .chain(rmq_core::config::netty_defaults::NETTY_SERVER_UNTYPED_DEFAULTS)
         .map(|(key, value)| (*key, (*value).to_owned()))
         .chain(
             per_processor(processors)
