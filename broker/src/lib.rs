@@ -46,6 +46,7 @@ pub mod server;
 pub mod stats;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
+pub mod topic_log;
 pub mod topics;
 pub mod transaction;
 

@@ -37,6 +37,8 @@ pub enum BrokerError {
     Startup(String),
     #[error(transparent)]
     Metadata(#[from] crate::json_file::LoadError),
+    #[error(transparent)]
+    Topics(#[from] crate::topic_log::LoadError),
 }
 
 /// A running broker.
@@ -57,6 +59,11 @@ impl BrokerHandle {
         self.ctx.stopping.store(true, Ordering::Release);
         for thread in self.threads {
             let _ = thread.join();
+        }
+        if let Err(error) = self.ctx.topics.close() {
+            tracing::error!(
+                "topics.json not rewritten at shutdown (its change log is kept): {error}"
+            );
         }
         self.ctx.offsets.persist();
         self.ctx.schedule.persist();
@@ -100,9 +107,7 @@ pub fn store_config(config: &BrokerConfig, shard_count: u32) -> StoreConfig {
         message_index_enable: config.message_index_enable,
         max_hash_slot_num: u32::try_from(config.max_hash_slot_num.max(1)).unwrap_or(1),
         max_index_num: u32::try_from(config.max_index_num.max(2)).unwrap_or(2),
-        epoch_file: config
-            .enable_controller_mode
-            .then(|| config.store_path_epoch_file()),
+        epoch_file: None,
         faults: None,
     }
 }
@@ -253,7 +258,7 @@ pub(crate) fn build_context(
     shard_count: u32,
     core_count: usize,
     acl: Option<Arc<crate::acl::Acl>>,
-) -> Result<BrokerContext, crate::json_file::LoadError> {
+) -> Result<BrokerContext, BrokerError> {
     let config_dir = std::path::Path::new(&config.store_path_root_dir).join("config");
     let names = SystemTopicNames {
         cluster: config.broker_cluster_name.clone(),
@@ -285,8 +290,7 @@ pub(crate) fn build_context(
         rebalance_locks: crate::rebalance_lock::RebalanceLocks::default(),
         live_config: arc_swap::ArcSwap::from_pointee(config.clone()),
         replication: crate::replication::ReplicationInfo::default(),
-        ack_base: crate::replication::AckPolicy::for_master(&config),
-        role: crate::replication::role::RoleState::from_config(&config),
+        ack: crate::replication::AckPolicy::from_config(&config),
         register_now: AtomicBool::new(false),
         registration: crate::registration::RegistrationProgress::default(),
         stopping: AtomicBool::new(false),

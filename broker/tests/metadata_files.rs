@@ -3,8 +3,10 @@
 //!   refuse to start with a message naming the file and the recovery, instead of starting
 //!   with only the system topics and later overwriting both files (16-queue topics came back
 //!   with 4 queues: acknowledged messages of queues 4-15 unreachable);
-//! - SIGKILL while topics are being created never leaves topics.json or its `.bak` unreadable,
-//!   and every acknowledged create survives the restart with its queue count.
+//! - SIGKILL while bursts of topics are being created (UPDATE_AND_CREATE_TOPIC and
+//!   auto-creating sends, many in flight) never leaves topics.json or its `.bak` unreadable,
+//!   and every acknowledged create survives the restart with its queue count (the creates are
+//!   in the topic change log, `topics.json.log`, see `broker/src/topic_log.rs`).
 //!
 //! CI runs `RMQ_META_KILLS` (default 6) kills; more for a soak.
 //! `RMQ_FAST_BIN` points at a prebuilt binary (see `support`).
@@ -14,6 +16,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use futures_util::future::join_all;
 use rmq_core::remoting::{RemotingCommand, ResponseCode, request_code};
 use rmq_net::RemotingClient;
 use support::{TIMEOUT, broker_binary, fastrand_like, free_port_pair, start_broker};
@@ -78,7 +81,11 @@ fn damaged_topics_json_with_empty_bak_refuses_to_start() {
     });
     drop(broker); // SIGKILL
     let topics = topics_path(root.path());
-    assert!(read_table(&topics).unwrap().contains_key("SixteenQueues"));
+    // The create is in the change log (topics.json is compacted later); topics.json exists
+    // from the start.
+    assert!(read_table(&topics).is_ok());
+    let log = std::fs::read_to_string(topics.with_extension("json.log")).unwrap();
+    assert!(log.contains("SixteenQueues"), "{log}");
     // What a crash loop left: a torn topics.json and a 0-byte backup.
     let text = std::fs::read(&topics).unwrap();
     std::fs::write(&topics, &text[..text.len() / 2]).unwrap();
@@ -107,6 +114,26 @@ fn damaged_topics_json_with_empty_bak_refuses_to_start() {
     assert_eq!(std::fs::read(&topics).unwrap(), &text[..text.len() / 2]);
 }
 
+/// Creates in flight at once in `kill_9_during_topic_creates_keeps_topics_json_readable`.
+const BURST: usize = 32;
+
+/// A SEND_MESSAGE to a topic that does not exist yet: auto-created from TBW102.
+fn auto_create_send(topic: &str) -> RemotingCommand {
+    RemotingCommand::new_request(request_code::SEND_MESSAGE)
+        .with_ext("producerGroup", "MetaProducer")
+        .with_ext("topic", topic)
+        .with_ext("defaultTopic", "TBW102")
+        .with_ext("defaultTopicQueueNums", 4)
+        .with_ext("queueId", 0)
+        .with_ext("sysFlag", 0)
+        .with_ext("bornTimestamp", 1)
+        .with_ext("flag", 0)
+        .with_ext("reconsumeTimes", 0)
+        .with_ext("unitMode", false)
+        .with_ext("properties", "")
+        .with_body(b"auto-created".to_vec())
+}
+
 #[test]
 fn kill_9_during_topic_creates_keeps_topics_json_readable() {
     let kills: usize = std::env::var("RMQ_META_KILLS")
@@ -120,7 +147,7 @@ fn kill_9_during_topic_creates_keeps_topics_json_readable() {
     let addr = format!("127.0.0.1:{port}");
     let runtime = rmq_net::rt::Runtime::new().unwrap();
     let mut rng = fastrand_like(0x3E7A ^ u64::from(std::process::id()));
-    let mut acked: Vec<String> = Vec::new();
+    let mut acked: Vec<(String, i32)> = Vec::new();
     for round in 0..=kills {
         let log = root.path().join(format!("round-{round}.out"));
         let mut broker = start_broker(&binary, &config, &log);
@@ -138,23 +165,41 @@ fn kill_9_during_topic_creates_keeps_topics_json_readable() {
                 .unwrap();
             let body: serde_json::Value =
                 rmq_core::remoting::lenient_json::from_slice_lenient(&route.body).unwrap();
-            for topic in &acked {
+            for (topic, queues) in &acked {
                 assert_eq!(
-                    body["topicConfigTable"][topic]["writeQueueNums"], 16,
+                    body["topicConfigTable"][topic]["writeQueueNums"], *queues,
                     "round {round}: acknowledged topic {topic} lost or changed"
                 );
             }
             if round == kills {
                 return;
             }
+            // Bursts of creates in flight at once (the log batches them into one sync),
+            // half by UPDATE_AND_CREATE_TOPIC (16 queues), half auto-created by a send
+            // (4 queues, the producer's defaultTopicQueueNums).
             let started = Instant::now();
             let mut seq = 0;
             while started.elapsed() < Duration::from_millis(run_ms) {
-                let topic = format!("Meta_{round}_{seq}");
+                let burst: Vec<(String, i32, RemotingCommand)> = (0..BURST)
+                    .map(|i| {
+                        let topic = format!("Meta_{round}_{seq}_{i}");
+                        match i % 2 {
+                            0 => (topic.clone(), 16, create_request(&topic, 16)),
+                            _ => (topic.clone(), 4, auto_create_send(&topic)),
+                        }
+                    })
+                    .collect();
                 seq += 1;
-                let response = client.invoke(create_request(&topic, 16), TIMEOUT).await;
-                if response.is_ok_and(|r| r.code == ResponseCode::Success as i32) {
-                    acked.push(topic);
+                let answers = join_all(
+                    burst
+                        .iter()
+                        .map(|(_, _, request)| client.invoke(request.clone(), TIMEOUT)),
+                )
+                .await;
+                for ((topic, queues, _), answer) in burst.into_iter().zip(answers) {
+                    if answer.is_ok_and(|r| r.code == ResponseCode::Success as i32) {
+                        acked.push((topic, queues));
+                    }
                 }
             }
         });

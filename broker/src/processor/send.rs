@@ -88,7 +88,13 @@ pub async fn process(
     let broker = &core.broker;
     let mut head = parse_header(req)?;
     check_broker_accepts_sends(broker, req)?;
-    let queue_id = resolve_queue(core, req, &mut head)?;
+    let (queue_id, created) = resolve_queue(core, req, &mut head)?;
+    if created {
+        // An acknowledged send never outlives its auto-created topic's config.
+        if let Err(remark) = broker.topics.persisted().await {
+            return Err(reply(req, ResponseCode::SystemError, remark));
+        }
+    }
     let wait = properties::get_property(&head.properties, keys::WAIT) != Some("false");
     let stored = place(broker, req, &head, queue_id)?;
     let records = encode_records(broker, conn, req, &head, &stored)?;
@@ -98,7 +104,7 @@ pub async fn process(
     } else {
         Vec::new()
     };
-    let policy = broker.ack().for_send(wait);
+    let policy = broker.ack.for_send(wait);
     let shard = broker.shard_of_queue(&stored.topic, stored.queue_id);
     let (topic, stored_queue) = (stored.topic.clone(), stored.queue_id);
     let store_ts = now_ms();
@@ -170,12 +176,12 @@ fn check_broker_accepts_sends(
     Ok(())
 }
 
-/// Finds (or auto-creates) the topic and picks the queue.
+/// Finds (or auto-creates) the topic and picks the queue; `true` when it created the topic.
 fn resolve_queue(
     core: &CoreContext,
     req: &RemotingCommand,
     head: &mut SendHeader,
-) -> Result<i32, RemotingCommand> {
+) -> Result<(i32, bool), RemotingCommand> {
     let broker = &core.broker;
     if let Err(remark) = validate_topic_name(&head.topic) {
         return Err(reply(req, ResponseCode::SystemError, remark));
@@ -194,11 +200,11 @@ fn resolve_queue(
         head.default_topic_queue_nums,
         auto_create,
     );
-    let config = match lookup {
-        TopicLookup::Found(config) => config,
+    let (config, created) = match lookup {
+        TopicLookup::Found(config) => (config, false),
         TopicLookup::Created(config) => {
             broker.request_registration();
-            config
+            (config, true)
         }
         TopicLookup::Missing => {
             let remark = format!("topic[{}] not exist, apply first please!", head.topic);
@@ -220,7 +226,7 @@ fn resolve_queue(
         );
         return Err(reply(req, ResponseCode::SystemError, remark));
     }
-    Ok(head.queue_id)
+    Ok((head.queue_id, created))
 }
 
 /// Where a send is stored: its own queue, or (delay, timer, half message) a system queue.

@@ -37,9 +37,8 @@ async fn bind(broker: &BrokerContext) -> Option<TcpListener> {
     None
 }
 
-/// Core 0 of a master: accepts slave connections and hands each to its shard's core, until
-/// role `generation` is outdated (then the listener closes and every session it started ends).
-pub(super) async fn listen(core: Rc<CoreContext>, generation: u64) {
+/// Core 0 of a master: accepts slave connections and hands each to its shard's core.
+pub(super) async fn listen(core: Rc<CoreContext>) {
     let Some(listener) = bind(&core.broker).await else {
         return;
     };
@@ -47,12 +46,12 @@ pub(super) async fn listen(core: Rc<CoreContext>, generation: u64) {
         port = core.broker.config.ha_listen_port(),
         "HA service listening"
     );
-    while !super::role::outdated(&core.broker, generation) {
+    while !core.broker.stopping.load(Ordering::Acquire) {
         match rmq_net::rt::timeout(Duration::from_millis(200), listener.accept()).await {
             Ok(Ok((stream, peer))) => {
                 let core = core.clone();
                 rmq_net::rt::spawn(async move {
-                    if let Err(error) = hand_over(&core, stream, generation).await {
+                    if let Err(error) = hand_over(&core, stream).await {
                         tracing::warn!(%peer, %error, "slave connection refused");
                     }
                 })
@@ -65,11 +64,7 @@ pub(super) async fn listen(core: Rc<CoreContext>, generation: u64) {
 }
 
 /// Reads a slave's hello and moves the socket to the core owning the shard it asks for.
-async fn hand_over(
-    core: &Rc<CoreContext>,
-    mut stream: TcpStream,
-    generation: u64,
-) -> Result<(), rmq_ha::HaError> {
+async fn hand_over(core: &Rc<CoreContext>, mut stream: TcpStream) -> Result<(), rmq_ha::HaError> {
     let _ = stream.set_nodelay(true);
     let mut inbox = BytesMut::new();
     let reading = rmq_ha::slave::read_at_least(&mut stream, &mut inbox, HELLO_LEN);
@@ -112,7 +107,7 @@ async fn hand_over(
                     source,
                 }
             })?;
-            let stopping = stopping_of(&stopping_broker, generation);
+            let stopping = stopping_of(&stopping_broker);
             rmq_net::rt::spawn(async move {
                 if let Err(error) = rmq_ha::master::serve_slave(
                     owned.store,

@@ -37,8 +37,6 @@ pub struct Broker {
     synced_with: Option<(BrokerId, u32)>,
     /// Records dropped by truncation so far (to show schedules exercise it).
     pub truncated_records: u64,
-    /// A rule broken on purpose: take any master's stream, ignoring epochs.
-    follows_any_master: bool,
 }
 
 /// What went wrong inside a broker that the checker reports.
@@ -46,7 +44,7 @@ pub struct Broker {
 pub struct Divergence(pub String);
 
 impl Broker {
-    pub fn new(id: BrokerId, priority: i32, follows_any_master: bool) -> Self {
+    pub fn new(id: BrokerId, priority: i32) -> Self {
         Self {
             id,
             up: true,
@@ -57,7 +55,6 @@ impl Broker {
             priority,
             synced_with: None,
             truncated_records: 0,
-            follows_any_master,
         }
     }
 
@@ -151,14 +148,10 @@ impl Broker {
         log: &[Record],
         history: &[EpochEntry],
     ) -> Result<Option<u64>, Divergence> {
-        let following = match self.role {
-            Role::Slave {
-                master,
-                epoch: followed,
-            } => (master == from && followed == epoch) || self.follows_any_master,
-            _ => false,
-        };
-        if !self.up || !following || (epoch < self.known_epoch && !self.follows_any_master) {
+        if !self.up || epoch < self.known_epoch {
+            return Ok(None);
+        }
+        if !matches!(self.role, Role::Slave { master, epoch: e } if master == from && e == epoch) {
             return Ok(None);
         }
         if self.synced_with == Some((from, epoch)) && log.len() < self.log.len() {

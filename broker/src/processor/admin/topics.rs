@@ -39,7 +39,7 @@ pub fn delete_group(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed 
     Ok(success(req))
 }
 
-pub fn create_topic(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed {
+pub async fn create_topic(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed {
     let topic = header(req, req.ext_str("topic"))?;
     if let Err(remark) = validate_topic_name(topic) {
         return Err(reply(req, ResponseCode::SystemError, remark));
@@ -67,6 +67,10 @@ pub fn create_topic(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed 
     }
     core.broker.topics.put(config);
     core.broker.request_registration();
+    // Acknowledged once topics.json holds it (the writer thread batches concurrent creates).
+    if let Err(remark) = core.broker.topics.persisted().await {
+        return Err(reply(req, ResponseCode::SystemError, remark));
+    }
     Ok(success(req))
 }
 
@@ -88,6 +92,9 @@ pub async fn delete_topic(core: &Rc<CoreContext>, req: &RemotingCommand) -> Proc
     refuse_system_topic(req, &topic)?;
     let broker = &core.broker;
     broker.topics.remove(&topic);
+    if let Err(remark) = broker.topics.persisted().await {
+        return Err(reply(req, ResponseCode::SystemError, remark));
+    }
     broker.offsets.remove_topic(&topic);
     for shard in 0..broker.shard_count {
         let name = topic.clone();
