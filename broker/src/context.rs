@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use rmq_core::config::{BrokerConfig, BrokerRole};
+use rmq_core::config::BrokerConfig;
 
 use crate::clients::ClientManager;
 use crate::groups::GroupManager;
@@ -56,8 +56,12 @@ pub struct BrokerContext {
     pub live_config: arc_swap::ArcSwap<BrokerConfig>,
     /// Where a slave's master is (learned at registration; `replication`).
     pub replication: crate::replication::ReplicationInfo,
-    /// What every append waits for before it is acknowledged (`replication::ack_policy`).
-    pub ack: crate::replication::AckPolicy,
+    /// What every append waits for before it is acknowledged, as a master that waits for
+    /// its slaves (`replication::ack_policy`); [`BrokerContext::ack`] applies the role.
+    pub ack_base: crate::replication::AckPolicy,
+    /// Master or slave, broker id, epoch; changes at runtime in controller mode
+    /// (`replication::role`).
+    pub role: crate::replication::role::RoleState,
     /// Set when topics changed and name servers should hear about it now.
     pub register_now: AtomicBool,
     /// Which registration requests reached the name servers (`registration`).
@@ -67,8 +71,20 @@ pub struct BrokerContext {
 }
 
 impl BrokerContext {
+    /// True while the broker refuses writes: a slave, or (controller mode) a broker whose
+    /// new master role is not in force yet.
     pub fn is_slave(&self) -> bool {
-        self.config.broker_role == BrokerRole::Slave
+        self.role.refuses_writes()
+    }
+
+    /// The acknowledgement policy of the current role (`replication::ack_policy`).
+    pub fn ack(&self) -> crate::replication::AckPolicy {
+        self.ack_base.with_replica(self.role.waits_for_replica())
+    }
+
+    /// The broker id registered with the name servers (the controller's in controller mode).
+    pub fn broker_id(&self) -> i64 {
+        self.role.broker_id()
     }
 
     /// Which core owns shard `shard`.

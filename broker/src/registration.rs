@@ -2,6 +2,10 @@
 //! (30 s), at once when topics change, and UNREGISTER_BROKER at shutdown. Name servers
 //! are independent; each gets its own connection and a failure with one never delays
 //! the others.
+//!
+//! Controller mode: the broker registers only once the controller gave it a role, with the
+//! broker id of that role; when a role change gives it another id (a slave becoming brokerId
+//! 0), it unregisters the old id and registers the new one at once.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -66,11 +70,27 @@ pub async fn registration_loop(ctx: SharedContext) {
         Duration::from_millis(ctx.config.register_name_server_period.clamp(10_000, 60_000) as u64);
     let clients: Clients = RefCell::default();
     let mut last: Option<Instant> = None;
+    let mut registered_id: Option<i64> = None;
     ctx.registration.running.store(true, Ordering::Release);
     while !ctx.stopping.load(Ordering::Acquire) {
+        if ctx.role.controller_mode() && ctx.role.generation() == 0 {
+            // No role from the controller yet: nothing to announce.
+            rmq_net::rt::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
         let due = last.is_none_or(|at| at.elapsed() >= period);
         let requested = ctx.register_now.swap(false, Ordering::AcqRel);
-        if due || requested {
+        let id = ctx.broker_id();
+        if let Some(old) = registered_id.filter(|&old| old != id) {
+            tracing::info!(
+                old,
+                new = id,
+                "broker id changed: unregistering the old one"
+            );
+            unregister_all(&ctx, &clients, &addrs, old).await;
+        }
+        if due || requested || registered_id != Some(id) {
+            registered_id = Some(id);
             last = Some(Instant::now());
             // Read after taking the flag: every change requested up to here is in the body
             // built below (requests bump the generation before setting the flag).
@@ -94,7 +114,9 @@ pub async fn registration_loop(ctx: SharedContext) {
         rmq_net::rt::sleep(Duration::from_millis(100)).await;
     }
     ctx.registration.running.store(false, Ordering::Release);
-    unregister_all(&ctx, &clients, &addrs).await;
+    if let Some(id) = registered_id {
+        unregister_all(&ctx, &clients, &addrs, id).await;
+    }
 }
 
 fn timeout(ctx: &SharedContext) -> Duration {
@@ -136,7 +158,7 @@ fn register_request(ctx: &SharedContext) -> RemotingCommand {
     let bytes = body.encode(ctx.config.compressed_register);
     RemotingCommand::new_request(request_code::REGISTER_BROKER)
         .with_ext("brokerAddr", ctx.broker_addr)
-        .with_ext("brokerId", ctx.config.broker_id)
+        .with_ext("brokerId", ctx.broker_id())
         .with_ext("brokerName", &ctx.config.broker_name)
         .with_ext("clusterName", &ctx.config.broker_cluster_name)
         .with_ext("haServerAddr", &ctx.ha_addr)
@@ -178,11 +200,11 @@ async fn register_all(ctx: &SharedContext, clients: &Clients, addrs: &[String]) 
     all_ok
 }
 
-async fn unregister_all(ctx: &SharedContext, clients: &Clients, addrs: &[String]) {
+async fn unregister_all(ctx: &SharedContext, clients: &Clients, addrs: &[String], id: i64) {
     let attempts = addrs.iter().map(|addr| async move {
         let request = RemotingCommand::new_request(request_code::UNREGISTER_BROKER)
             .with_ext("brokerAddr", ctx.broker_addr)
-            .with_ext("brokerId", ctx.config.broker_id)
+            .with_ext("brokerId", id)
             .with_ext("brokerName", &ctx.config.broker_name)
             .with_ext("clusterName", &ctx.config.broker_cluster_name);
         let client = client_for(ctx, clients, addr).await?;

@@ -107,7 +107,9 @@ pub fn store_config(config: &BrokerConfig, shard_count: u32) -> StoreConfig {
         message_index_enable: config.message_index_enable,
         max_hash_slot_num: u32::try_from(config.max_hash_slot_num.max(1)).unwrap_or(1),
         max_index_num: u32::try_from(config.max_index_num.max(2)).unwrap_or(2),
-        epoch_file: None,
+        epoch_file: config
+            .enable_controller_mode
+            .then(|| config.store_path_epoch_file()),
         faults: None,
     }
 }
@@ -290,7 +292,8 @@ pub(crate) fn build_context(
         rebalance_locks: crate::rebalance_lock::RebalanceLocks::default(),
         live_config: arc_swap::ArcSwap::from_pointee(config.clone()),
         replication: crate::replication::ReplicationInfo::default(),
-        ack: crate::replication::AckPolicy::from_config(&config),
+        ack_base: crate::replication::AckPolicy::for_master(&config),
+        role: crate::replication::role::RoleState::from_config(&config),
         register_now: AtomicBool::new(false),
         registration: crate::registration::RegistrationProgress::default(),
         stopping: AtomicBool::new(false),

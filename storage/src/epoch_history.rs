@@ -43,27 +43,35 @@ impl EpochEntry {
     }
 }
 
-/// The end of entry `i`: the next entry's start, or `log_end` for the last one.
-fn end_of(entries: &[EpochEntry], i: usize, log_end: i64) -> i64 {
-    entries.get(i + 1).map_or(log_end, |next| next.start_offset)
-}
-
 /// The offset up to which two logs hold the same bytes, judged by their histories: the newest
 /// local entry that the other history holds with the same epoch and start, cut at the smaller
-/// of the two ends of that epoch (RocketMQ's `findConsistentPoint`). `None` when no entry is
-/// shared (the logs have nothing known in common, or `local` is empty).
+/// of the two ends of that epoch (RocketMQ's `findConsistentPoint`; computed by
+/// `rmq_election::consistent_point`, the controller's own model of it). `None` when no entry
+/// is shared (the logs have nothing known in common, or `local` is empty), and when either
+/// history is not one (negative epochs or offsets, out of order, past its end).
 pub fn find_consistent_point(
     local: &[EpochEntry],
     local_end: i64,
     remote: &[EpochEntry],
     remote_end: i64,
 ) -> Option<i64> {
-    (0..local.len()).rev().find_map(|i| {
-        let mine = local[i];
-        let j = remote.iter().position(|r| r.epoch == mine.epoch)?;
-        (remote[j].start_offset == mine.start_offset)
-            .then(|| end_of(local, i, local_end).min(end_of(remote, j, remote_end)))
-    })
+    let local = to_election(local, local_end)?;
+    let remote = to_election(remote, remote_end)?;
+    let point = rmq_election::consistent_point(&local, &remote)?;
+    i64::try_from(point).ok()
+}
+
+fn to_election(entries: &[EpochEntry], end: i64) -> Option<rmq_election::EpochHistory> {
+    let entries = entries
+        .iter()
+        .map(|e| {
+            Some(rmq_election::EpochEntry {
+                epoch: u32::try_from(e.epoch).ok()?,
+                start_offset: u64::try_from(e.start_offset).ok()?,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    rmq_election::EpochHistory::new(entries, u64::try_from(end).ok()?).ok()
 }
 
 /// Checks the invariants of a list of entries.

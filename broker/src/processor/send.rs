@@ -104,7 +104,7 @@ pub async fn process(
     } else {
         Vec::new()
     };
-    let policy = broker.ack.for_send(wait);
+    let policy = broker.ack().for_send(wait);
     let shard = broker.shard_of_queue(&stored.topic, stored.queue_id);
     let (topic, stored_queue) = (stored.topic.clone(), stored.queue_id);
     let store_ts = now_ms();

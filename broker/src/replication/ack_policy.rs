@@ -63,6 +63,30 @@ impl AckPolicy {
         Self { level, replica }
     }
 
+    /// The policy of a master that waits for its slaves (`slaveTimeout`,
+    /// `haSlaveFallbehindMax`), whatever `brokerRole` says; [`Self::with_replica`] applies
+    /// the current role (`BrokerContext::ack`).
+    pub fn for_master(config: &BrokerConfig) -> Self {
+        let mut policy = Self::from_config(config);
+        policy.replica = Some(ReplicaWait {
+            timeout: ms(config.slave_timeout, 1),
+            fallbehind_max: i64::from(config.ha_slave_fallbehind_max.max(0)),
+        });
+        policy
+    }
+
+    /// This policy with the replica wait on (a SYNC master, `for_master`'s settings) or off.
+    pub fn with_replica(self, waits: bool) -> Self {
+        if waits {
+            self
+        } else {
+            Self {
+                level: self.level,
+                replica: None,
+            }
+        }
+    }
+
     /// The policy of a producer's send: `WAIT=false` acknowledges once appended (readable),
     /// with no flush and no slave wait, as RocketMQ.
     pub fn for_send(self, wait_store_msg_ok: bool) -> Self {

@@ -37,8 +37,9 @@ async fn bind(broker: &BrokerContext) -> Option<TcpListener> {
     None
 }
 
-/// Core 0 of a master: accepts slave connections and hands each to its shard's core.
-pub(super) async fn listen(core: Rc<CoreContext>) {
+/// Core 0 of a master: accepts slave connections and hands each to its shard's core, until
+/// role `generation` is outdated (then the listener closes and every session it started ends).
+pub(super) async fn listen(core: Rc<CoreContext>, generation: u64) {
     let Some(listener) = bind(&core.broker).await else {
         return;
     };
@@ -46,12 +47,12 @@ pub(super) async fn listen(core: Rc<CoreContext>) {
         port = core.broker.config.ha_listen_port(),
         "HA service listening"
     );
-    while !core.broker.stopping.load(Ordering::Acquire) {
+    while !super::role::outdated(&core.broker, generation) {
         match rmq_net::rt::timeout(Duration::from_millis(200), listener.accept()).await {
             Ok(Ok((stream, peer))) => {
                 let core = core.clone();
                 rmq_net::rt::spawn(async move {
-                    if let Err(error) = hand_over(&core, stream).await {
+                    if let Err(error) = hand_over(&core, stream, generation).await {
                         tracing::warn!(%peer, %error, "slave connection refused");
                     }
                 })
@@ -64,7 +65,11 @@ pub(super) async fn listen(core: Rc<CoreContext>) {
 }
 
 /// Reads a slave's hello and moves the socket to the core owning the shard it asks for.
-async fn hand_over(core: &Rc<CoreContext>, mut stream: TcpStream) -> Result<(), rmq_ha::HaError> {
+async fn hand_over(
+    core: &Rc<CoreContext>,
+    mut stream: TcpStream,
+    generation: u64,
+) -> Result<(), rmq_ha::HaError> {
     let _ = stream.set_nodelay(true);
     let mut inbox = BytesMut::new();
     let reading = rmq_ha::slave::read_at_least(&mut stream, &mut inbox, HELLO_LEN);
@@ -107,7 +112,7 @@ async fn hand_over(core: &Rc<CoreContext>, mut stream: TcpStream) -> Result<(), 
                     source,
                 }
             })?;
-            let stopping = stopping_of(&stopping_broker);
+            let stopping = stopping_of(&stopping_broker, generation);
             rmq_net::rt::spawn(async move {
                 if let Err(error) = rmq_ha::master::serve_slave(
                     owned.store,

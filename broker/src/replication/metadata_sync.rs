@@ -20,7 +20,6 @@
 //!   against a master that ignores it our slave applies the full bodies every second.
 
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rmq_core::body::{
@@ -124,13 +123,13 @@ struct Known {
 }
 
 /// Slave core 0: copies the master's metadata every [`SYNC_INTERVAL`].
-pub(super) async fn sync_loop(broker: SharedContext) {
+pub(super) async fn sync_loop(broker: SharedContext, generation: u64) {
     let mut client: Option<Rc<rmq_net::RemotingClient>> = None;
     let mut known = Known::default();
     let mut last_ask: Option<std::time::Instant> = None;
-    while !broker.stopping.load(Ordering::Acquire) {
+    while !super::role::outdated(&broker, generation) {
         let started = std::time::Instant::now();
-        if let Some(addr) = broker.replication.master_addr() {
+        if let Some(addr) = broker.replication.master_addr(&broker) {
             if client.as_ref().is_none_or(|c| c.is_closed()) {
                 client = rmq_net::RemotingClient::connect(&addr, Duration::from_secs(3))
                     .await

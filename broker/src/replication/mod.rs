@@ -12,16 +12,19 @@
 //! - [`ack_policy`]: what every append waits for before it is acknowledged (flush durability
 //!   and, under SYNC_MASTER, a slave report).
 //!
+//! - [`role`]: the role at runtime (controller mode changes it) and each core's duties per
+//!   role generation.
+//!
 //! This module owns [`ReplicationInfo`] (where a slave's master is) and [`start`].
 
 pub mod ack_policy;
 mod listener;
 pub mod metadata_sync;
+pub mod role;
 mod slave;
 
 use std::rc::Rc;
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::context::{BrokerContext, SharedContext};
@@ -52,15 +55,24 @@ impl ReplicationInfo {
         keep(&self.master_addr, master_addr);
     }
 
-    pub fn master_addr(&self) -> Option<String> {
+    /// The master's remoting address: the controller's word in controller mode, else what
+    /// the name servers said.
+    pub fn master_addr(&self, broker: &BrokerContext) -> Option<String> {
+        if broker.role.controller_mode() {
+            return broker.role.snapshot().master_addr;
+        }
         self.master_addr
             .lock()
             .expect("replication info lock")
             .clone()
     }
 
-    /// `haMasterAddress` if configured, else what the name servers said.
+    /// The controller's word in controller mode; else `haMasterAddress` if configured, else
+    /// what the name servers said.
     pub fn master_ha_addr(&self, broker: &BrokerContext) -> Option<String> {
+        if broker.role.controller_mode() {
+            return broker.role.snapshot().master_ha_addr;
+        }
         broker
             .config
             .ha_master_address
@@ -75,30 +87,48 @@ impl ReplicationInfo {
     }
 }
 
-/// Starts this core's replication duties (see the module docs).
+/// Starts this core's replication duties (see the module docs), for every role the broker
+/// takes (`role::run_duties`).
 pub fn start(core: &Rc<CoreContext>) {
+    rmq_net::rt::spawn(role::run_duties(core.clone())).detach();
+}
+
+/// Spawns this core's duties of `role` (each ends once its generation is outdated).
+pub(crate) fn start_generation(
+    core: &Rc<CoreContext>,
+    role: &role::Role,
+) -> Vec<rmq_net::rt::Task<()>> {
     let broker = &core.broker;
-    if broker.is_slave() {
+    let generation = role.generation;
+    let mut tasks = Vec::new();
+    if role.role == rmq_core::config::BrokerRole::Slave {
         for store in core.shards.values() {
             let learner = broker.clone();
             store.observe_new_replica_queues(move |topic, queue_id| {
                 metadata_sync::learn_topic(&learner, topic, queue_id);
             });
-            rmq_net::rt::spawn(slave::slave_loop(broker.clone(), store.clone())).detach();
+            let follow = slave::slave_loop(broker.clone(), store.clone(), generation);
+            tasks.push(rmq_net::rt::spawn(follow));
         }
         if core.core == 0 {
-            rmq_net::rt::spawn(metadata_sync::sync_loop(broker.clone())).detach();
+            let sync = metadata_sync::sync_loop(broker.clone(), generation);
+            tasks.push(rmq_net::rt::spawn(sync));
         }
     } else if core.core == 0 {
-        rmq_net::rt::spawn(listener::listen(core.clone())).detach();
+        tasks.push(rmq_net::rt::spawn(listener::listen(
+            core.clone(),
+            generation,
+        )));
     }
+    tasks
 }
 
 pub(super) fn ms(millis: i32, floor: u64) -> Duration {
     Duration::from_millis(u64::try_from(millis).unwrap_or(0).max(floor))
 }
 
-pub(super) fn stopping_of(broker: &SharedContext) -> Rc<dyn Fn() -> bool> {
+/// True once the broker stops or its role generation moves past `generation`.
+pub(super) fn stopping_of(broker: &SharedContext, generation: u64) -> Rc<dyn Fn() -> bool> {
     let broker = broker.clone();
-    Rc::new(move || broker.stopping.load(Ordering::Acquire))
+    Rc::new(move || role::outdated(&broker, generation))
 }

@@ -1,7 +1,6 @@
 //! A slave's replication clients: one per shard, reconnecting after any failure.
 
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rmq_ha::slave::SlaveSettings;
@@ -13,7 +12,7 @@ use crate::context::{BrokerContext, SharedContext};
 /// Pause before a slave reconnects after a failed session.
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
-fn slave_settings(broker: &BrokerContext) -> SlaveSettings {
+fn slave_settings(broker: &BrokerContext, min_master_epoch: i32) -> SlaveSettings {
     let config = &broker.config;
     SlaveSettings {
         connect_timeout: Duration::from_secs(3),
@@ -21,21 +20,29 @@ fn slave_settings(broker: &BrokerContext) -> SlaveSettings {
         housekeeping: ms(config.ha_housekeeping_interval, 1000),
         max_body: 64 << 20,
         read_buffer: 1 << 20,
-        min_master_epoch: -1,
+        min_master_epoch,
     }
 }
 
-/// One shard of a slave: replicate, and reconnect after any failure.
-pub(super) async fn slave_loop(broker: SharedContext, store: Rc<ShardStore>) {
-    let settings = slave_settings(&broker);
+/// One shard of a slave: replicate, and reconnect after any failure, until role
+/// `generation` is outdated.
+pub(super) async fn slave_loop(broker: SharedContext, store: Rc<ShardStore>, generation: u64) {
+    // Controller mode: only a master at the controller's epoch (or newer) is followed.
+    let epoch = broker.role.snapshot().epoch;
+    let settings = slave_settings(&broker, epoch);
     let mut last_error = String::new();
-    while !broker.stopping.load(Ordering::Acquire) {
+    while !super::role::outdated(&broker, generation) {
         let Some(addr) = broker.replication.master_ha_addr(&broker) else {
             rmq_net::rt::sleep(Duration::from_millis(200)).await;
             continue;
         };
-        let outcome =
-            rmq_ha::slave::replicate_shard(&store, &addr, &settings, stopping_of(&broker)).await;
+        let outcome = rmq_ha::slave::replicate_shard(
+            &store,
+            &addr,
+            &settings,
+            stopping_of(&broker, generation),
+        )
+        .await;
         if let Err(error) = outcome {
             let text = error.to_string();
             // A refused handshake or a dead master repeats every second: log changes only.

@@ -128,7 +128,7 @@ pub async fn append_on_owner(
 ) -> Result<AppendResult, ReputError> {
     let broker = &core.broker;
     let shard = broker.shard_of_queue(topic, queue_id);
-    let policy = broker.ack;
+    let policy = broker.ack();
     let topic = topic.to_string();
     let (appended, replica) = core
         .on_owned_shard(shard, move |owned| async move {
@@ -160,7 +160,7 @@ pub async fn await_replica(
     end_offset: i64,
 ) -> Result<SlaveWait, ShardBusy> {
     let shard = core.broker.shard_of_queue(topic, queue_id);
-    let policy = core.broker.ack;
+    let policy = core.broker.ack();
     core.on_owned_shard(shard, move |owned| async move {
         let acked = policy.wait(&owned.store, &owned.replica, end_offset).await;
         acked.replica

@@ -46,10 +46,12 @@ struct Scan {
 }
 
 /// Starts the scanners of every delay level and timer bucket whose shard this core owns.
-/// Slaves deliver nothing (the master's deliveries replicate to them).
+/// Slaves deliver nothing (the master's deliveries replicate to them). In controller mode
+/// the scanners run on every broker and deliver only while it is master, from the progress
+/// the master last copied (`replication::metadata_sync`).
 pub fn spawn_scanners(core: &Rc<CoreContext>) {
     let broker = &core.broker;
-    if broker.is_slave() {
+    if broker.is_slave() && !broker.role.controller_mode() {
         return;
     }
     let levels = i32::try_from(broker.schedule.delay_levels_ms.len()).unwrap_or(0);
@@ -75,7 +77,18 @@ pub fn spawn_scanners(core: &Rc<CoreContext>) {
 async fn run(scan: Scan) {
     let broker = scan.core.broker.clone();
     let mut next = broker.schedule.get(scan.family, scan.queue_id);
+    let mut idle = false;
     while !broker.stopping.load(Ordering::Acquire) {
+        if broker.is_slave() {
+            idle = true;
+            rmq_net::rt::sleep(Duration::from_millis(SLEEP_SLICE_MS as u64)).await;
+            continue;
+        }
+        if idle {
+            // Master again (controller mode): resume from the progress copied meanwhile.
+            idle = false;
+            next = broker.schedule.get(scan.family, scan.queue_id);
+        }
         next = step(&scan, next).await;
     }
 }

@@ -34,14 +34,15 @@ const ROUND_BUDGET: usize = 20_000;
 /// Runs check rounds until the broker stops (masters only).
 pub async fn check_loop(core: Rc<CoreContext>) {
     let ctx = core.broker.clone();
-    if ctx.is_slave() {
+    if ctx.is_slave() && !ctx.role.controller_mode() {
         return;
     }
     let every = ctx.config.transaction_check_interval.clamp(100, 3_600_000);
     let mut last = now_ms();
     while !ctx.stopping.load(Ordering::Acquire) {
         rmq_net::rt::sleep(Duration::from_millis(100)).await;
-        if now_ms() - last < every {
+        if now_ms() - last < every || ctx.is_slave() {
+            // Controller mode: only a master checks.
             continue;
         }
         last = now_ms();

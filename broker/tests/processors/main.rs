@@ -5,6 +5,7 @@
 mod admin;
 mod admin_reads;
 mod client;
+mod epoch_cache;
 mod lock;
 mod maintenance;
 mod offsets;

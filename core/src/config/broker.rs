@@ -269,6 +269,38 @@ config_struct! {
         "slaveTimeout" => slave_timeout: i32 = 3000,
         "messageDelayLevel" => message_delay_level: String =
             "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h".to_owned(),
+        /// RocketMQ 5 controller mode (issue 11): the controller assigns the broker id and the
+        /// role; `brokerId`/`brokerRole` in the file are ignored (as RocketMQ 5).
+        "enableControllerMode" => enable_controller_mode: bool = false,
+        /// RocketMQ 5: the controllers, `host:port;host:port;...` (or a domain name with
+        /// `fetchControllerAddrByDnsLookup`).
+        "controllerAddr" => controller_addr: String = String::new(),
+        /// RocketMQ 5: `controllerAddr` is a domain name whose A records are the controllers.
+        "fetchControllerAddrByDnsLookup" => fetch_controller_addr_by_dns_lookup: bool = false,
+        /// RocketMQ 5: how often a slave copies metadata from its master (ms).
+        "syncBrokerMetadataPeriod" => sync_broker_metadata_period: i64 = 5000,
+        /// RocketMQ 5: how often a master checks its sync-state set (ms).
+        "checkSyncStateSetPeriod" => check_sync_state_set_period: i64 = 5000,
+        /// RocketMQ 5: how often the broker refreshes the controller metadata (ms).
+        "syncControllerMetadataPeriod" => sync_controller_metadata_period: i64 = 10_000,
+        /// RocketMQ 5: the controller drops a broker whose heartbeat is older than this (ms);
+        /// also how long a master acknowledges without reaching the controller.
+        "controllerHeartBeatTimeoutMills" => controller_heart_beat_timeout_mills: i64 = 10_000,
+        /// RocketMQ 5: election preference, lower wins (ties: epoch, then max offset first).
+        "brokerElectionPriority" => broker_election_priority: i32 = i32::MAX,
+        /// RocketMQ 5 (MessageStoreConfig): where the epoch history lives; None =
+        /// storePathRootDir/epochFileCheckpoint (shard n > 0: the same path + `.shard-{n}`).
+        "storePathEpochFile" => store_path_epoch_file: Option<String> = None,
+        /// RocketMQ 5: replicas (master included) a SYNC send needs, unless
+        /// `allAckInSyncStateSet`.
+        "inSyncReplicas" => in_sync_replicas: i32 = 1,
+        /// RocketMQ 5: the fewest sync-state-set members a master acknowledges with.
+        "minInSyncReplicas" => min_in_sync_replicas: i32 = 1,
+        /// RocketMQ 5: a SYNC send is acknowledged only once every sync-state-set member has
+        /// it. rmq-fast recommends true (no acknowledged message lost by one failure).
+        "allAckInSyncStateSet" => all_ack_in_sync_state_set: bool = false,
+        /// RocketMQ 5: a slave not caught up for this long leaves the sync-state set (ms).
+        "haMaxTimeSlaveNotCatchup" => ha_max_time_slave_not_catchup: i64 = 15_000,
         /// DLedger is not supported: `true` is refused by `validate`.
         "enableDLegerCommitLog" => enable_dleger_commit_log: bool = false,
         /// rmq-fast extension: log directory.
@@ -423,7 +455,7 @@ impl BrokerConfig {
     /// What BrokerStartup does after loading: masters get brokerId 0. Also warns where RocketMQ
     /// would silently ignore a key (derived store paths, haListenPort).
     fn finish(&mut self, source_name: &str, warnings: &mut Vec<ConfigWarning>) {
-        if self.broker_role.is_master() && self.broker_id != 0 {
+        if self.broker_role.is_master() && self.broker_id != 0 && !self.enable_controller_mode {
             let message = format!(
                 "brokerId {} with brokerRole {}: a master's brokerId is always 0 \
                  (as in RocketMQ), using 0",
@@ -539,6 +571,24 @@ impl BrokerConfig {
     /// storePathRootDir/index.
     pub fn store_path_index(&self) -> PathBuf {
         self.store_root().join("index")
+    }
+
+    /// `storePathEpochFile`, else storePathRootDir/epochFileCheckpoint (controller mode).
+    pub fn store_path_epoch_file(&self) -> PathBuf {
+        self.store_path_epoch_file.as_ref().map_or_else(
+            || self.store_root().join("epochFileCheckpoint"),
+            PathBuf::from,
+        )
+    }
+
+    /// The controllers of `controllerAddr` (`;`-separated, blanks dropped).
+    pub fn controller_addrs(&self) -> Vec<String> {
+        self.controller_addr
+            .split(';')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect()
     }
 
     /// storePathRootDir/checkpoint.

@@ -473,3 +473,54 @@ fn huge_and_numerous_unknown_keys_cost_little() {
     let took = started.elapsed();
     assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
 }
+
+#[test]
+fn controller_mode_keys_parse_and_brokerid_role_are_the_controllers() {
+    let text = "brokerName=broker-a\nbrokerRole=SLAVE\nbrokerId=0\nenableControllerMode=true\n\
+                controllerAddr=127.0.0.1:9878; 127.0.0.2:9878 ;127.0.0.3:9878\n\
+                allAckInSyncStateSet=true\nbrokerElectionPriority=2\n\
+                haMaxTimeSlaveNotCatchup=3000\ncontrollerHeartBeatTimeoutMills=4000\n\
+                storePathEpochFile=/data/epochs\n";
+    let (config, warnings) = from_text(text).expect("controller mode ignores brokerId/brokerRole");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(config.enable_controller_mode && config.all_ack_in_sync_state_set);
+    assert_eq!(
+        config.controller_addrs(),
+        ["127.0.0.1:9878", "127.0.0.2:9878", "127.0.0.3:9878"]
+    );
+    assert_eq!(config.broker_election_priority, 2);
+    assert_eq!(config.ha_max_time_slave_not_catchup, 3000);
+    assert_eq!(config.controller_heart_beat_timeout_mills, 4000);
+    assert_eq!(
+        config.store_path_epoch_file(),
+        PathBuf::from("/data/epochs")
+    );
+    let defaults = BrokerConfig::default();
+    assert!(!defaults.enable_controller_mode && !defaults.all_ack_in_sync_state_set);
+    assert_eq!(defaults.broker_election_priority, i32::MAX);
+    assert_eq!(defaults.controller_heart_beat_timeout_mills, 10_000);
+    assert_eq!(defaults.sync_controller_metadata_period, 10_000);
+    assert!(
+        defaults
+            .store_path_epoch_file()
+            .ends_with("epochFileCheckpoint")
+    );
+
+    let no_controllers = from_text("enableControllerMode=true\n").unwrap_err();
+    assert!(
+        no_controllers.to_string().contains("controllerAddr"),
+        "{no_controllers}"
+    );
+    let bad = from_text("enableControllerMode=true\ncontrollerAddr=nohostport\n").unwrap_err();
+    assert!(bad.to_string().contains("controllerAddr"), "{bad}");
+    let zero = from_text(
+        "enableControllerMode=true\ncontrollerAddr=127.0.0.1:9878\nhaMaxTimeSlaveNotCatchup=0\n",
+    )
+    .unwrap_err();
+    assert!(
+        zero.to_string().contains("haMaxTimeSlaveNotCatchup"),
+        "{zero}"
+    );
+    // Classic mode keeps its checks.
+    assert!(from_text("brokerRole=SLAVE\nbrokerId=0\n").is_err());
+}

@@ -153,13 +153,52 @@ impl BrokerConfig {
         if self.broker_cluster_name.trim().is_empty() {
             return Err(("brokerClusterName", "must not be empty".to_owned()));
         }
-        if self.broker_role.is_master() && self.broker_id != 0 {
+        if self.enable_controller_mode {
+            // brokerId/brokerRole are the controller's to give (RocketMQ 5).
+            if self.controller_addrs().is_empty() {
+                return Err((
+                    "controllerAddr",
+                    "enableControllerMode=true needs controllerAddr host:port;host:port;...".into(),
+                ));
+            }
+            if !self.fetch_controller_addr_by_dns_lookup {
+                for addr in self.controller_addrs() {
+                    check_host_port(&addr).map_err(|m| ("controllerAddr", m))?;
+                }
+            }
+            for (key, value) in [
+                ("syncBrokerMetadataPeriod", self.sync_broker_metadata_period),
+                ("checkSyncStateSetPeriod", self.check_sync_state_set_period),
+                (
+                    "syncControllerMetadataPeriod",
+                    self.sync_controller_metadata_period,
+                ),
+                (
+                    "controllerHeartBeatTimeoutMills",
+                    self.controller_heart_beat_timeout_mills,
+                ),
+                (
+                    "haMaxTimeSlaveNotCatchup",
+                    self.ha_max_time_slave_not_catchup,
+                ),
+            ] {
+                if value <= 0 {
+                    return Err((key, format!("must be > 0 ms, got {value}")));
+                }
+            }
+            if self.in_sync_replicas < 1 || self.min_in_sync_replicas < 1 {
+                return Err((
+                    "minInSyncReplicas",
+                    "inSyncReplicas and minInSyncReplicas must be >= 1".into(),
+                ));
+            }
+        } else if self.broker_role.is_master() && self.broker_id != 0 {
             return Err((
                 "brokerId",
                 format!("a master's brokerId must be 0, got {}", self.broker_id),
             ));
         }
-        if !self.broker_role.is_master() && self.broker_id <= 0 {
+        if !self.enable_controller_mode && !self.broker_role.is_master() && self.broker_id <= 0 {
             return Err((
                 "brokerId",
                 format!("a SLAVE's brokerId must be > 0, got {}", self.broker_id),

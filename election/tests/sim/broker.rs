@@ -37,6 +37,8 @@ pub struct Broker {
     synced_with: Option<(BrokerId, u32)>,
     /// Records dropped by truncation so far (to show schedules exercise it).
     pub truncated_records: u64,
+    /// A rule broken on purpose: take any master's stream, ignoring epochs.
+    follows_any_master: bool,
 }
 
 /// What went wrong inside a broker that the checker reports.
@@ -44,7 +46,7 @@ pub struct Broker {
 pub struct Divergence(pub String);
 
 impl Broker {
-    pub fn new(id: BrokerId, priority: i32) -> Self {
+    pub fn new(id: BrokerId, priority: i32, follows_any_master: bool) -> Self {
         Self {
             id,
             up: true,
@@ -55,6 +57,7 @@ impl Broker {
             priority,
             synced_with: None,
             truncated_records: 0,
+            follows_any_master,
         }
     }
 
@@ -148,10 +151,14 @@ impl Broker {
         log: &[Record],
         history: &[EpochEntry],
     ) -> Result<Option<u64>, Divergence> {
-        if !self.up || epoch < self.known_epoch {
-            return Ok(None);
-        }
-        if !matches!(self.role, Role::Slave { master, epoch: e } if master == from && e == epoch) {
+        let following = match self.role {
+            Role::Slave {
+                master,
+                epoch: followed,
+            } => (master == from && followed == epoch) || self.follows_any_master,
+            _ => false,
+        };
+        if !self.up || !following || (epoch < self.known_epoch && !self.follows_any_master) {
             return Ok(None);
         }
         if self.synced_with == Some((from, epoch)) && log.len() < self.log.len() {

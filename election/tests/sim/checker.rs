@@ -40,6 +40,11 @@ pub enum Violation {
         first: BrokerId,
         second: BrokerId,
     },
+    TwoMastersInOneEpoch {
+        epoch: u32,
+        first: BrokerId,
+        second: BrokerId,
+    },
     AckedNotOnSyncStateMember {
         id: u64,
         offset: u64,
@@ -75,6 +80,25 @@ fn holds(log: &[Record], acked: &Acked) -> bool {
         .is_some_and(|record| record.id == acked.id)
 }
 
+/// No two brokers act as master in the same epoch.
+pub fn check_masters(brokers: &[BrokerSnapshot]) -> Result<(), Violation> {
+    let mut masters: BTreeMap<u32, BrokerId> = BTreeMap::new();
+    for broker in brokers {
+        let Some(epoch) = broker.master_at else {
+            continue;
+        };
+        let first = *masters.entry(epoch).or_insert(broker.id);
+        if first != broker.id {
+            return Err(Violation::TwoMastersInOneEpoch {
+                epoch,
+                first,
+                second: broker.id,
+            });
+        }
+    }
+    Ok(())
+}
+
 impl Checker {
     pub fn new(sync_state_holdings: bool) -> Self {
         Self {
@@ -90,6 +114,7 @@ impl Checker {
         acked: &[Acked],
     ) -> Result<(), Violation> {
         self.check_acknowledgers(acked)?;
+        check_masters(brokers)?;
         self.check_epochs(info, brokers)?;
         let broker = |id: BrokerId| brokers.iter().find(|b| b.id == id).expect("known broker");
         if self.sync_state_holdings {

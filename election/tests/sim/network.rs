@@ -1,6 +1,7 @@
 //! The simulated network: every message has a delivery time (random delay, so messages
 //! overtake each other), links can be cut (messages on a cut link are lost or held back
-//! until it heals), and some messages are lost anyway.
+//! until it heals), some messages are lost anyway, and some arrive twice (a client's retry
+//! after a timeout: the controller may apply the same request twice).
 
 use std::collections::BTreeSet;
 
@@ -85,15 +86,17 @@ pub struct Network {
     cut: BTreeSet<(Node, Node)>,
     pub delay_max_ms: u64,
     pub loss_per_mille: u64,
+    pub duplicate_per_mille: u64,
 }
 
 impl Network {
-    pub fn new(delay_max_ms: u64, loss_per_mille: u64) -> Self {
+    pub fn new(delay_max_ms: u64, loss_per_mille: u64, duplicate_per_mille: u64) -> Self {
         Self {
             in_flight: Vec::new(),
             cut: BTreeSet::new(),
             delay_max_ms,
             loss_per_mille,
+            duplicate_per_mille,
         }
     }
 
@@ -153,9 +156,17 @@ impl Network {
                 }
                 continue;
             }
-            if !rng.chance(self.loss_per_mille) {
-                due.push(flight.message);
+            if rng.chance(self.loss_per_mille) {
+                continue;
             }
+            if rng.chance(self.duplicate_per_mille) {
+                let deliver_at_ms = now_ms + rng.range(1, self.delay_max_ms * 4);
+                self.in_flight.push(InFlight {
+                    deliver_at_ms,
+                    message: flight.message.clone(),
+                });
+            }
+            due.push(flight.message);
         }
         for i in (1..due.len()).rev() {
             let j = rng.below(i as u64 + 1) as usize;

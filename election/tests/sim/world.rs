@@ -23,6 +23,8 @@ pub enum Mutation {
     ShrinkBeforeApproval,
     /// The master counts a replica only once it learnt that its expansion was approved.
     CountApprovedOnly,
+    /// A slave takes the stream of any broker that acts as master, whatever its epoch.
+    SlaveFollowsAnyMaster,
 }
 
 #[derive(Clone, Debug)]
@@ -93,6 +95,9 @@ pub struct World {
     now_ms: u64,
     /// The controller leader's clock is `now_ms + skew` (clock jumps, leader changes).
     controller_skew_ms: i64,
+    /// The controller quorum answers nothing before this time (no quorum, or a leader lost
+    /// and not yet replaced).
+    controller_down_until_ms: u64,
     controller: ElectionState,
     network: Network,
     brokers: Vec<Broker>,
@@ -116,17 +121,32 @@ impl World {
         };
         let mut rng = Rng::new(seed);
         let brokers: Vec<Broker> = (1..=config.brokers)
-            .map(|id| Broker::new(id, rng.range(0, 3) as i32))
+            .map(|id| {
+                Broker::new(
+                    id,
+                    rng.range(0, 3) as i32,
+                    config.mutation == Some(Mutation::SlaveFollowsAnyMaster),
+                )
+            })
             .collect();
         let mut world = Self {
-            checker: Checker::new(config.all_ack_in_sync_state_set && config.mutation.is_none()),
+            checker: Checker::new(
+                // The two acknowledgement mutations are expected to lose data outright; the
+                // holdings check would flag them earlier, before the loss shows.
+                config.all_ack_in_sync_state_set
+                    && !matches!(
+                        config.mutation,
+                        Some(Mutation::CountApprovedOnly | Mutation::ShrinkBeforeApproval)
+                    ),
+            ),
             next_heartbeat_ms: vec![0; brokers.len()],
             config,
             rng,
             now_ms: 0,
             controller_skew_ms: 0,
+            controller_down_until_ms: 0,
             controller: ElectionState::new(election),
-            network: Network::new(60, 20),
+            network: Network::new(60, 20, 10),
             brokers,
             next_tick_ms: 100,
             pending: Vec::new(),

@@ -8,6 +8,7 @@ pub mod broker_consume_stats;
 pub mod connections;
 pub mod consume_queue;
 pub mod consume_stats;
+pub mod epoch_cache;
 pub mod lists;
 pub mod maintenance;
 pub mod queues;
@@ -22,6 +23,7 @@ pub mod topics;
 use std::rc::Rc;
 
 use rmq_core::body::encode_body;
+use rmq_core::remoting::controller::controller_request_code;
 use rmq_core::remoting::{RemotingCommand, ResponseCode, request_code as rc};
 
 use super::{Processed, reply};
@@ -67,6 +69,9 @@ pub async fn process(core: &Rc<CoreContext>, code: i32, req: &RemotingCommand) -
         rc::GET_CONSUMER_RUNNING_INFO => running_info::consumer_running_info(core, req).await,
         rc::CONSUME_MESSAGE_DIRECTLY => running_info::consume_message_directly(core, req).await,
         rc::QUERY_CONSUME_QUEUE => consume_queue::query_consume_queue(core, req).await,
+        controller_request_code::GET_BROKER_EPOCH_CACHE => {
+            epoch_cache::get_broker_epoch_cache(core, req).await
+        }
         code => Err(reply(
             req,
             ResponseCode::RequestCodeNotSupported,

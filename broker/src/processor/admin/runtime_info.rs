@@ -251,7 +251,7 @@ fn build(
         );
     }
     // rmq-fast's own
-    put("brokerRole", broker.config.broker_role.to_string());
+    put("brokerRole", broker.role.snapshot().role.to_string());
     put("shardCount", broker.shard_count.to_string());
     put(
         "scheduleUndeliverable",

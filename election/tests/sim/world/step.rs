@@ -20,6 +20,7 @@ impl World {
         for message in self.network.due(&mut self.rng, self.now_ms) {
             self.deliver(message);
         }
+        self.controller_faults();
         self.periodic();
         self.faults();
         self.client_sends();
@@ -27,8 +28,44 @@ impl World {
         self.acknowledge();
     }
 
+    /// The quorum goes away for a while (leader killed, no majority); the next leader starts
+    /// from the replicated state (a snapshot round trip here) with its own clock. An operator
+    /// runs mqadmin electMaster now and then.
+    fn controller_faults(&mut self) {
+        if self.now_ms >= self.controller_down_until_ms && self.rng.chance(2) {
+            self.controller_down_until_ms = self.now_ms + self.rng.range(300, 3_000);
+            self.note(|| "controller quorum lost".to_owned());
+        }
+        if self.controller_down_until_ms > 0 && self.now_ms >= self.controller_down_until_ms {
+            self.controller_down_until_ms = 0;
+            let snapshot = serde_json::to_string(&self.controller).expect("state serializes");
+            let restored: ElectionState =
+                serde_json::from_str(&snapshot).expect("state deserializes");
+            assert_eq!(
+                restored, self.controller,
+                "a snapshot restores the whole state"
+            );
+            self.controller = restored;
+            self.controller_skew_ms += self.rng.range(0, 2_000) as i64 - 500;
+            self.note(|| "controller quorum back with a new leader".to_owned());
+        }
+        if self.rng.chance(3) {
+            let id = self.rng.range(1, self.brokers.len() as u64);
+            let cmd = Command::ElectMaster {
+                broker_name: GROUP.into(),
+                broker_id: Some(id),
+                designate: true,
+            };
+            self.apply_controller(None, &cmd);
+        }
+    }
+
+    fn controller_up(&self) -> bool {
+        self.controller_down_until_ms == 0
+    }
+
     fn periodic(&mut self) {
-        if self.now_ms >= self.next_tick_ms {
+        if self.now_ms >= self.next_tick_ms && self.controller_up() {
             self.next_tick_ms = self.now_ms + 100;
             self.apply_controller(None, &Command::Tick);
         }
@@ -204,6 +241,7 @@ impl World {
 
     fn deliver(&mut self, message: Message) {
         match message {
+            Message::Apply { .. } | Message::GetInfo { .. } if !self.controller_up() => {}
             Message::Apply { from, cmd } => self.apply_controller(Some(from), &cmd),
             Message::GetInfo { from } => {
                 let info = self.info();
@@ -319,12 +357,13 @@ impl World {
                 continue; // no longer master in that epoch: the client sees a failure
             }
             let limit = match self.config.mutation {
-                None => view.acknowledgeable_end(
+                None | Some(Mutation::SlaveFollowsAnyMaster) => view.acknowledgeable_end(
                     self.config.all_ack_in_sync_state_set,
                     self.config.min_in_sync_replicas,
                 ),
                 Some(mutation) => {
                     let counted = match mutation {
+                        Mutation::SlaveFollowsAnyMaster => unreachable!("handled above"),
                         Mutation::CountApprovedOnly => view.approved().0.clone(),
                         Mutation::ShrinkBeforeApproval => view
                             .proposals()

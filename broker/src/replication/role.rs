@@ -1,0 +1,328 @@
+//! The broker's role at runtime (issue 11, controller mode): master or slave, its broker id,
+//! its master epoch and, as a slave, whom it follows. In classic mode the role comes from
+//! `brokerRole`/`brokerId` and never changes; in controller mode the controller changes it
+//! through [`become_master`] and [`become_slave`] (the internal API the controller client
+//! drives).
+//!
+//! A change bumps the role *generation*. Every core runs [`run_duties`]: it starts the duties
+//! of the current generation (a slave replicates each shard it owns and core 0 copies the
+//! master's metadata; core 0 of a master listens on the HA port), and when the generation
+//! moves it stops them (the sessions' `stopping` closures see the new generation: the HA
+//! listener closes, master sessions drop their slaves, slave sessions close), waits until they
+//! ended, applies the new role to its shards (a new master starts its epoch on every shard
+//! before any write, `ShardStore::begin_epoch`) and reports the generation settled.
+//!
+//! Order of a change, so no write lands where it must not:
+//! - slave → master (epoch E): the broker keeps refusing writes while the cores stop
+//!   following and start epoch E on every shard; only when every core settled does it accept
+//!   writes, as brokerId 0, and re-register with every name server at once (the old id
+//!   unregistered). SYNC acknowledgements then wait for the slaves (`AckPolicy`).
+//! - master → slave of A (epoch E): writes are refused at once (SERVICE_NOT_AVAILABLE, as a
+//!   4.x slave answers), then the cores drop the HA listener and its sessions (waiting sends
+//!   fail: nothing more is acknowledged), wait [`IN_FLIGHT_GRACE`] for appends already on
+//!   their way, and follow A with `min_master_epoch` E: the handshake cuts each shard back to
+//!   the consistent point with A's epoch history. The broker re-registers with its new id.
+
+use std::rc::Rc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rmq_core::config::{BrokerConfig, BrokerRole};
+
+use crate::context::SharedContext;
+use crate::core_context::CoreContext;
+
+/// How long a core that stops being master waits for appends already past the role check.
+pub const IN_FLIGHT_GRACE: Duration = Duration::from_millis(300);
+/// How long a role change waits for every core to settle.
+const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+
+/// What the role is (a consistent snapshot).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Role {
+    pub role: BrokerRole,
+    /// The id registered with the name servers: 0 for a master.
+    pub broker_id: i64,
+    /// The id the controller assigned (controller mode; a master keeps it while it registers
+    /// as 0); in classic mode `brokerId`.
+    pub controller_id: i64,
+    /// Master epoch (controller mode; -1 in classic mode).
+    pub epoch: i32,
+    /// A slave's master: its remoting address and HA address (controller mode; classic
+    /// slaves learn them from the name servers, see `ReplicationInfo`).
+    pub master_addr: Option<String>,
+    pub master_ha_addr: Option<String>,
+    pub generation: u64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RoleError {
+    #[error("epoch {requested} is older than this broker's epoch {current}")]
+    StaleEpoch { requested: i32, current: i32 },
+    #[error("the role cannot change: the broker is not in controller mode")]
+    NotControllerMode,
+    #[error("cores did not settle role generation {generation} within {SETTLE_LIMIT:?}")]
+    NotSettled { generation: u64 },
+    #[error("the broker is stopping")]
+    Stopping,
+}
+
+/// The broker's role (see the module docs). Reads on the send path are one atomic load.
+pub struct RoleState {
+    current: Mutex<Role>,
+    /// Writes are refused (a slave, or a master whose cores have not settled yet).
+    refuses_writes: AtomicBool,
+    /// Acknowledgements wait for a slave report.
+    waits_for_replica: AtomicBool,
+    generation: AtomicU64,
+    /// Cores that applied `generation`.
+    settled: AtomicUsize,
+    controller_mode: bool,
+}
+
+impl RoleState {
+    /// Classic mode: `brokerRole`/`brokerId`, for good. Controller mode: a slave following
+    /// nobody, refusing writes, until the controller gives a role.
+    pub fn from_config(config: &BrokerConfig) -> RoleState {
+        let initial = match config.enable_controller_mode {
+            true => BrokerRole::Slave,
+            false => config.broker_role,
+        };
+        let role = Role {
+            role: initial,
+            broker_id: config.broker_id,
+            controller_id: config.broker_id,
+            epoch: -1,
+            master_addr: None,
+            master_ha_addr: None,
+            generation: 0,
+        };
+        RoleState {
+            refuses_writes: AtomicBool::new(initial == BrokerRole::Slave),
+            waits_for_replica: AtomicBool::new(initial == BrokerRole::SyncMaster),
+            current: Mutex::new(role),
+            generation: AtomicU64::new(0),
+            settled: AtomicUsize::new(0),
+            controller_mode: config.enable_controller_mode,
+        }
+    }
+
+    pub fn snapshot(&self) -> Role {
+        self.current.lock().expect("role lock").clone()
+    }
+
+    /// True while the broker refuses writes (a slave, or a master not settled yet).
+    pub fn refuses_writes(&self) -> bool {
+        self.refuses_writes.load(Ordering::Acquire)
+    }
+
+    pub fn waits_for_replica(&self) -> bool {
+        self.waits_for_replica.load(Ordering::Acquire)
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn broker_id(&self) -> i64 {
+        self.current.lock().expect("role lock").broker_id
+    }
+
+    pub fn controller_mode(&self) -> bool {
+        self.controller_mode
+    }
+
+    /// Installs `next` as a new generation (writes stay refused until [`Self::open`]).
+    fn change(&self, next: impl FnOnce(&Role) -> Role) -> Role {
+        let mut current = self.current.lock().expect("role lock");
+        self.refuses_writes.store(true, Ordering::Release);
+        self.waits_for_replica.store(false, Ordering::Release);
+        let mut role = next(&current);
+        role.generation = current.generation + 1;
+        self.settled.store(0, Ordering::Release);
+        self.generation.store(role.generation, Ordering::Release);
+        *current = role.clone();
+        role
+    }
+
+    fn settle(&self, generation: u64) {
+        if self.generation() == generation {
+            self.settled.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    fn settled(&self, generation: u64, cores: usize) -> bool {
+        self.generation() == generation && self.settled.load(Ordering::Acquire) >= cores
+    }
+}
+
+fn check_epoch(current: &Role, epoch: i32) -> Result<(), RoleError> {
+    if epoch < current.epoch {
+        return Err(RoleError::StaleEpoch {
+            requested: epoch,
+            current: current.epoch,
+        });
+    }
+    Ok(())
+}
+
+async fn wait_settled(broker: &SharedContext, generation: u64) -> Result<(), RoleError> {
+    let deadline = std::time::Instant::now() + SETTLE_LIMIT;
+    while !broker.role.settled(generation, broker.core_count) {
+        if broker.stopping.load(Ordering::Acquire) {
+            return Err(RoleError::Stopping);
+        }
+        if broker.role.generation() != generation || std::time::Instant::now() > deadline {
+            return Err(RoleError::NotSettled { generation });
+        }
+        rmq_net::rt::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+/// Makes this broker (controller id `controller_id`) the master of `epoch` with the
+/// sync-state set `sync_state_set` (controller ids, this one included; see
+/// [`apply_sync_state_set`]): returns once it accepts writes as brokerId 0. A no-op when it
+/// already is master of `epoch`.
+///
+/// # Errors
+/// `StaleEpoch` for an epoch older than the current one; `NotSettled` when a core did not
+/// apply the change in time (or another change overtook it); `NotControllerMode`.
+pub async fn become_master(
+    broker: &SharedContext,
+    epoch: i32,
+    controller_id: i64,
+    sync_state_set: &[i64],
+) -> Result<(), RoleError> {
+    let role = &broker.role;
+    if !role.controller_mode {
+        return Err(RoleError::NotControllerMode);
+    }
+    {
+        let current = role.snapshot();
+        check_epoch(&current, epoch)?;
+        if current.role.is_master() && current.epoch == epoch && !role.refuses_writes() {
+            apply_sync_state_set(broker, sync_state_set);
+            return Ok(());
+        }
+    }
+    let next = role.change(|_| Role {
+        role: BrokerRole::SyncMaster,
+        broker_id: 0,
+        controller_id,
+        epoch,
+        master_addr: None,
+        master_ha_addr: None,
+        generation: 0,
+    });
+    wait_settled(broker, next.generation).await?;
+    apply_sync_state_set(broker, sync_state_set);
+    role.refuses_writes.store(false, Ordering::Release);
+    broker.request_registration();
+    tracing::warn!(epoch, "this broker is master now");
+    Ok(())
+}
+
+/// A master's SYNC acknowledgements follow its sync-state set: with other members in it a
+/// send waits for a slave report (`AckPolicy`), alone it acknowledges by itself. The
+/// controller decides the set (a shrink takes effect only once it accepted it).
+pub fn apply_sync_state_set(broker: &SharedContext, sync_state_set: &[i64]) {
+    let me = broker.role.snapshot().controller_id;
+    let others = sync_state_set.iter().any(|&id| id != me);
+    broker
+        .role
+        .waits_for_replica
+        .store(others, Ordering::Release);
+}
+
+/// Makes this broker a slave with `broker_id` following the master at `master_addr`
+/// (remoting) / `master_ha_addr` (HA) in `epoch`; returns once every core stopped acting as
+/// master and follows.
+///
+/// # Errors
+/// As [`become_master`].
+pub async fn become_slave(
+    broker: &SharedContext,
+    master_addr: &str,
+    master_ha_addr: &str,
+    epoch: i32,
+    broker_id: i64,
+) -> Result<(), RoleError> {
+    let role = &broker.role;
+    if !role.controller_mode {
+        return Err(RoleError::NotControllerMode);
+    }
+    {
+        let current = role.snapshot();
+        check_epoch(&current, epoch)?;
+        let same = current.role == BrokerRole::Slave
+            && current.epoch == epoch
+            && current.broker_id == broker_id
+            && current.master_ha_addr.as_deref() == Some(master_ha_addr);
+        if same {
+            return Ok(());
+        }
+    }
+    let next = role.change(|_| Role {
+        role: BrokerRole::Slave,
+        broker_id,
+        controller_id: broker_id,
+        epoch,
+        master_addr: Some(master_addr.to_string()),
+        master_ha_addr: Some(master_ha_addr.to_string()),
+        generation: 0,
+    });
+    broker.request_registration();
+    wait_settled(broker, next.generation).await?;
+    tracing::warn!(
+        epoch,
+        broker_id,
+        master = master_addr,
+        "this broker is a slave now"
+    );
+    Ok(())
+}
+
+/// Whether work of role `generation` must stop (a newer role, or the broker stops).
+pub fn outdated(broker: &SharedContext, generation: u64) -> bool {
+    broker.stopping.load(Ordering::Acquire) || broker.role.generation() != generation
+}
+
+/// This core's replication duties for each role generation, until the broker stops (see the
+/// module docs).
+pub async fn run_duties(core: Rc<CoreContext>) {
+    let broker = core.broker.clone();
+    while !broker.stopping.load(Ordering::Acquire) {
+        let role = broker.role.snapshot();
+        let generation = role.generation;
+        if generation > 0 && role.role.is_master() {
+            for (&shard, store) in &core.shards {
+                if let Err(error) = store.begin_epoch(role.epoch) {
+                    // The role cannot be taken without it: stay unsettled, the change fails.
+                    tracing::error!(shard, epoch = role.epoch, %error, "cannot start the epoch");
+                    return;
+                }
+            }
+        }
+        broker.role.settle(generation);
+        if generation > 0 && role.role.is_master() && core.core == 0 {
+            // Slaves are served once every shard started the epoch.
+            while !broker.role.settled(generation, broker.core_count)
+                && !outdated(&broker, generation)
+            {
+                rmq_net::rt::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        let tasks = super::start_generation(&core, &role);
+        while !outdated(&broker, generation) {
+            rmq_net::rt::sleep(Duration::from_millis(20)).await;
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+        if role.role.is_master() {
+            rmq_net::rt::sleep(IN_FLIGHT_GRACE).await;
+        }
+    }
+}

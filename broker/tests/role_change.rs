@@ -1,0 +1,271 @@
+//! Controller mode without a controller (issue 11, step 2): the broker's role changes at
+//! runtime through the internal API (`replication::role`), in process, against an in-process
+//! name server. A master of epoch 1 with its slave; the slave loses it (an unacknowledged tail
+//! stays on the master); the master stops; the slave becomes master of epoch 2 (registered as
+//! brokerId 0 at once, takes writes, serves every acknowledged message); the old master comes
+//! back as a slave of epoch 2, cuts its unacknowledged tail at the consistent point of both
+//! epoch histories and ends up with exactly the new master's queues, and refuses writes.
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rmq_broker::replication::role::{self, RoleError};
+use rmq_broker::server::{BrokerHandle, start_broker};
+use rmq_core::body::{TopicRouteData, decode_body};
+use rmq_core::config::{BrokerConfig, NamesrvConfig};
+use rmq_core::remoting::{RemotingCommand, ResponseCode, request_code as rc};
+use rmq_net::RemotingClient;
+use rmq_test_support::ports::free_port;
+use support::{
+    Acked, TIMEOUT, Topic, free_port_pair, read_queue, record_ack, send_request, verify,
+};
+
+const TOPIC: Topic = Topic {
+    name: "RoleTopic",
+    queues: 4,
+};
+
+struct Namesrv {
+    stop: Arc<AtomicBool>,
+    addr: String,
+}
+
+impl Namesrv {
+    fn start() -> Namesrv {
+        let port = free_port();
+        let overrides = [("listenPort".to_owned(), port.to_string())];
+        let (config, _) = NamesrvConfig::load(None, &overrides).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+        rmq_namesrv::run_namesrv(config, ip, stop.clone()).unwrap();
+        Namesrv {
+            stop,
+            addr: format!("127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for Namesrv {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn config(root: &Path, port: u16, namesrv: &str) -> BrokerConfig {
+    let pairs: Vec<(String, String)> = [
+        ("brokerClusterName", "RoleCluster".to_string()),
+        ("brokerName", "role-broker".to_string()),
+        // Ignored in controller mode (the controller's to give).
+        ("brokerRole", "ASYNC_MASTER".to_string()),
+        ("enableControllerMode", "true".to_string()),
+        ("controllerAddr", "127.0.0.1:1".to_string()),
+        ("listenPort", port.to_string()),
+        ("namesrvAddr", namesrv.to_string()),
+        ("brokerIP1", "127.0.0.1".to_string()),
+        ("storePathRootDir", root.join("store").display().to_string()),
+        ("logDir", root.join("logs").display().to_string()),
+        ("mappedFileSizeCommitLog", "1048576".to_string()),
+        ("maxMessageSize", "65536".to_string()),
+        ("mappedFileSizeConsumeQueue", "6000".to_string()),
+        ("shardCount", "2".to_string()),
+        ("autoCreateTopicEnable", "true".to_string()),
+        ("haSendHeartbeatInterval", "200".to_string()),
+        ("slaveTimeout", "2000".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    BrokerConfig::load(None, &pairs).unwrap().0
+}
+
+struct Node {
+    config: BrokerConfig,
+    addr: String,
+    ha_addr: String,
+}
+
+impl Node {
+    fn new(root: &Path, namesrv: &str) -> Node {
+        let port = free_port_pair();
+        Node {
+            config: config(root, port, namesrv),
+            addr: format!("127.0.0.1:{port}"),
+            ha_addr: format!("127.0.0.1:{}", port + 1),
+        }
+    }
+
+    fn start(&self) -> BrokerHandle {
+        start_broker(self.config.clone()).expect("start the broker")
+    }
+}
+
+/// Sends `count` messages to `addr`; returns how many were answered with each code, and
+/// records the SUCCESS ones in `acked`.
+async fn send(addr: &str, round: usize, count: u64, acked: &mut Acked) -> Vec<(i32, usize)> {
+    let client = RemotingClient::connect(addr, TIMEOUT).await.unwrap();
+    let mut codes: Vec<(i32, usize)> = Vec::new();
+    for seq in 0..count {
+        let (request, queue_id, body) = send_request(TOPIC, round, 0, seq);
+        let response = client.invoke(request, TIMEOUT).await.unwrap();
+        if response.code == ResponseCode::Success.code() {
+            record_ack(acked, &response, queue_id, &body);
+        }
+        match codes.iter_mut().find(|(code, _)| *code == response.code) {
+            Some((_, n)) => *n += 1,
+            None => codes.push((response.code, 1)),
+        }
+    }
+    codes
+}
+
+async fn until(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        rmq_net::rt::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// brokerId → address in the name server's route of the topic.
+async fn route_ids(namesrv: &str) -> Vec<(i64, String)> {
+    let client = RemotingClient::connect(namesrv, TIMEOUT).await.unwrap();
+    let request =
+        RemotingCommand::new_request(rc::GET_ROUTEINFO_BY_TOPIC).with_ext("topic", TOPIC.name);
+    let response = client.invoke(request, TIMEOUT).await.unwrap();
+    if response.code != ResponseCode::Success.code() {
+        return Vec::new();
+    }
+    let route: TopicRouteData = decode_body(&response.body).unwrap();
+    route
+        .broker_datas
+        .iter()
+        .flat_map(|b| b.broker_addrs.iter().map(|(id, a)| (*id, a.clone())))
+        .collect()
+}
+
+async fn queues(addr: &str) -> Vec<Vec<bytes::Bytes>> {
+    let client = RemotingClient::connect(addr, TIMEOUT).await.unwrap();
+    let mut all = Vec::new();
+    for queue in 0..TOPIC.queues {
+        let (records, _) = read_queue(&client, TOPIC.name, queue, 0).await.unwrap();
+        all.push(records.into_iter().map(|r| r.record).collect());
+    }
+    all
+}
+
+#[test]
+fn a_slave_takes_over_and_the_old_master_rejoins_at_the_consistent_point() {
+    let namesrv = Namesrv::start();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let a = Node::new(dirs[0].path(), &namesrv.addr);
+    let b = Node::new(dirs[1].path(), &namesrv.addr);
+    let a_handle = a.start();
+    let b_handle = b.start();
+    let (a_ctx, b_ctx) = (a_handle.context().clone(), b_handle.context().clone());
+    let mut acked = Acked::new();
+    rmq_net::rt::block_on(async {
+        // No role yet: writes refused, nothing registered.
+        let refused = send(&a.addr, 0, 1, &mut acked).await;
+        assert_eq!(refused, [(ResponseCode::ServiceNotAvailable.code(), 1)]);
+
+        role::become_master(&a_ctx, 1, 1, &[1, 2]).await.unwrap();
+        role::become_slave(&b_ctx, &a.addr, &a.ha_addr, 1, 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            role::become_master(&a_ctx, 0, 1, &[1]).await,
+            Err(RoleError::StaleEpoch {
+                requested: 0,
+                current: 1
+            })
+        );
+        // SYNC: acknowledged once B has it (the first sends may find B not connected yet).
+        let mut probe = 100;
+        until("B replicating", Duration::from_secs(10), async || {
+            probe += 1;
+            let codes = send(&a.addr, probe, 1, &mut acked).await;
+            codes[0].0 == ResponseCode::Success.code()
+        })
+        .await;
+        let codes = send(&a.addr, 1, 200, &mut acked).await;
+        assert_eq!(codes, [(ResponseCode::Success.code(), 200)]);
+        until(
+            "A as 0, B as 2 in the route",
+            Duration::from_secs(10),
+            async || {
+                let ids = route_ids(&namesrv.addr).await;
+                ids.contains(&(0, a.addr.clone())) && ids.contains(&(2, b.addr.clone()))
+            },
+        )
+        .await;
+
+        // B loses A (it follows an address where nobody listens): A's next sends are stored
+        // but not acknowledged.
+        role::become_slave(&b_ctx, "127.0.0.1:1", "127.0.0.1:2", 1, 2)
+            .await
+            .unwrap();
+        let mut unacked = Acked::new();
+        let codes = send(&a.addr, 2, 40, &mut unacked).await;
+        assert!(
+            unacked.is_empty(),
+            "nothing acknowledged without B: {codes:?}"
+        );
+    })
+    .unwrap();
+    a_handle.stop().unwrap();
+
+    rmq_net::rt::block_on(async {
+        // B is elected with epoch 2, alone in its sync-state set.
+        role::become_master(&b_ctx, 2, 2, &[2]).await.unwrap();
+        until("B as brokerId 0", Duration::from_secs(5), async || {
+            route_ids(&namesrv.addr).await == [(0, b.addr.clone())]
+        })
+        .await;
+        let codes = send(&b.addr, 3, 60, &mut acked).await;
+        assert_eq!(codes, [(ResponseCode::Success.code(), 60)]);
+        verify(&b.addr, TOPIC, &acked, 3).await.unwrap();
+    })
+    .unwrap();
+
+    // A comes back: a slave of B in epoch 2.
+    let a_handle = a.start();
+    let a_ctx = a_handle.context().clone();
+    rmq_net::rt::block_on(async {
+        role::become_slave(&a_ctx, &b.addr, &b.ha_addr, 2, 1)
+            .await
+            .unwrap();
+        // A catches up (cut back to the consistent point first), then the controller would
+        // put it back into the sync-state set: SYNC sends wait for it again.
+        let b_queues = queues(&b.addr).await;
+        until("A holds B's queues", Duration::from_secs(10), async || {
+            queues(&a.addr).await == b_queues
+        })
+        .await;
+        role::apply_sync_state_set(&b_ctx, &[1, 2]);
+        let codes = send(&b.addr, 4, 20, &mut acked).await;
+        assert_eq!(
+            codes,
+            [(ResponseCode::Success.code(), 20)],
+            "SYNC with A back"
+        );
+        let b_queues = queues(&b.addr).await;
+        assert_eq!(queues(&a.addr).await, b_queues, "acknowledged: A has it");
+        verify(&a.addr, TOPIC, &acked, 4).await.unwrap();
+        let mut none = Acked::new();
+        let refused = send(&a.addr, 5, 1, &mut none).await;
+        assert_eq!(refused, [(ResponseCode::ServiceNotAvailable.code(), 1)]);
+        until("A as 1, B as 0", Duration::from_secs(5), async || {
+            let mut ids = route_ids(&namesrv.addr).await;
+            ids.sort();
+            ids == [(0, b.addr.clone()), (1, a.addr.clone())]
+        })
+        .await;
+    })
+    .unwrap();
+    a_handle.stop().unwrap();
+    b_handle.stop().unwrap();
+}
