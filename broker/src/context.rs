@@ -62,6 +62,8 @@ pub struct BrokerContext {
     /// Master or slave, broker id, epoch; changes at runtime in controller mode
     /// (`replication::role`).
     pub role: crate::replication::role::RoleState,
+    /// Role changes the controller pushed (`controller_client`).
+    pub controller_inbox: crate::controller_client::Inbox,
     /// Set when topics changed and name servers should hear about it now.
     pub register_now: AtomicBool,
     /// Which registration requests reached the name servers (`registration`).

@@ -30,6 +30,7 @@ pub mod acl;
 pub mod client_calls;
 pub mod clients;
 pub mod context;
+pub mod controller_client;
 pub mod core_context;
 pub mod filter;
 pub mod groups;

@@ -294,6 +294,7 @@ pub(crate) fn build_context(
         replication: crate::replication::ReplicationInfo::default(),
         ack_base: crate::replication::AckPolicy::for_master(&config),
         role: crate::replication::role::RoleState::from_config(&config),
+        controller_inbox: crate::controller_client::Inbox::default(),
         register_now: AtomicBool::new(false),
         registration: crate::registration::RegistrationProgress::default(),
         stopping: AtomicBool::new(false),
@@ -376,6 +377,7 @@ async fn run_core(start: CoreStart) {
         rmq_net::rt::spawn(crate::transaction::check::check_loop(core.clone())).detach();
     }
     crate::replication::start(&core);
+    crate::controller_client::start(&core);
     crate::metrics::start_core(&core);
     ctx.stats_hub.start_core(start.core);
     if start.core == 0 {

@@ -173,7 +173,7 @@ fn a_slave_takes_over_and_the_old_master_rejoins_at_the_consistent_point() {
         assert_eq!(refused, [(ResponseCode::ServiceNotAvailable.code(), 1)]);
 
         role::become_master(&a_ctx, 1, 1, &[1, 2]).await.unwrap();
-        role::become_slave(&b_ctx, &a.addr, &a.ha_addr, 1, 2)
+        role::become_slave(&b_ctx, &a.addr, Some(&a.ha_addr), 1, 2)
             .await
             .unwrap();
         assert_eq!(
@@ -205,7 +205,7 @@ fn a_slave_takes_over_and_the_old_master_rejoins_at_the_consistent_point() {
 
         // B loses A (it follows an address where nobody listens): A's next sends are stored
         // but not acknowledged.
-        role::become_slave(&b_ctx, "127.0.0.1:1", "127.0.0.1:2", 1, 2)
+        role::become_slave(&b_ctx, "127.0.0.1:1", Some("127.0.0.1:2"), 1, 2)
             .await
             .unwrap();
         let mut unacked = Acked::new();
@@ -235,7 +235,7 @@ fn a_slave_takes_over_and_the_old_master_rejoins_at_the_consistent_point() {
     let a_handle = a.start();
     let a_ctx = a_handle.context().clone();
     rmq_net::rt::block_on(async {
-        role::become_slave(&a_ctx, &b.addr, &b.ha_addr, 2, 1)
+        role::become_slave(&a_ctx, &b.addr, Some(&b.ha_addr), 2, 1)
             .await
             .unwrap();
         // A catches up (cut back to the consistent point first), then the controller would

@@ -70,8 +70,10 @@ impl ReplicationInfo {
     /// The controller's word in controller mode; else `haMasterAddress` if configured, else
     /// what the name servers said.
     pub fn master_ha_addr(&self, broker: &BrokerContext) -> Option<String> {
-        if broker.role.controller_mode() {
-            return broker.role.snapshot().master_ha_addr;
+        if broker.role.controller_mode()
+            && let Some(addr) = broker.role.snapshot().master_ha_addr
+        {
+            return Some(addr);
         }
         broker
             .config

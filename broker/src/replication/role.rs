@@ -237,15 +237,15 @@ pub fn apply_sync_state_set(broker: &SharedContext, sync_state_set: &[i64]) {
 }
 
 /// Makes this broker a slave with `broker_id` following the master at `master_addr`
-/// (remoting) / `master_ha_addr` (HA) in `epoch`; returns once every core stopped acting as
-/// master and follows.
+/// (remoting) / `master_ha_addr` (HA; None: the one the name servers give for the master)
+/// in `epoch`; returns once every core stopped acting as master and follows.
 ///
 /// # Errors
 /// As [`become_master`].
 pub async fn become_slave(
     broker: &SharedContext,
     master_addr: &str,
-    master_ha_addr: &str,
+    master_ha_addr: Option<&str>,
     epoch: i32,
     broker_id: i64,
 ) -> Result<(), RoleError> {
@@ -259,7 +259,8 @@ pub async fn become_slave(
         let same = current.role == BrokerRole::Slave
             && current.epoch == epoch
             && current.broker_id == broker_id
-            && current.master_ha_addr.as_deref() == Some(master_ha_addr);
+            && current.master_addr.as_deref() == Some(master_addr)
+            && current.master_ha_addr.as_deref() == master_ha_addr;
         if same {
             return Ok(());
         }
@@ -270,7 +271,7 @@ pub async fn become_slave(
         controller_id: broker_id,
         epoch,
         master_addr: Some(master_addr.to_string()),
-        master_ha_addr: Some(master_ha_addr.to_string()),
+        master_ha_addr: master_ha_addr.map(str::to_string),
         generation: 0,
     });
     broker.request_registration();
@@ -282,6 +283,13 @@ pub async fn become_slave(
         "this broker is a slave now"
     );
     Ok(())
+}
+
+/// Fencing (controller mode): a master that may have been replaced (it cannot reach the
+/// controller, or the controller refused its epoch) stops accepting writes at once; only a
+/// new [`become_master`] from the controller lifts it.
+pub fn fence(broker: &SharedContext) {
+    broker.role.refuses_writes.store(true, Ordering::Release);
 }
 
 /// Whether work of role `generation` must stop (a newer role, or the broker stops).

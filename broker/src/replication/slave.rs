@@ -44,6 +44,10 @@ pub(super) async fn slave_loop(broker: SharedContext, store: Rc<ShardStore>, gen
         )
         .await;
         if let Err(error) = outcome {
+            if broker.role.controller_mode() {
+                // The HA address may be the old master's: ask the name servers again.
+                broker.request_registration();
+            }
             let text = error.to_string();
             // A refused handshake or a dead master repeats every second: log changes only.
             if text != last_error {

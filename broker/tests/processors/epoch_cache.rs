@@ -72,3 +72,41 @@ fn outside_controller_mode_the_request_is_refused_as_rocketmq_does() {
         assert_eq!(remark(&response), "this request only for controllerMode ");
     });
 }
+
+#[test]
+fn a_role_change_notification_reaches_the_controller_client() {
+    use rmq_core::body::controller::SyncStateSet;
+    use rmq_core::remoting::controller::NotifyBrokerRoleChangedRequestHeader;
+    use rmq_core::remoting::controller::controller_request_code::NOTIFY_BROKER_ROLE_CHANGED;
+    run(async {
+        let h = Harness::with_config(&[
+            ("enableControllerMode", "true"),
+            ("controllerAddr", "127.0.0.1:1"),
+        ])
+        .await;
+        let mut request = RemotingCommand::new_request(NOTIFY_BROKER_ROLE_CHANGED);
+        NotifyBrokerRoleChangedRequestHeader {
+            master_address: Some("127.0.0.1:30911".into()),
+            master_epoch: Some(4),
+            sync_state_set_epoch: Some(7),
+            master_broker_id: Some(2),
+        }
+        .write_to(&mut request);
+        let sss = SyncStateSet {
+            sync_state_set: [2, 3].into(),
+            sync_state_set_epoch: 7,
+        };
+        let request = request.with_body(rmq_core::body::encode_body(&sss));
+        assert_code(&h.call(request.clone()).await, ResponseCode::Success);
+        let info = h.ctx().controller_inbox.take().expect("queued");
+        assert_eq!(info.master_id, Some(2));
+        assert_eq!(info.master_addr.as_deref(), Some("127.0.0.1:30911"));
+        assert_eq!(info.master_epoch, 4);
+        assert_eq!(info.sync_state_set, [2, 3]);
+        let garbage = request.clone().with_body(&b"{not json"[..]);
+        assert_code(&h.call(garbage).await, ResponseCode::SystemError);
+        assert!(h.ctx().controller_inbox.take().is_none());
+        let classic = Harness::new().await;
+        assert_code(&classic.call(request).await, ResponseCode::SystemError);
+    });
+}

@@ -69,6 +69,9 @@ pub async fn process(core: &Rc<CoreContext>, code: i32, req: &RemotingCommand) -
         rc::GET_CONSUMER_RUNNING_INFO => running_info::consumer_running_info(core, req).await,
         rc::CONSUME_MESSAGE_DIRECTLY => running_info::consume_message_directly(core, req).await,
         rc::QUERY_CONSUME_QUEUE => consume_queue::query_consume_queue(core, req).await,
+        controller_request_code::NOTIFY_BROKER_ROLE_CHANGED => {
+            Ok(crate::controller_client::notified(broker, req))
+        }
         controller_request_code::GET_BROKER_EPOCH_CACHE => {
             epoch_cache::get_broker_epoch_cache(core, req).await
         }

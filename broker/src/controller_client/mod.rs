@@ -1,0 +1,371 @@
+//! The broker's controller client (controller mode, RocketMQ 5's `ReplicasManager`): core 0
+//! finds the controller leader (CONTROLLER_GET_METADATA_INFO), gets and applies for a broker
+//! id (CONTROLLER_GET_NEXT_BROKER_ID / CONTROLLER_APPLY_BROKER_ID, kept in `identity`),
+//! registers (CONTROLLER_REGISTER_BROKER), heartbeats every second (BROKER_HEARTBEAT: epoch,
+//! max offset, priority, timeout), follows role changes (NOTIFY_BROKER_ROLE_CHANGED pushed by
+//! the controller, [`notified`], and CONTROLLER_GET_REPLICA_INFO every
+//! `syncBrokerMetadataPeriod`), asks for an election when its group has no master
+//! (CONTROLLER_ELECT_MASTER), and applies what it learns through `replication::role`.
+//!
+//! Fencing: a master whose heartbeats have not been answered for
+//! `controllerHeartBeatTimeoutMills` (counted from the *sending* of the last answered one, so
+//! it fences before the controller can have declared it dead), or that the controller refuses
+//! with CONTROLLER_FENCED_MASTER_EPOCH, stops accepting writes (`role::fence`) until the
+//! controller confirms it as master again.
+//!
+//! Not done yet: the master's sync-state-set maintenance (shrinking slaves not caught up for
+//! `haMaxTimeSlaveNotCatchup`, expanding caught-up ones through
+//! CONTROLLER_ALTER_SYNC_STATE_SET); the master follows the set the controller gives it.
+
+mod calls;
+mod identity;
+
+use std::rc::Rc;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rmq_core::body::controller::SyncStateSet;
+use rmq_core::body::decode_body;
+use rmq_core::remoting::controller::{
+    BrokerHeartbeatRequestHeader, NotifyBrokerRoleChangedRequestHeader,
+    RegisterBrokerToControllerRequestHeader, controller_response_code,
+};
+use rmq_core::remoting::{RemotingCommand, ResponseCode};
+
+pub use calls::{CallError, ReplicaInfo};
+
+use crate::context::SharedContext;
+use crate::core_context::CoreContext;
+use crate::replication::role;
+use calls::Controllers;
+use identity::{Claim, IdentityFiles};
+
+/// Heartbeat interval (RocketMQ 5: every second).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+
+/// Role notifications the controller pushed, waiting for the client loop.
+#[derive(Default)]
+pub struct Inbox {
+    latest: Mutex<Option<ReplicaInfo>>,
+}
+
+impl Inbox {
+    /// The newest notification not applied yet.
+    pub fn take(&self) -> Option<ReplicaInfo> {
+        self.latest.lock().expect("inbox lock").take()
+    }
+}
+
+/// Starts the client on core 0 in controller mode.
+pub fn start(core: &Rc<CoreContext>) {
+    if core.core == 0 && core.broker.role.controller_mode() {
+        rmq_net::rt::spawn(run(core.clone())).detach();
+    }
+}
+
+/// NOTIFY_BROKER_ROLE_CHANGED (1008): queued for the client loop; answers SUCCESS.
+pub fn notified(broker: &SharedContext, req: &RemotingCommand) -> RemotingCommand {
+    let reply = |code, remark: Option<String>| RemotingCommand::response_for(req, code, remark);
+    if !broker.role.controller_mode() {
+        let remark = "this request only for controllerMode ".to_string();
+        return reply(ResponseCode::SystemError.code(), Some(remark));
+    }
+    let head = match NotifyBrokerRoleChangedRequestHeader::read(req) {
+        Ok(head) => head,
+        Err(error) => return reply(ResponseCode::SystemError.code(), Some(error.to_string())),
+    };
+    let sss: SyncStateSet = match req.body.is_empty() {
+        true => SyncStateSet::default(),
+        false => match decode_body(&req.body) {
+            Ok(sss) => sss,
+            Err(error) => return reply(ResponseCode::SystemError.code(), Some(error.to_string())),
+        },
+    };
+    let info = ReplicaInfo {
+        master_id: head.master_broker_id,
+        master_addr: head.master_address.filter(|a| !a.is_empty()),
+        master_epoch: head.master_epoch.unwrap_or(-1),
+        sync_state_set: sss.sync_state_set.into_iter().collect(),
+        sync_state_set_epoch: head
+            .sync_state_set_epoch
+            .unwrap_or(sss.sync_state_set_epoch),
+    };
+    tracing::info!(?info, "controller notified a role change");
+    *broker.controller_inbox.latest.lock().expect("inbox lock") = Some(info);
+    reply(ResponseCode::Success.code(), None)
+}
+
+struct Client {
+    core: Rc<CoreContext>,
+    broker: SharedContext,
+    controllers: Controllers,
+    leader: Option<String>,
+    id: Option<i64>,
+    registered: bool,
+    /// Newest master epoch applied.
+    epoch: i32,
+    /// When the last answered heartbeat was sent.
+    heartbeat_ok_sent: Option<Instant>,
+    last_sync: Option<Instant>,
+}
+
+async fn run(core: Rc<CoreContext>) {
+    let broker = core.broker.clone();
+    let mut client = Client {
+        broker: broker.clone(),
+        core,
+        controllers: Controllers::default(),
+        leader: None,
+        id: None,
+        registered: false,
+        epoch: -1,
+        heartbeat_ok_sent: None,
+        last_sync: None,
+    };
+    let mut last_beat: Option<Instant> = None;
+    while !broker.stopping.load(Ordering::Acquire) {
+        if let Some(info) = broker.controller_inbox.take() {
+            client.apply(info).await;
+        }
+        if last_beat.is_none_or(|at| at.elapsed() >= HEARTBEAT_EVERY) {
+            last_beat = Some(Instant::now());
+            if let Err(error) = client.round().await {
+                tracing::warn!(%error, "controller round failed");
+                if matches!(error, CallError::Net { .. }) {
+                    client.leader = None;
+                }
+            }
+            client.fence_if_cut_off();
+        }
+        rmq_net::rt::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Client {
+    fn fence_if_cut_off(&self) {
+        if self.epoch < 0 {
+            // No role from the controller applied yet: nothing of ours to fence.
+            return;
+        }
+        let limit = ms(self.broker.config.controller_heart_beat_timeout_mills);
+        let cut_off = self.heartbeat_ok_sent.is_none_or(|at| at.elapsed() > limit);
+        let role = self.broker.role.snapshot();
+        if cut_off && role.role.is_master() && !self.broker.is_slave() {
+            tracing::error!(
+                epoch = role.epoch,
+                ?limit,
+                "master cannot reach the controller: no more writes until it confirms us"
+            );
+            role::fence(&self.broker);
+        }
+    }
+
+    async fn leader(&mut self) -> Result<String, CallError> {
+        if let Some(leader) = &self.leader {
+            return Ok(leader.clone());
+        }
+        let mut last = None;
+        for addr in self.broker.config.controller_addrs() {
+            match calls::leader(&self.controllers, &addr).await {
+                Ok(Some(leader)) => {
+                    tracing::info!(leader, "controller leader");
+                    self.leader = Some(leader.clone());
+                    return Ok(leader);
+                }
+                Ok(None) => {}
+                Err(error) => last = Some(error),
+            }
+        }
+        Err(last.unwrap_or_else(|| CallError::BadAnswer {
+            addr: self.broker.config.controller_addr.clone(),
+            reason: "no controller knows a leader".into(),
+        }))
+    }
+
+    /// One heartbeat period: leader, id, registration, heartbeat, and (every
+    /// `syncBrokerMetadataPeriod`) the replica info.
+    async fn round(&mut self) -> Result<(), CallError> {
+        let leader = self.leader().await?;
+        let id = match self.id {
+            Some(id) => id,
+            None => self.obtain_id(&leader).await?,
+        };
+        if !self.registered {
+            let head = RegisterBrokerToControllerRequestHeader {
+                cluster_name: Some(self.broker.config.broker_cluster_name.clone()),
+                broker_name: Some(self.broker.config.broker_name.clone()),
+                broker_id: Some(id),
+                broker_address: Some(self.broker.broker_addr.to_string()),
+                invoke_time: Some(crate::context::now_ms()),
+            };
+            let info = calls::register(&self.controllers, &leader, &head).await?;
+            self.registered = true;
+            self.heartbeat(&leader, id).await?;
+            self.apply(info).await;
+            self.last_sync = Some(Instant::now());
+        }
+        self.heartbeat(&leader, id).await?;
+        let period = ms(self.broker.config.sync_broker_metadata_period);
+        if self.last_sync.is_none_or(|at| at.elapsed() >= period) {
+            self.last_sync = Some(Instant::now());
+            let name = self.broker.config.broker_name.clone();
+            let info = calls::replica_info(&self.controllers, &leader, &name).await?;
+            self.apply(info).await;
+        }
+        Ok(())
+    }
+
+    async fn heartbeat(&mut self, leader: &str, id: i64) -> Result<(), CallError> {
+        let (epoch, max_offset) = self.progress().await;
+        let config = &self.broker.config;
+        let head = BrokerHeartbeatRequestHeader {
+            cluster_name: config.broker_cluster_name.clone(),
+            broker_addr: self.broker.broker_addr.to_string(),
+            broker_name: config.broker_name.clone(),
+            broker_id: Some(id),
+            epoch: Some(epoch),
+            max_offset: Some(max_offset),
+            confirm_offset: None,
+            heartbeat_timeout_mills: Some(config.controller_heart_beat_timeout_mills),
+            election_priority: Some(config.broker_election_priority),
+        };
+        let sent = Instant::now();
+        match calls::heartbeat(&self.controllers, leader, &head).await {
+            Ok(()) => {
+                self.heartbeat_ok_sent = Some(sent);
+                Ok(())
+            }
+            Err(error) => {
+                if error.code() == Some(controller_response_code::CONTROLLER_FENCED_MASTER_EPOCH) {
+                    role::fence(&self.broker);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// This broker's newest epoch and its log size: the bytes of every shard (shards own
+    /// separate offset ranges, so the sum is what compares between replicas).
+    async fn progress(&self) -> (i32, i64) {
+        let mut epoch = -1;
+        let mut total = 0i64;
+        for shard in 0..self.broker.shard_count {
+            let read = self
+                .core
+                .on_shard(shard, move |store| async move {
+                    let base = rmq_storage::shard_base(shard);
+                    (store.last_epoch(), store.max_physical_offset() - base)
+                })
+                .await;
+            if let Ok((last, size)) = read {
+                epoch = epoch.max(last);
+                total += size;
+            }
+        }
+        (epoch, total)
+    }
+
+    /// The id from the identity files, or a new one from the controller.
+    async fn obtain_id(&mut self, leader: &str) -> Result<i64, CallError> {
+        let config = &self.broker.config;
+        let files = IdentityFiles::new(std::path::Path::new(&config.store_path_root_dir));
+        let local = |reason: String| CallError::BadAnswer {
+            addr: "local identity file".into(),
+            reason,
+        };
+        let mine =
+            |c: &Claim| c.cluster == config.broker_cluster_name && c.name == config.broker_name;
+        if let Some(claim) = files.accepted().map_err(local)? {
+            if !mine(&claim) {
+                return Err(local(format!(
+                    "brokerIdentity names {}/{}, not this broker's cluster/name",
+                    claim.cluster, claim.name
+                )));
+            }
+            self.id = Some(claim.id);
+            return Ok(claim.id);
+        }
+        let claim = match files.pending().map_err(local)? {
+            Some(claim) if mine(&claim) => claim,
+            _ => {
+                let cluster = config.broker_cluster_name.clone();
+                let name = config.broker_name.clone();
+                let id = calls::next_broker_id(&self.controllers, leader, &cluster, &name).await?;
+                let claim = Claim {
+                    cluster,
+                    name,
+                    id,
+                    check_code: format!("{};{}", self.broker.broker_addr, crate::context::now_ms()),
+                };
+                files.save_pending(&claim).map_err(local)?;
+                claim
+            }
+        };
+        let applied = calls::apply_broker_id(
+            &self.controllers,
+            leader,
+            &claim.cluster,
+            &claim.name,
+            claim.id,
+            &claim.check_code,
+        )
+        .await;
+        if let Err(error) = applied {
+            if matches!(error, CallError::Refused { .. }) {
+                // Taken by another broker: ask for a new one next round.
+                files.drop_pending();
+            }
+            return Err(error);
+        }
+        files.accept(&claim).map_err(local)?;
+        tracing::info!(id = claim.id, "broker id assigned by the controller");
+        self.id = Some(claim.id);
+        Ok(claim.id)
+    }
+
+    /// Applies where the controller says the master is (RocketMQ's
+    /// `schedulingSyncBrokerMetadata` rules).
+    async fn apply(&mut self, info: ReplicaInfo) {
+        let Some(id) = self.id else {
+            return;
+        };
+        let name = self.broker.config.broker_name.clone();
+        let cluster = self.broker.config.broker_cluster_name.clone();
+        if info.master_id.is_none() || info.master_addr.is_none() {
+            if let Some(leader) = self.leader.clone() {
+                tracing::warn!(
+                    epoch = info.master_epoch,
+                    "no master: asking for an election"
+                );
+                let elected = calls::elect(&self.controllers, &leader, &cluster, &name, id).await;
+                if let Err(error) = elected {
+                    tracing::warn!(%error, "election request failed");
+                }
+                self.last_sync = None;
+            }
+            return;
+        }
+        let fenced_master = self.broker.role.snapshot().role.is_master() && self.broker.is_slave();
+        if info.master_epoch < self.epoch || (info.master_epoch == self.epoch && !fenced_master) {
+            if info.master_epoch == self.epoch && info.master_id == Some(id) {
+                role::apply_sync_state_set(&self.broker, &info.sync_state_set);
+            }
+            return;
+        }
+        let outcome = if info.master_id == Some(id) {
+            role::become_master(&self.broker, info.master_epoch, id, &info.sync_state_set).await
+        } else {
+            let master = info.master_addr.as_deref().unwrap_or_default();
+            role::become_slave(&self.broker, master, None, info.master_epoch, id).await
+        };
+        match outcome {
+            Ok(()) => self.epoch = info.master_epoch,
+            Err(error) => tracing::error!(%error, ?info, "role change failed"),
+        }
+    }
+}
+
+fn ms(value: i64) -> Duration {
+    Duration::from_millis(u64::try_from(value).unwrap_or(0).max(1))
+}

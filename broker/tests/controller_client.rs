@@ -1,0 +1,486 @@
+//! The broker's controller client (issue 11, step 3) against a scripted controller speaking
+//! RocketMQ 5's protocol (in this file: one broker group, leader at once, ids in order,
+//! election among the live members of the sync-state set, the set widened once a slave's
+//! heartbeat reports the master's size; enough to drive a broker, not the real quorum). Two
+//! in-process brokers in controller mode with an in-process name server: the first becomes
+//! master, the second its slave; SYNC sends are acknowledged; the master stops; the slave is
+//! elected, registers as brokerId 0 and takes writes with every acknowledged message; the old
+//! master comes back with its persisted id and follows the new one.
+
+mod support;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rmq_broker::server::{BrokerHandle, start_broker};
+use rmq_core::body::controller::SyncStateSet;
+use rmq_core::body::{TopicRouteData, decode_body, encode_body};
+use rmq_core::config::{BrokerConfig, NamesrvConfig};
+use rmq_core::remoting::controller::{
+    ApplyBrokerIdRequestHeader, BrokerHeartbeatRequestHeader, ElectMasterResponseHeader,
+    GetMetaDataResponseHeader, GetNextBrokerIdResponseHeader, GetReplicaInfoResponseHeader,
+    RegisterBrokerToControllerRequestHeader, RegisterBrokerToControllerResponseHeader,
+    controller_request_code as code, controller_response_code,
+};
+use rmq_core::remoting::{RemotingCommand, ResponseCode, request_code as rc};
+use rmq_net::{ConnectionInfo, ConnectionLimits, RemotingClient, RequestHandler};
+use rmq_test_support::ports::free_port;
+use support::{
+    Acked, TIMEOUT, Topic, free_port_pair, read_queue, record_ack, send_request, verify,
+};
+
+const TOPIC: Topic = Topic {
+    name: "CtlTopic",
+    queues: 4,
+};
+/// The scripted controller's heartbeat timeout.
+const DEAD_AFTER: Duration = Duration::from_millis(2000);
+
+#[derive(Default)]
+struct Group {
+    next_id: i64,
+    /// id → (address, last heartbeat, reported size).
+    brokers: BTreeMap<i64, (String, Instant, i64)>,
+    master: Option<i64>,
+    epoch: i32,
+    sss: BTreeSet<i64>,
+    sss_epoch: i32,
+    /// Every master the group had, with its epoch.
+    history: Vec<(i32, i64)>,
+}
+
+impl Group {
+    fn alive(&self, id: i64) -> bool {
+        self.brokers
+            .get(&id)
+            .is_some_and(|(_, seen, _)| seen.elapsed() < DEAD_AFTER)
+    }
+
+    fn tick(&mut self) {
+        if let Some(master) = self.master
+            && !self.alive(master)
+        {
+            self.master = None;
+        }
+        // What the master would ask for (CONTROLLER_ALTER_SYNC_STATE_SET): a caught-up slave.
+        if let Some(master) = self.master {
+            let size = self.brokers[&master].2;
+            let caught_up: Vec<i64> = self
+                .brokers
+                .iter()
+                .filter(|(id, (_, _, s))| **id != master && *s >= size && size > 0)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in caught_up {
+                if self.alive(id) && self.sss.insert(id) {
+                    self.sss_epoch += 1;
+                }
+            }
+        }
+    }
+
+    fn elect(&mut self) {
+        self.tick();
+        if self.master.is_some() {
+            return;
+        }
+        let candidates: Vec<i64> = if self.sss.is_empty() {
+            self.brokers
+                .keys()
+                .copied()
+                .filter(|id| self.alive(*id))
+                .collect()
+        } else {
+            self.sss
+                .iter()
+                .copied()
+                .filter(|id| self.alive(*id))
+                .collect()
+        };
+        if let Some(&winner) = candidates.first() {
+            self.master = Some(winner);
+            self.epoch += 1;
+            self.sss = BTreeSet::from([winner]);
+            self.sss_epoch += 1;
+            self.history.push((self.epoch, winner));
+        }
+    }
+
+    fn master_addr(&self) -> Option<String> {
+        self.master.map(|id| self.brokers[&id].0.clone())
+    }
+
+    fn sss_body(&self) -> Vec<u8> {
+        encode_body(&SyncStateSet {
+            sync_state_set: self.sss.clone(),
+            sync_state_set_epoch: self.sss_epoch,
+        })
+    }
+}
+
+struct Scripted {
+    group: Rc<RefCell<Group>>,
+    addr: String,
+}
+
+impl RequestHandler for Scripted {
+    fn handle(
+        self: Rc<Self>,
+        _conn: Rc<ConnectionInfo>,
+        req: RemotingCommand,
+    ) -> rmq_net::connection::LocalFuture<Option<RemotingCommand>> {
+        Box::pin(async move { Some(self.answer(&req)) })
+    }
+}
+
+impl Scripted {
+    fn answer(&self, req: &RemotingCommand) -> RemotingCommand {
+        let ok = || RemotingCommand::response_for(req, ResponseCode::Success.code(), None);
+        let mut group = self.group.borrow_mut();
+        group.tick();
+        match req.code {
+            code::CONTROLLER_GET_METADATA_INFO => {
+                let mut response = ok();
+                GetMetaDataResponseHeader {
+                    controller_leader_address: Some(self.addr.clone()),
+                    is_leader: true,
+                    ..Default::default()
+                }
+                .write_to(&mut response);
+                response
+            }
+            code::CONTROLLER_GET_NEXT_BROKER_ID => {
+                let mut response = ok();
+                GetNextBrokerIdResponseHeader {
+                    next_broker_id: Some(group.next_id + 1),
+                    ..Default::default()
+                }
+                .write_to(&mut response);
+                response
+            }
+            code::CONTROLLER_APPLY_BROKER_ID => {
+                let head = ApplyBrokerIdRequestHeader::read(req).unwrap();
+                let id = head.applied_broker_id.unwrap();
+                assert_eq!(id, group.next_id + 1, "ids are applied for in order");
+                group.next_id = id;
+                ok()
+            }
+            code::CONTROLLER_REGISTER_BROKER => {
+                let head = RegisterBrokerToControllerRequestHeader::read(req).unwrap();
+                let id = head.broker_id.unwrap();
+                let addr = head.broker_address.unwrap();
+                group.brokers.insert(id, (addr, Instant::now(), 0));
+                let mut response = ok().with_body(group.sss_body());
+                RegisterBrokerToControllerResponseHeader {
+                    master_broker_id: group.master,
+                    master_address: group.master_addr(),
+                    master_epoch: Some(group.epoch),
+                    sync_state_set_epoch: Some(group.sss_epoch),
+                    ..Default::default()
+                }
+                .write_to(&mut response);
+                response
+            }
+            code::BROKER_HEARTBEAT => {
+                let head = BrokerHeartbeatRequestHeader::read(req).unwrap();
+                let id = head.broker_id.unwrap();
+                if let Some(entry) = group.brokers.get_mut(&id) {
+                    entry.1 = Instant::now();
+                    entry.2 = head.max_offset.unwrap_or(0);
+                }
+                ok()
+            }
+            code::CONTROLLER_GET_REPLICA_INFO => {
+                let mut response = ok().with_body(group.sss_body());
+                GetReplicaInfoResponseHeader {
+                    master_broker_id: group.master,
+                    master_address: group.master_addr(),
+                    master_epoch: Some(group.epoch),
+                }
+                .write_to(&mut response);
+                response
+            }
+            code::CONTROLLER_ELECT_MASTER => {
+                group.elect();
+                if group.master.is_none() {
+                    let code = controller_response_code::CONTROLLER_MASTER_NOT_AVAILABLE;
+                    return RemotingCommand::response_for(req, code, None);
+                }
+                let mut response = ok();
+                ElectMasterResponseHeader {
+                    master_broker_id: group.master,
+                    master_address: group.master_addr(),
+                    master_epoch: Some(group.epoch),
+                    sync_state_set_epoch: Some(group.sss_epoch),
+                }
+                .write_to(&mut response);
+                response
+            }
+            other => RemotingCommand::response_for(
+                req,
+                ResponseCode::RequestCodeNotSupported.code(),
+                Some(format!("{other}")),
+            ),
+        }
+    }
+}
+
+/// Runs the scripted controller on its own thread until `stop`; returns its address and a
+/// way to read its state.
+/// (epoch, master id) of every election, as the scripted controller made them.
+type Masters = Arc<std::sync::Mutex<Vec<(i32, i64)>>>;
+
+fn start_controller(stop: Arc<AtomicBool>) -> (String, Masters) {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let masters = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (thread_addr, thread_masters) = (addr.clone(), masters.clone());
+    std::thread::spawn(move || {
+        rmq_net::rt::block_on(async move {
+            let listener = std::net::TcpListener::bind(&thread_addr).unwrap();
+            let listener = rmq_net::listener::register(listener).unwrap();
+            let group = Rc::new(RefCell::new(Group::default()));
+            let handler = Rc::new(Scripted {
+                group: group.clone(),
+                addr: thread_addr,
+            });
+            let watcher = stop.clone();
+            rmq_net::rt::spawn(async move {
+                while !watcher.load(Ordering::Relaxed) {
+                    *thread_masters.lock().unwrap() = group.borrow().history.clone();
+                    rmq_net::rt::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .detach();
+            rmq_net::listener::accept_until(
+                listener,
+                move || stop.load(Ordering::Relaxed),
+                move |stream| {
+                    let serving = rmq_net::serve_connection(
+                        stream,
+                        handler.clone(),
+                        0,
+                        ConnectionLimits::with_max_frame(16 << 20),
+                    );
+                    rmq_net::rt::spawn(serving).detach();
+                },
+            )
+            .await;
+        })
+        .unwrap();
+    });
+    (addr, masters)
+}
+
+struct Namesrv {
+    stop: Arc<AtomicBool>,
+    addr: String,
+}
+
+impl Namesrv {
+    fn start() -> Namesrv {
+        let port = free_port();
+        let overrides = [("listenPort".to_owned(), port.to_string())];
+        let (config, _) = NamesrvConfig::load(None, &overrides).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+        rmq_namesrv::run_namesrv(config, ip, stop.clone()).unwrap();
+        Namesrv {
+            stop,
+            addr: format!("127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for Namesrv {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+struct Node {
+    config: BrokerConfig,
+    addr: String,
+}
+
+impl Node {
+    fn new(root: &Path, namesrv: &str, controller: &str) -> Node {
+        let port = free_port_pair();
+        let pairs: Vec<(String, String)> = [
+            ("brokerClusterName", "CtlCluster".to_string()),
+            ("brokerName", "ctl-broker".to_string()),
+            ("enableControllerMode", "true".to_string()),
+            ("controllerAddr", controller.to_string()),
+            ("allAckInSyncStateSet", "true".to_string()),
+            ("controllerHeartBeatTimeoutMills", "3000".to_string()),
+            ("syncBrokerMetadataPeriod", "300".to_string()),
+            ("listenPort", port.to_string()),
+            ("namesrvAddr", namesrv.to_string()),
+            ("brokerIP1", "127.0.0.1".to_string()),
+            ("storePathRootDir", root.join("store").display().to_string()),
+            ("logDir", root.join("logs").display().to_string()),
+            ("mappedFileSizeCommitLog", "1048576".to_string()),
+            ("maxMessageSize", "65536".to_string()),
+            ("mappedFileSizeConsumeQueue", "6000".to_string()),
+            ("shardCount", "2".to_string()),
+            ("autoCreateTopicEnable", "true".to_string()),
+            ("haSendHeartbeatInterval", "200".to_string()),
+            ("slaveTimeout", "2000".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        Node {
+            config: BrokerConfig::load(None, &pairs).unwrap().0,
+            addr: format!("127.0.0.1:{port}"),
+        }
+    }
+
+    fn start(&self) -> BrokerHandle {
+        start_broker(self.config.clone()).expect("start the broker")
+    }
+}
+
+async fn send(addr: &str, round: usize, count: u64, acked: &mut Acked) -> Vec<(i32, usize)> {
+    let client = RemotingClient::connect(addr, TIMEOUT).await.unwrap();
+    let mut codes: Vec<(i32, usize)> = Vec::new();
+    for seq in 0..count {
+        let (request, queue_id, body) = send_request(TOPIC, round, 0, seq);
+        let response = client.invoke(request, TIMEOUT).await.unwrap();
+        if response.code == ResponseCode::Success.code() {
+            record_ack(acked, &response, queue_id, &body);
+        }
+        match codes.iter_mut().find(|(code, _)| *code == response.code) {
+            Some((_, n)) => *n += 1,
+            None => codes.push((response.code, 1)),
+        }
+    }
+    codes
+}
+
+async fn until(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        rmq_net::rt::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn route_ids(namesrv: &str) -> Vec<(i64, String)> {
+    let client = RemotingClient::connect(namesrv, TIMEOUT).await.unwrap();
+    let request =
+        RemotingCommand::new_request(rc::GET_ROUTEINFO_BY_TOPIC).with_ext("topic", TOPIC.name);
+    let response = client.invoke(request, TIMEOUT).await.unwrap();
+    if response.code != ResponseCode::Success.code() {
+        return Vec::new();
+    }
+    let route: TopicRouteData = decode_body(&response.body).unwrap();
+    let mut ids: Vec<(i64, String)> = route
+        .broker_datas
+        .iter()
+        .flat_map(|b| b.broker_addrs.iter().map(|(id, a)| (*id, a.clone())))
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn queues(addr: &str) -> Vec<Vec<bytes::Bytes>> {
+    let client = RemotingClient::connect(addr, TIMEOUT).await.unwrap();
+    let mut all = Vec::new();
+    for queue in 0..TOPIC.queues {
+        let (records, _) = read_queue(&client, TOPIC.name, queue, 0).await.unwrap();
+        all.push(records.into_iter().map(|r| r.record).collect());
+    }
+    all
+}
+
+#[test]
+fn the_controller_makes_a_master_a_slave_and_fails_over() {
+    let stop_controller = Arc::new(AtomicBool::new(false));
+    let (controller, masters) = start_controller(stop_controller.clone());
+    let namesrv = Namesrv::start();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let a = Node::new(dirs[0].path(), &namesrv.addr, &controller);
+    let b = Node::new(dirs[1].path(), &namesrv.addr, &controller);
+    let a_handle = a.start();
+    let a_ctx = a_handle.context().clone();
+    let mut acked = Acked::new();
+    let b_handle = rmq_net::rt::block_on(async {
+        until("A elected", Duration::from_secs(10), async || {
+            !a_ctx.is_slave()
+        })
+        .await;
+        assert_eq!(masters.lock().unwrap().clone(), [(1, 1)]);
+        let b_handle = b.start();
+        let b_ctx = b_handle.context().clone();
+        // B follows; once caught up the controller widens the set and A waits for B.
+        let mut round = 10;
+        until(
+            "B in A's sync-state set",
+            Duration::from_secs(15),
+            async || {
+                round += 1;
+                send(&a.addr, round, 5, &mut acked).await;
+                a_ctx.role.waits_for_replica()
+            },
+        )
+        .await;
+        assert_eq!(b_ctx.role.snapshot().controller_id, 2);
+        let codes = send(&a.addr, 1, 100, &mut acked).await;
+        assert_eq!(codes, [(ResponseCode::Success.code(), 100)]);
+        until("A as 0, B as 2", Duration::from_secs(10), async || {
+            route_ids(&namesrv.addr).await == [(0, a.addr.clone()), (2, b.addr.clone())]
+        })
+        .await;
+        b_handle
+    })
+    .unwrap();
+    let b_ctx = b_handle.context().clone();
+    a_handle.stop().unwrap();
+    let stopped = Instant::now();
+    rmq_net::rt::block_on(async {
+        until(
+            "B elected and writable",
+            Duration::from_secs(15),
+            async || !b_ctx.is_slave(),
+        )
+        .await;
+        let took = stopped.elapsed();
+        assert_eq!(masters.lock().unwrap().clone(), [(1, 1), (2, 2)]);
+        let codes = send(&b.addr, 2, 50, &mut acked).await;
+        assert_eq!(codes, [(ResponseCode::Success.code(), 50)]);
+        until("B as 0", Duration::from_secs(5), async || {
+            route_ids(&namesrv.addr).await == [(0, b.addr.clone())]
+        })
+        .await;
+        println!("failover (master stopped -> new master writable): {took:?}");
+        verify(&b.addr, TOPIC, &acked, 2).await.unwrap();
+    })
+    .unwrap();
+
+    // A restarts with its persisted id 1 and follows B.
+    let a_handle = a.start();
+    let a_ctx = a_handle.context().clone();
+    rmq_net::rt::block_on(async {
+        until("A following B", Duration::from_secs(15), async || {
+            let role = a_ctx.role.snapshot();
+            role.controller_id == 1 && role.epoch == 2 && a_ctx.is_slave()
+        })
+        .await;
+        let b_queues = queues(&b.addr).await;
+        until("A holds B's queues", Duration::from_secs(15), async || {
+            queues(&a.addr).await == b_queues
+        })
+        .await;
+        verify(&a.addr, TOPIC, &acked, 3).await.unwrap();
+    })
+    .unwrap();
+    a_handle.stop().unwrap();
+    b_handle.stop().unwrap();
+    stop_controller.store(true, Ordering::Relaxed);
+}
