@@ -1,7 +1,8 @@
 //! The broker's controller client (issue 11, step 3) against a scripted controller speaking
 //! RocketMQ 5's protocol (in this file: one broker group, leader at once, ids in order,
-//! election among the live members of the sync-state set, the set widened once a slave's
-//! heartbeat reports the master's size; enough to drive a broker, not the real quorum). Two
+//! election among the live members of the sync-state set, the set changed when the
+//! master asks for it with CONTROLLER_ALTER_SYNC_STATE_SET; enough to drive a broker, not
+//! the real quorum). Two
 //! in-process brokers in controller mode with an in-process name server: the first becomes
 //! master, the second its slave; SYNC sends are acknowledged; the master stops; the slave is
 //! elected, registers as brokerId 0 and takes writes with every acknowledged message; the old
@@ -22,8 +23,9 @@ use rmq_core::body::controller::SyncStateSet;
 use rmq_core::body::{TopicRouteData, decode_body, encode_body};
 use rmq_core::config::{BrokerConfig, NamesrvConfig};
 use rmq_core::remoting::controller::{
-    ApplyBrokerIdRequestHeader, BrokerHeartbeatRequestHeader, ElectMasterResponseHeader,
-    GetMetaDataResponseHeader, GetNextBrokerIdResponseHeader, GetReplicaInfoResponseHeader,
+    AlterSyncStateSetRequestHeader, AlterSyncStateSetResponseHeader, ApplyBrokerIdRequestHeader,
+    BrokerHeartbeatRequestHeader, ElectMasterResponseHeader, GetMetaDataResponseHeader,
+    GetNextBrokerIdResponseHeader, GetReplicaInfoResponseHeader,
     RegisterBrokerToControllerRequestHeader, RegisterBrokerToControllerResponseHeader,
     controller_request_code as code, controller_response_code,
 };
@@ -52,6 +54,8 @@ struct Group {
     sss_epoch: i32,
     /// Every master the group had, with its epoch.
     history: Vec<(i32, i64)>,
+    /// Every sync-state set a master asked for and got.
+    sss_changes: Vec<BTreeSet<i64>>,
 }
 
 impl Group {
@@ -66,21 +70,6 @@ impl Group {
             && !self.alive(master)
         {
             self.master = None;
-        }
-        // What the master would ask for (CONTROLLER_ALTER_SYNC_STATE_SET): a caught-up slave.
-        if let Some(master) = self.master {
-            let size = self.brokers[&master].2;
-            let caught_up: Vec<i64> = self
-                .brokers
-                .iter()
-                .filter(|(id, (_, _, s))| **id != master && *s >= size && size > 0)
-                .map(|(id, _)| *id)
-                .collect();
-            for id in caught_up {
-                if self.alive(id) && self.sss.insert(id) {
-                    self.sss_epoch += 1;
-                }
-            }
         }
     }
 
@@ -205,6 +194,28 @@ impl Scripted {
                 .write_to(&mut response);
                 response
             }
+            code::CONTROLLER_ALTER_SYNC_STATE_SET => {
+                let head = AlterSyncStateSetRequestHeader::read(req).unwrap();
+                let asked: SyncStateSet = decode_body(&req.body).unwrap();
+                if head.master_broker_id != group.master || head.master_epoch != Some(group.epoch) {
+                    let code = controller_response_code::CONTROLLER_FENCED_MASTER_EPOCH;
+                    return RemotingCommand::response_for(req, code, None);
+                }
+                if asked.sync_state_set_epoch != group.sss_epoch {
+                    let code = controller_response_code::CONTROLLER_FENCED_SYNC_STATE_SET_EPOCH;
+                    return RemotingCommand::response_for(req, code, None);
+                }
+                group.sss = asked.sync_state_set;
+                group.sss_epoch += 1;
+                let changed = group.sss.clone();
+                group.sss_changes.push(changed);
+                let mut response = ok();
+                AlterSyncStateSetResponseHeader {
+                    new_sync_state_set_epoch: group.sss_epoch,
+                }
+                .write_to(&mut response);
+                response
+            }
             code::CONTROLLER_ELECT_MASTER => {
                 group.elect();
                 if group.master.is_none() {
@@ -232,13 +243,20 @@ impl Scripted {
 
 /// Runs the scripted controller on its own thread until `stop`; returns its address and a
 /// way to read its state.
-/// (epoch, master id) of every election, as the scripted controller made them.
-type Masters = Arc<std::sync::Mutex<Vec<(i32, i64)>>>;
+/// What the scripted controller decided: (epoch, master id) of every election, and every
+/// sync-state set it granted.
+#[derive(Default, Clone)]
+struct Decisions {
+    masters: Vec<(i32, i64)>,
+    sync_state_sets: Vec<BTreeSet<i64>>,
+}
+
+type Masters = Arc<std::sync::Mutex<Decisions>>;
 
 fn start_controller(stop: Arc<AtomicBool>) -> (String, Masters) {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let masters = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let masters = Arc::new(std::sync::Mutex::new(Decisions::default()));
     let (thread_addr, thread_masters) = (addr.clone(), masters.clone());
     std::thread::spawn(move || {
         rmq_net::rt::block_on(async move {
@@ -252,7 +270,13 @@ fn start_controller(stop: Arc<AtomicBool>) -> (String, Masters) {
             let watcher = stop.clone();
             rmq_net::rt::spawn(async move {
                 while !watcher.load(Ordering::Relaxed) {
-                    *thread_masters.lock().unwrap() = group.borrow().history.clone();
+                    {
+                        let group = group.borrow();
+                        *thread_masters.lock().unwrap() = Decisions {
+                            masters: group.history.clone(),
+                            sync_state_sets: group.sss_changes.clone(),
+                        };
+                    }
                     rmq_net::rt::sleep(Duration::from_millis(20)).await;
                 }
             })
@@ -319,6 +343,8 @@ impl Node {
             ("allAckInSyncStateSet", "true".to_string()),
             ("controllerHeartBeatTimeoutMills", "3000".to_string()),
             ("syncBrokerMetadataPeriod", "300".to_string()),
+            ("checkSyncStateSetPeriod", "300".to_string()),
+            ("haMaxTimeSlaveNotCatchup", "2000".to_string()),
             ("listenPort", port.to_string()),
             ("namesrvAddr", namesrv.to_string()),
             ("brokerIP1", "127.0.0.1".to_string()),
@@ -415,7 +441,7 @@ fn the_controller_makes_a_master_a_slave_and_fails_over() {
             !a_ctx.is_slave()
         })
         .await;
-        assert_eq!(masters.lock().unwrap().clone(), [(1, 1)]);
+        assert_eq!(masters.lock().unwrap().masters, [(1, 1)]);
         let b_handle = b.start();
         let b_ctx = b_handle.context().clone();
         // B follows; once caught up the controller widens the set and A waits for B.
@@ -426,11 +452,17 @@ fn the_controller_makes_a_master_a_slave_and_fails_over() {
             async || {
                 round += 1;
                 send(&a.addr, round, 5, &mut acked).await;
-                a_ctx.role.waits_for_replica()
+                let decided = masters.lock().unwrap().sync_state_sets.len();
+                a_ctx.role.waits_for_replica() && decided == 1
             },
         )
         .await;
         assert_eq!(b_ctx.role.snapshot().controller_id, 2);
+        assert_eq!(
+            masters.lock().unwrap().sync_state_sets,
+            [BTreeSet::from([1, 2])],
+            "A asked for B once B caught up"
+        );
         let codes = send(&a.addr, 1, 100, &mut acked).await;
         assert_eq!(codes, [(ResponseCode::Success.code(), 100)]);
         until("A as 0, B as 2", Duration::from_secs(10), async || {
@@ -451,7 +483,7 @@ fn the_controller_makes_a_master_a_slave_and_fails_over() {
         )
         .await;
         let took = stopped.elapsed();
-        assert_eq!(masters.lock().unwrap().clone(), [(1, 1), (2, 2)]);
+        assert_eq!(masters.lock().unwrap().masters, [(1, 1), (2, 2)]);
         let codes = send(&b.addr, 2, 50, &mut acked).await;
         assert_eq!(codes, [(ResponseCode::Success.code(), 50)]);
         until("B as 0", Duration::from_secs(5), async || {
@@ -478,9 +510,43 @@ fn the_controller_makes_a_master_a_slave_and_fails_over() {
         })
         .await;
         verify(&a.addr, TOPIC, &acked, 3).await.unwrap();
+        // B asks for A back in its set once A caught up; then sends wait for A.
+        until(
+            "A in B's sync-state set",
+            Duration::from_secs(15),
+            async || {
+                let decided = masters.lock().unwrap().sync_state_sets.len();
+                b_ctx.role.waits_for_replica() && decided == 2
+            },
+        )
+        .await;
+        assert_eq!(
+            masters.lock().unwrap().sync_state_sets.last(),
+            Some(&BTreeSet::from([1, 2]))
+        );
+        let codes = send(&b.addr, 4, 30, &mut acked).await;
+        assert_eq!(codes, [(ResponseCode::Success.code(), 30)]);
+        let b_queues = queues(&b.addr).await;
+        assert_eq!(queues(&a.addr).await, b_queues, "acknowledged: A has it");
     })
     .unwrap();
+    // A stops again: B shrinks its set (with the controller's approval) and takes writes
+    // alone.
     a_handle.stop().unwrap();
+    rmq_net::rt::block_on(async {
+        until("B alone in its set", Duration::from_secs(20), async || {
+            let decided = masters.lock().unwrap().sync_state_sets.len();
+            !b_ctx.role.waits_for_replica() && decided == 3
+        })
+        .await;
+        assert_eq!(
+            masters.lock().unwrap().sync_state_sets.last(),
+            Some(&BTreeSet::from([2]))
+        );
+        let codes = send(&b.addr, 5, 10, &mut acked).await;
+        assert_eq!(codes, [(ResponseCode::Success.code(), 10)]);
+    })
+    .unwrap();
     b_handle.stop().unwrap();
     stop_controller.store(true, Ordering::Relaxed);
 }

@@ -56,6 +56,11 @@ pub const CHECK_WINDOW: i64 = 8 << 20;
 pub const WELCOME_LEN: usize = 36;
 /// Hello flag: the slave keeps an epoch history and wants the master's.
 pub const FLAG_EPOCHS: u32 = 1;
+/// Hello flags bits 8..32: a controller-mode slave's broker id (0: not given), so the master
+/// can tell its sync-state-set members apart.
+pub const SLAVE_ID_SHIFT: u32 = 8;
+/// Largest broker id a hello carries.
+pub const MAX_SLAVE_ID: i64 = (1 << 24) - 1;
 /// Welcome status bit: the master's epoch history follows the welcome.
 pub const STATUS_EPOCHS_FOLLOW: u32 = 0x100;
 /// Most epoch entries a welcome may carry (a history grows by one per election).
@@ -81,6 +86,22 @@ impl Hello {
     /// A controller-mode slave asking for the master's epoch history.
     pub fn wants_epochs(&self) -> bool {
         self.flags & FLAG_EPOCHS != 0
+    }
+
+    /// The slave's controller broker id, when it gave one.
+    pub fn slave_id(&self) -> Option<i64> {
+        let id = i64::from(self.flags >> SLAVE_ID_SHIFT);
+        (id > 0).then_some(id)
+    }
+
+    /// The flags of a controller-mode slave with broker id `id` (0 or out of range: none).
+    pub fn controller_flags(id: i64) -> u32 {
+        let id = if (1..=MAX_SLAVE_ID).contains(&id) {
+            id as u32
+        } else {
+            0
+        };
+        FLAG_EPOCHS | (id << SLAVE_ID_SHIFT)
     }
 }
 
@@ -441,6 +462,15 @@ mod tests {
         };
         let decoded = decode_hello(&encode_hello(&asking)).unwrap();
         assert!(decoded.wants_epochs());
+        assert_eq!(decoded.slave_id(), None);
+        let with_id = Hello {
+            flags: Hello::controller_flags(5),
+            ..hello(1 << 56)
+        };
+        let decoded = decode_hello(&encode_hello(&with_id)).unwrap();
+        assert!(decoded.wants_epochs());
+        assert_eq!(decoded.slave_id(), Some(5));
+        assert_eq!(Hello::controller_flags(MAX_SLAVE_ID + 1), FLAG_EPOCHS);
         assert!(!decode_hello(&classic).unwrap().wants_epochs());
         let mut welcome = answer(&asking, 4, SEGMENT, 1 << 56, 1 << 56 | 64);
         assert!(!welcome.epochs_follow);

@@ -17,6 +17,7 @@
 //! whatever is appended while a frame is on its way goes out in the next one.
 
 use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -34,11 +35,29 @@ use crate::frame::{TRANSFER_HEADER_LEN, take_latest_report};
 use crate::handshake::{Hello, Status, answer, encode_epochs, encode_welcome};
 
 /// One shard's slaves as the send path sees them.
+///
+/// Controller mode: slaves that say their broker id are tracked one by one
+/// ([`SlaveProgress`]); with a required set ([`ShardReplica::set_required`], the master's
+/// sync-state set without itself) a send is released only once **every** member reported past
+/// it, and is refused at once (NotAvailable) while a member is not connected. Without one
+/// (classic), any slave's report releases.
 #[derive(Default)]
 pub struct ShardReplica {
     tracker: RefCell<AckTracker<oneshot::Sender<()>>>,
     slaves: Cell<usize>,
     slave_offset: Cell<i64>,
+    by_id: RefCell<BTreeMap<i64, SlaveProgress>>,
+    required: RefCell<Option<BTreeSet<i64>>>,
+}
+
+/// One identified slave of a shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlaveProgress {
+    /// Everything before it is on that slave.
+    pub offset: i64,
+    /// When it last reported our whole log (RocketMQ's `lastCaughtUpTime`).
+    pub caught_up_at: Option<Instant>,
+    sessions: usize,
 }
 
 /// Outcome of a SYNC_MASTER wait.
@@ -61,10 +80,17 @@ impl ShardReplica {
         self.slave_offset.get()
     }
 
-    /// Waits until a slave confirmed every byte before `end_offset`.
+    /// Waits until a slave (every required one, see the type docs) confirmed every byte
+    /// before `end_offset`.
     pub async fn wait(&self, end_offset: i64, timeout: Duration, fallbehind_max: i64) -> SlaveWait {
         if self.slaves.get() == 0 || end_offset - self.slave_offset.get() > fallbehind_max {
             return SlaveWait::NotAvailable;
+        }
+        if let Some(required) = &*self.required.borrow() {
+            let by_id = self.by_id.borrow();
+            if required.iter().any(|id| !by_id.contains_key(id)) {
+                return SlaveWait::NotAvailable;
+            }
         }
         let (done_tx, done_rx) = oneshot::channel();
         if self
@@ -83,21 +109,94 @@ impl ShardReplica {
 
     /// A slave report: releases every covered waiter in one go.
     pub fn on_report(&self, offset: i64) {
+        self.on_report_from(None, offset, i64::MAX);
+    }
+
+    /// A report of slave `id` (None: a slave that gave no id) while our log ends at
+    /// `master_end`.
+    pub fn on_report_from(&self, id: Option<i64>, offset: i64, master_end: i64) {
         self.slave_offset.set(offset);
-        let released = self.tracker.borrow_mut().ack(offset);
+        if let Some(id) = id
+            && let Some(progress) = self.by_id.borrow_mut().get_mut(&id)
+        {
+            progress.offset = progress.offset.max(offset);
+            if offset >= master_end {
+                progress.caught_up_at = Some(Instant::now());
+            }
+        }
+        self.release(offset);
+    }
+
+    /// What the slaves hold, as far as the required set says: the latest report without
+    /// one, the smallest offset of its members with one.
+    fn acknowledged(&self, latest: i64) -> i64 {
+        let required = self.required.borrow();
+        let Some(required) = required.as_ref().filter(|r| !r.is_empty()) else {
+            return latest;
+        };
+        let by_id = self.by_id.borrow();
+        required
+            .iter()
+            .map(|id| by_id.get(id).map_or(i64::MIN, |p| p.offset))
+            .min()
+            .unwrap_or(latest)
+    }
+
+    fn release(&self, latest: i64) {
+        let acknowledged = self.acknowledged(latest);
+        let released = self.tracker.borrow_mut().ack(acknowledged);
         for waiter in released {
             let _ = waiter.send(());
         }
+    }
+
+    /// Controller mode: the slaves that must all hold a record before it is released (the
+    /// master's sync-state set without itself); None: any slave.
+    pub fn set_required(&self, required: Option<BTreeSet<i64>>) {
+        *self.required.borrow_mut() = required;
+        self.release(self.slave_offset.get());
+    }
+
+    /// The identified slaves and their progress.
+    pub fn progress(&self) -> Vec<(i64, SlaveProgress)> {
+        self.by_id
+            .borrow()
+            .iter()
+            .map(|(id, p)| (*id, *p))
+            .collect()
     }
 
     /// Counts a connected slave that holds everything before `offset`, until the guard
     /// drops (a session does this; tests stand in for a slave with it).
     #[must_use = "the slave counts as connected while the guard lives"]
     pub fn connected(self: &Rc<Self>, offset: i64) -> SlaveGuard {
+        self.connected_as(None, offset, i64::MAX)
+    }
+
+    /// [`Self::connected`] for slave `id` (None: anonymous) while our log ends at
+    /// `master_end`.
+    #[must_use = "the slave counts as connected while the guard lives"]
+    pub fn connected_as(
+        self: &Rc<Self>,
+        id: Option<i64>,
+        offset: i64,
+        master_end: i64,
+    ) -> SlaveGuard {
         self.slaves.set(self.slaves.get() + 1);
-        self.on_report(offset);
+        if let Some(id) = id {
+            let mut by_id = self.by_id.borrow_mut();
+            let progress = by_id.entry(id).or_insert(SlaveProgress {
+                offset,
+                caught_up_at: None,
+                sessions: 0,
+            });
+            progress.sessions += 1;
+            progress.offset = offset;
+        }
+        self.on_report_from(id, offset, master_end);
         SlaveGuard {
             replica: self.clone(),
+            id,
         }
     }
 }
@@ -106,10 +205,20 @@ impl ShardReplica {
 /// senders are dropped), rather than letting each run into its timeout.
 pub struct SlaveGuard {
     replica: Rc<ShardReplica>,
+    id: Option<i64>,
 }
 
 impl Drop for SlaveGuard {
     fn drop(&mut self) {
+        if let Some(id) = self.id {
+            let mut by_id = self.replica.by_id.borrow_mut();
+            if let Some(progress) = by_id.get_mut(&id) {
+                progress.sessions -= 1;
+                if progress.sessions == 0 {
+                    by_id.remove(&id);
+                }
+            }
+        }
         let left = self.replica.slaves.get() - 1;
         self.replica.slaves.set(left);
         if left == 0 {
@@ -197,12 +306,20 @@ pub async fn serve_slave(
         from = welcome.start,
         "slave connected"
     );
-    let _guard = replica.connected(hello.slave_offset);
+    let slave_id = hello.slave_id();
+    let _guard = replica.connected_as(slave_id, hello.slave_offset, store.max_physical_offset());
     let session = Session {
         closed: Rc::new(Cell::new(false)),
         last_report: Rc::new(Cell::new(Instant::now())),
     };
-    compio::runtime::spawn(read_reports(reader, replica.clone(), session.clone())).detach();
+    let reports = read_reports(
+        reader,
+        replica.clone(),
+        store.clone(),
+        slave_id,
+        session.clone(),
+    );
+    compio::runtime::spawn(reports).detach();
     let result = stream_log(
         &store,
         &mut writer,
@@ -317,7 +434,13 @@ fn is_unsupported(error: &std::io::Error) -> bool {
     matches!(error.raw_os_error(), Some(22 | 95))
 }
 
-async fn read_reports(mut reader: TcpStream, replica: Rc<ShardReplica>, session: Session) {
+async fn read_reports(
+    mut reader: TcpStream,
+    replica: Rc<ShardReplica>,
+    store: Rc<ShardStore>,
+    slave_id: Option<i64>,
+    session: Session,
+) {
     let mut pending = BytesMut::with_capacity(64);
     let mut chunk = Vec::with_capacity(4096);
     while !session.closed.get() {
@@ -330,8 +453,73 @@ async fn read_reports(mut reader: TcpStream, replica: Rc<ShardReplica>, session:
         }
         session.last_report.set(Instant::now());
         if let Some(offset) = take_latest_report(&mut pending) {
-            replica.on_report(offset);
+            replica.on_report_from(slave_id, offset, store.max_physical_offset());
         }
     }
     session.closed.set(true);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LONG: Duration = Duration::from_secs(5);
+
+    #[compio::test]
+    async fn with_a_required_set_every_member_must_report() {
+        let replica = Rc::new(ShardReplica::default());
+        let _two = replica.connected_as(Some(2), 0, 100);
+        let _three = replica.connected_as(Some(3), 0, 100);
+        replica.set_required(Some(BTreeSet::from([2, 3])));
+        let waiting = {
+            let replica = replica.clone();
+            compio::runtime::spawn(async move { replica.wait(100, LONG, i64::MAX).await })
+        };
+        compio::time::sleep(Duration::from_millis(20)).await;
+        replica.on_report_from(Some(2), 100, 100);
+        compio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "one member is not enough");
+        replica.on_report_from(Some(3), 100, 100);
+        assert_eq!(waiting.await.unwrap(), SlaveWait::Replicated);
+        let progress = replica.progress();
+        assert_eq!(progress.len(), 2);
+        assert!(progress.iter().all(|(_, p)| p.caught_up_at.is_some()));
+
+        // A member that is not connected: refused at once, not acknowledged.
+        replica.set_required(Some(BTreeSet::from([2, 4])));
+        assert_eq!(
+            replica.wait(200, LONG, i64::MAX).await,
+            SlaveWait::NotAvailable
+        );
+        // Classic (no set): any slave releases.
+        replica.set_required(None);
+        let waiting = {
+            let replica = replica.clone();
+            compio::runtime::spawn(async move { replica.wait(300, LONG, i64::MAX).await })
+        };
+        compio::time::sleep(Duration::from_millis(20)).await;
+        replica.on_report_from(Some(3), 300, 400);
+        assert_eq!(waiting.await.unwrap(), SlaveWait::Replicated);
+    }
+
+    #[compio::test]
+    async fn a_shrink_releases_what_the_remaining_members_hold() {
+        let replica = Rc::new(ShardReplica::default());
+        let _two = replica.connected_as(Some(2), 0, 100);
+        let three = replica.connected_as(Some(3), 0, 100);
+        replica.set_required(Some(BTreeSet::from([2, 3])));
+        let waiting = {
+            let replica = replica.clone();
+            compio::runtime::spawn(async move { replica.wait(100, LONG, i64::MAX).await })
+        };
+        compio::time::sleep(Duration::from_millis(20)).await;
+        replica.on_report_from(Some(2), 150, 150);
+        drop(three);
+        assert!(replica.progress().iter().all(|(id, _)| *id == 2));
+        compio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished());
+        // The controller accepted the shrink to {2}.
+        replica.set_required(Some(BTreeSet::from([2])));
+        assert_eq!(waiting.await.unwrap(), SlaveWait::Replicated);
+    }
 }

@@ -44,8 +44,8 @@ use rmq_storage::{ConsistentPoint, Durability, EpochEntry, ShardStore, StoreErro
 use crate::error::HaError;
 use crate::frame::{TransferHeader, decode_transfer_header};
 use crate::handshake::{
-    FLAG_EPOCHS, Hello, Status, WELCOME_LEN, Welcome, check_from, decode_epochs, decode_welcome,
-    encode_hello, epochs_len,
+    Hello, Status, WELCOME_LEN, Welcome, check_from, decode_epochs, decode_welcome, encode_hello,
+    epochs_len,
 };
 
 /// Session settings, from the broker configuration.
@@ -63,6 +63,8 @@ pub struct SlaveSettings {
     /// Controller mode: the master epoch the controller named; a master whose newest epoch is
     /// older is not followed (-1: no check).
     pub min_master_epoch: i32,
+    /// Controller mode: this slave's broker id, told to the master (0: none).
+    pub slave_id: i64,
 }
 
 /// Replicates one shard from `addr` until the session fails or `stopping()` turns true
@@ -327,7 +329,7 @@ async fn handshake(
         check_from,
         check_crc: store.log_checksum(check_from, slave_offset).await?,
         flags: if store.has_epoch_history() {
-            FLAG_EPOCHS
+            Hello::controller_flags(settings.slave_id)
         } else {
             0
         },

@@ -41,6 +41,7 @@ fn settings(min_master_epoch: i32) -> SlaveSettings {
         max_body: 1 << 20,
         read_buffer: 8 * 1024,
         min_master_epoch,
+        slave_id: 0,
     }
 }
 

@@ -50,6 +50,7 @@ fn slave_settings() -> SlaveSettings {
         max_body: 1 << 20,
         read_buffer: 8 * 1024,
         min_master_epoch: -1,
+        slave_id: 0,
     }
 }
 

@@ -287,3 +287,32 @@ pub async fn heartbeat(
         .await
         .map(|_| ())
 }
+
+/// CONTROLLER_ALTER_SYNC_STATE_SET: asks for `new_set` in place of the set of epoch
+/// `sss_epoch`, as master `master_id` of `master_epoch`; the new set's epoch.
+pub async fn alter_sync_state_set(
+    controllers: &Controllers,
+    leader: &str,
+    name: &str,
+    (master_id, master_epoch): (i64, i32),
+    new_set: &std::collections::BTreeSet<i64>,
+    sss_epoch: i32,
+) -> Result<i32, CallError> {
+    let head = rmq_core::remoting::controller::AlterSyncStateSetRequestHeader {
+        broker_name: Some(name.to_string()),
+        master_broker_id: Some(master_id),
+        master_epoch: Some(master_epoch),
+        invoke_time: crate::context::now_ms(),
+    };
+    let body = rmq_core::body::encode_body(&SyncStateSet {
+        sync_state_set: new_set.clone(),
+        sync_state_set_epoch: sss_epoch,
+    });
+    let request = request(code::CONTROLLER_ALTER_SYNC_STATE_SET, |r| head.write_to(r));
+    let response = controllers.call(leader, request.with_body(body)).await?;
+    let answer = header(
+        leader,
+        rmq_core::remoting::controller::AlterSyncStateSetResponseHeader::read(&response),
+    )?;
+    Ok(answer.new_sync_state_set_epoch)
+}

@@ -13,9 +13,12 @@
 //! with CONTROLLER_FENCED_MASTER_EPOCH, stops accepting writes (`role::fence`) until the
 //! controller confirms it as master again.
 //!
-//! Not done yet: the master's sync-state-set maintenance (shrinking slaves not caught up for
-//! `haMaxTimeSlaveNotCatchup`, expanding caught-up ones through
-//! CONTROLLER_ALTER_SYNC_STATE_SET); the master follows the set the controller gives it.
+//! Sync-state set (master, every `checkSyncStateSetPeriod`): a slave is in sync when, on every
+//! shard, it reported the master's whole log within `haMaxTimeSlaveNotCatchup`
+//! (`ShardReplica::progress`). When the in-sync set differs from the controller's, the master
+//! applies the union of both (an expansion waits for the new member at once; a member leaves
+//! only once the controller agreed), asks with CONTROLLER_ALTER_SYNC_STATE_SET, and applies
+//! the new set when accepted (`role::apply_sync_state_set`).
 
 mod calls;
 mod identity;
@@ -108,6 +111,10 @@ struct Client {
     /// When the last answered heartbeat was sent.
     heartbeat_ok_sent: Option<Instant>,
     last_sync: Option<Instant>,
+    /// The controller's sync-state set and its epoch (as last learned).
+    sss: std::collections::BTreeSet<i64>,
+    sss_epoch: i32,
+    last_sss_check: Option<Instant>,
 }
 
 async fn run(core: Rc<CoreContext>) {
@@ -122,6 +129,9 @@ async fn run(core: Rc<CoreContext>) {
         epoch: -1,
         heartbeat_ok_sent: None,
         last_sync: None,
+        sss: Default::default(),
+        sss_epoch: -1,
+        last_sss_check: None,
     };
     let mut last_beat: Option<Instant> = None;
     while !broker.stopping.load(Ordering::Acquire) {
@@ -213,7 +223,76 @@ impl Client {
             let info = calls::replica_info(&self.controllers, &leader, &name).await?;
             self.apply(info).await;
         }
+        let period = ms(self.broker.config.check_sync_state_set_period);
+        let master = self.epoch >= 0 && !self.broker.is_slave();
+        if master && self.last_sss_check.is_none_or(|at| at.elapsed() >= period) {
+            self.last_sss_check = Some(Instant::now());
+            self.check_sync_state_set(&leader, id).await?;
+        }
         Ok(())
+    }
+
+    /// The master's sync-state-set maintenance (see the module docs).
+    async fn check_sync_state_set(&mut self, leader: &str, id: i64) -> Result<(), CallError> {
+        let limit = ms(self.broker.config.ha_max_time_slave_not_catchup);
+        let mut in_sync: Option<std::collections::BTreeSet<i64>> = None;
+        for shard in 0..self.broker.shard_count {
+            let caught_up = self
+                .core
+                .on_owned_shard(shard, move |owned| async move {
+                    owned
+                        .replica
+                        .progress()
+                        .into_iter()
+                        .filter(|(_, p)| p.caught_up_at.is_some_and(|at| at.elapsed() < limit))
+                        .map(|(id, _)| id)
+                        .collect::<std::collections::BTreeSet<i64>>()
+                })
+                .await
+                .unwrap_or_default();
+            in_sync = Some(match in_sync {
+                None => caught_up,
+                Some(so_far) => so_far.intersection(&caught_up).copied().collect(),
+            });
+        }
+        let mut wanted = in_sync.unwrap_or_default();
+        wanted.insert(id);
+        if wanted == self.sss || self.sss_epoch < 0 {
+            return Ok(());
+        }
+        let union: Vec<i64> = wanted.union(&self.sss).copied().collect();
+        role::apply_sync_state_set(&self.broker, &union);
+        // Let every core take the union before the controller can count on it.
+        rmq_net::rt::sleep(role::DUTY_TICK * 3).await;
+        let name = self.broker.config.broker_name.clone();
+        let asked = calls::alter_sync_state_set(
+            &self.controllers,
+            leader,
+            &name,
+            (id, self.epoch),
+            &wanted,
+            self.sss_epoch,
+        )
+        .await;
+        match asked {
+            Ok(epoch) => {
+                tracing::info!(old = ?self.sss, new = ?wanted, epoch, "sync-state set changed");
+                self.sss = wanted;
+                self.sss_epoch = epoch;
+                let members: Vec<i64> = self.sss.iter().copied().collect();
+                role::apply_sync_state_set(&self.broker, &members);
+                Ok(())
+            }
+            Err(error) => {
+                if error.code() == Some(controller_response_code::CONTROLLER_FENCED_MASTER_EPOCH) {
+                    role::fence(&self.broker);
+                }
+                // The union stays: nothing is acknowledged without the members either set
+                // needs, until the controller's next word.
+                self.last_sync = None;
+                Err(error)
+            }
+        }
     }
 
     async fn heartbeat(&mut self, leader: &str, id: i64) -> Result<(), CallError> {
@@ -345,6 +424,10 @@ impl Client {
                 self.last_sync = None;
             }
             return;
+        }
+        if info.master_epoch >= self.epoch {
+            self.sss = info.sync_state_set.iter().copied().collect();
+            self.sss_epoch = info.sync_state_set_epoch;
         }
         let fenced_master = self.broker.role.snapshot().role.is_master() && self.broker.is_slave();
         if info.master_epoch < self.epoch || (info.master_epoch == self.epoch && !fenced_master) {

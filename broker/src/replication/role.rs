@@ -23,6 +23,7 @@
 //!   their way, and follow A with `min_master_epoch` E: the handshake cuts each shard back to
 //!   the consistent point with A's epoch history. The broker re-registers with its new id.
 
+use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -35,6 +36,8 @@ use crate::core_context::CoreContext;
 
 /// How long a core that stops being master waits for appends already past the role check.
 pub const IN_FLIGHT_GRACE: Duration = Duration::from_millis(300);
+/// How often a core's duty loop looks for a new generation or sync-state set.
+pub const DUTY_TICK: Duration = Duration::from_millis(20);
 /// How long a role change waits for every core to settle.
 const SETTLE_LIMIT: Duration = Duration::from_secs(30);
 
@@ -78,6 +81,9 @@ pub struct RoleState {
     generation: AtomicU64,
     /// Cores that applied `generation`.
     settled: AtomicUsize,
+    /// A master's sync-state set without itself (`apply_sync_state_set`), and its version.
+    required: Mutex<BTreeSet<i64>>,
+    required_version: AtomicU64,
     controller_mode: bool,
 }
 
@@ -104,6 +110,8 @@ impl RoleState {
             current: Mutex::new(role),
             generation: AtomicU64::new(0),
             settled: AtomicUsize::new(0),
+            required: Mutex::new(BTreeSet::new()),
+            required_version: AtomicU64::new(0),
             controller_mode: config.enable_controller_mode,
         }
     }
@@ -225,15 +233,40 @@ pub async fn become_master(
 }
 
 /// A master's SYNC acknowledgements follow its sync-state set: with other members in it a
-/// send waits for a slave report (`AckPolicy`), alone it acknowledges by itself. The
-/// controller decides the set (a shrink takes effect only once it accepted it).
+/// send waits for a slave report (`AckPolicy`), with `allAckInSyncStateSet` for a report of
+/// every other member (each core hands the set to its shards' `ShardReplica::set_required`
+/// within [`DUTY_TICK`]); alone it acknowledges by itself. The controller decides the set: a
+/// shrink is applied only once it accepted it, an expansion is applied (as the union of the
+/// old and new sets) before it is asked for (`controller_client`).
 pub fn apply_sync_state_set(broker: &SharedContext, sync_state_set: &[i64]) {
     let me = broker.role.snapshot().controller_id;
-    let others = sync_state_set.iter().any(|&id| id != me);
+    let others: BTreeSet<i64> = sync_state_set
+        .iter()
+        .copied()
+        .filter(|&id| id != me)
+        .collect();
     broker
         .role
         .waits_for_replica
-        .store(others, Ordering::Release);
+        .store(!others.is_empty(), Ordering::Release);
+    *broker.role.required.lock().expect("role lock") = others;
+    broker.role.required_version.fetch_add(1, Ordering::AcqRel);
+}
+
+/// The sync-state set a master applies now (without itself).
+pub fn applied_sync_state_set(broker: &SharedContext) -> BTreeSet<i64> {
+    broker.role.required.lock().expect("role lock").clone()
+}
+
+/// Hands the applied sync-state set to this core's shards (controller mode with
+/// `allAckInSyncStateSet`; else every slave report counts, as in classic mode).
+fn push_required(core: &CoreContext) {
+    let broker = &core.broker;
+    let required = (broker.role.controller_mode() && broker.config.all_ack_in_sync_state_set)
+        .then(|| applied_sync_state_set(broker));
+    for replica in core.replicas.values() {
+        replica.set_required(required.clone());
+    }
 }
 
 /// Makes this broker a slave with `broker_id` following the master at `master_addr`
@@ -323,8 +356,14 @@ pub async fn run_duties(core: Rc<CoreContext>) {
             }
         }
         let tasks = super::start_generation(&core, &role);
+        let mut pushed = None;
         while !outdated(&broker, generation) {
-            rmq_net::rt::sleep(Duration::from_millis(20)).await;
+            let version = broker.role.required_version.load(Ordering::Acquire);
+            if pushed != Some(version) {
+                pushed = Some(version);
+                push_required(&core);
+            }
+            rmq_net::rt::sleep(DUTY_TICK).await;
         }
         for task in tasks {
             let _ = task.await;

@@ -21,6 +21,10 @@ fn slave_settings(broker: &BrokerContext, min_master_epoch: i32) -> SlaveSetting
         max_body: 64 << 20,
         read_buffer: 1 << 20,
         min_master_epoch,
+        slave_id: match broker.role.controller_mode() {
+            true => broker.role.snapshot().controller_id,
+            false => 0,
+        },
     }
 }
 
