@@ -6,7 +6,11 @@
 //! in-process brokers in controller mode with an in-process name server: the first becomes
 //! master, the second its slave; SYNC sends are acknowledged; the master stops; the slave is
 //! elected, registers as brokerId 0 and takes writes with every acknowledged message; the old
-//! master comes back with its persisted id and follows the new one.
+//! master comes back with its persisted id and follows the new one; the sets grow and shrink
+//! through CONTROLLER_ALTER_SYNC_STATE_SET. The second test does the same with real
+//! `rmq-fast broker` processes and `kill -9` of the master under concurrent SYNC sends
+//! (allAckInSyncStateSet=true): every acknowledged message is on the new master and, after
+//! its restart and truncation, on the old one.
 
 mod support;
 
@@ -548,5 +552,130 @@ fn the_controller_makes_a_master_a_slave_and_fails_over() {
     })
     .unwrap();
     b_handle.stop().unwrap();
+    stop_controller.store(true, Ordering::Relaxed);
+}
+
+/// A real `rmq-fast broker` process in controller mode.
+struct Process {
+    config: std::path::PathBuf,
+    root: std::path::PathBuf,
+    addr: String,
+    starts: usize,
+    child: Option<support::Broker>,
+}
+
+impl Process {
+    fn new(root: &Path, namesrv: &str, controller: &str) -> Process {
+        let port = free_port_pair();
+        std::fs::create_dir_all(root).unwrap();
+        let text = format!(
+            "brokerClusterName=CtlCluster\nbrokerName=ctl-kill\nenableControllerMode=true\n\
+             controllerAddr={controller}\nallAckInSyncStateSet=true\n\
+             controllerHeartBeatTimeoutMills=3000\nsyncBrokerMetadataPeriod=300\n\
+             checkSyncStateSetPeriod=300\nhaMaxTimeSlaveNotCatchup=2000\n\
+             listenPort={port}\nnamesrvAddr={namesrv}\nbrokerIP1=127.0.0.1\n\
+             storePathRootDir={}\nlogDir={}\nflushDiskType=ASYNC_FLUSH\n\
+             mappedFileSizeCommitLog=1048576\nmaxMessageSize=65536\n\
+             mappedFileSizeConsumeQueue=6000\nshardCount=2\nhaSendHeartbeatInterval=200\n\
+             slaveTimeout=2000\nautoCreateTopicEnable=true\ndefaultTopicQueueNums={}\n",
+            root.join("store").display(),
+            root.join("logs").display(),
+            TOPIC.queues
+        );
+        let config = root.join("broker.properties");
+        std::fs::write(&config, text).unwrap();
+        Process {
+            config,
+            root: root.to_path_buf(),
+            addr: format!("127.0.0.1:{port}"),
+            starts: 0,
+            child: None,
+        }
+    }
+
+    async fn start(&mut self) {
+        let log = self.root.join(format!("broker-{}.out", self.starts));
+        self.starts += 1;
+        let mut child = support::start_broker(&support::broker_binary(), &self.config, &log);
+        support::wait_until_serving(&self.addr, &mut child, &log).await;
+        self.child = Some(child);
+    }
+
+    fn kill_9(&mut self) {
+        let mut child = self.child.take().expect("a running broker");
+        child.kill().expect("SIGKILL");
+        child.wait().unwrap();
+    }
+}
+
+/// Sends one message per round until one is acknowledged (SUCCESS).
+async fn until_acknowledging(addr: &str, first_round: usize, limit: Duration, acked: &mut Acked) {
+    let deadline = Instant::now() + limit;
+    let mut round = first_round;
+    loop {
+        round += 1;
+        let codes = send(addr, round, 1, acked).await;
+        if codes[0].0 == ResponseCode::Success.code() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{addr} never acknowledged: {codes:?}"
+        );
+        rmq_net::rt::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The loopback failover of issue 11 with real processes: kill -9 of the master under SYNC
+/// sends with allAckInSyncStateSet=true; the slave takes over within seconds, as brokerId 0,
+/// with every acknowledged message; the old master restarts, cuts its unacknowledged tail
+/// and follows.
+#[test]
+fn kill_9_of_the_master_under_sync_sends_loses_no_acknowledged_message() {
+    let stop_controller = Arc::new(AtomicBool::new(false));
+    let (controller, decisions) = start_controller(stop_controller.clone());
+    let namesrv = Namesrv::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Process::new(&dir.path().join("a"), &namesrv.addr, &controller);
+    let mut b = Process::new(&dir.path().join("b"), &namesrv.addr, &controller);
+    rmq_net::rt::block_on(async {
+        let mut acked = Acked::new();
+        a.start().await;
+        until_acknowledging(&a.addr, 1000, Duration::from_secs(15), &mut acked).await;
+        b.start().await;
+        until(
+            "B in A's sync-state set",
+            Duration::from_secs(15),
+            async || decisions.lock().unwrap().sync_state_sets == [BTreeSet::from([1, 2])],
+        )
+        .await;
+        let a_addr = a.addr.clone();
+        let loaded = support::load_then_kill(&a_addr, TOPIC, 4, 1, 1500, || a.kill_9()).await;
+        let killed = Instant::now();
+        assert!(
+            loaded.len() > 20,
+            "acknowledged under load: {}",
+            loaded.len()
+        );
+        acked.extend(loaded);
+        until_acknowledging(&b.addr, 2000, Duration::from_secs(15), &mut acked).await;
+        let took = killed.elapsed();
+        println!("failover (kill -9 -> first acknowledged send on the new master): {took:?}");
+        assert_eq!(decisions.lock().unwrap().masters, [(1, 1), (2, 2)]);
+        until("B as brokerId 0", Duration::from_secs(5), async || {
+            route_ids(&namesrv.addr).await == [(0, b.addr.clone())]
+        })
+        .await;
+        verify(&b.addr, TOPIC, &acked, 1).await.unwrap();
+
+        a.start().await;
+        let b_queues = queues(&b.addr).await;
+        until("A holds B's queues", Duration::from_secs(20), async || {
+            queues(&a.addr).await == b_queues
+        })
+        .await;
+        verify(&a.addr, TOPIC, &acked, 2).await.unwrap();
+    })
+    .unwrap();
     stop_controller.store(true, Ordering::Relaxed);
 }
