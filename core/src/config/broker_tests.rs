@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use super::broker::{BrokerConfig, BrokerRole, FlushDiskType};
+use super::controller::ControllerConfig;
 use super::error::ConfigWarning;
-use super::keys::{BROKER_IGNORED, NAMESRV_IGNORED, NETTY_SERVER_IGNORED};
+use super::keys::{BROKER_IGNORED, CONTROLLER_IGNORED, NAMESRV_IGNORED, NETTY_SERVER_IGNORED};
 use super::namesrv::NamesrvConfig;
 use super::properties::parse_properties;
 
@@ -444,10 +445,12 @@ fn docs_list_every_key() {
         .iter()
         .chain(BROKER_IGNORED)
         .chain(NAMESRV_IGNORED)
+        .chain(CONTROLLER_IGNORED)
         .map(|k| k.key);
     let typed = BrokerConfig::KEYS
         .iter()
         .chain(NamesrvConfig::KEYS)
+        .chain(ControllerConfig::KEYS)
         .copied();
     let aliases = ["mapedFileSizeCommitLog", "mapedFileSizeConsumeQueue"];
     for key in typed.chain(ignored).chain(aliases) {

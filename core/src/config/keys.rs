@@ -192,6 +192,32 @@ pub const NAMESRV_IGNORED: &[IgnoredKey] = &[
     pools("defaultThreadPoolQueueCapacity"),
 ];
 
+/// RocketMQ 5.3 `ControllerConfig` keys accepted without effect by `rmq-fast controller`.
+pub const CONTROLLER_IGNORED: &[IgnoredKey] = &[
+    // rmq-fast's controller is always raft (openraft); DLedger's and jRaft's own settings
+    // have no counterpart.
+    missing("controllerType", Some("DLedger")),
+    pools("controllerThreadPoolNums"),
+    pools("controllerRequestThreadPoolQueueCapacity"),
+    tuning("mappedFileSize"),
+    tuning("electMasterMaxRetryCount"),
+    tuning("isProcessReadEvent"),
+    // One leader scan (scanNotActiveBrokerInterval) finds both dead brokers and dead masters.
+    tuning("scanInactiveMasterInterval"),
+    missing("metricsExporterType", Some("DISABLE")),
+    missing("metricsGrpcExporterTarget", None),
+    missing("metricsGrpcExporterHeader", None),
+    missing("metricGrpcExporterTimeOutInMills", None),
+    missing("metricGrpcExporterIntervalInMills", None),
+    missing("metricLoggingExporterIntervalInMills", None),
+    missing("metricsPromExporterPort", None),
+    missing("metricsPromExporterHost", None),
+    missing("metricsLabel", None),
+    missing("metricsInDelta", None),
+    missing("configBlackList", None),
+    missing("configStorePath", None),
+];
+
 /// Finds `key` in the given tables.
 pub fn find_ignored(tables: &[&[IgnoredKey]], key: &str) -> Option<IgnoredKey> {
     tables

@@ -1,7 +1,7 @@
 //! Configuration of brokers and name servers from RocketMQ's own `.properties` files.
 //!
 //! - `properties`: the Java `.properties` syntax (comments, separators, continuations, escapes).
-//! - `broker` / `namesrv`: typed configs with RocketMQ 4.9.8 keys and defaults, `load` (file then
+//! - `broker` / `namesrv` / `controller`: typed configs with RocketMQ 4.9.8 keys and defaults, `load` (file then
 //!   command-line overrides), and `validate`.
 //! - `error`: `ConfigError` (refuse to start) and `ConfigWarning` (log and continue).
 //!
@@ -11,6 +11,7 @@
 
 pub mod broker;
 mod broker_validate;
+pub mod controller;
 pub mod error;
 pub mod keys;
 mod loader;
@@ -31,6 +32,7 @@ pub use broker_validate::{
     COMMIT_LOG_ALIGNMENT, COMMIT_LOG_SIZE_MIN, CONSUME_QUEUE_ENTRY_SIZE, check_host_port,
     parse_delay_levels, parse_delete_when,
 };
+pub use controller::ControllerConfig;
 pub use error::{ConfigError, ConfigWarning};
 pub use keys::{IgnoreReason, IgnoredKey};
 pub use loader::COMMAND_LINE;

@@ -9,8 +9,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::controller::ControllerConfig;
 use super::error::{ConfigError, ConfigWarning};
-use super::keys::{NAMESRV_IGNORED, NETTY_SERVER_IGNORED};
+use super::keys::{CONTROLLER_IGNORED, NAMESRV_IGNORED, NETTY_SERVER_IGNORED, find_ignored};
 use super::loader::{COMMAND_LINE, KeySpace, apply_entries, read_properties_file};
 use super::properties::Properties;
 use super::value::{config_struct, home_path};
@@ -38,6 +39,8 @@ config_struct! {
         "scanNotActiveBrokerInterval" => scan_not_active_broker_interval_ms: u64 = 10_000,
         /// rmq-fast key: a broker not re-registered for this long (ms) is removed.
         "brokerChannelExpiredTime" => broker_channel_expired_time_ms: u64 = 120_000,
+        /// RocketMQ 5: also run a controller member (the `ControllerConfig` keys of this file).
+        "enableControllerInNamesrv" => enable_controller_in_namesrv: bool = false,
         /// rmq-fast extension: log directory.
         "logDir" => log_dir: PathBuf = PathBuf::from(home_path("logs/rocketmqlogs")),
         /// rmq-fast extension: largest accepted remoting frame.
@@ -103,7 +106,9 @@ impl NamesrvConfig {
         };
         let mut ignored = BTreeMap::new();
         let result = apply_entries(props, source_name, &keys, warnings, &mut ignored, |entry| {
-            self.set_key(&entry.key, &entry.value)
+            let set = self.set_key(&entry.key, &entry.value);
+            // Controller keys belong to the embedded controller, which reads the same file.
+            set.or_else(|| is_controller_key(&entry.key).then_some(Ok(())))
         });
         self.ignored_keys.extend(ignored);
         result
@@ -152,6 +157,14 @@ impl NamesrvConfig {
         }
         out
     }
+}
+
+/// A key of the controller's config (read by it when `enableControllerInNamesrv=true`).
+fn is_controller_key(key: &str) -> bool {
+    let own = ControllerConfig::KEYS
+        .iter()
+        .any(|k| *k == key && !NamesrvConfig::KEYS.contains(k));
+    own || find_ignored(&[CONTROLLER_IGNORED], key).is_some()
 }
 
 #[cfg(test)]
