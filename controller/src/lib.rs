@@ -12,6 +12,8 @@
 //! - `wire`: remoting frames over tokio sockets (one port serves raft peers and clients);
 //! - `network`: raft RPC to the other controllers over that port;
 //! - `server`: the listener; raft RPC goes to openraft, everything else to a [`Service`];
+//! - `rocketmq`: the election state of `rmq-election` served with RocketMQ 5.3's controller
+//!   protocol, and [`start_controller`] from a `ControllerConfig`;
 //! - `node`: one controller, on its own tokio runtime (the controller is not on the
 //!   message data path, so it does not share the brokers' io_uring cores).
 //!
@@ -26,6 +28,7 @@ mod network;
 mod node;
 mod peers;
 mod replicated;
+mod rocketmq;
 mod server;
 mod state_machine;
 pub mod wire;
@@ -34,4 +37,5 @@ pub use error::ControllerError;
 pub use node::{ControllerNode, NodeConfig, NodeHandle, QUORUM_WAIT, RaftRole};
 pub use peers::{Peer, parse_peers, peer_id};
 pub use replicated::{Replicated, Stamped};
+pub use rocketmq::{ControllerService, ElectionController, start_controller};
 pub use server::{CLIENT_REQUESTS_IN_FLIGHT, Service};

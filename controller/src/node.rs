@@ -244,7 +244,12 @@ impl<S: Replicated> ControllerNode<S> {
     ///
     /// # Errors
     /// A peer list without this member, a store that cannot be opened, the port taken.
-    pub fn start<V: Service<S>>(config: NodeConfig, service: V) -> Result<Self, ControllerError> {
+    /// `initial` is the state of a member with an empty store (a snapshot replaces it).
+    pub fn start<V: Service<S>>(
+        config: NodeConfig,
+        initial: S,
+        service: V,
+    ) -> Result<Self, ControllerError> {
         let me = config.me()?.clone();
         let raft_config = Arc::new(config.raft_config()?);
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -254,7 +259,7 @@ impl<S: Replicated> ControllerNode<S> {
             .build()
             .map_err(ControllerError::Runtime)?;
         let log = LogStore::<S>::open(&config.store_dir)?;
-        let machine = StateMachineStore::<S>::open(&config.store_dir)?;
+        let machine = StateMachineStore::<S>::open(&config.store_dir, initial)?;
         let listen_addr = listen_addr(&me.addr);
         let listener = runtime.block_on(tokio::net::TcpListener::bind(&listen_addr));
         let listener = listener.map_err(|source| ControllerError::Bind {

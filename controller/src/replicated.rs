@@ -14,9 +14,7 @@ use serde::{Deserialize, Serialize};
 /// `apply` must be a pure function of (state, `now_ms`, command): every controller applies
 /// the same entries in the same order and must reach the same state. That is why time is
 /// an argument (stamped by the leader into the entry) rather than read from a clock.
-pub trait Replicated:
-    Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static
-{
+pub trait Replicated: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
     /// A state change, carried in a raft log entry.
     type Cmd: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Sync + 'static;
     /// What applying a command answers to the client that submitted it.

@@ -41,6 +41,11 @@ pub trait Service<S: Replicated>: Send + Sync + 'static {
     /// outcomes nobody asked for, such as an election after a lost heartbeat, which the
     /// brokers must be told about.
     fn after_tick(&self, node: &NodeHandle<S>, out: S::Out) -> impl Future<Output = ()> + Send;
+
+    /// Called when a client connection (not a raft peer's) closes. Required: a broker's
+    /// connection closing is how the controller learns at once that the broker died
+    /// (RocketMQ 5 elects on it too), instead of waiting for its heartbeats to time out.
+    fn closed(&self, node: &NodeHandle<S>, peer: SocketAddr) -> impl Future<Output = ()> + Send;
 }
 
 /// Accepts connections until the runtime stops.
@@ -82,6 +87,8 @@ async fn connection<S: Replicated, V: Service<S>>(
     });
     let mut reader = FrameReader::new(read);
     let permits = Arc::new(Semaphore::new(CLIENT_REQUESTS_IN_FLIGHT));
+    // A connection that carries raft RPC is a peer's, not a client's.
+    let mut client = true;
     loop {
         let request = match reader.read().await {
             Ok(request) => request,
@@ -95,6 +102,7 @@ async fn connection<S: Replicated, V: Service<S>>(
             continue;
         }
         if request.code == RAFT_RPC {
+            client = false;
             let reply = raft_rpc(&node, &request).await;
             if replies.send(reply).is_err() {
                 break;
@@ -116,6 +124,9 @@ async fn connection<S: Replicated, V: Service<S>>(
     }
     drop(replies);
     let _ = writer.await;
+    if client {
+        service.closed(&node, peer).await;
+    }
 }
 
 /// Hands a raft RPC to openraft and wraps its answer (an error of the target's raft is an

@@ -75,8 +75,9 @@ impl<S: Replicated> Clone for StateMachineStore<S> {
 }
 
 impl<S: Replicated> StateMachineStore<S> {
-    /// Opens the store in `dir`, starting from its snapshot when there is one.
-    pub(crate) fn open(dir: &Path) -> Result<Self, ControllerError> {
+    /// Opens the store in `dir`, starting from its snapshot when there is one, else from
+    /// `initial`.
+    pub(crate) fn open(dir: &Path, initial: S) -> Result<Self, ControllerError> {
         let path = dir.join(SNAPSHOT_FILE);
         let corrupt = |reason: String| ControllerError::Corrupt {
             path: path.clone(),
@@ -85,7 +86,7 @@ impl<S: Replicated> StateMachineStore<S> {
         let (applied, snapshot) = match read_optional(&path)? {
             None => (
                 Applied {
-                    state: S::default(),
+                    state: initial,
                     clock_ms: 0,
                     last_applied: None,
                     membership: StoredMembership::default(),
@@ -262,7 +263,7 @@ mod tests {
     #[test]
     fn time_never_goes_back_and_survives_a_snapshot_reload() {
         let dir = tempfile::tempdir().unwrap();
-        let mut machine = StateMachineStore::<Log>::open(dir.path()).unwrap();
+        let mut machine = StateMachineStore::<Log>::open(dir.path(), Log::default()).unwrap();
         // The second leader's clock is 400 ms behind the first's.
         let entries = vec![entry(1, 1_000, 1), entry(2, 600, 2), entry(3, 1_200, 3)];
         let outs = block_on(machine.apply(entries)).unwrap();
@@ -271,7 +272,7 @@ mod tests {
         assert_eq!(times, [(1_000, 1), (1_000, 2), (1_200, 3)]);
 
         block_on(machine.build_snapshot()).unwrap();
-        let mut reloaded = StateMachineStore::<Log>::open(dir.path()).unwrap();
+        let mut reloaded = StateMachineStore::<Log>::open(dir.path(), Log::default()).unwrap();
         assert_eq!(reloaded.applied().state.0, times);
         block_on(reloaded.apply(vec![entry(4, 900, 4)])).unwrap();
         assert_eq!(
@@ -285,7 +286,7 @@ mod tests {
     fn a_corrupt_snapshot_is_an_error_not_an_empty_state() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(SNAPSHOT_FILE), b"{\"meta\":").unwrap();
-        let err = StateMachineStore::<Log>::open(dir.path())
+        let err = StateMachineStore::<Log>::open(dir.path(), Log::default())
             .err()
             .expect("refused");
         assert!(matches!(err, ControllerError::Corrupt { .. }), "{err}");

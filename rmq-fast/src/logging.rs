@@ -1,5 +1,6 @@
 //! Logs to stderr and to `<logDir>/<file>` (default `~/logs/rocketmqlogs/`, where the
-//! seed tells operators to look). `RUST_LOG` overrides the level (default info).
+//! seed tells operators to look). `RUST_LOG` overrides the level (default info; openraft, the
+//! controller's raft library, logs every vote and heartbeat at info, so it gets warn).
 
 use std::path::Path;
 
@@ -18,7 +19,8 @@ pub fn init(
         .with_context(|| format!("cannot create log directory {}", log_dir.display()))?;
     let file = tracing_appender::rolling::never(log_dir, file_name);
     let (writer, guard) = tracing_appender::non_blocking(file);
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
     tracing_subscriber::registry()
         .with(filter)
         .with(

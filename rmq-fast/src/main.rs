@@ -1,4 +1,5 @@
-//! The `rmq-fast` binary: `namesrv`, `broker` and `standalone` (both, on defaults).
+//! The `rmq-fast` binary: `namesrv`, `broker`, `controller` (RocketMQ 5 controller mode) and
+//! `standalone` (name server and broker, on defaults).
 //!
 //! Command lines mirror mqnamesrv/mqbroker: `-c FILE` for a RocketMQ `.properties` file
 //! and `-n ADDR` to override `namesrvAddr`. Errors reach the operator as one clear
@@ -17,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use rmq_core::config::{BrokerConfig, ConfigWarning, NamesrvConfig};
+use rmq_core::config::{BrokerConfig, ConfigWarning, ControllerConfig, NamesrvConfig};
 
 #[derive(Parser)]
 #[command(
@@ -35,6 +36,14 @@ enum Command {
     /// Run a name server (like mqnamesrv).
     Namesrv {
         /// Name server properties file (listenPort, kvConfigPath, logDir...).
+        #[arg(short = 'c', long = "configFile")]
+        config: Option<PathBuf>,
+    },
+    /// Run one member of the controller quorum of RocketMQ 5's controller mode (like
+    /// mqcontroller).
+    Controller {
+        /// Controller properties file (controllerDLegerGroup, controllerDLegerPeers,
+        /// controllerDLegerSelfId, controllerStorePath...).
         #[arg(short = 'c', long = "configFile")]
         config: Option<PathBuf>,
     },
@@ -69,14 +78,39 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Namesrv { config } => {
-            let (config, warnings) = NamesrvConfig::load(config.as_deref(), &[])?;
+        Command::Namesrv { config: file } => {
+            let (config, warnings) = NamesrvConfig::load(file.as_deref(), &[])?;
             let _guard = logging::init(&config.log_dir, "namesrv.log")?;
             log_warnings(&warnings);
+            // RocketMQ 5: the name server's file also configures an embedded controller.
+            let controller = if config.enable_controller_in_namesrv {
+                let (controller, warnings) =
+                    ControllerConfig::load(file.as_deref(), &[], NamesrvConfig::KEYS)?;
+                log_warnings(&warnings);
+                Some(start_controller(&controller)?)
+            } else {
+                None
+            };
             run_until_signal(
                 |stop| start_namesrv(config, stop).map(|h| vec![h]),
-                || Ok(()),
+                || {
+                    if let Some(controller) = controller {
+                        controller.shutdown();
+                    }
+                    Ok(())
+                },
             )
+        }
+        Command::Controller { config } => {
+            let (config, warnings) = ControllerConfig::load(config.as_deref(), &[], &[])?;
+            let _guard = logging::init(&config.log_dir, "controller.log")?;
+            log_warnings(&warnings);
+            let signals = signal_set()?;
+            let controller = start_controller(&config)?;
+            wait_for_signal(signals);
+            tracing::info!("shutting down");
+            controller.shutdown();
+            Ok(())
         }
         Command::Broker {
             config,
@@ -120,6 +154,16 @@ fn start_namesrv(
     let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
     rmq_namesrv::run_namesrv(config, ip, stop)
         .with_context(|| format!("name server on port {port}"))
+}
+
+fn start_controller(config: &ControllerConfig) -> Result<rmq_controller::ElectionController> {
+    let member = &config.controller_dleger_self_id;
+    rmq_controller::start_controller(config).with_context(|| {
+        format!(
+            "controller member {member} ({})",
+            config.controller_dleger_peers
+        )
+    })
 }
 
 fn run_broker(config: BrokerConfig, namesrv: Option<NamesrvConfig>) -> Result<()> {

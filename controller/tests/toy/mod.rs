@@ -144,6 +144,8 @@ impl Service<Toy> for ToyService {
     async fn after_tick(&self, _node: &NodeHandle<Toy>, out: i64) {
         self.ticks.lock().unwrap().push(out);
     }
+
+    async fn closed(&self, _node: &NodeHandle<Toy>, _peer: SocketAddr) {}
 }
 
 /// Ports of this crate's tests: 31500-31999 (a per-process stride so parallel test binaries
@@ -233,7 +235,8 @@ impl Group {
             NodeConfig::new("toy", self.peers.clone(), &format!("n{i}"), self.store(i));
         config.scan_interval_ms = self.scan_interval_ms;
         config.snapshot_every_entries = self.snapshot_every_entries;
-        self.nodes[i] = Some(ControllerNode::start(config, self.service.clone()).unwrap());
+        self.nodes[i] =
+            Some(ControllerNode::start(config, Toy::default(), self.service.clone()).unwrap());
     }
 
     pub fn start_all(&mut self) {

@@ -194,6 +194,18 @@ mod tests {
     }
 
     #[test]
+    fn shipped_controller_files_load_cleanly() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../conf/controller");
+        for member in ["n0", "n1", "n2"] {
+            let path = dir.join(format!("controller-{member}.properties"));
+            let (config, warnings) = ControllerConfig::load(Some(&path), &[], &[]).unwrap();
+            assert!(warnings.is_empty(), "{warnings:?}");
+            assert_eq!(config.controller_dleger_self_id, member);
+            assert_eq!(config.controller_dleger_peers.split(';').count(), 3);
+        }
+    }
+
+    #[test]
     fn a_namesrv_file_shares_keys_without_warnings_either_way() {
         let text = "listenPort = 9876\nenableControllerInNamesrv = true\n\
                     controllerDLegerGroup = group1\ncontrollerDLegerPeers = n0-127.0.0.1:9878\n\
