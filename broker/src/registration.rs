@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use rmq_core::body::{PERM_READ, PERM_WRITE, RegisterBrokerBody};
+use rmq_core::body::{PERM_READ, PERM_WRITE, RegisterBrokerBody, TopicConfigSerializeWrapper};
 use rmq_core::remoting::{RemotingCommand, ResponseCode, request_code};
 use rmq_net::{NetError, RemotingClient};
 
@@ -138,7 +138,25 @@ async fn client_for(
     Ok(client)
 }
 
-fn register_request(ctx: &SharedContext) -> RemotingCommand {
+/// Plain JSON bodies estimated above this are sent compressed even with
+/// `compressedRegister=false` (a 4.9.x name server accepts both; RocketMQ's #5296: plain
+/// bodies pass the 16 MiB frame at ~60k topics).
+pub const AUTO_COMPRESS_BYTES: usize = 4 << 20;
+
+/// Room left in a frame for the header of a REGISTER_BROKER request.
+const FRAME_HEADROOM: usize = 64 << 10;
+
+/// The REGISTER_BROKER requests of one registration: one request, or (split registration)
+/// several, each holding part of the topics with the same data version and marked
+/// `partialTopics=true` (an rmq-fast name server then adds or updates those topics and
+/// removes none; RocketMQ 5's name server does the same unmarked).
+///
+/// The body is compressed when `compressedRegister=true` or when its JSON would pass
+/// [`AUTO_COMPRESS_BYTES`]. It is split into requests of `splitRegistrationSize` topics
+/// when `enableSplitRegistration=true` (RocketMQ 5), and otherwise only when one request
+/// would not fit in `maxFrameLength`: then into as few parts as fit. Built off the core
+/// threads ([`build_off_core`]): at 1M topics encoding takes seconds.
+pub fn register_requests(ctx: &SharedContext) -> Vec<RemotingCommand> {
     let mut wrapper = ctx.topics.wrapper();
     wrapper
         .topic_config_table
@@ -151,35 +169,137 @@ fn register_request(ctx: &SharedContext) -> RemotingCommand {
             config.perm = permission;
         }
     }
+    let estimate: usize = wrapper
+        .topic_config_table
+        .keys()
+        .map(|name| 2 * name.len() + 200)
+        .sum();
+    let compress = ctx.config.compressed_register || estimate > AUTO_COMPRESS_BYTES;
+    let max_body = (ctx.config.max_frame_length as usize).saturating_sub(FRAME_HEADROOM);
+    let split = usize::try_from(ctx.config.split_registration_size)
+        .unwrap_or(1)
+        .max(1);
+    let topics = wrapper.topic_config_table.len();
+    if ctx.config.enable_split_registration && topics >= split {
+        return parts(ctx, &wrapper, topics.div_ceil(split), compress);
+    }
+    let whole = request(ctx, &wrapper, compress, false);
+    if whole.body.len() <= max_body || topics <= 1 {
+        return vec![whole];
+    }
+    // Too large for one frame even compressed: as few parts as fit.
+    let mut count = whole.body.len().div_ceil(max_body.max(1)) + 1;
+    loop {
+        let requests = parts(ctx, &wrapper, count, compress);
+        if requests.iter().all(|r| r.body.len() <= max_body) || count >= topics {
+            tracing::info!(
+                topics,
+                parts = requests.len(),
+                "registration split to fit maxFrameLength"
+            );
+            return requests;
+        }
+        count = (count * 2).min(topics);
+    }
+}
+
+/// The topics of `wrapper` in `count` partial requests (name order, sizes within one).
+fn parts(
+    ctx: &SharedContext,
+    wrapper: &TopicConfigSerializeWrapper,
+    count: usize,
+    compress: bool,
+) -> Vec<RemotingCommand> {
+    let mut names: Vec<&String> = wrapper.topic_config_table.keys().collect();
+    names.sort();
+    let size = names.len().div_ceil(count.max(1)).max(1);
+    names
+        .chunks(size)
+        .map(|chunk| {
+            let part = TopicConfigSerializeWrapper {
+                topic_config_table: chunk
+                    .iter()
+                    .map(|name| ((*name).clone(), wrapper.topic_config_table[*name].clone()))
+                    .collect(),
+                data_version: wrapper.data_version,
+            };
+            request(ctx, &part, compress, true)
+        })
+        .collect()
+}
+
+fn request(
+    ctx: &SharedContext,
+    wrapper: &TopicConfigSerializeWrapper,
+    compress: bool,
+    partial: bool,
+) -> RemotingCommand {
     let body = RegisterBrokerBody {
-        topic_config_serialize_wrapper: wrapper,
+        topic_config_serialize_wrapper: wrapper.clone(),
         filter_server_list: Vec::new(),
     };
-    let bytes = body.encode(ctx.config.compressed_register);
-    RemotingCommand::new_request(request_code::REGISTER_BROKER)
+    let bytes = body.encode(compress);
+    let mut request = RemotingCommand::new_request(request_code::REGISTER_BROKER)
         .with_ext("brokerAddr", ctx.broker_addr)
-        .with_ext("brokerId", ctx.broker_id())
+        .with_ext("brokerId", ctx.config.broker_id)
         .with_ext("brokerName", &ctx.config.broker_name)
         .with_ext("clusterName", &ctx.config.broker_cluster_name)
         .with_ext("haServerAddr", &ctx.ha_addr)
-        .with_ext("compressed", ctx.config.compressed_register)
+        .with_ext("compressed", compress)
         .with_ext("bodyCrc32", (crc32fast::hash(&bytes) & 0x7FFF_FFFF) as i32) // UtilAll.crc32 masks the sign bit
-        .with_body(bytes)
+        .with_body(bytes);
+    if partial {
+        request.set_ext(PARTIAL_TOPICS, "true");
+    }
+    request
+}
+
+/// Header of a REGISTER_BROKER that holds only part of the broker's topics (split
+/// registration); see `rmq_namesrv`'s route table.
+pub const PARTIAL_TOPICS: &str = "partialTopics";
+
+/// Runs [`register_requests`] on a thread of its own, so encoding a large table never
+/// stalls the core the registration loop runs on.
+async fn build_off_core(ctx: &SharedContext) -> Vec<RemotingCommand> {
+    let (sender, receiver) = futures_channel::oneshot::channel();
+    let owned = ctx.clone();
+    let spawned = std::thread::Builder::new()
+        .name("register-encode".into())
+        .spawn(move || {
+            let _ = sender.send(register_requests(&owned));
+        });
+    match spawned {
+        Ok(_) => receiver.await.unwrap_or_default(),
+        Err(error) => {
+            tracing::warn!("no thread to encode the registration ({error}): encoding here");
+            register_requests(ctx)
+        }
+    }
 }
 
 /// Delay before retrying a registration that failed with some name server.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(2);
 
-/// Registers with every name server; true when all accepted.
+/// Registers with every name server (each gets the parts of a split registration in
+/// order); true when all accepted every part.
 async fn register_all(ctx: &SharedContext, clients: &Clients, addrs: &[String]) -> bool {
-    let request = register_request(ctx);
-    let attempts = addrs.iter().map(|addr| {
-        let request = request.clone();
-        async move {
-            let client = client_for(ctx, clients, addr).await?;
-            let response = client.invoke(request, timeout(ctx)).await?;
-            Ok::<_, NetError>((addr, response))
+    let requests = build_off_core(ctx).await;
+    if requests.is_empty() {
+        return false;
+    }
+    let requests = &requests;
+    let attempts = addrs.iter().map(|addr| async move {
+        let client = client_for(ctx, clients, addr).await?;
+        let mut last = None;
+        for request in requests {
+            let response = client.invoke(request.clone(), timeout(ctx)).await?;
+            let refused = response.code != ResponseCode::Success.code();
+            last = Some(response);
+            if refused {
+                break;
+            }
         }
+        Ok::<_, NetError>((addr, last.expect("at least one request")))
     });
     let mut all_ok = true;
     for outcome in join_all(attempts).await {

@@ -1,5 +1,11 @@
 //! What the name server learns from the broker, and when: the real `rmq-fast broker` binary
 //! against an in-process name server (`rmq_namesrv::run_namesrv`).
+//!
+//! `registration_larger_than_a_frame_is_split_and_every_topic_is_routable`: CI creates
+//! 3,000 topics with 120-character random names against a 128 KiB frame limit on both sides
+//! (the registration is ~250 KB compressed, so it must be split); `RMQ_REGISTER_TOPICS=1000000`
+//! runs it at scale with the default 16 MiB frames, checks 10,000 of the topics and prints
+//! the route lookup latency.
 
 mod support;
 
@@ -24,8 +30,17 @@ struct Namesrv {
 
 impl Namesrv {
     fn start() -> Namesrv {
+        Namesrv::start_with(&[])
+    }
+
+    /// A name server with config `overrides` (RocketMQ key spellings).
+    fn start_with(overrides: &[(&str, &str)]) -> Namesrv {
         let port = free_port();
-        let overrides = [("listenPort".to_owned(), port.to_string())];
+        let mut overrides: Vec<(String, String)> = overrides
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        overrides.push(("listenPort".to_owned(), port.to_string()));
         let (config, _) = NamesrvConfig::load(None, &overrides).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let ip = std::net::IpAddr::from([127, 0, 0, 1]);
@@ -248,6 +263,105 @@ fn the_name_server_lists_rocketmqs_system_topics_not_ours() {
                 "{hidden} listed: {topics:?}"
             );
         }
+    })
+    .expect("runtime");
+}
+
+/// Topics created by `registration_larger_than_a_frame_is_split_and_every_topic_is_routable`
+/// (`RMQ_REGISTER_TOPICS`, default 3,000).
+fn register_topic_count() -> usize {
+    std::env::var("RMQ_REGISTER_TOPICS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3_000)
+}
+
+#[test]
+fn registration_larger_than_a_frame_is_split_and_every_topic_is_routable() {
+    let count = register_topic_count();
+    // CI: a 128 KiB frame on both sides and names zlib cannot shrink much; at scale the
+    // defaults (16 MiB frames) and 1M topics.
+    let small = count < 100_000;
+    let frame = if small { "131072" } else { "16777216" };
+    let namesrv = Namesrv::start_with(&[("maxFrameLength", frame)]);
+    let root = tempfile::tempdir().unwrap();
+    let port = free_port_pair();
+    let config = write_config(root.path(), port, &namesrv.addr);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("maxFrameLength={frame}\n"));
+    std::fs::write(&config, text).unwrap();
+    let log = root.path().join("broker.out");
+    let mut broker = support::start_broker(&support::broker_binary(), &config, &log);
+    let addr = format!("127.0.0.1:{port}");
+    let mut next = support::fastrand_like(0x5EED ^ count as u64);
+    let name_len = if small { 120 } else { 24 };
+    let names: Vec<String> = (0..count)
+        .map(|i| {
+            let mut name = format!("Reg{i}_");
+            while name.len() < name_len {
+                name.push(char::from(b'a' + (next() % 26) as u8));
+            }
+            name
+        })
+        .collect();
+    rmq_net::rt::block_on(async {
+        wait_until_serving(&addr, &mut broker, &log).await;
+        let client = RemotingClient::connect(&addr, TIMEOUT).await.unwrap();
+        let started = Instant::now();
+        for batch in names.chunks(64) {
+            let answers = futures_util::future::join_all(batch.iter().map(|name| {
+                let request = RemotingCommand::new_request(rc::UPDATE_AND_CREATE_TOPIC)
+                    .with_ext("topic", name)
+                    .with_ext("readQueueNums", 4)
+                    .with_ext("writeQueueNums", 4)
+                    .with_ext("perm", 6);
+                client.invoke(request, TIMEOUT)
+            }))
+            .await;
+            for (name, answer) in batch.iter().zip(answers) {
+                let code = answer.as_ref().map(|r| r.code);
+                assert!(
+                    code.as_ref().is_ok_and(|c| *c == ResponseCode::Success.code()),
+                    "create {name} after {:?}: {code:?}\n{}",
+                    started.elapsed(),
+                    support::log_tail(&log)
+                );
+            }
+        }
+        let created = started.elapsed();
+        let names_client = RemotingClient::connect(&namesrv.addr, TIMEOUT)
+            .await
+            .unwrap();
+        // Every topic becomes routable (the last created one last).
+        let deadline = Instant::now() + Duration::from_secs(if small { 30 } else { 600 });
+        while route(&names_client, names.last().unwrap()).await.is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "{count} topics never became routable:\n{}",
+                support::log_tail(&log)
+            );
+            rmq_net::rt::sleep(Duration::from_millis(100)).await;
+        }
+        let routable = started.elapsed();
+        // Every topic in CI; 10,000 spread over them at scale (a lookup each).
+        let step = (names.len() / 10_000).max(1);
+        let mut latencies = Vec::with_capacity(names.len());
+        for name in names.iter().step_by(step) {
+            let asked = Instant::now();
+            let route = route(&names_client, name).await;
+            latencies.push(asked.elapsed());
+            let route = route.unwrap_or_else(|| panic!("no route of {name}"));
+            assert_eq!(route.queue_datas[0].write_queue_nums, 4, "{name}");
+        }
+        latencies.sort();
+        let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+        eprintln!(
+            "{count} topics: created in {created:?}, all routable after {routable:?}; \
+             GET_ROUTEINFO_BY_TOPIC p50 {:?} p99 {:?} max {:?}",
+            at(0.5),
+            at(0.99),
+            at(1.0)
+        );
     })
     .expect("runtime");
 }

@@ -92,6 +92,7 @@ fn register_broker(
     let ha_server_addr = req.ext("haServerAddr").unwrap_or_default().to_string();
     let broker_id = req.ext_i64("brokerId")?;
     let compressed = req.ext_opt_bool("compressed")?.unwrap_or(false);
+    let partial = req.ext_opt_bool("partialTopics")?.unwrap_or(false);
     let body_crc = req.ext_opt_i32("bodyCrc32")?.unwrap_or(0);
     // RocketMQ's UtilAll.crc32 masks the sign bit; compare the same way.
     if body_crc != 0 && (crc32fast::hash(&req.body) & 0x7FFF_FFFF) as i32 != body_crc {
@@ -121,6 +122,7 @@ fn register_broker(
         ha_server_addr,
         topics: body.topic_config_serialize_wrapper,
         connection_id: conn.id,
+        partial,
     };
     let topic_count = registration.topics.topic_config_table.len();
     let outcome = state

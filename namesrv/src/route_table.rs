@@ -22,6 +22,9 @@ pub struct Registration {
     pub topics: TopicConfigSerializeWrapper,
     /// Connection the registration came on (closing it unregisters the broker).
     pub connection_id: u64,
+    /// The body holds only part of the broker's topics (a split registration, header
+    /// `partialTopics=true`): its topics are added or updated, none is removed.
+    pub partial: bool,
 }
 
 /// What REGISTER_BROKER answers: where a slave finds its master.
@@ -90,7 +93,12 @@ impl RouteTable {
             .live
             .get(&reg.broker_addr)
             .is_none_or(|live| live.data_version != reg.topics.data_version);
-        if reg.broker_id == MASTER_ID && (first || changed) {
+        if reg.broker_id == MASTER_ID && reg.partial {
+            // As RocketMQ 5 for every registration: a topic is applied when the data version
+            // moved or this broker has no queues for it yet (the later parts of a split
+            // registration carry the same version as the first).
+            self.merge_master_topics(&reg.broker_name, &reg.topics, first || changed);
+        } else if reg.broker_id == MASTER_ID && (first || changed) {
             self.replace_master_topics(&reg.broker_name, &reg.topics);
         }
         self.live.insert(
@@ -129,6 +137,23 @@ impl RouteTable {
                 ha_server_addr: self.live.get(addr).map(|live| live.ha_server_addr.clone()),
             },
             None => RegisterOutcome::default(),
+        }
+    }
+
+    fn merge_master_topics(
+        &mut self,
+        broker_name: &str,
+        topics: &TopicConfigSerializeWrapper,
+        all: bool,
+    ) {
+        for config in topics.topic_config_table.values() {
+            let queues = self
+                .topic_queues
+                .entry(config.topic_name.clone())
+                .or_default();
+            if all || !queues.contains_key(broker_name) {
+                queues.insert(broker_name.to_string(), queue_data(broker_name, config));
+            }
         }
     }
 

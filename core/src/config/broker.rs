@@ -196,6 +196,8 @@ config_struct! {
         "registerNameServerPeriod" => register_name_server_period: i32 = 30_000,
         "registerBrokerTimeoutMills" => register_broker_timeout_mills: i32 = 6000,
         "compressedRegister" => compressed_register: bool = false,
+        "enableSplitRegistration" => enable_split_registration: bool = false,
+        "splitRegistrationSize" => split_registration_size: i32 = 800,
         "forceRegister" => force_register: bool = true,
         "flushConsumerOffsetInterval" => flush_consumer_offset_interval: i32 = 5000,
         "flushDelayOffsetInterval" => flush_delay_offset_interval: i64 = 10_000,

@@ -308,6 +308,7 @@ impl BrokerConfig {
             "shortPollingTimeMills" => self.short_polling_time_mills,
             "registerNameServerPeriod" => self.register_name_server_period,
             "registerBrokerTimeoutMills" => self.register_broker_timeout_mills,
+            "splitRegistrationSize" => self.split_registration_size,
             "flushConsumerOffsetInterval" => self.flush_consumer_offset_interval,
             "flushDelayOffsetInterval" => self.flush_delay_offset_interval,
             "transactionTimeOut" => self.transaction_time_out,

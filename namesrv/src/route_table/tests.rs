@@ -25,6 +25,7 @@ fn reg(name: &str, addr: &str, id: i64, conn: u64, t: &[&str]) -> Registration {
         ha_server_addr: format!("{addr}-ha"),
         topics: topics(t),
         connection_id: conn,
+        partial: false,
     }
 }
 
@@ -192,4 +193,30 @@ fn wiped_write_permission_survives_re_registration_until_topics_change() {
         "a topic change re-applies the configs"
     );
     assert!(table.route("T3", None).is_some());
+}
+
+/// The parts of a split registration share one data version: each part's topics are added
+/// (a full registration with an unchanged version would be ignored), none is removed, and a
+/// later part with a moved version updates only its own topics.
+#[test]
+fn parts_of_a_split_registration_add_their_topics() {
+    let mut table = RouteTable::default();
+    let now = Instant::now();
+    let part = |t: &[&str], counter: i64| {
+        let mut registration = versioned("b1", "a1", t, counter);
+        registration.partial = true;
+        registration
+    };
+    table.register(part(&["T1", "T2"], 1), now);
+    table.register(part(&["T3", "T4"], 1), now);
+    for topic in ["T1", "T2", "T3", "T4"] {
+        assert!(table.route(topic, None).is_some(), "{topic}");
+    }
+    // The next registration's first part: nothing of the other part disappears.
+    table.register(part(&["T1", "T2"], 2), now);
+    assert!(table.route("T4", None).is_some());
+    // A full registration still replaces the broker's topics.
+    table.register(versioned("b1", "a1", &["T1"], 3), now);
+    assert!(table.route("T4", None).is_none());
+    assert!(table.route("T1", None).is_some());
 }
