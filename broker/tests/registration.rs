@@ -321,7 +321,8 @@ fn registration_larger_than_a_frame_is_split_and_every_topic_is_routable() {
             for (name, answer) in batch.iter().zip(answers) {
                 let code = answer.as_ref().map(|r| r.code);
                 assert!(
-                    code.as_ref().is_ok_and(|c| *c == ResponseCode::Success.code()),
+                    code.as_ref()
+                        .is_ok_and(|c| *c == ResponseCode::Success.code()),
                     "create {name} after {:?}: {code:?}\n{}",
                     started.elapsed(),
                     support::log_tail(&log)
