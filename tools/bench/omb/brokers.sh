@@ -3,7 +3,7 @@
 # tools/bench/compare.sh starts it: its own name server, a fresh store, the same broker.conf
 # (cluster OmbCluster, ASYNC_MASTER, the given flush mode), one broker at a time.
 #
-# usage: tools/bench/omb/brokers.sh [-w WORKLOAD_YAML] [-o OUT_DIR] [RUN ...]
+# usage: tools/bench/omb/brokers.sh [-w WORKLOAD_YAML] [-d DRIVER_YAML] [-o OUT_DIR] [RUN ...]
 #   RUN is BROKER:FLUSH with BROKER fast|apache and FLUSH ASYNC_FLUSH|SYNC_FLUSH; default
 #   fast:ASYNC_FLUSH fast:SYNC_FLUSH apache:ASYNC_FLUSH apache:SYNC_FLUSH
 #   -o  default target/omb/results/<UTC time>/ (one JSON + one log per run, summary.txt)
@@ -21,10 +21,11 @@ NS_PORT=${OMB_NS_PORT:-36076}
 BR_PORT=${OMB_BR_PORT:-36011}
 NS="127.0.0.1:$NS_PORT"
 WORKLOAD="$HERE/workloads/smoke-1-topic-16-queues-1kb-5k.yaml"
-OUT=""
-while getopts "w:o:h" opt; do
+OUT="" DRIVER_ARGS=()
+while getopts "w:d:o:h" opt; do
   case $opt in
     w) WORKLOAD=$(realpath "$OPTARG") ;;
+    d) DRIVER_ARGS=(-d "$(realpath "$OPTARG")") ;;
     o) OUT=$(realpath -m "$OPTARG") ;;
     *) sed -n 2,13p "$0"; exit 2 ;;
   esac
@@ -141,7 +142,7 @@ for r in "${RUNS[@]}"; do
   echo "[$(date -u +%H:%M:%S)] $name: $(basename "$WORKLOAD")" >&2
   start_cluster "$broker" "$flush" "$WORK/$name"
   status=0
-  "$HERE/run.sh" -n "$NS" -c OmbCluster -w "$WORKLOAD" -o "$OUT/$name.json" >"$OUT/$name.log" 2>&1 \
+  "$HERE/run.sh" -n "$NS" -c OmbCluster -w "$WORKLOAD" "${DRIVER_ARGS[@]}" -o "$OUT/$name.json" >"$OUT/$name.log" 2>&1 \
     || status=$?
   stop_cluster
   cp "$WORK/$name/logs/broker.out" "$OUT/$name.broker.out" 2>/dev/null || true

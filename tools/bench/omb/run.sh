@@ -4,26 +4,29 @@
 # publish, publish-delay and end-to-end latency percentiles from its result JSON.
 #
 # usage: tools/bench/omb/run.sh -n NAMESRV_ADDR [-c CLUSTER] [-w WORKLOAD_YAML] [-o OUT_JSON]
+#          [-d DRIVER_YAML]
 #   -n  name server address, e.g. 127.0.0.1:36076
 #   -c  broker cluster name (brokerClusterName) the driver creates the topic in; default
 #       DefaultCluster
 #   -w  workload yaml; default workloads/smoke-1-topic-16-queues-1kb-5k.yaml (next to this script)
 #   -o  result JSON; default target/omb/results/<workload>-<time>.json
+#   -d  driver yaml; default driver-rocketmq4.yaml (next to this script)
 # Env: OMB_DIR (build.sh's output dir, default target/omb/src/benchmark-framework/target),
 #      OMB_HEAP (default "-Xms1g -Xmx1g").
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../../.." && pwd)
-NS="" CLUSTER=DefaultCluster OUT=""
+NS="" CLUSTER=DefaultCluster OUT="" DRIVER="$HERE/driver-rocketmq4.yaml"
 WORKLOAD="$HERE/workloads/smoke-1-topic-16-queues-1kb-5k.yaml"
-while getopts "n:c:w:o:h" opt; do
+while getopts "n:c:w:o:d:h" opt; do
   case $opt in
     n) NS=$OPTARG ;;
     c) CLUSTER=$OPTARG ;;
     w) WORKLOAD=$(realpath "$OPTARG") ;;
     o) OUT=$(realpath -m "$OPTARG") ;;
-    *) sed -n 2,15p "$0"; exit 2 ;;
+    d) DRIVER=$(realpath "$OPTARG") ;;
+    *) sed -n 2,17p "$0"; exit 2 ;;
   esac
 done
 [ -n "$NS" ] || { echo "run.sh: -n NAMESRV_ADDR is required" >&2; exit 2; }
@@ -35,7 +38,7 @@ command -v jq >/dev/null || { echo "run.sh: needs jq" >&2; exit 1; }
 WORK=$(mktemp -d /tmp/omb-run.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 sed -e "s|^namesrvAddr:.*|namesrvAddr: $NS|" -e "s|^clusterName:.*|clusterName: $CLUSTER|" \
-  "$HERE/driver-rocketmq4.yaml" >"$WORK/driver.yaml"
+  "$DRIVER" >"$WORK/driver.yaml"
 if [ -z "$OUT" ]; then
   mkdir -p "$ROOT/target/omb/results"
   OUT="$ROOT/target/omb/results/$(basename "$WORKLOAD" .yaml)-$(date -u +%Y%m%dT%H%M%SZ).json"
