@@ -44,7 +44,7 @@ python3 "$(dirname "$0")/trim_pom.py" "$SRC_DIR/benchmark-framework/pom.xml"
 start=$(date +%s)
 # -am builds the parent, driver-api and driver-rocketmq only; the source checks (license,
 # checkstyle, spotless, spotbugs) are OMB's own and need extra plugin downloads.
-(cd "$SRC_DIR" && nice mvn -B -q -pl benchmark-framework -am package \
+(cd "$SRC_DIR" && nice mvn -B -q -Dstyle.color=never -pl benchmark-framework -am package \
   -DskipTests -Dspotbugs.skip=true -Dcheckstyle.skip=true -Dspotless.check.skip=true \
   -Dspotless.apply.skip=true -Dlicense.skip=true -Denforcer.skip=true -Dmaven.javadoc.skip=true)
 echo "build.sh: built OMB $OMB_COMMIT in $(( $(date +%s) - start )) s" >&2
