@@ -14,6 +14,20 @@ pub(crate) fn store_error(
     move |source| ControllerError::Store { op, path, source }
 }
 
+/// Runs blocking file work (writes and fsyncs) so that it does not stall the other tasks of
+/// the node's runtime: on its multi-threaded runtime the worker hands its other tasks to
+/// another thread meanwhile (a slow fsync must not delay raft heartbeats or client answers);
+/// elsewhere (unit tests on a current-thread runtime) it just runs.
+pub(crate) fn blocking<R>(work: impl FnOnce() -> R) -> R {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
+    }
+}
+
 /// Replaces `path` with `bytes` so that a crash leaves either the old or the new content:
 /// write a temporary file, fsync it, rename it over `path`, fsync the directory.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ControllerError> {

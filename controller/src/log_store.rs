@@ -32,7 +32,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::ControllerError;
-use crate::files::{read_optional, store_error, sync_dir, write_atomic};
+use crate::files::{blocking, read_optional, store_error, sync_dir, write_atomic};
 use crate::replicated::{Replicated, TypeConfig};
 
 const LOG_FILE: &str = "raft-log";
@@ -282,7 +282,7 @@ impl<S: Replicated> RaftLogStorage<C<S>> for LogStore<S> {
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
         let mut inner = self.lock();
         let bytes = serde_json::to_vec(vote).expect("vote serializes");
-        write_atomic(&inner.dir.join(VOTE_FILE), &bytes)
+        blocking(|| write_atomic(&inner.dir.join(VOTE_FILE), &bytes))
             .map_err(|e| StorageIOError::write_vote(io_err(&e)))?;
         inner.vote = Some(*vote);
         Ok(())
@@ -327,7 +327,7 @@ impl<S: Replicated> RaftLogStorage<C<S>> for LogStore<S> {
             encode_record::<S>(&Record::Append(entry.clone()), &mut bytes);
             appended.push(entry);
         }
-        if let Err(e) = inner.write_records(&bytes) {
+        if let Err(e) = blocking(|| inner.write_records(&bytes)) {
             callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
             return Err(StorageIOError::write_logs(io_err(&e)).into());
         }
@@ -350,8 +350,7 @@ impl<S: Replicated> RaftLogStorage<C<S>> for LogStore<S> {
         let mut inner = self.lock();
         let mut bytes = Vec::new();
         encode_record::<S>(&Record::TruncateFrom(log_id.index), &mut bytes);
-        inner
-            .write_records(&bytes)
+        blocking(|| inner.write_records(&bytes))
             .map_err(|e| StorageIOError::write_logs(io_err(&e)))?;
         inner.entries.split_off(&log_id.index);
         tracing::info!(from = %log_id, "raft log truncated");
@@ -367,8 +366,7 @@ impl<S: Replicated> RaftLogStorage<C<S>> for LogStore<S> {
         );
         let mut bytes = Vec::new();
         encode_record::<S>(&Record::PurgeTo(log_id), &mut bytes);
-        inner
-            .write_records(&bytes)
+        blocking(|| inner.write_records(&bytes))
             .map_err(|e| StorageIOError::write_logs(io_err(&e)))?;
         let kept = inner.entries.split_off(&(log_id.index + 1));
         inner.entries = kept;

@@ -87,16 +87,22 @@ impl PeerClient {
         }
     }
 
+    /// Cancel-safe: the connection is taken out for the call and put back only after its
+    /// reply arrived, so a call dropped midway (openraft cancels RPCs it gave up on) leaves
+    /// no connection with an unread reply behind.
     async fn call_inner(&mut self, body: Vec<u8>) -> Result<Bytes, CallError> {
-        if self.conn.is_none() {
-            let stream = TcpStream::connect(&self.addr)
-                .await
-                .map_err(CallError::Unreachable)?;
-            let _ = stream.set_nodelay(true);
-            let (read, write) = stream.into_split();
-            self.conn = Some((FrameReader::new(read), write));
-        }
-        let (reader, writer) = self.conn.as_mut().expect("connected above");
+        let mut conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => {
+                let stream = TcpStream::connect(&self.addr)
+                    .await
+                    .map_err(CallError::Unreachable)?;
+                let _ = stream.set_nodelay(true);
+                let (read, write) = stream.into_split();
+                (FrameReader::new(read), write)
+            }
+        };
+        let (reader, writer) = (&mut conn.0, &mut conn.1);
         self.opaque = self.opaque.wrapping_add(1);
         let mut request = RemotingCommand::new_request(RAFT_RPC).with_body(body);
         request.opaque = self.opaque;
@@ -112,6 +118,7 @@ impl PeerClient {
                 ),
             ))));
         }
+        self.conn = Some(conn);
         Ok(reply.body)
     }
 

@@ -55,16 +55,17 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    /// A config with RocketMQ-like timing: heartbeat 100 ms, election after 500-1000 ms
-    /// of silence, a leader scan every 5 s, a snapshot every 10,000 entries.
+    /// A config with the defaults of `ControllerConfig`: heartbeat 200 ms, election after
+    /// 1-2 s of silence (a loaded host's fsync or scheduling delay does not depose a healthy
+    /// leader), a leader scan every 5 s, a snapshot every 10,000 entries.
     pub fn new(group: &str, peers: Vec<Peer>, self_name: &str, store_dir: PathBuf) -> Self {
         Self {
             group: group.to_owned(),
             peers,
             self_name: self_name.to_owned(),
             store_dir,
-            heartbeat_interval_ms: 100,
-            election_timeout_ms: 500,
+            heartbeat_interval_ms: 200,
+            election_timeout_ms: 1_000,
             scan_interval_ms: 5_000,
             snapshot_every_entries: 10_000,
         }

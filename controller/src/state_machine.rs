@@ -20,7 +20,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::ControllerError;
-use crate::files::{read_optional, write_atomic};
+use crate::files::{blocking, read_optional, write_atomic};
 use crate::replicated::{Replicated, TypeConfig};
 
 const SNAPSHOT_FILE: &str = "snapshot.json";
@@ -125,7 +125,7 @@ impl<S: Replicated> StateMachineStore<S> {
 
     fn persist(&self, file: SnapshotFile) -> Result<Snapshot<C<S>>, ControllerError> {
         let bytes = serde_json::to_vec(&file).expect("snapshot serializes");
-        write_atomic(&self.dir.join(SNAPSHOT_FILE), &bytes)?;
+        blocking(|| write_atomic(&self.dir.join(SNAPSHOT_FILE), &bytes))?;
         let snapshot = Snapshot {
             meta: file.meta.clone(),
             snapshot: Box::new(Cursor::new(file.data.clone())),

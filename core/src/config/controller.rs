@@ -41,10 +41,10 @@ config_struct! {
         "rocketmqHome" => rocketmq_home: Option<String> =
             std::env::var("ROCKETMQ_HOME").ok().filter(|v| !v.trim().is_empty()),
         /// rmq-fast extension: raft heartbeat interval between members, in ms.
-        "controllerRaftHeartbeatIntervalMs" => raft_heartbeat_interval_ms: u64 = 100,
+        "controllerRaftHeartbeatIntervalMs" => raft_heartbeat_interval_ms: u64 = 200,
         /// rmq-fast extension: a follower stands for election after this long (up to twice
         /// it) without hearing from a leader, in ms.
-        "controllerRaftElectionTimeoutMs" => raft_election_timeout_ms: u64 = 500,
+        "controllerRaftElectionTimeoutMs" => raft_election_timeout_ms: u64 = 1_000,
         /// rmq-fast extension: log directory.
         "logDir" => log_dir: PathBuf = PathBuf::from(home_path("logs/rocketmqlogs")),
     }
