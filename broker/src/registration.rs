@@ -241,7 +241,7 @@ fn request(
     let bytes = body.encode(compress);
     let mut request = RemotingCommand::new_request(request_code::REGISTER_BROKER)
         .with_ext("brokerAddr", ctx.broker_addr)
-        .with_ext("brokerId", ctx.config.broker_id)
+        .with_ext("brokerId", ctx.broker_id())
         .with_ext("brokerName", &ctx.config.broker_name)
         .with_ext("clusterName", &ctx.config.broker_cluster_name)
         .with_ext("haServerAddr", &ctx.ha_addr)
