@@ -25,6 +25,9 @@ fi
 echo ">>> Apache RocketMQ 4.9.7 jars for MqAdminTest's control cluster (tools/bench/peer/lib)"
 mvn -B -ntp -q -f "$ROOT/tools/bench/peer/pom.xml" package
 
+echo ">>> mqadmin of RocketMQ 5.3.3 for ControllerAdminTest (tests/java/mqadmin5/lib)"
+mvn -B -ntp -q -f "$ROOT/tests/java/mqadmin5/pom.xml" package
+
 echo ">>> java tests against $BIN"
 cd "$ROOT/tests/java"
 rm -rf target/surefire-reports target/surefire-reports-*

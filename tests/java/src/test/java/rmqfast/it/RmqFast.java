@@ -323,6 +323,16 @@ public final class RmqFast {
             && inCluster != null && inCluster.contains(broker.brokerName);
     }
 
+    /** The address one name server lists for {@code brokerName}'s {@code brokerId}, or null. */
+    public String brokerAddr(Proc namesrv, String brokerName, long brokerId) {
+        ClusterInfo info = clusterInfo(namesrv);
+        if (info == null || info.getBrokerAddrTable() == null) {
+            return null;
+        }
+        BrokerData bd = info.getBrokerAddrTable().get(brokerName);
+        return bd == null ? null : bd.getBrokerAddrs().get(brokerId);
+    }
+
     private ClusterInfo clusterInfo(Proc namesrv) {
         try {
             if (remoting == null) {
