@@ -43,3 +43,11 @@ if [ "${RMQ_SEED_CLUSTER:-0}" = "1" ]; then
   cargo build --release -q -p rmq-fast -p rmq-fast-bench
   bash tests/cluster/seed-2hosts.sh
 fi
+# Automatic failover (controller mode) on three network-namespace hosts (root, ~3 min): opt-in,
+# see tests/cluster/README.md. Its loopback counterparts run above (controller tests,
+# broker/tests/controller_client.rs, ControllerAdminTest).
+if [ "${RMQ_FAILOVER_CLUSTER:-0}" = "1" ]; then
+  echo "== controller-mode failover, three hosts (network namespaces)"
+  cargo build --release -q -p rmq-fast
+  bash tests/cluster/failover-3hosts.sh
+fi

@@ -6,7 +6,9 @@
  * produce <namesrv> <topic> <prefix> <seconds> <acked-file> [threads] [rate-per-thread]
  *   Sends keyed messages (key = body = prefix-thread-seq) for <seconds>. Every send that
  *   the broker acknowledged with SEND_OK is appended to <acked-file> as
- *   "brokerName<TAB>key<TAB>ackEpochMillis<TAB>queueOffset" (flushed per line), so a producer killed mid-run still leaves an exact acked set.
+ *   "brokerName<TAB>key<TAB>ackEpochMillis<TAB>queueOffset<TAB>storeHost" (flushed per line), so a producer killed mid-run still leaves an exact acked set.
+ *   storeHost is the ip:port of the broker that stored it (from the offset message id): the
+ *   failover test checks with it that only one master of a group acknowledged at a time.
  *   Anything else (exception, FLUSH_SLAVE_TIMEOUT, SLAVE_NOT_AVAILABLE...) is not acked.
  *   Prints one summary line: {"attempts":..,"acked":..,"ackedByBroker":{..},"failures":{..}}.
  *
@@ -19,8 +21,9 @@
  *
  * cluster <namesrv-addr> <timeout-seconds> <expectation>...
  *   Polls GET_BROKER_CLUSTER_INFO on ONE name server until every expectation holds:
- *   "broker-a:0=10.231.0.1:10911" (that id registered at that address) or "!broker-a:0"
- *   (not registered). Exit 0 when they all hold before the timeout, 1 otherwise.
+ *   "broker-a:0=10.231.0.1:10911" (that id registered at that address), "!broker-a:0"
+ *   (not registered), "broker-a:+=10.231.0.2:11011" (registered at that address under some
+ *   id other than 0, i.e. as a slave, whatever id a controller gave it). Exit 0 when they all hold before the timeout, 1 otherwise.
  *
  * Contract with the script: exit codes 0 (ok) / 1 (check failed) / 2 (usage).
  */
@@ -28,6 +31,7 @@
 import java.io.BufferedWriter;
 import java.io.FileWriter;
 import java.io.IOException;
+import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -47,6 +51,7 @@ import org.apache.rocketmq.client.producer.DefaultMQProducer;
 import org.apache.rocketmq.client.producer.SendResult;
 import org.apache.rocketmq.client.producer.SendStatus;
 import org.apache.rocketmq.common.message.Message;
+import org.apache.rocketmq.common.message.MessageDecoder;
 import org.apache.rocketmq.common.message.MessageExt;
 import org.apache.rocketmq.common.message.MessageQueue;
 import org.apache.rocketmq.common.protocol.body.ClusterInfo;
@@ -89,7 +94,10 @@ public class ClusterClient {
         producer.setInstanceName(prefix + "-" + ProcessHandle.current().pid());
         producer.setSendMsgTimeout(3000);
         producer.setRetryTimesWhenSendFailed(2);
-        producer.setSendLatencyFaultEnable(true);
+        // The seed test isolates a failed broker (the client then avoids it for up to 10 min); the
+        // failover test sets CLUSTER_CLIENT_LATENCY_FAULT=false, the Java client's default, so the
+        // producer writes to the failed group again as soon as its new master is in the route.
+        producer.setSendLatencyFaultEnable(!"false".equals(System.getenv("CLUSTER_CLIENT_LATENCY_FAULT")));
         producer.setPollNameServerInterval(1000);
         producer.setHeartbeatBrokerInterval(1000);
         producer.start();
@@ -132,7 +140,7 @@ public class ClusterClient {
                     String broker = result.getMessageQueue().getBrokerName();
                     synchronized (writer) {
                         writer.write(broker + "\t" + key + "\t" + System.currentTimeMillis()
-                            + "\t" + result.getQueueOffset() + "\n");
+                            + "\t" + result.getQueueOffset() + "\t" + storeHost(result) + "\n");
                         writer.flush();
                         ackedBy.merge(broker, 1L, Long::sum);
                     }
@@ -276,9 +284,27 @@ public class ClusterClient {
         return false;
     }
 
+    /** ip:port of the broker that stored the message, from its offset message id; "?" if absent. */
+    static String storeHost(SendResult result) {
+        try {
+            InetSocketAddress host = (InetSocketAddress) MessageDecoder.decodeMessageId(result.getOffsetMsgId()).getAddress();
+            return host.getAddress().getHostAddress() + ":" + host.getPort();
+        } catch (Exception e) {
+            return "?";
+        }
+    }
+
     static String firstUnmet(List<String> expectations, Map<String, String> registered) {
         for (String expectation : expectations) {
-            if (expectation.startsWith("!")) {
+            if (expectation.contains(":+=")) {
+                String[] parts = expectation.split(":\\+=", 2);
+                boolean found = registered.entrySet().stream().anyMatch(e ->
+                    e.getKey().startsWith(parts[0] + ":") && !e.getKey().equals(parts[0] + ":0")
+                        && e.getValue().equals(parts[1]));
+                if (!found) {
+                    return expectation;
+                }
+            } else if (expectation.startsWith("!")) {
                 if (registered.containsKey(expectation.substring(1))) {
                     return expectation;
                 }
