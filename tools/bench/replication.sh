@@ -5,6 +5,10 @@
 #   tools/bench/replication.sh throughput [THREADS SIZE SECONDS ROUNDS]
 #       ASYNC_MASTER vs SYNC_MASTER send throughput and RT, alternating the two roles ROUNDS
 #       times (default 16 1024 10 2) so drift of a noisy machine hits both alike.
+#   tools/bench/replication.sh controller [THREADS SIZE SECONDS ROUNDS]
+#       the steady-state cost of controller mode (issue 11): classic SYNC_MASTER + SLAVE against
+#       the same two brokers in controller mode (three `rmq-fast controller` members,
+#       allAckInSyncStateSet=true), alternating ROUNDS times.
 #   tools/bench/replication.sh lag [SECONDS]
 #       ASYNC_MASTER under async load (1 KiB): how many messages the slave is behind, sampled
 #       every 50 ms (consume-queue max offsets of the topic on both brokers).
@@ -14,7 +18,7 @@
 #
 # Needs target/release/rmq-fast and rmq-fast-bench (cargo build --release -p rmq-fast
 # -p rmq-fast-bench; RMQ_BIN_DIR=DIR uses the binaries in DIR instead) and python3.
-# Ports 19876, 20911-20912, 21011-21012; stores under ${RB_DIR:-/tmp/rmq-repl-bench},
+# Ports 19876, 19858-19878 (controllers), 20911-20912, 21011-21012; stores under ${RB_DIR:-/tmp/rmq-repl-bench},
 # deleted on exit.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -35,6 +39,25 @@ cleanup() {
 trap cleanup EXIT
 
 broker_conf() { # name role id port
+  if [[ $2 == CONTROLLER* ]]; then
+    # controller mode: brokerId/brokerRole are the controller's to decide
+    cat <<C
+brokerClusterName=ReplBench
+brokerName=repl
+listenPort=$4
+haListenPort=$(($4 + 1))
+flushDiskType=ASYNC_FLUSH
+storePathRootDir=$DIR/$1
+mapedFileSizeCommitLog=1073741824
+logDir=$DIR/$1/logs
+brokerIP1=127.0.0.1
+defaultTopicQueueNums=$QUEUES
+enableControllerMode=true
+controllerAddr=127.0.0.1:19878;127.0.0.1:19868;127.0.0.1:19858
+allAckInSyncStateSet=true
+C
+    return 0
+  fi
   cat <<C
 brokerClusterName=ReplBench
 brokerName=repl
@@ -65,12 +88,32 @@ start() { # name role id port
   wait_port "127.0.0.1:$4"
 }
 
-start_cluster() { # master role; "noslave" to start the master alone
+start_controllers() {
+  local ports=(19878 19868 19858) i
+  for i in 0 1 2; do
+    mkdir -p "$DIR/c$i"
+    printf 'controllerDLegerGroup=repl-bench\ncontrollerDLegerPeers=n0-127.0.0.1:19878;n1-127.0.0.1:19868;n2-127.0.0.1:19858\ncontrollerDLegerSelfId=n%s\ncontrollerStorePath=%s\nlogDir=%s\n' \
+      "$i" "$DIR/c$i/store" "$DIR/c$i/logs" > "$DIR/c$i.properties"
+    "$BIN/rmq-fast" controller -c "$DIR/c$i.properties" > "$DIR/c$i.out" 2>&1 &
+    PIDS+=($!)
+  done
+  for i in 0 1 2; do wait_port "127.0.0.1:${ports[$i]}"; done
+}
+
+start_cluster() { # master role (or CONTROLLER); "noslave" to start the master alone
   cleanup; PIDS=(); mkdir -p "$DIR"
   printf 'listenPort=%s\n' "${NS#*:}" > "$DIR/namesrv.properties"
   "$BIN/rmq-fast" namesrv -c "$DIR/namesrv.properties" > "$DIR/namesrv.out" 2>&1 &
   PIDS+=($!)
   wait_port "$NS"
+  if [[ $1 == CONTROLLER ]]; then
+    start_controllers
+    start master CONTROLLER 0 20911
+    sleep 2 # the first broker of the group becomes its master
+    start slave CONTROLLER 1 21011
+    sleep 5 # the slave joins the sync-state set once it caught up
+    return 0
+  fi
   start master "$1" 0 20911
   [[ "${2:-}" == noslave ]] || start slave SLAVE 1 21011
   sleep 2
@@ -80,9 +123,10 @@ bench() { "$BIN/rmq-fast-bench" produce -n "$NS" --topic "$TOPIC" --queues "$QUE
 
 throughput() {
   local threads=${1:-16} size=${2:-1024} seconds=${3:-10} rounds=${4:-2}
+  local roles=${ROLES:-ASYNC_MASTER SYNC_MASTER}
   printf '| round | master role | msg/s | RT p50 ms | p99 ms | p99.9 ms | errors |\n|---|---|---|---|---|---|---|\n'
   for round in $(seq "$rounds"); do
-    for role in ASYNC_MASTER SYNC_MASTER; do
+    for role in $roles; do
       start_cluster "$role"
       bench --threads "$threads" --size "$size" --duration 3 > /dev/null 2>&1 # route + topic
       bench --threads "$threads" --size "$size" --duration "$seconds" --warmup 2 --json 2>/dev/null \
@@ -126,7 +170,8 @@ catchup() {
 mode=${1:-throughput}; shift || true
 case "$mode" in
   throughput) throughput "$@" ;;
+  controller) ROLES="SYNC_MASTER CONTROLLER" throughput "$@" ;;
   lag) lag "$@" ;;
   catchup) catchup "$@" ;;
-  *) sed -n 2,16p "$0"; exit 2 ;;
+  *) sed -n 2,20p "$0"; exit 2 ;;
 esac
