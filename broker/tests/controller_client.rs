@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use rmq_broker::server::{BrokerHandle, start_broker};
 use rmq_core::body::controller::SyncStateSet;
-use rmq_core::body::{TopicRouteData, decode_body, encode_body};
+use rmq_core::body::{decode_body, encode_body};
 use rmq_core::config::{BrokerConfig, NamesrvConfig};
 use rmq_core::remoting::controller::{
     AlterSyncStateSetRequestHeader, AlterSyncStateSetResponseHeader, ApplyBrokerIdRequestHeader,
@@ -33,11 +33,12 @@ use rmq_core::remoting::controller::{
     RegisterBrokerToControllerRequestHeader, RegisterBrokerToControllerResponseHeader,
     controller_request_code as code, controller_response_code,
 };
-use rmq_core::remoting::{RemotingCommand, ResponseCode, request_code as rc};
+use rmq_core::remoting::{RemotingCommand, ResponseCode};
 use rmq_net::{ConnectionInfo, ConnectionLimits, RemotingClient, RequestHandler};
 use rmq_test_support::ports::free_port;
 use support::{
-    Acked, TIMEOUT, Topic, free_port_pair, read_queue, record_ack, send_request, verify,
+    Acked, TIMEOUT, Topic, free_port_pair, read_queue, route_ids, send_counting_codes, until,
+    verify,
 };
 
 const TOPIC: Topic = Topic {
@@ -376,49 +377,6 @@ impl Node {
     }
 }
 
-async fn send(addr: &str, round: usize, count: u64, acked: &mut Acked) -> Vec<(i32, usize)> {
-    let client = RemotingClient::connect(addr, TIMEOUT).await.unwrap();
-    let mut codes: Vec<(i32, usize)> = Vec::new();
-    for seq in 0..count {
-        let (request, queue_id, body) = send_request(TOPIC, round, 0, seq);
-        let response = client.invoke(request, TIMEOUT).await.unwrap();
-        if response.code == ResponseCode::Success.code() {
-            record_ack(acked, &response, queue_id, &body);
-        }
-        match codes.iter_mut().find(|(code, _)| *code == response.code) {
-            Some((_, n)) => *n += 1,
-            None => codes.push((response.code, 1)),
-        }
-    }
-    codes
-}
-
-async fn until(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        rmq_net::rt::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn route_ids(namesrv: &str) -> Vec<(i64, String)> {
-    let client = RemotingClient::connect(namesrv, TIMEOUT).await.unwrap();
-    let request =
-        RemotingCommand::new_request(rc::GET_ROUTEINFO_BY_TOPIC).with_ext("topic", TOPIC.name);
-    let response = client.invoke(request, TIMEOUT).await.unwrap();
-    if response.code != ResponseCode::Success.code() {
-        return Vec::new();
-    }
-    let route: TopicRouteData = decode_body(&response.body).unwrap();
-    let mut ids: Vec<(i64, String)> = route
-        .broker_datas
-        .iter()
-        .flat_map(|b| b.broker_addrs.iter().map(|(id, a)| (*id, a.clone())))
-        .collect();
-    ids.sort();
-    ids
-}
-
 async fn queues(addr: &str) -> Vec<Vec<bytes::Bytes>> {
     let client = RemotingClient::connect(addr, TIMEOUT).await.unwrap();
     let mut all = Vec::new();
@@ -455,7 +413,7 @@ fn the_controller_makes_a_master_a_slave_and_fails_over() {
             Duration::from_secs(15),
             async || {
                 round += 1;
-                send(&a.addr, round, 5, &mut acked).await;
+                send_counting_codes(&a.addr, TOPIC, round, 5, &mut acked).await;
                 let decided = masters.lock().unwrap().sync_state_sets.len();
                 a_ctx.role.waits_for_replica() && decided == 1
             },
@@ -467,10 +425,10 @@ fn the_controller_makes_a_master_a_slave_and_fails_over() {
             [BTreeSet::from([1, 2])],
             "A asked for B once B caught up"
         );
-        let codes = send(&a.addr, 1, 100, &mut acked).await;
+        let codes = send_counting_codes(&a.addr, TOPIC, 1, 100, &mut acked).await;
         assert_eq!(codes, [(ResponseCode::Success.code(), 100)]);
         until("A as 0, B as 2", Duration::from_secs(10), async || {
-            route_ids(&namesrv.addr).await == [(0, a.addr.clone()), (2, b.addr.clone())]
+            route_ids(&namesrv.addr, TOPIC.name).await == [(0, a.addr.clone()), (2, b.addr.clone())]
         })
         .await;
         b_handle
@@ -488,10 +446,10 @@ fn the_controller_makes_a_master_a_slave_and_fails_over() {
         .await;
         let took = stopped.elapsed();
         assert_eq!(masters.lock().unwrap().masters, [(1, 1), (2, 2)]);
-        let codes = send(&b.addr, 2, 50, &mut acked).await;
+        let codes = send_counting_codes(&b.addr, TOPIC, 2, 50, &mut acked).await;
         assert_eq!(codes, [(ResponseCode::Success.code(), 50)]);
         until("B as 0", Duration::from_secs(5), async || {
-            route_ids(&namesrv.addr).await == [(0, b.addr.clone())]
+            route_ids(&namesrv.addr, TOPIC.name).await == [(0, b.addr.clone())]
         })
         .await;
         println!("failover (master stopped -> new master writable): {took:?}");
@@ -528,7 +486,7 @@ fn the_controller_makes_a_master_a_slave_and_fails_over() {
             masters.lock().unwrap().sync_state_sets.last(),
             Some(&BTreeSet::from([1, 2]))
         );
-        let codes = send(&b.addr, 4, 30, &mut acked).await;
+        let codes = send_counting_codes(&b.addr, TOPIC, 4, 30, &mut acked).await;
         assert_eq!(codes, [(ResponseCode::Success.code(), 30)]);
         let b_queues = queues(&b.addr).await;
         assert_eq!(queues(&a.addr).await, b_queues, "acknowledged: A has it");
@@ -547,7 +505,7 @@ fn the_controller_makes_a_master_a_slave_and_fails_over() {
             masters.lock().unwrap().sync_state_sets.last(),
             Some(&BTreeSet::from([2]))
         );
-        let codes = send(&b.addr, 5, 10, &mut acked).await;
+        let codes = send_counting_codes(&b.addr, TOPIC, 5, 10, &mut acked).await;
         assert_eq!(codes, [(ResponseCode::Success.code(), 10)]);
     })
     .unwrap();
@@ -614,7 +572,7 @@ async fn until_acknowledging(addr: &str, first_round: usize, limit: Duration, ac
     let mut round = first_round;
     loop {
         round += 1;
-        let codes = send(addr, round, 1, acked).await;
+        let codes = send_counting_codes(addr, TOPIC, round, 1, acked).await;
         if codes[0].0 == ResponseCode::Success.code() {
             return;
         }
@@ -663,7 +621,7 @@ fn kill_9_of_the_master_under_sync_sends_loses_no_acknowledged_message() {
         println!("failover (kill -9 -> first acknowledged send on the new master): {took:?}");
         assert_eq!(decisions.lock().unwrap().masters, [(1, 1), (2, 2)]);
         until("B as brokerId 0", Duration::from_secs(5), async || {
-            route_ids(&namesrv.addr).await == [(0, b.addr.clone())]
+            route_ids(&namesrv.addr, TOPIC.name).await == [(0, b.addr.clone())]
         })
         .await;
         verify(&b.addr, TOPIC, &acked, 1).await.unwrap();

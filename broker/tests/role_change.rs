@@ -11,17 +11,17 @@ mod support;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rmq_broker::replication::role::{self, RoleError};
 use rmq_broker::server::{BrokerHandle, start_broker};
-use rmq_core::body::{TopicRouteData, decode_body};
 use rmq_core::config::{BrokerConfig, NamesrvConfig};
-use rmq_core::remoting::{RemotingCommand, ResponseCode, request_code as rc};
+use rmq_core::remoting::ResponseCode;
 use rmq_net::RemotingClient;
 use rmq_test_support::ports::free_port;
 use support::{
-    Acked, TIMEOUT, Topic, free_port_pair, read_queue, record_ack, send_request, verify,
+    Acked, TIMEOUT, Topic, free_port_pair, read_queue, route_ids, send_counting_codes, until,
+    verify,
 };
 
 const TOPIC: Topic = Topic {
@@ -103,50 +103,6 @@ impl Node {
     }
 }
 
-/// Sends `count` messages to `addr`; returns how many were answered with each code, and
-/// records the SUCCESS ones in `acked`.
-async fn send(addr: &str, round: usize, count: u64, acked: &mut Acked) -> Vec<(i32, usize)> {
-    let client = RemotingClient::connect(addr, TIMEOUT).await.unwrap();
-    let mut codes: Vec<(i32, usize)> = Vec::new();
-    for seq in 0..count {
-        let (request, queue_id, body) = send_request(TOPIC, round, 0, seq);
-        let response = client.invoke(request, TIMEOUT).await.unwrap();
-        if response.code == ResponseCode::Success.code() {
-            record_ack(acked, &response, queue_id, &body);
-        }
-        match codes.iter_mut().find(|(code, _)| *code == response.code) {
-            Some((_, n)) => *n += 1,
-            None => codes.push((response.code, 1)),
-        }
-    }
-    codes
-}
-
-async fn until(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        rmq_net::rt::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// brokerId → address in the name server's route of the topic.
-async fn route_ids(namesrv: &str) -> Vec<(i64, String)> {
-    let client = RemotingClient::connect(namesrv, TIMEOUT).await.unwrap();
-    let request =
-        RemotingCommand::new_request(rc::GET_ROUTEINFO_BY_TOPIC).with_ext("topic", TOPIC.name);
-    let response = client.invoke(request, TIMEOUT).await.unwrap();
-    if response.code != ResponseCode::Success.code() {
-        return Vec::new();
-    }
-    let route: TopicRouteData = decode_body(&response.body).unwrap();
-    route
-        .broker_datas
-        .iter()
-        .flat_map(|b| b.broker_addrs.iter().map(|(id, a)| (*id, a.clone())))
-        .collect()
-}
-
 async fn queues(addr: &str) -> Vec<Vec<bytes::Bytes>> {
     let client = RemotingClient::connect(addr, TIMEOUT).await.unwrap();
     let mut all = Vec::new();
@@ -169,7 +125,7 @@ fn a_slave_takes_over_and_the_old_master_rejoins_at_the_consistent_point() {
     let mut acked = Acked::new();
     rmq_net::rt::block_on(async {
         // No role yet: writes refused, nothing registered.
-        let refused = send(&a.addr, 0, 1, &mut acked).await;
+        let refused = send_counting_codes(&a.addr, TOPIC, 0, 1, &mut acked).await;
         assert_eq!(refused, [(ResponseCode::ServiceNotAvailable.code(), 1)]);
 
         role::become_master(&a_ctx, 1, 1, &[1, 2]).await.unwrap();
@@ -187,17 +143,17 @@ fn a_slave_takes_over_and_the_old_master_rejoins_at_the_consistent_point() {
         let mut probe = 100;
         until("B replicating", Duration::from_secs(10), async || {
             probe += 1;
-            let codes = send(&a.addr, probe, 1, &mut acked).await;
+            let codes = send_counting_codes(&a.addr, TOPIC, probe, 1, &mut acked).await;
             codes[0].0 == ResponseCode::Success.code()
         })
         .await;
-        let codes = send(&a.addr, 1, 200, &mut acked).await;
+        let codes = send_counting_codes(&a.addr, TOPIC, 1, 200, &mut acked).await;
         assert_eq!(codes, [(ResponseCode::Success.code(), 200)]);
         until(
             "A as 0, B as 2 in the route",
             Duration::from_secs(10),
             async || {
-                let ids = route_ids(&namesrv.addr).await;
+                let ids = route_ids(&namesrv.addr, TOPIC.name).await;
                 ids.contains(&(0, a.addr.clone())) && ids.contains(&(2, b.addr.clone()))
             },
         )
@@ -209,7 +165,7 @@ fn a_slave_takes_over_and_the_old_master_rejoins_at_the_consistent_point() {
             .await
             .unwrap();
         let mut unacked = Acked::new();
-        let codes = send(&a.addr, 2, 40, &mut unacked).await;
+        let codes = send_counting_codes(&a.addr, TOPIC, 2, 40, &mut unacked).await;
         assert!(
             unacked.is_empty(),
             "nothing acknowledged without B: {codes:?}"
@@ -222,10 +178,10 @@ fn a_slave_takes_over_and_the_old_master_rejoins_at_the_consistent_point() {
         // B is elected with epoch 2, alone in its sync-state set.
         role::become_master(&b_ctx, 2, 2, &[2]).await.unwrap();
         until("B as brokerId 0", Duration::from_secs(5), async || {
-            route_ids(&namesrv.addr).await == [(0, b.addr.clone())]
+            route_ids(&namesrv.addr, TOPIC.name).await == [(0, b.addr.clone())]
         })
         .await;
-        let codes = send(&b.addr, 3, 60, &mut acked).await;
+        let codes = send_counting_codes(&b.addr, TOPIC, 3, 60, &mut acked).await;
         assert_eq!(codes, [(ResponseCode::Success.code(), 60)]);
         verify(&b.addr, TOPIC, &acked, 3).await.unwrap();
     })
@@ -246,7 +202,7 @@ fn a_slave_takes_over_and_the_old_master_rejoins_at_the_consistent_point() {
         })
         .await;
         role::apply_sync_state_set(&b_ctx, &[1, 2]);
-        let codes = send(&b.addr, 4, 20, &mut acked).await;
+        let codes = send_counting_codes(&b.addr, TOPIC, 4, 20, &mut acked).await;
         assert_eq!(
             codes,
             [(ResponseCode::Success.code(), 20)],
@@ -256,10 +212,10 @@ fn a_slave_takes_over_and_the_old_master_rejoins_at_the_consistent_point() {
         assert_eq!(queues(&a.addr).await, b_queues, "acknowledged: A has it");
         verify(&a.addr, TOPIC, &acked, 4).await.unwrap();
         let mut none = Acked::new();
-        let refused = send(&a.addr, 5, 1, &mut none).await;
+        let refused = send_counting_codes(&a.addr, TOPIC, 5, 1, &mut none).await;
         assert_eq!(refused, [(ResponseCode::ServiceNotAvailable.code(), 1)]);
         until("A as 1, B as 0", Duration::from_secs(5), async || {
-            let mut ids = route_ids(&namesrv.addr).await;
+            let mut ids = route_ids(&namesrv.addr, TOPIC.name).await;
             ids.sort();
             ids == [(0, b.addr.clone()), (1, a.addr.clone())]
         })

@@ -308,3 +308,57 @@ pub fn log_tail(log: &Path) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
+
+/// Sends `count` messages of `round` to queue 0 of `topic` at `addr`; returns how many were
+/// answered with each code, and records the SUCCESS ones in `acked` (controller-mode tests).
+pub async fn send_counting_codes(
+    addr: &str,
+    topic: Topic,
+    round: usize,
+    count: u64,
+    acked: &mut Acked,
+) -> Vec<(i32, usize)> {
+    let client = RemotingClient::connect(addr, TIMEOUT).await.unwrap();
+    let mut codes: Vec<(i32, usize)> = Vec::new();
+    for seq in 0..count {
+        let (request, queue_id, body) = send_request(topic, round, 0, seq);
+        let response = client.invoke(request, TIMEOUT).await.unwrap();
+        if response.code == ResponseCode::Success.code() {
+            record_ack(acked, &response, queue_id, &body);
+        }
+        match codes.iter_mut().find(|(code, _)| *code == response.code) {
+            Some((_, n)) => *n += 1,
+            None => codes.push((response.code, 1)),
+        }
+    }
+    codes
+}
+
+/// Polls `done` every 50 ms until it holds; fails the test naming `what` after `limit`.
+pub async fn until(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        rmq_net::rt::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// brokerId → address in the name server's route of `topic`, sorted; empty without a route.
+pub async fn route_ids(namesrv: &str, topic: &str) -> Vec<(i64, String)> {
+    let client = RemotingClient::connect(namesrv, TIMEOUT).await.unwrap();
+    let request =
+        RemotingCommand::new_request(request_code::GET_ROUTEINFO_BY_TOPIC).with_ext("topic", topic);
+    let response = client.invoke(request, TIMEOUT).await.unwrap();
+    if response.code != ResponseCode::Success.code() {
+        return Vec::new();
+    }
+    let route: rmq_core::body::TopicRouteData =
+        rmq_core::body::decode_body(&response.body).unwrap();
+    let mut ids: Vec<(i64, String)> = route
+        .broker_datas
+        .iter()
+        .flat_map(|b| b.broker_addrs.iter().map(|(id, a)| (*id, a.clone())))
+        .collect();
+    ids.sort();
+    ids
+}
