@@ -120,6 +120,8 @@ impl Group {
 struct Scripted {
     group: Rc<RefCell<Group>>,
     addr: String,
+    /// While set, requests get no answer (a controller the broker cannot reach).
+    silent: Arc<AtomicBool>,
 }
 
 impl RequestHandler for Scripted {
@@ -128,7 +130,12 @@ impl RequestHandler for Scripted {
         _conn: Rc<ConnectionInfo>,
         req: RemotingCommand,
     ) -> rmq_net::connection::LocalFuture<Option<RemotingCommand>> {
-        Box::pin(async move { Some(self.answer(&req)) })
+        Box::pin(async move {
+            if self.silent.load(Ordering::Relaxed) {
+                return None;
+            }
+            Some(self.answer(&req))
+        })
     }
 }
 
@@ -258,7 +265,7 @@ struct Decisions {
 
 type Masters = Arc<std::sync::Mutex<Decisions>>;
 
-fn start_controller(stop: Arc<AtomicBool>) -> (String, Masters) {
+fn start_controller(stop: Arc<AtomicBool>, silent: Arc<AtomicBool>) -> (String, Masters) {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let masters = Arc::new(std::sync::Mutex::new(Decisions::default()));
@@ -271,6 +278,7 @@ fn start_controller(stop: Arc<AtomicBool>) -> (String, Masters) {
             let handler = Rc::new(Scripted {
                 group: group.clone(),
                 addr: thread_addr,
+                silent,
             });
             let watcher = stop.clone();
             rmq_net::rt::spawn(async move {
@@ -390,7 +398,7 @@ async fn queues(addr: &str) -> Vec<Vec<bytes::Bytes>> {
 #[test]
 fn the_controller_makes_a_master_a_slave_and_fails_over() {
     let stop_controller = Arc::new(AtomicBool::new(false));
-    let (controller, masters) = start_controller(stop_controller.clone());
+    let (controller, masters) = start_controller(stop_controller.clone(), Arc::default());
     let namesrv = Namesrv::start();
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let a = Node::new(dirs[0].path(), &namesrv.addr, &controller);
@@ -591,7 +599,7 @@ async fn until_acknowledging(addr: &str, first_round: usize, limit: Duration, ac
 #[test]
 fn kill_9_of_the_master_under_sync_sends_loses_no_acknowledged_message() {
     let stop_controller = Arc::new(AtomicBool::new(false));
-    let (controller, decisions) = start_controller(stop_controller.clone());
+    let (controller, decisions) = start_controller(stop_controller.clone(), Arc::default());
     let namesrv = Namesrv::start();
     let dir = tempfile::tempdir().unwrap();
     let mut a = Process::new(&dir.path().join("a"), &namesrv.addr, &controller);
@@ -635,5 +643,56 @@ fn kill_9_of_the_master_under_sync_sends_loses_no_acknowledged_message() {
         verify(&a.addr, TOPIC, &acked, 2).await.unwrap();
     })
     .unwrap();
+    stop_controller.store(true, Ordering::Relaxed);
+}
+
+/// Fencing: a master that cannot reach the controller for controllerHeartBeatTimeoutMills
+/// (3 s here) stops taking writes, and takes them again once the controller confirms it.
+#[test]
+fn a_master_cut_off_from_the_controller_stops_taking_writes() {
+    let stop_controller = Arc::new(AtomicBool::new(false));
+    let silent = Arc::new(AtomicBool::new(false));
+    let (controller, decisions) = start_controller(stop_controller.clone(), silent.clone());
+    let namesrv = Namesrv::start();
+    let dir = tempfile::tempdir().unwrap();
+    let a = Node::new(dir.path(), &namesrv.addr, &controller);
+    let a_handle = a.start();
+    let a_ctx = a_handle.context().clone();
+    rmq_net::rt::block_on(async {
+        let mut acked = Acked::new();
+        until("A elected", Duration::from_secs(10), async || {
+            !a_ctx.is_slave()
+        })
+        .await;
+        assert_eq!(decisions.lock().unwrap().masters, [(1, 1)]);
+        let codes = send_counting_codes(&a.addr, TOPIC, 1, 5, &mut acked).await;
+        assert_eq!(codes, [(ResponseCode::Success.code(), 5)]);
+        silent.store(true, Ordering::Relaxed);
+        let cut = Instant::now();
+        until("A fenced", Duration::from_secs(10), async || {
+            a_ctx.is_slave()
+        })
+        .await;
+        let fenced_after = cut.elapsed();
+        assert!(
+            fenced_after <= Duration::from_millis(3_000 + 1_000),
+            "fenced within the heartbeat timeout of the last answered heartbeat: {fenced_after:?}"
+        );
+        let mut none = Acked::new();
+        let refused = send_counting_codes(&a.addr, TOPIC, 2, 3, &mut none).await;
+        assert_eq!(refused, [(ResponseCode::ServiceNotAvailable.code(), 3)]);
+        silent.store(false, Ordering::Relaxed);
+        until("A confirmed again", Duration::from_secs(15), async || {
+            !a_ctx.is_slave()
+        })
+        .await;
+        let codes = send_counting_codes(&a.addr, TOPIC, 3, 5, &mut acked).await;
+        assert_eq!(codes, [(ResponseCode::Success.code(), 5)]);
+        // The controller lost A's heartbeats too: it re-elected A, with a new epoch.
+        assert_eq!(decisions.lock().unwrap().masters, [(1, 1), (2, 1)]);
+        assert_eq!(a_ctx.role.snapshot().epoch, 2);
+    })
+    .unwrap();
+    a_handle.stop().unwrap();
     stop_controller.store(true, Ordering::Relaxed);
 }

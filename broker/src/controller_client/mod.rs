@@ -108,8 +108,8 @@ struct Client {
     registered: bool,
     /// Newest master epoch applied.
     epoch: i32,
-    /// When the last answered heartbeat was sent.
-    heartbeat_ok_sent: Option<Instant>,
+    /// Heartbeat answers, watched by the fencing task.
+    live: Rc<Liveness>,
     last_sync: Option<Instant>,
     /// The controller's sync-state set and its epoch (as last learned).
     sss: std::collections::BTreeSet<i64>,
@@ -127,12 +127,13 @@ async fn run(core: Rc<CoreContext>) {
         id: None,
         registered: false,
         epoch: -1,
-        heartbeat_ok_sent: None,
+        live: Rc::default(),
         last_sync: None,
         sss: Default::default(),
         sss_epoch: -1,
         last_sss_check: None,
     };
+    rmq_net::rt::spawn(fence_watch(broker.clone(), client.live.clone())).detach();
     let mut last_beat: Option<Instant> = None;
     while !broker.stopping.load(Ordering::Acquire) {
         if let Some(info) = broker.controller_inbox.take() {
@@ -146,31 +147,44 @@ async fn run(core: Rc<CoreContext>) {
                     client.leader = None;
                 }
             }
-            client.fence_if_cut_off();
         }
         rmq_net::rt::sleep(Duration::from_millis(50)).await;
     }
 }
 
-impl Client {
-    fn fence_if_cut_off(&self) {
-        if self.epoch < 0 {
-            // No role from the controller applied yet: nothing of ours to fence.
-            return;
+/// What the fencing task watches.
+#[derive(Default)]
+struct Liveness {
+    /// When the last answered heartbeat was sent.
+    ok_sent: std::cell::Cell<Option<Instant>>,
+    /// A role from the controller was applied (before, nothing of ours to fence).
+    applied: std::cell::Cell<bool>,
+}
+
+/// Fences a master whose heartbeats went unanswered for `controllerHeartBeatTimeoutMills`
+/// (see the module docs). Its own task, checking every 50 ms, so a controller call that
+/// hangs cannot delay it.
+async fn fence_watch(broker: SharedContext, live: Rc<Liveness>) {
+    let limit = ms(broker.config.controller_heart_beat_timeout_mills);
+    while !broker.stopping.load(Ordering::Acquire) {
+        rmq_net::rt::sleep(Duration::from_millis(50)).await;
+        if !live.applied.get() || broker.is_slave() {
+            continue;
         }
-        let limit = ms(self.broker.config.controller_heart_beat_timeout_mills);
-        let cut_off = self.heartbeat_ok_sent.is_none_or(|at| at.elapsed() > limit);
-        let role = self.broker.role.snapshot();
-        if cut_off && role.role.is_master() && !self.broker.is_slave() {
+        let cut_off = live.ok_sent.get().is_none_or(|at| at.elapsed() > limit);
+        let role = broker.role.snapshot();
+        if cut_off && role.role.is_master() {
             tracing::error!(
                 epoch = role.epoch,
                 ?limit,
                 "master cannot reach the controller: no more writes until it confirms us"
             );
-            role::fence(&self.broker);
+            role::fence(&broker);
         }
     }
+}
 
+impl Client {
     async fn leader(&mut self) -> Result<String, CallError> {
         if let Some(leader) = &self.leader {
             return Ok(leader.clone());
@@ -312,7 +326,7 @@ impl Client {
         let sent = Instant::now();
         match calls::heartbeat(&self.controllers, leader, &head).await {
             Ok(()) => {
-                self.heartbeat_ok_sent = Some(sent);
+                self.live.ok_sent.set(Some(sent));
                 Ok(())
             }
             Err(error) => {
@@ -443,7 +457,10 @@ impl Client {
             role::become_slave(&self.broker, master, None, info.master_epoch, id).await
         };
         match outcome {
-            Ok(()) => self.epoch = info.master_epoch,
+            Ok(()) => {
+                self.epoch = info.master_epoch;
+                self.live.applied.set(true);
+            }
             Err(error) => tracing::error!(%error, ?info, "role change failed"),
         }
     }
