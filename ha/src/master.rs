@@ -55,8 +55,12 @@ pub struct ShardReplica {
 pub struct SlaveProgress {
     /// Everything before it is on that slave.
     pub offset: i64,
-    /// When it last reported our whole log (RocketMQ's `lastCaughtUpTime`).
+    /// When it last reported everything our log held at its previous report (RocketMQ's
+    /// `lastCatchUpTimeMs` against `lastMasterMaxOffset`: under steady load a slave never
+    /// holds the very end, but one that keeps reaching where we were is caught up).
     pub caught_up_at: Option<Instant>,
+    /// Our log end at its previous report.
+    end_at_last_report: i64,
     sessions: usize,
 }
 
@@ -120,9 +124,10 @@ impl ShardReplica {
             && let Some(progress) = self.by_id.borrow_mut().get_mut(&id)
         {
             progress.offset = progress.offset.max(offset);
-            if offset >= master_end {
+            if offset >= master_end.min(progress.end_at_last_report) {
                 progress.caught_up_at = Some(Instant::now());
             }
+            progress.end_at_last_report = master_end;
         }
         self.release(offset);
     }
@@ -188,6 +193,7 @@ impl ShardReplica {
             let progress = by_id.entry(id).or_insert(SlaveProgress {
                 offset,
                 caught_up_at: None,
+                end_at_last_report: i64::MAX,
                 sessions: 0,
             });
             progress.sessions += 1;
@@ -521,5 +527,40 @@ mod tests {
         // The controller accepted the shrink to {2}.
         replica.set_required(Some(BTreeSet::from([2])));
         assert_eq!(waiting.await.unwrap(), SlaveWait::Replicated);
+    }
+}
+
+#[cfg(test)]
+mod catch_up_tests {
+    use super::*;
+
+    #[test]
+    fn a_slave_that_keeps_reaching_where_the_master_was_is_caught_up() {
+        let replica = Rc::new(ShardReplica::default());
+        let _slave = replica.connected_as(Some(2), 0, 100);
+        assert!(
+            replica.progress()[0].1.caught_up_at.is_none(),
+            "behind at connect"
+        );
+        // Steady load: the master is always ahead, the slave reaches its previous end.
+        replica.on_report_from(Some(2), 80, 200);
+        assert!(replica.progress()[0].1.caught_up_at.is_none(), "80 < 100");
+        replica.on_report_from(Some(2), 200, 300);
+        assert!(
+            replica.progress()[0].1.caught_up_at.is_some(),
+            "reached 200"
+        );
+        let _lagging = replica.connected_as(Some(3), 0, 300);
+        replica.on_report_from(Some(3), 100, 400);
+        replica.on_report_from(Some(3), 200, 500);
+        let three = replica
+            .progress()
+            .into_iter()
+            .find(|(id, _)| *id == 3)
+            .unwrap();
+        assert!(
+            three.1.caught_up_at.is_none(),
+            "never reached where we were"
+        );
     }
 }

@@ -102,7 +102,10 @@ pub fn notified(broker: &SharedContext, req: &RemotingCommand) -> RemotingComman
 struct Client {
     core: Rc<CoreContext>,
     broker: SharedContext,
-    controllers: Controllers,
+    controllers: Rc<Controllers>,
+    beat: Rc<Beat>,
+    /// (leader, id) the heartbeat task reports to.
+    target: Target,
     leader: Option<String>,
     id: Option<i64>,
     registered: bool,
@@ -119,15 +122,27 @@ struct Client {
 
 async fn run(core: Rc<CoreContext>) {
     let broker = core.broker.clone();
+    let controllers = Rc::new(Controllers::default());
+    let live: Rc<Liveness> = Rc::default();
+    let beat = Rc::new(Beat {
+        core: core.clone(),
+        broker: broker.clone(),
+        controllers: controllers.clone(),
+        live: live.clone(),
+    });
+    let target: Target = Rc::default();
+    rmq_net::rt::spawn(heartbeat_loop(beat.clone(), target.clone())).detach();
     let mut client = Client {
         broker: broker.clone(),
         core,
-        controllers: Controllers::default(),
+        controllers,
+        beat,
+        target,
         leader: None,
         id: None,
         registered: false,
         epoch: -1,
-        live: Rc::default(),
+        live,
         last_sync: None,
         sss: Default::default(),
         sss_epoch: -1,
@@ -184,6 +199,82 @@ async fn fence_watch(broker: SharedContext, live: Rc<Liveness>) {
     }
 }
 
+/// What a heartbeat needs; heartbeats run in their own task (`heartbeat_loop`), so a role
+/// change that takes the client loop a while never delays them.
+struct Beat {
+    core: Rc<CoreContext>,
+    broker: SharedContext,
+    controllers: Rc<Controllers>,
+    live: Rc<Liveness>,
+}
+
+type Target = Rc<std::cell::RefCell<Option<(String, i64)>>>;
+
+/// Heartbeats every second to the leader the client loop last registered with.
+async fn heartbeat_loop(beat: Rc<Beat>, target: Target) {
+    while !beat.broker.stopping.load(Ordering::Acquire) {
+        rmq_net::rt::sleep(HEARTBEAT_EVERY).await;
+        let current = target.borrow().clone();
+        if let Some((leader, id)) = current
+            && let Err(error) = beat.heartbeat(&leader, id).await
+        {
+            tracing::debug!(%error, "heartbeat failed");
+        }
+    }
+}
+
+impl Beat {
+    async fn heartbeat(&self, leader: &str, id: i64) -> Result<(), CallError> {
+        let (epoch, max_offset) = self.progress().await;
+        let config = &self.broker.config;
+        let head = BrokerHeartbeatRequestHeader {
+            cluster_name: config.broker_cluster_name.clone(),
+            broker_addr: self.broker.broker_addr.to_string(),
+            broker_name: config.broker_name.clone(),
+            broker_id: Some(id),
+            epoch: Some(epoch),
+            max_offset: Some(max_offset),
+            confirm_offset: None,
+            heartbeat_timeout_mills: Some(config.controller_heart_beat_timeout_mills),
+            election_priority: Some(config.broker_election_priority),
+        };
+        let sent = Instant::now();
+        match calls::heartbeat(&self.controllers, leader, &head).await {
+            Ok(()) => {
+                self.live.ok_sent.set(Some(sent));
+                Ok(())
+            }
+            Err(error) => {
+                if error.code() == Some(controller_response_code::CONTROLLER_FENCED_MASTER_EPOCH) {
+                    role::fence(&self.broker);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// This broker's newest epoch and its log size: the bytes of every shard (shards own
+    /// separate offset ranges, so the sum is what compares between replicas).
+    async fn progress(&self) -> (i32, i64) {
+        let mut epoch = -1;
+        let mut total = 0i64;
+        for shard in 0..self.broker.shard_count {
+            let read = self
+                .core
+                .on_shard(shard, move |store| async move {
+                    let base = rmq_storage::shard_base(shard);
+                    (store.last_epoch(), store.max_physical_offset() - base)
+                })
+                .await;
+            if let Ok((last, size)) = read {
+                epoch = epoch.max(last);
+                total += size;
+            }
+        }
+        (epoch, total)
+    }
+}
+
 impl Client {
     async fn leader(&mut self) -> Result<String, CallError> {
         if let Some(leader) = &self.leader {
@@ -229,7 +320,7 @@ impl Client {
             self.apply(info).await;
             self.last_sync = Some(Instant::now());
         }
-        self.heartbeat(&leader, id).await?;
+        *self.target.borrow_mut() = Some((leader.clone(), id));
         let period = ms(self.broker.config.sync_broker_metadata_period);
         if self.last_sync.is_none_or(|at| at.elapsed() >= period) {
             self.last_sync = Some(Instant::now());
@@ -310,53 +401,8 @@ impl Client {
     }
 
     async fn heartbeat(&mut self, leader: &str, id: i64) -> Result<(), CallError> {
-        let (epoch, max_offset) = self.progress().await;
-        let config = &self.broker.config;
-        let head = BrokerHeartbeatRequestHeader {
-            cluster_name: config.broker_cluster_name.clone(),
-            broker_addr: self.broker.broker_addr.to_string(),
-            broker_name: config.broker_name.clone(),
-            broker_id: Some(id),
-            epoch: Some(epoch),
-            max_offset: Some(max_offset),
-            confirm_offset: None,
-            heartbeat_timeout_mills: Some(config.controller_heart_beat_timeout_mills),
-            election_priority: Some(config.broker_election_priority),
-        };
-        let sent = Instant::now();
-        match calls::heartbeat(&self.controllers, leader, &head).await {
-            Ok(()) => {
-                self.live.ok_sent.set(Some(sent));
-                Ok(())
-            }
-            Err(error) => {
-                if error.code() == Some(controller_response_code::CONTROLLER_FENCED_MASTER_EPOCH) {
-                    role::fence(&self.broker);
-                }
-                Err(error)
-            }
-        }
-    }
-
-    /// This broker's newest epoch and its log size: the bytes of every shard (shards own
-    /// separate offset ranges, so the sum is what compares between replicas).
-    async fn progress(&self) -> (i32, i64) {
-        let mut epoch = -1;
-        let mut total = 0i64;
-        for shard in 0..self.broker.shard_count {
-            let read = self
-                .core
-                .on_shard(shard, move |store| async move {
-                    let base = rmq_storage::shard_base(shard);
-                    (store.last_epoch(), store.max_physical_offset() - base)
-                })
-                .await;
-            if let Ok((last, size)) = read {
-                epoch = epoch.max(last);
-                total += size;
-            }
-        }
-        (epoch, total)
+        *self.target.borrow_mut() = Some((leader.to_string(), id));
+        self.beat.heartbeat(leader, id).await
     }
 
     /// The id from the identity files, or a new one from the controller.
