@@ -423,7 +423,8 @@ fn the_controller_makes_a_master_a_slave_and_fails_over() {
                 round += 1;
                 send_counting_codes(&a.addr, TOPIC, round, 5, &mut acked).await;
                 let decided = masters.lock().unwrap().sync_state_sets.len();
-                a_ctx.role.waits_for_replica() && decided == 1
+                !rmq_broker::replication::role::applied_sync_state_set(&a_ctx).is_empty()
+                    && decided == 1
             },
         )
         .await;
@@ -486,7 +487,8 @@ fn the_controller_makes_a_master_a_slave_and_fails_over() {
             Duration::from_secs(15),
             async || {
                 let decided = masters.lock().unwrap().sync_state_sets.len();
-                b_ctx.role.waits_for_replica() && decided == 2
+                !rmq_broker::replication::role::applied_sync_state_set(&b_ctx).is_empty()
+                    && decided == 2
             },
         )
         .await;
@@ -506,7 +508,7 @@ fn the_controller_makes_a_master_a_slave_and_fails_over() {
     rmq_net::rt::block_on(async {
         until("B alone in its set", Duration::from_secs(20), async || {
             let decided = masters.lock().unwrap().sync_state_sets.len();
-            !b_ctx.role.waits_for_replica() && decided == 3
+            rmq_broker::replication::role::applied_sync_state_set(&b_ctx).is_empty() && decided == 3
         })
         .await;
         assert_eq!(
@@ -565,6 +567,16 @@ impl Process {
         let mut child = support::start_broker(&support::broker_binary(), &self.config, &log);
         support::wait_until_serving(&self.addr, &mut child, &log).await;
         self.child = Some(child);
+    }
+
+    /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) the process: its connections stay open.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("a running broker").id();
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} {pid}");
     }
 
     fn kill_9(&mut self) {
@@ -641,6 +653,66 @@ fn kill_9_of_the_master_under_sync_sends_loses_no_acknowledged_message() {
         })
         .await;
         verify(&a.addr, TOPIC, &acked, 2).await.unwrap();
+    })
+    .unwrap();
+    stop_controller.store(true, Ordering::Relaxed);
+}
+
+/// A slave joins the sync-state set only holding everything acknowledged (issue 11's
+/// safety): B catches up with A (the master alone in its set, acknowledging by itself), is
+/// frozen (SIGSTOP: connected, silent) before A's next check, and A acknowledges more. A
+/// must not ask for B in its set (B lacks those messages; the controller would elect it once
+/// A dies). Before the fix the master proposed every slave that had reported its whole log
+/// within `haMaxTimeSlaveNotCatchup`, however much it acknowledged since; B was elected after
+/// A's kill -9 and the messages were lost.
+#[test]
+fn a_slave_frozen_after_catching_up_is_not_put_in_the_set_without_what_was_acknowledged() {
+    let stop_controller = Arc::new(AtomicBool::new(false));
+    let (controller, decisions) = start_controller(stop_controller.clone(), Arc::default());
+    let namesrv = Namesrv::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Process::new(&dir.path().join("a"), &namesrv.addr, &controller);
+    let mut b = Process::new(&dir.path().join("b"), &namesrv.addr, &controller);
+    rmq_net::rt::block_on(async {
+        let mut acked = Acked::new();
+        a.start().await;
+        until_acknowledging(&a.addr, 1000, Duration::from_secs(15), &mut acked).await;
+        let codes = send_counting_codes(&a.addr, TOPIC, 1, 20, &mut acked).await;
+        assert_eq!(codes, [(ResponseCode::Success.code(), 20)]);
+        b.start().await;
+        let a_queues = queues(&a.addr).await;
+        until("B caught up", Duration::from_secs(15), async || {
+            queues(&b.addr).await == a_queues
+        })
+        .await;
+        b.signal("-STOP");
+        // Acknowledged by A alone (B is not counted yet, or counted and these time out).
+        let codes = send_counting_codes(&a.addr, TOPIC, 2, 20, &mut acked).await;
+        assert!(
+            codes.iter().all(|(code, _)| [
+                ResponseCode::Success.code(),
+                ResponseCode::FlushSlaveTimeout.code(),
+                ResponseCode::SlaveNotAvailable.code()
+            ]
+            .contains(code)),
+            "{codes:?}"
+        );
+        // A's checks run (every ~1 s) while the controller still counts B alive (2 s).
+        rmq_net::rt::sleep(Duration::from_millis(2500)).await;
+        let sets = decisions.lock().unwrap().sync_state_sets.clone();
+        a.kill_9();
+        b.signal("-CONT");
+        // B is not in A's set: nobody can be elected until A is back.
+        rmq_net::rt::sleep(Duration::from_secs(4)).await;
+        let masters = decisions.lock().unwrap().masters.clone();
+        assert!(
+            sets.iter().all(|set| !set.contains(&2)),
+            "B was asked into the set while it lacked acknowledged messages: {sets:?}"
+        );
+        assert_eq!(masters, [(1, 1)], "only A was ever master");
+        a.start().await;
+        until_acknowledging(&a.addr, 3000, Duration::from_secs(20), &mut acked).await;
+        verify(&a.addr, TOPIC, &acked, 1).await.unwrap();
     })
     .unwrap();
     stop_controller.store(true, Ordering::Relaxed);

@@ -39,8 +39,14 @@ use crate::handshake::{Hello, Status, answer, encode_epochs, encode_welcome};
 /// Controller mode: slaves that say their broker id are tracked one by one
 /// ([`SlaveProgress`]); with a required set ([`ShardReplica::set_required`], the master's
 /// sync-state set without itself) a send is released only once **every** member reported past
-/// it, and is refused at once (NotAvailable) while a member is not connected. Without one
-/// (classic), any slave's report releases.
+/// it, and is refused at once (NotAvailable) while a member is not connected; an empty set
+/// releases at once. Without one (classic), any slave's report releases.
+///
+/// Joining: a slave that becomes required at our log end `E` (its *counting mark*) may lack
+/// only what was acknowledged below `E` (every later acknowledgement waits for it: the wait
+/// is decided here, on the shard's core, after the append), so once it reported `E`
+/// ([`ShardReplica::holds_everything_acknowledged`]) it holds everything this shard ever
+/// acknowledged and may be proposed for the sync-state set.
 #[derive(Default)]
 pub struct ShardReplica {
     tracker: RefCell<AckTracker<oneshot::Sender<()>>>,
@@ -48,6 +54,8 @@ pub struct ShardReplica {
     slave_offset: Cell<i64>,
     by_id: RefCell<BTreeMap<i64, SlaveProgress>>,
     required: RefCell<Option<BTreeSet<i64>>>,
+    /// Each required slave's counting mark: our log end when it became required.
+    counted_from: RefCell<BTreeMap<i64, i64>>,
 }
 
 /// One identified slave of a shard.
@@ -87,6 +95,15 @@ impl ShardReplica {
     /// Waits until a slave (every required one, see the type docs) confirmed every byte
     /// before `end_offset`.
     pub async fn wait(&self, end_offset: i64, timeout: Duration, fallbehind_max: i64) -> SlaveWait {
+        if self
+            .required
+            .borrow()
+            .as_ref()
+            .is_some_and(BTreeSet::is_empty)
+        {
+            // A sync-state set of the master alone: nobody else to wait for.
+            return SlaveWait::Replicated;
+        }
         if self.slaves.get() == 0 || end_offset - self.slave_offset.get() > fallbehind_max {
             return SlaveWait::NotAvailable;
         }
@@ -157,9 +174,51 @@ impl ShardReplica {
 
     /// Controller mode: the slaves that must all hold a record before it is released (the
     /// master's sync-state set without itself); None: any slave.
-    pub fn set_required(&self, required: Option<BTreeSet<i64>>) {
+    ///
+    /// `log_end` is our log end now: a slave that was not required before is counted from
+    /// it (see the type docs).
+    pub fn set_required(&self, required: Option<BTreeSet<i64>>, log_end: i64) {
+        {
+            let mut marks = self.counted_from.borrow_mut();
+            match &required {
+                None => marks.clear(),
+                Some(ids) => {
+                    marks.retain(|id, _| ids.contains(id));
+                    for &id in ids {
+                        marks.entry(id).or_insert(log_end);
+                    }
+                }
+            }
+        }
+        let nobody = required.as_ref().is_some_and(BTreeSet::is_empty);
         *self.required.borrow_mut() = required;
-        self.release(self.slave_offset.get());
+        if nobody {
+            // Released, not failed; `acked` stays (a later set counts from the real reports).
+            let released = self.tracker.borrow_mut().drain();
+            for waiter in released {
+                let _ = waiter.send(());
+            }
+        } else {
+            self.release(self.slave_offset.get());
+        }
+    }
+
+    /// A new mastership: every required slave is counted from the log end at the next
+    /// [`Self::set_required`].
+    pub fn forget_counting_marks(&self) {
+        self.counted_from.borrow_mut().clear();
+    }
+
+    /// True when slave `id` is required and reported its counting mark: it holds everything
+    /// this shard ever acknowledged (see the type docs).
+    pub fn holds_everything_acknowledged(&self, id: i64) -> bool {
+        let Some(&mark) = self.counted_from.borrow().get(&id) else {
+            return false;
+        };
+        self.by_id
+            .borrow()
+            .get(&id)
+            .is_some_and(|p| p.offset >= mark)
     }
 
     /// The identified slaves and their progress.
@@ -476,7 +535,7 @@ mod tests {
         let replica = Rc::new(ShardReplica::default());
         let _two = replica.connected_as(Some(2), 0, 100);
         let _three = replica.connected_as(Some(3), 0, 100);
-        replica.set_required(Some(BTreeSet::from([2, 3])));
+        replica.set_required(Some(BTreeSet::from([2, 3])), 100);
         let waiting = {
             let replica = replica.clone();
             compio::runtime::spawn(async move { replica.wait(100, LONG, i64::MAX).await })
@@ -492,13 +551,13 @@ mod tests {
         assert!(progress.iter().all(|(_, p)| p.caught_up_at.is_some()));
 
         // A member that is not connected: refused at once, not acknowledged.
-        replica.set_required(Some(BTreeSet::from([2, 4])));
+        replica.set_required(Some(BTreeSet::from([2, 4])), 100);
         assert_eq!(
             replica.wait(200, LONG, i64::MAX).await,
             SlaveWait::NotAvailable
         );
         // Classic (no set): any slave releases.
-        replica.set_required(None);
+        replica.set_required(None, 100);
         let waiting = {
             let replica = replica.clone();
             compio::runtime::spawn(async move { replica.wait(300, LONG, i64::MAX).await })
@@ -513,7 +572,7 @@ mod tests {
         let replica = Rc::new(ShardReplica::default());
         let _two = replica.connected_as(Some(2), 0, 100);
         let three = replica.connected_as(Some(3), 0, 100);
-        replica.set_required(Some(BTreeSet::from([2, 3])));
+        replica.set_required(Some(BTreeSet::from([2, 3])), 100);
         let waiting = {
             let replica = replica.clone();
             compio::runtime::spawn(async move { replica.wait(100, LONG, i64::MAX).await })
@@ -525,7 +584,7 @@ mod tests {
         compio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiting.is_finished());
         // The controller accepted the shrink to {2}.
-        replica.set_required(Some(BTreeSet::from([2])));
+        replica.set_required(Some(BTreeSet::from([2])), 150);
         assert_eq!(waiting.await.unwrap(), SlaveWait::Replicated);
     }
 }
@@ -562,5 +621,61 @@ mod catch_up_tests {
             three.1.caught_up_at.is_none(),
             "never reached where we were"
         );
+    }
+}
+
+#[cfg(test)]
+mod joining_tests {
+    use super::*;
+
+    const LONG: Duration = Duration::from_secs(5);
+
+    #[compio::test]
+    async fn a_slave_holds_everything_acknowledged_once_it_reports_its_counting_mark() {
+        let replica = Rc::new(ShardReplica::default());
+        let _two = replica.connected_as(Some(2), 0, 100);
+        // The master alone: acknowledged at once, without the connected slave.
+        replica.set_required(Some(BTreeSet::new()), 100);
+        assert_eq!(
+            replica.wait(180, LONG, i64::MAX).await,
+            SlaveWait::Replicated
+        );
+        assert!(!replica.holds_everything_acknowledged(2), "not counted");
+        // Counted from the log end 200: what lies below may have been acknowledged without it.
+        replica.set_required(Some(BTreeSet::from([2])), 200);
+        replica.on_report_from(Some(2), 199, 250);
+        assert!(!replica.holds_everything_acknowledged(2), "199 < 200");
+        // Sends after the mark wait for it.
+        let waiting = {
+            let replica = replica.clone();
+            compio::runtime::spawn(async move { replica.wait(250, LONG, i64::MAX).await })
+        };
+        compio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "waits for the counted slave");
+        replica.on_report_from(Some(2), 250, 250);
+        assert_eq!(waiting.await.unwrap(), SlaveWait::Replicated);
+        assert!(replica.holds_everything_acknowledged(2));
+        // Staying required keeps the mark; leaving and coming back counts from the new end.
+        replica.set_required(Some(BTreeSet::from([2])), 900);
+        assert!(replica.holds_everything_acknowledged(2), "mark kept");
+        replica.set_required(Some(BTreeSet::new()), 900);
+        replica.set_required(Some(BTreeSet::from([2])), 1_000);
+        assert!(!replica.holds_everything_acknowledged(2), "a new mark");
+    }
+
+    #[compio::test]
+    async fn a_set_of_the_master_alone_releases_every_waiting_send() {
+        let replica = Rc::new(ShardReplica::default());
+        let _two = replica.connected_as(Some(2), 0, 100);
+        replica.set_required(Some(BTreeSet::from([2])), 100);
+        let waiting = {
+            let replica = replica.clone();
+            compio::runtime::spawn(async move { replica.wait(300, LONG, i64::MAX).await })
+        };
+        compio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished());
+        // The controller approved the shrink to the master alone.
+        replica.set_required(Some(BTreeSet::new()), 300);
+        assert_eq!(waiting.await.unwrap(), SlaveWait::Replicated);
     }
 }

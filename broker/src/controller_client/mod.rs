@@ -13,16 +13,21 @@
 //! with CONTROLLER_FENCED_MASTER_EPOCH, stops accepting writes (`role::fence`) until the
 //! controller confirms it as master again.
 //!
-//! Sync-state set (master, every `checkSyncStateSetPeriod`): a slave is in sync when, on every
-//! shard, it reported the master's whole log within `haMaxTimeSlaveNotCatchup`
-//! (`ShardReplica::progress`). When the in-sync set differs from the controller's, the master
-//! applies the union of both (an expansion waits for the new member at once; a member leaves
-//! only once the controller agreed), asks with CONTROLLER_ALTER_SYNC_STATE_SET, and applies
-//! the new set when accepted (`role::apply_sync_state_set`).
+//! Sync-state set (master, every `checkSyncStateSetPeriod`, [`sync_state`]): a slave is near
+//! when, on every shard, it lately (`haMaxTimeSlaveNotCatchup`) reported at least the
+//! master's end as of its previous report (`ShardReplica::progress`: under steady load a
+//! slave never holds the very end). A near slave is first counted for acknowledgements, then
+//! proposed with CONTROLLER_ALTER_SYNC_STATE_SET once it holds everything ever acknowledged;
+//! a member leaves the count only once the controller approved a set without it; a proposal
+//! whose outcome is unknown keeps counting and is re-sent until the controller decides it.
+//! Heartbeats and fencing run in their own tasks, so a role change or a hanging call in this
+//! loop delays neither.
 
 mod calls;
 mod identity;
+pub mod sync_state;
 
+use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
@@ -43,6 +48,7 @@ use crate::core_context::CoreContext;
 use crate::replication::role;
 use calls::Controllers;
 use identity::{Claim, IdentityFiles};
+use sync_state::{Answer, SyncStateUpkeep};
 
 /// Heartbeat interval (RocketMQ 5: every second).
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
@@ -114,9 +120,8 @@ struct Client {
     /// Heartbeat answers, watched by the fencing task.
     live: Rc<Liveness>,
     last_sync: Option<Instant>,
-    /// The controller's sync-state set and its epoch (as last learned).
-    sss: std::collections::BTreeSet<i64>,
-    sss_epoch: i32,
+    /// This mastership's sync-state set upkeep (None while not master).
+    upkeep: Option<SyncStateUpkeep>,
     last_sss_check: Option<Instant>,
 }
 
@@ -144,8 +149,7 @@ async fn run(core: Rc<CoreContext>) {
         epoch: -1,
         live,
         last_sync: None,
-        sss: Default::default(),
-        sss_epoch: -1,
+        upkeep: None,
         last_sss_check: None,
     };
     rmq_net::rt::spawn(fence_watch(broker.clone(), client.live.clone())).detach();
@@ -337,67 +341,83 @@ impl Client {
         Ok(())
     }
 
-    /// The master's sync-state-set maintenance (see the module docs).
+    /// The master's sync-state-set upkeep (see the module docs and `sync_state`).
     async fn check_sync_state_set(&mut self, leader: &str, id: i64) -> Result<(), CallError> {
         let limit = ms(self.broker.config.ha_max_time_slave_not_catchup);
-        let mut in_sync: Option<std::collections::BTreeSet<i64>> = None;
+        let all_ack = self.broker.config.all_ack_in_sync_state_set;
+        let mut near: Option<BTreeSet<i64>> = None;
+        let mut ready: Option<BTreeSet<i64>> = None;
         for shard in 0..self.broker.shard_count {
-            let caught_up = self
+            let (shard_near, shard_ready) = self
                 .core
                 .on_owned_shard(shard, move |owned| async move {
-                    owned
+                    let near: BTreeSet<i64> = owned
                         .replica
                         .progress()
                         .into_iter()
                         .filter(|(_, p)| p.caught_up_at.is_some_and(|at| at.elapsed() < limit))
                         .map(|(id, _)| id)
-                        .collect::<std::collections::BTreeSet<i64>>()
+                        .collect();
+                    // Without allAckInSyncStateSet nothing waits for every member: no
+                    // acknowledgement to hold (and no counting marks), near is enough.
+                    let ready = near
+                        .iter()
+                        .copied()
+                        .filter(|&id| !all_ack || owned.replica.holds_everything_acknowledged(id))
+                        .collect::<BTreeSet<i64>>();
+                    (near, ready)
                 })
                 .await
                 .unwrap_or_default();
-            in_sync = Some(match in_sync {
-                None => caught_up,
-                Some(so_far) => so_far.intersection(&caught_up).copied().collect(),
-            });
+            let meet = |so_far: Option<BTreeSet<i64>>, this: BTreeSet<i64>| match so_far {
+                None => this,
+                Some(so_far) => so_far.intersection(&this).copied().collect(),
+            };
+            near = Some(meet(near, shard_near));
+            ready = Some(meet(ready, shard_ready));
         }
-        let mut wanted = in_sync.unwrap_or_default();
-        wanted.insert(id);
-        if wanted == self.sss || self.sss_epoch < 0 {
+        let (near, ready) = (near.unwrap_or_default(), ready.unwrap_or_default());
+        let Some(upkeep) = self.upkeep.as_mut() else {
             return Ok(());
-        }
-        let union: Vec<i64> = wanted.union(&self.sss).copied().collect();
-        role::apply_sync_state_set(&self.broker, &union);
-        // Let every core take the union before the controller can count on it.
-        rmq_net::rt::sleep(role::DUTY_TICK * 3).await;
+        };
+        let proposal = upkeep.next(&near, &ready);
+        let counted: Vec<i64> = upkeep.counted().into_iter().collect();
+        // Counted before it is asked for: a joining slave's marks are taken on each shard
+        // when the set reaches it (`ready` waits for them).
+        role::apply_sync_state_set(&self.broker, &counted);
+        let Some(proposal) = proposal else {
+            return Ok(());
+        };
         let name = self.broker.config.broker_name.clone();
         let asked = calls::alter_sync_state_set(
             &self.controllers,
             leader,
             &name,
             (id, self.epoch),
-            &wanted,
-            self.sss_epoch,
+            &proposal.set,
+            proposal.based_on,
         )
         .await;
-        match asked {
+        let (answer, result) = match asked {
             Ok(epoch) => {
-                tracing::info!(old = ?self.sss, new = ?wanted, epoch, "sync-state set changed");
-                self.sss = wanted;
-                self.sss_epoch = epoch;
-                let members: Vec<i64> = self.sss.iter().copied().collect();
-                role::apply_sync_state_set(&self.broker, &members);
-                Ok(())
+                tracing::info!(new = ?proposal.set, epoch, "sync-state set changed");
+                (Answer::Accepted { epoch }, Ok(()))
             }
             Err(error) => {
                 if error.code() == Some(controller_response_code::CONTROLLER_FENCED_MASTER_EPOCH) {
                     role::fence(&self.broker);
                 }
-                // The union stays: nothing is acknowledged without the members either set
-                // needs, until the controller's next word.
+                // Learn the controller's set soon (an unknown outcome is resolved by it).
                 self.last_sync = None;
-                Err(error)
+                (Answer::from_refusal(error.code()), Err(error))
             }
+        };
+        if let Some(upkeep) = self.upkeep.as_mut() {
+            upkeep.answered(&proposal, answer);
+            let counted: Vec<i64> = upkeep.counted().into_iter().collect();
+            role::apply_sync_state_set(&self.broker, &counted);
         }
+        result
     }
 
     async fn heartbeat(&mut self, leader: &str, id: i64) -> Result<(), CallError> {
@@ -485,20 +505,42 @@ impl Client {
             }
             return;
         }
-        if info.master_epoch >= self.epoch {
-            self.sss = info.sync_state_set.iter().copied().collect();
-            self.sss_epoch = info.sync_state_set_epoch;
+        let mine = info.master_id == Some(id);
+        if mine
+            && info.master_epoch == self.epoch
+            && let Some(upkeep) = self.upkeep.as_mut()
+        {
+            upkeep.learn(&info.sync_state_set, info.sync_state_set_epoch);
         }
         let fenced_master = self.broker.role.snapshot().role.is_master() && self.broker.is_slave();
         if info.master_epoch < self.epoch || (info.master_epoch == self.epoch && !fenced_master) {
-            if info.master_epoch == self.epoch && info.master_id == Some(id) {
-                role::apply_sync_state_set(&self.broker, &info.sync_state_set);
+            if info.master_epoch == self.epoch
+                && mine
+                && let Some(upkeep) = &self.upkeep
+            {
+                let counted: Vec<i64> = upkeep.counted().into_iter().collect();
+                role::apply_sync_state_set(&self.broker, &counted);
             }
             return;
         }
-        let outcome = if info.master_id == Some(id) {
-            role::become_master(&self.broker, info.master_epoch, id, &info.sync_state_set).await
+        let outcome = if mine {
+            // A fenced master confirmed in its epoch keeps its upkeep: a proposal of that
+            // epoch may still be pending.
+            if info.master_epoch != self.epoch || self.upkeep.is_none() {
+                self.upkeep = Some(SyncStateUpkeep::new(
+                    id,
+                    &info.sync_state_set,
+                    info.sync_state_set_epoch,
+                ));
+            }
+            let counted: Vec<i64> = self
+                .upkeep
+                .as_ref()
+                .map(|u| u.counted().into_iter().collect())
+                .unwrap_or_default();
+            role::become_master(&self.broker, info.master_epoch, id, &counted).await
         } else {
+            self.upkeep = None;
             let master = info.master_addr.as_deref().unwrap_or_default();
             role::become_slave(&self.broker, master, None, info.master_epoch, id).await
         };

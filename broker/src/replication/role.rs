@@ -224,8 +224,9 @@ pub async fn become_master(
         master_ha_addr: None,
         generation: 0,
     });
-    wait_settled(broker, next.generation).await?;
+    // Before the cores start the generation, so they take the new set with it.
     apply_sync_state_set(broker, sync_state_set);
+    wait_settled(broker, next.generation).await?;
     role.refuses_writes.store(false, Ordering::Release);
     broker.request_registration();
     tracing::warn!(epoch, "this broker is master now");
@@ -245,10 +246,15 @@ pub fn apply_sync_state_set(broker: &SharedContext, sync_state_set: &[i64]) {
         .copied()
         .filter(|&id| id != me)
         .collect();
+    // With `allAckInSyncStateSet` every SYNC send goes through its shard's wait, which
+    // decides on the shard's core, after the append, from the set it holds then (an empty
+    // set releases at once): deciding here, before the set reached the shards, would let a
+    // send past a slave that is already counted as holding everything acknowledged.
+    let all_ack = broker.role.controller_mode() && broker.config.all_ack_in_sync_state_set;
     broker
         .role
         .waits_for_replica
-        .store(!others.is_empty(), Ordering::Release);
+        .store(all_ack || !others.is_empty(), Ordering::Release);
     *broker.role.required.lock().expect("role lock") = others;
     broker.role.required_version.fetch_add(1, Ordering::AcqRel);
 }
@@ -264,8 +270,12 @@ fn push_required(core: &CoreContext) {
     let broker = &core.broker;
     let required = (broker.role.controller_mode() && broker.config.all_ack_in_sync_state_set)
         .then(|| applied_sync_state_set(broker));
-    for replica in core.replicas.values() {
-        replica.set_required(required.clone());
+    for (shard, replica) in &core.replicas {
+        let log_end = core
+            .shards
+            .get(shard)
+            .map_or(0, |store| store.max_physical_offset());
+        replica.set_required(required.clone(), log_end);
     }
 }
 
@@ -356,6 +366,11 @@ pub async fn run_duties(core: Rc<CoreContext>) {
             }
         }
         let tasks = super::start_generation(&core, &role);
+        // A mastership counts joining slaves from its own start: marks of an earlier one
+        // would let a slave in that lacks what was acknowledged since.
+        for replica in core.replicas.values() {
+            replica.forget_counting_marks();
+        }
         let mut pushed = None;
         while !outdated(&broker, generation) {
             let version = broker.role.required_version.load(Ordering::Acquire);
