@@ -23,6 +23,7 @@
 //! Heartbeats and fencing run in their own tasks, so a role change or a hanging call in this
 //! loop delays neither.
 
+mod addresses;
 mod calls;
 mod identity;
 pub mod sync_state;
@@ -112,7 +113,12 @@ struct Client {
     beat: Rc<Beat>,
     /// (leader, id) the heartbeat task reports to.
     target: Target,
+    /// The controllers' addresses (`addresses`) and when they were resolved.
+    addrs: Vec<String>,
+    addrs_at: Option<Instant>,
     leader: Option<String>,
+    /// When the leader was last looked up (`syncControllerMetadataPeriod`).
+    leader_at: Option<Instant>,
     id: Option<i64>,
     registered: bool,
     /// Newest master epoch applied.
@@ -143,7 +149,10 @@ async fn run(core: Rc<CoreContext>) {
         controllers,
         beat,
         target,
+        addrs: Vec::new(),
+        addrs_at: None,
         leader: None,
+        leader_at: None,
         id: None,
         registered: false,
         epoch: -1,
@@ -280,21 +289,56 @@ impl Beat {
 }
 
 impl Client {
+    /// The controllers' addresses, resolved again when due (`addresses`).
+    async fn addresses(&mut self) -> Vec<String> {
+        let dns = self.broker.config.fetch_controller_addr_by_dns_lookup;
+        let due = self
+            .addrs_at
+            .is_none_or(|at| dns && at.elapsed() >= addresses::DNS_REFRESH);
+        if due || self.addrs.is_empty() {
+            match addresses::resolve(&self.broker.config).await {
+                Ok(found) => {
+                    if found != self.addrs {
+                        tracing::info!(?found, "controller addresses");
+                    }
+                    self.addrs = found;
+                    self.addrs_at = Some(Instant::now());
+                }
+                // Keep what was found before (RocketMQ does the same).
+                Err(error) => tracing::warn!(%error, "controller addresses not resolved"),
+            }
+        }
+        self.addrs.clone()
+    }
+
+    /// The controller leader: asked of the controllers when unknown, and again every
+    /// `syncControllerMetadataPeriod` (a failed refresh keeps the one known).
     async fn leader(&mut self) -> Result<String, CallError> {
-        if let Some(leader) = &self.leader {
+        let period = ms(self.broker.config.sync_controller_metadata_period);
+        if let Some(leader) = &self.leader
+            && self.leader_at.is_some_and(|at| at.elapsed() < period)
+        {
             return Ok(leader.clone());
         }
         let mut last = None;
-        for addr in self.broker.config.controller_addrs() {
+        for addr in self.addresses().await {
             match calls::leader(&self.controllers, &addr).await {
                 Ok(Some(leader)) => {
-                    tracing::info!(leader, "controller leader");
+                    if self.leader.as_ref() != Some(&leader) {
+                        tracing::info!(leader, "controller leader");
+                    }
                     self.leader = Some(leader.clone());
+                    self.leader_at = Some(Instant::now());
                     return Ok(leader);
                 }
                 Ok(None) => {}
                 Err(error) => last = Some(error),
             }
+        }
+        if let Some(leader) = &self.leader {
+            // Nobody answered now: keep the known leader until a call to it fails.
+            self.leader_at = Some(Instant::now());
+            return Ok(leader.clone());
         }
         Err(last.unwrap_or_else(|| CallError::BadAnswer {
             addr: self.broker.config.controller_addr.clone(),
