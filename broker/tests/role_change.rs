@@ -225,3 +225,34 @@ fn a_slave_takes_over_and_the_old_master_rejoins_at_the_consistent_point() {
     a_handle.stop().unwrap();
     b_handle.stop().unwrap();
 }
+
+/// A slave that lost its master pauses between attempts (each shard's session before it
+/// reconnects, core 0's metadata copy between copies); elected meanwhile, it takes writes
+/// without waiting the pauses out (they were 1 s each, added to every failover).
+#[test]
+fn a_slave_elected_while_it_pauses_takes_writes_at_once() {
+    let namesrv = Namesrv::start();
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::new(dir.path(), &namesrv.addr);
+    let handle = node.start();
+    let ctx = handle.context().clone();
+    rmq_net::rt::block_on(async {
+        // Nobody listens there: every attempt fails at once, then pauses.
+        role::become_slave(&ctx, "127.0.0.1:1", Some("127.0.0.1:2"), 1, 2)
+            .await
+            .unwrap();
+        rmq_net::rt::sleep(Duration::from_millis(200)).await;
+        let elected = std::time::Instant::now();
+        role::become_master(&ctx, 2, 2, &[2]).await.unwrap();
+        let took = elected.elapsed();
+        assert!(
+            took < Duration::from_millis(600),
+            "took writes after {took:?}"
+        );
+        let mut acked = Acked::new();
+        let codes = send_counting_codes(&node.addr, TOPIC, 1, 1, &mut acked).await;
+        assert_eq!(codes, [(ResponseCode::Success.code(), 1)]);
+    })
+    .unwrap();
+    handle.stop().unwrap();
+}

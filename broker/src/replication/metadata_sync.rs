@@ -150,9 +150,7 @@ pub(super) async fn sync_loop(broker: SharedContext, generation: u64) {
             broker.request_registration();
         }
         let left = SYNC_INTERVAL.saturating_sub(started.elapsed());
-        if !left.is_zero() {
-            rmq_net::rt::sleep(left).await;
-        }
+        super::role::sleep_unless_outdated(&broker, generation, left).await;
     }
 }
 

@@ -45,7 +45,7 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Role {
     pub role: BrokerRole,
-    /// The id registered with the name servers: 0 for a master.
+    /// The id registered with the name servers: 0 for a master that takes writes.
     pub broker_id: i64,
     /// The id the controller assigned (controller mode; a master keeps it while it registers
     /// as 0); in classic mode `brokerId`.
@@ -141,7 +141,7 @@ impl RoleState {
         self.controller_mode
     }
 
-    /// Installs `next` as a new generation (writes stay refused until [`Self::open`]).
+    /// Installs `next` as a new generation (writes stay refused until [`Self::open_as_master`]).
     fn change(&self, next: impl FnOnce(&Role) -> Role) -> Role {
         let mut current = self.current.lock().expect("role lock");
         self.refuses_writes.store(true, Ordering::Release);
@@ -152,6 +152,34 @@ impl RoleState {
         self.generation.store(role.generation, Ordering::Release);
         *current = role.clone();
         role
+    }
+
+    /// Installs this broker as master of `epoch`: writes stay refused, and the registered id
+    /// stays the old one, until [`Self::open_as_master`] (a registration in between must not
+    /// announce as brokerId 0 a broker that refuses sends).
+    fn begin_master(&self, epoch: i32, controller_id: i64) -> Role {
+        self.change(|current| Role {
+            role: BrokerRole::SyncMaster,
+            broker_id: current.broker_id,
+            controller_id,
+            epoch,
+            master_addr: None,
+            master_ha_addr: None,
+            generation: 0,
+        })
+    }
+
+    /// A settled master of `generation` takes writes, as brokerId 0; false (and nothing
+    /// changes) when another change overtook it.
+    fn open_as_master(&self, generation: u64) -> bool {
+        let mut current = self.current.lock().expect("role lock");
+        if current.generation != generation {
+            return false;
+        }
+        assert!(current.role.is_master(), "only a master opens for writes");
+        current.broker_id = 0;
+        self.refuses_writes.store(false, Ordering::Release);
+        true
     }
 
     fn settle(&self, generation: u64) {
@@ -215,19 +243,15 @@ pub async fn become_master(
             return Ok(());
         }
     }
-    let next = role.change(|_| Role {
-        role: BrokerRole::SyncMaster,
-        broker_id: 0,
-        controller_id,
-        epoch,
-        master_addr: None,
-        master_ha_addr: None,
-        generation: 0,
-    });
+    let next = role.begin_master(epoch, controller_id);
     // Before the cores start the generation, so they take the new set with it.
     apply_sync_state_set(broker, sync_state_set);
     wait_settled(broker, next.generation).await?;
-    role.refuses_writes.store(false, Ordering::Release);
+    if !role.open_as_master(next.generation) {
+        return Err(RoleError::NotSettled {
+            generation: next.generation,
+        });
+    }
     broker.request_registration();
     tracing::warn!(epoch, "this broker is master now");
     Ok(())
@@ -340,6 +364,20 @@ pub fn outdated(broker: &SharedContext, generation: u64) -> bool {
     broker.stopping.load(Ordering::Acquire) || broker.role.generation() != generation
 }
 
+/// Sleeps `pause`, cut short once role `generation` is outdated: the tasks of a generation
+/// pause between attempts, and a role change waits for them to end (a slave elected master
+/// takes writes only then).
+pub async fn sleep_unless_outdated(broker: &SharedContext, generation: u64, pause: Duration) {
+    let deadline = std::time::Instant::now() + pause;
+    while !outdated(broker, generation) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        rmq_net::rt::sleep(left.min(DUTY_TICK)).await;
+    }
+}
+
 /// This core's replication duties for each role generation, until the broker stops (see the
 /// module docs).
 pub async fn run_duties(core: Rc<CoreContext>) {
@@ -386,5 +424,47 @@ pub async fn run_duties(core: Rc<CoreContext>) {
         if role.role.is_master() {
             rmq_net::rt::sleep(IN_FLIGHT_GRACE).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn controller_mode() -> RoleState {
+        let pairs = [
+            ("enableControllerMode".to_string(), "true".to_string()),
+            ("controllerAddr".to_string(), "127.0.0.1:1".to_string()),
+        ];
+        RoleState::from_config(&BrokerConfig::load(None, &pairs).unwrap().0)
+    }
+
+    #[test]
+    fn a_new_master_announces_id_0_only_once_it_takes_writes() {
+        let role = controller_mode();
+        role.change(|current| Role {
+            role: BrokerRole::Slave,
+            broker_id: 2,
+            controller_id: 2,
+            epoch: 1,
+            ..current.clone()
+        });
+        let next = role.begin_master(2, 2);
+        assert!(role.refuses_writes());
+        assert_eq!(role.broker_id(), 2, "announced as 0 while refusing writes");
+        assert!(role.open_as_master(next.generation));
+        assert!(!role.refuses_writes());
+        assert_eq!((role.broker_id(), role.snapshot().controller_id), (0, 2));
+    }
+
+    #[test]
+    fn an_overtaken_master_change_does_not_open() {
+        let role = controller_mode();
+        let first = role.begin_master(1, 1);
+        let second = role.begin_master(2, 1);
+        assert!(!role.open_as_master(first.generation));
+        assert!(role.refuses_writes());
+        assert!(role.open_as_master(second.generation));
+        assert_eq!(role.snapshot().epoch, 2);
     }
 }

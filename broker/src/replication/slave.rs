@@ -37,7 +37,8 @@ pub(super) async fn slave_loop(broker: SharedContext, store: Rc<ShardStore>, gen
     let mut last_error = String::new();
     while !super::role::outdated(&broker, generation) {
         let Some(addr) = broker.replication.master_ha_addr(&broker) else {
-            rmq_net::rt::sleep(Duration::from_millis(200)).await;
+            let pause = Duration::from_millis(200);
+            super::role::sleep_unless_outdated(&broker, generation, pause).await;
             continue;
         };
         let outcome = rmq_ha::slave::replicate_shard(
@@ -64,6 +65,7 @@ pub(super) async fn slave_loop(broker: SharedContext, store: Rc<ShardStore>, gen
                 last_error = text;
             }
         }
-        rmq_net::rt::sleep(RECONNECT_DELAY).await;
+        // Elected while it waits, the broker takes writes only once this loop ended.
+        super::role::sleep_unless_outdated(&broker, generation, RECONNECT_DELAY).await;
     }
 }
