@@ -154,6 +154,17 @@ impl Broker {
         drop(self.process.take().expect("a running broker"));
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the running broker.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.process.as_ref().expect("a running broker").id();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     fn log(&self, start: usize) -> PathBuf {
         self.root.join(format!("broker-{start}.out"))
     }

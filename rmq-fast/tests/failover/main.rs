@@ -8,7 +8,8 @@
 //! within `FAILOVER_LIMIT`, that every acknowledged message reads back byte-identical from
 //! it, and that the killed broker restarts as a slave (brokerId != 0), holds the new
 //! master's queues record for record and re-enters the sync-state set, after which SYNC
-//! sends are acknowledged with it in the set. Failover times are printed.
+//! sends are acknowledged with it in the set. Failover times are printed. Before each kill the
+//! slave is frozen for a moment (SIGSTOP): the master must acknowledge nothing meanwhile.
 //!
 //! Two tests: `allAckInSyncStateSet=true` (the recommended setting; round 1 also kills the
 //! controller leader, so the new raft leader must find the dead master by its missing
@@ -38,7 +39,9 @@ use std::time::{Duration, Instant};
 use client::{Member, agreed_leader, three_members};
 use cluster::{Broker, Namesrv, in_sync_addrs, replicas};
 use rmq_core::remoting::ResponseCode;
-use support::{Acked, Topic, load_then_kill, read_queue, route_ids, send_counting_codes, verify};
+use support::{
+    Acked, Topic, load_then_kill, read_queue, route_ids, send_counting_codes, send_request, verify,
+};
 
 pub const TOPIC: Topic = Topic {
     name: "LoopFailoverTopic",
@@ -50,6 +53,8 @@ pub const TOPIC: Topic = Topic {
 const FAILOVER_LIMIT: Duration = Duration::from_secs(20);
 /// For a (re)started broker to follow, catch up and enter the sync-state set.
 const SETTLE_LIMIT: Duration = Duration::from_secs(40);
+/// How long the slave is frozen (well below `haMaxTimeSlaveNotCatchup`, 2 s).
+const FROZEN: Duration = Duration::from_millis(700);
 /// Concurrent senders, and how long they send before the kill.
 const SENDERS: usize = 4;
 const LOAD_MS: u64 = 1_500;
@@ -149,6 +154,7 @@ impl Cluster {
         acked: &mut Acked,
     ) {
         let slave = 1 - master;
+        self.frozen_slave_holds_back_acks(master).await;
         let leader = kill_leader.then(|| agreed_leader(&self.members, SETTLE_LIMIT));
         let master_addr = self.brokers[master].addr.clone();
         let load_round = self.round();
@@ -271,6 +277,35 @@ impl Cluster {
         verify(&slave.addr, TOPIC, acked, self.next_round.get())
             .await
             .unwrap();
+    }
+
+    /// While the slave is frozen (SIGSTOP; for less than `haMaxTimeSlaveNotCatchup` and the
+    /// heartbeat timeout, so it stays in the set) the master acknowledges nothing: a SYNC send
+    /// waits for the slave's report. A kill -9 on loopback rarely exposes a master that
+    /// acknowledges on its own word (its slave is microseconds behind); this does, every time.
+    async fn frozen_slave_holds_back_acks(&self, master: usize) {
+        let (master, slave) = (&self.brokers[master], &self.brokers[1 - master]);
+        let client = rmq_net::RemotingClient::connect(&master.addr, support::TIMEOUT)
+            .await
+            .unwrap();
+        slave.signal("STOP");
+        let (request, _, _) = send_request(TOPIC, self.round(), 0, 0);
+        let frozen = Instant::now();
+        let answer = client.invoke(request, FROZEN).await;
+        let answered = frozen.elapsed();
+        slave.signal("CONT");
+        // No answer within FROZEN (the send still waits) or a refusal: nothing acknowledged.
+        if let Ok(answer) = answer {
+            assert_ne!(
+                answer.code,
+                ResponseCode::Success.code(),
+                "{} acknowledged a send {answered:?} after {} (in its sync-state set) was \
+                 frozen: {:?}",
+                master.name,
+                slave.name,
+                answer.ext_fields
+            );
+        }
     }
 
     /// Waits until `broker` is the group's master for the controller (the first start).
