@@ -19,6 +19,7 @@
 pub mod config_admin;
 pub mod kv_config;
 pub mod processor;
+pub mod register;
 pub mod route_table;
 pub mod server;
 

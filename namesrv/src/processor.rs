@@ -2,16 +2,17 @@
 //! request into a response with RocketMQ's codes and remarks.
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::rc::Rc;
 use std::time::Instant;
 
-use rmq_core::body::{KVTable, RegisterBrokerBody, decode_body, encode_body};
+use rmq_core::body::{KVTable, decode_body, encode_body};
 use rmq_core::config::NamesrvConfig;
 use rmq_core::remoting::{HeaderError, RemotingCommand, ResponseCode, request_code as rc};
 use rmq_net::ConnectionInfo;
 
 use crate::kv_config::KvConfig;
-use crate::route_table::{Registration, RouteTable};
+use crate::route_table::RouteTable;
 
 /// Namespace of order-topic settings in the KV config.
 pub const ORDER_TOPIC_NAMESPACE: &str = "ORDER_TOPIC_CONFIG";
@@ -22,6 +23,19 @@ pub struct NamesrvState {
     pub kv: RefCell<KvConfig>,
     /// The config as changed at runtime by UPDATE_NAMESRV_CONFIG (`config_admin`).
     pub config: RefCell<NamesrvConfig>,
+    /// Broker addresses whose registration is being applied (`crate::register`).
+    pub applying: RefCell<HashSet<String>>,
+}
+
+impl NamesrvState {
+    pub fn new(kv: KvConfig, config: NamesrvConfig) -> NamesrvState {
+        NamesrvState {
+            routes: RefCell::new(RouteTable::default()),
+            kv: RefCell::new(kv),
+            config: RefCell::new(config),
+            applying: RefCell::default(),
+        }
+    }
 }
 
 pub(crate) fn reply(
@@ -37,13 +51,24 @@ fn header_error(req: &RemotingCommand, error: HeaderError) -> RemotingCommand {
 }
 
 /// Handles one request.
-pub fn process(
+pub async fn handle(
+    state: &Rc<NamesrvState>,
+    conn: &ConnectionInfo,
+    req: &RemotingCommand,
+) -> RemotingCommand {
+    if req.code == rc::REGISTER_BROKER {
+        return crate::register::register_broker(state, conn, req).await;
+    }
+    process(state, conn, req)
+}
+
+/// Handles one request other than REGISTER_BROKER (`crate::register`).
+fn process(
     state: &Rc<NamesrvState>,
     conn: &ConnectionInfo,
     req: &RemotingCommand,
 ) -> RemotingCommand {
     let result = match req.code {
-        rc::REGISTER_BROKER => register_broker(state, conn, req),
         rc::UNREGISTER_BROKER => unregister_broker(state, req),
         rc::GET_ROUTEINFO_BY_TOPIC => route_by_topic(state, req),
         rc::GET_BROKER_CLUSTER_INFO => {
@@ -79,68 +104,6 @@ pub fn process(
         )),
     };
     result.unwrap_or_else(|error| header_error(req, error))
-}
-
-fn register_broker(
-    state: &Rc<NamesrvState>,
-    conn: &ConnectionInfo,
-    req: &RemotingCommand,
-) -> Result<RemotingCommand, HeaderError> {
-    let broker_name = req.ext_str("brokerName")?.to_string();
-    let broker_addr = req.ext_str("brokerAddr")?.to_string();
-    let cluster = req.ext_str("clusterName")?.to_string();
-    let ha_server_addr = req.ext("haServerAddr").unwrap_or_default().to_string();
-    let broker_id = req.ext_i64("brokerId")?;
-    let compressed = req.ext_opt_bool("compressed")?.unwrap_or(false);
-    let partial = req.ext_opt_bool("partialTopics")?.unwrap_or(false);
-    let body_crc = req.ext_opt_i32("bodyCrc32")?.unwrap_or(0);
-    // RocketMQ's UtilAll.crc32 masks the sign bit; compare the same way.
-    if body_crc != 0 && (crc32fast::hash(&req.body) & 0x7FFF_FFFF) as i32 != body_crc {
-        tracing::warn!(broker = %broker_addr, "register rejected: body crc32 mismatch");
-        return Ok(reply(
-            req,
-            ResponseCode::SystemError,
-            Some("crc32 not match".into()),
-        ));
-    }
-    let body = if req.body.is_empty() {
-        RegisterBrokerBody::default()
-    } else {
-        match RegisterBrokerBody::decode(&req.body, compressed) {
-            Ok(body) => body,
-            Err(error) => {
-                let remark = format!("register broker body cannot be decoded: {error}");
-                return Ok(reply(req, ResponseCode::SystemError, Some(remark)));
-            }
-        }
-    };
-    let registration = Registration {
-        cluster,
-        broker_name,
-        broker_addr: broker_addr.clone(),
-        broker_id,
-        ha_server_addr,
-        topics: body.topic_config_serialize_wrapper,
-        connection_id: conn.id,
-        partial,
-    };
-    let topic_count = registration.topics.topic_config_table.len();
-    let outcome = state
-        .routes
-        .borrow_mut()
-        .register(registration, Instant::now());
-    tracing::debug!(broker = %broker_addr, id = broker_id, topics = topic_count, "broker registered");
-    let mut response = reply(req, ResponseCode::Success, None);
-    if let Some(master) = outcome.master_addr {
-        response.set_ext("masterAddr", master);
-    }
-    if let Some(ha) = outcome.ha_server_addr {
-        response.set_ext("haServerAddr", ha);
-    }
-    let order = KVTable {
-        table: state.kv.borrow().namespace(ORDER_TOPIC_NAMESPACE),
-    };
-    Ok(response.with_body(encode_body(&order)))
 }
 
 fn unregister_broker(

@@ -1,6 +1,5 @@
 //! Runs the name server: one pinned core, one listener, a 10 s expiry scan.
 
-use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -13,8 +12,7 @@ use rmq_net::connection::LocalFuture;
 use rmq_net::{ConnectionInfo, ConnectionLimits, NetError, RequestHandler, serve_connection};
 
 use crate::kv_config::KvConfig;
-use crate::processor::{NamesrvState, process};
-use crate::route_table::RouteTable;
+use crate::processor::{NamesrvState, handle};
 
 struct Handler {
     state: Rc<NamesrvState>,
@@ -26,8 +24,7 @@ impl RequestHandler for Handler {
         conn: Rc<ConnectionInfo>,
         request: RemotingCommand,
     ) -> LocalFuture<Option<RemotingCommand>> {
-        let response = process(&self.state, &conn, &request);
-        Box::pin(async move { Some(response) })
+        Box::pin(async move { Some(handle(&self.state, &conn, &request).await) })
     }
 
     fn closed(&self, conn: &ConnectionInfo) {
@@ -68,11 +65,10 @@ pub fn run_namesrv(
 }
 
 async fn serve(listener: std::net::TcpListener, config: &NamesrvConfig, stop: &Arc<AtomicBool>) {
-    let state = Rc::new(NamesrvState {
-        routes: RefCell::new(RouteTable::default()),
-        kv: RefCell::new(KvConfig::load(config.kv_config_path.clone().into())),
-        config: RefCell::new(config.clone()),
-    });
+    let state = Rc::new(NamesrvState::new(
+        KvConfig::load(config.kv_config_path.clone().into()),
+        config.clone(),
+    ));
     let listener = match rmq_net::listener::register(listener) {
         Ok(listener) => listener,
         Err(error) => {

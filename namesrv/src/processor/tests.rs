@@ -1,6 +1,5 @@
 //! Request-level tests of the admin codes mqadmin sends to the name server.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
 use rmq_core::body::{RegisterBrokerBody, TopicConfig, TopicRouteData, decode_body};
@@ -8,16 +7,23 @@ use rmq_core::config::{NamesrvConfig, parse_properties};
 use rmq_core::remoting::{RemotingCommand, ResponseCode, request_code as rc};
 use rmq_net::ConnectionInfo;
 
-use super::{NamesrvState, process};
+use super::{NamesrvState, handle};
+
+/// Runs one request through the name server's handler.
+fn process(
+    state: &Rc<NamesrvState>,
+    conn: &ConnectionInfo,
+    req: &RemotingCommand,
+) -> RemotingCommand {
+    rmq_net::rt::block_on(handle(state, conn, req)).expect("runtime")
+}
 use crate::kv_config::KvConfig;
-use crate::route_table::RouteTable;
 
 fn state(dir: &std::path::Path) -> Rc<NamesrvState> {
-    Rc::new(NamesrvState {
-        routes: RefCell::new(RouteTable::default()),
-        kv: RefCell::new(KvConfig::load(dir.join("kv.json"))),
-        config: RefCell::new(NamesrvConfig::default()),
-    })
+    Rc::new(NamesrvState::new(
+        KvConfig::load(dir.join("kv.json")),
+        NamesrvConfig::default(),
+    ))
 }
 
 fn conn() -> ConnectionInfo {

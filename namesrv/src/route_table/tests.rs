@@ -77,6 +77,7 @@ fn expiry_and_connection_close_remove_brokers() {
     );
     assert!(table.route("T2", None).is_none());
     assert!(table.cluster_info().broker_addr_table.is_empty());
+    table.check_invariants();
 }
 
 #[test]
@@ -134,6 +135,7 @@ fn an_address_re_registered_under_another_name_leaves_the_old_name() {
     table.expire(later, Duration::from_secs(120));
     assert!(table.route("T2", None).is_none());
     assert!(table.cluster_info().broker_addr_table.is_empty());
+    table.check_invariants();
 }
 
 fn versioned(name: &str, addr: &str, t: &[&str], counter: i64) -> Registration {
@@ -219,4 +221,74 @@ fn parts_of_a_split_registration_add_their_topics() {
     table.register(versioned("b1", "a1", &["T1"], 3), now);
     assert!(table.route("T4", None).is_none());
     assert!(table.route("T1", None).is_some());
+    table.check_invariants();
+}
+
+/// A replacing registration applied in chunks (as `crate::register` does for large bodies)
+/// ends where the one-step apply ends: the new topics routed, the dropped ones gone, other
+/// brokers' queues of shared topics untouched.
+#[test]
+fn a_registration_applied_in_chunks_replaces_the_brokers_topics() {
+    let mut table = RouteTable::default();
+    let now = Instant::now();
+    let old: Vec<String> = (0..50).map(|i| format!("T{i}")).collect();
+    let old: Vec<&str> = old.iter().map(String::as_str).collect();
+    table.register(versioned("b1", "a1", &old, 1), now);
+    table.register(versioned("b2", "a2", &["T0", "T49"], 1), now);
+    let new: Vec<String> = (25..100).map(|i| format!("T{i}")).collect();
+    let new: Vec<&str> = new.iter().map(String::as_str).collect();
+    let registration = versioned("b1", "a1", &new, 2);
+    let (_, pending) = table.begin(&registration, now);
+    assert_eq!(pending.apply, TopicApply::Replace);
+    let stale = table.topics_of(&pending);
+    let configs: Vec<&TopicConfig> = registration.topics.topic_config_table.values().collect();
+    for chunk in configs.chunks(7) {
+        assert!(table.apply_chunk(&pending, chunk.iter().copied()));
+    }
+    let keep = &registration.topics.topic_config_table;
+    for chunk in stale.chunks(7) {
+        assert!(table.remove_stale_chunk(&pending, chunk, keep));
+    }
+    table.check_invariants();
+    for i in 0..100 {
+        let brokers: Vec<String> = table
+            .route(&format!("T{i}"), None)
+            .map(|r| r.queue_datas.into_iter().map(|q| q.broker_name).collect())
+            .unwrap_or_default();
+        let mut want = Vec::new();
+        if i >= 25 {
+            want.push("b1");
+        }
+        if i == 0 || i == 49 {
+            want.push("b2");
+        }
+        want.sort();
+        assert_eq!(brokers, want, "T{i}");
+    }
+    assert_eq!(table.topic_count(), 76);
+}
+
+/// A broker unregistered (connection closed) while its topics are applied: the rest of
+/// the apply is refused, and no route of it is left behind.
+#[test]
+fn a_broker_gone_during_a_chunked_apply_leaves_no_route() {
+    let mut table = RouteTable::default();
+    let now = Instant::now();
+    table.register(versioned("b1", "a1", &["A", "B"], 1), now);
+    let registration = versioned("b1", "a1", &["C", "D", "E"], 2);
+    let (_, pending) = table.begin(&registration, now);
+    let stale = table.topics_of(&pending);
+    let mut configs = registration.topics.topic_config_table.values();
+    assert!(table.apply_chunk(&pending, configs.by_ref().take(1)));
+    assert_eq!(table.connection_closed(1), vec!["a1".to_string()]);
+    assert!(!table.apply_chunk(&pending, configs));
+    let keep = &registration.topics.topic_config_table;
+    assert!(!table.remove_stale_chunk(&pending, &stale, keep));
+    assert_eq!(table.topic_count(), 0, "no route of a gone broker");
+    table.check_invariants();
+    // Registered again (a new epoch): the old pending apply stays refused.
+    table.register(versioned("b1", "a1", &["A"], 3), now);
+    assert!(!table.apply_chunk(&pending, registration.topics.topic_config_table.values()));
+    assert_eq!(table.topic_count(), 1);
+    table.check_invariants();
 }
