@@ -6,6 +6,8 @@
 //! Each test binary uses its own subset.
 #![allow(dead_code)]
 
+pub mod scripted_controller;
+
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
