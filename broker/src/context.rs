@@ -81,7 +81,10 @@ impl BrokerContext {
 
     /// The acknowledgement policy of the current role (`replication::ack_policy`).
     pub fn ack(&self) -> crate::replication::AckPolicy {
-        self.ack_base.with_replica(self.role.waits_for_replica())
+        let min = usize::try_from(self.config.min_in_sync_replicas.max(1)).unwrap_or(1);
+        self.ack_base
+            .with_replica(self.role.waits_for_replica())
+            .with_in_sync(self.role.in_sync_replicas().map(|count| (count, min)))
     }
 
     /// The broker id registered with the name servers (the controller's in controller mode).

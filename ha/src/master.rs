@@ -40,7 +40,10 @@ use crate::handshake::{Hello, Status, answer, encode_epochs, encode_welcome};
 /// ([`SlaveProgress`]); with a required set ([`ShardReplica::set_required`], the master's
 /// sync-state set without itself) a send is released only once **every** member reported past
 /// it, and is refused at once (NotAvailable) while a member is not connected; an empty set
-/// releases at once. Without one (classic), any slave's report releases.
+/// releases at once. Without one, any slave's report releases (classic), or, with
+/// [`ShardReplica::set_slaves_needed`] n > 1 (controller mode without `allAckInSyncStateSet`:
+/// `inSyncReplicas` - 1), reports of n distinct identified slaves (refused at once while
+/// fewer are connected).
 ///
 /// Joining: a slave that becomes required at our log end `E` (its *counting mark*) may lack
 /// only what was acknowledged below `E` (every later acknowledgement waits for it: the wait
@@ -56,6 +59,8 @@ pub struct ShardReplica {
     required: RefCell<Option<BTreeSet<i64>>>,
     /// Each required slave's counting mark: our log end when it became required.
     counted_from: RefCell<BTreeMap<i64, i64>>,
+    /// Without a required set: distinct slaves that must report (0 or 1: any slave).
+    slaves_needed: Cell<usize>,
 }
 
 /// One identified slave of a shard.
@@ -112,6 +117,8 @@ impl ShardReplica {
             if required.iter().any(|id| !by_id.contains_key(id)) {
                 return SlaveWait::NotAvailable;
             }
+        } else if self.by_id.borrow().len() < self.slaves_needed.get() {
+            return SlaveWait::NotAvailable;
         }
         let (done_tx, done_rx) = oneshot::channel();
         if self
@@ -149,14 +156,21 @@ impl ShardReplica {
         self.release(offset);
     }
 
-    /// What the slaves hold, as far as the required set says: the latest report without
-    /// one, the smallest offset of its members with one.
+    /// What the slaves hold, as far as the required set says: the smallest offset of its
+    /// members with one; without one the latest report, or with `slaves_needed` n > 1 the
+    /// offset the n furthest slaves all hold (nothing while fewer are connected).
     fn acknowledged(&self, latest: i64) -> i64 {
         let required = self.required.borrow();
-        let Some(required) = required.as_ref().filter(|r| !r.is_empty()) else {
-            return latest;
-        };
         let by_id = self.by_id.borrow();
+        let Some(required) = required.as_ref().filter(|r| !r.is_empty()) else {
+            let needed = self.slaves_needed.get();
+            if required.is_some() || needed <= 1 {
+                return latest;
+            }
+            let mut held: Vec<i64> = by_id.values().map(|p| p.offset).collect();
+            held.sort_unstable_by(|a, b| b.cmp(a));
+            return held.get(needed - 1).copied().unwrap_or(i64::MIN);
+        };
         required
             .iter()
             .map(|id| by_id.get(id).map_or(i64::MIN, |p| p.offset))
@@ -201,6 +215,14 @@ impl ShardReplica {
         } else {
             self.release(self.slave_offset.get());
         }
+    }
+
+    /// Controller mode without `allAckInSyncStateSet`: a send waits for reports of `needed`
+    /// distinct slaves (`inSyncReplicas` - 1; 0 or 1: any slave), whatever the sync-state
+    /// set, as RocketMQ 5.3.3. Ignored while a required set is given.
+    pub fn set_slaves_needed(&self, needed: usize) {
+        self.slaves_needed.set(needed);
+        self.release(self.slave_offset.get());
     }
 
     /// A new mastership: every required slave is counted from the log end at the next
@@ -676,6 +698,39 @@ mod joining_tests {
         assert!(!waiting.is_finished());
         // The controller approved the shrink to the master alone.
         replica.set_required(Some(BTreeSet::new()), 300);
+        assert_eq!(waiting.await.unwrap(), SlaveWait::Replicated);
+    }
+
+    #[compio::test]
+    async fn with_slaves_needed_that_many_distinct_slaves_must_report() {
+        let replica = Rc::new(ShardReplica::default());
+        let _two = replica.connected_as(Some(2), 0, 100);
+        replica.set_slaves_needed(2);
+        // One slave connected, two needed: refused at once.
+        assert_eq!(
+            replica.wait(100, LONG, i64::MAX).await,
+            SlaveWait::NotAvailable
+        );
+        let _three = replica.connected_as(Some(3), 0, 100);
+        let waiting = {
+            let replica = replica.clone();
+            compio::runtime::spawn(async move { replica.wait(100, LONG, i64::MAX).await })
+        };
+        compio::time::sleep(Duration::from_millis(20)).await;
+        replica.on_report_from(Some(2), 100, 100);
+        replica.on_report_from(Some(2), 120, 120);
+        compio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "one slave twice is not two slaves");
+        replica.on_report_from(Some(3), 100, 120);
+        assert_eq!(waiting.await.unwrap(), SlaveWait::Replicated);
+        // One needed: any slave's report.
+        replica.set_slaves_needed(1);
+        let waiting = {
+            let replica = replica.clone();
+            compio::runtime::spawn(async move { replica.wait(200, LONG, i64::MAX).await })
+        };
+        compio::time::sleep(Duration::from_millis(20)).await;
+        replica.on_report_from(Some(3), 200, 200);
         assert_eq!(waiting.await.unwrap(), SlaveWait::Replicated);
     }
 }

@@ -105,6 +105,15 @@ pub async fn process(
         Vec::new()
     };
     let policy = broker.ack().for_send(wait);
+    if let Err(refused) = policy.admit() {
+        // RocketMQ 5 answers IN_SYNC_REPLICAS_NOT_ENOUGH so; nothing is stored.
+        tracing::debug!(
+            replicas = refused.replicas,
+            min = refused.min,
+            "send refused"
+        );
+        return Err(reply(req, ResponseCode::SystemError, refused.to_string()));
+    }
     let shard = broker.shard_of_queue(&stored.topic, stored.queue_id);
     let (topic, stored_queue) = (stored.topic.clone(), stored.queue_id);
     let store_ts = now_ms();

@@ -9,9 +9,18 @@
 //! - replica wait (SYNC_MASTER only): a slave report past the record's end, within
 //!   `slaveTimeout`, and only while the slave is at most
 //!   `haSlaveFallbehindMax` bytes behind. Both waits run in parallel on the shard's core.
+//!   Whose reports count is the shard's `ShardReplica` (`replication::role` sets it): any slave
+//!   (classic), every sync-state-set member (controller mode, `allAckInSyncStateSet`), or
+//!   `inSyncReplicas` - 1 distinct slaves (controller mode otherwise, at least one while the
+//!   sync-state set has other members);
+//! - admission (controller mode, RocketMQ 5's `minInSyncReplicas`): a master whose
+//!   sync-state set (itself included) has fewer members refuses the append before it is
+//!   written ([`AckPolicy::admit`]; a send answers SYSTEM_ERROR "in-sync replicas not
+//!   enough", as RocketMQ 5's IN_SYNC_REPLICAS_NOT_ENOUGH).
 //!
-//! A producer's `WAIT=false` send relaxes the policy to "appended" ([`AckPolicy::for_send`]);
-//! the broker's own re-puts always use the full policy. A missing or late slave is an
+//! A producer's `WAIT=false` send relaxes the policy to "appended" ([`AckPolicy::for_send`]:
+//! no replica wait and no admission check, as RocketMQ's `needHandleHA`); the broker's own
+//! re-puts always use the full policy. A missing or late slave is an
 //! [`Acked::replica`] of NotAvailable / Timeout: a send answers SLAVE_NOT_AVAILABLE (11) /
 //! FLUSH_SLAVE_TIMEOUT (12) with the send header still filled ([`Acked::respond`]); what a
 //! re-put does with it is up to its caller (`schedule::reput`).
@@ -30,6 +39,25 @@ use super::ms;
 pub struct AckPolicy {
     level: Durability,
     replica: Option<ReplicaWait>,
+    in_sync: Option<InSync>,
+}
+
+/// Controller mode: the master's in-sync replica count (its sync-state set, itself included)
+/// and `minInSyncReplicas`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct InSync {
+    replicas: usize,
+    min: usize,
+}
+
+/// Why [`AckPolicy::admit`] refused an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("in-sync replicas not enough")]
+pub struct InSyncReplicasNotEnough {
+    /// Members of the sync-state set, the master included.
+    pub replicas: usize,
+    /// `minInSyncReplicas`.
+    pub min: usize,
 }
 
 /// The SYNC_MASTER part of the policy.
@@ -60,7 +88,11 @@ impl AckPolicy {
             timeout: ms(config.slave_timeout, 1),
             fallbehind_max: i64::from(config.ha_slave_fallbehind_max.max(0)),
         });
-        Self { level, replica }
+        Self {
+            level,
+            replica,
+            in_sync: None,
+        }
     }
 
     /// The policy of a master that waits for its slaves (`slaveTimeout`,
@@ -81,9 +113,33 @@ impl AckPolicy {
             self
         } else {
             Self {
-                level: self.level,
                 replica: None,
+                ..self
             }
+        }
+    }
+
+    /// This policy with the admission check of a controller-mode master whose sync-state set
+    /// has `replicas` members (itself included) against `minInSyncReplicas` = `min`; None:
+    /// no check (classic modes, a slave).
+    pub fn with_in_sync(self, in_sync: Option<(usize, usize)>) -> Self {
+        Self {
+            in_sync: in_sync.map(|(replicas, min)| InSync { replicas, min }),
+            ..self
+        }
+    }
+
+    /// Whether an append may be written at all: a controller-mode master refuses while its
+    /// sync-state set has fewer than `minInSyncReplicas` members (see the module docs).
+    ///
+    /// # Errors
+    /// The count and the minimum, for the response's remark and the log.
+    pub fn admit(self) -> Result<(), InSyncReplicasNotEnough> {
+        match self.in_sync {
+            Some(InSync { replicas, min }) if replicas < min => {
+                Err(InSyncReplicasNotEnough { replicas, min })
+            }
+            _ => Ok(()),
         }
     }
 
@@ -96,6 +152,7 @@ impl AckPolicy {
             Self {
                 level: Durability::Appended,
                 replica: None,
+                in_sync: None,
             }
         }
     }
@@ -182,5 +239,30 @@ mod tests {
         let relaxed = sync.for_send(false);
         assert_eq!(relaxed.level(), Durability::Appended);
         assert!(!relaxed.waits_for_replica());
+    }
+
+    #[test]
+    fn a_master_below_min_in_sync_replicas_refuses_and_wait_false_is_not_checked() {
+        let master = policy(&[("brokerRole", "SYNC_MASTER")]);
+        assert_eq!(master.admit(), Ok(()), "classic: no check");
+        let alone = master.with_in_sync(Some((1, 2)));
+        assert_eq!(
+            alone.admit(),
+            Err(InSyncReplicasNotEnough {
+                replicas: 1,
+                min: 2
+            })
+        );
+        assert_eq!(
+            alone.admit().unwrap_err().to_string(),
+            "in-sync replicas not enough"
+        );
+        assert_eq!(master.with_in_sync(Some((2, 2))).admit(), Ok(()));
+        assert_eq!(
+            alone.for_send(false).admit(),
+            Ok(()),
+            "WAIT=false: not checked"
+        );
+        assert_eq!(alone.with_replica(false).admit(), alone.admit());
     }
 }

@@ -78,6 +78,9 @@ pub struct RoleState {
     refuses_writes: AtomicBool,
     /// Acknowledgements wait for a slave report.
     waits_for_replica: AtomicBool,
+    /// A controller-mode master's sync-state set size (itself included), checked against
+    /// `minInSyncReplicas` before every append (`AckPolicy::admit`); 0: no check.
+    in_sync_replicas: AtomicUsize,
     generation: AtomicU64,
     /// Cores that applied `generation`.
     settled: AtomicUsize,
@@ -107,6 +110,7 @@ impl RoleState {
         RoleState {
             refuses_writes: AtomicBool::new(initial == BrokerRole::Slave),
             waits_for_replica: AtomicBool::new(initial == BrokerRole::SyncMaster),
+            in_sync_replicas: AtomicUsize::new(0),
             current: Mutex::new(role),
             generation: AtomicU64::new(0),
             settled: AtomicUsize::new(0),
@@ -129,6 +133,15 @@ impl RoleState {
         self.waits_for_replica.load(Ordering::Acquire)
     }
 
+    /// A controller-mode master's in-sync replica count (its applied sync-state set, itself
+    /// included; RocketMQ 5's `inSyncReplicasNums`); None in classic mode and as a slave.
+    pub fn in_sync_replicas(&self) -> Option<usize> {
+        match self.in_sync_replicas.load(Ordering::Acquire) {
+            0 => None,
+            count => Some(count),
+        }
+    }
+
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
@@ -146,6 +159,7 @@ impl RoleState {
         let mut current = self.current.lock().expect("role lock");
         self.refuses_writes.store(true, Ordering::Release);
         self.waits_for_replica.store(false, Ordering::Release);
+        self.in_sync_replicas.store(0, Ordering::Release);
         let mut role = next(&current);
         role.generation = current.generation + 1;
         self.settled.store(0, Ordering::Release);
@@ -257,10 +271,15 @@ pub async fn become_master(
     Ok(())
 }
 
-/// A master's SYNC acknowledgements follow its sync-state set: with other members in it a
-/// send waits for a slave report (`AckPolicy`), with `allAckInSyncStateSet` for a report of
-/// every other member (each core hands the set to its shards' `ShardReplica::set_required`
-/// within [`DUTY_TICK`]); alone it acknowledges by itself. The controller decides the set: a
+/// A master's SYNC acknowledgements follow RocketMQ 5.3.3's rules (`AckPolicy`): with
+/// `allAckInSyncStateSet` a send waits for a report of every other member of its sync-state
+/// set (each core hands the set to its shards' `ShardReplica::set_required` within
+/// [`DUTY_TICK`]) and, alone in it, the master acknowledges by itself; without it a send
+/// waits for `inSyncReplicas` - 1 distinct slaves whatever the set, and for at least one
+/// slave while the set has other members (RocketMQ 5.3.3 waits for none with
+/// `inSyncReplicas=1`; rmq-fast keeps its safer rule there). Either way
+/// the set's size (itself included) is the in-sync replica count appends are admitted
+/// against (`minInSyncReplicas`). The controller decides the set: a
 /// shrink is applied only once it accepted it, an expansion is applied (as the union of the
 /// old and new sets) before it is asked for (`controller_client`).
 pub fn apply_sync_state_set(broker: &SharedContext, sync_state_set: &[i64]) {
@@ -275,10 +294,17 @@ pub fn apply_sync_state_set(broker: &SharedContext, sync_state_set: &[i64]) {
     // set releases at once): deciding here, before the set reached the shards, would let a
     // send past a slave that is already counted as holding everything acknowledged.
     let all_ack = broker.role.controller_mode() && broker.config.all_ack_in_sync_state_set;
+    // Without it, RocketMQ 5.3.3 acknowledges on the master's word alone for
+    // inSyncReplicas=1; rmq-fast still waits for one slave while the set has other members.
+    let waits = all_ack || broker.config.in_sync_replicas > 1 || !others.is_empty();
     broker
         .role
         .waits_for_replica
-        .store(all_ack || !others.is_empty(), Ordering::Release);
+        .store(waits, Ordering::Release);
+    broker
+        .role
+        .in_sync_replicas
+        .store(others.len() + 1, Ordering::Release);
     *broker.role.required.lock().expect("role lock") = others;
     broker.role.required_version.fetch_add(1, Ordering::AcqRel);
 }
@@ -288,13 +314,21 @@ pub fn applied_sync_state_set(broker: &SharedContext) -> BTreeSet<i64> {
     broker.role.required.lock().expect("role lock").clone()
 }
 
-/// Hands the applied sync-state set to this core's shards (controller mode with
-/// `allAckInSyncStateSet`; else every slave report counts, as in classic mode).
+/// Hands this core's shards whose reports release a send: controller mode with
+/// `allAckInSyncStateSet`, every member of the applied sync-state set; controller mode
+/// without it, `inSyncReplicas` - 1 distinct slaves; classic, any slave.
 fn push_required(core: &CoreContext) {
     let broker = &core.broker;
-    let required = (broker.role.controller_mode() && broker.config.all_ack_in_sync_state_set)
+    let config = &broker.config;
+    let controller_mode = broker.role.controller_mode();
+    let required = (controller_mode && config.all_ack_in_sync_state_set)
         .then(|| applied_sync_state_set(broker));
+    let slaves_needed = match controller_mode && !config.all_ack_in_sync_state_set {
+        true => usize::try_from(config.in_sync_replicas.max(1) - 1).unwrap_or(0),
+        false => 0,
+    };
     for (shard, replica) in &core.replicas {
+        replica.set_slaves_needed(slaves_needed);
         let log_end = core
             .shards
             .get(shard)

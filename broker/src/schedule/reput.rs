@@ -21,7 +21,7 @@ use rmq_storage::{AppendResult, StoreError};
 
 use crate::context::{BrokerContext, now_ms};
 use crate::core_context::{CoreContext, ShardBusy};
-use crate::replication::ack_policy::status_name;
+use crate::replication::ack_policy::{InSyncReplicasNotEnough, status_name};
 
 /// Where and how the copy is written.
 #[derive(Debug, Clone)]
@@ -60,6 +60,9 @@ pub enum ReputError {
     Busy(#[from] ShardBusy),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Refused before it was written (controller mode, `minInSyncReplicas`).
+    #[error(transparent)]
+    InSyncReplicas(#[from] InSyncReplicasNotEnough),
     /// Stored on the master, not confirmed by the slave (SYNC_MASTER).
     #[error("{}: no slave confirmed the copy ending at {}", status_name(*.replica), .appended.end_offset)]
     NotReplicated {
@@ -118,8 +121,9 @@ pub fn rebuild(
 /// broker's acknowledgement policy.
 ///
 /// # Errors
-/// Owner busy, store refused the append, the durability wait failed, or (SYNC_MASTER) no
-/// slave confirmed the copy (`NotReplicated`).
+/// The policy refused the append (`InSyncReplicas`: nothing written), owner busy, store
+/// refused the append, the durability wait failed, or (SYNC_MASTER) no slave confirmed the
+/// copy (`NotReplicated`).
 pub async fn append_on_owner(
     core: &Rc<CoreContext>,
     topic: &str,
@@ -129,6 +133,7 @@ pub async fn append_on_owner(
     let broker = &core.broker;
     let shard = broker.shard_of_queue(topic, queue_id);
     let policy = broker.ack();
+    policy.admit()?;
     let topic = topic.to_string();
     let (appended, replica) = core
         .on_owned_shard(shard, move |owned| async move {

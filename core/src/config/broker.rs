@@ -301,6 +301,10 @@ config_struct! {
         /// RocketMQ 5: a SYNC send is acknowledged only once every sync-state-set member has
         /// it. rmq-fast recommends true (no acknowledged message lost by one failure).
         "allAckInSyncStateSet" => all_ack_in_sync_state_set: bool = false,
+        /// RocketMQ 5: lower `inSyncReplicas` to the live in-sync count (not below
+        /// `minInSyncReplicas`); as in RocketMQ 5.3.3 only with slave-acting-master, which
+        /// rmq-fast does not have: accepted, no effect in controller mode.
+        "enableAutoInSyncReplicas" => enable_auto_in_sync_replicas: bool = false,
         /// RocketMQ 5: a slave not caught up for this long leaves the sync-state set (ms).
         "haMaxTimeSlaveNotCatchup" => ha_max_time_slave_not_catchup: i64 = 15_000,
         /// DLedger is not supported: `true` is refused by `validate`.
