@@ -107,6 +107,14 @@ impl BrokerContext {
         self.register_now.store(true, Ordering::Release);
         generation
     }
+
+    /// Like [`Self::request_registration`] for one created or updated topic (already in the
+    /// topic table): a broker with many topics registers only the changed ones.
+    pub fn request_topic_registration(&self, topic: &str) -> u64 {
+        let generation = self.registration.request_topic(topic);
+        self.register_now.store(true, Ordering::Release);
+        generation
+    }
 }
 
 pub type SharedContext = Arc<BrokerContext>;

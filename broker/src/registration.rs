@@ -3,6 +3,15 @@
 //! are independent; each gets its own connection and a failure with one never delays
 //! the others.
 //!
+//! The periodic registration is skipped when every name server already has this broker's
+//! data version (RocketMQ 4.9's `needRegister`: QUERY_DATA_VERSION to each, which also
+//! renews the broker's liveness there; a Java name server answers it the same way) when
+//! `forceRegister=false`, or, whatever `forceRegister`, for a master with more than
+//! [`LARGE_TABLE_TOPICS`] topics: resending a million unchanged topics every 30 s costs
+//! seconds of CPU on both sides and changes nothing (a name server ignores the topics of a
+//! registration whose data version it has). A registration is never skipped at start, after
+//! a topic change, after one failed with some name server, or while a slave has no master.
+//!
 //! Controller mode: the broker registers only once the controller gave it a role, with the
 //! broker id of that role; when a role change gives it another id (a slave becoming brokerId
 //! 0), it unregisters the old id and registers the new one at once.
@@ -10,11 +19,15 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use rmq_core::body::{PERM_READ, PERM_WRITE, RegisterBrokerBody, TopicConfigSerializeWrapper};
+use rmq_core::body::{
+    DataVersion, PERM_READ, PERM_WRITE, RegisterBrokerBody, TopicConfigSerializeWrapper,
+    decode_body, encode_body,
+};
 use rmq_core::remoting::{RemotingCommand, ResponseCode, request_code};
 use rmq_net::{NetError, RemotingClient};
 
@@ -32,12 +45,45 @@ pub struct RegistrationProgress {
     completed: AtomicU64,
     /// Whether `registration_loop` runs (not in the in-process test harness).
     running: AtomicBool,
+    /// What changed since the last registration: created or updated topics, or (`full`)
+    /// anything else.
+    changed: Mutex<Changed>,
 }
 
+#[derive(Default)]
+struct Changed {
+    topics: Vec<String>,
+    full: bool,
+}
+
+/// Topic changes that may be registered incrementally before a full registration is sent.
+const INCREMENT_TOPICS_MAX: usize = 1024;
+
 impl RegistrationProgress {
-    /// Records a request; returns its generation.
+    /// Records a request for a full registration; returns its generation.
     pub fn request(&self) -> u64 {
+        self.changed.lock().expect("registration changes").full = true;
         self.requested.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Records a request to register `topic`, just created or updated (its config and the
+    /// data version are already in the topic table); returns its generation.
+    pub fn request_topic(&self, topic: &str) -> u64 {
+        let mut changed = self.changed.lock().expect("registration changes");
+        if changed.topics.len() < INCREMENT_TOPICS_MAX {
+            changed.topics.push(topic.to_string());
+        } else {
+            changed.full = true;
+        }
+        drop(changed);
+        self.requested.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// The changes recorded since the last call: the topics, or None when only a full
+    /// registration covers them.
+    fn take_changed(&self) -> Option<Vec<String>> {
+        let changed = std::mem::take(&mut *self.changed.lock().expect("registration changes"));
+        (!changed.full).then_some(changed.topics)
     }
 
     /// Waits until a registration covering `generation` succeeded with every name server,
@@ -71,6 +117,8 @@ pub async fn registration_loop(ctx: SharedContext) {
     let clients: Clients = RefCell::default();
     let mut last: Option<Instant> = None;
     let mut registered_id: Option<i64> = None;
+    // The next registration must be a full one (the last failed, or a slave lacks its master).
+    let mut force_next = true;
     ctx.registration.running.store(true, Ordering::Release);
     while !ctx.stopping.load(Ordering::Acquire) {
         if ctx.role.controller_mode() && ctx.role.generation() == 0 {
@@ -90,21 +138,48 @@ pub async fn registration_loop(ctx: SharedContext) {
             unregister_all(&ctx, &clients, &addrs, old).await;
         }
         if due || requested || registered_id != Some(id) {
+            let force = force_next || requested || registered_id != Some(id);
+            let same_id = registered_id == Some(id);
             registered_id = Some(id);
             last = Some(Instant::now());
             // Read after taking the flag: every change requested up to here is in the body
             // built below (requests bump the generation before setting the flag).
             let generation = ctx.registration.requested.load(Ordering::Acquire);
-            // A slave that registered before its master learnt no master address: ask
-            // again soon rather than a whole period later.
-            let all_ok = register_all(&ctx, &clients, &addrs).await;
+            // Changed topics only, when that is all that changed. The data version moves
+            // after they are taken, so the increment's version was never sent before (a
+            // Java name server ignores the topics of a registration whose version it has)
+            // and a topic recorded later gets an increment of its own.
+            let incremental = requested && !force_next && same_id && may_skip_unchanged(&ctx);
+            let increment = ctx.registration.take_changed().filter(|_| incremental);
+            let all_ok = match increment {
+                // Recorded topics that an earlier increment already took.
+                Some(topics) if topics.is_empty() => true,
+                Some(topics) => {
+                    ctx.topics.next_data_version();
+                    match increment_request(&ctx, &topics, ctx.topics.data_version()) {
+                        Some(request) => send_all(&ctx, &clients, &addrs, &[request]).await,
+                        None => register_all(&ctx, &clients, &addrs).await,
+                    }
+                }
+                None if !force
+                    && may_skip_unchanged(&ctx)
+                    && unchanged_everywhere(&ctx, &clients, &addrs).await =>
+                {
+                    tracing::debug!("name servers have this data version: registration skipped");
+                    true
+                }
+                None => register_all(&ctx, &clients, &addrs).await,
+            };
             if all_ok {
                 ctx.registration
                     .completed
                     .fetch_max(generation, Ordering::AcqRel);
             }
+            // A slave that registered before its master learnt no master address: ask
+            // again soon rather than a whole period later.
             let slave_without_master =
                 ctx.is_slave() && ctx.replication.master_ha_addr(&ctx).is_none();
+            force_next = !all_ok || slave_without_master;
             if !all_ok || slave_without_master {
                 // A name server that missed a registration would drop this broker's routes
                 // for a whole period: retry soon instead.
@@ -117,6 +192,44 @@ pub async fn registration_loop(ctx: SharedContext) {
     if let Some(id) = registered_id {
         unregister_all(&ctx, &clients, &addrs, id).await;
     }
+}
+
+/// Topics above which a master skips an unchanged periodic registration even with
+/// `forceRegister=true` (past it the body is compressed: megabytes of topics resent for
+/// nothing every period).
+pub const LARGE_TABLE_TOPICS: usize = 10_000;
+
+/// Whether an unchanged periodic registration may be skipped (see the module doc).
+fn may_skip_unchanged(ctx: &SharedContext) -> bool {
+    !ctx.config.force_register
+        || (ctx.broker_id() == 0 && ctx.topics.snapshot().len() > LARGE_TABLE_TOPICS)
+}
+
+/// True when every name server answers QUERY_DATA_VERSION with `changed=false` and this
+/// broker's data version (RocketMQ 4.9's `BrokerOuterAPI.needRegister`); any error, refusal
+/// or other version means a registration is needed.
+async fn unchanged_everywhere(ctx: &SharedContext, clients: &Clients, addrs: &[String]) -> bool {
+    if addrs.is_empty() {
+        return false;
+    }
+    let ours = ctx.topics.data_version();
+    let queries = addrs.iter().map(|addr| async move {
+        let request = RemotingCommand::new_request(request_code::QUERY_DATA_VERSION)
+            .with_ext("brokerAddr", ctx.broker_addr)
+            .with_ext("brokerId", ctx.broker_id())
+            .with_ext("brokerName", &ctx.config.broker_name)
+            .with_ext("clusterName", &ctx.config.broker_cluster_name)
+            .with_body(encode_body(&ours));
+        let client = client_for(ctx, clients, addr).await?;
+        client.invoke(request, timeout(ctx)).await
+    });
+    join_all(queries).await.iter().all(|answer| {
+        answer.as_ref().is_ok_and(|response| {
+            response.code == ResponseCode::Success.code()
+                && response.ext("changed") == Some("false")
+                && decode_body::<DataVersion>(&response.body).is_ok_and(|theirs| theirs == ours)
+        })
+    })
 }
 
 fn timeout(ctx: &SharedContext) -> Duration {
@@ -280,14 +393,53 @@ async fn build_off_core(ctx: &SharedContext) -> Vec<RemotingCommand> {
 /// Delay before retrying a registration that failed with some name server.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(2);
 
+/// The REGISTER_BROKER of only `topics` (RocketMQ 4.9's `registerIncrementBrokerData`): their
+/// configs and the current data version, marked `partialTopics=true` (an rmq-fast name server
+/// adds or updates them and removes none; a Java name server applies the topics of any
+/// registration with a new data version and removes none). None when a topic is gone (a
+/// full registration then says so).
+fn increment_request(
+    ctx: &SharedContext,
+    topics: &[String],
+    data_version: DataVersion,
+) -> Option<RemotingCommand> {
+    let permission = ctx.live_config.load().broker_permission;
+    let mut table = HashMap::with_capacity(topics.len());
+    for name in topics {
+        let mut config = ctx.topics.get(name)?;
+        if !crate::schedule::is_registered(name) {
+            continue;
+        }
+        if permission & PERM_WRITE == 0 || permission & PERM_READ == 0 {
+            config.perm = permission;
+        }
+        table.insert(name.clone(), config);
+    }
+    let wrapper = TopicConfigSerializeWrapper {
+        topic_config_table: table,
+        data_version,
+    };
+    tracing::debug!(topics = topics.len(), "registering changed topics only");
+    Some(request(ctx, &wrapper, false, true))
+}
+
 /// Registers with every name server (each gets the parts of a split registration in
 /// order); true when all accepted every part.
 async fn register_all(ctx: &SharedContext, clients: &Clients, addrs: &[String]) -> bool {
     let requests = build_off_core(ctx).await;
+    send_all(ctx, clients, addrs, &requests).await
+}
+
+/// Sends `requests` in order to every name server; true when all accepted every one.
+async fn send_all(
+    ctx: &SharedContext,
+    clients: &Clients,
+    addrs: &[String],
+    requests: &[RemotingCommand],
+) -> bool {
     if requests.is_empty() {
         return false;
     }
-    let requests = &requests;
     let attempts = addrs.iter().map(|addr| async move {
         let client = client_for(ctx, clients, addr).await?;
         let mut last = None;

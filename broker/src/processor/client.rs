@@ -65,7 +65,7 @@ pub async fn heartbeat(
                 .topics
                 .create_if_absent(&retry_topic, queues, PERM_READ | PERM_WRITE)
         {
-            registration = Some(broker.request_registration());
+            registration = Some(broker.request_topic_registration(&retry_topic));
         }
         if broker.clients.register_consumer(consumer, channel.clone()) {
             tracing::info!(group = %group, client = %data.client_id, "new consumer connected");

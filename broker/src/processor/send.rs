@@ -212,7 +212,7 @@ fn resolve_queue(
     let (config, created) = match lookup {
         TopicLookup::Found(config) => (config, false),
         TopicLookup::Created(config) => {
-            broker.request_registration();
+            broker.request_topic_registration(&config.topic_name);
             (config, true)
         }
         TopicLookup::Missing => {

@@ -125,7 +125,7 @@ fn ensure_topic(broker: &BrokerContext, topic: &str, queues: i32) {
             .topics
             .create_if_absent(topic, queues, PERM_READ | PERM_WRITE)
     {
-        broker.request_registration();
+        broker.request_topic_registration(topic);
     }
 }
 

@@ -57,7 +57,7 @@ pub fn ensure_topic(ctx: &crate::context::BrokerContext, topic: &str) {
         .topics
         .create_if_absent(topic, 1, PERM_READ | PERM_WRITE);
     if matches!(lookup, crate::topics::TopicLookup::Created(_)) {
-        ctx.request_registration();
+        ctx.request_topic_registration(topic);
     }
 }
 

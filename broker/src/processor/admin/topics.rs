@@ -65,8 +65,9 @@ pub async fn create_topic(core: &Rc<CoreContext>, req: &RemotingCommand) -> Proc
         let remark = "readQueueNums and writeQueueNums must be within 1..=1024".to_string();
         return Err(reply(req, ResponseCode::SystemError, remark));
     }
+    let name = config.topic_name.clone();
     core.broker.topics.put(config);
-    core.broker.request_registration();
+    core.broker.request_topic_registration(&name);
     // Acknowledged once topics.json holds it (the writer thread batches concurrent creates).
     if let Err(remark) = core.broker.topics.persisted().await {
         return Err(reply(req, ResponseCode::SystemError, remark));
