@@ -80,7 +80,42 @@ sys.exit(0 if reply["code"] == 0 else 1)
 PY
 }
 rss_mb() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
+# Route lookups of the first topic every 10 ms on one connection until $work/stop-probe
+# exists; prints the latency percentiles of those answered while the broker registered
+# (from its start until the last topic was routable) and how many took over 5 s.
+probe() {
+    python3 - "$ns_port" "$work" <<'PY'
+import json, os, socket, struct, sys, time
+port, work = int(sys.argv[1]), sys.argv[2]
+s = socket.create_connection(("127.0.0.1", port), timeout=30)
+def read(n):
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            sys.exit(2)
+        data += chunk
+    return data
+samples, opaque = [], 0
+while not os.path.exists(work + "/stop-probe"):
+    opaque += 1
+    header = json.dumps({"code": 105, "language": "JAVA", "version": 0, "opaque": opaque,
+                         "flag": 0, "extFields": {"topic": "ScaleTopic_0000000"}}).encode()
+    asked = time.monotonic()
+    s.sendall(struct.pack(">ii", 4 + len(header), len(header)) + header)
+    total, header_len = struct.unpack(">ii", read(8))
+    read(total - 4)
+    samples.append(time.monotonic() - asked)
+    time.sleep(0.01)
+samples.sort()
+at = lambda q: samples[int((len(samples) - 1) * q)] * 1000
+print(f"route lookups while registering: {len(samples)}, p50 {at(0.5):.2f} ms, "
+      f"p99 {at(0.99):.2f} ms, max {at(1.0):.2f} ms, over 5 s: {sum(x > 5 for x in samples)}")
+PY
+}
 
+probe >"$work/probe.out" 2>&1 &
+prober=$!
 start=$(date +%s.%N)
 "$bin" broker -c "$work/broker.properties" >"$work/broker.out" 2>&1 &
 broker=$!
@@ -95,7 +130,56 @@ until routable "$last"; do
     [ $SECONDS -lt $deadline ] || { echo "never routable"; tail -5 "$work/broker.out"; exit 1; }
     sleep 0.2
 done
-echo "topics $n: routable $(echo "$(date +%s.%N) - $start" | bc) s after start, RSS $(rss_mb "$broker") MB"
+echo "topics $n: routable $(echo "$(date +%s.%N) - $start" | bc) s after start, RSS $(rss_mb "$broker") MB, name server RSS $(rss_mb "${pids[0]}") MB"
+touch "$work/stop-probe"
+wait "$prober" || true
+cat "$work/probe.out"
 "$bench" produce -n "127.0.0.1:$ns_port" --topic "ScaleTopic_0000000" --threads 4 --mode async \
     --duration 12 --warmup 2 2>"$work/produce.err" | head -20 || tail -3 "$work/produce.err"
-echo "topics $n: RSS after sends $(rss_mb "$broker") MB"
+echo "topics $n: RSS after sends $(rss_mb "$broker") MB, name server RSS $(rss_mb "${pids[0]}") MB"
+# Creates over the network on top of the N topics (UPDATE_AND_CREATE_TOPIC, 16 in flight on
+# one connection, each answered once durable), then the time until the last one is routable.
+python3 - "$broker_port" "$ns_port" <<'PY'
+import json, socket, struct, sys, time
+broker_port, ns_port = int(sys.argv[1]), int(sys.argv[2])
+def conn(port):
+    return socket.create_connection(("127.0.0.1", port), timeout=30)
+def send(s, code, ext, opaque):
+    header = json.dumps({"code": code, "language": "JAVA", "version": 0, "opaque": opaque,
+                         "flag": 0, "extFields": ext}).encode()
+    s.sendall(struct.pack(">ii", 4 + len(header), len(header)) + header)
+def recv(s):
+    def read(n):
+        data = b""
+        while len(data) < n:
+            chunk = s.recv(n - len(data))
+            if not chunk:
+                sys.exit(2)
+            data += chunk
+        return data
+    total, header_len = struct.unpack(">ii", read(8))
+    header = json.loads(read(header_len & 0xFFFFFF))
+    read(total - 4 - (header_len & 0xFFFFFF))
+    return header
+count, window = 1000, 16
+b = conn(broker_port)
+started = time.monotonic()
+sent = done = 0
+while done < count:
+    while sent < count and sent - done < window:
+        send(b, 17, {"topic": f"Created_{sent:05d}", "readQueueNums": "8", "writeQueueNums": "8",
+                     "perm": "6", "topicFilterType": "SINGLE_TAG"}, sent + 1)
+        sent += 1
+    reply = recv(b)
+    assert reply["code"] == 0, reply
+    done += 1
+created = time.monotonic() - started
+n = conn(ns_port)
+while True:
+    send(n, 105, {"topic": f"Created_{count - 1:05d}"}, 1)
+    if recv(n)["code"] == 0:
+        break
+    time.sleep(0.01)
+print(f"created {count} topics in {created:.2f} s ({count / created:.0f}/s); "
+      f"the last routable {time.monotonic() - started - created:.2f} s after its create was answered")
+PY
