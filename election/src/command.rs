@@ -77,4 +77,8 @@ pub enum Command {
         broker_ids: Option<BTreeSet<BrokerId>>,
         clean_living: bool,
     },
+    /// The raft leader's `enableElectUncleanMaster` (UPDATE_CONTROLLER_CONFIG changes it per
+    /// member, as RocketMQ 5.3.3; the leader writes its value into the log so that every
+    /// replica of the state elects alike).
+    SetElectUncleanMaster { enable: bool },
 }

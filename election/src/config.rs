@@ -1,5 +1,7 @@
 //! The controller settings that change election results. They are part of the replicated
-//! state (set when the state is created) so that every replica of the log decides alike.
+//! state (set when the state is created; `enableElectUncleanMaster` also by
+//! `Command::SetElectUncleanMaster`, the raft leader's runtime value) so that every replica of
+//! the log decides alike.
 
 use serde::{Deserialize, Serialize};
 

@@ -57,6 +57,8 @@ pub enum Outcome {
         sync_state_set: BTreeSet<BrokerId>,
     },
     BrokerDataCleaned,
+    /// `SetElectUncleanMaster` took effect.
+    ConfigChanged,
     /// Nothing changed; the caller answers `refusal.code.response_code()` with the remark.
     Refused(Refusal),
 }

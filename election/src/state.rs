@@ -82,6 +82,10 @@ impl ElectionState {
                 broker_ids,
                 clean_living,
             } => self.clean_broker_data(now_ms, broker_name, broker_ids.as_ref(), *clean_living),
+            Command::SetElectUncleanMaster { enable } => {
+                self.config.enable_elect_unclean_master = *enable;
+                Outcome::ConfigChanged
+            }
         };
         self.assert_invariants(&epochs_before);
         outcome

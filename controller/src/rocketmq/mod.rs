@@ -3,7 +3,8 @@
 //!
 //! - `requests`: one handler per request code (`ControllerRequestProcessor` of 5.3);
 //! - `replies`: outcomes and refusals as RocketMQ's response headers and bodies;
-//! - `notify`: NOTIFY_BROKER_ROLE_CHANGED to a group's live brokers after an election.
+//! - `notify`: NOTIFY_BROKER_ROLE_CHANGED to a group's live brokers after an election;
+//! - `config_admin`: GET_CONTROLLER_CONFIG / UPDATE_CONTROLLER_CONFIG, per member.
 //!
 //! As in RocketMQ 5.3: writes and reads of broker state are answered by the leader only
 //! (CONTROLLER_NOT_LEADER elsewhere; a broker finds the leader with
@@ -12,6 +13,7 @@
 //! counts as its death (an election at once if it was master); the leader's scan elects for
 //! groups whose master stopped heartbeating.
 
+mod config_admin;
 mod notify;
 mod replies;
 mod requests;
@@ -63,16 +65,10 @@ fn wall_clock_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// What the protocol needs from the member's configuration.
-struct Settings {
-    group: String,
-    notify_broker_role_changed: bool,
-    config_text: String,
-}
-
 /// Serves RocketMQ 5's controller requests on one member.
 pub struct ControllerService {
-    settings: Settings,
+    /// This member's configuration, as UPDATE_CONTROLLER_CONFIG changed it (`config_admin`).
+    live: Mutex<ControllerConfig>,
     /// Which broker replicas heartbeat over which connection, and the latest connection of
     /// each replica (only the close of that one means the broker is gone).
     connections: Mutex<Connections>,
@@ -87,13 +83,13 @@ struct Connections {
 impl ControllerService {
     fn new(config: &ControllerConfig) -> Self {
         Self {
-            settings: Settings {
-                group: config.controller_dleger_group.clone(),
-                notify_broker_role_changed: config.notify_broker_role_changed,
-                config_text: config.to_properties_text(),
-            },
+            live: Mutex::new(config.clone()),
             connections: Mutex::new(Connections::default()),
         }
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, ControllerConfig> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn connections(&self) -> std::sync::MutexGuard<'_, Connections> {
@@ -122,7 +118,8 @@ impl ControllerService {
                 epoch = election.master_epoch, sync_state_set = ?election.sync_state_set,
                 "controller elected"
             );
-            if self.settings.notify_broker_role_changed {
+            let notify = self.live().notify_broker_role_changed;
+            if notify {
                 notify::broker_role_changed(node, election);
             }
         }

@@ -24,7 +24,7 @@ use rmq_election::{Command, ElectionState, Outcome};
 use super::replies::{
     Failure, broker_id, epoch, replicas_info, sync_state_set, wire_epoch, wire_id,
 };
-use super::{ControllerService, wall_clock_ms};
+use super::{ControllerService, config_admin, wall_clock_ms};
 use crate::node::{NodeHandle, RaftRole};
 
 type Node = NodeHandle<ElectionState>;
@@ -37,6 +37,13 @@ pub(super) async fn handle(
     peer: SocketAddr,
     request: &RemotingCommand,
 ) -> RemotingCommand {
+    // A new leader, or a changed value: the leader's enableElectUncleanMaster goes into the
+    // replicated state before it answers anything (`config_admin`).
+    if request.code != rc::UPDATE_CONTROLLER_CONFIG
+        && let Err(failure) = config_admin::sync_elect_unclean_master(service, node).await
+    {
+        tracing::warn!(remark = %failure.remark, "enableElectUncleanMaster not replicated");
+    }
     let answer = match request.code {
         rc::BROKER_HEARTBEAT => heartbeat(service, node, peer, request).await,
         rc::CONTROLLER_ALTER_SYNC_STATE_SET => alter_sync_state_set(node, request).await,
@@ -48,13 +55,8 @@ pub(super) async fn handle(
         rc::CONTROLLER_GET_NEXT_BROKER_ID => next_broker_id(node, request).await,
         rc::CONTROLLER_APPLY_BROKER_ID => apply_broker_id(node, request).await,
         rc::CLEAN_BROKER_DATA => clean_broker_data(node, request).await,
-        rc::GET_CONTROLLER_CONFIG => {
-            Ok(success(request).with_body(service.settings.config_text.clone()))
-        }
-        rc::UPDATE_CONTROLLER_CONFIG => Err(Failure::new(
-            ResponseCode::NoPermission as i32,
-            "rmq-fast's controller reads its configuration at start: edit the file and restart the member",
-        )),
+        rc::GET_CONTROLLER_CONFIG => Ok(config_admin::get(service, request)),
+        rc::UPDATE_CONTROLLER_CONFIG => config_admin::update(service, node, request).await,
         other => Err(Failure::new(
             ResponseCode::RequestCodeNotSupported as i32,
             format!(" request type {other} not supported"),
@@ -307,7 +309,7 @@ fn metadata(
         .collect();
     let mut reply = success(request);
     GetMetaDataResponseHeader {
-        group: Some(service.settings.group.clone()),
+        group: Some(service.live().controller_dleger_group.clone()),
         controller_leader_id: leader.as_ref().map(|p| p.name.clone()),
         controller_leader_address: leader.as_ref().map(|p| p.addr.clone()),
         is_leader: node.role() == RaftRole::Leader,

@@ -8,6 +8,7 @@
 //! state. Ports 31800-31999.
 
 mod client;
+mod config_admin;
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -437,6 +438,17 @@ fn a_name_server_runs_the_controller_its_file_configures() {
             .with_ext("namespace", "ORDER_TOPIC_CONFIG"),
     );
     assert!(kv.is_response());
+    // The embedded member serves the controller config commands too.
+    let mut update = RemotingCommand::new_request(rc::UPDATE_CONTROLLER_CONFIG);
+    update.body = b"enableElectUncleanMaster=true\n".to_vec().into();
+    let updated = ask(&controller_addr, update);
+    assert_eq!(updated.code, 0, "{:?}", updated.remark);
+    let config = ask(
+        &controller_addr,
+        RemotingCommand::new_request(rc::GET_CONTROLLER_CONFIG),
+    );
+    let text = String::from_utf8(config.body.to_vec()).unwrap();
+    assert!(text.contains("enableElectUncleanMaster=true\n"), "{text}");
     let log = std::fs::read_to_string(dir.path().join("namesrv.out")).unwrap();
     assert!(!log.contains("unknown key"), "{log}");
 }
