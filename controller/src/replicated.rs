@@ -25,8 +25,10 @@ pub trait Replicated: Clone + Serialize + DeserializeOwned + Send + Sync + 'stat
 
     /// The command the leader submits on its periodic timer (e.g. the liveness scan that
     /// turns a lost heartbeat into an election), or None when there is nothing to do.
-    /// Required to be cheap: it runs on the leader every scan interval.
-    fn tick(&self, now_ms: u64) -> Option<Self::Cmd>;
+    /// `leader_since_ms`: when this node (by its clock) found itself leader of the current
+    /// term, so that a new leader can give clients time to find it before it judges their
+    /// silence. Required to be cheap: it runs on the leader every scan interval.
+    fn tick(&self, now_ms: u64, leader_since_ms: u64) -> Option<Self::Cmd>;
 }
 
 /// A command with the leader's wall-clock time when it was proposed.
@@ -103,7 +105,7 @@ pub(crate) mod test_machine {
             self.0.len()
         }
 
-        fn tick(&self, _now_ms: u64) -> Option<u32> {
+        fn tick(&self, _now_ms: u64, _leader_since_ms: u64) -> Option<u32> {
             None
         }
     }

@@ -13,7 +13,8 @@ pub struct ElectionConfig {
     /// live replica. Can lose acknowledged messages; off by default.
     pub enable_elect_unclean_master: bool,
     /// Heartbeat timeout used when a heartbeat does not carry its own
-    /// (`controllerHeartBeatTimeoutMills` on the broker side; RocketMQ default 10 s).
+    /// (`controllerHeartBeatTimeoutMills` on the broker side: rmq-fast's default 2 s,
+    /// RocketMQ 5's 10 s; every broker sends its own).
     pub heartbeat_timeout_ms: u64,
 }
 
@@ -21,7 +22,7 @@ impl Default for ElectionConfig {
     fn default() -> Self {
         Self {
             enable_elect_unclean_master: false,
-            heartbeat_timeout_ms: 10_000,
+            heartbeat_timeout_ms: 2_000,
         }
     }
 }

@@ -177,6 +177,25 @@ impl ElectionState {
         Outcome::Elected(elections)
     }
 
+    /// Until when a raft leader that took over at `leader_since_ms` leaves its ticks out:
+    /// one heartbeat timeout (the largest a replica uses) from then. While no leader took
+    /// heartbeats, every replica's last one aged alike, and the first replica to find the
+    /// new leader would otherwise replace a healthy master that has not found it yet; after
+    /// the grace every live broker had a whole timeout to heartbeat to the new leader.
+    /// Delaying an election is always safe (fencing needs the controller to be slower than
+    /// the master, never faster).
+    pub fn new_leader_grace_ends_ms(&self, leader_since_ms: u64) -> u64 {
+        let timeout = self
+            .groups
+            .values()
+            .flat_map(|group| group.replicas.values())
+            .filter_map(|replica| replica.liveness.as_ref())
+            .map(|liveness| liveness.timeout_ms)
+            .max()
+            .unwrap_or(self.config.heartbeat_timeout_ms);
+        leader_since_ms.saturating_add(timeout)
+    }
+
     /// Whether `Command::Tick` at `now_ms` would change anything: the raft leader's timer
     /// asks this (cheap, read-only) and writes a tick into the log only when it is true.
     pub fn tick_needed(&self, now_ms: u64) -> bool {

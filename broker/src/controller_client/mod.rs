@@ -1,17 +1,18 @@
 //! The broker's controller client (controller mode, RocketMQ 5's `ReplicasManager`): core 0
 //! finds the controller leader (CONTROLLER_GET_METADATA_INFO), gets and applies for a broker
 //! id (CONTROLLER_GET_NEXT_BROKER_ID / CONTROLLER_APPLY_BROKER_ID, kept in `identity`),
-//! registers (CONTROLLER_REGISTER_BROKER), heartbeats every second (BROKER_HEARTBEAT: epoch,
-//! max offset, priority, timeout), follows role changes (NOTIFY_BROKER_ROLE_CHANGED pushed by
+//! registers (CONTROLLER_REGISTER_BROKER), heartbeats every `brokerHeartbeatInterval`
+//! (BROKER_HEARTBEAT: epoch, max offset, priority, timeout), follows role changes (NOTIFY_BROKER_ROLE_CHANGED pushed by
 //! the controller, [`notified`], and CONTROLLER_GET_REPLICA_INFO every
 //! `syncBrokerMetadataPeriod`), asks for an election when its group has no master
 //! (CONTROLLER_ELECT_MASTER), and applies what it learns through `replication::role`.
 //!
 //! Fencing: a master whose heartbeats have not been answered for
-//! `controllerHeartBeatTimeoutMills` (counted from the *sending* of the last answered one, so
-//! it fences before the controller can have declared it dead), or that the controller refuses
-//! with CONTROLLER_FENCED_MASTER_EPOCH, stops accepting writes (`role::fence`) until the
-//! controller confirms it as master again.
+//! `controllerHeartBeatTimeoutMills` minus one `brokerHeartbeatInterval` (counted from the
+//! *sending* of the last answered one, so it fences before the controller can have declared
+//! it dead), or that the controller refuses with CONTROLLER_FENCED_MASTER_EPOCH, stops
+//! accepting writes (`role::fence`) until the controller confirms it as master again (asked
+//! at once when a heartbeat is answered again).
 //!
 //! Sync-state set (master, every `checkSyncStateSetPeriod`, [`sync_state`]): a slave is near
 //! when, on every shard, it lately (`haMaxTimeSlaveNotCatchup`) reported at least the
@@ -50,9 +51,6 @@ use crate::replication::role;
 use calls::Controllers;
 use identity::{Claim, IdentityFiles};
 use sync_state::{Answer, SyncStateUpkeep};
-
-/// Heartbeat interval (RocketMQ 5: every second).
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 
 /// Role notifications the controller pushed, waiting for the client loop.
 #[derive(Default)]
@@ -162,12 +160,13 @@ async fn run(core: Rc<CoreContext>) {
         last_sss_check: None,
     };
     rmq_net::rt::spawn(fence_watch(broker.clone(), client.live.clone())).detach();
+    let heartbeat_every = ms(broker.config.broker_heartbeat_interval);
     let mut last_beat: Option<Instant> = None;
     while !broker.stopping.load(Ordering::Acquire) {
         if let Some(info) = broker.controller_inbox.take() {
             client.apply(info).await;
         }
-        if last_beat.is_none_or(|at| at.elapsed() >= HEARTBEAT_EVERY) {
+        if last_beat.is_none_or(|at| at.elapsed() >= heartbeat_every) {
             last_beat = Some(Instant::now());
             if let Err(error) = client.round().await {
                 tracing::warn!(%error, "controller round failed");
@@ -187,13 +186,16 @@ struct Liveness {
     ok_sent: std::cell::Cell<Option<Instant>>,
     /// A role from the controller was applied (before, nothing of ours to fence).
     applied: std::cell::Cell<bool>,
+    /// A fenced master was heard again: the client loop asks for the replica info at once.
+    heard_while_fenced: std::cell::Cell<bool>,
 }
 
-/// Fences a master whose heartbeats went unanswered for `controllerHeartBeatTimeoutMills`
-/// (see the module docs). Its own task, checking every 50 ms, so a controller call that
-/// hangs cannot delay it.
+/// Fences a master whose heartbeats went unanswered for `controller_fence_bound_ms`
+/// (`controllerHeartBeatTimeoutMills` minus one `brokerHeartbeatInterval`: below the
+/// controller's detection bound; see the module docs). Its own task, checking every 50 ms,
+/// so a controller call that hangs cannot delay it.
 async fn fence_watch(broker: SharedContext, live: Rc<Liveness>) {
-    let limit = ms(broker.config.controller_heart_beat_timeout_mills);
+    let limit = Duration::from_millis(broker.config.controller_fence_bound_ms());
     while !broker.stopping.load(Ordering::Acquire) {
         rmq_net::rt::sleep(Duration::from_millis(50)).await;
         if !live.applied.get() || broker.is_slave() {
@@ -223,10 +225,12 @@ struct Beat {
 
 type Target = Rc<std::cell::RefCell<Option<(String, i64)>>>;
 
-/// Heartbeats every second to the leader the client loop last registered with.
+/// Heartbeats every `brokerHeartbeatInterval` to the leader the client loop last registered
+/// with.
 async fn heartbeat_loop(beat: Rc<Beat>, target: Target) {
+    let every = ms(beat.broker.config.broker_heartbeat_interval);
     while !beat.broker.stopping.load(Ordering::Acquire) {
-        rmq_net::rt::sleep(HEARTBEAT_EVERY).await;
+        rmq_net::rt::sleep(every).await;
         let current = target.borrow().clone();
         if let Some((leader, id)) = current
             && let Err(error) = beat.heartbeat(&leader, id).await
@@ -255,6 +259,10 @@ impl Beat {
         match calls::heartbeat(&self.controllers, leader, &head).await {
             Ok(()) => {
                 self.live.ok_sent.set(Some(sent));
+                if self.broker.role.snapshot().role.is_master() && self.broker.is_slave() {
+                    // Fenced (e.g. while the controllers changed leader) and heard again.
+                    self.live.heard_while_fenced.set(true);
+                }
                 Ok(())
             }
             Err(error) => {
@@ -369,6 +377,10 @@ impl Client {
             self.last_sync = Some(Instant::now());
         }
         *self.target.borrow_mut() = Some((leader.clone(), id));
+        if self.live.heard_while_fenced.take() {
+            // The replica info confirms this master (unfencing it) or names the new one.
+            self.last_sync = None;
+        }
         let period = ms(self.broker.config.sync_broker_metadata_period);
         if self.last_sync.is_none_or(|at| at.elapsed() >= period) {
             self.last_sync = Some(Instant::now());

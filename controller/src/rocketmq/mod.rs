@@ -17,6 +17,8 @@ mod config_admin;
 mod notify;
 mod replies;
 mod requests;
+#[cfg(test)]
+mod tick_tests;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -42,19 +44,15 @@ impl Replicated for ElectionState {
         ElectionState::apply(self, now_ms, cmd)
     }
 
-    /// A `Tick` only when some group needs an election: a master that stopped heartbeating,
-    /// or a group left without master (after its first election) with a live replica. The
-    /// state's own `Tick` decides again on the replicated time; this only avoids a log entry
-    /// every scan when nothing is wrong.
-    fn tick(&self, now_ms: u64) -> Option<Command> {
-        let needs_election = self.groups().any(|group| match group.master {
-            Some(master) => !group.is_alive(now_ms, master),
-            None => {
-                group.master_epoch > 0
-                    && group.replicas.keys().any(|&id| group.is_alive(now_ms, id))
-            }
-        });
-        needs_election.then_some(Command::Tick)
+    /// A `Tick` only when it would elect (`tick_needed`), and not during a new leader's
+    /// grace (`new_leader_grace_ends_ms`: brokers need time to find a new leader before
+    /// their silence means anything). The state's own `Tick` decides again on the
+    /// replicated time; this only avoids a log entry every scan when nothing is wrong.
+    fn tick(&self, now_ms: u64, leader_since_ms: u64) -> Option<Command> {
+        if now_ms < self.new_leader_grace_ends_ms(leader_since_ms) {
+            return None;
+        }
+        self.tick_needed(now_ms).then_some(Command::Tick)
     }
 }
 

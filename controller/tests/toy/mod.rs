@@ -85,7 +85,7 @@ impl Replicated for Toy {
         }
     }
 
-    fn tick(&self, now_ms: u64) -> Option<ToyCmd> {
+    fn tick(&self, now_ms: u64, _leader_since_ms: u64) -> Option<ToyCmd> {
         let before_ms = now_ms.saturating_sub(TTL_MS);
         self.touched_ms
             .values()

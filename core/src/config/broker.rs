@@ -285,9 +285,14 @@ config_struct! {
         "checkSyncStateSetPeriod" => check_sync_state_set_period: i64 = 5000,
         /// RocketMQ 5: how often the broker refreshes the controller metadata (ms).
         "syncControllerMetadataPeriod" => sync_controller_metadata_period: i64 = 10_000,
-        /// RocketMQ 5: the controller drops a broker whose heartbeat is older than this (ms);
-        /// also how long a master acknowledges without reaching the controller.
-        "controllerHeartBeatTimeoutMills" => controller_heart_beat_timeout_mills: i64 = 10_000,
+        /// RocketMQ 5: the controller drops a broker whose heartbeat is older than this (ms).
+        /// rmq-fast's default is 2 s, not RocketMQ's 10 s (failover under 3 s after a
+        /// partition, issue 11); a master stops acknowledging earlier, see
+        /// [`BrokerConfig::controller_fence_bound_ms`].
+        "controllerHeartBeatTimeoutMills" => controller_heart_beat_timeout_mills: i64 = 2_000,
+        /// RocketMQ 5: how often the broker heartbeats to the controller (ms). rmq-fast's
+        /// default is 500 ms, not RocketMQ's 1 s: four heartbeats per timeout.
+        "brokerHeartbeatInterval" => broker_heartbeat_interval: i64 = 500,
         /// RocketMQ 5: election preference, lower wins (ties: epoch, then max offset first).
         "brokerElectionPriority" => broker_election_priority: i32 = i32::MAX,
         /// RocketMQ 5 (MessageStoreConfig): where the epoch history lives; None =
@@ -595,6 +600,24 @@ impl BrokerConfig {
             .filter(|a| !a.is_empty())
             .map(str::to_owned)
             .collect()
+    }
+
+    /// How long a controller-mode master keeps acknowledging without an answered heartbeat,
+    /// counted from the sending of the last answered one: `controllerHeartBeatTimeoutMills`
+    /// minus one `brokerHeartbeatInterval`. It stays below the controller's detection bound
+    /// (the timeout counted from the controller's receipt of that heartbeat, always later
+    /// than its sending), so an old master stops acknowledging before a new one can be
+    /// elected; the margin of one interval absorbs the fencing check's period and clock
+    /// skew between controller members (a new leader judges stamps of the old one).
+    pub fn controller_fence_bound_ms(&self) -> u64 {
+        let timeout = self.controller_heart_beat_timeout_mills.max(1) as u64;
+        let interval = self.broker_heartbeat_interval.max(0) as u64;
+        let bound = timeout.saturating_sub(interval).max(timeout / 2);
+        assert!(
+            bound < timeout,
+            "fencing bound {bound} ms must stay below the controller's {timeout} ms"
+        );
+        bound
     }
 
     /// storePathRootDir/checkpoint.

@@ -501,7 +501,11 @@ fn controller_mode_keys_parse_and_brokerid_role_are_the_controllers() {
     let defaults = BrokerConfig::default();
     assert!(!defaults.enable_controller_mode && !defaults.all_ack_in_sync_state_set);
     assert_eq!(defaults.broker_election_priority, i32::MAX);
-    assert_eq!(defaults.controller_heart_beat_timeout_mills, 10_000);
+    // rmq-fast's own defaults (RocketMQ 5: 10 s and 1 s), fencing one interval earlier.
+    assert_eq!(defaults.controller_heart_beat_timeout_mills, 2_000);
+    assert_eq!(defaults.broker_heartbeat_interval, 500);
+    assert_eq!(defaults.controller_fence_bound_ms(), 1_500);
+    assert_eq!(config.controller_fence_bound_ms(), 3_500);
     assert_eq!(defaults.sync_controller_metadata_period, 10_000);
     assert!(
         defaults
@@ -526,4 +530,25 @@ fn controller_mode_keys_parse_and_brokerid_role_are_the_controllers() {
     );
     // Classic mode keeps its checks.
     assert!(from_text("brokerRole=SLAVE\nbrokerId=0\n").is_err());
+}
+
+#[test]
+fn controller_heartbeat_timeout_needs_two_heartbeats() {
+    let base = "brokerName=broker-a\nenableControllerMode=true\ncontrollerAddr=127.0.0.1:9878\n";
+    let error = from_text(&format!(
+        "{base}brokerHeartbeatInterval=1000\ncontrollerHeartBeatTimeoutMills=1500\n"
+    ))
+    .expect_err("a timeout shorter than two heartbeats");
+    assert!(
+        error
+            .to_string()
+            .contains("controllerHeartBeatTimeoutMills"),
+        "{error}"
+    );
+    // RocketMQ 5's own pair of values is accepted and keeps its timeout.
+    let (config, _) = from_text(&format!(
+        "{base}brokerHeartbeatInterval=1000\ncontrollerHeartBeatTimeoutMills=10000\n"
+    ))
+    .expect("RocketMQ 5's defaults");
+    assert_eq!(config.controller_fence_bound_ms(), 9_000);
 }

@@ -177,6 +177,7 @@ impl BrokerConfig {
                     "controllerHeartBeatTimeoutMills",
                     self.controller_heart_beat_timeout_mills,
                 ),
+                ("brokerHeartbeatInterval", self.broker_heartbeat_interval),
                 (
                     "haMaxTimeSlaveNotCatchup",
                     self.ha_max_time_slave_not_catchup,
@@ -185,6 +186,17 @@ impl BrokerConfig {
                 if value <= 0 {
                     return Err((key, format!("must be > 0 ms, got {value}")));
                 }
+            }
+            // At least two heartbeats per timeout, and room for the fencing margin (one
+            // interval) below it.
+            if self.controller_heart_beat_timeout_mills < 2 * self.broker_heartbeat_interval {
+                return Err((
+                    "controllerHeartBeatTimeoutMills",
+                    format!(
+                        "must be >= 2 x brokerHeartbeatInterval ({} ms), got {}",
+                        self.broker_heartbeat_interval, self.controller_heart_beat_timeout_mills
+                    ),
+                ));
             }
             if self.in_sync_replicas < 1 || self.min_in_sync_replicas < 1 {
                 return Err((
