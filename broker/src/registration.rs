@@ -130,12 +130,11 @@ pub async fn registration_loop(ctx: SharedContext) {
         let requested = ctx.register_now.swap(false, Ordering::AcqRel);
         let id = ctx.broker_id();
         if let Some(old) = registered_id.filter(|&old| old != id) {
-            tracing::info!(
-                old,
-                new = id,
-                "broker id changed: unregistering the old one"
-            );
-            unregister_all(&ctx, &clients, &addrs, old).await;
+            // No UNREGISTER_BROKER first: a name server replaces the entry of this address
+            // under another id when it registers (RocketMQ 4.9.8's "switch slave to master"
+            // rule, ours too), and an unregister removes the address from the route until
+            // the registration arrives, after waiting for any unreachable name server.
+            tracing::info!(old, new = id, "broker id changed: registering the new one");
         }
         if due || requested || registered_id != Some(id) {
             let force = force_next || requested || registered_id != Some(id);
