@@ -146,6 +146,12 @@ pub async fn register_broker(
     let order = KVTable {
         table: state.kv.borrow().namespace(ORDER_TOPIC_NAMESPACE),
     };
+    if table.len() > APPLY_CHUNK {
+        // Freeing a million topic configs takes a while too: not on the core.
+        drop(configs);
+        drop(stale);
+        rmq_net::rt::spawn_blocking(move || drop(registration)).detach();
+    }
     response.with_body(encode_body(&order))
 }
 
