@@ -56,8 +56,10 @@ struct Changed {
     full: bool,
 }
 
-/// Topic changes that may be registered incrementally before a full registration is sent.
-const INCREMENT_TOPICS_MAX: usize = 1024;
+/// Topic changes that may be registered incrementally before a full registration is sent
+/// (10,000 topics are ~2.5 MB of JSON; a burst of creates between two registration ticks
+/// past 1,024 used to send the whole table).
+const INCREMENT_TOPICS_MAX: usize = 10_000;
 
 impl RegistrationProgress {
     /// Records a request for a full registration; returns its generation.
