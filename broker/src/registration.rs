@@ -398,7 +398,7 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(2);
 /// configs and the current data version, marked `partialTopics=true` (an rmq-fast name server
 /// adds or updates them and removes none; a Java name server applies the topics of any
 /// registration with a new data version and removes none). None when a topic is gone (a
-/// full registration then says so).
+/// full registration then says so) or the request would not fit in a frame.
 fn increment_request(
     ctx: &SharedContext,
     topics: &[String],
@@ -420,8 +420,14 @@ fn increment_request(
         topic_config_table: table,
         data_version,
     };
+    let request = request(ctx, &wrapper, false, true);
+    let max_body = (ctx.config.max_frame_length as usize).saturating_sub(FRAME_HEADROOM);
+    if request.body.len() > max_body {
+        // More changed topics than fit in a frame: the full registration splits.
+        return None;
+    }
     tracing::debug!(topics = topics.len(), "registering changed topics only");
-    Some(request(ctx, &wrapper, false, true))
+    Some(request)
 }
 
 /// Registers with every name server (each gets the parts of a split registration in
