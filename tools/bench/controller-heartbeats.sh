@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Cost of broker heartbeats on a 3-member controller quorum on loopback (issue 11): starts
+# three `rmq-fast controller` members, then for each broker count runs
+# controller-heartbeats.py (simulated brokers heartbeating to the leader every INTERVAL ms)
+# and counts the members' fsync/fdatasync calls with `perf stat` (syscall tracepoints; root).
+#
+#   tools/bench/controller-heartbeats.sh [INTERVAL_MS] [SECONDS] [BROKER COUNTS...]
+#   e.g. tools/bench/controller-heartbeats.sh 500 20 100 300
+#
+# RMQFAST_BIN: the binary (default target/release/rmq-fast); BASE_PORT (default 32101).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BIN=${RMQFAST_BIN:-$ROOT/target/release/rmq-fast}
+INTERVAL=${1:-500}
+SECONDS_RUN=${2:-20}
+shift 2 || true
+COUNTS=("${@:-100 300}")
+[[ ${#COUNTS[@]} -eq 1 ]] && read -ra COUNTS <<<"${COUNTS[0]}"
+BASE=${BASE_PORT:-32101}
+WORK=$(mktemp -d /tmp/rmq-ctl-hb.XXXXXX)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+PEERS="n0-127.0.0.1:$BASE;n1-127.0.0.1:$((BASE + 1));n2-127.0.0.1:$((BASE + 2))"
+ADDRS="127.0.0.1:$BASE;127.0.0.1:$((BASE + 1));127.0.0.1:$((BASE + 2))"
+for n in 0 1 2; do
+    cat >"$WORK/n$n.properties" <<EOF
+controllerDLegerGroup=bench
+controllerDLegerPeers=$PEERS
+controllerDLegerSelfId=n$n
+controllerStorePath=$WORK/store
+logDir=$WORK/logs-n$n
+EOF
+    "$BIN" controller -c "$WORK/n$n.properties" >"$WORK/n$n.out" 2>&1 &
+    PIDS+=($!)
+done
+sleep 4
+echo "machine: $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+for count in "${COUNTS[@]}"; do
+    pid_list=$(IFS=,; echo "${PIDS[*]}")
+    perf_out=$WORK/perf-$count.txt
+    perf stat -x, -e 'syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync' \
+        -p "$pid_list" -o "$perf_out" -- sleep $((SECONDS_RUN + 2)) &
+    perf_pid=$!
+    result=$(python3 "$ROOT/tools/bench/controller-heartbeats.py" --controllers "$ADDRS" \
+        --brokers "$count" --interval-ms "$INTERVAL" --seconds "$SECONDS_RUN" --pids "$pid_list")
+    wait "$perf_pid" || true
+    syncs=$(awk -F, '/syscalls/ { n += $1 } END { print n + 0 }' "$perf_out")
+    echo "$result" | jq -c --argjson syncs "$syncs" --argjson secs "$((SECONDS_RUN + 2))" \
+        '. + {fsyncs_per_s_all_members: (($syncs / $secs) * 10 | round / 10)}'
+    echo "  load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+done
