@@ -1,6 +1,7 @@
 package rmqfast.it;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
@@ -29,7 +30,8 @@ import org.junit.jupiter.api.extension.ExtendWith;
  * Controller mode (issue 11) seen through the operators' tool: RocketMQ 5.3.3's own mqadmin (tests/java/mqadmin5,
  * run as a separate JVM so its classes never meet the 4.9.8 client's) against three `rmq-fast controller`
  * processes and a broker group of two brokers in controller mode. getControllerMetaData names the quorum's leader,
- * getSyncStateSet shows the master and both replicas in sync, getBrokerEpoch reads the master's epoch history from
+ * getControllerConfig / updateControllerConfig read and change each member's enableElectUncleanMaster (black-listed
+ * and unknown keys refused), getSyncStateSet shows the master and both replicas in sync, getBrokerEpoch reads the master's epoch history from
  * the broker, and electMaster moves the master to the other broker: the name server then routes brokerId 0 to it
  * and an unmodified 4.9.8 producer's sends are stored there.
  */
@@ -74,7 +76,7 @@ class ControllerAdminTest {
     }
 
     @Test
-    @Timeout(240)
+    @Timeout(300)
     void mqadmin5ControllerCommandsWork(RmqFast rmq) throws Exception {
         RmqFast.Proc namesrv = rmq.startNamesrv();
         int[] ports = {RmqFast.freePort(), RmqFast.freePort(), RmqFast.freePort()};
@@ -100,6 +102,27 @@ class ControllerAdminTest {
         String meta = mqadmin5("getControllerMetaData", "-a", "127.0.0.1:" + ports[1]);
         assertEquals("it-controllers", field(meta, "ControllerGroup"), meta);
         assertTrue(meta.contains("127.0.0.1:" + ports[2]), "peers listed: " + meta);
+
+        // Controller config, per member as RocketMQ 5.3.3: mqadmin asks every address given.
+        String config = mqadmin5("getControllerConfig", "-a", controllerAddr);
+        assertEquals(List.of("false", "false", "false"), values(config, "enableElectUncleanMaster"), config);
+        String updated = mqadmin5("updateControllerConfig", "-a", controllerAddr,
+            "-k", "enableElectUncleanMaster", "-v", "true");
+        assertTrue(updated.contains("update controller config success!"), updated);
+        config = mqadmin5("getControllerConfig", "-a", controllerAddr);
+        assertEquals(List.of("true", "true", "true"), values(config, "enableElectUncleanMaster"), config);
+        String black = mqadmin5("updateControllerConfig", "-a", "127.0.0.1:" + ports[0],
+            "-k", "configStorePath", "-v", "/tmp/elsewhere");
+        assertTrue(black.contains("Can not update config in black list."), black);
+        String unknown = mqadmin5("updateControllerConfig", "-a", "127.0.0.1:" + ports[0],
+            "-k", "noSuchControllerKey", "-v", "1");
+        assertTrue(unknown.contains("unknown controller config key noSuchControllerKey"), unknown);
+        config = mqadmin5("getControllerConfig", "-a", "127.0.0.1:" + ports[0]);
+        assertFalse(config.contains("noSuchControllerKey"), config);
+        assertEquals(List.of("true"), values(config, "enableElectUncleanMaster"), config);
+        updated = mqadmin5("updateControllerConfig", "-a", controllerAddr,
+            "-k", "enableElectUncleanMaster", "-v", "false");
+        assertTrue(updated.contains("update controller config success!"), updated);
 
         String[] controllerMode = {"enableControllerMode", "true", "controllerAddr", controllerAddr,
             "allAckInSyncStateSet", "true", "brokerRole", "SYNC_MASTER", "flushDiskType", "SYNC_FLUSH"};
@@ -143,6 +166,18 @@ class ControllerAdminTest {
         }, () -> "no SEND_OK after electMaster: " + last[0]);
         String storedBy = MessageDecoder.decodeMessageId(last[0].getOffsetMsgId()).getAddress().toString();
         assertTrue(storedBy.endsWith(":" + second.port), "stored by " + storedBy + ", new master is " + second.addr());
+    }
+
+    /** The value of `key` in each member's section of getControllerConfig's output, in order. */
+    private static List<String> values(String output, String key) {
+        List<String> found = new ArrayList<>();
+        for (String line : output.split("\n")) {
+            int eq = line.indexOf('=');
+            if (eq > 0 && line.substring(0, eq).trim().equals(key)) {
+                found.add(line.substring(eq + 1).trim());
+            }
+        }
+        return found;
     }
 
     private static String routeMaster(RmqFast rmq, RmqFast.Proc namesrv) {
