@@ -207,6 +207,16 @@ fn the_controller_makes_a_master_a_slave_and_fails_over() {
             masters.lock().unwrap().sync_state_sets.last(),
             Some(&BTreeSet::from([2]))
         );
+        // The shards take the applied set within a duty tick (until then sends still wait for A).
+        until(
+            "B acknowledging alone",
+            Duration::from_secs(5),
+            async || {
+                let probe = send_counting_codes(&b.addr, TOPIC, 6, 1, &mut acked).await;
+                probe == [(ResponseCode::Success.code(), 1)]
+            },
+        )
+        .await;
         let codes = send_counting_codes(&b.addr, TOPIC, 5, 10, &mut acked).await;
         assert_eq!(codes, [(ResponseCode::Success.code(), 10)]);
     })
