@@ -359,7 +359,7 @@ async fn initialize<S: Replicated>(node: NodeHandle<S>) {
     }
 }
 
-/// On the leader, every `scan`: asks the state for its periodic command and replicates it.
+/// On the leader, every `scan`: asks the service for its periodic command and replicates it.
 async fn leader_timer<S: Replicated, V: Service<S>>(
     node: NodeHandle<S>,
     service: Arc<V>,
@@ -388,7 +388,7 @@ async fn leader_timer<S: Replicated, V: Service<S>>(
                 since
             }
         };
-        let Some(cmd) = node.local(|state| state.tick(wall_clock_ms(), since)) else {
+        let Some(cmd) = service.periodic(&node, wall_clock_ms(), since) else {
             continue;
         };
         tracing::debug!(?cmd, "leader timer proposes");

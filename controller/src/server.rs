@@ -42,6 +42,15 @@ pub trait Service<S: Replicated>: Send + Sync + 'static {
     /// brokers must be told about.
     fn after_tick(&self, node: &NodeHandle<S>, out: S::Out) -> impl Future<Output = ()> + Send;
 
+    /// The leader's periodic command at `now_ms` (its timer asks every scan interval; it
+    /// writes what this answers). `leader_since_ms`: when this node (by its clock) found
+    /// itself leader of the current term. Default: the state's own `Replicated::tick`; a
+    /// service that keeps its own view of its clients (the election controller's receipt
+    /// times of heartbeats) passes it in here. Must be cheap.
+    fn periodic(&self, node: &NodeHandle<S>, now_ms: u64, leader_since_ms: u64) -> Option<S::Cmd> {
+        node.local(|state| state.tick(now_ms, leader_since_ms))
+    }
+
     /// Called when a client connection (not a raft peer's) closes. Required: a broker's
     /// connection closing is how the controller learns at once that the broker died
     /// (RocketMQ 5 elects on it too), instead of waiting for its heartbeats to time out.

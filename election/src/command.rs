@@ -70,6 +70,16 @@ pub enum Command {
     /// group whose master missed heartbeats for its timeout at `now_ms` gets an election;
     /// a masterless group (after its first election) gets one as soon as a candidate lives.
     Tick,
+    /// The raft leader's periodic scan with its own receipts of heartbeats (what its timer
+    /// writes since issue 11's receipt tables; `Tick` stays for logs written before): as
+    /// `Tick`, but a master is replaced only when it is also in `silent_masters`, the
+    /// masters the leader itself has not received a heartbeat from for their timeout (every
+    /// member keeps its own receipt times, in memory; brokers heartbeat every member). The
+    /// replicated liveness must say dead too: that is what the master's fencing bound is
+    /// counted against.
+    Scan {
+        silent_masters: BTreeSet<(String, BrokerId)>,
+    },
     /// CLEAN_BROKER_DATA (1011): forget the group (`broker_ids` None) or some replicas.
     /// Refused for live brokers unless `clean_living`.
     CleanBrokerData {

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use crate::elect::elect;
 use crate::group::BrokerGroup;
 use crate::outcome::{Election, MasterInfo, Refusal, RefusalCode};
-use crate::{BrokerId, ElectionState, Outcome};
+use crate::{BrokerId, Command, ElectionState, Outcome};
 
 fn refuse(code: RefusalCode, remark: String) -> Outcome {
     Outcome::Refused(Refusal::new(code, remark))
@@ -166,59 +166,99 @@ impl ElectionState {
 
     /// Elects in every group whose master is dead while another replica lives, and in every
     /// masterless group (after its first election) as soon as an eligible replica lives.
-    pub(crate) fn tick(&mut self, now_ms: u64) -> Outcome {
+    /// `silent_masters` Some (`Command::Scan`): a master is replaced only when listed there
+    /// too (the leader did not hear from it itself).
+    pub(crate) fn tick(
+        &mut self,
+        now_ms: u64,
+        silent_masters: Option<&BTreeSet<(String, BrokerId)>>,
+    ) -> Outcome {
         let unclean = self.config.enable_elect_unclean_master;
         let mut elections = Vec::new();
         for group in self.groups.values_mut() {
-            if let Some(chosen) = tick_decision(group, now_ms, unclean) {
+            let silent = |id: BrokerId| {
+                silent_masters.is_none_or(|set| set.contains(&(group.broker_name.clone(), id)))
+            };
+            if let Some(chosen) = tick_decision(group, now_ms, unclean, silent) {
                 elections.push(install_master(group, chosen));
             }
         }
         Outcome::Elected(elections)
     }
 
-    /// Until when a raft leader that took over at `leader_since_ms` leaves its ticks out:
-    /// one heartbeat timeout (the largest a replica uses) from then. While no leader took
-    /// heartbeats, every replica's last one aged alike, and the first replica to find the
-    /// new leader would otherwise replace a healthy master that has not found it yet; after
-    /// the grace every live broker had a whole timeout to heartbeat to the new leader.
-    /// Delaying an election is always safe (fencing needs the controller to be slower than
-    /// the master, never faster).
-    pub fn new_leader_grace_ends_ms(&self, leader_since_ms: u64) -> u64 {
-        let timeout = self
-            .groups
-            .values()
-            .flat_map(|group| group.replicas.values())
-            .filter_map(|replica| replica.liveness.as_ref())
-            .map(|liveness| liveness.timeout_ms)
-            .max()
-            .unwrap_or(self.config.heartbeat_timeout_ms);
-        leader_since_ms.saturating_add(timeout)
+    /// The raft leader's periodic command (cheap, read-only; the leader's timer asks it
+    /// every scan and writes what it answers): `Command::Scan` when a scan at `now_ms` would
+    /// change something, None otherwise.
+    ///
+    /// `heard(group, replica, timeout_ms)`: whether this member itself received a heartbeat
+    /// of the replica within `timeout_ms` (its heartbeat timeout) by its own clock. Liveness
+    /// in the state is replicated: while there was no raft leader nobody recorded
+    /// heartbeats, and every replica's last one aged alike; brokers heartbeat every member,
+    /// so a member that just became leader still knows who was talking to it. A master is
+    /// replaced only when both say it is silent: the replicated liveness for safety (the
+    /// master fenced itself before it lapses, see `BrokerConfig::controller_fence_bound_ms`),
+    /// the receipts so that a healthy master is not replaced only because the leader changed.
+    /// A member that has not heard from a replica since it started should count it as heard
+    /// until one timeout after its start (brokers need that long to reach it).
+    pub fn scan(
+        &self,
+        now_ms: u64,
+        heard: impl Fn(&str, BrokerId, u64) -> bool,
+    ) -> Option<Command> {
+        let now_ms = now_ms.max(self.clock_ms);
+        let unclean = self.config.enable_elect_unclean_master;
+        let default_timeout = self.config.heartbeat_timeout_ms;
+        let mut silent_masters = BTreeSet::new();
+        let mut needed = false;
+        for group in self.groups.values() {
+            let silent = |id: BrokerId| {
+                let timeout = group
+                    .replicas
+                    .get(&id)
+                    .and_then(|replica| replica.liveness.as_ref())
+                    .map_or(default_timeout, |liveness| liveness.timeout_ms);
+                !heard(&group.broker_name, id, timeout)
+            };
+            if tick_decision(group, now_ms, unclean, silent).is_some() {
+                needed = true;
+                if let Some(master) = group.master {
+                    silent_masters.insert((group.broker_name.clone(), master));
+                }
+            }
+        }
+        needed.then_some(Command::Scan { silent_masters })
     }
 
-    /// Whether `Command::Tick` at `now_ms` would change anything: the raft leader's timer
-    /// asks this (cheap, read-only) and writes a tick into the log only when it is true.
+    /// Whether `Command::Tick` at `now_ms` would change anything (the replicated rule
+    /// alone, as before receipt tables; `scan` is what a leader writes now).
     pub fn tick_needed(&self, now_ms: u64) -> bool {
         let now_ms = now_ms.max(self.clock_ms);
         let unclean = self.config.enable_elect_unclean_master;
         self.groups
             .values()
-            .any(|group| tick_decision(group, now_ms, unclean).is_some())
+            .any(|group| tick_decision(group, now_ms, unclean, |_| true).is_some())
     }
 }
 
 /// What a tick does to `group`: None, nothing; Some(new master or None).
 ///
 /// A dead master is replaced only while some replica of the group lives (RocketMQ
-/// `scanNeedReelectBrokerSets`): when every heartbeat lapsed at once (a new raft leader
-/// whose clock runs ahead, the controller cut off from the brokers) the master stays, rather
-/// than a pointless fencing of a master that may be fine. Without an eligible replica the
-/// master is dropped (the master epoch grows and fences it).
-fn tick_decision(group: &BrokerGroup, now_ms: u64, unclean: bool) -> Option<Option<BrokerId>> {
+/// `scanNeedReelectBrokerSets`): when every heartbeat lapsed at once (the controller cut
+/// off from the brokers) the master stays, rather than a pointless fencing of a master that
+/// may be fine. Without an eligible replica the master is dropped (the master epoch grows
+/// and fences it). `silent(master)`: the scanning leader's own receipts agree that the
+/// master is silent (always true for the replicated-only `Tick`).
+fn tick_decision(
+    group: &BrokerGroup,
+    now_ms: u64,
+    unclean: bool,
+    silent: impl Fn(BrokerId) -> bool,
+) -> Option<Option<BrokerId>> {
     match group.master {
         Some(master) => {
             if group.is_alive(now_ms, master)
                 || !group.replicas.keys().any(|id| group.is_alive(now_ms, *id))
+                || !silent(master)
             {
                 return None;
             }

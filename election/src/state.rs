@@ -76,7 +76,8 @@ impl ElectionState {
                 broker_name,
                 broker_id,
             } => self.broker_lost(now_ms, broker_name, *broker_id),
-            Command::Tick => self.tick(now_ms),
+            Command::Tick => self.tick(now_ms, None),
+            Command::Scan { silent_masters } => self.tick(now_ms, Some(silent_masters)),
             Command::CleanBrokerData {
                 broker_name,
                 broker_ids,

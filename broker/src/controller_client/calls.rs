@@ -12,8 +12,8 @@ use rmq_core::remoting::controller::{
     ApplyBrokerIdRequestHeader, BrokerHeartbeatRequestHeader, ElectMasterRequestHeader,
     ElectMasterResponseHeader, GetMetaDataResponseHeader, GetNextBrokerIdRequestHeader,
     GetNextBrokerIdResponseHeader, GetReplicaInfoRequestHeader, GetReplicaInfoResponseHeader,
-    RegisterBrokerToControllerRequestHeader, RegisterBrokerToControllerResponseHeader,
-    controller_request_code as code,
+    HEARTBEAT_RECORDED_BY_LEADER, RegisterBrokerToControllerRequestHeader,
+    RegisterBrokerToControllerResponseHeader, controller_request_code as code,
 };
 use rmq_core::remoting::{HeaderError, RemotingCommand, ResponseCode};
 use rmq_net::{NetError, RemotingClient};
@@ -274,18 +274,23 @@ pub async fn elect(
 }
 
 /// BROKER_HEARTBEAT.
+///
+/// `Ok(true)` when the answer proves that the raft leader recorded it: our controllers say
+/// so ([`HEARTBEAT_RECORDED_BY_LEADER`]); without that field (RocketMQ's controllers) only
+/// the answer of `leader`, the member the broker believes leads, counts.
 pub async fn heartbeat(
     controllers: &Controllers,
+    addr: &str,
     leader: &str,
     head: &BrokerHeartbeatRequestHeader,
-) -> Result<(), CallError> {
-    controllers
-        .call(
-            leader,
-            request(code::BROKER_HEARTBEAT, |r| head.write_to(r)),
-        )
-        .await
-        .map(|_| ())
+) -> Result<bool, CallError> {
+    let response = controllers
+        .call(addr, request(code::BROKER_HEARTBEAT, |r| head.write_to(r)))
+        .await?;
+    Ok(match response.ext(HEARTBEAT_RECORDED_BY_LEADER) {
+        Some(recorded) => recorded == "true",
+        None => addr == leader,
+    })
 }
 
 /// CONTROLLER_ALTER_SYNC_STATE_SET: asks for `new_set` in place of the set of epoch

@@ -1,8 +1,9 @@
 //! The broker's controller client (controller mode, RocketMQ 5's `ReplicasManager`): core 0
 //! finds the controller leader (CONTROLLER_GET_METADATA_INFO), gets and applies for a broker
 //! id (CONTROLLER_GET_NEXT_BROKER_ID / CONTROLLER_APPLY_BROKER_ID, kept in `identity`),
-//! registers (CONTROLLER_REGISTER_BROKER), heartbeats every `brokerHeartbeatInterval`
-//! (BROKER_HEARTBEAT: epoch, max offset, priority, timeout), follows role changes (NOTIFY_BROKER_ROLE_CHANGED pushed by
+//! registers (CONTROLLER_REGISTER_BROKER), heartbeats every controller member every
+//! `brokerHeartbeatInterval`, each concurrently (BROKER_HEARTBEAT: epoch, max offset,
+//! priority, timeout; followers keep receipt times, the leader records), follows role changes (NOTIFY_BROKER_ROLE_CHANGED pushed by
 //! the controller, [`notified`], and CONTROLLER_GET_REPLICA_INFO every
 //! `syncBrokerMetadataPeriod`), asks for an election when its group has no master
 //! (CONTROLLER_ELECT_MASTER), and applies what it learns through `replication::role`.
@@ -10,7 +11,8 @@
 //! Fencing: a master whose heartbeats have not been answered for
 //! `controllerHeartBeatTimeoutMills` minus one `brokerHeartbeatInterval` (counted from the
 //! *sending* of the last answered one, so it fences before the controller can have declared
-//! it dead), or that the controller refuses with CONTROLLER_FENCED_MASTER_EPOCH, stops
+//! it dead; only answers of a member that recorded the heartbeat as raft leader count), or
+//! that the controller refuses with CONTROLLER_FENCED_MASTER_EPOCH, stops
 //! accepting writes (`role::fence`) until the controller confirms it as master again (asked
 //! at once when a heartbeat is answered again).
 //!
@@ -188,6 +190,9 @@ struct Liveness {
     applied: std::cell::Cell<bool>,
     /// A fenced master was heard again: the client loop asks for the replica info at once.
     heard_while_fenced: std::cell::Cell<bool>,
+    /// A member other than the known leader recorded a heartbeat as leader: the client loop
+    /// takes it as the leader.
+    recorded_by: std::cell::RefCell<Option<String>>,
 }
 
 /// Fences a master whose heartbeats went unanswered for `controller_fence_bound_ms`
@@ -223,28 +228,75 @@ struct Beat {
     live: Rc<Liveness>,
 }
 
-type Target = Rc<std::cell::RefCell<Option<(String, i64)>>>;
+/// Whom the heartbeat task reports to, as the client loop last registered: the leader it
+/// believes in, this broker's id and every controller member.
+#[derive(Clone, Debug)]
+struct BeatTarget {
+    leader: String,
+    id: i64,
+    members: Vec<String>,
+}
 
-/// Heartbeats every `brokerHeartbeatInterval` to the leader the client loop last registered
-/// with.
+impl BeatTarget {
+    /// The leader first, then every other member once.
+    fn addresses(&self) -> Vec<String> {
+        let mut all = vec![self.leader.clone()];
+        for member in &self.members {
+            if !all.contains(member) {
+                all.push(member.clone());
+            }
+        }
+        all
+    }
+}
+
+type Target = Rc<std::cell::RefCell<Option<BeatTarget>>>;
+
+/// Heartbeats every `brokerHeartbeatInterval` to every controller member (RocketMQ 5's
+/// `sendHeartbeatToController`), each in its own task: a member that does not answer (cut
+/// off, its host gone) delays no other. A member whose previous heartbeat is still waiting
+/// for an answer is skipped that round, so unanswered calls never pile up. Followers keep
+/// receipt times (a new leader judges silence by them); only an answer that says the raft
+/// leader recorded it counts for fencing (`Beat::send`).
 async fn heartbeat_loop(beat: Rc<Beat>, target: Target) {
     let every = ms(beat.broker.config.broker_heartbeat_interval);
+    let waiting: Rc<std::cell::RefCell<BTreeSet<String>>> = Rc::default();
     while !beat.broker.stopping.load(Ordering::Acquire) {
         rmq_net::rt::sleep(every).await;
         let current = target.borrow().clone();
-        if let Some((leader, id)) = current
-            && let Err(error) = beat.heartbeat(&leader, id).await
-        {
-            tracing::debug!(%error, "heartbeat failed");
+        let Some(current) = current else {
+            continue;
+        };
+        let head = Rc::new(beat.head(current.id).await);
+        let leader = Rc::new(current.leader.clone());
+        for addr in current.addresses() {
+            if !waiting.borrow_mut().insert(addr.clone()) {
+                continue;
+            }
+            let (beat, head, leader, waiting) =
+                (beat.clone(), head.clone(), leader.clone(), waiting.clone());
+            rmq_net::rt::spawn(async move {
+                if let Err(error) = beat.send(&addr, &leader, &head).await {
+                    tracing::debug!(%error, "heartbeat failed");
+                }
+                waiting.borrow_mut().remove(&addr);
+            })
+            .detach();
         }
     }
 }
 
 impl Beat {
+    /// One heartbeat to the leader the client loop found (registration).
     async fn heartbeat(&self, leader: &str, id: i64) -> Result<(), CallError> {
+        let head = self.head(id).await;
+        self.send(leader, leader, &head).await
+    }
+
+    async fn head(&self, id: i64) -> BrokerHeartbeatRequestHeader {
         let (epoch, max_offset) = self.progress().await;
         let config = &self.broker.config;
-        let head = BrokerHeartbeatRequestHeader {
+        BrokerHeartbeatRequestHeader {
             cluster_name: config.broker_cluster_name.clone(),
             broker_addr: self.broker.broker_addr.to_string(),
             broker_name: config.broker_name.clone(),
@@ -254,11 +306,31 @@ impl Beat {
             confirm_offset: None,
             heartbeat_timeout_mills: Some(config.controller_heart_beat_timeout_mills),
             election_priority: Some(config.broker_election_priority),
-        };
+        }
+    }
+
+    /// Sends `head` to member `addr`. Fencing counts the answer only when the raft leader
+    /// recorded it (`calls::heartbeat`): a follower's answer says nothing about what a new
+    /// leader knows of this broker.
+    async fn send(
+        &self,
+        addr: &str,
+        leader: &str,
+        head: &BrokerHeartbeatRequestHeader,
+    ) -> Result<(), CallError> {
         let sent = Instant::now();
-        match calls::heartbeat(&self.controllers, leader, &head).await {
-            Ok(()) => {
-                self.live.ok_sent.set(Some(sent));
+        match calls::heartbeat(&self.controllers, addr, leader, head).await {
+            Ok(recorded) => {
+                if !recorded {
+                    return Ok(());
+                }
+                if self.live.ok_sent.get().is_none_or(|at| at < sent) {
+                    self.live.ok_sent.set(Some(sent));
+                }
+                if addr != leader {
+                    // The leader changed: the client loop talks to this one from now on.
+                    *self.live.recorded_by.borrow_mut() = Some(addr.to_string());
+                }
                 if self.broker.role.snapshot().role.is_master() && self.broker.is_slave() {
                     // Fenced (e.g. while the controllers changed leader) and heard again.
                     self.live.heard_while_fenced.set(true);
@@ -323,6 +395,16 @@ impl Client {
     /// `syncControllerMetadataPeriod` (a failed refresh keeps the one known).
     async fn leader(&mut self) -> Result<String, CallError> {
         let period = ms(self.broker.config.sync_controller_metadata_period);
+        if let Some(recorded_by) = self.live.recorded_by.take()
+            && self.leader.as_ref() != Some(&recorded_by)
+        {
+            tracing::info!(
+                leader = recorded_by,
+                "controller leader (it recorded a heartbeat)"
+            );
+            self.leader = Some(recorded_by);
+            self.leader_at = Some(Instant::now());
+        }
         if let Some(leader) = &self.leader
             && self.leader_at.is_some_and(|at| at.elapsed() < period)
         {
@@ -376,7 +458,11 @@ impl Client {
             self.apply(info).await;
             self.last_sync = Some(Instant::now());
         }
-        *self.target.borrow_mut() = Some((leader.clone(), id));
+        *self.target.borrow_mut() = Some(BeatTarget {
+            leader: leader.clone(),
+            id,
+            members: self.addrs.clone(),
+        });
         if self.live.heard_while_fenced.take() {
             // The replica info confirms this master (unfencing it) or names the new one.
             self.last_sync = None;
@@ -477,7 +563,11 @@ impl Client {
     }
 
     async fn heartbeat(&mut self, leader: &str, id: i64) -> Result<(), CallError> {
-        *self.target.borrow_mut() = Some((leader.to_string(), id));
+        *self.target.borrow_mut() = Some(BeatTarget {
+            leader: leader.to_string(),
+            id,
+            members: self.addrs.clone(),
+        });
         self.beat.heartbeat(leader, id).await
     }
 

@@ -9,12 +9,14 @@
 //! As in RocketMQ 5.3: writes and reads of broker state are answered by the leader only
 //! (CONTROLLER_NOT_LEADER elsewhere; a broker finds the leader with
 //! CONTROLLER_GET_METADATA_INFO, which every member answers); a heartbeat is accepted by every
-//! member but recorded (replicated) by the leader; a broker's connection to the leader closing
-//! counts as its death (an election at once if it was master); the leader's scan elects for
-//! groups whose master stopped heartbeating.
+//! member but recorded (replicated) by the leader, and every member keeps its own receipt
+//! times (`receipts`); a broker's connection to the leader closing counts as its death (an
+//! election at once if it was master); the leader's scan elects for groups whose master
+//! stopped heartbeating, by the replicated liveness and by the leader's own receipts.
 
 mod config_admin;
 mod notify;
+mod receipts;
 mod replies;
 mod requests;
 #[cfg(test)]
@@ -24,7 +26,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rmq_core::config::ControllerConfig;
 use rmq_core::remoting::RemotingCommand;
@@ -35,6 +37,7 @@ use crate::node::{ControllerNode, NodeConfig, NodeHandle};
 use crate::peers::parse_peers;
 use crate::replicated::Replicated;
 use crate::server::Service;
+use receipts::Receipts;
 
 impl Replicated for ElectionState {
     type Cmd = Command;
@@ -44,15 +47,14 @@ impl Replicated for ElectionState {
         ElectionState::apply(self, now_ms, cmd)
     }
 
-    /// A `Tick` only when it would elect (`tick_needed`), and not during a new leader's
-    /// grace (`new_leader_grace_ends_ms`: brokers need time to find a new leader before
-    /// their silence means anything). The state's own `Tick` decides again on the
-    /// replicated time; this only avoids a log entry every scan when nothing is wrong.
+    /// Without receipt times (a service that keeps none): a `Scan` as if this member had
+    /// heard from every replica until one timeout after it became leader, and from none
+    /// since (brokers need that long to find a new leader before their silence means
+    /// anything). `ControllerService` passes its receipts instead (`receipts`).
     fn tick(&self, now_ms: u64, leader_since_ms: u64) -> Option<Command> {
-        if now_ms < self.new_leader_grace_ends_ms(leader_since_ms) {
-            return None;
-        }
-        self.tick_needed(now_ms).then_some(Command::Tick)
+        self.scan(now_ms, |_, _, timeout_ms| {
+            now_ms <= leader_since_ms.saturating_add(timeout_ms)
+        })
     }
 }
 
@@ -70,6 +72,8 @@ pub struct ControllerService {
     /// Which broker replicas heartbeat over which connection, and the latest connection of
     /// each replica (only the close of that one means the broker is gone).
     connections: Mutex<Connections>,
+    /// When this member last received each replica's heartbeat (`receipts`).
+    receipts: Mutex<Receipts>,
 }
 
 #[derive(Default)]
@@ -83,7 +87,12 @@ impl ControllerService {
         Self {
             live: Mutex::new(config.clone()),
             connections: Mutex::new(Connections::default()),
+            receipts: Mutex::new(Receipts::new(Instant::now())),
         }
+    }
+
+    fn receipts(&self) -> std::sync::MutexGuard<'_, Receipts> {
+        self.receipts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn live(&self) -> std::sync::MutexGuard<'_, ControllerConfig> {
@@ -94,8 +103,9 @@ impl ControllerService {
         self.connections.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Remembers that `replica` heartbeats over `peer`.
+    /// Remembers that `replica` heartbeats over `peer`, and when this member heard it.
     fn heard_from(&self, peer: SocketAddr, replica: (String, BrokerId)) {
+        self.receipts().record(replica.clone(), Instant::now());
         let mut connections = self.connections();
         connections
             .by_peer
@@ -136,6 +146,24 @@ impl Service<ElectionState> for ControllerService {
 
     async fn after_tick(&self, node: &NodeHandle<ElectionState>, out: Outcome) {
         self.announce(node, &out).await;
+    }
+
+    /// The leader's scan with this member's receipts: a master is replaced only when the
+    /// replicated liveness and this member's own receipts both say it is silent (no grace
+    /// after a leader change: this member heard the brokers as a follower too).
+    fn periodic(
+        &self,
+        node: &NodeHandle<ElectionState>,
+        now_ms: u64,
+        _leader_since_ms: u64,
+    ) -> Option<Command> {
+        let now = Instant::now();
+        let receipts = self.receipts();
+        node.local(|state| {
+            state.scan(now_ms, |group, id, timeout_ms| {
+                receipts.heard(now, group, id, timeout_ms)
+            })
+        })
     }
 
     async fn closed(&self, node: &NodeHandle<ElectionState>, peer: SocketAddr) {

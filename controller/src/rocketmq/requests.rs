@@ -15,7 +15,7 @@ use rmq_core::remoting::controller::{
     ApplyBrokerIdResponseHeader, BrokerHeartbeatRequestHeader,
     CleanControllerBrokerDataRequestHeader, ElectMasterRequestHeader, ElectMasterResponseHeader,
     GetMetaDataResponseHeader, GetNextBrokerIdRequestHeader, GetNextBrokerIdResponseHeader,
-    GetReplicaInfoRequestHeader, GetReplicaInfoResponseHeader,
+    GetReplicaInfoRequestHeader, GetReplicaInfoResponseHeader, HEARTBEAT_RECORDED_BY_LEADER,
     RegisterBrokerToControllerRequestHeader, RegisterBrokerToControllerResponseHeader,
 };
 use rmq_core::remoting::{RemotingCommand, ResponseCode};
@@ -103,8 +103,11 @@ async fn heartbeat(
     };
     let id = broker_id("brokerId", id)?;
     service.heard_from(peer, (header.broker_name.clone(), id));
-    // Every member accepts heartbeats (brokers send them to all); the leader records them.
-    if node.role() == RaftRole::Leader {
+    // Every member accepts heartbeats (brokers send them to all) and keeps its receipt
+    // time (`heard_from`); the leader records them, and says so in its answer (only such an
+    // answer counts for the broker's fencing).
+    let recorded = node.role() == RaftRole::Leader;
+    if recorded {
         let cmd = Command::Heartbeat {
             cluster: header.cluster_name,
             broker_name: header.broker_name,
@@ -123,6 +126,7 @@ async fn heartbeat(
     }
     let mut reply = success(request);
     reply.remark = Some("Heart beat success".to_owned());
+    reply.set_ext(HEARTBEAT_RECORDED_BY_LEADER, recorded);
     Ok(reply)
 }
 

@@ -229,6 +229,13 @@ controller_header! {
     }
 }
 
+/// An ext field of rmq-fast's answer to `BROKER_HEARTBEAT`: "true" when the answering member
+/// recorded the heartbeat as raft leader (replicated it), "false" when it only noted its
+/// receipt as a follower. Brokers heartbeat every member; only a recording leader's answer
+/// proves the controller still counts them alive (fencing). RocketMQ's controllers do not
+/// send it: then only the answer of the member the broker believes leads counts.
+pub const HEARTBEAT_RECORDED_BY_LEADER: &str = "recordedByLeader";
+
 controller_header! {
     /// `CONTROLLER_ALTER_SYNC_STATE_SET` (1001) request; body: `SyncStateSet` (the new set and
     /// the sync-state-set epoch it replaces).

@@ -9,11 +9,13 @@ use rmq_election::{BrokerId, Command, EpochEntry, ReplicaInfo};
 
 use super::rng::Rng;
 
-/// A node: a broker or the controller (the raft group, seen from outside as one).
+/// A node: a broker, the controller (the raft group, seen from outside as one, for requests)
+/// or one controller member (heartbeats go to every member).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Node {
     Broker(BrokerId),
     Controller,
+    Member(usize),
 }
 
 #[derive(Clone, Debug)]
@@ -32,6 +34,13 @@ pub enum Message {
     },
     GetInfo {
         from: BrokerId,
+    },
+    /// A broker's heartbeat to one controller member: every member notes its receipt, the
+    /// raft leader also records it in the state.
+    Heartbeat {
+        from: BrokerId,
+        member: usize,
+        cmd: Command,
     },
     /// The controller's view of the group, as a broker learns it from any answer or
     /// role-change notification.
@@ -62,6 +71,7 @@ impl Message {
             Self::Apply { from, .. } | Self::GetInfo { from } => {
                 (Node::Broker(*from), Node::Controller)
             }
+            Self::Heartbeat { from, member, .. } => (Node::Broker(*from), Node::Member(*member)),
             Self::Info { to, .. } => (Node::Controller, Node::Broker(*to)),
             Self::Replicate { from, to, .. } | Self::Ack { from, to, .. } => {
                 (Node::Broker(*from), Node::Broker(*to))

@@ -15,6 +15,30 @@ mod step;
 pub const GROUP: &str = "broker-a";
 const CLUSTER: &str = "sim";
 const HEARTBEAT_TIMEOUT_MS: u64 = 1_000;
+/// Controller members: each keeps its own receipt times of heartbeats; one leads.
+const MEMBERS: usize = 3;
+
+/// One controller member's receipt table (in memory, lost when it restarts).
+#[derive(Clone, Debug, Default)]
+pub struct Member {
+    /// When this member last received each broker's heartbeat (simulated time).
+    heard: std::collections::BTreeMap<BrokerId, u64>,
+    started_ms: u64,
+}
+
+impl Member {
+    /// The controller's rule (`controller/src/rocketmq/receipts.rs`): heard within the
+    /// timeout, or never heard since a start less than a timeout ago.
+    fn heard(&self, now_ms: u64, id: BrokerId, timeout_ms: u64) -> bool {
+        let since = self.heard.get(&id).copied().unwrap_or(self.started_ms);
+        now_ms <= since.saturating_add(timeout_ms)
+    }
+
+    fn restart(&mut self, now_ms: u64) {
+        self.heard.clear();
+        self.started_ms = now_ms;
+    }
+}
 
 /// A rule broken on purpose, to prove the checker notices (see the checker's tests).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +123,9 @@ pub struct World {
     /// and not yet replaced).
     controller_down_until_ms: u64,
     controller: ElectionState,
+    /// Every member's receipts, and which member leads (its receipts decide its scans).
+    members: Vec<Member>,
+    leader: usize,
     network: Network,
     brokers: Vec<Broker>,
     next_heartbeat_ms: Vec<u64>,
@@ -146,6 +173,8 @@ impl World {
             controller_skew_ms: 0,
             controller_down_until_ms: 0,
             controller: ElectionState::new(election),
+            members: vec![Member::default(); MEMBERS],
+            leader: 0,
             network: Network::new(60, 20, 10),
             brokers,
             next_tick_ms: 100,

@@ -34,7 +34,8 @@ impl World {
     fn controller_faults(&mut self) {
         if self.now_ms >= self.controller_down_until_ms && self.rng.chance(2) {
             self.controller_down_until_ms = self.now_ms + self.rng.range(300, 3_000);
-            self.note(|| "controller quorum lost".to_owned());
+            let dead = self.leader;
+            self.note(|| format!("controller quorum lost (leader {dead} dies)"));
         }
         if self.controller_down_until_ms > 0 && self.now_ms >= self.controller_down_until_ms {
             self.controller_down_until_ms = 0;
@@ -47,7 +48,13 @@ impl World {
             );
             self.controller = restored;
             self.controller_skew_ms += self.rng.range(0, 2_000) as i64 - 500;
-            self.note(|| "controller quorum back with a new leader".to_owned());
+            // The old leader comes back with an empty receipt table; any member may lead
+            // now (the restarted one too: then its start grace applies).
+            let old = self.leader;
+            self.members[old].restart(self.now_ms);
+            self.leader = self.rng.below(MEMBERS as u64) as usize;
+            let leader = self.leader;
+            self.note(|| format!("controller quorum back with leader {leader}"));
         }
         if self.rng.chance(3) {
             let id = self.rng.range(1, self.brokers.len() as u64);
@@ -67,7 +74,15 @@ impl World {
     fn periodic(&mut self) {
         if self.now_ms >= self.next_tick_ms && self.controller_up() {
             self.next_tick_ms = self.now_ms + 100;
-            self.apply_controller(None, &Command::Tick);
+            let (now, leader) = (self.now_ms, &self.members[self.leader]);
+            let scan = self
+                .controller
+                .scan(self.controller_now(), |_, id, timeout_ms| {
+                    leader.heard(now, id, timeout_ms)
+                });
+            if let Some(cmd) = scan {
+                self.apply_controller(None, &cmd);
+            }
         }
         for index in 0..self.brokers.len() {
             if !self.brokers[index].up || self.now_ms < self.next_heartbeat_ms[index] {
@@ -76,8 +91,15 @@ impl World {
             self.next_heartbeat_ms[index] = self.now_ms + self.rng.range(150, 350);
             let id = self.brokers[index].id;
             let cmd = self.heartbeat(id);
-            self.network
-                .send(&mut self.rng, self.now_ms, Message::Apply { from: id, cmd });
+            for member in 0..MEMBERS {
+                let cmd = cmd.clone();
+                let heartbeat = Message::Heartbeat {
+                    from: id,
+                    member,
+                    cmd,
+                };
+                self.network.send(&mut self.rng, self.now_ms, heartbeat);
+            }
             let request = match self.brokers[index].role {
                 Role::Unknown => Message::Apply {
                     from: id,
@@ -125,6 +147,13 @@ impl World {
                 self.network.set_cut(a, b, true);
                 self.note(|| format!("link {a:?} - {b:?} cut"));
             }
+        }
+        if self.rng.chance(4) {
+            // Heartbeat loss between a broker and one member (the leader or a follower).
+            let a = Node::Broker(self.rng.range(1, count));
+            let b = Node::Member(self.rng.below(MEMBERS as u64) as usize);
+            self.network.set_cut(a, b, true);
+            self.note(|| format!("link {a:?} - {b:?} cut"));
         }
         if self.network.cut_links() > 0 && self.rng.chance(12) {
             self.network.heal_all();
@@ -242,6 +271,16 @@ impl World {
     fn deliver(&mut self, message: Message) {
         match message {
             Message::Apply { .. } | Message::GetInfo { .. } if !self.controller_up() => {}
+            Message::Heartbeat { from, member, cmd } => {
+                // The leader is down during an outage; the other members still listen.
+                if !self.controller_up() && member == self.leader {
+                    return;
+                }
+                self.members[member].heard.insert(from, self.now_ms);
+                if self.controller_up() && member == self.leader {
+                    self.apply_controller(Some(from), &cmd);
+                }
+            }
             Message::Apply { from, cmd } => self.apply_controller(Some(from), &cmd),
             Message::GetInfo { from } => {
                 let info = self.info();
