@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::BrokerId;
+use crate::heartbeat::HeartbeatReport;
 
 /// A change request. Each variant maps to one RocketMQ 5 request (or to a controller-internal
 /// event); the answer is the [`crate::Outcome`] of [`crate::ElectionState::apply`].
@@ -41,6 +42,11 @@ pub enum Command {
         election_priority: i32,
         timeout_ms: Option<u64>,
     },
+    /// Several BROKER_HEARTBEATs written as one log entry by the raft leader (group commit,
+    /// see [`crate::HeartbeatBatch`]): applied in order, each exactly as a
+    /// [`Command::Heartbeat`] at the entry's time; answered by
+    /// [`crate::Outcome::HeartbeatsRecorded`], one outcome per report.
+    Heartbeats(Vec<HeartbeatReport>),
     /// CONTROLLER_ALTER_SYNC_STATE_SET (1001): the master asks to replace the SSS. It names
     /// itself, its master epoch and the SSS epoch it based the change on; anything stale is
     /// refused.

@@ -44,6 +44,9 @@ pub enum Outcome {
         sync_state_set_epoch: u32,
     },
     HeartbeatRecorded,
+    /// The answer to [`crate::Command::Heartbeats`]: the outcome of each report, in order
+    /// (`HeartbeatRecorded` or a refusal).
+    HeartbeatsRecorded(Vec<Outcome>),
     SyncStateSetAltered {
         sync_state_set: BTreeSet<BrokerId>,
         sync_state_set_epoch: u32,

@@ -3,8 +3,9 @@
 use std::collections::BTreeSet;
 
 use crate::group::{BrokerGroup, Liveness, Replica};
+use crate::heartbeat::HeartbeatReport;
 use crate::outcome::{MasterInfo, Refusal, RefusalCode};
-use crate::{BrokerId, Command, ElectionState, FIRST_BROKER_ID, Outcome};
+use crate::{BrokerId, ElectionState, FIRST_BROKER_ID, Outcome};
 
 fn refuse(code: RefusalCode, remark: String) -> Outcome {
     Outcome::Refused(Refusal::new(code, remark))
@@ -96,8 +97,8 @@ impl ElectionState {
         }
     }
 
-    pub(crate) fn heartbeat(&mut self, now_ms: u64, cmd: &Command) -> Outcome {
-        let Command::Heartbeat {
+    pub(crate) fn heartbeat(&mut self, now_ms: u64, report: &HeartbeatReport) -> Outcome {
+        let HeartbeatReport {
             cluster,
             broker_name,
             broker_id,
@@ -107,10 +108,7 @@ impl ElectionState {
             confirm_offset,
             election_priority,
             timeout_ms,
-        } = cmd
-        else {
-            unreachable!("heartbeat() is called for Command::Heartbeat only");
-        };
+        } = report;
         let timeout_ms = timeout_ms.unwrap_or(self.config.heartbeat_timeout_ms);
         let group = match self.registered(cluster, broker_name, *broker_id) {
             Ok(group) => group,

@@ -52,7 +52,18 @@ impl ElectionState {
                 broker_id,
                 address,
             } => self.register_broker(now_ms, cluster, broker_name, *broker_id, address),
-            Command::Heartbeat { .. } => self.heartbeat(now_ms, cmd),
+            Command::Heartbeat { .. } => {
+                let report = cmd.heartbeat_report().expect("a heartbeat command");
+                self.heartbeat(now_ms, &report)
+            }
+            Command::Heartbeats(reports) => {
+                let outcomes: Vec<Outcome> = reports
+                    .iter()
+                    .map(|report| self.heartbeat(now_ms, report))
+                    .collect();
+                assert_eq!(outcomes.len(), reports.len(), "one outcome per report");
+                Outcome::HeartbeatsRecorded(outcomes)
+            }
             Command::AlterSyncStateSet {
                 broker_name,
                 master_broker_id,

@@ -3,7 +3,9 @@
 
 use std::collections::VecDeque;
 
-use rmq_election::{BrokerId, Command, ElectionConfig, ElectionState, Outcome, ReplicaInfo};
+use rmq_election::{
+    BrokerId, Command, ElectionConfig, ElectionState, HeartbeatBatch, Outcome, ReplicaInfo,
+};
 
 use super::broker::{Broker, Role};
 use super::checker::{Acked, BrokerSnapshot, Checker, Violation};
@@ -84,6 +86,10 @@ pub struct Stats {
     pub refusals: u64,
     pub crashes: u64,
     pub truncated_records: u64,
+    /// Heartbeats written in batches of more than one (group commit), and duplicates of a
+    /// replica merged into a batch.
+    pub batched_heartbeats: u64,
+    pub merged_heartbeats: u64,
 }
 
 impl Stats {
@@ -95,6 +101,8 @@ impl Stats {
         self.refusals += other.refusals;
         self.crashes += other.crashes;
         self.truncated_records += other.truncated_records;
+        self.batched_heartbeats += other.batched_heartbeats;
+        self.merged_heartbeats += other.merged_heartbeats;
     }
 }
 
@@ -130,6 +138,9 @@ pub struct World {
     brokers: Vec<Broker>,
     next_heartbeat_ms: Vec<u64>,
     next_tick_ms: u64,
+    /// Heartbeats the controller received while its previous heartbeat write was in flight:
+    /// written together as one `Command::Heartbeats` (the leader's group commit).
+    heartbeats: HeartbeatBatch,
     pending: Vec<Pending>,
     acked: Vec<Acked>,
     next_send_id: u64,
@@ -178,6 +189,7 @@ impl World {
             network: Network::new(60, 20, 10),
             brokers,
             next_tick_ms: 100,
+            heartbeats: HeartbeatBatch::new(),
             pending: Vec::new(),
             acked: Vec::new(),
             next_send_id: 1,

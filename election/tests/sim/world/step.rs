@@ -20,6 +20,7 @@ impl World {
         for message in self.network.due(&mut self.rng, self.now_ms) {
             self.deliver(message);
         }
+        self.write_heartbeats();
         self.controller_faults();
         self.periodic();
         self.faults();
@@ -35,6 +36,8 @@ impl World {
         if self.now_ms >= self.controller_down_until_ms && self.rng.chance(2) {
             self.controller_down_until_ms = self.now_ms + self.rng.range(300, 3_000);
             let dead = self.leader;
+            // The heartbeat write in flight fails: its heartbeats were never recorded.
+            self.heartbeats = HeartbeatBatch::new();
             self.note(|| format!("controller quorum lost (leader {dead} dies)"));
         }
         if self.controller_down_until_ms > 0 && self.now_ms >= self.controller_down_until_ms {
@@ -65,6 +68,21 @@ impl World {
             };
             self.apply_controller(None, &cmd);
         }
+    }
+
+    /// The heartbeat write in flight completes now and then (a quorum fsync takes a few
+    /// steps); the heartbeats collected meanwhile are written as one entry, at the time of
+    /// the write, later than their arrival, as on the raft leader.
+    fn write_heartbeats(&mut self) {
+        if self.heartbeats.is_empty() || !self.heartbeats.is_full() && !self.rng.chance(400) {
+            return;
+        }
+        let batch = std::mem::take(&mut self.heartbeats);
+        if batch.len() > 1 {
+            self.stats.batched_heartbeats += batch.len() as u64;
+        }
+        let cmd = batch.into_command().expect("not empty");
+        self.apply_controller(None, &cmd);
     }
 
     fn controller_up(&self) -> bool {
@@ -278,7 +296,15 @@ impl World {
                 }
                 self.members[member].heard.insert(from, self.now_ms);
                 if self.controller_up() && member == self.leader {
-                    self.apply_controller(Some(from), &cmd);
+                    // Recorded with the next heartbeat write (group commit, `write_heartbeats`).
+                    let report = cmd.heartbeat_report().expect("a heartbeat");
+                    let before = self.heartbeats.len();
+                    self.heartbeats
+                        .push(report)
+                        .expect("a batch holds every replica of the group");
+                    if self.heartbeats.len() == before {
+                        self.stats.merged_heartbeats += 1;
+                    }
                 }
             }
             Message::Apply { from, cmd } => self.apply_controller(Some(from), &cmd),
