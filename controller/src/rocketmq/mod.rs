@@ -4,7 +4,8 @@
 //! - `requests`: one handler per request code (`ControllerRequestProcessor` of 5.3);
 //! - `replies`: outcomes and refusals as RocketMQ's response headers and bodies;
 //! - `notify`: NOTIFY_BROKER_ROLE_CHANGED to a group's live brokers after an election;
-//! - `config_admin`: GET_CONTROLLER_CONFIG / UPDATE_CONTROLLER_CONFIG, per member.
+//! - `config_admin`: GET_CONTROLLER_CONFIG / UPDATE_CONTROLLER_CONFIG, per member;
+//! - `heartbeats`: the leader's group commit of heartbeats (several per raft log entry).
 //!
 //! As in RocketMQ 5.3: writes and reads of broker state are answered by the leader only
 //! (CONTROLLER_NOT_LEADER elsewhere; a broker finds the leader with
@@ -15,6 +16,9 @@
 //! stopped heartbeating, by the replicated liveness and by the leader's own receipts.
 
 mod config_admin;
+#[cfg(test)]
+mod heartbeat_tests;
+mod heartbeats;
 mod notify;
 mod receipts;
 mod replies;
@@ -25,7 +29,7 @@ mod tick_tests;
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rmq_core::config::ControllerConfig;
@@ -37,6 +41,7 @@ use crate::node::{ControllerNode, NodeConfig, NodeHandle};
 use crate::peers::parse_peers;
 use crate::replicated::Replicated;
 use crate::server::Service;
+use heartbeats::HeartbeatWriter;
 use receipts::Receipts;
 
 impl Replicated for ElectionState {
@@ -74,6 +79,8 @@ pub struct ControllerService {
     connections: Mutex<Connections>,
     /// When this member last received each replica's heartbeat (`receipts`).
     receipts: Mutex<Receipts>,
+    /// The leader's heartbeat group commit.
+    heartbeats: Arc<HeartbeatWriter>,
 }
 
 #[derive(Default)]
@@ -88,6 +95,7 @@ impl ControllerService {
             live: Mutex::new(config.clone()),
             connections: Mutex::new(Connections::default()),
             receipts: Mutex::new(Receipts::new(Instant::now())),
+            heartbeats: Arc::new(HeartbeatWriter::default()),
         }
     }
 

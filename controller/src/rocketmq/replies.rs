@@ -9,7 +9,7 @@ use rmq_election::{BrokerId, Refusal, SyncStateData};
 use crate::error::ControllerError;
 
 /// Why a request got no successful answer: the response code and its remark.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Failure {
     pub(crate) code: i32,
     pub(crate) remark: String,

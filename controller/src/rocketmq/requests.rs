@@ -19,7 +19,7 @@ use rmq_core::remoting::controller::{
     RegisterBrokerToControllerRequestHeader, RegisterBrokerToControllerResponseHeader,
 };
 use rmq_core::remoting::{RemotingCommand, ResponseCode};
-use rmq_election::{Command, ElectionState, Outcome};
+use rmq_election::{Command, ElectionState, HeartbeatReport, Outcome};
 
 use super::replies::{
     Failure, broker_id, epoch, replicas_info, sync_state_set, wire_epoch, wire_id,
@@ -104,11 +104,12 @@ async fn heartbeat(
     let id = broker_id("brokerId", id)?;
     service.heard_from(peer, (header.broker_name.clone(), id));
     // Every member accepts heartbeats (brokers send them to all) and keeps its receipt
-    // time (`heard_from`); the leader records them, and says so in its answer (only such an
-    // answer counts for the broker's fencing).
+    // time (`heard_from`); the leader records them, several per log entry (`heartbeats`:
+    // group commit) and answering once that entry applied, and says so in its answer (only
+    // such an answer counts for the broker's fencing).
     let recorded = node.role() == RaftRole::Leader;
     if recorded {
-        let cmd = Command::Heartbeat {
+        let report = HeartbeatReport {
             cluster: header.cluster_name,
             broker_name: header.broker_name,
             broker_id: id,
@@ -122,7 +123,16 @@ async fn heartbeat(
                 .and_then(|ms| u64::try_from(ms).ok())
                 .filter(|&ms| ms > 0),
         };
-        write(node, cmd).await?;
+        let writer = node.clone();
+        let write = move |cmd: Command| {
+            let node = writer.clone();
+            async move { node.write(cmd).await.map_err(Failure::from) }
+        };
+        match service.heartbeats.record(report, write).await? {
+            Outcome::HeartbeatRecorded => {}
+            Outcome::Refused(refusal) => return Err(refusal.into()),
+            other => return Err(unexpected(&other)),
+        }
     }
     let mut reply = success(request);
     reply.remark = Some("Heart beat success".to_owned());
