@@ -85,25 +85,32 @@ async def leader_of(addrs):
     raise SystemExit("no controller leader")
 
 
-async def broker(index, leader, args, latencies, errors, stop_at):
+async def register(index, leader, limit):
+    """Applies the broker id and registers, retrying refusals (a real broker retries too:
+    a thousand brokers registering at once queue up behind the quorum's writes)."""
     # One replica per group: ids of a group must be applied in order (1 first).
     name = f"bench-{index}"
     addr = f"127.0.0.2:{20000 + index}"
-    conn = await Conn.open(leader)
     base = {"clusterName": "BenchCluster", "brokerName": name}
+    conn = await Conn.open(leader)
+    async with limit:
+        for code, fields in [
+            (APPLY_BROKER_ID, {"appliedBrokerId": 1, "registerCheckCode": f"{addr};0"}),
+            (REGISTER, {"brokerId": 1, "brokerAddress": addr, "invokeTime": 0}),
+        ]:
+            for attempt in range(10):
+                answer = await conn.call(code, {**base, **fields})
+                if answer["code"] == 0:
+                    break
+                await asyncio.sleep(0.5)
+            else:
+                raise SystemExit(f"registration ({code}) of {name}: {answer}")
+    return conn, base, addr
+
+
+async def broker(index, registered, args, latencies, errors, stop_at):
+    conn, base, addr = registered
     broker_id = 1
-    answer = await conn.call(
-        APPLY_BROKER_ID,
-        {**base, "appliedBrokerId": broker_id, "registerCheckCode": f"{addr};0"},
-    )
-    if answer["code"] != 0:
-        raise SystemExit(f"apply broker id: {answer}")
-    answer = await conn.call(
-        REGISTER,
-        {**base, "brokerId": broker_id, "brokerAddress": addr, "invokeTime": 0},
-    )
-    if answer["code"] != 0:
-        raise SystemExit(f"register: {answer}")
     beat = {
         **base,
         "brokerAddr": addr,
@@ -143,24 +150,43 @@ async def main():
     parser.add_argument("--timeout-ms", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--pids", default="")
+    parser.add_argument("--perf-fsyncs", action="store_true")
     args = parser.parse_args()
     leader = await leader_of([a.strip() for a in args.controllers.split(";") if a.strip()])
     latencies, errors = [], []
     pids = [int(p) for p in args.pids.split(",") if p]
+    limit = asyncio.Semaphore(64)
+    registered = await asyncio.gather(*(register(i, leader, limit) for i in range(args.brokers)))
     warmup = 2.0
     stop_at = time.monotonic() + warmup + args.seconds
     tasks = [
-        asyncio.ensure_future(broker(i, leader, args, latencies, errors, stop_at))
+        asyncio.ensure_future(broker(i, registered[i], args, latencies, errors, stop_at))
         for i in range(args.brokers)
     ]
     await asyncio.sleep(warmup)
     latencies.clear()
     cpu_before = {pid: cpu_seconds(pid) for pid in pids}
+    perf = None
+    if args.perf_fsyncs and pids:
+        # fsync + fdatasync calls of the members during the measured window (root).
+        perf = await asyncio.create_subprocess_exec(
+            "perf", "stat", "-x,", "-e", "syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync",
+            "-p", ",".join(map(str, pids)), "--", "sleep", str(args.seconds),
+            stderr=asyncio.subprocess.PIPE,
+        )
     started = time.monotonic()
     await asyncio.gather(*tasks)
     took = time.monotonic() - started
     cpu = {pid: (cpu_seconds(pid) - cpu_before[pid]) / took for pid in pids}
     latencies.sort()
+    fsyncs = None
+    if perf is not None:
+        _, out = await perf.communicate()
+        fsyncs = sum(
+            float(line.split(",")[0])
+            for line in out.decode().splitlines()
+            if "syscalls" in line and line.split(",")[0].replace(".", "").isdigit()
+        )
 
     def pct(p):
         return latencies[min(len(latencies) - 1, int(len(latencies) * p))] if latencies else 0
@@ -180,6 +206,12 @@ async def main():
                 "errors": len(errors),
                 "first_error": errors[0] if errors else None,
                 "cpu_cores_by_pid": {str(k): round(v, 3) for k, v in cpu.items()},
+                "fsyncs_per_s_all_members": (
+                    round(fsyncs / args.seconds, 1) if fsyncs is not None else None
+                ),
+                "fsyncs_per_heartbeat": (
+                    round(fsyncs / max(1, len(latencies)), 2) if fsyncs is not None else None
+                ),
             }
         )
     )

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Cost of broker heartbeats on a 3-member controller quorum on loopback (issue 11): starts
 # three `rmq-fast controller` members, then for each broker count runs
-# controller-heartbeats.py (simulated brokers heartbeating to the leader every INTERVAL ms)
-# and counts the members' fsync/fdatasync calls with `perf stat` (syscall tracepoints; root).
+# controller-heartbeats.py (simulated brokers register, then heartbeat to the leader every
+# INTERVAL ms); it counts the members' fsync/fdatasync calls during the measured window with
+# `perf stat` (syscall tracepoints; root).
 #
 #   tools/bench/controller-heartbeats.sh [INTERVAL_MS] [SECONDS] [BROKER COUNTS...]
 #   e.g. tools/bench/controller-heartbeats.sh 500 20 100 300
@@ -44,15 +45,8 @@ sleep 4
 echo "machine: $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 for count in "${COUNTS[@]}"; do
     pid_list=$(IFS=,; echo "${PIDS[*]}")
-    perf_out=$WORK/perf-$count.txt
-    perf stat -x, -e 'syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync' \
-        -p "$pid_list" -o "$perf_out" -- sleep $((SECONDS_RUN + 2)) &
-    perf_pid=$!
-    result=$(python3 "$ROOT/tools/bench/controller-heartbeats.py" --controllers "$ADDRS" \
-        --brokers "$count" --interval-ms "$INTERVAL" --seconds "$SECONDS_RUN" --pids "$pid_list")
-    wait "$perf_pid" || true
-    syncs=$(awk -F, '/syscalls/ { n += $1 } END { print n + 0 }' "$perf_out")
-    echo "$result" | jq -c --argjson syncs "$syncs" --argjson secs "$((SECONDS_RUN + 2))" \
-        '. + {fsyncs_per_s_all_members: (($syncs / $secs) * 10 | round / 10)}'
+    python3 "$ROOT/tools/bench/controller-heartbeats.py" --controllers "$ADDRS" \
+        --brokers "$count" --interval-ms "$INTERVAL" --seconds "$SECONDS_RUN" --pids "$pid_list" \
+        --perf-fsyncs
     echo "  load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 done
