@@ -31,6 +31,8 @@ pub enum Command {
     /// BROKER_HEARTBEAT (904): liveness plus what the election compares. `epoch`,
     /// `max_offset` and `confirm_offset` are -1 when unknown, `election_priority` is
     /// `i32::MAX` when unset (smaller value = preferred). `timeout_ms` None: the config's.
+    /// The controller now writes heartbeats as [`Command::Heartbeats`]; this one is still
+    /// applied when a log written before the group commit is replayed.
     Heartbeat {
         cluster: String,
         broker_name: String,
