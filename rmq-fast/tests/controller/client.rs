@@ -101,6 +101,11 @@ impl Member {
 
 /// Three members on loopback sharing one store root (each in its own subdirectory).
 pub fn three_members(dir: &Path) -> Vec<Member> {
+    three_members_on(dir, port)
+}
+
+/// The same, listening on ports from `port`.
+pub fn three_members_on(dir: &Path, port: fn() -> u16) -> Vec<Member> {
     let names = ["n0", "n1", "n2"];
     let addrs: Vec<String> = names
         .iter()

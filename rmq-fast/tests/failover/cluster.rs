@@ -3,10 +3,11 @@
 //! test asks the controller leader about the group.
 
 use std::collections::BTreeSet;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use rmq_core::body::controller::{BrokerReplicasInfo, ReplicasInfo};
@@ -24,18 +25,71 @@ pub const GROUP: &str = "loop-a";
 /// leader declares a master whose connection it never had dead after this long.
 pub const HEARTBEAT_TIMEOUT_MS: u64 = 3_000;
 
+/// Where one cluster's processes listen: `pair` gives a broker's listen port (its HA port is
+/// the next one), `single` a name server's or a controller's.
+#[derive(Clone, Copy)]
+pub struct Ports {
+    pub pair: fn() -> u16,
+    pub single: fn() -> u16,
+}
+
+/// The kill -9 rounds (`main.rs`): brokers 31000-31499, the name server and controllers from
+/// `client::port` (31800-31999).
+pub const ROUND_PORTS: Ports = Ports {
+    pair: port_pair,
+    single: crate::client::port,
+};
+
+/// The scenarios (`slave_kill.rs`, `cut_off.rs`): every process in 36000-36999.
+pub const SCENARIO_PORTS: Ports = Ports {
+    pair: || SCENARIO_RANGE.take(2),
+    single: || SCENARIO_RANGE.take(1),
+};
+
+/// A range of ports handed out in order, skipping those in use.
+pub struct PortRange {
+    next: AtomicU16,
+    end: u16,
+}
+
+static SCENARIO_RANGE: PortRange = PortRange::new(36_000, 37_000);
+
+impl PortRange {
+    pub const fn new(start: u16, end: u16) -> PortRange {
+        PortRange {
+            next: AtomicU16::new(start),
+            end,
+        }
+    }
+
+    /// `count` consecutive free ports; the first is returned.
+    pub fn take(&self, count: u16) -> u16 {
+        loop {
+            let port = self.next.fetch_add(count, Ordering::Relaxed);
+            assert!(port + count <= self.end, "failover test ports used up");
+            if (port..port + count).all(unused) {
+                return port;
+            }
+        }
+    }
+}
+
+/// Whether nothing is bound to `port`: a bind without `SO_REUSEADDR` (which std's
+/// `TcpListener::bind` sets) fails beside any socket on it, `Reserved` ones included.
+fn unused(port: u16) -> bool {
+    let Ok(socket) = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+    else {
+        return false;
+    };
+    let addr: std::net::SocketAddr = ([0, 0, 0, 0], port).into();
+    socket.bind(&addr.into()).is_ok()
+}
+
 /// A listen port and the HA port after it, both free, from 31000-31499 (the name server and
 /// controllers take theirs from `client::port`, 31800-31999).
 pub fn port_pair() -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    loop {
-        let port = 31_000 + NEXT.fetch_add(2, Ordering::Relaxed);
-        assert!(port < 31_500, "failover test ports used up");
-        let free = |p: u16| TcpListener::bind(("0.0.0.0", p)).is_ok();
-        if free(port) && free(port + 1) {
-            return port;
-        }
-    }
+    static RANGE: PortRange = PortRange::new(31_000, 31_500);
+    RANGE.take(2)
 }
 
 fn spawn(args: [&str; 2], config: &Path, log: &Path) -> KillOnDrop {
@@ -62,6 +116,33 @@ fn wait_listening(addr: &str, what: &str) {
     }
 }
 
+/// A broker's two ports, bound without listening for as long as the test runs (with
+/// `SO_REUSEADDR`, which lets the broker's own listeners bind beside them). No outgoing
+/// connection gets one as its local port while the broker is down or, for the HA port, a
+/// slave (36000-36999 lies inside Linux's ephemeral range, 32768-60999: a restarted broker
+/// once found its port taken so), and no other test's `PortRange` hands one out.
+struct Reserved {
+    _sockets: Vec<socket2::Socket>,
+}
+
+impl Reserved {
+    fn take(port: u16) -> Reserved {
+        let sockets = [port, port + 1].map(|port| {
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                .expect("a socket");
+            socket.set_reuse_address(true).expect("SO_REUSEADDR");
+            let addr: std::net::SocketAddr = ([0, 0, 0, 0], port).into();
+            socket
+                .bind(&addr.into())
+                .unwrap_or_else(|error| panic!("reserving port {port}: {error}"));
+            socket
+        });
+        Reserved {
+            _sockets: sockets.into(),
+        }
+    }
+}
+
 /// `rmq-fast namesrv` on its own port.
 pub struct Namesrv {
     pub addr: String,
@@ -69,8 +150,8 @@ pub struct Namesrv {
 }
 
 impl Namesrv {
-    pub fn start(dir: &Path) -> Namesrv {
-        let port = crate::client::port();
+    pub fn start(dir: &Path, ports: Ports) -> Namesrv {
+        let port = (ports.single)();
         let config = dir.join("namesrv.properties");
         let text = format!(
             "listenPort={port}\nlogDir={}\nkvConfigPath={}\n",
@@ -96,6 +177,7 @@ pub struct Broker {
     config: PathBuf,
     starts: usize,
     process: Option<KillOnDrop>,
+    _reserved: Reserved,
 }
 
 impl Broker {
@@ -109,10 +191,11 @@ impl Broker {
         namesrv: &str,
         controllers: &str,
         all_ack: bool,
+        ports: Ports,
     ) -> Broker {
         let root = dir.join(name);
         std::fs::create_dir_all(&root).unwrap();
-        let port = port_pair();
+        let port = (ports.pair)();
         let text = format!(
             "brokerClusterName={CLUSTER}\nbrokerName={GROUP}\nenableControllerMode=true\n\
              controllerAddr={controllers}\nallAckInSyncStateSet={all_ack}\n\
@@ -137,6 +220,7 @@ impl Broker {
             config,
             starts: 0,
             process: None,
+            _reserved: Reserved::take(port),
         }
     }
 
@@ -193,6 +277,56 @@ pub fn replicas(members: &[Member]) -> Result<ReplicasInfo, String> {
     data.replicas_info_table
         .remove(GROUP)
         .ok_or_else(|| format!("the controller does not know {GROUP}"))
+}
+
+/// The group's sync-state set as the controller leader answers it, polled every 20 ms on a
+/// thread of its own (the test's runtime keeps sending meanwhile).
+pub struct SetWatch {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<Seen>>,
+}
+
+/// One answer: when its request left, and the set's member addresses then.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub asked: Instant,
+    pub set: BTreeSet<String>,
+}
+
+impl SetWatch {
+    pub fn start(members: &[Member]) -> SetWatch {
+        let addrs: Vec<String> = members.iter().map(|m| m.addr.clone()).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !stopped.load(Ordering::Relaxed) {
+                for addr in &addrs {
+                    let mut request =
+                        RemotingCommand::new_request(rc::CONTROLLER_GET_SYNC_STATE_DATA);
+                    request.body = format!("[\"{GROUP}\"]").into_bytes().into();
+                    let asked = Instant::now();
+                    let Some(reply) = call(addr, request).filter(|r| r.code == 0) else {
+                        continue;
+                    };
+                    let mut data: BrokerReplicasInfo = decode_body(&reply.body).unwrap();
+                    if let Some(info) = data.replicas_info_table.remove(GROUP) {
+                        let set = in_sync_addrs(&info);
+                        seen.push(Seen { asked, set });
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            seen
+        });
+        SetWatch { stop, thread }
+    }
+
+    /// Every answer, in the order asked.
+    pub fn stop(self) -> Vec<Seen> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("the set watch")
+    }
 }
 
 /// Addresses of the sync-state set's members, per the controller leader.
