@@ -247,6 +247,9 @@ impl Broker {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -{signal} {pid}");
+        if signal == "STOP" {
+            until_stopped(pid);
+        }
     }
 
     fn log(&self, start: usize) -> PathBuf {
@@ -256,6 +259,37 @@ impl Broker {
     /// The end of what the broker printed since its last start.
     pub fn log_tail(&self) -> String {
         support::log_tail(&self.log(self.starts.saturating_sub(1)))
+    }
+}
+
+/// Waits until every thread of `pid` is stopped. kill(2) returns before that: one thread
+/// must run to begin the group stop, and on a busy box the others went on for milliseconds
+/// (a frozen slave replicated and acknowledged a send that left after `kill -STOP`).
+/// io_uring's workers (`iou-*`) are kernel threads of the process that do not stop.
+fn until_stopped(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut running = Vec::new();
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("the process's threads") {
+            let stat =
+                std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap_or_default();
+            // pid (comm) state ...: comm may hold spaces, the state follows its last ')'.
+            let Some((comm, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let state = rest.trim_start().chars().next().unwrap_or('?');
+            if !matches!(state, 'T' | 't') && !comm.contains("(iou-") {
+                running.push(format!("{comm}) {state}"));
+            }
+        }
+        if running.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pid} not stopped: threads {running:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
