@@ -18,9 +18,10 @@
 //! - the SSS changes only by an election or an `AlterSyncStateSet` from the current master that
 //!   names the current master epoch and SSS epoch: a stale master is refused every change.
 //!
-//! The broker-side half of the fencing rule (a master acknowledges with
-//! `allAckInSyncStateSet=true` only what every member of the SSS holds, and keeps counting a
-//! member it asked to drop until the controller approved the shrink) is [`MasterSyncView`].
+//! The broker-side half of the fencing rule (which replicas a master's acknowledgements
+//! wait for with `allAckInSyncStateSet=true`, what it proposes, and when a member joins or
+//! leaves that count) is [`SyncStateUpkeep`] with [`CountingMarks`]: the broker runs them and
+//! the simulation drives the same types.
 //! [`consistent_point`] is the truncation point of two epoch histories.
 //!
 //! The seeded simulation in `tests/simulation.rs` drives this state machine together with a
@@ -34,21 +35,21 @@ mod epoch_history;
 mod failover;
 mod group;
 mod heartbeat;
-mod master_view;
 mod outcome;
 mod queries;
 mod registration;
 mod state;
+mod sync_state;
 
 pub use command::Command;
 pub use config::ElectionConfig;
 pub use epoch_history::{EpochEntry, EpochHistory, EpochHistoryError, consistent_point};
 pub use group::{BrokerGroup, Liveness, Replica};
 pub use heartbeat::{HeartbeatBatch, HeartbeatReport, MAX_HEARTBEATS_PER_ENTRY};
-pub use master_view::{MasterSyncView, SyncStateProposal};
 pub use outcome::{Election, MasterInfo, Outcome, Refusal, RefusalCode};
 pub use queries::{ReplicaIdentity, ReplicaInfo, SyncStateData};
 pub use state::ElectionState;
+pub use sync_state::{CountingMarks, ProposalAnswer, SyncStateProposal, SyncStateUpkeep};
 
 /// A broker's id inside its group, assigned by the controller (RocketMQ 5.1+: the first is 1).
 pub type BrokerId = u64;

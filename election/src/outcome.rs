@@ -94,6 +94,22 @@ impl fmt::Display for Refusal {
     }
 }
 
+const ALL: [RefusalCode; 13] = [
+    RefusalCode::FencedMasterEpoch,
+    RefusalCode::FencedSyncStateSetEpoch,
+    RefusalCode::InvalidMaster,
+    RefusalCode::InvalidReplicas,
+    RefusalCode::MasterNotAvailable,
+    RefusalCode::InvalidRequest,
+    RefusalCode::BrokerNotAlive,
+    RefusalCode::BrokerMetadataNotExist,
+    RefusalCode::InvalidCleanBrokerMetadata,
+    RefusalCode::BrokerNeedToBeRegistered,
+    RefusalCode::ElectMasterFailed,
+    RefusalCode::AlterSyncStateSetFailed,
+    RefusalCode::BrokerIdInvalid,
+];
+
 /// RocketMQ 5 controller response codes (`ResponseCode.CONTROLLER_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RefusalCode {
@@ -130,5 +146,11 @@ impl RefusalCode {
             Self::AlterSyncStateSetFailed => 2013,
             Self::BrokerIdInvalid => 2014,
         }
+    }
+
+    /// The refusal a wire code names (None: a code that is no controller refusal).
+    pub fn from_response_code(code: i32) -> Option<Self> {
+        ALL.into_iter()
+            .find(|refusal| refusal.response_code() == code)
     }
 }

@@ -1,8 +1,10 @@
 //! Seeded simulation of controller mode: the election state machine (`rmq-election`) with
-//! a model of brokers (logs of (epoch, id) records, epoch histories, masters acknowledging
-//! per `MasterSyncView`, slaves truncating to the consistent point) over a network that
-//! loses, delays, reorders, duplicates and partitions messages, with broker crashes and
-//! restarts, controller clock jumps, controller outages (the next leader restores a serde
+//! a model of brokers (logs of (epoch, id) records, epoch histories, masters keeping their
+//! sync-state set with the broker's own `SyncStateUpkeep` and `CountingMarks` and
+//! acknowledging what every counted replica reported, slaves truncating to the consistent
+//! point) over a network that loses, delays, reorders, duplicates and partitions messages,
+//! with broker crashes and restarts, slaves stopped (SIGSTOP) right after catching up,
+//! controller clock jumps, controller outages (the next leader restores a serde
 //! snapshot of the state) and operator electMaster calls. After every step the checker (`sim/checker.rs`) verifies: at most
 //! one broker acknowledges per master epoch; with `allAckInSyncStateSet=true` every
 //! acknowledged record is on every member of the controller's sync-state set; no
@@ -101,6 +103,15 @@ fn safe_mode_never_loses_an_acknowledged_message() {
         stats.batched_heartbeats > count && stats.merged_heartbeats > 0,
         "{stats:?}"
     );
+    // The upkeep's paths: unknown outcomes re-sent, refusals decided in the controller's
+    // log, joining replicas approved, slaves stopped right after catching up.
+    assert!(
+        stats.resent > count
+            && stats.definite_refusals > count / 10
+            && stats.joined > count
+            && stats.freezes > count,
+        "{stats:?}"
+    );
 }
 
 #[test]
@@ -149,33 +160,50 @@ fn checker_catches_an_election_outside_the_sync_state_set() {
     );
 }
 
-#[test]
-fn checker_catches_a_shrink_before_the_controller_approved_it() {
+/// The first failure of the safe configuration with `mutation`; it must be a lost or
+/// unreplicated acknowledged message (`lost_only`: a lost one).
+fn caught(mutation: Mutation, lost_only: bool, why: &str) -> Failure {
     let config = SimConfig {
-        mutation: Some(Mutation::ShrinkBeforeApproval),
+        mutation: Some(mutation),
         ..SimConfig::safe(250)
     };
-    let failure = first_failure(3_000, &config).expect("an unapproved shrink breaks safety");
-    assert!(
-        matches!(failure.violation, Violation::AckedLost { .. }),
-        "{}",
-        explain(&failure)
-    );
+    let failure = first_failure(3_000, &config).expect(why);
+    let expected = match failure.violation {
+        Violation::AckedLost { .. } => true,
+        Violation::AckedNotOnSyncStateMember { .. } => !lost_only,
+        _ => false,
+    };
+    assert!(expected, "{}", explain(&failure));
+    failure
+}
+
+#[test]
+fn checker_catches_a_shrink_before_the_controller_approved_it() {
+    let why = "an unapproved shrink breaks safety";
+    caught(Mutation::ShrinkBeforeApproval, true, why);
 }
 
 #[test]
 fn checker_catches_counting_only_approved_members() {
-    let config = SimConfig {
-        mutation: Some(Mutation::CountApprovedOnly),
-        ..SimConfig::safe(250)
-    };
-    let failure = first_failure(3_000, &config)
-        .expect("ignoring a possibly approved expansion breaks safety");
-    assert!(
-        matches!(failure.violation, Violation::AckedLost { .. }),
-        "{}",
-        explain(&failure)
-    );
+    let why = "ignoring a possibly approved expansion breaks safety";
+    caught(Mutation::CountApprovedOnly, true, why);
+}
+
+/// The broker's rule before commit 87c5b1c: a slave that caught up once was proposed at
+/// once, though sends were acknowledged without it since (the SIGSTOP scenario of
+/// `broker/tests/controller_client.rs`).
+#[test]
+fn checker_catches_proposing_a_slave_before_its_counting_mark() {
+    let why = "proposing a replica without its counting mark breaks safety";
+    caught(Mutation::ProposeOnceCaughtUp, false, why);
+}
+
+/// The broker's other rule before commit 87c5b1c: after an unanswered proposal the next one
+/// was recomputed without the lost one's members, which the controller could still apply.
+#[test]
+fn checker_catches_forgetting_a_pending_proposal_on_an_unknown_answer() {
+    let why = "dropping a proposal the controller may still apply breaks safety";
+    caught(Mutation::ForgetPendingOnUnknown, false, why);
 }
 
 #[test]

@@ -27,6 +27,7 @@ use compio::buf::{IntoInner, IoBuf};
 use compio::io::{AsyncRead, AsyncWriteExt, AsyncWriteZerocopy};
 use compio::net::TcpStream;
 use futures_channel::oneshot;
+use rmq_election::CountingMarks;
 use rmq_storage::ShardStore;
 
 use crate::ack_tracker::AckTracker;
@@ -49,7 +50,8 @@ use crate::handshake::{Hello, Status, answer, encode_epochs, encode_welcome};
 /// only what was acknowledged below `E` (every later acknowledgement waits for it: the wait
 /// is decided here, on the shard's core, after the append), so once it reported `E`
 /// ([`ShardReplica::holds_everything_acknowledged`]) it holds everything this shard ever
-/// acknowledged and may be proposed for the sync-state set.
+/// acknowledged and may be proposed for the sync-state set (the marks are
+/// `rmq_election::CountingMarks`, the type the election simulation's master keeps too).
 #[derive(Default)]
 pub struct ShardReplica {
     tracker: RefCell<AckTracker<oneshot::Sender<()>>>,
@@ -58,7 +60,7 @@ pub struct ShardReplica {
     by_id: RefCell<BTreeMap<i64, SlaveProgress>>,
     required: RefCell<Option<BTreeSet<i64>>>,
     /// Each required slave's counting mark: our log end when it became required.
-    counted_from: RefCell<BTreeMap<i64, i64>>,
+    counted_from: RefCell<CountingMarks<i64, i64>>,
     /// Without a required set: distinct slaves that must report (0 or 1: any slave).
     slaves_needed: Cell<usize>,
 }
@@ -195,13 +197,8 @@ impl ShardReplica {
         {
             let mut marks = self.counted_from.borrow_mut();
             match &required {
-                None => marks.clear(),
-                Some(ids) => {
-                    marks.retain(|id, _| ids.contains(id));
-                    for &id in ids {
-                        marks.entry(id).or_insert(log_end);
-                    }
-                }
+                None => marks.forget(),
+                Some(ids) => marks.set_counted(ids, log_end),
             }
         }
         let nobody = required.as_ref().is_some_and(BTreeSet::is_empty);
@@ -228,19 +225,16 @@ impl ShardReplica {
     /// A new mastership: every required slave is counted from the log end at the next
     /// [`Self::set_required`].
     pub fn forget_counting_marks(&self) {
-        self.counted_from.borrow_mut().clear();
+        self.counted_from.borrow_mut().forget();
     }
 
     /// True when slave `id` is required and reported its counting mark: it holds everything
     /// this shard ever acknowledged (see the type docs).
     pub fn holds_everything_acknowledged(&self, id: i64) -> bool {
-        let Some(&mark) = self.counted_from.borrow().get(&id) else {
-            return false;
-        };
-        self.by_id
+        let held = self.by_id.borrow().get(&id).map(|p| p.offset);
+        self.counted_from
             .borrow()
-            .get(&id)
-            .is_some_and(|p| p.offset >= mark)
+            .holds_everything_acknowledged(id, held)
     }
 
     /// The identified slaves and their progress.

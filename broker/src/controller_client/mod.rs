@@ -52,7 +52,7 @@ use crate::core_context::CoreContext;
 use crate::replication::role;
 use calls::Controllers;
 use identity::{Claim, IdentityFiles};
-use sync_state::{Answer, SyncStateUpkeep};
+use sync_state::SyncStateUpkeep;
 
 /// Role notifications the controller pushed, waiting for the client loop.
 #[derive(Default)]
@@ -523,7 +523,7 @@ impl Client {
             return Ok(());
         };
         let proposal = upkeep.next(&near, &ready);
-        let counted: Vec<i64> = upkeep.counted().into_iter().collect();
+        let counted = upkeep.counted();
         // Counted before it is asked for: a joining slave's marks are taken on each shard
         // when the set reaches it (`ready` waits for them).
         role::apply_sync_state_set(&self.broker, &counted);
@@ -531,19 +531,21 @@ impl Client {
             return Ok(());
         };
         let name = self.broker.config.broker_name.clone();
+        let (set, based_on) = sync_state::wire(&proposal);
         let asked = calls::alter_sync_state_set(
             &self.controllers,
             leader,
             &name,
             (id, self.epoch),
-            &proposal.set,
-            proposal.based_on,
+            &set,
+            based_on,
         )
         .await;
-        let (answer, result) = match asked {
+        let answer = sync_state::answer_of(&asked);
+        let result = match asked {
             Ok(epoch) => {
-                tracing::info!(new = ?proposal.set, epoch, "sync-state set changed");
-                (Answer::Accepted { epoch }, Ok(()))
+                tracing::info!(new = ?set, epoch, "sync-state set changed");
+                Ok(())
             }
             Err(error) => {
                 if error.code() == Some(controller_response_code::CONTROLLER_FENCED_MASTER_EPOCH) {
@@ -551,13 +553,12 @@ impl Client {
                 }
                 // Learn the controller's set soon (an unknown outcome is resolved by it).
                 self.last_sync = None;
-                (Answer::from_refusal(error.code()), Err(error))
+                Err(error)
             }
         };
         if let Some(upkeep) = self.upkeep.as_mut() {
             upkeep.answered(&proposal, answer);
-            let counted: Vec<i64> = upkeep.counted().into_iter().collect();
-            role::apply_sync_state_set(&self.broker, &counted);
+            role::apply_sync_state_set(&self.broker, &upkeep.counted());
         }
         result
     }
@@ -664,8 +665,7 @@ impl Client {
                 && mine
                 && let Some(upkeep) = &self.upkeep
             {
-                let counted: Vec<i64> = upkeep.counted().into_iter().collect();
-                role::apply_sync_state_set(&self.broker, &counted);
+                role::apply_sync_state_set(&self.broker, &upkeep.counted());
             }
             return;
         }
@@ -679,10 +679,10 @@ impl Client {
                     info.sync_state_set_epoch,
                 ));
             }
-            let counted: Vec<i64> = self
+            let counted = self
                 .upkeep
                 .as_ref()
-                .map(|u| u.counted().into_iter().collect())
+                .map(SyncStateUpkeep::counted)
                 .unwrap_or_default();
             role::become_master(&self.broker, info.master_epoch, id, &counted).await
         } else {

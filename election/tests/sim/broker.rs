@@ -1,21 +1,19 @@
 //! A modelled broker: a durable log of (epoch, id) records, its epoch history, the highest
-//! master epoch it has learnt, and its role. Masters acknowledge per `MasterSyncView`;
-//! slaves follow only the master the controller named, truncate to the consistent point
-//! with it, and refuse streams of an older epoch.
+//! master epoch it has learnt, and its role. Masters acknowledge and keep their sync-state
+//! set per `MasterSyncView` (the broker's own `SyncStateUpkeep`); slaves follow only the
+//! master the controller named, truncate to the consistent point with it, and refuse
+//! streams of an older epoch.
 
-use std::collections::BTreeSet;
+use rmq_election::{BrokerId, EpochEntry, EpochHistory, ReplicaInfo, consistent_point};
 
-use rmq_election::{
-    BrokerId, EpochEntry, EpochHistory, MasterSyncView, ReplicaInfo, consistent_point,
-};
-
+use super::master::MasterSyncView;
 use super::network::Record;
 
 #[derive(Clone, Debug)]
 pub enum Role {
     /// Just started, or the controller knows no master.
     Unknown,
-    Master(MasterSyncView),
+    Master(Box<MasterSyncView>),
     Slave {
         master: BrokerId,
         epoch: u32,
@@ -39,6 +37,8 @@ pub struct Broker {
     pub truncated_records: u64,
     /// A rule broken on purpose: take any master's stream, ignoring epochs.
     follows_any_master: bool,
+    /// Stopped (SIGSTOP) until then: it neither runs nor reads, its connections stay up.
+    pub frozen_until_ms: u64,
 }
 
 /// What went wrong inside a broker that the checker reports.
@@ -58,11 +58,18 @@ impl Broker {
             synced_with: None,
             truncated_records: 0,
             follows_any_master,
+            frozen_until_ms: 0,
         }
+    }
+
+    /// Up and not stopped at `now_ms`.
+    pub fn runs(&self, now_ms: u64) -> bool {
+        self.up && now_ms >= self.frozen_until_ms
     }
 
     pub fn crash(&mut self) {
         self.up = false;
+        self.frozen_until_ms = 0;
         self.role = Role::Unknown;
         self.synced_with = None;
     }
@@ -121,14 +128,13 @@ impl Broker {
             self.history.last().map(|e| e.epoch),
             Some(info.master_epoch)
         );
-        let approved = info.sync_state_set.clone();
-        Role::Master(MasterSyncView::new(
+        Role::Master(Box::new(MasterSyncView::new(
             self.id,
             info.master_epoch,
-            approved,
+            &info.sync_state_set,
             info.sync_state_set_epoch,
             end,
-        ))
+        )))
     }
 
     /// A client send: appended when this broker is master. Returns the record's offset.
@@ -181,27 +187,5 @@ impl Broker {
         self.history = history.to_vec();
         self.synced_with = Some((from, epoch));
         Ok(Some(self.log.len() as u64))
-    }
-
-    /// Replicas to propose for the SSS: drop a lagging member, or take in a caught-up one.
-    pub fn sync_state_change(
-        &self,
-        lagging: BrokerId,
-        all: &BTreeSet<BrokerId>,
-    ) -> Option<BTreeSet<BrokerId>> {
-        let view = self.master_view()?;
-        let (approved, _) = view.approved();
-        let mut new_set = approved.clone();
-        if approved.contains(&lagging) && lagging != self.id {
-            if view.held(lagging) >= self.log.len() as u64 {
-                return None;
-            }
-            new_set.remove(&lagging);
-        } else if all.contains(&lagging) && !approved.contains(&lagging) {
-            new_set.insert(lagging);
-        } else {
-            return None;
-        }
-        Some(new_set)
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod broker;
 pub mod checker;
+pub mod master;
 pub mod network;
 pub mod rng;
 pub mod world;

@@ -1,11 +1,12 @@
 //! The simulated network: every message has a delivery time (random delay, so messages
 //! overtake each other), links can be cut (messages on a cut link are lost or held back
 //! until it heals), some messages are lost anyway, and some arrive twice (a client's retry
-//! after a timeout: the controller may apply the same request twice).
+//! after a timeout: the controller may apply the same request twice; not a master's
+//! `AlterSyncStateSet`, which the broker re-sends only knowingly).
 
 use std::collections::BTreeSet;
 
-use rmq_election::{BrokerId, Command, EpochEntry, ReplicaInfo};
+use rmq_election::{BrokerId, Command, EpochEntry, ProposalAnswer, ReplicaInfo, SyncStateProposal};
 
 use super::rng::Rng;
 
@@ -48,6 +49,13 @@ pub enum Message {
         to: BrokerId,
         info: ReplicaInfo,
     },
+    /// The controller's answer to a master's `AlterSyncStateSet` (of mastership `epoch`).
+    Answer {
+        to: BrokerId,
+        epoch: u32,
+        proposal: SyncStateProposal,
+        answer: ProposalAnswer,
+    },
     /// A master's log and epoch history, as a slave's fetch would return them.
     Replicate {
         from: BrokerId,
@@ -72,11 +80,27 @@ impl Message {
                 (Node::Broker(*from), Node::Controller)
             }
             Self::Heartbeat { from, member, .. } => (Node::Broker(*from), Node::Member(*member)),
-            Self::Info { to, .. } => (Node::Controller, Node::Broker(*to)),
+            Self::Info { to, .. } | Self::Answer { to, .. } => {
+                (Node::Controller, Node::Broker(*to))
+            }
             Self::Replicate { from, to, .. } | Self::Ack { from, to, .. } => {
                 (Node::Broker(*from), Node::Broker(*to))
             }
         }
+    }
+
+    /// Whether the network may deliver it twice (a client's retry nobody sees). Never a
+    /// master's `AlterSyncStateSet`: the broker's controller client sends each copy once, and
+    /// a copy it sends again is one its sync-state-set upkeep knows of (after the first
+    /// one's outcome became unknown).
+    fn may_duplicate(&self) -> bool {
+        !matches!(
+            self,
+            Self::Apply {
+                cmd: Command::AlterSyncStateSet { .. },
+                ..
+            }
+        )
     }
 
     pub fn involves(&self, broker: BrokerId) -> bool {
@@ -116,6 +140,22 @@ impl Network {
             deliver_at_ms,
             message,
         });
+    }
+
+    /// `message` arrives at `at_ms` (held back for a stopped receiver).
+    pub fn send_at(&mut self, at_ms: u64, message: Message) {
+        self.in_flight.push(InFlight {
+            deliver_at_ms: at_ms,
+            message,
+        });
+    }
+
+    /// The broker a message is for.
+    pub fn receiver(message: &Message) -> Option<BrokerId> {
+        match message.endpoints().1 {
+            Node::Broker(id) => Some(id),
+            Node::Controller | Node::Member(_) => None,
+        }
     }
 
     fn link(a: Node, b: Node) -> (Node, Node) {
@@ -169,7 +209,7 @@ impl Network {
             if rng.chance(self.loss_per_mille) {
                 continue;
             }
-            if rng.chance(self.duplicate_per_mille) {
+            if rng.chance(self.duplicate_per_mille) && flight.message.may_duplicate() {
                 let deliver_at_ms = now_ms + rng.range(1, self.delay_max_ms * 4);
                 self.in_flight.push(InFlight {
                     deliver_at_ms,

@@ -9,6 +9,7 @@ use rmq_election::{
 
 use super::broker::{Broker, Role};
 use super::checker::{Acked, BrokerSnapshot, Checker, Violation};
+use super::master::Broken;
 use super::network::{Message, Network, Node};
 use super::rng::Rng;
 
@@ -51,6 +52,23 @@ pub enum Mutation {
     CountApprovedOnly,
     /// A slave takes the stream of any broker that acts as master, whatever its epoch.
     SlaveFollowsAnyMaster,
+    /// The master proposes a replica that caught up once, without its counting mark (the
+    /// broker's rule before commit 87c5b1c).
+    ProposeOnceCaughtUp,
+    /// The master drops a pending proposal's members from the count on an unknown answer
+    /// (the broker's rule before commit 87c5b1c).
+    ForgetPendingOnUnknown,
+}
+
+impl Mutation {
+    /// The upkeep rule the mutation breaks, if it is one.
+    pub fn broken(self) -> Option<Broken> {
+        match self {
+            Self::ProposeOnceCaughtUp => Some(Broken::ProposeOnceCaughtUp),
+            Self::ForgetPendingOnUnknown => Some(Broken::ForgetPendingOnUnknown),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -90,6 +108,14 @@ pub struct Stats {
     /// replica merged into a batch.
     pub batched_heartbeats: u64,
     pub merged_heartbeats: u64,
+    /// Proposals sent again while their outcome was unknown.
+    pub resent: u64,
+    /// Proposals the controller refused in its log (the pending one is resolved).
+    pub definite_refusals: u64,
+    /// Expansions approved (a joining replica got into the set).
+    pub joined: u64,
+    /// Slaves stopped (SIGSTOP) right after catching up.
+    pub freezes: u64,
 }
 
 impl Stats {
@@ -103,6 +129,10 @@ impl Stats {
         self.truncated_records += other.truncated_records;
         self.batched_heartbeats += other.batched_heartbeats;
         self.merged_heartbeats += other.merged_heartbeats;
+        self.resent += other.resent;
+        self.definite_refusals += other.definite_refusals;
+        self.joined += other.joined;
+        self.freezes += other.freezes;
     }
 }
 

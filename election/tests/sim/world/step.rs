@@ -3,6 +3,8 @@
 
 use std::collections::BTreeSet;
 
+use rmq_election::{ProposalAnswer, SyncStateProposal};
+
 use super::*;
 
 impl World {
@@ -103,7 +105,8 @@ impl World {
             }
         }
         for index in 0..self.brokers.len() {
-            if !self.brokers[index].up || self.now_ms < self.next_heartbeat_ms[index] {
+            if !self.brokers[index].runs(self.now_ms) || self.now_ms < self.next_heartbeat_ms[index]
+            {
                 continue;
             }
             self.next_heartbeat_ms[index] = self.now_ms + self.rng.range(150, 350);
@@ -206,7 +209,9 @@ impl World {
             return;
         }
         let masters: Vec<usize> = (0..self.brokers.len())
-            .filter(|i| self.brokers[*i].master_view().is_some())
+            .filter(|i| {
+                self.brokers[*i].runs(self.now_ms) && self.brokers[*i].master_view().is_some()
+            })
             .collect();
         if masters.is_empty() {
             return;
@@ -225,10 +230,14 @@ impl World {
         }
     }
 
-    /// Masters stream their log to the other brokers and propose SSS changes.
+    /// Masters stream their log to the other brokers and keep their SSS (the broker's
+    /// `checkSyncStateSetPeriod`).
     fn masters_work(&mut self) {
         let all: BTreeSet<BrokerId> = self.brokers.iter().map(|b| b.id).collect();
         for index in 0..self.brokers.len() {
+            if !self.brokers[index].runs(self.now_ms) {
+                continue;
+            }
             let Some(view) = self.brokers[index].master_view() else {
                 continue;
             };
@@ -252,23 +261,25 @@ impl World {
                 }
             }
             if self.rng.chance(100) {
-                let candidate = self.rng.range(1, all.len() as u64);
-                self.propose(index, candidate, &all);
+                self.check_sync_state_set(index);
             }
         }
     }
 
-    fn propose(&mut self, index: usize, candidate: BrokerId, all: &BTreeSet<BrokerId>) {
-        let Some(new_set) = self.brokers[index].sync_state_change(candidate, all) else {
-            return;
-        };
+    fn check_sync_state_set(&mut self, index: usize) {
         let from = self.brokers[index].id;
+        let broken = self.config.mutation.and_then(Mutation::broken);
+        let now_ms = self.now_ms;
         let Role::Master(view) = &mut self.brokers[index].role else {
             return;
         };
-        let Some(proposal) = view.propose(new_set) else {
+        let pending = view.upkeep().pending().cloned();
+        let Some(proposal) = view.check(now_ms, broken) else {
             return;
         };
+        if pending.as_ref() == Some(&proposal) {
+            self.stats.resent += 1;
+        }
         let cmd = Command::AlterSyncStateSet {
             broker_name: GROUP.into(),
             master_broker_id: from,
@@ -287,6 +298,14 @@ impl World {
     }
 
     fn deliver(&mut self, message: Message) {
+        if let Some(to) = Network::receiver(&message) {
+            let frozen_until_ms = self.brokers[to as usize - 1].frozen_until_ms;
+            if frozen_until_ms > self.now_ms {
+                // A stopped process reads nothing; its connections keep what was sent.
+                self.network.send_at(frozen_until_ms, message);
+                return;
+            }
+        }
         match message {
             Message::Apply { .. } | Message::GetInfo { .. } if !self.controller_up() => {}
             Message::Heartbeat { from, member, cmd } => {
@@ -314,6 +333,26 @@ impl World {
                     .send(&mut self.rng, self.now_ms, Message::Info { to: from, info });
             }
             Message::Info { to, info } => self.learn(to, &info),
+            Message::Answer {
+                to,
+                epoch,
+                proposal,
+                answer,
+            } => {
+                let broken = self.config.mutation.and_then(Mutation::broken);
+                let broker = &mut self.brokers[to as usize - 1];
+                if let Role::Master(view) = &mut broker.role
+                    && broker.up
+                    && view.master_epoch() == epoch
+                {
+                    if answer == ProposalAnswer::Refused
+                        && view.upkeep().pending() == Some(&proposal)
+                    {
+                        self.stats.definite_refusals += 1;
+                    }
+                    view.answered(&proposal, answer, broken);
+                }
+            }
             Message::Replicate {
                 from,
                 to,
@@ -324,6 +363,16 @@ impl World {
                 let broker = &mut self.brokers[to as usize - 1];
                 match broker.replicate(from, epoch, &log, &history) {
                     Ok(Some(end)) => {
+                        if end == log.len() as u64 && self.rng.chance(20) {
+                            // Stopped right after catching up (SIGSTOP): its report still
+                            // goes out, then nothing for a while.
+                            let until = self.now_ms + self.rng.range(300, 2_500);
+                            self.brokers[to as usize - 1].frozen_until_ms = until;
+                            self.stats.freezes += 1;
+                            self.note(|| {
+                                format!("broker {to} stopped until {until} after catching up")
+                            });
+                        }
                         self.network.send(
                             &mut self.rng,
                             self.now_ms,
@@ -350,7 +399,7 @@ impl World {
                     && broker.up
                     && view.master_epoch() == epoch
                 {
-                    view.record_held(from, end);
+                    view.record_report(from, end, self.now_ms);
                 }
             }
         }
@@ -377,6 +426,7 @@ impl World {
     /// every broker gets it after an election (role-change notification).
     fn apply_controller(&mut self, from: Option<BrokerId>, cmd: &Command) {
         let now = self.controller_now();
+        let members_before = self.info().sync_state_set.len();
         let outcome = self.controller.apply(now, cmd);
         match &outcome {
             Outcome::Elected(elections) if !elections.is_empty() => {
@@ -401,6 +451,42 @@ impl World {
             }
             _ => {}
         }
+        if let (
+            Some(from),
+            Command::AlterSyncStateSet {
+                master_epoch,
+                new_sync_state_set,
+                sync_state_set_epoch,
+                ..
+            },
+        ) = (from, cmd)
+        {
+            // The master's call gets this answer only (as the broker's).
+            let answer = match &outcome {
+                Outcome::SyncStateSetAltered {
+                    sync_state_set_epoch,
+                    ..
+                } => ProposalAnswer::Accepted {
+                    epoch: *sync_state_set_epoch,
+                },
+                Outcome::Refused(refusal) => ProposalAnswer::from_refusal(Some(refusal.code)),
+                _ => ProposalAnswer::Unknown,
+            };
+            if let Outcome::SyncStateSetAltered { .. } = outcome {
+                self.stats.joined += u64::from(new_sync_state_set.len() > members_before);
+            }
+            let message = Message::Answer {
+                to: from,
+                epoch: *master_epoch,
+                proposal: SyncStateProposal {
+                    new_set: new_sync_state_set.clone(),
+                    based_on_epoch: *sync_state_set_epoch,
+                },
+                answer,
+            };
+            self.network.send(&mut self.rng, self.now_ms, message);
+            return;
+        }
         if let Some(from) = from
             && !matches!(outcome, Outcome::HeartbeatRecorded)
         {
@@ -421,25 +507,28 @@ impl World {
             if !broker.up || view.master_epoch() != pending.epoch {
                 continue; // no longer master in that epoch: the client sees a failure
             }
+            if broker.frozen_until_ms > self.now_ms {
+                still.push(pending);
+                continue;
+            }
+            let (all_ack, min_in_sync) = (
+                self.config.all_ack_in_sync_state_set,
+                self.config.min_in_sync_replicas,
+            );
             let limit = match self.config.mutation {
-                None | Some(Mutation::SlaveFollowsAnyMaster) => view.acknowledgeable_end(
-                    self.config.all_ack_in_sync_state_set,
-                    self.config.min_in_sync_replicas,
-                ),
-                Some(mutation) => {
-                    let counted = match mutation {
-                        Mutation::SlaveFollowsAnyMaster => unreachable!("handled above"),
-                        Mutation::CountApprovedOnly => view.approved().0.clone(),
-                        Mutation::ShrinkBeforeApproval => view
-                            .proposals()
-                            .last()
-                            .map_or(view.approved().0, |p| &p.new_set)
-                            .clone(),
-                    };
-                    let limit = counted.iter().map(|id| view.held(*id)).min().unwrap_or(0);
-                    view.record_acknowledged(limit);
-                    limit
+                Some(Mutation::CountApprovedOnly) => {
+                    view.ack_limit_of(view.upkeep().approved().0, true, 0)
                 }
+                Some(Mutation::ShrinkBeforeApproval) => {
+                    let upkeep = view.upkeep();
+                    let mut counted = upkeep.counted();
+                    if let Some(shrink) = upkeep.pending() {
+                        let approved = upkeep.approved().0;
+                        counted.retain(|id| shrink.new_set.contains(id) || !approved.contains(id));
+                    }
+                    view.ack_limit_of(&counted, true, 0)
+                }
+                _ => view.ack_limit(all_ack, min_in_sync),
             };
             if pending.offset < limit {
                 assert_eq!(
