@@ -415,6 +415,63 @@ fn unclean_election_takes_a_replica_outside_the_set() {
     );
 }
 
+/// `SetElectUncleanMaster` (mqadmin updateControllerConfig, written into the log by the
+/// leader) changes which replica a later election may pick, and a follower that applies the
+/// same log from a snapshot taken before it elects alike.
+#[test]
+fn set_elect_unclean_master_changes_what_a_later_election_picks_on_every_replica() {
+    let before: Vec<(u64, Command)> = vec![
+        (1, alter(1, 1, &[1, 2], 2)),
+        (500, heartbeat(3, 1, 999, 0)), // alive but not in the SSS
+    ];
+    let after: Vec<(u64, Command)> = vec![
+        (600, Command::SetElectUncleanMaster { enable: true }),
+        (TIMEOUT_MS + 1, Command::Tick),
+    ];
+    let mut leader = group_of_three();
+    for (now, cmd) in &before {
+        leader.apply(*now, cmd);
+    }
+    let snapshot = serde_json::to_string(&leader).unwrap();
+    let mut clean = leader.clone();
+    let outcomes: Vec<Outcome> = after
+        .iter()
+        .map(|(now, cmd)| leader.apply(*now, cmd))
+        .collect();
+    assert_eq!(outcomes[0], Outcome::ConfigChanged);
+    assert_eq!(
+        elected(outcomes[1].clone()),
+        Some(3),
+        "only an unclean election takes 3"
+    );
+    assert_eq!(
+        elected(clean.apply(TIMEOUT_MS + 1, &Command::Tick)),
+        None,
+        "without the command 3 is not eligible"
+    );
+
+    let mut follower: ElectionState = serde_json::from_str(&snapshot).unwrap();
+    let replayed: Vec<Outcome> = after
+        .iter()
+        .map(|(now, cmd)| follower.apply(*now, cmd))
+        .collect();
+    assert_eq!((&follower, &replayed), (&leader, &outcomes));
+
+    // Switched off again: the next election is clean again (3 times out while 1, outside
+    // the new SSS {3}, is alive: an unclean election would take 1).
+    for state in [&mut leader, &mut follower] {
+        let off = Command::SetElectUncleanMaster { enable: false };
+        assert_eq!(state.apply(TIMEOUT_MS + 2, &off), Outcome::ConfigChanged);
+        state.apply(TIMEOUT_MS + 3, &heartbeat(1, 1, 5_000, 0));
+        assert_eq!(
+            elected(state.apply(2 * TIMEOUT_MS, &Command::Tick)),
+            None,
+            "1 lies outside the set"
+        );
+    }
+    assert_eq!(follower, leader);
+}
+
 #[test]
 fn admin_elect_master_designates_only_an_eligible_broker() {
     let mut state = group_of_three();
