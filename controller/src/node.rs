@@ -43,8 +43,13 @@ pub struct NodeConfig {
     pub self_name: String,
     /// Where the raft log, vote and snapshot live (`controllerStorePath`).
     pub store_dir: PathBuf,
-    /// Raft heartbeat interval; a follower waits `election_timeout_ms` to
-    /// `2 * election_timeout_ms` without one before it stands for election.
+    /// Raft heartbeat interval. openraft 0.9 has a follower that knew a leader wait its
+    /// leader lease (the election timeout's maximum, `1.5 * election_timeout_ms` here) plus
+    /// its election timeout (fixed per start, between `election_timeout_ms` and
+    /// `1.5 * election_timeout_ms`) without a heartbeat before it stands for election, and
+    /// every member refuses votes during the lease: a leader loss costs 2.5-3 election
+    /// timeouts (1.25-1.5 s with the default 500 ms). A member names a leader it has not
+    /// heard from for `election_timeout_ms` no more (`NodeHandle::leader`).
     pub heartbeat_interval_ms: u64,
     pub election_timeout_ms: u64,
     /// How often the leader asks the state for its periodic command
@@ -55,17 +60,18 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    /// A config with the defaults of `ControllerConfig`: heartbeat 200 ms, election after
-    /// 1-2 s of silence (a loaded host's fsync or scheduling delay does not depose a healthy
-    /// leader), a leader scan every 200 ms, a snapshot every 10,000 entries.
+    /// A config with the defaults of `ControllerConfig`: heartbeat 100 ms, election
+    /// timeout 500 ms (an election after 1.25-1.5 s of silence, see `heartbeat_interval_ms`:
+    /// a loaded host's fsync or scheduling delay does not depose a healthy leader), a leader
+    /// scan every 200 ms, a snapshot every 10,000 entries.
     pub fn new(group: &str, peers: Vec<Peer>, self_name: &str, store_dir: PathBuf) -> Self {
         Self {
             group: group.to_owned(),
             peers,
             self_name: self_name.to_owned(),
             store_dir,
-            heartbeat_interval_ms: 200,
-            election_timeout_ms: 1_000,
+            heartbeat_interval_ms: 100,
+            election_timeout_ms: 500,
             scan_interval_ms: 200,
             snapshot_every_entries: 10_000,
         }
@@ -88,8 +94,12 @@ impl NodeConfig {
         let config = Config {
             cluster_name: self.group.clone(),
             heartbeat_interval: self.heartbeat_interval_ms,
+            // The maximum is also openraft 0.9's leader lease, added to every election
+            // after a leader was known: 1.5x rather than 2x keeps a leader loss at
+            // 2.5-3 timeouts instead of 3-4 (one more round when the first candidate's log
+            // was shorter costs the other's timeout, not twice the maximum).
             election_timeout_min: self.election_timeout_ms,
-            election_timeout_max: self.election_timeout_ms * 2,
+            election_timeout_max: self.election_timeout_ms + self.election_timeout_ms / 2,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every_entries),
             // Keep some entries behind a snapshot so a briefly lagging follower catches up
             // from the log rather than by a snapshot transfer.
@@ -118,6 +128,18 @@ pub struct NodeHandle<S: Replicated> {
     machine: StateMachineStore<S>,
     peers: Arc<Vec<Peer>>,
     me: Peer,
+    /// When this member last accepted an append (entries or heartbeat) from a leader.
+    leader_contact: Arc<LeaderContact>,
+}
+
+/// A follower's last contact with its leader, so that it stops naming a dead one (openraft's
+/// metrics keep the old leader until a new vote).
+struct LeaderContact {
+    since: std::time::Instant,
+    /// Milliseconds after `since` of the last accepted append; 0 = never.
+    last_ms: std::sync::atomic::AtomicU64,
+    /// Silence after which the leader is not named any more (the election timeout).
+    forget_after_ms: u64,
 }
 
 impl<S: Replicated> Clone for NodeHandle<S> {
@@ -127,6 +149,7 @@ impl<S: Replicated> Clone for NodeHandle<S> {
             machine: self.machine.clone(),
             peers: self.peers.clone(),
             me: self.me.clone(),
+            leader_contact: self.leader_contact.clone(),
         }
     }
 }
@@ -211,10 +234,33 @@ impl<S: Replicated> NodeHandle<S> {
         self.raft.metrics().borrow().current_term
     }
 
-    /// The member this node believes leads, if any.
+    /// The member this node believes leads, if any: itself while it leads, or the leader
+    /// of its term if it accepted an append from it within the election timeout. A dead
+    /// leader stays in openraft's metrics until a new one is voted in (1.25-1.5 s); naming it
+    /// that long sends brokers and mqadmin to it.
     pub fn leader(&self) -> Option<Peer> {
         let leader = self.raft.metrics().borrow().current_leader?;
+        if leader != self.me.id && !self.heard_from_leader() {
+            return None;
+        }
         self.peers.iter().find(|p| p.id == leader).cloned()
+    }
+
+    fn heard_from_leader(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let contact = &self.leader_contact;
+        let last = contact.last_ms.load(Ordering::Relaxed);
+        let now = contact.since.elapsed().as_millis() as u64 + 1;
+        last > 0 && now.saturating_sub(last) <= contact.forget_after_ms
+    }
+
+    /// A leader's append was accepted (the raft RPC handler calls this).
+    pub(crate) fn leader_heard(&self) {
+        use std::sync::atomic::Ordering;
+        let now = self.leader_contact.since.elapsed().as_millis() as u64 + 1;
+        self.leader_contact
+            .last_ms
+            .fetch_max(now, Ordering::Relaxed);
     }
 
     /// This node.
@@ -280,6 +326,11 @@ impl<S: Replicated> ControllerNode<S> {
             machine,
             peers: Arc::new(config.peers.clone()),
             me,
+            leader_contact: Arc::new(LeaderContact {
+                since: std::time::Instant::now(),
+                last_ms: std::sync::atomic::AtomicU64::new(0),
+                forget_after_ms: config.election_timeout_ms,
+            }),
         };
         let service = Arc::new(service);
         runtime.spawn(server::serve(listener, handle.clone(), service.clone()));

@@ -154,7 +154,15 @@ async fn raft_rpc<S: Replicated>(
                 Some(format!("undecodable raft rpc: {e}")),
             );
         }
-        Ok(RaftRequest::Append(rpc)) => RaftReply::Append(node.raft().append_entries(rpc).await),
+        Ok(RaftRequest::Append(rpc)) => {
+            let answer = node.raft().append_entries(rpc).await;
+            if answer.as_ref().is_ok_and(|reply| {
+                !matches!(reply, openraft::raft::AppendEntriesResponse::HigherVote(_))
+            }) {
+                node.leader_heard();
+            }
+            RaftReply::Append(answer)
+        }
         Ok(RaftRequest::Vote(rpc)) => RaftReply::Vote(node.raft().vote(rpc).await),
         Ok(RaftRequest::Snapshot(rpc)) => {
             RaftReply::Snapshot(node.raft().install_snapshot(rpc).await)

@@ -139,3 +139,32 @@ fn without_a_quorum_a_write_fails_instead_of_hanging() {
         started.elapsed()
     );
 }
+
+#[test]
+fn survivors_stop_naming_a_dead_leader_within_an_election_timeout() {
+    let mut group = Group::new(60_000, 10_000);
+    group.start_all();
+    let first = group.leader(ELECTION);
+    let crashed = Instant::now();
+    group.crash(first);
+    let names_dead = |group: &Group| {
+        (0..3)
+            .filter(|&i| i != first)
+            .any(|i| group.handle(i).leader().map(|p| p.addr) == Some(group.addr(first).into()))
+    };
+    while names_dead(&group) {
+        // The election timeout is 500 ms; openraft keeps the dead leader in its metrics
+        // until a new one is voted in, 1.25-1.5 s later.
+        assert!(
+            crashed.elapsed() < Duration::from_millis(1_200),
+            "a survivor still names the dead leader after {:?}",
+            crashed.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let second = group.leader(ELECTION);
+    println!(
+        "dead leader forgotten, new leader n{second} agreed after {:?}",
+        crashed.elapsed()
+    );
+}

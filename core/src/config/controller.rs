@@ -43,10 +43,12 @@ config_struct! {
         "rocketmqHome" => rocketmq_home: Option<String> =
             std::env::var("ROCKETMQ_HOME").ok().filter(|v| !v.trim().is_empty()),
         /// rmq-fast extension: raft heartbeat interval between members, in ms.
-        "controllerRaftHeartbeatIntervalMs" => raft_heartbeat_interval_ms: u64 = 200,
-        /// rmq-fast extension: a follower stands for election after this long (up to twice
-        /// it) without hearing from a leader, in ms.
-        "controllerRaftElectionTimeoutMs" => raft_election_timeout_ms: u64 = 1_000,
+        "controllerRaftHeartbeatIntervalMs" => raft_heartbeat_interval_ms: u64 = 100,
+        /// rmq-fast extension: raft election timeout in ms. A follower that knew a leader
+        /// stands for election after 2.5-3 times this without hearing from it (openraft
+        /// 0.9's leader lease of 1.5x plus a timeout of 1-1.5x), and stops naming it in
+        /// CONTROLLER_GET_METADATA_INFO after 1x.
+        "controllerRaftElectionTimeoutMs" => raft_election_timeout_ms: u64 = 500,
         /// rmq-fast extension: log directory.
         "logDir" => log_dir: PathBuf = PathBuf::from(home_path("logs/rocketmqlogs")),
     }
