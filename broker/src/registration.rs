@@ -14,7 +14,11 @@
 //!
 //! Controller mode: the broker registers only once the controller gave it a role, with the
 //! broker id of that role; when a role change gives it another id (a slave becoming brokerId
-//! 0), it unregisters the old id and registers the new one at once.
+//! 0), it registers the new one at once ([`register_role_change`]): to every name server on
+//! a connection and in a task of its own, so that neither a periodic registration still
+//! waiting for an unreachable name server (up to `registerBrokerTimeoutMills`) nor that name
+//! server delays it anywhere else. A request built for an id that is no longer the broker's
+//! is not sent (it would switch a name server's entry back to the old id).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -34,6 +38,16 @@ use rmq_net::{NetError, RemotingClient};
 use crate::context::SharedContext;
 
 type Clients = RefCell<HashMap<String, Rc<RemotingClient>>>;
+
+thread_local! {
+    /// The connections to the name servers, one per address, of the registrations sent from
+    /// this thread (the registration loop and role changes, both on core 0).
+    static CLIENTS: Rc<Clients> = Rc::default();
+}
+
+fn shared_clients() -> Rc<Clients> {
+    CLIENTS.with(Rc::clone)
+}
 
 /// Lets a request wait until a registration that includes its topic change reached every
 /// name server (a heartbeat that created a %RETRY% topic answers after it, as RocketMQ does).
@@ -116,7 +130,7 @@ pub async fn registration_loop(ctx: SharedContext) {
     }
     let period =
         Duration::from_millis(ctx.config.register_name_server_period.clamp(10_000, 60_000) as u64);
-    let clients: Clients = RefCell::default();
+    let clients = shared_clients();
     let mut last: Option<Instant> = None;
     let mut registered_id: Option<i64> = None;
     // The next registration must be a full one (the last failed, or a slave lacks its master).
@@ -437,6 +451,32 @@ async fn register_all(ctx: &SharedContext, clients: &Clients, addrs: &[String]) 
     send_all(ctx, clients, addrs, &requests).await
 }
 
+/// A role change's registration (controller mode, see the module docs): the current id and
+/// topics, sent at once to every name server, each in its own task, over the connections
+/// the registration loop uses (requests on one connection are answered independently, and a
+/// name server drops the brokers registered over a connection that closes, so a connection
+/// of its own could not be closed after it). The registration loop registers the new id too
+/// when it is free (the same data, harmless).
+pub fn register_role_change(ctx: &SharedContext) {
+    let ctx = ctx.clone();
+    rmq_net::rt::spawn(async move {
+        let requests = Rc::new(build_off_core(&ctx).await);
+        let id = ctx.broker_id();
+        for addr in ctx.config.namesrv_addrs() {
+            let (ctx, requests) = (ctx.clone(), requests.clone());
+            rmq_net::rt::spawn(async move {
+                let clients = shared_clients();
+                let addrs = [addr];
+                if send_all(&ctx, &clients, &addrs, &requests).await {
+                    tracing::info!(namesrv = %addrs[0], id, "role change registered");
+                }
+            })
+            .detach();
+        }
+    })
+    .detach();
+}
+
 /// Sends `requests` in order to every name server; true when all accepted every one.
 async fn send_all(
     ctx: &SharedContext,
@@ -451,6 +491,12 @@ async fn send_all(
         let client = client_for(ctx, clients, addr).await?;
         let mut last = None;
         for request in requests {
+            let id = ctx.broker_id().to_string();
+            if request.ext("brokerId") != Some(id.as_str()) {
+                // Built before a role change: the new id's registration is under way.
+                tracing::debug!(namesrv = %addr, "registration of a former broker id dropped");
+                break;
+            }
             let response = client.invoke(request.clone(), timeout(ctx)).await?;
             let refused = response.code != ResponseCode::Success.code();
             last = Some(response);
@@ -458,18 +504,19 @@ async fn send_all(
                 break;
             }
         }
-        Ok::<_, NetError>((addr, last.expect("at least one request")))
+        Ok::<_, NetError>((addr, last))
     });
     let mut all_ok = true;
     for outcome in join_all(attempts).await {
-        all_ok &= matches!(&outcome, Ok((_, r)) if r.code == ResponseCode::Success.code());
+        all_ok &= matches!(&outcome, Ok((_, Some(r))) if r.code == ResponseCode::Success.code());
         match outcome {
-            Ok((addr, response)) if response.code == ResponseCode::Success.code() => {
+            Ok((_, None)) => {}
+            Ok((addr, Some(response))) if response.code == ResponseCode::Success.code() => {
                 ctx.replication
                     .learn(response.ext("haServerAddr"), response.ext("masterAddr"));
                 tracing::debug!(namesrv = %addr, master = ?response.ext("masterAddr"), "registered with name server");
             }
-            Ok((addr, response)) => tracing::warn!(
+            Ok((addr, Some(response))) => tracing::warn!(
                 namesrv = %addr, code = response.code, remark = ?response.remark,
                 "name server refused registration"
             ),

@@ -256,3 +256,44 @@ fn a_slave_elected_while_it_pauses_takes_writes_at_once() {
     .unwrap();
     handle.stop().unwrap();
 }
+
+/// A role change's registration goes to each name server at once: a periodic registration
+/// still waiting for a name server that never answers (a partition: up to
+/// `registerBrokerTimeoutMills`, 6 s) delays it at no other name server.
+#[test]
+fn a_role_change_registers_at_once_while_a_name_server_does_not_answer() {
+    let namesrv = Namesrv::start();
+    // Accepts connections (the kernel's backlog) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::new(dir.path(), &format!("{};{silent_addr}", namesrv.addr));
+    let handle = node.start();
+    let ctx = handle.context().clone();
+    rmq_net::rt::block_on(async {
+        role::become_slave(&ctx, "127.0.0.1:1", Some("127.0.0.1:2"), 1, 2)
+            .await
+            .unwrap();
+        // The loop's registration of the slave now waits for the silent name server (a
+        // slave's registration adds no route: nothing to check before).
+        rmq_net::rt::sleep(Duration::from_millis(500)).await;
+        let elected = std::time::Instant::now();
+        role::become_master(&ctx, 2, 2, &[2]).await.unwrap();
+        let master = [(0, node.addr.clone())];
+        while route_ids(&namesrv.addr, "TBW102").await != master {
+            assert!(
+                elected.elapsed() < Duration::from_millis(1_500),
+                "not registered as brokerId 0 after {:?}",
+                elected.elapsed()
+            );
+            rmq_net::rt::sleep(Duration::from_millis(20)).await;
+        }
+        println!(
+            "registered as brokerId 0 {:?} after the role change",
+            elected.elapsed()
+        );
+    })
+    .unwrap();
+    handle.stop().unwrap();
+    drop(silent);
+}

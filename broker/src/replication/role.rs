@@ -267,6 +267,7 @@ pub async fn become_master(
         });
     }
     broker.request_registration();
+    crate::registration::register_role_change(broker);
     tracing::warn!(epoch, "this broker is master now");
     Ok(())
 }
@@ -376,6 +377,7 @@ pub async fn become_slave(
         generation: 0,
     });
     broker.request_registration();
+    crate::registration::register_role_change(broker);
     wait_settled(broker, next.generation).await?;
     tracing::warn!(
         epoch,
