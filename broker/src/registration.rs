@@ -40,13 +40,20 @@ use crate::context::SharedContext;
 type Clients = RefCell<HashMap<String, Rc<RemotingClient>>>;
 
 thread_local! {
-    /// The connections to the name servers, one per address, of the registrations sent from
-    /// this thread (the registration loop and role changes, both on core 0).
-    static CLIENTS: Rc<Clients> = Rc::default();
+    /// Per broker address, the connections to the name servers (one per name server) of the
+    /// registrations this thread sends for that broker: its registration loop and its role
+    /// changes, both on core 0. Never shared between brokers (tests run several in one
+    /// process): a name server ties a broker's liveness to the connection it registered on.
+    static CLIENTS: RefCell<HashMap<String, Rc<Clients>>> = RefCell::default();
 }
 
-fn shared_clients() -> Rc<Clients> {
-    CLIENTS.with(Rc::clone)
+fn shared_clients(ctx: &SharedContext) -> Rc<Clients> {
+    CLIENTS.with(|all| {
+        all.borrow_mut()
+            .entry(ctx.broker_addr.to_string())
+            .or_default()
+            .clone()
+    })
 }
 
 /// Lets a request wait until a registration that includes its topic change reached every
@@ -130,7 +137,7 @@ pub async fn registration_loop(ctx: SharedContext) {
     }
     let period =
         Duration::from_millis(ctx.config.register_name_server_period.clamp(10_000, 60_000) as u64);
-    let clients = shared_clients();
+    let clients = shared_clients(&ctx);
     let mut last: Option<Instant> = None;
     let mut registered_id: Option<i64> = None;
     // The next registration must be a full one (the last failed, or a slave lacks its master).
@@ -465,7 +472,7 @@ pub fn register_role_change(ctx: &SharedContext) {
         for addr in ctx.config.namesrv_addrs() {
             let (ctx, requests) = (ctx.clone(), requests.clone());
             rmq_net::rt::spawn(async move {
-                let clients = shared_clients();
+                let clients = shared_clients(&ctx);
                 let addrs = [addr];
                 if send_all(&ctx, &clients, &addrs, &requests).await {
                     tracing::info!(namesrv = %addrs[0], id, "role change registered");
