@@ -3,8 +3,12 @@
 //! `key=value` lines, changed at runtime.
 //!
 //! Per member, as RocketMQ 5.3.3 (`ControllerManager.getConfiguration().update`): a change
-//! reaches only the member asked (mqadmin asks every address given with `-a`) and lasts until
-//! it restarts (unlike RocketMQ the `-c` file is not rewritten). Keys in `configBlackList`
+//! reaches only the member asked (mqadmin asks every address given with `-a`), and every key
+//! with its value is then written to `configStorePath` (default
+//! `$HOME/controller/controller.properties`; a member started with that file as `-c` keeps
+//! the change across restarts). The file is written before the change applies: a write that
+//! fails refuses the request with SYSTEM_ERROR naming the file (5.3.3 logs it and answers
+//! success). Keys in `configBlackList`
 //! (always `configBlackList`, `configStorePath`, `rocketmqHome`, as 5.3.3, plus those the file
 //! lists) are refused with NO_PERMISSION ("Can not update config in black list."). Unlike
 //! 5.3.3, which sets any field and silently skips unknown keys and unparsable values, only the
@@ -88,6 +92,7 @@ pub(super) async fn update(
         .apply_properties(&props, COMMAND_LINE, &[], &mut warnings)
         .map_err(|e| system_error(e.to_string()))?;
     let changes = text.trim().replace('\n', ", ");
+    persist(&updated).map_err(system_error)?;
     *service.live() = updated;
     tracing::info!("controller config updated: {changes}");
     sync_elect_unclean_master(service, node).await?;
@@ -121,6 +126,38 @@ pub(super) async fn sync_elect_unclean_master(
         "enableElectUncleanMaster of the leader replicated"
     );
     Ok(())
+}
+
+/// Writes every key with its value to `configStorePath` (RocketMQ 5.3.3's
+/// `Configuration.persist` after an update), through a temporary file of its own renamed over
+/// it, so a crash leaves the old file or the new one and two members writing the same path
+/// leave one whole file.
+///
+/// # Errors
+/// Why the file could not be written, naming it.
+fn persist(config: &ControllerConfig) -> Result<(), String> {
+    let path = &config.config_store_path;
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        // Unique: members sharing the default path write it at the same time (mqadmin -a).
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let write_no = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut temporary = path.as_os_str().to_owned();
+        temporary.push(format!(".{}-{write_no}.tmp", std::process::id()));
+        let temporary = std::path::PathBuf::from(temporary);
+        let mut file = std::fs::File::create(&temporary)?;
+        std::io::Write::write_all(&mut file, config.to_properties_text().as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    };
+    write().map_err(|error| {
+        format!(
+            "cannot persist the controller config to configStorePath {}: {error}",
+            path.display()
+        )
+    })
 }
 
 fn black_list(config: &ControllerConfig) -> Vec<String> {

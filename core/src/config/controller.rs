@@ -51,6 +51,10 @@ config_struct! {
         "controllerRaftElectionTimeoutMs" => raft_election_timeout_ms: u64 = 500,
         /// rmq-fast extension: log directory.
         "logDir" => log_dir: PathBuf = PathBuf::from(home_path("logs/rocketmqlogs")),
+        /// Where UPDATE_CONTROLLER_CONFIG writes every key after a change, as RocketMQ 5.3.3
+        /// (`Configuration.persist`); read at start only when it is the `-c` file.
+        "configStorePath" => config_store_path: PathBuf =
+            PathBuf::from(home_path("controller/controller.properties")),
     }
     extra {
         /// Keys accepted without effect, with the values given.

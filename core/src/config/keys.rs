@@ -215,7 +215,6 @@ pub const CONTROLLER_IGNORED: &[IgnoredKey] = &[
     missing("metricsLabel", None),
     missing("metricsInDelta", None),
     missing("configBlackList", None),
-    missing("configStorePath", None),
 ];
 
 /// Finds `key` in the given tables.

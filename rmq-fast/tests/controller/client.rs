@@ -99,7 +99,8 @@ impl Member {
     }
 }
 
-/// Three members on loopback sharing one store root (each in its own subdirectory).
+/// Three members on loopback sharing one store root (each in its own subdirectory); each
+/// one's `configStorePath` is its own file, so a runtime config change survives a restart.
 pub fn three_members(dir: &Path) -> Vec<Member> {
     three_members_on(dir, port)
 }
@@ -124,10 +125,11 @@ pub fn three_members_on(dir: &Path, port: fn() -> u16) -> Vec<Member> {
             let text = format!(
                 "controllerDLegerGroup = group1\ncontrollerDLegerPeers = {}\n\
                  controllerDLegerSelfId = {name}\ncontrollerStorePath = {}\n\
-                 scanNotActiveBrokerInterval = 200\nlogDir = {}\n",
+                 scanNotActiveBrokerInterval = 200\nlogDir = {}\nconfigStorePath = {}\n",
                 peers.join(";"),
                 dir.join("store").display(),
                 dir.join(format!("logs-{name}")).display(),
+                config.display(),
             );
             std::fs::write(&config, text).unwrap();
             Member {

@@ -152,3 +152,61 @@ fn controller_config_changes_per_member_at_runtime_and_unclean_election_follows(
     assert_eq!(value(&follower_addr, UNCLEAN).as_deref(), Some("false"));
     assert_eq!(value(&leader_addr, UNCLEAN).as_deref(), Some("true"));
 }
+
+/// As RocketMQ 5.3.3, an update writes every key to `configStorePath`: a member started with
+/// that file as `-c` keeps the change after a restart; the others keep theirs.
+#[test]
+fn a_runtime_config_change_is_persisted_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut members = three_members(dir.path());
+    members.iter_mut().for_each(Member::start);
+    agreed_leader(&members, ELECTION);
+    const NOTIFY: &str = "notifyBrokerRoleChanged";
+    let changed = &members[1].addr;
+    let reply = update(changed, "notifyBrokerRoleChanged=false\n");
+    assert_eq!(reply.code, 0, "{:?}", reply.remark);
+    let before: Vec<Option<String>> = members
+        .iter()
+        .map(|m| value(&m.addr, "controllerDLegerPeers"))
+        .collect();
+
+    for member in members.iter_mut() {
+        member.kill();
+        member.start();
+    }
+    agreed_leader(&members, ELECTION);
+    let expected = ["true", "false", "true"];
+    for (member, (expected, peers)) in members.iter().zip(expected.iter().zip(&before)) {
+        assert_eq!(
+            value(&member.addr, NOTIFY).as_deref(),
+            Some(*expected),
+            "{} after its restart",
+            member.name
+        );
+        assert_eq!(&value(&member.addr, "controllerDLegerPeers"), peers);
+    }
+
+    // A file that cannot be written: refused, nothing changed.
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, "").unwrap();
+    let path = blocker.join("controller.properties");
+    let config = std::fs::read_to_string(&members[2].config).unwrap();
+    std::fs::write(
+        &members[2].config,
+        format!("{config}configStorePath={}\n", path.display()),
+    )
+    .unwrap();
+    members[2].kill();
+    members[2].start();
+    agreed_leader(&members, ELECTION);
+    let reply = update(&members[2].addr, "notifyBrokerRoleChanged=false\n");
+    assert_eq!(
+        reply.code,
+        ResponseCode::SystemError.code(),
+        "{:?}",
+        reply.remark
+    );
+    let remark = reply.remark.unwrap_or_default();
+    assert!(remark.contains("configStorePath"), "{remark}");
+    assert_eq!(value(&members[2].addr, NOTIFY).as_deref(), Some("true"));
+}
