@@ -399,10 +399,11 @@ fn a_name_server_runs_the_controller_its_file_configures() {
         "listenPort = {namesrv_port}\nenableControllerInNamesrv = true\n\
          controllerDLegerGroup = group1\ncontrollerDLegerPeers = n0-{controller_addr}\n\
          controllerDLegerSelfId = n0\ncontrollerStorePath = {}\nlogDir = {}\n\
-         kvConfigPath = {}\n",
+         kvConfigPath = {}\nconfigStorePath = {}\n",
         dir.path().join("store").display(),
         dir.path().join("logs").display(),
         dir.path().join("kv.json").display(),
+        dir.path().join("controller.properties").display(),
     );
     std::fs::write(&config, text).unwrap();
     let log = std::fs::File::create(dir.path().join("namesrv.out")).unwrap();
@@ -443,6 +444,11 @@ fn a_name_server_runs_the_controller_its_file_configures() {
     update.body = b"enableElectUncleanMaster=true\n".to_vec().into();
     let updated = ask(&controller_addr, update);
     assert_eq!(updated.code, 0, "{:?}", updated.remark);
+    let persisted = std::fs::read_to_string(dir.path().join("controller.properties")).unwrap();
+    assert!(
+        persisted.contains("enableElectUncleanMaster=true\n"),
+        "{persisted}"
+    );
     let config = ask(
         &controller_addr,
         RemotingCommand::new_request(rc::GET_CONTROLLER_CONFIG),

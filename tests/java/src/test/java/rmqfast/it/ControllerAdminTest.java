@@ -89,6 +89,7 @@ class ControllerAdminTest {
             conf.put("controllerDLegerSelfId", "n" + i);
             conf.put("controllerStorePath", rmq.workDir().resolve("controller-" + i).toString());
             conf.put("logDir", rmq.workDir().resolve("controller-" + i + "-logs").toString());
+            conf.put("configStorePath", rmq.workDir().resolve("controller-" + i + ".properties").toString());
             Path file = rmq.writeProperties("controller-" + i, conf);
             rmq.launch("controller-" + i, ports[i], null, List.of("controller", "-c", file.toString()));
         }
