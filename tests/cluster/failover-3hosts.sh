@@ -250,7 +250,7 @@ expect_cluster() { # expect_cluster <ns-addr> <timeout> <expectations...>
 }
 
 produce_bg() { # produce_bg <tag> <secs> [threads] [rate]
-    client produce "$NSADDR" FailoverTopic "$1" "$2" "$WORK/acked-$1" "${3:-2}" "${4:-100}" \
+    client produce "${PRODUCE_NS:-$NSADDR}" FailoverTopic "$1" "$2" "$WORK/acked-$1" "${3:-2}" "${4:-100}" \
         >"$WORK/produce-$1.json" 2>"$WORK/produce-$1.err" &
     PRODUCER=$!
 }
@@ -362,7 +362,11 @@ scenario_partition() {
     STEP="3 partition host2"
     log "scenario $STEP"
     await_in_sync broker-b 30 || fail "broker-b's slave is not in sync before the partition"
-    produce_bg cut 30 2 100
+    # The producer asks name server 1 only: the Java client picks one of its name servers at
+    # random and keeps it, and name server 2 is on the cut-off host, where it never hears of
+    # host1's new masters and keeps listing the fenced ones (so does RocketMQ's): with it the
+    # scenario failed whenever the producer happened to pick it.
+    PRODUCE_NS="rocketmq-nameserver1:9876" produce_bg cut 30 2 100
     sleep 4
     local cut_at healed_at
     cut_at=$(date +%s%3N)
