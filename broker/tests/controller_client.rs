@@ -207,13 +207,15 @@ fn the_controller_makes_a_master_a_slave_and_fails_over() {
             masters.lock().unwrap().sync_state_sets.last(),
             Some(&BTreeSet::from([2]))
         );
-        // The shards take the applied set within a duty tick (until then sends still wait for A).
+        // Each shard takes the applied set within its own duty tick (until then its sends
+        // still wait for A), so the probe sends one message to every queue: every shard.
         until(
             "B acknowledging alone",
             Duration::from_secs(5),
             async || {
-                let probe = send_counting_codes(&b.addr, TOPIC, 6, 1, &mut acked).await;
-                probe == [(ResponseCode::Success.code(), 1)]
+                let every_queue = TOPIC.queues as u64;
+                let probe = send_counting_codes(&b.addr, TOPIC, 6, every_queue, &mut acked).await;
+                probe == [(ResponseCode::Success.code(), every_queue as usize)]
             },
         )
         .await;
