@@ -20,8 +20,8 @@
 //!
 //! The broker-side half of the fencing rule (which replicas a master's acknowledgements
 //! wait for with `allAckInSyncStateSet=true`, what it proposes, and when a member joins or
-//! leaves that count) is [`SyncStateUpkeep`] with [`CountingMarks`]: the broker runs them and
-//! the simulation drives the same types.
+//! leaves that count) is [`SyncStateUpkeep`] with [`CountingMarks`] and [`CatchUp`] (when a
+//! replica caught up): the broker runs them and the simulation drives the same types.
 //! [`consistent_point`] is the truncation point of two epoch histories.
 //!
 //! The seeded simulation in `tests/simulation.rs` drives this state machine together with a
@@ -49,7 +49,7 @@ pub use heartbeat::{HeartbeatBatch, HeartbeatReport, MAX_HEARTBEATS_PER_ENTRY};
 pub use outcome::{Election, MasterInfo, Outcome, Refusal, RefusalCode};
 pub use queries::{ReplicaIdentity, ReplicaInfo, SyncStateData};
 pub use state::ElectionState;
-pub use sync_state::{CountingMarks, ProposalAnswer, SyncStateProposal, SyncStateUpkeep};
+pub use sync_state::{CatchUp, CountingMarks, ProposalAnswer, SyncStateProposal, SyncStateUpkeep};
 
 /// A broker's id inside its group, assigned by the controller (RocketMQ 5.1+: the first is 1).
 pub type BrokerId = u64;

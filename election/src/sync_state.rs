@@ -23,6 +23,9 @@
 //!   only what was acknowledged below it, so once it holds its mark (on every shard, in the
 //!   broker) it holds everything ever acknowledged and may be proposed.
 //!
+//! A replica is *near* while it caught up with the master lately ([`CatchUp`], RocketMQ's
+//! `lastCatchUpTimeMs` rule), within `haMaxTimeSlaveNotCatchup`.
+//!
 //! A member leaves the count only when the controller approved a set without it (a shrink
 //! takes effect after approval), or, for a joining replica, when it falls behind before
 //! being proposed (the controller never heard of it). Dropping a member before approval let
@@ -31,6 +34,7 @@
 //! caught up once, did the same (both caught by the simulation's mutations).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Sub;
 
 use serde::{Deserialize, Serialize};
 
@@ -275,6 +279,63 @@ impl<Id: Ord + Copy, Offset: Ord + Copy> CountingMarks<Id, Offset> {
         self.mark(id)
             .zip(held)
             .is_some_and(|(mark, held)| held >= mark)
+    }
+}
+
+/// When a replica last caught up with the master (RocketMQ's `lastCatchUpTimeMs` against
+/// `lastMasterMaxOffset`), the one rule for "this replica may be proposed for the SSS once it
+/// holds its counting mark": a report caught up when it holds at least the master's log end
+/// as of the previous report (or, the first report, the log end now). Under steady load a
+/// replica never holds the very end, but one that keeps reaching where the master was is
+/// caught up; one that falls further behind at every report never is.
+///
+/// `Offset` and `Time` are the caller's (the broker: byte offsets and `Instant`s; the
+/// simulation: its own log ends and milliseconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CatchUp<Offset, Time> {
+    caught_up_at: Option<Time>,
+    /// The master's log end at the previous report (None: no report yet).
+    end_at_last_report: Option<Offset>,
+}
+
+impl<Offset, Time> Default for CatchUp<Offset, Time> {
+    fn default() -> Self {
+        Self {
+            caught_up_at: None,
+            end_at_last_report: None,
+        }
+    }
+}
+
+impl<Offset: Ord + Copy, Time: Copy> CatchUp<Offset, Time> {
+    /// The replica reported holding everything before `held` at `now`, while the master's log
+    /// ends at `master_end`. Returns whether this report caught up.
+    pub fn report(&mut self, held: Offset, master_end: Offset, now: Time) -> bool {
+        let target = self
+            .end_at_last_report
+            .map_or(master_end, |previous| previous.min(master_end));
+        let caught_up = held >= target;
+        if caught_up {
+            self.caught_up_at = Some(now);
+        }
+        self.end_at_last_report = Some(master_end);
+        caught_up
+    }
+
+    /// When the replica last caught up (None: never).
+    pub fn caught_up_at(&self) -> Option<Time> {
+        self.caught_up_at
+    }
+
+    /// True while the replica caught up less than `within` before `now`
+    /// (`haMaxTimeSlaveNotCatchup`): it is *near* and may join the count (and, holding its
+    /// counting mark, be proposed).
+    pub fn is_near<Span: Ord>(&self, now: Time, within: Span) -> bool
+    where
+        Time: Ord + Sub<Output = Span>,
+    {
+        self.caught_up_at
+            .is_some_and(|at| now <= at || now - at < within)
     }
 }
 

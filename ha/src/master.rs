@@ -27,7 +27,7 @@ use compio::buf::{IntoInner, IoBuf};
 use compio::io::{AsyncRead, AsyncWriteExt, AsyncWriteZerocopy};
 use compio::net::TcpStream;
 use futures_channel::oneshot;
-use rmq_election::CountingMarks;
+use rmq_election::{CatchUp, CountingMarks};
 use rmq_storage::ShardStore;
 
 use crate::ack_tracker::AckTracker;
@@ -70,13 +70,25 @@ pub struct ShardReplica {
 pub struct SlaveProgress {
     /// Everything before it is on that slave.
     pub offset: i64,
+    /// When it last caught up with our log (`rmq_election::CatchUp`, the rule the election
+    /// simulation's master runs too).
+    catch_up: CatchUp<i64, Instant>,
+    sessions: usize,
+}
+
+impl SlaveProgress {
     /// When it last reported everything our log held at its previous report (RocketMQ's
     /// `lastCatchUpTimeMs` against `lastMasterMaxOffset`: under steady load a slave never
     /// holds the very end, but one that keeps reaching where we were is caught up).
-    pub caught_up_at: Option<Instant>,
-    /// Our log end at its previous report.
-    end_at_last_report: i64,
-    sessions: usize,
+    pub fn caught_up_at(&self) -> Option<Instant> {
+        self.catch_up.caught_up_at()
+    }
+
+    /// True while it caught up within `limit` (`haMaxTimeSlaveNotCatchup`): it may join the
+    /// master's count.
+    pub fn is_near(&self, limit: Duration) -> bool {
+        self.catch_up.is_near(Instant::now(), limit)
+    }
 }
 
 /// Outcome of a SYNC_MASTER wait.
@@ -150,10 +162,7 @@ impl ShardReplica {
             && let Some(progress) = self.by_id.borrow_mut().get_mut(&id)
         {
             progress.offset = progress.offset.max(offset);
-            if offset >= master_end.min(progress.end_at_last_report) {
-                progress.caught_up_at = Some(Instant::now());
-            }
-            progress.end_at_last_report = master_end;
+            progress.catch_up.report(offset, master_end, Instant::now());
         }
         self.release(offset);
     }
@@ -267,8 +276,7 @@ impl ShardReplica {
             let mut by_id = self.by_id.borrow_mut();
             let progress = by_id.entry(id).or_insert(SlaveProgress {
                 offset,
-                caught_up_at: None,
-                end_at_last_report: i64::MAX,
+                catch_up: CatchUp::default(),
                 sessions: 0,
             });
             progress.sessions += 1;
@@ -564,7 +572,7 @@ mod tests {
         assert_eq!(waiting.await.unwrap(), SlaveWait::Replicated);
         let progress = replica.progress();
         assert_eq!(progress.len(), 2);
-        assert!(progress.iter().all(|(_, p)| p.caught_up_at.is_some()));
+        assert!(progress.iter().all(|(_, p)| p.caught_up_at().is_some()));
 
         // A member that is not connected: refused at once, not acknowledged.
         replica.set_required(Some(BTreeSet::from([2, 4])), 100);
@@ -614,15 +622,15 @@ mod catch_up_tests {
         let replica = Rc::new(ShardReplica::default());
         let _slave = replica.connected_as(Some(2), 0, 100);
         assert!(
-            replica.progress()[0].1.caught_up_at.is_none(),
+            replica.progress()[0].1.caught_up_at().is_none(),
             "behind at connect"
         );
         // Steady load: the master is always ahead, the slave reaches its previous end.
         replica.on_report_from(Some(2), 80, 200);
-        assert!(replica.progress()[0].1.caught_up_at.is_none(), "80 < 100");
+        assert!(replica.progress()[0].1.caught_up_at().is_none(), "80 < 100");
         replica.on_report_from(Some(2), 200, 300);
         assert!(
-            replica.progress()[0].1.caught_up_at.is_some(),
+            replica.progress()[0].1.caught_up_at().is_some(),
             "reached 200"
         );
         let _lagging = replica.connected_as(Some(3), 0, 300);
@@ -634,7 +642,7 @@ mod catch_up_tests {
             .find(|(id, _)| *id == 3)
             .unwrap();
         assert!(
-            three.1.caught_up_at.is_none(),
+            three.1.caught_up_at().is_none(),
             "never reached where we were"
         );
     }

@@ -497,7 +497,7 @@ impl Client {
                         .replica
                         .progress()
                         .into_iter()
-                        .filter(|(_, p)| p.caught_up_at.is_some_and(|at| at.elapsed() < limit))
+                        .filter(|(_, p)| p.is_near(limit))
                         .map(|(id, _)| id)
                         .collect();
                     // Without allAckInSyncStateSet nothing waits for every member: no

@@ -172,3 +172,58 @@ fn wire_codes_name_their_refusals() {
     assert_eq!(RefusalCode::from_response_code(2015), None);
     assert_eq!(RefusalCode::from_response_code(0), None);
 }
+
+#[test]
+fn a_replica_that_keeps_reaching_where_the_master_was_has_caught_up() {
+    let mut catch_up = CatchUp::<u64, u64>::default();
+    assert!(
+        !catch_up.report(0, 100, 10),
+        "first report: behind the end now"
+    );
+    assert_eq!(catch_up.caught_up_at(), None);
+    // Steady load: the master is always ahead; the replica reaches its previous end.
+    assert!(
+        !catch_up.report(80, 200, 20),
+        "80 is below the previous end 100"
+    );
+    assert!(
+        catch_up.report(200, 300, 30),
+        "reached the previous end 200"
+    );
+    assert_eq!(catch_up.caught_up_at(), Some(30));
+    // A later miss keeps the last catch-up time.
+    assert!(!catch_up.report(250, 400, 40));
+    assert_eq!(catch_up.caught_up_at(), Some(30));
+    // The master's end shrank (a truncation): the smaller end is the target.
+    assert!(catch_up.report(350, 350, 50));
+}
+
+#[test]
+fn a_first_report_at_the_master_end_has_caught_up() {
+    let mut catch_up = CatchUp::<u64, u64>::default();
+    assert!(catch_up.report(100, 100, 7));
+    assert_eq!(catch_up.caught_up_at(), Some(7));
+}
+
+#[test]
+fn a_replica_falling_further_behind_never_catches_up() {
+    let mut catch_up = CatchUp::<u64, u64>::default();
+    for (step, (held, end)) in [(0, 300), (100, 400), (200, 500), (300, 600)]
+        .into_iter()
+        .enumerate()
+    {
+        assert!(!catch_up.report(held, end, step as u64), "step {step}");
+    }
+    assert!(!catch_up.is_near(4, 1_000));
+}
+
+#[test]
+fn a_replica_is_near_within_the_catch_up_limit() {
+    let mut catch_up = CatchUp::<u64, u64>::default();
+    assert!(!catch_up.is_near(0, 600), "never caught up");
+    catch_up.report(100, 100, 1_000);
+    assert!(catch_up.is_near(1_000, 600));
+    assert!(catch_up.is_near(1_599, 600));
+    assert!(!catch_up.is_near(1_600, 600), "600 ms without catching up");
+    assert!(catch_up.is_near(900, 600), "a clock read before the report");
+}

@@ -1,12 +1,14 @@
 //! A modelled master: the broker's sync-state-set rule (`rmq_election::SyncStateUpkeep` and
 //! `CountingMarks`, the very types the broker runs) over one log, with what the broker's
 //! shards keep around it: what each replica reported holding, when it last caught up
-//! (RocketMQ's `lastCatchUpTimeMs`: it reported at least our end as of its previous report),
-//! and the acknowledgement rule over the counted replicas.
+//! (`rmq_election::CatchUp`, the broker's rule too: it reported at least our end as of its
+//! previous report), and the acknowledgement rule over the counted replicas.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rmq_election::{BrokerId, CountingMarks, ProposalAnswer, SyncStateProposal, SyncStateUpkeep};
+use rmq_election::{
+    BrokerId, CatchUp, CountingMarks, ProposalAnswer, SyncStateProposal, SyncStateUpkeep,
+};
 
 /// A replica is near while it caught up within this long (`haMaxTimeSlaveNotCatchup`).
 pub const NEAR_MS: u64 = 600;
@@ -23,9 +25,7 @@ pub enum Broken {
 #[derive(Clone, Copy, Debug, Default)]
 struct Report {
     held: u64,
-    caught_up_at_ms: Option<u64>,
-    /// Our log end at its previous report.
-    end_at_last_report: u64,
+    catch_up: CatchUp<u64, u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -93,10 +93,7 @@ impl MasterSyncView {
         let log_end = self.log_end;
         let report = self.reports.entry(id).or_default();
         report.held = report.held.max(end);
-        if end >= log_end.min(report.end_at_last_report) {
-            report.caught_up_at_ms = Some(now_ms);
-        }
-        report.end_at_last_report = log_end;
+        report.catch_up.report(end, log_end, now_ms);
     }
 
     pub fn held(&self, id: BrokerId) -> u64 {
@@ -140,10 +137,7 @@ impl MasterSyncView {
         let near: BTreeSet<BrokerId> = self
             .reports
             .iter()
-            .filter(|(_, r)| {
-                r.caught_up_at_ms
-                    .is_some_and(|at| now_ms.saturating_sub(at) < NEAR_MS)
-            })
+            .filter(|(_, r)| r.catch_up.is_near(now_ms, NEAR_MS))
             .map(|(id, _)| *id)
             .collect();
         let ready: BTreeSet<BrokerId> = match broken {
