@@ -8,11 +8,13 @@
 
 mod support;
 
+use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
+use rmq_broker::context::SharedContext;
 use rmq_broker::replication::role::{self, RoleError};
 use rmq_broker::server::{BrokerHandle, start_broker};
 use rmq_core::config::{BrokerConfig, NamesrvConfig};
@@ -55,7 +57,7 @@ impl Drop for Namesrv {
     }
 }
 
-fn config(root: &Path, port: u16, namesrv: &str) -> BrokerConfig {
+fn config(root: &Path, port: u16, namesrv: &str, extra: &[(&str, String)]) -> BrokerConfig {
     let pairs: Vec<(String, String)> = [
         ("brokerClusterName", "RoleCluster".to_string()),
         ("brokerName", "role-broker".to_string()),
@@ -77,6 +79,7 @@ fn config(root: &Path, port: u16, namesrv: &str) -> BrokerConfig {
         ("slaveTimeout", "2000".to_string()),
     ]
     .into_iter()
+    .chain(extra.iter().cloned())
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     BrokerConfig::load(None, &pairs).unwrap().0
@@ -90,9 +93,14 @@ struct Node {
 
 impl Node {
     fn new(root: &Path, namesrv: &str) -> Node {
+        Node::with(root, namesrv, &[])
+    }
+
+    /// A node with `extra` configuration keys.
+    fn with(root: &Path, namesrv: &str, extra: &[(&str, String)]) -> Node {
         let port = free_port_pair();
         Node {
-            config: config(root, port, namesrv),
+            config: config(root, port, namesrv, extra),
             addr: format!("127.0.0.1:{port}"),
             ha_addr: format!("127.0.0.1:{}", port + 1),
         }
@@ -140,11 +148,14 @@ fn a_slave_takes_over_and_the_old_master_rejoins_at_the_consistent_point() {
             })
         );
         // SYNC: acknowledged once B has it (the first sends may find B not connected yet).
+        // Each shard has its own session, so the probe sends one message to every queue:
+        // every shard.
         let mut probe = 100;
         until("B replicating", Duration::from_secs(10), async || {
             probe += 1;
-            let codes = send_counting_codes(&a.addr, TOPIC, probe, 1, &mut acked).await;
-            codes[0].0 == ResponseCode::Success.code()
+            let every_queue = TOPIC.queues as u64;
+            let codes = send_counting_codes(&a.addr, TOPIC, probe, every_queue, &mut acked).await;
+            codes == [(ResponseCode::Success.code(), every_queue as usize)]
         })
         .await;
         let codes = send_counting_codes(&a.addr, TOPIC, 1, 200, &mut acked).await;
@@ -226,74 +237,194 @@ fn a_slave_takes_over_and_the_old_master_rejoins_at_the_consistent_point() {
     b_handle.stop().unwrap();
 }
 
+/// How long a slave that lost its master pauses between attempts: each shard's session
+/// before it reconnects (`replication/slave.rs`), core 0's metadata copy between copies.
+const SLAVE_PAUSE: Duration = rmq_broker::replication::metadata_sync::SYNC_INTERVAL;
+
+/// A started broker made a slave (broker id 2, epoch 1) of a master at `master_addr`
+/// (`master_ha_addr`: its HA address).
+struct Slave {
+    node: Node,
+    handle: BrokerHandle,
+    ctx: SharedContext,
+    /// Taken before the broker became a slave: no pause of its slave role began earlier.
+    became_slave: Instant,
+    _dir: tempfile::TempDir,
+}
+
+impl Slave {
+    fn start(
+        namesrv: &str,
+        extra: &[(&str, String)],
+        master_addr: &str,
+        master_ha_addr: &str,
+    ) -> Slave {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::with(dir.path(), namesrv, extra);
+        let handle = node.start();
+        let ctx = handle.context().clone();
+        let became_slave = Instant::now();
+        rmq_net::rt::block_on(role::become_slave(
+            &ctx,
+            master_addr,
+            Some(master_ha_addr),
+            1,
+            2,
+        ))
+        .unwrap()
+        .unwrap();
+        Slave {
+            node,
+            handle,
+            ctx,
+            became_slave,
+            _dir: dir,
+        }
+    }
+}
+
+/// A TCP server that counts the connections it accepted and the bytes it read, and never
+/// answers: with `close_at_once`, it closes each connection as soon as it accepted it (a
+/// master that went away), otherwise it keeps them open (a name server behind a partition).
+struct MuteServer {
+    addr: String,
+    accepted: Arc<AtomicUsize>,
+    read: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MuteServer {
+    fn start(close_at_once: bool) -> MuteServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (accepted, read) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (accepted, read, stop) = (accepted.clone(), read.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut open = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok((stream, _)) = listener.accept() {
+                        accepted.fetch_add(1, Ordering::SeqCst);
+                        if !close_at_once {
+                            stream.set_nonblocking(true).unwrap();
+                            open.push(stream);
+                        }
+                    }
+                    for stream in &mut open {
+                        if let Ok(n) = stream.read(&mut buf) {
+                            read.fetch_add(n, Ordering::SeqCst);
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        };
+        MuteServer {
+            addr,
+            accepted,
+            read,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for MuteServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// A slave that lost its master pauses between attempts (each shard's session before it
 /// reconnects, core 0's metadata copy between copies); elected meanwhile, it takes writes
 /// without waiting the pauses out (they were 1 s each, added to every failover).
+///
+/// The master closes every connection at once; once every shard's session and the metadata
+/// copy failed against it, each is in its pause, which ends [`SLAVE_PAUSE`] after it began,
+/// so not before the broker became a slave plus [`SLAVE_PAUSE`]. A role change that waited
+/// for them would end after that.
 #[test]
 fn a_slave_elected_while_it_pauses_takes_writes_at_once() {
     let namesrv = Namesrv::start();
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::new(dir.path(), &namesrv.addr);
-    let handle = node.start();
-    let ctx = handle.context().clone();
+    let (master, master_ha) = (MuteServer::start(true), MuteServer::start(true));
+    let slave = Slave::start(&namesrv.addr, &[], &master.addr, &master_ha.addr);
+    let shards = slave.node.config.shard_count as usize;
     rmq_net::rt::block_on(async {
-        // Nobody listens there: every attempt fails at once, then pauses.
-        role::become_slave(&ctx, "127.0.0.1:1", Some("127.0.0.1:2"), 1, 2)
-            .await
-            .unwrap();
-        rmq_net::rt::sleep(Duration::from_millis(200)).await;
-        let elected = std::time::Instant::now();
-        role::become_master(&ctx, 2, 2, &[2]).await.unwrap();
-        let took = elected.elapsed();
+        until(
+            "every session and the metadata copy failed once",
+            Duration::from_secs(10),
+            async || {
+                master_ha.accepted.load(Ordering::SeqCst) >= shards
+                    && master.accepted.load(Ordering::SeqCst) >= 1
+            },
+        )
+        .await;
+        role::become_master(&slave.ctx, 2, 2, &[2]).await.unwrap();
+        let took = slave.became_slave.elapsed();
         assert!(
-            took < Duration::from_millis(600),
-            "took writes after {took:?}"
+            took < SLAVE_PAUSE,
+            "took writes {took:?} after becoming a slave: a pause was waited out"
         );
         let mut acked = Acked::new();
-        let codes = send_counting_codes(&node.addr, TOPIC, 1, 1, &mut acked).await;
+        let codes = send_counting_codes(&slave.node.addr, TOPIC, 1, 1, &mut acked).await;
         assert_eq!(codes, [(ResponseCode::Success.code(), 1)]);
     })
     .unwrap();
-    handle.stop().unwrap();
+    slave.handle.stop().unwrap();
 }
 
 /// A role change's registration goes to each name server at once: a periodic registration
 /// still waiting for a name server that never answers (a partition: up to
-/// `registerBrokerTimeoutMills`, 6 s) delays it at no other name server.
+/// `registerBrokerTimeoutMills`) delays it at no other name server.
+///
+/// That timeout is [`SILENT_TIMEOUT`] here, and the periodic registration began after the
+/// broker started: one waiting behind it would reach the name server only once
+/// [`SILENT_TIMEOUT`] passed since then. The role change's must arrive well before: within
+/// half of it.
 #[test]
 fn a_role_change_registers_at_once_while_a_name_server_does_not_answer() {
+    const SILENT_TIMEOUT: Duration = Duration::from_secs(20);
     let namesrv = Namesrv::start();
-    // Accepts connections (the kernel's backlog) and never answers.
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let silent_addr = silent.local_addr().unwrap().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::new(dir.path(), &format!("{};{silent_addr}", namesrv.addr));
-    let handle = node.start();
-    let ctx = handle.context().clone();
+    let silent = MuteServer::start(false);
+    let started = Instant::now();
+    let timeout = [(
+        "registerBrokerTimeoutMills",
+        SILENT_TIMEOUT.as_millis().to_string(),
+    )];
+    let namesrvs = format!("{};{}", namesrv.addr, silent.addr);
+    let slave = Slave::start(&namesrvs, &timeout, "127.0.0.1:1", "127.0.0.1:2");
     rmq_net::rt::block_on(async {
-        role::become_slave(&ctx, "127.0.0.1:1", Some("127.0.0.1:2"), 1, 2)
-            .await
-            .unwrap();
-        // The loop's registration of the slave now waits for the silent name server (a
-        // slave's registration adds no route: nothing to check before).
-        rmq_net::rt::sleep(Duration::from_millis(500)).await;
-        let elected = std::time::Instant::now();
-        role::become_master(&ctx, 2, 2, &[2]).await.unwrap();
-        let master = [(0, node.addr.clone())];
+        // A registration now waits for the silent name server.
+        until(
+            "a registration sent to the silent name server",
+            Duration::from_secs(10),
+            async || silent.read.load(Ordering::SeqCst) > 0,
+        )
+        .await;
+        role::become_master(&slave.ctx, 2, 2, &[2]).await.unwrap();
+        let master = [(0, slave.node.addr.clone())];
         while route_ids(&namesrv.addr, "TBW102").await != master {
             assert!(
-                elected.elapsed() < Duration::from_millis(1_500),
-                "not registered as brokerId 0 after {:?}",
-                elected.elapsed()
+                started.elapsed() < SILENT_TIMEOUT / 2,
+                "not registered as brokerId 0 {:?} after the start",
+                started.elapsed()
             );
             rmq_net::rt::sleep(Duration::from_millis(20)).await;
         }
         println!(
-            "registered as brokerId 0 {:?} after the role change",
-            elected.elapsed()
+            "registered as brokerId 0 {:?} after the start",
+            started.elapsed()
         );
     })
     .unwrap();
-    handle.stop().unwrap();
+    // Closed first: the registration waiting for it ends at once, not after the timeout.
     drop(silent);
+    slave.handle.stop().unwrap();
 }
