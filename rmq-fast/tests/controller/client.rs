@@ -1,29 +1,18 @@
 //! A blocking remoting client for the controller tests, and processes of `rmq-fast controller`.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicI32, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use rmq_core::remoting::controller::GetMetaDataResponseHeader;
 use rmq_core::remoting::controller::controller_request_code as rc;
 use rmq_core::remoting::{DEFAULT_MAX_FRAME, RemotingCommand, decode_frame, encode_frame};
+use rmq_test_support::ports::HeldPorts;
 use rmq_test_support::process::KillOnDrop;
-
-/// Ports of these tests: 31800-31999 (the controller crate's own tests use 31500-31799).
-pub fn port() -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    loop {
-        let port = 31_800 + NEXT.fetch_add(1, Ordering::Relaxed);
-        assert!(port < 32_000, "controller test ports used up");
-        if TcpListener::bind(("0.0.0.0", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 pub fn frame(command: &RemotingCommand) -> BytesMut {
     let mut bytes = BytesMut::new();
@@ -73,6 +62,8 @@ pub struct Member {
     pub config: PathBuf,
     pub log: PathBuf,
     pub process: Option<KillOnDrop>,
+    /// The member's port, held for as long as the test runs (also while the member is down).
+    _port: HeldPorts,
 }
 
 impl Member {
@@ -101,16 +92,14 @@ impl Member {
 
 /// Three members on loopback sharing one store root (each in its own subdirectory); each
 /// one's `configStorePath` is its own file, so a runtime config change survives a restart.
+/// Each listens on a port of its own held for the test (`HeldPorts`: two concurrent runs of
+/// a test never share a member, which merged their clusters into one).
 pub fn three_members(dir: &Path) -> Vec<Member> {
-    three_members_on(dir, port)
-}
-
-/// The same, listening on ports from `port`.
-pub fn three_members_on(dir: &Path, port: fn() -> u16) -> Vec<Member> {
     let names = ["n0", "n1", "n2"];
-    let addrs: Vec<String> = names
+    let ports: Vec<HeldPorts> = names.iter().map(|_| HeldPorts::take(1)).collect();
+    let addrs: Vec<String> = ports
         .iter()
-        .map(|_| format!("127.0.0.1:{}", port()))
+        .map(|port| format!("127.0.0.1:{}", port.port()))
         .collect();
     let peers: Vec<String> = names
         .iter()
@@ -120,7 +109,8 @@ pub fn three_members_on(dir: &Path, port: fn() -> u16) -> Vec<Member> {
     names
         .iter()
         .zip(addrs)
-        .map(|(name, addr)| {
+        .zip(ports)
+        .map(|((name, addr), port)| {
             let config = dir.join(format!("controller-{name}.properties"));
             let text = format!(
                 "controllerDLegerGroup = group1\ncontrollerDLegerPeers = {}\n\
@@ -138,6 +128,7 @@ pub fn three_members_on(dir: &Path, port: fn() -> u16) -> Vec<Member> {
                 config,
                 log: dir.join(format!("{name}.out")),
                 process: None,
+                _port: port,
             }
         })
         .collect()

@@ -5,7 +5,8 @@
 //! test, so NOTIFY_BROKER_ROLE_CHANGED is observed too. The raft leader is killed with
 //! SIGKILL; the others keep serving and still know the brokers; the killed member restarts
 //! from its disk and serves as leader later; the whole quorum killed and restarted keeps the
-//! state. Ports 31800-31999.
+//! state. Every port is the kernel's choice, held while the test runs
+//! (`rmq_test_support::ports::HeldPorts`).
 
 mod client;
 mod config_admin;
@@ -53,7 +54,7 @@ struct Replica {
 
 impl Replica {
     fn new(id: i64) -> Self {
-        let listener = TcpListener::bind(("127.0.0.1", client::port())).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         Self { id, listener, addr }
     }
@@ -392,7 +393,8 @@ fn three_controllers_elect_replicate_and_survive_sigkill_of_their_leader() {
 #[test]
 fn a_name_server_runs_the_controller_its_file_configures() {
     let dir = tempfile::tempdir().unwrap();
-    let (namesrv_port, controller_port) = (client::port(), client::port());
+    let held = [1, 1].map(rmq_test_support::ports::HeldPorts::take);
+    let [namesrv_port, controller_port] = held.each_ref().map(|h| h.port());
     let controller_addr = format!("127.0.0.1:{controller_port}");
     let config = dir.path().join("namesrv.properties");
     let text = format!(
@@ -457,4 +459,33 @@ fn a_name_server_runs_the_controller_its_file_configures() {
     assert!(text.contains("enableElectUncleanMaster=true\n"), "{text}");
     let log = std::fs::read_to_string(dir.path().join("namesrv.out")).unwrap();
     assert!(!log.contains("unknown key"), "{log}");
+}
+
+/// A member's port stays held from the moment the test picks it, before the member starts
+/// and while it is down, so another process cannot be handed it: two concurrent runs once
+/// picked the same three ports (each checked free, then released), one run's members exited
+/// with "address in use" and its brokers joined the other run's group.
+#[test]
+fn member_ports_are_held_for_the_whole_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut members = three_members(dir.path());
+    // What another process's check finds: a bind without SO_REUSEADDR fails beside any socket.
+    let taken_elsewhere = |addr: &str| {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+        let addr: std::net::SocketAddr = ([0, 0, 0, 0], port).into();
+        socket.bind(&addr.into()).is_ok()
+    };
+    for member in &members {
+        assert!(!taken_elsewhere(&member.addr), "{} not held", member.addr);
+    }
+    members.iter_mut().for_each(Member::start);
+    let leader = agreed_leader(&members, ELECTION);
+    members[leader].kill();
+    assert!(
+        !taken_elsewhere(&members[leader].addr),
+        "{} not held while its member is down",
+        members[leader].addr
+    );
 }

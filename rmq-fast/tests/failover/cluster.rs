@@ -7,13 +7,14 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rmq_core::body::controller::{BrokerReplicasInfo, ReplicasInfo};
 use rmq_core::body::decode_body;
 use rmq_core::remoting::RemotingCommand;
 use rmq_core::remoting::controller::controller_request_code as rc;
+use rmq_test_support::ports::HeldPorts;
 use rmq_test_support::process::KillOnDrop;
 
 use crate::client::{Member, agreed_leader, call};
@@ -24,73 +25,6 @@ pub const GROUP: &str = "loop-a";
 /// How long a controller-mode broker may go without an answered heartbeat: the new raft
 /// leader declares a master whose connection it never had dead after this long.
 pub const HEARTBEAT_TIMEOUT_MS: u64 = 3_000;
-
-/// Where one cluster's processes listen: `pair` gives a broker's listen port (its HA port is
-/// the next one), `single` a name server's or a controller's.
-#[derive(Clone, Copy)]
-pub struct Ports {
-    pub pair: fn() -> u16,
-    pub single: fn() -> u16,
-}
-
-/// The kill -9 rounds (`main.rs`): brokers 31000-31499, the name server and controllers from
-/// `client::port` (31800-31999).
-pub const ROUND_PORTS: Ports = Ports {
-    pair: port_pair,
-    single: crate::client::port,
-};
-
-/// The scenarios (`slave_kill.rs`, `cut_off.rs`): every process in 36000-36999.
-pub const SCENARIO_PORTS: Ports = Ports {
-    pair: || SCENARIO_RANGE.take(2),
-    single: || SCENARIO_RANGE.take(1),
-};
-
-/// A range of ports handed out in order, skipping those in use.
-pub struct PortRange {
-    next: AtomicU16,
-    end: u16,
-}
-
-static SCENARIO_RANGE: PortRange = PortRange::new(36_000, 37_000);
-
-impl PortRange {
-    pub const fn new(start: u16, end: u16) -> PortRange {
-        PortRange {
-            next: AtomicU16::new(start),
-            end,
-        }
-    }
-
-    /// `count` consecutive free ports; the first is returned.
-    pub fn take(&self, count: u16) -> u16 {
-        loop {
-            let port = self.next.fetch_add(count, Ordering::Relaxed);
-            assert!(port + count <= self.end, "failover test ports used up");
-            if (port..port + count).all(unused) {
-                return port;
-            }
-        }
-    }
-}
-
-/// Whether nothing is bound to `port`: a bind without `SO_REUSEADDR` (which std's
-/// `TcpListener::bind` sets) fails beside any socket on it, `Reserved` ones included.
-fn unused(port: u16) -> bool {
-    let Ok(socket) = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-    else {
-        return false;
-    };
-    let addr: std::net::SocketAddr = ([0, 0, 0, 0], port).into();
-    socket.bind(&addr.into()).is_ok()
-}
-
-/// A listen port and the HA port after it, both free, from 31000-31499 (the name server and
-/// controllers take theirs from `client::port`, 31800-31999).
-pub fn port_pair() -> u16 {
-    static RANGE: PortRange = PortRange::new(31_000, 31_500);
-    RANGE.take(2)
-}
 
 fn spawn(args: [&str; 2], config: &Path, log: &Path) -> KillOnDrop {
     let log = std::fs::File::create(log).unwrap();
@@ -116,42 +50,17 @@ fn wait_listening(addr: &str, what: &str) {
     }
 }
 
-/// A broker's two ports, bound without listening for as long as the test runs (with
-/// `SO_REUSEADDR`, which lets the broker's own listeners bind beside them). No outgoing
-/// connection gets one as its local port while the broker is down or, for the HA port, a
-/// slave (36000-36999 lies inside Linux's ephemeral range, 32768-60999: a restarted broker
-/// once found its port taken so), and no other test's `PortRange` hands one out.
-struct Reserved {
-    _sockets: Vec<socket2::Socket>,
-}
-
-impl Reserved {
-    fn take(port: u16) -> Reserved {
-        let sockets = [port, port + 1].map(|port| {
-            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-                .expect("a socket");
-            socket.set_reuse_address(true).expect("SO_REUSEADDR");
-            let addr: std::net::SocketAddr = ([0, 0, 0, 0], port).into();
-            socket
-                .bind(&addr.into())
-                .unwrap_or_else(|error| panic!("reserving port {port}: {error}"));
-            socket
-        });
-        Reserved {
-            _sockets: sockets.into(),
-        }
-    }
-}
-
 /// `rmq-fast namesrv` on its own port.
 pub struct Namesrv {
     pub addr: String,
     _process: KillOnDrop,
+    _port: HeldPorts,
 }
 
 impl Namesrv {
-    pub fn start(dir: &Path, ports: Ports) -> Namesrv {
-        let port = (ports.single)();
+    pub fn start(dir: &Path) -> Namesrv {
+        let held = HeldPorts::take(1);
+        let port = held.port();
         let config = dir.join("namesrv.properties");
         let text = format!(
             "listenPort={port}\nlogDir={}\nkvConfigPath={}\n",
@@ -165,6 +74,7 @@ impl Namesrv {
         Namesrv {
             addr,
             _process: process,
+            _port: held,
         }
     }
 }
@@ -177,7 +87,9 @@ pub struct Broker {
     config: PathBuf,
     starts: usize,
     process: Option<KillOnDrop>,
-    _reserved: Reserved,
+    /// Its listen port and the HA port after it, held while the test runs (also while the
+    /// broker is down: no outgoing connection takes one as its local port then).
+    _ports: HeldPorts,
 }
 
 impl Broker {
@@ -191,11 +103,11 @@ impl Broker {
         namesrv: &str,
         controllers: &str,
         all_ack: bool,
-        ports: Ports,
     ) -> Broker {
         let root = dir.join(name);
         std::fs::create_dir_all(&root).unwrap();
-        let port = (ports.pair)();
+        let held = HeldPorts::take(2);
+        let port = held.port();
         let text = format!(
             "brokerClusterName={CLUSTER}\nbrokerName={GROUP}\nenableControllerMode=true\n\
              controllerAddr={controllers}\nallAckInSyncStateSet={all_ack}\n\
@@ -220,7 +132,7 @@ impl Broker {
             config,
             starts: 0,
             process: None,
-            _reserved: Reserved::take(port),
+            _ports: held,
         }
     }
 

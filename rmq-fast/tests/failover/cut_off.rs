@@ -18,7 +18,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cluster::{SCENARIO_PORTS, replicas};
+use crate::cluster::replicas;
 use crate::support::{Acked, route_ids, verify};
 use crate::timed_load::{Load, record};
 use crate::{Cluster, FAILOVER_LIMIT, LOAD_MS, SETTLE_LIMIT, TOPIC, rounds};
@@ -28,7 +28,7 @@ const SENDERS: usize = 2;
 
 #[test]
 fn a_master_cut_off_is_replaced_and_never_acknowledges_again_in_its_old_epoch() {
-    let mut cluster = Cluster::start(true, SCENARIO_PORTS);
+    let mut cluster = Cluster::start(true);
     rmq_net::rt::block_on(async {
         let mut acked = cluster.first_master().await;
         for round in 1..=rounds() {

@@ -29,11 +29,11 @@
 //! brokers (and the controller leader killed every other round in the first two tests).
 //! `RMQ_FAILOVER_KEEP=1` keeps the processes' files and logs (the path is printed).
 //!
-//! Ports: the first two tests take brokers from 31000-31499 (`cluster::port_pair`), the
-//! name server and controllers from `client::port` (31800-31999, shared with
-//! `tests/controller`, which runs as another test binary, never at the same time under
-//! `cargo test`); the scenarios take every port from 36000-36999 (`cluster::SCENARIO_PORTS`).
-//! A broker's ports stay bound while it is down (`cluster::Reserved`).
+//! Ports: every process listens on ports the kernel chose, held by the test while it runs
+//! (`rmq_test_support::ports::HeldPorts`, also while a process is down). Ranges checked free
+//! and released let two concurrent runs start members and name servers on the same ports:
+//! one run's controllers exited (address in use) and its brokers joined the other run's
+//! group, acknowledging on that run's stores.
 
 #[allow(dead_code)]
 #[path = "../controller/client.rs"]
@@ -49,8 +49,8 @@ use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use client::{Member, agreed_leader, three_members_on};
-use cluster::{Broker, Namesrv, Ports, ROUND_PORTS, in_sync_addrs, replicas};
+use client::{Member, agreed_leader, three_members};
+use cluster::{Broker, Namesrv, in_sync_addrs, replicas};
 use rmq_core::remoting::ResponseCode;
 use support::{
     Acked, Topic, load_then_kill, read_queue, route_ids, send_counting_codes, send_request, verify,
@@ -111,7 +111,7 @@ struct Cluster {
 }
 
 fn run(all_ack: bool) {
-    let mut cluster = Cluster::start(all_ack, ROUND_PORTS);
+    let mut cluster = Cluster::start(all_ack);
     rmq_net::rt::block_on(async {
         let mut acked = cluster.first_master().await;
         for round in 1..=rounds() {
@@ -127,22 +127,22 @@ fn run(all_ack: bool) {
 }
 
 impl Cluster {
-    /// The controllers (agreed on a leader) and the name server, listening on `ports`; the
-    /// brokers are written, not started (`first_master`).
-    fn start(all_ack: bool, ports: Ports) -> Cluster {
+    /// The controllers (agreed on a leader) and the name server; the brokers are written,
+    /// not started (`first_master`).
+    fn start(all_ack: bool) -> Cluster {
         let mut dir = Some(tempfile::tempdir().unwrap());
         let root = dir.as_ref().unwrap().path().to_path_buf();
         if std::env::var_os("RMQ_FAILOVER_KEEP").is_some() {
             println!("files kept in {:?}", dir.take().unwrap().keep());
         }
-        let mut members = three_members_on(&root, ports.single);
+        let mut members = three_members(&root);
         members.iter_mut().for_each(Member::start);
         agreed_leader(&members, SETTLE_LIMIT);
-        let namesrv = Namesrv::start(&root, ports);
+        let namesrv = Namesrv::start(&root);
         let controllers: Vec<String> = members.iter().map(|m| m.addr.clone()).collect();
         let controllers = controllers.join(";");
-        let brokers = ["a", "b"]
-            .map(|name| Broker::new(name, &root, &namesrv.addr, &controllers, all_ack, ports));
+        let brokers =
+            ["a", "b"].map(|name| Broker::new(name, &root, &namesrv.addr, &controllers, all_ack));
         Cluster {
             _dir: dir,
             members,

@@ -10,14 +10,14 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cluster::{SCENARIO_PORTS, SetWatch, in_sync_addrs, replicas};
+use crate::cluster::{SetWatch, in_sync_addrs, replicas};
 use crate::support::{Acked, verify};
 use crate::timed_load::{Load, record};
 use crate::{Cluster, FAILOVER_LIMIT, LOAD_MS, SENDERS, TOPIC, rounds};
 
 #[test]
 fn kill_9_of_the_slave_then_of_the_master_loses_no_acknowledged_message() {
-    let mut cluster = Cluster::start(true, SCENARIO_PORTS);
+    let mut cluster = Cluster::start(true);
     rmq_net::rt::block_on(async {
         let mut acked = cluster.first_master().await;
         for round in 1..=rounds() {
