@@ -84,6 +84,8 @@ pub enum HaError {
     Silent { peer: Option<SocketAddr> },
     #[error("the connection closed")]
     Closed,
+    #[error("the session was stopped (the broker's role changed or it stops)")]
+    Stopped,
     #[error(
         "shard {shard}: the master at {addr} sent no epoch history (it is not in controller \
          mode); a controller-mode slave does not follow it"

@@ -26,10 +26,17 @@
 //! log back to the consistent point of both histories and handshakes again; while streaming
 //! it mirrors each master entry its log reaches.
 //!
+//! Stopping: `stopping()` is looked at every [`STOP_POLL`] in every phase, the handshake's
+//! connect and reads included (a master cut off by a partition answers nothing until the
+//! 3 s connect timeout, and a role change waits for the session to end). A streaming session
+//! is ended by shutting its socket down; a handshake step is dropped (its socket with it).
+//! Store work (truncations, epoch cuts) is never interrupted.
+//!
 //! Copies: frame bodies are applied straight from the read buffer; only a record split
 //! across reads is assembled in `pending` first.
 
 use std::cell::Cell;
+use std::pin::pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +46,7 @@ use compio::io::{AsyncRead, AsyncWriteExt};
 use compio::net::TcpStream;
 use futures_channel::mpsc;
 use futures_util::StreamExt;
+use futures_util::future::{Either, select};
 use rmq_storage::{ConsistentPoint, Durability, EpochEntry, ShardStore, StoreError};
 
 use crate::error::HaError;
@@ -47,6 +55,9 @@ use crate::handshake::{
     Hello, Status, WELCOME_LEN, Welcome, check_from, decode_epochs, decode_welcome, encode_hello,
     epochs_len,
 };
+
+/// How often a session looks at `stopping()` (and its watchdog at the master's silence).
+pub const STOP_POLL: Duration = Duration::from_millis(50);
 
 /// Session settings, from the broker configuration.
 #[derive(Debug, Clone)]
@@ -68,7 +79,8 @@ pub struct SlaveSettings {
 }
 
 /// Replicates one shard from `addr` until the session fails or `stopping()` turns true
-/// (then it ends with `Closed`).
+/// (then it ends with `Stopped` during the handshake, `Closed` once streaming), within
+/// [`STOP_POLL`] of it.
 ///
 /// # Errors
 /// Connection failures, a refused handshake (`Refused` says why, e.g. different shard
@@ -81,7 +93,8 @@ pub async fn replicate_shard(
     settings: &SlaveSettings,
     stopping: Rc<dyn Fn() -> bool>,
 ) -> Result<(), HaError> {
-    let (stream, welcome, leftover, master_epochs) = connect(store, addr, settings).await?;
+    let (stream, welcome, leftover, master_epochs) =
+        connect(store, addr, settings, &*stopping).await?;
     tracing::info!(
         shard = store.shard(),
         addr,
@@ -141,7 +154,7 @@ struct Watchdog {
 impl Watchdog {
     async fn run(self) {
         while self.alive.get() {
-            compio::time::sleep(Duration::from_millis(200)).await;
+            compio::time::sleep(STOP_POLL).await;
             if (self.stopping)() {
                 break;
             }
@@ -180,13 +193,14 @@ async fn connect(
     store: &ShardStore,
     addr: &str,
     settings: &SlaveSettings,
+    stopping: &dyn Fn() -> bool,
 ) -> Result<(TcpStream, Welcome, BytesMut, Vec<EpochEntry>), HaError> {
     loop {
         if store.truncation_pending() {
             // A truncation failed half-way (disk error): finish it before streaming.
             store.truncate_replica(store.max_physical_offset()).await?;
         }
-        match handshake(store, addr, settings).await? {
+        match handshake(store, addr, settings, stopping).await? {
             Handshake::Accepted(stream, welcome, inbox, epochs) => {
                 return Ok((stream, welcome, inbox, epochs));
             }
@@ -296,20 +310,40 @@ async fn cut_diverged(store: &ShardStore, hello: &Hello, welcome: &Welcome) -> R
     Ok(())
 }
 
+/// Runs one network step of a handshake unless `stopping()` turns true first (`Stopped`;
+/// the step is dropped, and the caller drops its socket).
+async fn unless_stopping<T>(
+    stopping: &dyn Fn() -> bool,
+    step: impl Future<Output = Result<T, HaError>>,
+) -> Result<T, HaError> {
+    let watch = async {
+        while !stopping() {
+            compio::time::sleep(STOP_POLL).await;
+        }
+    };
+    match select(pin!(step), pin!(watch)).await {
+        Either::Left((result, _)) => result,
+        Either::Right(((), _)) => Err(HaError::Stopped),
+    }
+}
+
 async fn handshake(
     store: &ShardStore,
     addr: &str,
     settings: &SlaveSettings,
+    stopping: &dyn Fn() -> bool,
 ) -> Result<Handshake, HaError> {
     let connect_error = |source| HaError::Connect {
         addr: addr.to_string(),
         source,
     };
-    let connecting = compio::time::timeout(settings.connect_timeout, TcpStream::connect(addr));
-    let mut stream = match connecting.await {
-        Ok(result) => result.map_err(connect_error)?,
-        Err(_) => return Err(connect_error(std::io::ErrorKind::TimedOut.into())),
+    let connecting = async {
+        match compio::time::timeout(settings.connect_timeout, TcpStream::connect(addr)).await {
+            Ok(result) => result.map_err(connect_error),
+            Err(_) => Err(connect_error(std::io::ErrorKind::TimedOut.into())),
+        }
     };
+    let mut stream = unless_stopping(stopping, connecting).await?;
     let _ = stream.set_nodelay(true);
     let slave_offset = store.max_physical_offset();
     let check_from = if slave_offset > store.oldest_offset() {
@@ -334,15 +368,17 @@ async fn handshake(
             0
         },
     };
-    let BufResult(sent, _) = stream.write_all(encode_hello(&hello)).await;
-    sent.map_err(HaError::io("hello"))?;
     let mut inbox = BytesMut::new();
-    let reading = read_at_least(&mut stream, &mut inbox, WELCOME_LEN);
-    compio::time::timeout(settings.connect_timeout, reading)
-        .await
-        .map_err(|_| HaError::Silent {
-            peer: stream.peer_addr().ok(),
-        })??;
+    let peer = stream.peer_addr().ok();
+    let greeting = async {
+        let BufResult(sent, _) = stream.write_all(encode_hello(&hello)).await;
+        sent.map_err(HaError::io("hello"))?;
+        let reading = read_at_least(&mut stream, &mut inbox, WELCOME_LEN);
+        compio::time::timeout(settings.connect_timeout, reading)
+            .await
+            .map_err(|_| HaError::Silent { peer })?
+    };
+    unless_stopping(stopping, greeting).await?;
     let welcome = decode_welcome(&inbox)?;
     inbox.advance(WELCOME_LEN);
     let mut master_epochs = Vec::new();
@@ -353,7 +389,8 @@ async fn handshake(
                 addr: addr.to_string(),
             });
         }
-        master_epochs = read_epochs(&mut stream, &mut inbox, settings).await?;
+        let reading = read_epochs(&mut stream, &mut inbox, settings);
+        master_epochs = unless_stopping(stopping, reading).await?;
         if check_epochs(store, addr, settings, &hello, &welcome, &master_epochs).await? {
             drop(stream);
             return Ok(Handshake::EpochCut);

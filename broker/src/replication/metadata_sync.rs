@@ -130,18 +130,14 @@ pub(super) async fn sync_loop(broker: SharedContext, generation: u64) {
     while !super::role::outdated(&broker, generation) {
         let started = std::time::Instant::now();
         if let Some(addr) = broker.replication.master_addr(&broker) {
-            if client.as_ref().is_none_or(|c| c.is_closed()) {
-                client = rmq_net::RemotingClient::connect(&addr, Duration::from_secs(3))
-                    .await
-                    .ok();
-                // Another master (or a restarted one) may have other tables.
-                known = Known::default();
-            }
-            if let Some(connected) = &client
-                && let Err(error) = sync_from_master(&broker, connected, &mut known).await
+            // A master cut off by a partition answers nothing until the request timeouts
+            // (3 s): a role change must not wait for them.
+            let copy = copy_once(&broker, &addr, &mut client, &mut known);
+            if super::role::unless_outdated(&broker, generation, copy)
+                .await
+                .is_none()
             {
-                tracing::debug!(addr, %error, "metadata sync from master failed");
-                client = None;
+                break;
             }
         } else if last_ask.is_none_or(|at| at.elapsed() >= ASK_MASTER_INTERVAL) {
             // The master's address comes with a registration answer; one given before the
@@ -151,6 +147,28 @@ pub(super) async fn sync_loop(broker: SharedContext, generation: u64) {
         }
         let left = SYNC_INTERVAL.saturating_sub(started.elapsed());
         super::role::sleep_unless_outdated(&broker, generation, left).await;
+    }
+}
+
+/// One copy of the master's tables at `addr`, connecting first when needed.
+async fn copy_once(
+    broker: &BrokerContext,
+    addr: &str,
+    client: &mut Option<Rc<rmq_net::RemotingClient>>,
+    known: &mut Known,
+) {
+    if client.as_ref().is_none_or(|c| c.is_closed()) {
+        *client = rmq_net::RemotingClient::connect(addr, Duration::from_secs(3))
+            .await
+            .ok();
+        // Another master (or a restarted one) may have other tables.
+        *known = Known::default();
+    }
+    if let Some(connected) = client.as_ref()
+        && let Err(error) = sync_from_master(broker, connected, known).await
+    {
+        tracing::debug!(addr, %error, "metadata sync from master failed");
+        *client = None;
     }
 }
 

@@ -8,8 +8,9 @@
 //! of the current generation (a slave replicates each shard it owns and core 0 copies the
 //! master's metadata; core 0 of a master listens on the HA port), and when the generation
 //! moves it stops them (the sessions' `stopping` closures see the new generation: the HA
-//! listener closes, master sessions drop their slaves, slave sessions close), waits until they
-//! ended, applies the new role to its shards (a new master starts its epoch on every shard
+//! listener closes, master sessions drop their slaves, slave sessions close, within
+//! [`DUTY_TICK`] or `rmq_ha::slave::STOP_POLL`, also while they wait on a master that answers
+//! nothing: see [`unless_outdated`]), waits until they ended, applies the new role to its shards (a new master starts its epoch on every shard
 //! before any write, `ShardStore::begin_epoch`) and reports the generation settled.
 //!
 //! Order of a change, so no write lands where it must not:
@@ -411,6 +412,26 @@ pub async fn sleep_unless_outdated(broker: &SharedContext, generation: u64, paus
             return;
         }
         rmq_net::rt::sleep(left.min(DUTY_TICK)).await;
+    }
+}
+
+/// Runs `work` until it ends, or until role `generation` is outdated (None; `work` is
+/// dropped then). For the tasks of a generation that wait on a peer: a master cut off by a
+/// partition answers nothing until their timeouts, and a role change waits for every task of
+/// the old generation to end.
+pub async fn unless_outdated<F: Future>(
+    broker: &SharedContext,
+    generation: u64,
+    work: F,
+) -> Option<F::Output> {
+    let watch = async {
+        while !outdated(broker, generation) {
+            rmq_net::rt::sleep(DUTY_TICK).await;
+        }
+    };
+    match futures_util::future::select(std::pin::pin!(work), std::pin::pin!(watch)).await {
+        futures_util::future::Either::Left((output, _)) => Some(output),
+        futures_util::future::Either::Right(((), _)) => None,
     }
 }
 
