@@ -143,6 +143,7 @@ async fn stored(addr: &str) -> usize {
 const OK: i32 = ResponseCode::Success.code();
 const SYSTEM_ERROR: i32 = ResponseCode::SystemError.code();
 const SLAVE_NOT_AVAILABLE: i32 = ResponseCode::SlaveNotAvailable.code();
+const FLUSH_SLAVE_TIMEOUT: i32 = ResponseCode::FlushSlaveTimeout.code();
 
 #[test]
 fn min_in_sync_replicas_refuses_sends_while_the_sync_state_set_is_too_small() {
@@ -257,8 +258,30 @@ fn in_sync_replicas_without_all_ack_sets_how_many_replicas_a_send_waits_for() {
             cluster.granted() == Some(vec![1]) && a_ctx.role.in_sync_replicas() == Some(1)
         })
         .await;
-        // The set shrank to {A}; inSyncReplicas still asks for one slave.
-        let codes = send_counting_codes(&a, TOPIC, 200, 5, &mut acked).await;
+        // The set shrank to {A}; inSyncReplicas still asks for one slave, so nothing is
+        // acknowledged. A's set drops B once one shard lost B, but each shard ends B's HA
+        // session on its own when it reads B's close: until then a send to that shard waits
+        // for B and times out (FLUSH_SLAVE_TIMEOUT). So: one send to every queue (every
+        // shard) until all are refused at once, none ever acknowledged.
+        let mut round = 200;
+        until(
+            "every shard refusing at once",
+            Duration::from_secs(30),
+            async || {
+                round += 1;
+                let every_queue = TOPIC.queues as u64;
+                let codes = send_counting_codes(&a, TOPIC, round, every_queue, &mut acked).await;
+                assert!(
+                    codes.iter().all(
+                        |&(code, _)| code == SLAVE_NOT_AVAILABLE || code == FLUSH_SLAVE_TIMEOUT
+                    ),
+                    "a send without a slave answered {codes:?}"
+                );
+                codes == [(SLAVE_NOT_AVAILABLE, TOPIC.queues as usize)]
+            },
+        )
+        .await;
+        let codes = send_counting_codes(&a, TOPIC, 300, 5, &mut acked).await;
         assert_eq!(codes, [(SLAVE_NOT_AVAILABLE, 5)]);
         verify(&a, TOPIC, &acked, 1).await.unwrap();
     })
