@@ -12,8 +12,9 @@ use rmq_core::remoting::controller::{
     ApplyBrokerIdRequestHeader, BrokerHeartbeatRequestHeader, ElectMasterRequestHeader,
     ElectMasterResponseHeader, GetMetaDataResponseHeader, GetNextBrokerIdRequestHeader,
     GetNextBrokerIdResponseHeader, GetReplicaInfoRequestHeader, GetReplicaInfoResponseHeader,
-    HEARTBEAT_RECORDED_BY_LEADER, RegisterBrokerToControllerRequestHeader,
+    HEARTBEAT_RECORDED_BY_LEADER, NOT_LEADER_KNOWN_LEADER, RegisterBrokerToControllerRequestHeader,
     RegisterBrokerToControllerResponseHeader, controller_request_code as code,
+    controller_response_code,
 };
 use rmq_core::remoting::{HeaderError, RemotingCommand, ResponseCode};
 use rmq_net::{NetError, RemotingClient};
@@ -34,6 +35,9 @@ pub enum CallError {
         addr: String,
         code: i32,
         remark: String,
+        /// CONTROLLER_NOT_LEADER from rmq-fast's controllers: the leader as `addr` knows it
+        /// ([`NOT_LEADER_KNOWN_LEADER`]).
+        known_leader: Option<String>,
     },
     #[error("controller {addr}: bad answer: {reason}")]
     BadAnswer { addr: String, reason: String },
@@ -44,6 +48,18 @@ impl CallError {
     pub fn code(&self) -> Option<i32> {
         match self {
             CallError::Refused { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// The member answered CONTROLLER_NOT_LEADER: Some(the leader it names, if any).
+    pub fn not_leader(&self) -> Option<Option<&str>> {
+        match self {
+            CallError::Refused {
+                code: controller_response_code::CONTROLLER_NOT_LEADER,
+                known_leader,
+                ..
+            } => Some(known_leader.as_deref()),
             _ => None,
         }
     }
@@ -104,6 +120,10 @@ impl Controllers {
                 addr: addr.to_string(),
                 code: response.code,
                 remark: response.remark.clone().unwrap_or_default(),
+                known_leader: response
+                    .ext(NOT_LEADER_KNOWN_LEADER)
+                    .filter(|leader| !leader.is_empty())
+                    .map(str::to_owned),
             });
         }
         Ok(response)

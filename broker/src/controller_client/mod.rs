@@ -12,9 +12,23 @@
 //! `controllerHeartBeatTimeoutMills` minus one `brokerHeartbeatInterval` (counted from the
 //! *sending* of the last answered one, so it fences before the controller can have declared
 //! it dead; only answers of a member that recorded the heartbeat as raft leader count), or
-//! that the controller refuses with CONTROLLER_FENCED_MASTER_EPOCH, stops
+//! that the controller refuses with CONTROLLER_FENCED_MASTER_EPOCH, or whose
+//! CONTROLLER_ALTER_SYNC_STATE_SET the leader refuses with CONTROLLER_INVALID_MASTER, stops
 //! accepting writes (`role::fence`) until the controller confirms it as master again (asked
-//! at once when a heartbeat is answered again).
+//! at once when a heartbeat is answered again, and at once after such a refusal).
+//!
+//! Controller answers acted on beyond RocketMQ 5.3.3 (whose `ReplicasManager` logs every
+//! failed call and waits for its next period): CONTROLLER_NOT_LEADER drops the leader it was
+//! sent to, and when it names the leader (rmq-fast's controllers,
+//! `NOT_LEADER_KNOWN_LEADER`) the round is retried there at once, rather than asking the
+//! deposed leader until `syncControllerMetadataPeriod` passes. CONTROLLER_INVALID_MASTER to an
+//! ALTER_SYNC_STATE_SET of this master's epoch is decided in the controller's log (a write:
+//! only the leader answers it, after applying everything before): the group's master is not
+//! this broker any more, and the master only changes with a new master epoch, so this
+//! mastership is over for good, as with CONTROLLER_FENCED_MASTER_EPOCH. Fencing on it can
+//! only cost writes this broker must not take anyway (a RocketMQ controller that answers it
+//! from a state that lags the log costs a fence until the replica info, asked at once,
+//! confirms the master).
 //!
 //! Sync-state set (master, every `checkSyncStateSetPeriod`, [`sync_state`]): a slave is near
 //! when, on every shard, it lately (`haMaxTimeSlaveNotCatchup`) reported at least the
@@ -164,6 +178,7 @@ async fn run(core: Rc<CoreContext>) {
     rmq_net::rt::spawn(fence_watch(broker.clone(), client.live.clone())).detach();
     let heartbeat_every = ms(broker.config.broker_heartbeat_interval);
     let mut last_beat: Option<Instant> = None;
+    let mut retried = false;
     while !broker.stopping.load(Ordering::Acquire) {
         if let Some(info) = broker.controller_inbox.take() {
             client.apply(info).await;
@@ -172,10 +187,15 @@ async fn run(core: Rc<CoreContext>) {
             last_beat = Some(Instant::now());
             if let Err(error) = client.round().await {
                 tracing::warn!(%error, "controller round failed");
-                if matches!(error, CallError::Net { .. }) {
-                    client.leader = None;
+                // Once in a row: two members naming each other during a leader change do
+                // not keep the loop busy.
+                if client.after_error(&error) && !retried {
+                    last_beat = None;
+                    retried = true;
+                    continue;
                 }
             }
+            retried = false;
         }
         rmq_net::rt::sleep(Duration::from_millis(50)).await;
     }
@@ -548,7 +568,16 @@ impl Client {
                 Ok(())
             }
             Err(error) => {
-                if error.code() == Some(controller_response_code::CONTROLLER_FENCED_MASTER_EPOCH) {
+                // Either says this mastership (the request's epoch, still ours: the loop
+                // applies no role while it waits) is over (see the module docs).
+                if matches!(
+                    error.code(),
+                    Some(
+                        controller_response_code::CONTROLLER_FENCED_MASTER_EPOCH
+                            | controller_response_code::CONTROLLER_INVALID_MASTER
+                    )
+                ) {
+                    tracing::warn!(%error, epoch = self.epoch, "no longer master: fenced");
                     role::fence(&self.broker);
                 }
                 // Learn the controller's set soon (an unknown outcome is resolved by it).
@@ -561,6 +590,38 @@ impl Client {
             role::apply_sync_state_set(&self.broker, &upkeep.counted());
         }
         result
+    }
+
+    /// What a failed call says about the leader and this broker's role (see the module
+    /// docs); true when the round should be retried at once: a new leader is named, or
+    /// this mastership is over (the replica info tells the role).
+    fn after_error(&mut self, error: &CallError) -> bool {
+        if matches!(error, CallError::Net { .. }) {
+            self.leader = None;
+            return false;
+        }
+        if let Some(named) = error.not_leader() {
+            return match named {
+                Some(leader) if self.leader.as_deref() != Some(leader) => {
+                    tracing::info!(leader, "controller leader (named by a former one)");
+                    self.leader = Some(leader.to_owned());
+                    self.leader_at = Some(Instant::now());
+                    true
+                }
+                // Asked again of every member next round.
+                _ => {
+                    self.leader = None;
+                    false
+                }
+            };
+        }
+        matches!(
+            error.code(),
+            Some(
+                controller_response_code::CONTROLLER_FENCED_MASTER_EPOCH
+                    | controller_response_code::CONTROLLER_INVALID_MASTER
+            )
+        )
     }
 
     async fn heartbeat(&mut self, leader: &str, id: i64) -> Result<(), CallError> {
@@ -647,6 +708,7 @@ impl Client {
                 let elected = calls::elect(&self.controllers, &leader, &cluster, &name, id).await;
                 if let Err(error) = elected {
                     tracing::warn!(%error, "election request failed");
+                    self.after_error(&error);
                 }
                 self.last_sync = None;
             }

@@ -111,6 +111,7 @@ mod tests {
             addr: "controller".into(),
             code: response_code,
             remark: String::new(),
+            known_leader: None,
         })
     }
 

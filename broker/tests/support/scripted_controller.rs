@@ -2,9 +2,11 @@
 //! (`controller_client.rs`, `in_sync_replicas.rs`): one broker group, leader at once, ids in
 //! order, election among the live members of the sync-state set, the set changed when the
 //! master asks for it with CONTROLLER_ALTER_SYNC_STATE_SET; enough to drive a broker, not the
-//! real quorum. Also an in-process name server.
+//! real quorum. [`start_members`] runs two members sharing the group, with a scripted leader
+//! change and a [`Script`] of what the controller does on its own. Also an in-process name
+//! server.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use rmq_core::config::NamesrvConfig;
 use rmq_core::remoting::controller::{
     AlterSyncStateSetRequestHeader, AlterSyncStateSetResponseHeader, ApplyBrokerIdRequestHeader,
     BrokerHeartbeatRequestHeader, ElectMasterResponseHeader, GetMetaDataResponseHeader,
-    GetNextBrokerIdResponseHeader, GetReplicaInfoResponseHeader,
+    GetNextBrokerIdResponseHeader, GetReplicaInfoResponseHeader, NOT_LEADER_KNOWN_LEADER,
     RegisterBrokerToControllerRequestHeader, RegisterBrokerToControllerResponseHeader,
     controller_request_code as code, controller_response_code,
 };
@@ -41,13 +43,29 @@ pub struct Group {
     history: Vec<(i32, i64)>,
     /// Every sync-state set a master asked for and got.
     sss_changes: Vec<BTreeSet<i64>>,
+    /// Registered by the script, not by a broker: alive without heartbeats.
+    phantoms: BTreeSet<i64>,
+    /// When a CONTROLLER_INVALID_MASTER was answered last.
+    invalid_master_at: Option<Instant>,
 }
 
 impl Group {
     fn alive(&self, id: i64) -> bool {
-        self.brokers
-            .get(&id)
-            .is_some_and(|(_, seen, _)| seen.elapsed() < DEAD_AFTER)
+        self.phantoms.contains(&id)
+            || self
+                .brokers
+                .get(&id)
+                .is_some_and(|(_, seen, _)| seen.elapsed() < DEAD_AFTER)
+    }
+
+    /// Makes `id` master at the next epoch, alone in the set (an election the brokers did
+    /// not ask for: an operator's, or one after a heartbeat timeout).
+    fn install(&mut self, id: i64) {
+        self.master = Some(id);
+        self.epoch += 1;
+        self.sss = BTreeSet::from([id]);
+        self.sss_epoch += 1;
+        self.history.push((self.epoch, id));
     }
 
     fn tick(&mut self) {
@@ -97,11 +115,42 @@ impl Group {
     }
 }
 
-pub struct Scripted {
-    group: Rc<RefCell<Group>>,
-    addr: String,
+/// What the scripted controller does beyond answering (all off by default).
+#[derive(Clone, Default)]
+pub struct Script {
     /// While set, requests get no answer (a controller the broker cannot reach).
-    silent: Arc<AtomicBool>,
+    pub silent: Arc<AtomicBool>,
+    /// The first CONTROLLER_ALTER_SYNC_STATE_SET deposes the master that sends it: the other
+    /// registered broker with the smallest id becomes master at the next epoch (an election
+    /// the request crossed), and the request is refused with CONTROLLER_INVALID_MASTER, as
+    /// the real controller refuses a broker that is not the group's master.
+    pub depose_on_alter: bool,
+    /// Two members ([`start_members`]): once set, the leadership moves from the first to the
+    /// second, which at once elects a phantom broker (id [`PHANTOM`], address
+    /// `127.0.0.1:1`, alive without heartbeats) master at the next epoch.
+    pub hand_over: Arc<AtomicBool>,
+    /// Two members: CONTROLLER_NOT_LEADER names the leader (rmq-fast's controllers do;
+    /// RocketMQ's do not).
+    pub name_leader: bool,
+}
+
+/// The broker id of the phantom master [`Script::hand_over`] elects.
+pub const PHANTOM: i64 = 99;
+
+/// What the members of one scripted controller share.
+struct Shared {
+    group: RefCell<Group>,
+    /// The members' addresses and which one leads.
+    members: Vec<String>,
+    leader: Cell<usize>,
+    script: Script,
+    deposed_once: Cell<bool>,
+}
+
+pub struct Scripted {
+    shared: Rc<Shared>,
+    /// This member's index in `Shared::members`.
+    me: usize,
 }
 
 impl RequestHandler for Scripted {
@@ -111,7 +160,7 @@ impl RequestHandler for Scripted {
         req: RemotingCommand,
     ) -> rmq_net::connection::LocalFuture<Option<RemotingCommand>> {
         Box::pin(async move {
-            if self.silent.load(Ordering::Relaxed) {
+            if self.shared.script.silent.load(Ordering::Relaxed) {
                 return None;
             }
             Some(self.answer(&req))
@@ -122,14 +171,36 @@ impl RequestHandler for Scripted {
 impl Scripted {
     fn answer(&self, req: &RemotingCommand) -> RemotingCommand {
         let ok = || RemotingCommand::response_for(req, ResponseCode::Success.code(), None);
-        let mut group = self.group.borrow_mut();
+        let shared = &self.shared;
+        let mut group = shared.group.borrow_mut();
+        if shared.script.hand_over.load(Ordering::Relaxed) && shared.leader.get() == 0 {
+            shared.leader.set(1);
+            group.phantoms.insert(PHANTOM);
+            group
+                .brokers
+                .insert(PHANTOM, ("127.0.0.1:1".to_string(), Instant::now(), 0));
+            group.install(PHANTOM);
+        }
         group.tick();
+        let leader = shared.members[shared.leader.get()].clone();
+        let any_member = [code::CONTROLLER_GET_METADATA_INFO, code::BROKER_HEARTBEAT];
+        if shared.leader.get() != self.me && !any_member.contains(&req.code) {
+            let mut refused = RemotingCommand::response_for(
+                req,
+                controller_response_code::CONTROLLER_NOT_LEADER,
+                Some("The controller is not in leader state".into()),
+            );
+            if shared.script.name_leader {
+                refused.set_ext(NOT_LEADER_KNOWN_LEADER, &leader);
+            }
+            return refused;
+        }
         match req.code {
             code::CONTROLLER_GET_METADATA_INFO => {
                 let mut response = ok();
                 GetMetaDataResponseHeader {
-                    controller_leader_address: Some(self.addr.clone()),
-                    is_leader: true,
+                    controller_leader_address: Some(leader),
+                    is_leader: shared.leader.get() == self.me,
                     ..Default::default()
                 }
                 .write_to(&mut response);
@@ -189,7 +260,24 @@ impl Scripted {
             code::CONTROLLER_ALTER_SYNC_STATE_SET => {
                 let head = AlterSyncStateSetRequestHeader::read(req).unwrap();
                 let asked: SyncStateSet = decode_body(&req.body).unwrap();
-                if head.master_broker_id != group.master || head.master_epoch != Some(group.epoch) {
+                let other = group
+                    .brokers
+                    .keys()
+                    .copied()
+                    .find(|id| Some(*id) != head.master_broker_id);
+                if shared.script.depose_on_alter
+                    && !shared.deposed_once.replace(true)
+                    && let Some(other) = other
+                {
+                    group.install(other);
+                }
+                // The real controller's order: the master first, then its epoch.
+                if head.master_broker_id != group.master {
+                    group.invalid_master_at = Some(Instant::now());
+                    let code = controller_response_code::CONTROLLER_INVALID_MASTER;
+                    return RemotingCommand::response_for(req, code, None);
+                }
+                if head.master_epoch != Some(group.epoch) {
                     let code = controller_response_code::CONTROLLER_FENCED_MASTER_EPOCH;
                     return RemotingCommand::response_for(req, code, None);
                 }
@@ -239,6 +327,8 @@ impl Scripted {
 pub struct Decisions {
     pub masters: Vec<(i32, i64)>,
     pub sync_state_sets: Vec<BTreeSet<i64>>,
+    /// When CONTROLLER_INVALID_MASTER was answered last.
+    pub invalid_master_at: Option<Instant>,
 }
 
 pub type Masters = Arc<std::sync::Mutex<Decisions>>;
@@ -246,52 +336,84 @@ pub type Masters = Arc<std::sync::Mutex<Decisions>>;
 /// Runs the scripted controller on its own thread until `stop`; returns its address and a
 /// way to read its state. While `silent` is set it answers nothing.
 pub fn start_controller(stop: Arc<AtomicBool>, silent: Arc<AtomicBool>) -> (String, Masters) {
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
+    let script = Script {
+        silent,
+        ..Script::default()
+    };
+    let (mut addrs, masters) = start_members(stop, 1, script);
+    (addrs.remove(0), masters)
+}
+
+/// Runs `count` scripted controller members sharing one group (the first leads until
+/// [`Script::hand_over`]) on one thread until `stop`; returns their addresses and a way to
+/// read the group's state.
+pub fn start_members(
+    stop: Arc<AtomicBool>,
+    count: usize,
+    script: Script,
+) -> (Vec<String>, Masters) {
+    let listeners: Vec<std::net::TcpListener> = (0..count)
+        .map(|_| std::net::TcpListener::bind(("127.0.0.1", free_port())).unwrap())
+        .collect();
+    let addrs: Vec<String> = listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect();
     let masters = Arc::new(std::sync::Mutex::new(Decisions::default()));
-    let (thread_addr, thread_masters) = (addr.clone(), masters.clone());
+    let (members, thread_masters) = (addrs.clone(), masters.clone());
     std::thread::spawn(move || {
         rmq_net::rt::block_on(async move {
-            let listener = std::net::TcpListener::bind(&thread_addr).unwrap();
-            let listener = rmq_net::listener::register(listener).unwrap();
-            let group = Rc::new(RefCell::new(Group::default()));
-            let handler = Rc::new(Scripted {
-                group: group.clone(),
-                addr: thread_addr,
-                silent,
+            let shared = Rc::new(Shared {
+                group: RefCell::new(Group::default()),
+                members,
+                leader: Cell::new(0),
+                script,
+                deposed_once: Cell::new(false),
             });
-            let watcher = stop.clone();
+            let (watcher, watched) = (stop.clone(), shared.clone());
             rmq_net::rt::spawn(async move {
                 while !watcher.load(Ordering::Relaxed) {
                     {
-                        let group = group.borrow();
+                        let group = watched.group.borrow();
                         *thread_masters.lock().unwrap() = Decisions {
                             masters: group.history.clone(),
                             sync_state_sets: group.sss_changes.clone(),
+                            invalid_master_at: group.invalid_master_at,
                         };
                     }
                     rmq_net::rt::sleep(Duration::from_millis(20)).await;
                 }
             })
             .detach();
-            rmq_net::listener::accept_until(
-                listener,
-                move || stop.load(Ordering::Relaxed),
-                move |stream| {
-                    let serving = rmq_net::serve_connection(
-                        stream,
-                        handler.clone(),
-                        0,
-                        ConnectionLimits::with_max_frame(16 << 20),
-                    );
-                    rmq_net::rt::spawn(serving).detach();
-                },
-            )
-            .await;
+            let mut serving = Vec::new();
+            for (me, listener) in listeners.into_iter().enumerate() {
+                let listener = rmq_net::listener::register(listener).unwrap();
+                let handler = Rc::new(Scripted {
+                    shared: shared.clone(),
+                    me,
+                });
+                let stop = stop.clone();
+                serving.push(rmq_net::rt::spawn(rmq_net::listener::accept_until(
+                    listener,
+                    move || stop.load(Ordering::Relaxed),
+                    move |stream| {
+                        let serving = rmq_net::serve_connection(
+                            stream,
+                            handler.clone(),
+                            0,
+                            ConnectionLimits::with_max_frame(16 << 20),
+                        );
+                        rmq_net::rt::spawn(serving).detach();
+                    },
+                )));
+            }
+            for member in serving {
+                let _ = member.await;
+            }
         })
         .unwrap();
     });
-    (addr, masters)
+    (addrs, masters)
 }
 
 pub struct Namesrv {

@@ -2,7 +2,7 @@
 //! the election state's views become the Java headers and bodies.
 
 use rmq_core::body::controller::{ReplicaIdentity, ReplicasInfo, SyncStateSet};
-use rmq_core::remoting::controller::controller_response_code as code;
+use rmq_core::remoting::controller::{NOT_LEADER_KNOWN_LEADER, controller_response_code as code};
 use rmq_core::remoting::{HeaderError, RemotingCommand, ResponseCode};
 use rmq_election::{BrokerId, Refusal, SyncStateData};
 
@@ -13,6 +13,9 @@ use crate::error::ControllerError;
 pub(crate) struct Failure {
     pub(crate) code: i32,
     pub(crate) remark: String,
+    /// CONTROLLER_NOT_LEADER: the leader as this member knows it
+    /// ([`NOT_LEADER_KNOWN_LEADER`]).
+    pub(crate) known_leader: Option<String>,
 }
 
 impl Failure {
@@ -20,6 +23,7 @@ impl Failure {
         Self {
             code,
             remark: remark.into(),
+            known_leader: None,
         }
     }
 
@@ -29,7 +33,11 @@ impl Failure {
     }
 
     pub(crate) fn reply_to(self, request: &RemotingCommand) -> RemotingCommand {
-        RemotingCommand::response_for(request, self.code, Some(self.remark))
+        let mut reply = RemotingCommand::response_for(request, self.code, Some(self.remark));
+        if let Some(leader) = self.known_leader {
+            reply.set_ext(NOT_LEADER_KNOWN_LEADER, leader);
+        }
+        reply
     }
 }
 
@@ -50,10 +58,13 @@ impl From<ControllerError> for Failure {
     fn from(e: ControllerError) -> Self {
         match e {
             // RocketMQ 5.3's text (DLedgerController.EventScheduler).
-            ControllerError::NotLeader { .. } => Self::new(
-                code::CONTROLLER_NOT_LEADER,
-                "The controller is not in leader state",
-            ),
+            ControllerError::NotLeader { leader } => Self {
+                known_leader: leader.filter(|l| !l.is_empty()),
+                ..Self::new(
+                    code::CONTROLLER_NOT_LEADER,
+                    "The controller is not in leader state",
+                )
+            },
             other => Self::new(ResponseCode::SystemError as i32, other.to_string()),
         }
     }

@@ -236,6 +236,12 @@ controller_header! {
 /// send it: then only the answer of the member the broker believes leads counts.
 pub const HEARTBEAT_RECORDED_BY_LEADER: &str = "recordedByLeader";
 
+/// An ext field of rmq-fast's `CONTROLLER_NOT_LEADER` answer: the address of the leader as the
+/// answering member knows it (the one `CONTROLLER_GET_METADATA_INFO` names), absent while it
+/// knows none. A broker sends its next requests there at once instead of asking every member
+/// again; RocketMQ's controllers do not send it (nor do its brokers read it).
+pub const NOT_LEADER_KNOWN_LEADER: &str = "controllerLeaderAddress";
+
 controller_header! {
     /// `CONTROLLER_ALTER_SYNC_STATE_SET` (1001) request; body: `SyncStateSet` (the new set and
     /// the sync-state-set epoch it replaces).

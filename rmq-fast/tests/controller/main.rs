@@ -278,6 +278,12 @@ fn three_controllers_elect_replicate_and_survive_sigkill_of_their_leader() {
         "{:?}",
         refused.remark
     );
+    // rmq-fast's extension: the answer names the leader, so a broker asks it at once.
+    assert_eq!(
+        refused.ext(rmq_core::remoting::controller::NOT_LEADER_KNOWN_LEADER),
+        Some(leader_addr.as_str()),
+        "the follower names the leader"
+    );
 
     let (first, second) = (Replica::new(1), Replica::new(2));
     let registered = first.register(&leader_addr);

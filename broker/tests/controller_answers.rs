@@ -1,0 +1,228 @@
+//! Controller answers the broker's controller client acts on at once (issue 11), against
+//! scripted controllers (`support::scripted_controller`) and in-process brokers:
+//! - CONTROLLER_NOT_LEADER from the member the broker took for the leader: the broker asks
+//!   the leader it names (rmq-fast's controllers), or looks the leader up again (RocketMQ's,
+//!   which name none), instead of asking the deposed one until `syncControllerMetadataPeriod`
+//!   (60 s here) passes;
+//! - CONTROLLER_INVALID_MASTER to a master's CONTROLLER_ALTER_SYNC_STATE_SET: its mastership
+//!   is over; it stops taking writes at once and re-reads its role.
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rmq_broker::server::{BrokerHandle, start_broker};
+use rmq_core::config::BrokerConfig;
+use rmq_core::remoting::ResponseCode;
+use support::scripted_controller::{Namesrv, PHANTOM, Script, start_members};
+use support::{Acked, Topic, free_port_pair, send_counting_codes, until};
+
+const TOPIC: Topic = Topic {
+    name: "AnswerTopic",
+    queues: 4,
+};
+
+struct Node {
+    config: BrokerConfig,
+    addr: String,
+}
+
+impl Node {
+    fn new(root: &Path, namesrv: &str, controllers: &[String], extra: &[(&str, &str)]) -> Node {
+        let port = free_port_pair();
+        let pairs: Vec<(String, String)> = [
+            ("brokerClusterName", "AnswerCluster".to_string()),
+            ("brokerName", "answer-broker".to_string()),
+            ("enableControllerMode", "true".to_string()),
+            ("controllerAddr", controllers.join(";")),
+            ("allAckInSyncStateSet", "true".to_string()),
+            ("controllerHeartBeatTimeoutMills", "3000".to_string()),
+            ("brokerHeartbeatInterval", "1000".to_string()),
+            ("syncControllerMetadataPeriod", "60000".to_string()),
+            ("checkSyncStateSetPeriod", "300".to_string()),
+            ("haMaxTimeSlaveNotCatchup", "2000".to_string()),
+            ("listenPort", port.to_string()),
+            ("namesrvAddr", namesrv.to_string()),
+            ("brokerIP1", "127.0.0.1".to_string()),
+            ("storePathRootDir", root.join("store").display().to_string()),
+            ("logDir", root.join("logs").display().to_string()),
+            ("mappedFileSizeCommitLog", "1048576".to_string()),
+            ("maxMessageSize", "65536".to_string()),
+            ("mappedFileSizeConsumeQueue", "6000".to_string()),
+            ("shardCount", "2".to_string()),
+            ("autoCreateTopicEnable", "true".to_string()),
+            ("haSendHeartbeatInterval", "200".to_string()),
+            ("slaveTimeout", "2000".to_string()),
+        ]
+        .into_iter()
+        .chain(extra.iter().map(|(k, v)| (*k, v.to_string())))
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        Node {
+            config: BrokerConfig::load(None, &pairs).unwrap().0,
+            addr: format!("127.0.0.1:{port}"),
+        }
+    }
+
+    fn start(&self) -> BrokerHandle {
+        start_broker(self.config.clone()).expect("start the broker")
+    }
+}
+
+/// A master of epoch 1 whose controller leader changes: the new leader elects another master
+/// (`PHANTOM`) at once. The broker asks the old leader for its replica info every 300 ms
+/// and gets CONTROLLER_NOT_LEADER; it must learn the election from the new leader and stop
+/// taking writes well before `syncControllerMetadataPeriod` (60 s) would have it look the
+/// leader up again. Heartbeats, which every member accepts, keep it from fencing itself.
+fn a_leader_change_is_followed_at_once(name_leader: bool) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let script = Script {
+        name_leader,
+        ..Script::default()
+    };
+    let hand_over = script.hand_over.clone();
+    let (members, decisions) = start_members(stop.clone(), 2, script);
+    let namesrv = Namesrv::start();
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::new(
+        dir.path(),
+        &namesrv.addr,
+        &members,
+        &[("syncBrokerMetadataPeriod", "300")],
+    );
+    let handle = node.start();
+    let ctx = handle.context().clone();
+    rmq_net::rt::block_on(async {
+        until("elected", Duration::from_secs(10), async || !ctx.is_slave()).await;
+        let mut acked = Acked::new();
+        until("taking writes", Duration::from_secs(10), async || {
+            let codes = send_counting_codes(&node.addr, TOPIC, 1, 1, &mut acked).await;
+            codes == [(ResponseCode::Success.code(), 1)]
+        })
+        .await;
+
+        hand_over.store(true, Ordering::Relaxed);
+        let handed_over = Instant::now();
+        let mut round = 10;
+        until(
+            "the broker refusing writes as the phantom's slave",
+            Duration::from_secs(10),
+            async || {
+                round += 1;
+                let codes = send_counting_codes(&node.addr, TOPIC, round, 1, &mut acked).await;
+                codes[0].0 != ResponseCode::Success.code()
+            },
+        )
+        .await;
+        let took = handed_over.elapsed();
+        assert_eq!(
+            decisions.lock().unwrap().masters.last(),
+            Some(&(2, PHANTOM))
+        );
+        let role = ctx.role.snapshot();
+        assert!(
+            ctx.is_slave() && role.epoch == 2,
+            "a slave of epoch 2: {role:?}"
+        );
+        println!("followed the new leader's election after {took:?}");
+    })
+    .unwrap();
+    handle.stop().unwrap();
+    stop.store(true, Ordering::Relaxed);
+}
+
+#[test]
+fn a_not_leader_answer_naming_the_leader_redirects_the_broker_at_once() {
+    a_leader_change_is_followed_at_once(true);
+}
+
+#[test]
+fn a_not_leader_answer_naming_no_leader_has_the_broker_look_it_up_again() {
+    a_leader_change_is_followed_at_once(false);
+}
+
+/// How long after the controller's CONTROLLER_INVALID_MASTER answer a send may still be
+/// acknowledged (the answer travels, the broker handles it). Without acting on the answer,
+/// the master kept acknowledging until its next controller round read its role, a
+/// `brokerHeartbeatInterval` (1 s) later.
+const FENCE_MARGIN: Duration = Duration::from_millis(300);
+
+/// A master A with its slave B: A's first CONTROLLER_ALTER_SYNC_STATE_SET (asking for B)
+/// crosses an election of B, and the controller refuses it with CONTROLLER_INVALID_MASTER.
+/// B still replicates from A (it learns of its election only with its next replica info,
+/// 60 s away), so only the answer can stop A acknowledging: no send started
+/// [`FENCE_MARGIN`] after the answer is acknowledged, and A follows B.
+#[test]
+fn an_invalid_master_answer_stops_the_master_acknowledging_at_once() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let script = Script {
+        depose_on_alter: true,
+        ..Script::default()
+    };
+    let (members, decisions) = start_members(stop.clone(), 1, script);
+    let namesrv = Namesrv::start();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    // A reads its role every round (`brokerHeartbeatInterval`), B not for a minute.
+    let a_sync = [("syncBrokerMetadataPeriod", "300")];
+    let b_sync = [("syncBrokerMetadataPeriod", "60000")];
+    let a = Node::new(dirs[0].path(), &namesrv.addr, &members, &a_sync);
+    let b = Node::new(dirs[1].path(), &namesrv.addr, &members, &b_sync);
+    let a_handle = a.start();
+    let a_ctx = a_handle.context().clone();
+    let b_handle = rmq_net::rt::block_on(async {
+        until("A elected", Duration::from_secs(10), async || {
+            !a_ctx.is_slave()
+        })
+        .await;
+        let b_handle = b.start();
+        // Sends one at a time until two seconds after the answer: (started, acknowledged).
+        let mut sends: Vec<(Instant, bool)> = Vec::new();
+        let mut acked = Acked::new();
+        let mut round = 10;
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            let answered = decisions.lock().unwrap().invalid_master_at;
+            if answered.is_some_and(|at| at.elapsed() > Duration::from_secs(2)) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no INVALID_MASTER answer: A {:?} counting {:?}, B {:?}",
+                a_ctx.role.snapshot(),
+                rmq_broker::replication::role::applied_sync_state_set(&a_ctx),
+                b_handle.context().role.snapshot()
+            );
+            round += 1;
+            let started = Instant::now();
+            let codes = send_counting_codes(&a.addr, TOPIC, round, 1, &mut acked).await;
+            sends.push((started, codes[0].0 == ResponseCode::Success.code()));
+        }
+        let answered = decisions.lock().unwrap().invalid_master_at.unwrap();
+        assert!(
+            sends.iter().any(|(at, ok)| *ok && *at < answered),
+            "A acknowledged before"
+        );
+        let late: Vec<Duration> = sends
+            .iter()
+            .filter(|(at, ok)| *ok && *at > answered + FENCE_MARGIN)
+            .map(|(at, _)| *at - answered)
+            .collect();
+        assert!(
+            late.is_empty(),
+            "A acknowledged sends started this long after INVALID_MASTER: {late:?}"
+        );
+        assert_eq!(decisions.lock().unwrap().masters, [(1, 1), (2, 2)]);
+        until("A a slave of epoch 2", Duration::from_secs(5), async || {
+            a_ctx.is_slave() && a_ctx.role.snapshot().epoch == 2
+        })
+        .await;
+        b_handle
+    })
+    .unwrap();
+    a_handle.stop().unwrap();
+    b_handle.stop().unwrap();
+    stop.store(true, Ordering::Relaxed);
+}
