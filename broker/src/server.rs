@@ -159,6 +159,7 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
     let broker_addr = SocketAddr::new(ip, config.listen_port);
     let listen_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), config.listen_port);
     rmq_net::listener::ensure_port_free(listen_addr)?;
+    let idle_poll = std::time::Duration::from_micros(u64::from(config.idle_poll_micros));
     let acl = match config.acl_enable {
         true => {
             Some(crate::acl::Acl::open(&config).map_err(|e| BrokerError::Startup(e.to_string()))?)
@@ -185,7 +186,7 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
     let ready_tx = Arc::new(Mutex::new(ready_tx));
     let previous_clean = layout.previous_shutdown_clean;
     let body_ctx = ctx.clone();
-    let threads = rmq_net::cores::run_cores("broker", core_count, move |core| {
+    let threads = rmq_net::cores::run_cores_polling("broker", core_count, idle_poll, move |core| {
         let ctx = body_ctx.clone();
         let (mesh, balancer) = parts.lock().expect("core parts lock")[core]
             .take()

@@ -151,7 +151,7 @@ pub async fn accept_balanced<F, Fut>(
 {
     let spawn_served = move |stream, slot: ConnectionSlot| {
         let served = serve(stream);
-        compio::runtime::spawn(async move {
+        crate::rt::spawn(async move {
             served.await;
             drop(slot);
         })
@@ -162,7 +162,7 @@ pub async fn accept_balanced<F, Fut>(
     let handed_off = {
         let balancer = balancer.clone();
         let spawn_served = spawn_served.clone();
-        compio::runtime::spawn(async move {
+        crate::rt::spawn(async move {
             while let Some((std_stream, slot)) = inbox.next().await {
                 debug_assert_eq!(slot.core, balancer.core, "slot counted for this core");
                 match compio::net::TcpStream::from_std(std_stream) {

@@ -68,10 +68,10 @@ impl RemotingClient {
             closed: Rc::new(Cell::new(false)),
         });
         let (reader, writer) = stream.into_split();
-        compio::runtime::spawn(write_loop(writer, rx)).detach();
+        crate::rt::spawn(write_loop(writer, rx)).detach();
         let pending = client.pending.clone();
         let closed = client.closed.clone();
-        compio::runtime::spawn(async move {
+        crate::rt::spawn(async move {
             read_loop(reader, &pending).await;
             closed.set(true);
             pending.borrow_mut().clear();

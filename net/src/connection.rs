@@ -174,7 +174,7 @@ pub async fn serve_connection<H: RequestHandler>(
         },
     });
     let (reader, writer) = stream.into_split();
-    compio::runtime::spawn(write_loop(writer, rx, flow)).detach();
+    crate::rt::spawn(write_loop(writer, rx, flow)).detach();
     let result = read_loop(&reader, &handler, &info, &limits).await;
     if let Err(reason) = result {
         if reason.starts_with("bad frame") {
@@ -254,7 +254,7 @@ fn dispatch<H: RequestHandler>(handler: &Rc<H>, info: &Rc<ConnectionInfo>, cmd: 
     sender.flow.request_started();
     let in_flight = InFlight(sender.flow.clone());
     let future = handler.clone().handle(info.clone(), cmd);
-    compio::runtime::spawn(async move {
+    crate::rt::spawn(async move {
         let response = future.await;
         if let Some(response) = response
             && !oneway

@@ -3,10 +3,13 @@
 //! `run_cores` starts `count` threads; thread `i` is pinned to the `i`-th CPU the process
 //! may run on (modulo their number) and runs `body(i)` to completion on its own io_uring
 //! runtime. Everything a core owns lives inside `body`'s future: nothing needs `Send`
-//! except what `body` captures at start.
+//! except what `body` captures at start. [`run_cores_polling`] runs the cores with an
+//! idle-poll window (see `idle_poll`): they poll the ring that long after their last task
+//! before sleeping.
 
 use std::collections::HashSet;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// CPUs this process may run on, in ascending order (falls back to 0..available_parallelism).
 pub fn allowed_cpus() -> Vec<usize> {
@@ -25,12 +28,31 @@ pub fn allowed_cpus() -> Vec<usize> {
     cpus
 }
 
-/// Starts one thread per core, each with its own pinned runtime running `body(core)`.
+/// Starts one thread per core, each with its own pinned runtime running `body(core)`; a
+/// core sleeps as soon as it has nothing to run.
 ///
 /// # Errors
 /// An error when a thread or an io_uring instance cannot be created (io_uring refused by
 /// the kernel or a seccomp profile shows up here, with the OS error).
 pub fn run_cores<F, Fut>(name: &str, count: usize, body: F) -> std::io::Result<Vec<JoinHandle<()>>>
+where
+    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    run_cores_polling(name, count, Duration::ZERO, body)
+}
+
+/// [`run_cores`] whose cores poll the ring for `idle_poll` after their last task before
+/// they sleep (zero: sleep at once).
+///
+/// # Errors
+/// As [`run_cores`].
+pub fn run_cores_polling<F, Fut>(
+    name: &str,
+    count: usize,
+    idle_poll: Duration,
+    body: F,
+) -> std::io::Result<Vec<JoinHandle<()>>>
 where
     F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = ()> + 'static,
@@ -58,7 +80,7 @@ where
                         return;
                     }
                 };
-                runtime.block_on(body(core));
+                crate::idle_poll::block_on_polling(&runtime, idle_poll, body(core));
             })?;
         ready_rx
             .recv()

@@ -17,6 +17,8 @@
 //!   bytes); over a limit the connection's socket is not read until replies drain.
 //! - `client`: the client side (broker → name server, bench tool): request/response
 //!   matching by `opaque`, timeouts, oneway.
+//! - `idle_poll`: the cores' run loop, which polls the ring for a bounded time before it
+//!   sleeps (off by default; `idlePollMicros`).
 //! - `rt`: the runtime seam for the crates above: spawn, sleep, timeout, yield, the clock.
 //!
 //! Contracts: a malformed frame closes only its own connection; a handler error is a
@@ -30,6 +32,7 @@ pub mod connection;
 pub mod cores;
 pub mod error;
 pub mod flow;
+pub mod idle_poll;
 pub mod listener;
 pub mod mesh;
 pub mod rt;

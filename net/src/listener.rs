@@ -86,7 +86,7 @@ pub async fn accept_until<F>(
 ) where
     F: FnMut(compio::net::TcpStream) + 'static,
 {
-    let accepting = compio::runtime::spawn(async move {
+    let accepting = crate::rt::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => on_accept(stream),

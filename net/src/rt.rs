@@ -48,10 +48,18 @@ impl<T> Future for Task<T> {
     }
 }
 
-/// Runs `future` as a new task on this core's runtime.
+/// Runs `future` as a new task on this core's runtime. Its polls count as work for the
+/// core's idle-poll window (see `idle_poll`).
 #[track_caller]
 pub fn spawn<F: Future + 'static>(future: F) -> Task<F::Output> {
-    Task(compio::runtime::spawn(future))
+    Task(compio::runtime::spawn(async move {
+        let mut future = std::pin::pin!(future);
+        std::future::poll_fn(|cx| {
+            crate::idle_poll::note_poll();
+            future.as_mut().poll(cx)
+        })
+        .await
+    }))
 }
 
 /// Runs the blocking `work` (file writes, fsync) on a thread outside the cores; awaiting the

@@ -318,6 +318,10 @@ config_struct! {
         "logDir" => log_dir: PathBuf = PathBuf::from(home_path("logs/rocketmqlogs")),
         /// rmq-fast extension: number of shards (threads); 0 = number of available cores.
         "shardCount" => shard_count: u32 = 0,
+        /// rmq-fast extension: after its last task a core keeps polling its io_uring this
+        /// many microseconds before it sleeps (0 = sleep at once), so a request arriving
+        /// soon after the last one does not wait for the CPU to wake from idle.
+        "idlePollMicros" => idle_poll_micros: u32 = 0,
         /// rmq-fast extension: ASYNC_FLUSH writes the commit log with `O_DIRECT` too, so an
         /// ack waits for the device write; false (default) writes through the page cache like
         /// RocketMQ's mmap (acks survive `kill -9`, not power loss, as in RocketMQ).

@@ -370,6 +370,7 @@ fn validation_refuses_bad_values_with_reasons() {
             "diskMaxUsedSpaceRatio",
             "10..=95",
         ),
+        ("idlePollMicros=10001", "idlePollMicros", "at most 10000"),
         (
             "enableDLegerCommitLog=true",
             "enableDLegerCommitLog",
@@ -390,6 +391,15 @@ fn validation_refuses_bad_values_with_reasons() {
         assert_eq!(err.key, key, "{text}: {err}");
         assert!(err.message.contains(fragment), "{text}: {err}");
     }
+}
+
+#[test]
+fn idle_poll_micros_is_parsed_and_defaults_to_off() {
+    assert_eq!(from_text("").unwrap().0.idle_poll_micros, 0);
+    assert_eq!(
+        from_text("idlePollMicros=200").unwrap().0.idle_poll_micros,
+        200
+    );
 }
 
 #[test]

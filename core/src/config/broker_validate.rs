@@ -19,6 +19,9 @@ pub const COMMIT_LOG_SIZE_MIN: u64 = COMMIT_LOG_ALIGNMENT * 16;
 pub const CONSUME_QUEUE_ENTRY_SIZE: u64 = 20;
 /// Bytes an END_FILE blank record needs at the end of a commit log file.
 const END_FILE_MIN_BLANK_LENGTH: u64 = 8;
+/// Largest `idlePollMicros`: 10 ms of polling per wake-up is already ~all of a core at
+/// 100 timer ticks a second; beyond it the key would only keep an idle broker busy.
+pub const MAX_IDLE_POLL_MICROS: u32 = 10_000;
 
 const _: () = assert!(COMMIT_LOG_SIZE_MIN.is_multiple_of(COMMIT_LOG_ALIGNMENT));
 
@@ -267,6 +270,14 @@ impl BrokerConfig {
                 self.disk_max_used_space_ratio
             );
             return Err(("diskMaxUsedSpaceRatio", message));
+        }
+        if self.idle_poll_micros > MAX_IDLE_POLL_MICROS {
+            let message = format!(
+                "expected at most {MAX_IDLE_POLL_MICROS} (µs a core polls before it sleeps; \
+                 more keeps an idle broker busy), got {}",
+                self.idle_poll_micros
+            );
+            return Err(("idlePollMicros", message));
         }
         self.check_message_sizes(commit_log)
     }

@@ -27,6 +27,7 @@ use rmq_core::body::{RegisterBrokerBody, TopicConfig, TopicConfigSerializeWrappe
 use rmq_core::message::msg_id::offset_msg_id;
 use rmq_core::remoting::{RemotingCommand, ResponseCode, request_code};
 use rmq_net::connection::{ConnectionInfo, LocalFuture};
+use rmq_net::cores::run_cores_polling;
 use rmq_net::{RemotingClient, RequestHandler};
 
 /// Largest frame accepted (as a broker's default).
@@ -52,6 +53,10 @@ pub struct NullBrokerOptions {
     /// Threads (one pinned io_uring runtime each, as the broker's shards).
     #[arg(long, default_value_t = 2)]
     pub cores: usize,
+    /// µs a core keeps polling its ring after its last task before it sleeps (the broker's
+    /// `idlePollMicros`; 0 = sleep at once).
+    #[arg(long, default_value_t = 0)]
+    pub idle_poll_us: u32,
     #[arg(long, default_value = "null-broker")]
     pub broker_name: String,
     #[arg(long, default_value = "NullCluster")]
@@ -82,7 +87,8 @@ pub fn run(options: NullBrokerOptions) -> anyhow::Result<()> {
             .map(Some)
             .collect::<Vec<_>>(),
     ));
-    let handles = rmq_net::cores::run_cores("null-broker", options.cores, move |core| {
+    let poll = Duration::from_micros(u64::from(options.idle_poll_us));
+    let handles = run_cores_polling("null-broker", options.cores, poll, move |core| {
         let options = body_options.clone();
         let stop = body_stop.clone();
         let registered_tx = registered_tx.clone();
@@ -302,6 +308,7 @@ mod tests {
             topic: "T".into(),
             queues: 3,
             cores: 1,
+            idle_poll_us: 0,
             broker_name: "b".into(),
             cluster: "c".into(),
         };
