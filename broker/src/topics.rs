@@ -237,6 +237,17 @@ impl TopicManager {
             .next();
     }
 
+    /// Controller mode, at a role change: moves the data version with the master epoch as
+    /// its state version (RocketMQ 5's `nextVersion(newMasterEpoch)`), which the name servers
+    /// compare before giving a broker id to another address.
+    pub fn next_state_version(&self, epoch: i32) {
+        self.state
+            .data_version
+            .lock()
+            .expect("data version lock")
+            .next_state(i64::from(epoch));
+    }
+
     /// Creates or replaces a topic config.
     pub fn put(&self, config: TopicConfig) {
         let _guard = self.write_lock.lock().expect("topic write lock");

@@ -139,6 +139,30 @@ impl RouteTable {
     /// [`Self::apply_chunk`] and, for [`TopicApply::Replace`], removes the others with
     /// [`Self::remove_stale_chunk`] over [`Self::topics_of`] taken before the first chunk.
     pub fn begin(&mut self, reg: &Registration, now: Instant) -> (RegisterOutcome, PendingTopics) {
+        if let Some((holder, theirs)) = self.outranked(reg) {
+            // As RocketMQ 5: a registration for an id that another live address holds with a
+            // larger state version (controller mode: master epoch) is refused (ignored:
+            // unlike RocketMQ the address is not unregistered, since a stale registration
+            // still in flight must not remove the one it sent since under its new id). A
+            // master deposed while cut off from the controllers would otherwise take the
+            // route back from the new one at each of its periodic registrations.
+            tracing::warn!(
+                broker = reg.broker_name,
+                id = reg.broker_id,
+                addr = reg.broker_addr,
+                state_version = reg.topics.data_version.state_version,
+                holder,
+                holder_state_version = theirs,
+                "registration refused: the id is held by a broker of a newer state version"
+            );
+            let refused = PendingTopics {
+                broker_addr: reg.broker_addr.clone(),
+                epoch: 0,
+                broker: Rc::from(reg.broker_name.as_str()),
+                apply: TopicApply::Nothing,
+            };
+            return (RegisterOutcome::default(), refused);
+        }
         // An address that comes back under another broker name or cluster (a broker
         // restarted with a new brokerName) leaves its old name first: otherwise the old name
         // kept the address, and its routes, forever, since expiry is keyed by address.
@@ -229,6 +253,23 @@ impl RouteTable {
             apply,
         };
         (self.outcome_for(&reg.broker_name, reg.broker_id), pending)
+    }
+
+    /// The other live address holding `reg`'s broker id with a larger state version than
+    /// `reg`'s, and that version.
+    fn outranked(&self, reg: &Registration) -> Option<(String, i64)> {
+        let holder = self
+            .brokers
+            .get(&reg.broker_name)?
+            .broker_addrs
+            .get(&reg.broker_id)
+            .filter(|addr| **addr != reg.broker_addr)?;
+        let live = self
+            .live
+            .get(holder)
+            .filter(|live| live.cluster == reg.cluster)?;
+        let theirs = live.data_version.state_version;
+        (theirs > reg.topics.data_version.state_version).then(|| (holder.clone(), theirs))
     }
 
     /// Whether the broker of `pending` is still registered as it was when it began (not

@@ -262,6 +262,7 @@ pub async fn become_master(
     // Before the cores start the generation, so they take the new set with it.
     apply_sync_state_set(broker, sync_state_set);
     wait_settled(broker, next.generation).await?;
+    broker.topics.next_state_version(epoch);
     if !role.open_as_master(next.generation) {
         return Err(RoleError::NotSettled {
             generation: next.generation,
@@ -377,6 +378,7 @@ pub async fn become_slave(
         master_ha_addr: master_ha_addr.map(str::to_string),
         generation: 0,
     });
+    broker.topics.next_state_version(epoch);
     broker.request_registration();
     crate::registration::register_role_change(broker);
     wait_settled(broker, next.generation).await?;

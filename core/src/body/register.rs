@@ -177,6 +177,7 @@ mod tests {
         wrapper.data_version = DataVersion {
             timestamp: 1_700_000_000_000,
             counter: 7,
+            state_version: 0,
         };
         for name in ["TopicTest", "TBW102", "%RETRY%cg"] {
             let mut config = TopicConfig::new(name);

@@ -140,6 +140,16 @@ impl TopicConfig {
 pub struct DataVersion {
     pub timestamp: i64,
     pub counter: i64,
+    /// RocketMQ 5's `stateVersion`: in controller mode the broker's master epoch, set at each
+    /// role change; a name server refuses a registration for a broker id held by another
+    /// address with a larger one (a deposed master cannot take its old id back). 0 (not
+    /// sent: a 4.x peer never sees it) in classic mode.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub state_version: i64,
+}
+
+fn is_zero(value: &i64) -> bool {
+    *value == 0
 }
 
 impl DataVersion {
@@ -148,7 +158,14 @@ impl DataVersion {
         DataVersion {
             timestamp: super::now_ms(),
             counter: 0,
+            state_version: 0,
         }
+    }
+
+    /// Java `nextVersion(stateVersion)`: as [`Self::next`], with a new state version.
+    pub fn next_state(&mut self, state_version: i64) {
+        self.next();
+        self.state_version = state_version;
     }
 
     /// Java `nextVersion()`: stamp now and bump the counter.

@@ -292,3 +292,45 @@ fn a_broker_gone_during_a_chunked_apply_leaves_no_route() {
     assert_eq!(table.topic_count(), 1);
     table.check_invariants();
 }
+
+/// Controller mode (RocketMQ 5's stateVersion, the master epoch): a master deposed while cut
+/// off from the controllers keeps re-registering as brokerId 0; it must not take the id back
+/// from the new master of a later epoch.
+#[test]
+fn a_deposed_master_cannot_take_id_0_back_from_a_newer_epoch() {
+    let mut table = RouteTable::default();
+    let now = Instant::now();
+    let with_epoch = |addr: &str, conn: u64, epoch: i64| {
+        let mut registration = reg("broker-a", addr, 0, conn, &["T1"]);
+        registration.topics.data_version.state_version = epoch;
+        registration
+    };
+    table.register(with_epoch("1.1.1.1:10911", 1, 1), now);
+    table.register(with_epoch("2.2.2.2:11011", 2, 2), now);
+    let masters = |table: &RouteTable| {
+        table.route("T1", None).unwrap().broker_datas[0]
+            .broker_addrs
+            .clone()
+    };
+    assert_eq!(masters(&table)[&0], "2.2.2.2:11011");
+    // The old master's periodic registration, still as brokerId 0 in epoch 1.
+    let outcome = table.register(with_epoch("1.1.1.1:10911", 1, 1), now);
+    assert_eq!(outcome, RegisterOutcome::default());
+    assert_eq!(
+        masters(&table)[&0],
+        "2.2.2.2:11011",
+        "the deposed master took the route back"
+    );
+    table.check_invariants();
+    // Once it follows the new master (another id) it is taken as a slave.
+    let mut slave = with_epoch("1.1.1.1:10911", 1, 2);
+    slave.broker_id = 3;
+    table.register(slave, now);
+    assert_eq!(
+        masters(&table).get(&3).map(String::as_str),
+        Some("1.1.1.1:10911")
+    );
+    // An equal state version takes the id, as before (classic mode: both 0).
+    table.register(with_epoch("3.3.3.3:10911", 4, 2), now);
+    assert_eq!(masters(&table)[&0], "3.3.3.3:10911");
+}
