@@ -18,7 +18,7 @@ use rmq_broker::server::{BrokerHandle, start_broker};
 use rmq_core::config::BrokerConfig;
 use rmq_core::remoting::ResponseCode;
 use support::scripted_controller::{Namesrv, PHANTOM, Script, start_members};
-use support::{Acked, Topic, free_port_pair, send_counting_codes, until};
+use support::{Acked, Topic, controller_mode_config, free_port_pair, send_counting_codes, until};
 
 const TOPIC: Topic = Topic {
     name: "AnswerTopic",
@@ -33,36 +33,22 @@ struct Node {
 impl Node {
     fn new(root: &Path, namesrv: &str, controllers: &[String], extra: &[(&str, &str)]) -> Node {
         let port = free_port_pair();
-        let pairs: Vec<(String, String)> = [
-            ("brokerClusterName", "AnswerCluster".to_string()),
-            ("brokerName", "answer-broker".to_string()),
-            ("enableControllerMode", "true".to_string()),
-            ("controllerAddr", controllers.join(";")),
-            ("allAckInSyncStateSet", "true".to_string()),
-            ("controllerHeartBeatTimeoutMills", "3000".to_string()),
-            ("brokerHeartbeatInterval", "1000".to_string()),
-            ("syncControllerMetadataPeriod", "60000".to_string()),
-            ("checkSyncStateSetPeriod", "300".to_string()),
-            ("haMaxTimeSlaveNotCatchup", "2000".to_string()),
-            ("listenPort", port.to_string()),
-            ("namesrvAddr", namesrv.to_string()),
-            ("brokerIP1", "127.0.0.1".to_string()),
-            ("storePathRootDir", root.join("store").display().to_string()),
-            ("logDir", root.join("logs").display().to_string()),
-            ("mappedFileSizeCommitLog", "1048576".to_string()),
-            ("maxMessageSize", "65536".to_string()),
-            ("mappedFileSizeConsumeQueue", "6000".to_string()),
-            ("shardCount", "2".to_string()),
-            ("autoCreateTopicEnable", "true".to_string()),
-            ("haSendHeartbeatInterval", "200".to_string()),
-            ("slaveTimeout", "2000".to_string()),
-        ]
-        .into_iter()
-        .chain(extra.iter().map(|(k, v)| (*k, v.to_string())))
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        let keys = [
+            ("brokerClusterName", "AnswerCluster"),
+            ("brokerName", "answer-broker"),
+            ("allAckInSyncStateSet", "true"),
+            ("controllerHeartBeatTimeoutMills", "3000"),
+            ("brokerHeartbeatInterval", "1000"),
+            ("syncControllerMetadataPeriod", "60000"),
+            ("checkSyncStateSetPeriod", "300"),
+            ("haMaxTimeSlaveNotCatchup", "2000"),
+            ("haSendHeartbeatInterval", "200"),
+            ("slaveTimeout", "2000"),
+        ];
+        let keys: Vec<(&str, &str)> = keys.iter().chain(extra).copied().collect();
+        let config = controller_mode_config(root, port, namesrv, &controllers.join(";"), &keys);
         Node {
-            config: BrokerConfig::load(None, &pairs).unwrap().0,
+            config,
             addr: format!("127.0.0.1:{port}"),
         }
     }

@@ -23,8 +23,8 @@ use rmq_core::remoting::ResponseCode;
 use rmq_net::RemotingClient;
 use support::scripted_controller::{Namesrv, start_controller};
 use support::{
-    Acked, TIMEOUT, Topic, free_port_pair, read_queue, route_ids, send_counting_codes, until,
-    verify,
+    Acked, TIMEOUT, Topic, controller_mode_config, free_port_pair, read_queue, route_ids,
+    send_counting_codes, until, verify,
 };
 
 const TOPIC: Topic = Topic {
@@ -40,34 +40,25 @@ struct Node {
 impl Node {
     fn new(root: &Path, namesrv: &str, controller: &str) -> Node {
         let port = free_port_pair();
-        let pairs: Vec<(String, String)> = [
-            ("brokerClusterName", "CtlCluster".to_string()),
-            ("brokerName", "ctl-broker".to_string()),
-            ("enableControllerMode", "true".to_string()),
-            ("controllerAddr", controller.to_string()),
-            ("allAckInSyncStateSet", "true".to_string()),
-            ("controllerHeartBeatTimeoutMills", "3000".to_string()),
-            ("syncBrokerMetadataPeriod", "300".to_string()),
-            ("checkSyncStateSetPeriod", "300".to_string()),
-            ("haMaxTimeSlaveNotCatchup", "2000".to_string()),
-            ("listenPort", port.to_string()),
-            ("namesrvAddr", namesrv.to_string()),
-            ("brokerIP1", "127.0.0.1".to_string()),
-            ("storePathRootDir", root.join("store").display().to_string()),
-            ("logDir", root.join("logs").display().to_string()),
-            ("mappedFileSizeCommitLog", "1048576".to_string()),
-            ("maxMessageSize", "65536".to_string()),
-            ("mappedFileSizeConsumeQueue", "6000".to_string()),
-            ("shardCount", "2".to_string()),
-            ("autoCreateTopicEnable", "true".to_string()),
-            ("haSendHeartbeatInterval", "200".to_string()),
-            ("slaveTimeout", "2000".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        let config = controller_mode_config(
+            root,
+            port,
+            namesrv,
+            controller,
+            &[
+                ("brokerClusterName", "CtlCluster"),
+                ("brokerName", "ctl-broker"),
+                ("allAckInSyncStateSet", "true"),
+                ("controllerHeartBeatTimeoutMills", "3000"),
+                ("syncBrokerMetadataPeriod", "300"),
+                ("checkSyncStateSetPeriod", "300"),
+                ("haMaxTimeSlaveNotCatchup", "2000"),
+                ("haSendHeartbeatInterval", "200"),
+                ("slaveTimeout", "2000"),
+            ],
+        );
         Node {
-            config: BrokerConfig::load(None, &pairs).unwrap().0,
+            config,
             addr: format!("127.0.0.1:{port}"),
         }
     }

@@ -20,7 +20,10 @@ use rmq_core::config::BrokerConfig;
 use rmq_core::remoting::ResponseCode;
 use rmq_net::RemotingClient;
 use support::scripted_controller::{Masters, Namesrv, start_controller};
-use support::{Acked, TIMEOUT, Topic, free_port_pair, send_counting_codes, until, verify};
+use support::{
+    Acked, TIMEOUT, Topic, controller_mode_config, free_port_pair, send_counting_codes, until,
+    verify,
+};
 
 const TOPIC: Topic = Topic {
     name: "IsrTopic",
@@ -35,38 +38,19 @@ struct Node {
 impl Node {
     fn new(root: &Path, namesrv: &str, controller: &str, keys: &[(&str, &str)]) -> Node {
         let port = free_port_pair();
-        let mut pairs: Vec<(String, String)> = [
-            ("brokerClusterName", "IsrCluster".to_string()),
-            ("brokerName", "isr-broker".to_string()),
-            ("enableControllerMode", "true".to_string()),
-            ("controllerAddr", controller.to_string()),
-            ("controllerHeartBeatTimeoutMills", "3000".to_string()),
-            ("syncBrokerMetadataPeriod", "300".to_string()),
-            ("checkSyncStateSetPeriod", "300".to_string()),
-            ("haMaxTimeSlaveNotCatchup", "1500".to_string()),
-            ("listenPort", port.to_string()),
-            ("namesrvAddr", namesrv.to_string()),
-            ("brokerIP1", "127.0.0.1".to_string()),
-            ("storePathRootDir", root.join("store").display().to_string()),
-            ("logDir", root.join("logs").display().to_string()),
-            ("mappedFileSizeCommitLog", "1048576".to_string()),
-            ("maxMessageSize", "65536".to_string()),
-            ("mappedFileSizeConsumeQueue", "6000".to_string()),
-            ("shardCount", "2".to_string()),
-            ("autoCreateTopicEnable", "true".to_string()),
-            ("haSendHeartbeatInterval", "200".to_string()),
-            ("slaveTimeout", "2000".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        pairs.retain(|(k, _)| !keys.iter().any(|(key, _)| key == k));
-        pairs.extend(
-            keys.iter()
-                .map(|(k, v)| ((*k).to_string(), (*v).to_string())),
-        );
+        let defaults = [
+            ("brokerClusterName", "IsrCluster"),
+            ("brokerName", "isr-broker"),
+            ("controllerHeartBeatTimeoutMills", "3000"),
+            ("syncBrokerMetadataPeriod", "300"),
+            ("checkSyncStateSetPeriod", "300"),
+            ("haMaxTimeSlaveNotCatchup", "1500"),
+            ("haSendHeartbeatInterval", "200"),
+            ("slaveTimeout", "2000"),
+        ];
+        let keys: Vec<(&str, &str)> = defaults.iter().chain(keys).copied().collect();
         Node {
-            config: BrokerConfig::load(None, &pairs).unwrap().0,
+            config: controller_mode_config(root, port, namesrv, controller, &keys),
             addr: format!("127.0.0.1:{port}"),
         }
     }

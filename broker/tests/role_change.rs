@@ -22,8 +22,8 @@ use rmq_core::remoting::ResponseCode;
 use rmq_net::RemotingClient;
 use rmq_test_support::ports::free_port;
 use support::{
-    Acked, TIMEOUT, Topic, free_port_pair, read_queue, route_ids, send_counting_codes, until,
-    verify,
+    Acked, TIMEOUT, Topic, controller_mode_config, free_port_pair, read_queue, route_ids,
+    send_counting_codes, until, verify,
 };
 
 const TOPIC: Topic = Topic {
@@ -58,31 +58,19 @@ impl Drop for Namesrv {
 }
 
 fn config(root: &Path, port: u16, namesrv: &str, extra: &[(&str, String)]) -> BrokerConfig {
-    let pairs: Vec<(String, String)> = [
-        ("brokerClusterName", "RoleCluster".to_string()),
-        ("brokerName", "role-broker".to_string()),
+    let keys = [
+        ("brokerClusterName", "RoleCluster"),
+        ("brokerName", "role-broker"),
         // Ignored in controller mode (the controller's to give).
-        ("brokerRole", "ASYNC_MASTER".to_string()),
-        ("enableControllerMode", "true".to_string()),
-        ("controllerAddr", "127.0.0.1:1".to_string()),
-        ("listenPort", port.to_string()),
-        ("namesrvAddr", namesrv.to_string()),
-        ("brokerIP1", "127.0.0.1".to_string()),
-        ("storePathRootDir", root.join("store").display().to_string()),
-        ("logDir", root.join("logs").display().to_string()),
-        ("mappedFileSizeCommitLog", "1048576".to_string()),
-        ("maxMessageSize", "65536".to_string()),
-        ("mappedFileSizeConsumeQueue", "6000".to_string()),
-        ("shardCount", "2".to_string()),
-        ("autoCreateTopicEnable", "true".to_string()),
-        ("haSendHeartbeatInterval", "200".to_string()),
-        ("slaveTimeout", "2000".to_string()),
-    ]
-    .into_iter()
-    .chain(extra.iter().cloned())
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    BrokerConfig::load(None, &pairs).unwrap().0
+        ("brokerRole", "ASYNC_MASTER"),
+        ("haSendHeartbeatInterval", "200"),
+        ("slaveTimeout", "2000"),
+    ];
+    let keys: Vec<(&str, &str)> = keys
+        .into_iter()
+        .chain(extra.iter().map(|(k, v)| (*k, v.as_str())))
+        .collect();
+    controller_mode_config(root, port, namesrv, "127.0.0.1:1", &keys)
 }
 
 struct Node {

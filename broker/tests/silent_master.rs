@@ -20,7 +20,7 @@ use rmq_broker::server::start_broker;
 use rmq_core::config::BrokerConfig;
 use rmq_core::remoting::ResponseCode;
 use support::scripted_controller::Namesrv;
-use support::{Acked, Topic, free_port_pair, send_counting_codes, until};
+use support::{Acked, Topic, controller_mode_config, free_port_pair, send_counting_codes, until};
 
 const TOPIC: Topic = Topic {
     name: "SilentMasterTopic",
@@ -32,26 +32,18 @@ const SHARDS: usize = 2;
 const ROLE_CHANGE_LIMIT: Duration = Duration::from_millis(1500);
 
 fn config(root: &Path, port: u16, namesrv: &str) -> BrokerConfig {
-    let pairs: Vec<(String, String)> = [
-        ("brokerClusterName", "SilentCluster".to_string()),
-        ("brokerName", "silent-broker".to_string()),
-        ("enableControllerMode", "true".to_string()),
-        ("controllerAddr", "127.0.0.1:1".to_string()),
-        ("listenPort", port.to_string()),
-        ("namesrvAddr", namesrv.to_string()),
-        ("brokerIP1", "127.0.0.1".to_string()),
-        ("storePathRootDir", root.join("store").display().to_string()),
-        ("logDir", root.join("logs").display().to_string()),
-        ("mappedFileSizeCommitLog", "1048576".to_string()),
-        ("maxMessageSize", "65536".to_string()),
-        ("mappedFileSizeConsumeQueue", "6000".to_string()),
-        ("shardCount", SHARDS.to_string()),
-        ("autoCreateTopicEnable", "true".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    BrokerConfig::load(None, &pairs).unwrap().0
+    let shards = SHARDS.to_string();
+    controller_mode_config(
+        root,
+        port,
+        namesrv,
+        "127.0.0.1:1",
+        &[
+            ("brokerClusterName", "SilentCluster"),
+            ("brokerName", "silent-broker"),
+            ("shardCount", shards.as_str()),
+        ],
+    )
 }
 
 /// A peer that accepts connections, counts those that sent something, and never answers

@@ -23,6 +23,44 @@ use rmq_net::RemotingClient;
 
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A controller-mode broker's configuration for these tests: it listens on `port`, registers
+/// with `namesrv` as 127.0.0.1, asks `controllers` (`;`-separated), keeps small store files
+/// under `root` (1 MiB commit log files, 6,000-byte consume queue files, 64 KiB messages,
+/// 2 shards) and creates topics on first send. `keys` come after these, so they add to them
+/// or override them (the last duplicate wins, as in a properties file).
+pub fn controller_mode_config(
+    root: &Path,
+    port: u16,
+    namesrv: &str,
+    controllers: &str,
+    keys: &[(&str, &str)],
+) -> rmq_core::config::BrokerConfig {
+    let store = root.join("store").display().to_string();
+    let logs = root.join("logs").display().to_string();
+    let port = port.to_string();
+    let pairs: Vec<(String, String)> = [
+        ("enableControllerMode", "true"),
+        ("controllerAddr", controllers),
+        ("listenPort", port.as_str()),
+        ("namesrvAddr", namesrv),
+        ("brokerIP1", "127.0.0.1"),
+        ("storePathRootDir", store.as_str()),
+        ("logDir", logs.as_str()),
+        ("mappedFileSizeCommitLog", "1048576"),
+        ("maxMessageSize", "65536"),
+        ("mappedFileSizeConsumeQueue", "6000"),
+        ("shardCount", "2"),
+        ("autoCreateTopicEnable", "true"),
+    ]
+    .iter()
+    .chain(keys)
+    .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+    .collect();
+    rmq_core::config::BrokerConfig::load(None, &pairs)
+        .expect("a valid test configuration")
+        .0
+}
+
 /// (queueId, queueOffset) → body of every acknowledged message.
 pub type Acked = BTreeMap<(i32, i64), Bytes>;
 
