@@ -22,6 +22,13 @@
 #     rejoin as slaves
 #   4 kill the controller leader and a master at the same time: a new controller leader elects
 #     the new master
+#   5 (opt-in: FAILOVER_ONE_WAY=1; needs iptables) one-way partition: master-a's host (host1 by
+#     then) cut from the controllers only (iptables drops TCP on the controller port between
+#     host1 and hosts 2-3, so host1's controller member is cut from the quorum too), while it
+#     still reaches its slave, the name servers and the clients: the controller elects the
+#     slave, the old master fences itself and acknowledges nothing after the new master's
+#     first ack, the name servers keep routing broker-a to the new master for the whole cut
+#     (the old master's periodic registrations included); heal: it rejoins as a slave
 #
 # Contract: run as root; exit 0 only when every check passed; namespaces, processes and
 # /etc/netns entries are removed on exit (trap), also on failure; logs of a failed run are kept
@@ -45,7 +52,8 @@ if [[ $EUID -ne 0 ]]; then
     echo "failover-3hosts: must run as root (network namespaces)" >&2
     exit 2
 fi
-for tool in ip jq java javac mvn; do
+ONE_WAY=${FAILOVER_ONE_WAY:-0}
+for tool in ip jq java javac mvn $([[ $ONE_WAY == 1 ]] && echo iptables); do
     command -v "$tool" >/dev/null || { echo "failover-3hosts: $tool not found" >&2; exit 2; }
 done
 [[ -x $BIN ]] || { echo "failover-3hosts: build first: cargo build --release -p rmq-fast" >&2; exit 2; }
@@ -132,6 +140,21 @@ partition() {
         [[ $other == "$h" ]] && continue
         ip -n "$(host_ns "$h")" route "$verb" blackhole "$(host_ip "$other")/32"
         ip -n "$(host_ns "$other")" route "$verb" blackhole "$(host_ip "$h")/32"
+    done
+}
+
+# one_way_cut <host> on|off: drop TCP on the controller port between that host and the other two
+# hosts, both directions (its brokers lose every controller but the one on their own host,
+# which is cut from the quorum); everything else still flows.
+one_way_cut() {
+    local h=$1 action=$2 other flag
+    flag=$([[ $action == on ]] && echo -I || echo -D)
+    for other in 1 2 3; do
+        [[ $other == "$h" ]] && continue
+        ip netns exec "$(host_ns "$h")" iptables "$flag" OUTPUT -p tcp -d "$(host_ip "$other")" \
+            -m multiport --ports "$CTL_PORT" -j DROP
+        ip netns exec "$(host_ns "$h")" iptables "$flag" INPUT -p tcp -s "$(host_ip "$other")" \
+            -m multiport --ports "$CTL_PORT" -j DROP
     done
 }
 
@@ -425,6 +448,52 @@ scenario_kill_controller_leader() {
     verify_all 45
 }
 
+scenario_one_way() {
+    STEP="5 one-way partition of master-a's host from the controllers"
+    log "scenario $STEP"
+    expect_cluster "rocketmq-nameserver1:9876" 30 "broker-a:0=$IP1:10911" "broker-a:+=$IP2:11011" ||
+        fail "broker-a is not master on host1 with its slave on host2 before the cut"
+    await_in_sync broker-a 40 || fail "broker-a's slave is not in sync before the cut"
+    produce_bg oneway 45 2 100
+    sleep 4
+    local cut_at healed_at
+    cut_at=$(date +%s%3N)
+    one_way_cut 1 on
+    log "  host1 cut from the controllers only (it still reaches its slave, the name servers, the clients)"
+    expect_cluster "rocketmq-nameserver1:9876" 40 "broker-a:0=$IP2:11011" ||
+        fail "broker-a's slave (host2:11011) was not promoted while its master was cut from the controllers"
+    # The cut lasts longer than one registerNameServerPeriod (30 s): the fenced old master
+    # re-registers meanwhile and must not take broker-a's route back.
+    local deadline=$((SECONDS + 34)) samples=0 wrong=0 ns
+    while ((SECONDS < deadline)); do
+        for ns in rocketmq-nameserver1 rocketmq-nameserver2; do
+            samples=$((samples + 1))
+            expect_cluster "$ns:9876" 1 "broker-a:0=$IP2:11011" >/dev/null ||
+                wrong=$((wrong + 1))
+        done
+    done
+    produce_wait oneway
+    ((wrong == 0)) || fail "$wrong of $samples route samples during the cut did not name the new master as broker-a:0"
+    local first late
+    first=$(first_ack_ms oneway broker-a "$IP2:11011" "$cut_at")
+    [[ -n $first ]] || fail "the promoted slave-a acknowledged nothing"
+    late=$(acked_by_host oneway broker-a "$IP1:10911" "$first")
+    ((late == 0)) || fail "the old master-a acknowledged $late sends after the new master's first ack"
+    log "  failover under a one-way partition: broker-a $((first - cut_at)) ms; $samples route samples, all on the new master"
+    echo "one-way partition: broker-a $((first - cut_at)) ms" >>"$REPORT"
+    one_way_cut 1 off
+    healed_at=$(date +%s%3N)
+    log "  healed"
+    expect_cluster "rocketmq-nameserver1:9876" 60 "broker-a:0=$IP2:11011" "broker-a:+=$IP1:10911" ||
+        fail "the old master-a did not rejoin as a slave after the heal"
+    produce_bg oneheal 6 2 100
+    produce_wait oneheal
+    (($(acked_by_host oneheal broker-a "$IP1:10911" "$healed_at") == 0)) ||
+        fail "the deposed master-a acknowledged after the heal"
+    (($(acked_by_host oneheal broker-a "$IP2:11011") > 0)) || fail "broker-a acknowledged nothing after the heal"
+    verify_all 45
+}
+
 main() {
     log "namespaces rmqfo-$ID-*, work dir $WORK"
     setup_network
@@ -460,7 +529,12 @@ main() {
     scenario_restart_old_master
     scenario_partition
     scenario_kill_controller_leader
-    check_single_writer 500 2
+    local changes=2
+    if [[ $ONE_WAY == 1 ]]; then
+        scenario_one_way
+        changes=3
+    fi
+    check_single_writer 500 "$changes"
     STEP=done
     log "failover times:"
     sed 's/^/    /' "$REPORT"
