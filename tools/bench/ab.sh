@@ -21,22 +21,9 @@ NS_PORT=19976; BR_PORT=21011; NS="127.0.0.1:$NS_PORT"
 WORK="$(mktemp -d /tmp/rmq-ab.XXXXXX)"
 NS_PID=""; BR_PID=""
 
-stop() {
-  [[ -n $BR_PID ]] && kill "$BR_PID" 2>/dev/null && wait "$BR_PID" 2>/dev/null || true
-  [[ -n $NS_PID ]] && kill "$NS_PID" 2>/dev/null && wait "$NS_PID" 2>/dev/null || true
-  BR_PID=""; NS_PID=""
-}
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 trap 'stop; rm -rf "$WORK"' EXIT
-
-wait_port() {
-  local i
-  for ((i = 0; i < 300; i++)); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "port $1 did not open" >&2
-  return 1
-}
 
 start() { # bin-dir
   rm -rf "$WORK/run" && mkdir -p "$WORK/run/logs"
