@@ -12,6 +12,14 @@
  *   Anything else (exception, FLUSH_SLAVE_TIMEOUT, SLAVE_NOT_AVAILABLE...) is not acked.
  *   Prints one summary line: {"attempts":..,"acked":..,"ackedByBroker":{..},"failures":{..}}.
  *
+ * probe <namesrv> <topic> <prefix> <seconds> <acked-file> <brokerName> <ip:port> [interval-ms]
+ *   Sends straight to one broker address (not through the route: the client's internal
+ *   MQClientAPIImpl.sendMessage, as its send path does once it picked a queue), one message
+ *   every interval (default 20 ms), each with a 1 s timeout, to queue seq % 4 of brokerName.
+ *   Pointed at a slave, it measures when that broker starts acknowledging as the new master,
+ *   whatever the clients' route refresh. Acks go to <acked-file> in produce's format (and are
+ *   verified with the others); prints {"attempts":..,"acked":..,"firstAck":epochMillis|null}.
+ *
  * verify <namesrv> <topic> <timeout-seconds> <acked-file>...
  *   Pulls every queue of <topic> from its min offset to the end (DefaultMQPullConsumer, a
  *   fresh group, no offset commits), repeating until every acked key was read or the timeout
@@ -47,14 +55,18 @@ import java.util.concurrent.atomic.AtomicLong;
 import org.apache.rocketmq.client.consumer.DefaultMQPullConsumer;
 import org.apache.rocketmq.client.consumer.PullResult;
 import org.apache.rocketmq.client.consumer.PullStatus;
+import org.apache.rocketmq.client.impl.CommunicationMode;
+import org.apache.rocketmq.client.impl.producer.DefaultMQProducerImpl;
 import org.apache.rocketmq.client.producer.DefaultMQProducer;
 import org.apache.rocketmq.client.producer.SendResult;
 import org.apache.rocketmq.client.producer.SendStatus;
 import org.apache.rocketmq.common.message.Message;
+import org.apache.rocketmq.common.message.MessageClientIDSetter;
 import org.apache.rocketmq.common.message.MessageDecoder;
 import org.apache.rocketmq.common.message.MessageExt;
 import org.apache.rocketmq.common.message.MessageQueue;
 import org.apache.rocketmq.common.protocol.body.ClusterInfo;
+import org.apache.rocketmq.common.protocol.header.SendMessageRequestHeader;
 import org.apache.rocketmq.common.protocol.route.BrokerData;
 import org.apache.rocketmq.tools.admin.DefaultMQAdminExt;
 
@@ -77,12 +89,19 @@ public class ClusterClient {
             boolean ok = verify(args[1], args[2], Double.parseDouble(args[3]), files);
             System.exit(ok ? 0 : 1);
         }
+        else if (args.length >= 8 && args[0].equals("probe")) {
+            long interval = args.length > 8 ? Long.parseLong(args[8]) : 20;
+            probe(args[1], args[2], args[3], Double.parseDouble(args[4]), Path.of(args[5]),
+                args[6], args[7], interval);
+            System.exit(0);
+        }
         else if (args.length >= 3 && args[0].equals("cluster")) {
             List<String> expectations = List.of(args).subList(3, args.length);
             boolean ok = awaitCluster(args[1], Double.parseDouble(args[2]), expectations);
             System.exit(ok ? 0 : 1);
         }
         System.err.println("usage: produce <ns> <topic> <prefix> <secs> <acked-file> [threads] [rate]"
+            + " | probe <ns> <topic> <prefix> <secs> <acked-file> <brokerName> <ip:port> [interval-ms]"
             + " | verify <ns> <topic> <timeout-secs> <acked-file>...");
         System.exit(2);
     }
@@ -164,6 +183,64 @@ public class ClusterClient {
                 next = System.nanoTime();
             }
         }
+    }
+
+    static void probe(String ns, String topic, String prefix, double seconds, Path out,
+                      String brokerName, String addr, long intervalMs) throws Exception {
+        DefaultMQProducer producer = new DefaultMQProducer("seed_cluster_probe_" + prefix);
+        producer.setNamesrvAddr(ns);
+        producer.setInstanceName(prefix + "-probe-" + ProcessHandle.current().pid());
+        producer.start();
+        DefaultMQProducerImpl impl = producer.getDefaultMQProducerImpl();
+        long deadline = System.nanoTime() + (long) (seconds * 1e9);
+        long attempts = 0;
+        long acked = 0;
+        Long firstAck = null;
+        try (BufferedWriter writer = new BufferedWriter(new FileWriter(out.toFile(), true))) {
+            for (long seq = 0; System.nanoTime() < deadline; seq++) {
+                long started = System.nanoTime();
+                String key = prefix + "-probe-" + seq;
+                Message message = new Message(topic, "seed", key, key.getBytes(StandardCharsets.UTF_8));
+                MessageClientIDSetter.setUniqID(message);
+                SendMessageRequestHeader header = new SendMessageRequestHeader();
+                header.setProducerGroup(producer.getProducerGroup());
+                header.setTopic(topic);
+                header.setDefaultTopic(producer.getCreateTopicKey());
+                header.setDefaultTopicQueueNums(producer.getDefaultTopicQueueNums());
+                header.setQueueId((int) (seq % 4));
+                header.setSysFlag(0);
+                header.setBornTimestamp(System.currentTimeMillis());
+                header.setFlag(message.getFlag());
+                header.setProperties(MessageDecoder.messageProperties2String(message.getProperties()));
+                header.setReconsumeTimes(0);
+                header.setUnitMode(false);
+                header.setBatch(false);
+                attempts++;
+                try {
+                    SendResult result = impl.getmQClientFactory().getMQClientAPIImpl().sendMessage(
+                        addr, brokerName, message, header, 1000, CommunicationMode.SYNC, null, impl);
+                    if (result != null && result.getSendStatus() == SendStatus.SEND_OK) {
+                        long now = System.currentTimeMillis();
+                        writer.write(brokerName + "\t" + key + "\t" + now + "\t"
+                            + result.getQueueOffset() + "\t" + storeHost(result) + "\n");
+                        writer.flush();
+                        acked++;
+                        if (firstAck == null) {
+                            firstAck = now;
+                        }
+                    }
+                } catch (Exception e) {
+                    // Not master (yet), unreachable or timed out: not acknowledged.
+                }
+                long pause = intervalMs * 1_000_000L - (System.nanoTime() - started);
+                if (pause > 0) {
+                    sleepNanos(pause);
+                }
+            }
+        }
+        producer.shutdown();
+        System.out.println("{\"attempts\":" + attempts + ",\"acked\":" + acked
+            + ",\"firstAck\":" + firstAck + "}");
     }
 
     static boolean verify(String ns, String topic, double timeoutSecs, List<Path> files)

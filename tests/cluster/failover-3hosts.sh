@@ -278,6 +278,25 @@ produce_bg() { # produce_bg <tag> <secs> [threads] [rate]
     PRODUCER=$!
 }
 
+# A probe sends straight to one broker address every 20 ms (ClusterClient probe): pointed at
+# the slave that takes over, its first ack is when the new master acknowledges, whatever the
+# clients' route refresh (the issue's "kill -9 -> new master acknowledging"); the producers'
+# first ack on the group adds the client's route refresh and retries to that.
+PROBES=()
+probe_bg() { # probe_bg <tag> <secs> <broker> <ip:port>
+    client probe "$NSADDR" FailoverTopic "$1" "$2" "$WORK/acked-$1" "$3" "$4" 20 \
+        >"$WORK/probe-$1.json" 2>"$WORK/probe-$1.err" &
+    PROBES+=($!)
+}
+
+probe_wait() {
+    local pid
+    for pid in "${PROBES[@]}"; do
+        wait "$pid" || fail "a probe exited with an error (see $WORK/probe-*.err)"
+    done
+    PROBES=()
+}
+
 produce_wait() {
     wait "$PRODUCER" || fail "producer $1 exited with an error (see $WORK/produce-$1.err)"
     log "  producer $1: $(cat "$WORK/produce-$1.json")"
@@ -350,19 +369,24 @@ scenario_kill_master() {
     STEP="1 kill -9 master-a"
     log "scenario $STEP"
     produce_bg kill 16 2 100
+    probe_bg kill-probe 16 broker-a "$IP2:11011"
     sleep 4
     local killed_at
     killed_at=$(date +%s%3N)
     kill9 broker-a
     log "  master-a (host1) killed"
     produce_wait kill
+    probe_wait
     expect_cluster "rocketmq-nameserver1:9876" 20 "broker-a:0=$IP2:11011" "!broker-a:1" ||
         fail "name server 1 does not route broker-a to its new master"
     local first
     first=$(first_ack_ms kill broker-a "$IP2:11011" "$killed_at")
     [[ -n $first ]] || fail "no send acknowledged by the promoted slave-a ($IP2:11011) after the kill"
-    log "  failover: kill -9 -> first ack on the new master-a: $((first - killed_at)) ms"
-    echo "kill -9 master: $((first - killed_at)) ms" >>"$REPORT"
+    local probed
+    probed=$(first_ack_ms kill-probe broker-a "$IP2:11011" "$killed_at")
+    [[ -n $probed ]] || fail "the probe got no ack from the promoted slave-a ($IP2:11011)"
+    log "  failover: kill -9 -> new master-a acknowledging $((probed - killed_at)) ms, first client ack $((first - killed_at)) ms"
+    echo "kill -9 master: new master acknowledging $((probed - killed_at)) ms, client $((first - killed_at)) ms" >>"$REPORT"
     (($(acked_by_host kill broker-a "$IP1:10911" $((killed_at + 100))) == 0)) ||
         fail "the killed master acknowledged after its death?"
     verify_all 30
@@ -390,6 +414,8 @@ scenario_partition() {
     # host1's new masters and keeps listing the fenced ones (so does RocketMQ's): with it the
     # scenario failed whenever the producer happened to pick it.
     PRODUCE_NS="rocketmq-nameserver1:9876" produce_bg cut 30 2 100
+    probe_bg cut-probe-a 30 broker-a "$IP1:10911"
+    probe_bg cut-probe-b 30 broker-b "$IP1:11011"
     sleep 4
     local cut_at healed_at
     cut_at=$(date +%s%3N)
@@ -399,6 +425,7 @@ scenario_partition() {
     expect_cluster "rocketmq-nameserver1:9876" 40 "broker-a:0=$IP1:10911" "broker-b:0=$IP1:11011" ||
         fail "host1's slaves were not promoted while host2 was cut off"
     produce_wait cut
+    probe_wait
     local stale
     stale=$(($(acked_by_host cut broker-a "$IP2:11011" $((cut_at + 500))) + $(acked_by_host cut broker-b "$IP2:10911" $((cut_at + 500)))))
     ((stale == 0)) || fail "$stale sends were acknowledged by the isolated masters on host2"
@@ -406,8 +433,12 @@ scenario_partition() {
     a=$(first_ack_ms cut broker-a "$IP1:10911" "$cut_at")
     b=$(first_ack_ms cut broker-b "$IP1:11011" "$cut_at")
     [[ -n $a && -n $b ]] || fail "the new masters on host1 acknowledged nothing"
-    log "  failover under partition: broker-a $((a - cut_at)) ms, broker-b $((b - cut_at)) ms"
-    echo "partition: broker-a $((a - cut_at)) ms, broker-b $((b - cut_at)) ms" >>"$REPORT"
+    local pa pb
+    pa=$(first_ack_ms cut-probe-a broker-a "$IP1:10911" "$cut_at")
+    pb=$(first_ack_ms cut-probe-b broker-b "$IP1:11011" "$cut_at")
+    [[ -n $pa && -n $pb ]] || fail "the probes got no ack from the new masters on host1"
+    log "  failover under partition: new master acknowledging broker-a $((pa - cut_at)) ms, broker-b $((pb - cut_at)) ms; first client ack broker-a $((a - cut_at)) ms, broker-b $((b - cut_at)) ms"
+    echo "partition: new master acknowledging broker-a $((pa - cut_at)) ms, broker-b $((pb - cut_at)) ms; client broker-a $((a - cut_at)) ms, broker-b $((b - cut_at)) ms" >>"$REPORT"
     partition 2 off
     healed_at=$(date +%s%3N)
     log "  healed"
@@ -432,6 +463,7 @@ scenario_kill_controller_leader() {
     host=$(case ${leader%%:*} in "$IP1") echo 1 ;; "$IP2") echo 2 ;; *) echo 3 ;; esac)
     log "  controller leader: $leader (host$host)"
     produce_bg double 20 2 100
+    probe_bg double-probe 20 broker-b "$IP2:10911"
     sleep 4
     local killed_at
     killed_at=$(date +%s%3N)
@@ -439,11 +471,14 @@ scenario_kill_controller_leader() {
     kill9 broker-b-s # broker-b's master since scenario 3 (host1:11011)
     log "  killed name server + controller of host$host and master-b (host1:11011)"
     produce_wait double
-    local first
+    probe_wait
+    local first probed
     first=$(first_ack_ms double broker-b "$IP2:10911" "$killed_at")
     [[ -n $first ]] || fail "broker-b never acknowledged again after losing its master and the controller leader"
-    log "  failover with a controller leader change: $((first - killed_at)) ms"
-    echo "controller leader + master killed: $((first - killed_at)) ms" >>"$REPORT"
+    probed=$(first_ack_ms double-probe broker-b "$IP2:10911" "$killed_at")
+    [[ -n $probed ]] || fail "the probe got no ack from the promoted slave-b ($IP2:10911)"
+    log "  failover with a controller leader change: new master acknowledging $((probed - killed_at)) ms, first client ack $((first - killed_at)) ms"
+    echo "controller leader + master killed: new master acknowledging $((probed - killed_at)) ms, client $((first - killed_at)) ms" >>"$REPORT"
     start "ns$host"
     verify_all 45
 }
@@ -455,6 +490,7 @@ scenario_one_way() {
         fail "broker-a is not master on host1 with its slave on host2 before the cut"
     await_in_sync broker-a 40 || fail "broker-a's slave is not in sync before the cut"
     produce_bg oneway 45 2 100
+    probe_bg oneway-probe 45 broker-a "$IP2:11011"
     sleep 4
     local cut_at healed_at
     cut_at=$(date +%s%3N)
@@ -480,6 +516,7 @@ scenario_one_way() {
         done
     done
     produce_wait oneway
+    probe_wait
     ((wrong == 0)) || fail "$wrong of $samples route answers during the cut did not name the new master as broker-a:0"
     ((samples > 0)) || fail "no name server answered a route query during the cut ($unanswered timed out)"
     local first late
@@ -487,8 +524,11 @@ scenario_one_way() {
     [[ -n $first ]] || fail "the promoted slave-a acknowledged nothing"
     late=$(acked_by_host oneway broker-a "$IP1:10911" "$first")
     ((late == 0)) || fail "the old master-a acknowledged $late sends after the new master's first ack"
-    log "  failover under a one-way partition: broker-a $((first - cut_at)) ms; $samples route answers, all on the new master ($unanswered queries timed out)"
-    echo "one-way partition: broker-a $((first - cut_at)) ms" >>"$REPORT"
+    local probed
+    probed=$(first_ack_ms oneway-probe broker-a "$IP2:11011" "$cut_at")
+    [[ -n $probed ]] || fail "the probe got no ack from the promoted slave-a ($IP2:11011)"
+    log "  failover under a one-way partition: new master acknowledging $((probed - cut_at)) ms, first client ack $((first - cut_at)) ms; $samples route answers, all on the new master ($unanswered queries timed out)"
+    echo "one-way partition: new master acknowledging $((probed - cut_at)) ms, client $((first - cut_at)) ms" >>"$REPORT"
     one_way_cut 1 off
     healed_at=$(date +%s%3N)
     log "  healed"
