@@ -5,7 +5,10 @@
 //!   which name none), instead of asking the deposed one until `syncControllerMetadataPeriod`
 //!   (60 s here) passes;
 //! - CONTROLLER_INVALID_MASTER to a master's CONTROLLER_ALTER_SYNC_STATE_SET: its mastership
-//!   is over; it stops taking writes at once and re-reads its role.
+//!   is over; it stops taking writes at once and re-reads its role;
+//! - heartbeats answered as not recorded by the leader (a controller leader change): the
+//!   broker heartbeats faster until one is recorded, so a gap shorter than its fencing bound
+//!   minus one fast period does not fence a healthy master.
 
 mod support;
 
@@ -210,5 +213,91 @@ fn an_invalid_master_answer_stops_the_master_acknowledging_at_once() {
     .unwrap();
     a_handle.stop().unwrap();
     b_handle.stop().unwrap();
+    stop.store(true, Ordering::Relaxed);
+}
+
+/// The recording gap of [`a_master_is_not_fenced_by_a_gap_in_recording_its_heartbeats`]:
+/// longer than one heartbeat interval (2 s), so the regular heartbeat after the last recorded
+/// one falls in it, and well below the fencing bound (5 s - 2 s = 3 s).
+const RECORDING_GAP: Duration = Duration::from_millis(2100);
+
+/// A master whose controller stops recording its heartbeats for [`RECORDING_GAP`] right
+/// after recording one (`recordedByLeader=false`, as while the controllers elect a new raft
+/// leader), then records them again. Heartbeats every 2 s, timeout 5 s: fencing bound 3 s
+/// after the sending of the last recorded heartbeat. Heartbeating only every interval, the
+/// broker's next recorded heartbeat would be sent 4 s after the last one, and it would
+/// refuse writes from 3 s on; heartbeating every `UNRECORDED_HEARTBEAT_INTERVAL` (100 ms)
+/// once none was recorded for an interval, it is recorded again ~2.2 s after the last one,
+/// and every send through the gap and the second after the old fence time is acknowledged.
+#[test]
+fn a_master_is_not_fenced_by_a_gap_in_recording_its_heartbeats() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let script = Script {
+        dead_after: Some(Duration::from_secs(10)),
+        ..Script::default()
+    };
+    let gap = script.recording_gap.clone();
+    let (members, decisions) = start_members(stop.clone(), 1, script);
+    let namesrv = Namesrv::start();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = [
+        ("brokerHeartbeatInterval", "2000"),
+        ("controllerHeartBeatTimeoutMills", "5000"),
+        ("syncBrokerMetadataPeriod", "300"),
+    ];
+    let node = Node::new(dir.path(), &namesrv.addr, &members, &keys);
+    assert_eq!(node.config.controller_fence_bound_ms(), 3000);
+    let handle = node.start();
+    let ctx = handle.context().clone();
+    rmq_net::rt::block_on(async {
+        until("elected", Duration::from_secs(10), async || !ctx.is_slave()).await;
+        let mut acked = Acked::new();
+        until("taking writes", Duration::from_secs(10), async || {
+            let codes = send_counting_codes(&node.addr, TOPIC, 1, 1, &mut acked).await;
+            codes == [(ResponseCode::Success.code(), 1)]
+        })
+        .await;
+
+        *gap.lock().unwrap() = Some(RECORDING_GAP);
+        // One send at a time until two seconds after the gap's end (past the 3 s bound
+        // counted from the gap's start): (started, response codes).
+        let mut refused: Vec<(Duration, Vec<(i32, usize)>)> = Vec::new();
+        let mut sends = 0;
+        let armed = Instant::now();
+        loop {
+            let gaps = decisions.lock().unwrap().recording_gaps.clone();
+            if let Some(&(_, end)) = gaps.first()
+                && end.elapsed() > Duration::from_secs(2)
+            {
+                break;
+            }
+            assert!(
+                armed.elapsed() < Duration::from_secs(15),
+                "no recording gap began: {gaps:?}"
+            );
+            sends += 1;
+            let started = Instant::now();
+            let codes = send_counting_codes(&node.addr, TOPIC, 10 + sends, 1, &mut acked).await;
+            if codes != [(ResponseCode::Success.code(), 1)] {
+                let since = gaps
+                    .first()
+                    .map(|&(start, _)| started.saturating_duration_since(start));
+                refused.push((since.unwrap_or_default(), codes));
+            }
+            rmq_net::rt::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            refused.is_empty(),
+            "a healthy master refused writes this long after the recording gap began \
+             (of {sends} sends): {refused:?}"
+        );
+        let role = ctx.role.snapshot();
+        assert!(
+            !ctx.is_slave() && role.epoch == 1,
+            "still the master of epoch 1: {role:?}"
+        );
+    })
+    .unwrap();
+    handle.stop().unwrap();
     stop.store(true, Ordering::Relaxed);
 }

@@ -3,10 +3,12 @@
 //! id (CONTROLLER_GET_NEXT_BROKER_ID / CONTROLLER_APPLY_BROKER_ID, kept in `identity`),
 //! registers (CONTROLLER_REGISTER_BROKER), heartbeats every controller member every
 //! `brokerHeartbeatInterval`, each concurrently (BROKER_HEARTBEAT: epoch, max offset,
-//! priority, timeout; followers keep receipt times, the leader records), follows role changes (NOTIFY_BROKER_ROLE_CHANGED pushed by
-//! the controller, [`notified`], and CONTROLLER_GET_REPLICA_INFO every
-//! `syncBrokerMetadataPeriod`), asks for an election when its group has no master
-//! (CONTROLLER_ELECT_MASTER), and applies what it learns through `replication::role`.
+//! priority, timeout; followers keep receipt times, the leader records; every
+//! [`UNRECORDED_HEARTBEAT_INTERVAL`] while no leader recorded one for an interval), follows
+//! role changes (NOTIFY_BROKER_ROLE_CHANGED pushed by the controller, [`notified`], and
+//! CONTROLLER_GET_REPLICA_INFO every `syncBrokerMetadataPeriod`), asks for an election when
+//! its group has no master (CONTROLLER_ELECT_MASTER), and applies what it learns through
+//! `replication::role`.
 //!
 //! Fencing: a master whose heartbeats have not been answered for
 //! `controllerHeartBeatTimeoutMills` minus one `brokerHeartbeatInterval` (counted from the
@@ -272,21 +274,55 @@ impl BeatTarget {
 
 type Target = Rc<std::cell::RefCell<Option<BeatTarget>>>;
 
+/// How often a broker heartbeats every controller member while none of its heartbeats has
+/// been recorded by a raft leader for longer than one `brokerHeartbeatInterval` (a
+/// controller leader change, or a partition from the leader). A new raft leader then
+/// records one within ~100 ms of its election, instead of up to one interval later, which
+/// is what a healthy master's fence during a leader change is made of (the fence bound
+/// counts from the sending of the last *recorded* heartbeat, so heartbeating more often
+/// changes nothing about the safety argument). 100 ms is the controllers' raft heartbeat
+/// period: a leader elected is known to its followers within about that. The cost is ten
+/// heartbeats a second per member and broker, only while nothing records them (a follower
+/// keeps a receipt time in memory; an unanswered member is skipped while its call is in
+/// flight, so calls never pile up).
+pub const UNRECORDED_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Heartbeats every `brokerHeartbeatInterval` to every controller member (RocketMQ 5's
 /// `sendHeartbeatToController`), each in its own task: a member that does not answer (cut
 /// off, its host gone) delays no other. A member whose previous heartbeat is still waiting
 /// for an answer is skipped that round, so unanswered calls never pile up. Followers keep
 /// receipt times (a new leader judges silence by them); only an answer that says the raft
-/// leader recorded it counts for fencing (`Beat::send`).
+/// leader recorded it counts for fencing (`Beat::send`). Once the last recorded heartbeat
+/// was sent more than one interval ago, rounds come every [`UNRECORDED_HEARTBEAT_INTERVAL`]
+/// until one is recorded again.
 async fn heartbeat_loop(beat: Rc<Beat>, target: Target) {
     let every = ms(beat.broker.config.broker_heartbeat_interval);
+    let hurried = UNRECORDED_HEARTBEAT_INTERVAL.min(every);
     let waiting: Rc<std::cell::RefCell<BTreeSet<String>>> = Rc::default();
+    let mut last_round = Instant::now();
     while !beat.broker.stopping.load(Ordering::Acquire) {
-        rmq_net::rt::sleep(every).await;
+        // The regular round when it is nearer than a hurried one (a zero wait only while no
+        // target is known yet: wait a hurried period then).
+        let next_regular = every.saturating_sub(last_round.elapsed());
+        let wait = match next_regular.is_zero() {
+            true => hurried,
+            false => hurried.min(next_regular),
+        };
+        rmq_net::rt::sleep(wait).await;
+        let recorded_lately = beat
+            .live
+            .ok_sent
+            .get()
+            .is_some_and(|at| at.elapsed() <= every);
+        let due = if recorded_lately { every } else { hurried };
+        if last_round.elapsed() < due {
+            continue;
+        }
         let current = target.borrow().clone();
         let Some(current) = current else {
             continue;
         };
+        last_round = Instant::now();
         let head = Rc::new(beat.head(current.id).await);
         let leader = Rc::new(current.leader.clone());
         for addr in current.addresses() {

@@ -19,9 +19,10 @@ use rmq_core::config::NamesrvConfig;
 use rmq_core::remoting::controller::{
     AlterSyncStateSetRequestHeader, AlterSyncStateSetResponseHeader, ApplyBrokerIdRequestHeader,
     BrokerHeartbeatRequestHeader, ElectMasterResponseHeader, GetMetaDataResponseHeader,
-    GetNextBrokerIdResponseHeader, GetReplicaInfoResponseHeader, NOT_LEADER_KNOWN_LEADER,
-    RegisterBrokerToControllerRequestHeader, RegisterBrokerToControllerResponseHeader,
-    controller_request_code as code, controller_response_code,
+    GetNextBrokerIdResponseHeader, GetReplicaInfoResponseHeader, HEARTBEAT_RECORDED_BY_LEADER,
+    NOT_LEADER_KNOWN_LEADER, RegisterBrokerToControllerRequestHeader,
+    RegisterBrokerToControllerResponseHeader, controller_request_code as code,
+    controller_response_code,
 };
 use rmq_core::remoting::{RemotingCommand, ResponseCode};
 use rmq_net::{ConnectionInfo, ConnectionLimits, RequestHandler};
@@ -47,6 +48,10 @@ pub struct Group {
     phantoms: BTreeSet<i64>,
     /// When a CONTROLLER_INVALID_MASTER was answered last.
     invalid_master_at: Option<Instant>,
+    /// Heartbeat timeout ([`Script::dead_after`], else [`DEAD_AFTER`]).
+    dead_after: Option<Duration>,
+    /// (start, end) of every [`Script::recording_gap`].
+    recording_gaps: Vec<(Instant, Instant)>,
 }
 
 impl Group {
@@ -55,7 +60,7 @@ impl Group {
             || self
                 .brokers
                 .get(&id)
-                .is_some_and(|(_, seen, _)| seen.elapsed() < DEAD_AFTER)
+                .is_some_and(|(_, seen, _)| seen.elapsed() < self.dead_after.unwrap_or(DEAD_AFTER))
     }
 
     /// Makes `id` master at the next epoch, alone in the set (an election the brokers did
@@ -132,6 +137,13 @@ pub struct Script {
     /// Two members: CONTROLLER_NOT_LEADER names the leader (rmq-fast's controllers do;
     /// RocketMQ's do not).
     pub name_leader: bool,
+    /// The heartbeat timeout, when not [`DEAD_AFTER`].
+    pub dead_after: Option<Duration>,
+    /// Once set, taken by the next heartbeat recorded: it starts a gap this long in which
+    /// heartbeats are answered as not recorded by the leader (`recordedByLeader=false`), as
+    /// every member answers while the controllers have no raft leader; receipt times are
+    /// kept, as followers keep them.
+    pub recording_gap: Arc<std::sync::Mutex<Option<Duration>>>,
 }
 
 /// The broker id of the phantom master [`Script::hand_over`] elects.
@@ -241,9 +253,19 @@ impl Scripted {
             code::BROKER_HEARTBEAT => {
                 let head = BrokerHeartbeatRequestHeader::read(req).unwrap();
                 let id = head.broker_id.unwrap();
+                let now = Instant::now();
                 if let Some(entry) = group.brokers.get_mut(&id) {
-                    entry.1 = Instant::now();
+                    entry.1 = now;
                     entry.2 = head.max_offset.unwrap_or(0);
+                }
+                let in_gap = group.recording_gaps.last().is_some_and(|gap| now < gap.1);
+                if in_gap {
+                    let mut response = ok();
+                    response.set_ext(HEARTBEAT_RECORDED_BY_LEADER, "false");
+                    return response;
+                }
+                if let Some(gap) = shared.script.recording_gap.lock().unwrap().take() {
+                    group.recording_gaps.push((now, now + gap));
                 }
                 ok()
             }
@@ -329,6 +351,8 @@ pub struct Decisions {
     pub sync_state_sets: Vec<BTreeSet<i64>>,
     /// When CONTROLLER_INVALID_MASTER was answered last.
     pub invalid_master_at: Option<Instant>,
+    /// (start, end) of every [`Script::recording_gap`] begun.
+    pub recording_gaps: Vec<(Instant, Instant)>,
 }
 
 pub type Masters = Arc<std::sync::Mutex<Decisions>>;
@@ -364,7 +388,10 @@ pub fn start_members(
     std::thread::spawn(move || {
         rmq_net::rt::block_on(async move {
             let shared = Rc::new(Shared {
-                group: RefCell::new(Group::default()),
+                group: RefCell::new(Group {
+                    dead_after: script.dead_after,
+                    ..Group::default()
+                }),
                 members,
                 leader: Cell::new(0),
                 script,
@@ -379,6 +406,7 @@ pub fn start_members(
                             masters: group.history.clone(),
                             sync_state_sets: group.sss_changes.clone(),
                             invalid_master_at: group.invalid_master_at,
+                            recording_gaps: group.recording_gaps.clone(),
                         };
                     }
                     rmq_net::rt::sleep(Duration::from_millis(20)).await;
