@@ -158,7 +158,14 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
     let ip = broker_ip(&config);
     let broker_addr = SocketAddr::new(ip, config.listen_port);
     let listen_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), config.listen_port);
-    rmq_net::listener::ensure_port_free(listen_addr)?;
+    // Claimed now (a live listener on the port fails the start-up before the store is
+    // recovered), listened on by every core once all shards are open.
+    let claim = rmq_net::listener::claim(listen_addr, rmq_net::listener::PORT_RELEASE_PATIENCE)?;
+    let claims = (0..core_count)
+        .map(|_| claim.try_clone().map(Some))
+        .collect::<Result<Vec<_>, _>>()?;
+    drop(claim);
+    let claims = Arc::new(Mutex::new(claims));
     let idle_poll = std::time::Duration::from_micros(u64::from(config.idle_poll_micros));
     let acl = match config.acl_enable {
         true => {
@@ -191,6 +198,9 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
         let (mesh, balancer) = parts.lock().expect("core parts lock")[core]
             .take()
             .expect("each core takes its parts once");
+        let claim = claims.lock().expect("claims lock")[core]
+            .take()
+            .expect("each core takes its claim once");
         let (store_cfg, barrier, failed, ready_tx) = (
             store_cfg.clone(),
             barrier.clone(),
@@ -208,7 +218,7 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
                 failed,
                 ready_tx,
                 previous_clean,
-                listen_addr,
+                claim: Some(claim),
             };
             run_core(start).await;
         }
@@ -318,7 +328,8 @@ struct CoreStart {
     failed: Arc<AtomicBool>,
     ready_tx: Arc<Mutex<std::sync::mpsc::Sender<Result<(), String>>>>,
     previous_clean: bool,
-    listen_addr: SocketAddr,
+    /// This core's descriptor of the broker's listening socket (taken when it listens).
+    claim: Option<rmq_net::listener::Claim>,
 }
 
 impl CoreStart {
@@ -340,7 +351,7 @@ async fn open_shards(start: &CoreStart) -> Result<HashMap<u32, Rc<ShardStore>>, 
     Ok(shards)
 }
 
-async fn run_core(start: CoreStart) {
+async fn run_core(mut start: CoreStart) {
     let opened = open_shards(&start).await;
     if opened.is_err() {
         start.failed.store(true, Ordering::Release);
@@ -354,7 +365,8 @@ async fn run_core(start: CoreStart) {
         }
         Err(message) => return start.report(Err(message)),
     };
-    let listener = match rmq_net::listener::bind_reuseport(start.listen_addr)
+    let claim = start.claim.take().expect("a core listens once");
+    let listener = match rmq_net::listener::listen(claim)
         .map_err(|e| e.to_string())
         .and_then(|l| rmq_net::listener::register(l).map_err(|e| e.to_string()))
     {

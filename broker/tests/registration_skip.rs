@@ -59,7 +59,7 @@ impl RequestHandler for Counting {
 /// A counting name server on its own thread until `stop`.
 fn start_namesrv(port: u16, counts: Arc<Counts>, stop: Arc<AtomicBool>, kv: std::path::PathBuf) {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let listener = rmq_net::listener::bind_reuseport(addr).unwrap();
+    let listener = rmq_net::listener::bind_exclusive(addr, Duration::ZERO).unwrap();
     std::thread::spawn(move || {
         rmq_net::rt::block_on(async move {
             let listener = rmq_net::listener::register(listener).unwrap();

@@ -40,15 +40,16 @@ impl RequestHandler for Handler {
 /// `stop` ends it: the listener closes and the thread exits.
 ///
 /// # Errors
-/// The port is taken, or io_uring is unavailable.
+/// `AddrInUse` when another process, or another name server in this one, listens on the
+/// port; io_uring unavailable.
 pub fn run_namesrv(
     config: NamesrvConfig,
     bind_ip: std::net::IpAddr,
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, NetError> {
     let addr = SocketAddr::new(bind_ip, config.listen_port);
-    rmq_net::listener::ensure_port_free(addr)?;
-    let listener = rmq_net::listener::bind_reuseport(addr)?;
+    let listener =
+        rmq_net::listener::bind_exclusive(addr, rmq_net::listener::PORT_RELEASE_PATIENCE)?;
     let config = Arc::new(config);
     let listener = Arc::new(std::sync::Mutex::new(Some(listener)));
     let handles = rmq_net::cores::run_cores("namesrv", 1, move |_core| {

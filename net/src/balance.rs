@@ -1,13 +1,14 @@
 //! Spreading accepted connections evenly over the cores.
 //!
-//! `SO_REUSEPORT` picks the accepting core by a hash of the connection's addresses, so a
-//! handful of clients can all land on one core: two connections of a load generator, or
-//! the few client instances of an application (a Java `MQClientInstance` keeps one
-//! connection per broker for all its producers and consumers). That core then decodes,
-//! answers and writes for all of them while the others idle. So the core that accepts a
-//! connection hands it to the core with the fewest open connections (itself on a tie),
-//! as Seastar's `connection_distribution` does. A hand-off costs one `dup` and one
-//! channel message per connection, never anything per request.
+//! Every core accepts on the server's one listening socket (see `listener`) and the kernel
+//! hands each connection to whichever accept it wakes, so a handful of clients can all
+//! land on one core: two connections of a load generator, or the few client instances of
+//! an application (a Java `MQClientInstance` keeps one connection per broker for all its
+//! producers and consumers). That core then decodes, answers and writes for all of them
+//! while the others idle. So the core that accepts a connection hands it to the core with
+//! the fewest open connections (itself on a tie), as Seastar's `connection_distribution`
+//! does. A hand-off costs one `dup` and one channel message per connection, never
+//! anything per request.
 //!
 //! Contracts: every accepted connection is served exactly once, by one core; a
 //! connection handed to a core that is shutting down is closed. The counts are a

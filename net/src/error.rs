@@ -24,6 +24,14 @@ pub enum NetError {
         peer: SocketAddr,
         source: rmq_core::remoting::FrameError,
     },
+    #[error(
+        "address {addr} already in use: another process (a broker or name server already \
+         running?) listens on this port"
+    )]
+    AddrInUse {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("bind {addr}: {source}")]
     Bind {
         addr: SocketAddr,

@@ -6,10 +6,12 @@
 //! - `mesh`: cross-core message passing over bounded SPSC rings (rtrb), one ring per
 //!   ordered pair of cores, with a wake-up per receiving core. Work for a shard owned by
 //!   another core travels this way, so shard state needs no locks.
-//! - `listener`: `SO_REUSEPORT` listeners so every core accepts its own connections, and the
-//!   runtime's listener and stream types (`TcpListener`, `TcpStream`, `register`).
+//! - `listener`: a server's one listening socket, bound exclusively (a second process on the
+//!   port fails with "address in use") and accepted on by every core through its own
+//!   descriptor, and the runtime's listener and stream types (`TcpListener`, `TcpStream`,
+//!   `register`).
 //! - `balance`: each accepted connection is served by the core with the fewest open
-//!   connections (the kernel's hash can put all of a few clients on one core).
+//!   connections (whichever core's accept the kernel woke may get all of a few clients).
 //! - `connection`: the server side of one remoting connection: frames in, concurrent
 //!   request handling (a long-polling pull never blocks the sends behind it), batched
 //!   writes out.

@@ -16,8 +16,8 @@ pub fn free_port() -> u16 {
 }
 
 /// Two free ports below the ephemeral range (listenPort and the HA port after it), distinct
-/// for each call in this process: brokers bind with SO_REUSEPORT, so two brokers on one port
-/// would both start and share the connections.
+/// for each call in this process: a broker started on a port another one listens on fails to
+/// start.
 ///
 /// # Panics
 /// When the process's range of pairs is used up.
@@ -41,13 +41,12 @@ pub fn free_port_pair() -> u16 {
 /// The first port is chosen by the kernel (`bind` to port 0, in the ephemeral range), the
 /// others are the ports after it, each checked unbound (a `bind` without `SO_REUSEADDR` fails
 /// beside any socket on the port). Every socket is bound to 0.0.0.0 with `SO_REUSEADDR` and
-/// never listens: a server started on the port (`SO_REUSEADDR`, with or without
-/// `SO_REUSEPORT`) binds beside it, while the kernel hands a bound port to no other `bind(0)`
-/// and to no `connect`.
+/// never listens: a server started on the port (`SO_REUSEADDR`) binds beside it, while the
+/// kernel hands a bound port to no other `bind(0)` and to no `connect`.
 ///
 /// Fixed port ranges checked free and then released (what the controller and failover tests
-/// used) are not enough: two runs check the same port before either server binds it, and two
-/// brokers then share it through `SO_REUSEPORT` (connections split between two stores).
+/// used) are not enough: two runs check the same port before either server binds it, and the
+/// second server then fails to start with "address in use".
 #[derive(Debug)]
 pub struct HeldPorts {
     first: u16,
@@ -128,15 +127,16 @@ mod tests {
         assert!(unbound(port) && unbound(port + 1));
     }
 
-    /// A broker's listener (`SO_REUSEADDR` and `SO_REUSEPORT`) and a plain std listener (the
-    /// controller's and the test servers': `SO_REUSEADDR`) bind beside the holding sockets.
+    /// A server's exclusive listener (`rmq_net::listener::bind_exclusive`, `SO_REUSEADDR`) and
+    /// a plain std listener (the controller's and the test servers') bind beside the holding
+    /// sockets.
     #[test]
     fn the_server_meant_for_a_held_port_binds_it() {
         let pair = HeldPorts::take(2);
         for port in [pair.port(), pair.port() + 1] {
             let addr: std::net::SocketAddr = ([0, 0, 0, 0], port).into();
-            rmq_net::listener::ensure_port_free(addr).unwrap();
-            let listener = rmq_net::listener::bind_reuseport(addr).unwrap();
+            let listener =
+                rmq_net::listener::bind_exclusive(addr, std::time::Duration::ZERO).unwrap();
             listener.set_nonblocking(false).unwrap();
             let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
             let (_accepted, from) = listener.accept().unwrap();

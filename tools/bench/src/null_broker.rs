@@ -4,8 +4,8 @@
 //! It registers one topic with the name server like a real master and answers every
 //! SEND_MESSAGE / SEND_MESSAGE_V2 / SEND_BATCH_MESSAGE with SEND_OK and the same response
 //! fields a broker sends (msgId, queueId, queueOffset, region, trace flag), on rmq-fast's
-//! own transport (one pinned io_uring runtime per core, `SO_REUSEPORT` listeners,
-//! connections balanced over the cores as in the broker). Driving
+//! own transport (one pinned io_uring runtime per core, one listening socket accepted on
+//! by every core, connections balanced over the cores as in the broker). Driving
 //! it with `produce` measures what the load generator, the kernel's loopback TCP and the
 //! remoting codec cost per message with no broker work at all: no real broker, ours or
 //! Apache's, can exceed that figure on the same machine with the same load generator, so
@@ -71,8 +71,13 @@ pub fn run(options: NullBrokerOptions) -> anyhow::Result<()> {
     if options.queues < 1 || options.cores < 1 {
         bail!("--queues and --cores must be at least 1");
     }
-    rmq_net::listener::ensure_port_free(options.listen)
-        .with_context(|| format!("listen address {}", options.listen))?;
+    let shared =
+        rmq_net::listener::bind_exclusive(options.listen, rmq_net::listener::PORT_RELEASE_PATIENCE)
+            .and_then(|listener| rmq_net::listener::share(listener, options.cores))
+            .with_context(|| format!("listen address {}", options.listen))?;
+    let listeners = Arc::new(std::sync::Mutex::new(
+        shared.into_iter().map(Some).collect::<Vec<_>>(),
+    ));
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone()).context("signal handler")?;
@@ -95,11 +100,11 @@ pub fn run(options: NullBrokerOptions) -> anyhow::Result<()> {
         let balancer = balancers.lock().expect("balancer lock")[core]
             .take()
             .expect("each core takes its balancer once");
+        let listener = listeners.lock().expect("listeners lock")[core]
+            .take()
+            .expect("each core takes its listener once");
         async move {
-            let listener = match rmq_net::listener::bind_reuseport(options.listen)
-                .map_err(|e| e.to_string())
-                .and_then(|l| rmq_net::listener::register(l).map_err(|e| e.to_string()))
-            {
+            let listener = match rmq_net::listener::register(listener).map_err(|e| e.to_string()) {
                 Ok(listener) => listener,
                 Err(error) => {
                     report(&registered_tx, Err(error));

@@ -116,7 +116,7 @@ pub fn failure_key(error: &NetError) -> &'static str {
         NetError::Timeout { .. } => "timeout",
         NetError::Connect { .. } => "connect",
         NetError::Closed { .. } | NetError::Io { .. } => "closed",
-        NetError::Frame { .. } | NetError::Bind { .. } => "transport",
+        NetError::Frame { .. } | NetError::Bind { .. } | NetError::AddrInUse { .. } => "transport",
     }
 }
 
