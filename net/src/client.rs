@@ -3,7 +3,9 @@
 //!
 //! Used by the broker to talk to name servers and by the bench tool. The client lives on
 //! one core (`Rc`); a reader task completes pending requests, a writer task batches
-//! outgoing frames.
+//! outgoing frames. Both end when the client is closed or dropped, even if the server
+//! never answers: the writer flushes what was sent and shuts the connection down, the
+//! reader stops reading, and the socket closes with the last of them.
 //!
 //! # Errors
 //! `invoke` fails with `Timeout` when no response arrives in time (the late response is
@@ -35,6 +37,8 @@ pub struct RemotingClient {
     pending: Pending,
     next_opaque: Cell<i32>,
     closed: Rc<Cell<bool>>,
+    /// Dropped (by `close` or with the client) to end the reader task.
+    stop_reading: RefCell<Option<oneshot::Sender<()>>>,
 }
 
 impl RemotingClient {
@@ -60,19 +64,23 @@ impl RemotingClient {
         let _ = stream.set_nodelay(true);
         let peer = stream.peer_addr().map_err(connect_error)?;
         let (tx, rx) = mpsc::unbounded();
+        let (stop_reading, reading_stopped) = oneshot::channel::<()>();
         let client = Rc::new(Self {
             peer,
             tx,
             pending: Rc::default(),
             next_opaque: Cell::new(1),
             closed: Rc::new(Cell::new(false)),
+            stop_reading: RefCell::new(Some(stop_reading)),
         });
         let (reader, writer) = stream.into_split();
         crate::rt::spawn(write_loop(writer, rx)).detach();
         let pending = client.pending.clone();
         let closed = client.closed.clone();
         crate::rt::spawn(async move {
-            read_loop(reader, &pending).await;
+            let reading = std::pin::pin!(read_loop(reader, &pending));
+            // Ends on the first of: the connection broke, the client was closed or dropped.
+            let _ = futures_util::future::select(reading, reading_stopped).await;
             closed.set(true);
             pending.borrow_mut().clear();
         })
@@ -139,12 +147,13 @@ impl RemotingClient {
     /// Closes the connection; pending requests fail with `Closed`.
     pub fn close(&self) {
         self.tx.close_channel();
+        self.stop_reading.borrow_mut().take();
     }
 }
 
 impl Drop for RemotingClient {
     fn drop(&mut self) {
-        self.tx.close_channel();
+        self.close();
     }
 }
 
