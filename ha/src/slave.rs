@@ -36,7 +36,6 @@
 //! across reads is assembled in `pending` first.
 
 use std::cell::Cell;
-use std::pin::pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -46,7 +45,6 @@ use compio::io::{AsyncRead, AsyncWriteExt};
 use compio::net::TcpStream;
 use futures_channel::mpsc;
 use futures_util::StreamExt;
-use futures_util::future::{Either, select};
 use rmq_storage::{ConsistentPoint, Durability, EpochEntry, ShardStore, StoreError};
 
 use crate::error::HaError;
@@ -316,15 +314,9 @@ async fn unless_stopping<T>(
     stopping: &dyn Fn() -> bool,
     step: impl Future<Output = Result<T, HaError>>,
 ) -> Result<T, HaError> {
-    let watch = async {
-        while !stopping() {
-            compio::time::sleep(STOP_POLL).await;
-        }
-    };
-    match select(pin!(step), pin!(watch)).await {
-        Either::Left((result, _)) => result,
-        Either::Right(((), _)) => Err(HaError::Stopped),
-    }
+    rmq_net::rt::unless_stopped(stopping, STOP_POLL, step)
+        .await
+        .unwrap_or(Err(HaError::Stopped))
 }
 
 async fn handshake(

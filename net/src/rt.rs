@@ -90,6 +90,25 @@ pub async fn timeout<F: Future>(duration: Duration, future: F) -> Result<F::Outp
         .map_err(|_| Elapsed)
 }
 
+/// Runs `work` until it ends (`Some(output)`), or until `stop()` is seen true, checked every
+/// `poll` (`None`; `work` is dropped then). For work that waits on a peer which may never
+/// answer while its owner is shutting down or moving on.
+pub async fn unless_stopped<F: Future>(
+    stop: impl Fn() -> bool,
+    poll: Duration,
+    work: F,
+) -> Option<F::Output> {
+    let watch = async {
+        while !stop() {
+            sleep(poll).await;
+        }
+    };
+    match futures_util::future::select(std::pin::pin!(work), std::pin::pin!(watch)).await {
+        futures_util::future::Either::Left((output, _)) => Some(output),
+        futures_util::future::Either::Right(((), _)) => None,
+    }
+}
+
 /// Lets every other ready task of this core run before continuing.
 pub async fn yield_now() {
     let mut yielded = false;
@@ -177,6 +196,46 @@ mod tests {
                 .await
                 .expect("blocking task output");
             assert_ne!(worker, core_thread);
+        });
+    }
+
+    #[test]
+    fn unless_stopped_gives_the_output_or_drops_the_work_once_stopped() {
+        run(async {
+            let never = || false;
+            let done = unless_stopped(never, Duration::from_millis(5), async { 4 }).await;
+            assert_eq!(done, Some(4));
+
+            let stop = Rc::new(Cell::new(false));
+            let dropped = Rc::new(Cell::new(false));
+            let flag = stop.clone();
+            spawn(async move {
+                sleep(Duration::from_millis(30)).await;
+                flag.set(true);
+            })
+            .detach();
+            struct Guard(Rc<Cell<bool>>);
+            impl Drop for Guard {
+                fn drop(&mut self) {
+                    self.0.set(true);
+                }
+            }
+            let guard = Guard(dropped.clone());
+            let silent = async move {
+                let _guard = guard;
+                sleep(Duration::from_secs(30)).await;
+                5
+            };
+            let began = now();
+            let checked = stop.clone();
+            let out = unless_stopped(move || checked.get(), Duration::from_millis(5), silent).await;
+            assert_eq!(out, None);
+            assert!(dropped.get(), "the work was dropped");
+            assert!(
+                began.elapsed() < Duration::from_secs(5),
+                "{:?}",
+                began.elapsed()
+            );
         });
     }
 

@@ -426,15 +426,7 @@ pub async fn unless_outdated<F: Future>(
     generation: u64,
     work: F,
 ) -> Option<F::Output> {
-    let watch = async {
-        while !outdated(broker, generation) {
-            rmq_net::rt::sleep(DUTY_TICK).await;
-        }
-    };
-    match futures_util::future::select(std::pin::pin!(work), std::pin::pin!(watch)).await {
-        futures_util::future::Either::Left((output, _)) => Some(output),
-        futures_util::future::Either::Right(((), _)) => None,
-    }
+    rmq_net::rt::unless_stopped(|| outdated(broker, generation), DUTY_TICK, work).await
 }
 
 /// This core's replication duties for each role generation, until the broker stops (see the
