@@ -277,6 +277,24 @@ fn scrape_counts_what_was_sent_and_consumed() {
         commits >= 1.0 && commits <= SENDS as f64 + 1.0,
         "group commits {commits}"
     );
+    // every write timed; sync rounds as histograms per shard (counts follow the flush mode)
+    for s in ["0", "1"] {
+        assert!(
+            value(
+                &samples,
+                "rmq_commit_log_write_microseconds_total",
+                &[("shard", s)]
+            ) >= 0.0
+        );
+        assert!(
+            value(
+                &samples,
+                "rmq_commit_log_sync_latency_count",
+                &[("shard", s)]
+            ) >= 0.0
+        );
+        assert!(value(&samples, "rmq_commit_log_sync_acks_count", &[("shard", s)]) >= 0.0);
+    }
     let connections: f64 = samples["rmq_connections"].iter().map(|(_, v)| v).sum();
     assert!(
         connections >= 1.0,

@@ -103,7 +103,10 @@ async fn round(log: &Rc<CommitLog>, state: &Rc<SyncState>) -> Round {
     }
     let target = log.appended();
     if target > log.written() {
-        if let Err(error) = log.write_up_to(target).await {
+        let started = Instant::now();
+        let written = log.write_up_to(target).await;
+        bump(&log.stats.write_micros_sum, micros_since(started));
+        if let Err(error) = written {
             tracing::error!(%error, shard = log.shard, "commit log write failed; will retry");
             bump(&log.stats.commit_log_write_errors, 1);
             log.written_waiters.fail(target, &error);
@@ -139,6 +142,7 @@ fn start_sync(log: &Rc<CommitLog>, state: &Rc<SyncState>) {
     let log = log.clone();
     let state = state.clone();
     compio::runtime::spawn(async move {
+        let started = Instant::now();
         let mut result = Ok(());
         let mut synced = 0;
         for segment in segments.values() {
@@ -149,11 +153,13 @@ fn start_sync(log: &Rc<CommitLog>, state: &Rc<SyncState>) {
             synced += 1;
         }
         bump(&log.stats.fdatasyncs, synced);
+        log.stats.record_sync(micros_since(started));
         match result {
             Ok(()) => {
                 state.last_sync.set(Instant::now());
                 log.set_flushed(written);
-                log.flushed_waiters.release(written);
+                let acks = log.flushed_waiters.release(written);
+                log.stats.record_sync_acks(acks as u64);
             }
             Err(error) => {
                 tracing::error!(%error, shard = log.shard, "commit log fdatasync failed; will retry");
@@ -167,6 +173,10 @@ fn start_sync(log: &Rc<CommitLog>, state: &Rc<SyncState>) {
         log.flusher_signal.raise();
     })
     .detach();
+}
+
+fn micros_since(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 fn sync_due(log: &CommitLog, last_sync: Instant) -> bool {

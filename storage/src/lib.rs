@@ -112,7 +112,7 @@ pub use shard_admin::{QueueEntries, QueueEntry};
 pub use shard_query::QueryResult;
 pub use shard_reads::MAX_FILTER_SCAN;
 pub use shard_store::{AppendResult, GetMessages, GetStatus, ShardStore};
-pub use stats::{GROUP_COMMIT_BOUNDS, ShardStats};
+pub use stats::{GROUP_COMMIT_BOUNDS, SYNC_ACKS_BOUNDS, SYNC_MICROS_BOUNDS, ShardStats};
 
 /// Bits of a physical offset below the shard number: shard `s` owns `[s << 56, (s + 1) << 56)`.
 pub const SHARD_SHIFT: u32 = 56;

@@ -20,6 +20,16 @@ pub const GROUP_COMMIT_BOUNDS: [u64; 12] = [
     8 << 20,
 ];
 
+/// Upper bounds (microseconds, inclusive) of the commit log sync latency buckets
+/// ([`ShardStats::sync_micros`]); one more slot for longer syncs.
+pub const SYNC_MICROS_BOUNDS: [u64; 12] = [
+    100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000,
+];
+
+/// Upper bounds (inclusive) of the buckets of `Flushed` waiters one sync releases
+/// ([`ShardStats::sync_acks`]); one more slot for larger rounds.
+pub const SYNC_ACKS_BOUNDS: [u64; 10] = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256];
+
 /// A snapshot of a shard's I/O counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ShardStats {
@@ -39,6 +49,17 @@ pub struct ShardStats {
     pub group_commit_bytes: [u64; GROUP_COMMIT_BOUNDS.len() + 1],
     /// Bytes of all group commits.
     pub group_commit_bytes_sum: u64,
+    /// Microseconds spent in group commit writes (`write_up_to`, I/O included).
+    pub write_micros_sum: u64,
+    /// Sync rounds (the `fdatasync` of every segment written since the last one, successful
+    /// or not) by duration: counts per bucket of [`SYNC_MICROS_BOUNDS`], the last slot for
+    /// longer ones.
+    pub sync_micros: [u64; SYNC_MICROS_BOUNDS.len() + 1],
+    pub sync_micros_sum: u64,
+    /// Successful sync rounds by the number of `Flushed` waiters (SYNC_FLUSH sends) each
+    /// released: counts per bucket of [`SYNC_ACKS_BOUNDS`], the last slot for larger ones.
+    pub sync_acks: [u64; SYNC_ACKS_BOUNDS.len() + 1],
+    pub sync_acks_sum: u64,
     /// Commit log segments are written with `O_DIRECT` (false: through the page cache).
     pub direct_io: bool,
 }
@@ -56,6 +77,11 @@ pub(crate) struct StatsCells {
     pub disk_reads: Cell<u64>,
     pub group_commit_bytes: [Cell<u64>; GROUP_COMMIT_BOUNDS.len() + 1],
     pub group_commit_bytes_sum: Cell<u64>,
+    pub write_micros_sum: Cell<u64>,
+    pub sync_micros: [Cell<u64>; SYNC_MICROS_BOUNDS.len() + 1],
+    pub sync_micros_sum: Cell<u64>,
+    pub sync_acks: [Cell<u64>; SYNC_ACKS_BOUNDS.len() + 1],
+    pub sync_acks_sum: Cell<u64>,
 }
 
 pub(crate) fn bump(cell: &Cell<u64>, by: u64) {
@@ -68,6 +94,20 @@ impl StatsCells {
         let slot = GROUP_COMMIT_BOUNDS.partition_point(|&bound| bound < bytes);
         bump(&self.group_commit_bytes[slot], 1);
         bump(&self.group_commit_bytes_sum, bytes);
+    }
+
+    /// One sync round that took `micros`.
+    pub fn record_sync(&self, micros: u64) {
+        let slot = SYNC_MICROS_BOUNDS.partition_point(|&bound| bound < micros);
+        bump(&self.sync_micros[slot], 1);
+        bump(&self.sync_micros_sum, micros);
+    }
+
+    /// One successful sync round that released `acks` `Flushed` waiters.
+    pub fn record_sync_acks(&self, acks: u64) {
+        let slot = SYNC_ACKS_BOUNDS.partition_point(|&bound| bound < acks);
+        bump(&self.sync_acks[slot], 1);
+        bump(&self.sync_acks_sum, acks);
     }
 
     /// `direct_writes`: the store's configuration asks for `O_DIRECT` segment writes.
@@ -84,6 +124,11 @@ impl StatsCells {
             disk_reads: self.disk_reads.get(),
             group_commit_bytes: std::array::from_fn(|i| self.group_commit_bytes[i].get()),
             group_commit_bytes_sum: self.group_commit_bytes_sum.get(),
+            write_micros_sum: self.write_micros_sum.get(),
+            sync_micros: std::array::from_fn(|i| self.sync_micros[i].get()),
+            sync_micros_sum: self.sync_micros_sum.get(),
+            sync_acks: std::array::from_fn(|i| self.sync_acks[i].get()),
+            sync_acks_sum: self.sync_acks_sum.get(),
             direct_io: direct_writes && !crate::segment::direct_io_refused(),
         }
     }

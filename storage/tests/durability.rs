@@ -91,12 +91,26 @@ fn group_commit_releases_many_waiters_with_few_syncs() {
             let end = handle.await.unwrap();
             assert!(store.flushed_offset() >= end);
         }
-        let syncs = store.stats().fdatasyncs - before.fdatasyncs;
+        let after = store.stats();
+        let syncs = after.fdatasyncs - before.fdatasyncs;
         println!("{SENDERS} waiters released by {syncs} fdatasyncs");
         assert!(
             syncs >= 1 && (syncs as usize) < SENDERS / 4,
             "{syncs} syncs"
         );
+        // One segment: every sync round is one fdatasync, timed, and together they
+        // acknowledged every sender.
+        let rounds = |s: &rmq_storage::ShardStats| s.sync_micros.iter().sum::<u64>();
+        assert_eq!(rounds(&after) - rounds(&before), syncs);
+        let acking = |s: &rmq_storage::ShardStats| s.sync_acks.iter().sum::<u64>();
+        assert_eq!(acking(&after) - acking(&before), syncs);
+        assert_eq!(
+            after.sync_acks_sum - before.sync_acks_sum,
+            SENDERS as u64,
+            "acks counted per sync round"
+        );
+        assert!(after.sync_micros_sum > before.sync_micros_sum);
+        assert!(after.write_micros_sum > before.write_micros_sum);
     });
 }
 

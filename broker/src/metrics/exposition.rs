@@ -19,7 +19,9 @@ use prometheus_client::registry::Registry;
 use rmq_core::remoting::{ResponseCode, request_code};
 
 use super::collect::ShardSnapshot;
-use super::histogram::{GROUP_COMMIT_BYTES_BUCKETS, Histogram};
+use super::histogram::{
+    GROUP_COMMIT_BYTES_BUCKETS, Histogram, SYNC_ACKS_BUCKETS, SYNC_LATENCY_MS_BUCKETS,
+};
 use super::scrape::Scrape;
 
 /// The `Content-Type` of the answer.
@@ -419,6 +421,43 @@ fn rmq_shards(out: &mut DescriptorEncoder, s: &Scrape) -> Result<(), Error> {
         "rmq_group_commit_bytes",
         "Bytes per group commit (one commit-log write of every pending append)",
         group_commits.iter().map(|(l, h)| (l.clone(), h)),
+    )?;
+    counter(
+        out,
+        "rmq_commit_log_write_microseconds",
+        "Microseconds spent writing group commits to the commit log (I/O included)",
+        s.shards
+            .iter()
+            .map(|x| (shard(x.shard), x.stats.write_micros_sum)),
+    )?;
+    let syncs: Vec<(Labels, Histogram, Histogram)> = s
+        .shards
+        .iter()
+        .map(|x| {
+            let latency = Histogram::from_counts(
+                SYNC_LATENCY_MS_BUCKETS,
+                &x.stats.sync_micros,
+                x.stats.sync_micros_sum as f64 / 1000.0,
+            );
+            let acks = Histogram::from_counts(
+                SYNC_ACKS_BUCKETS,
+                &x.stats.sync_acks,
+                x.stats.sync_acks_sum as f64,
+            );
+            (shard(x.shard), latency, acks)
+        })
+        .collect();
+    histogram(
+        out,
+        "rmq_commit_log_sync_latency",
+        "Commit log sync rounds (fdatasync of every segment written since the last), milliseconds",
+        syncs.iter().map(|(l, h, _)| (l.clone(), h)),
+    )?;
+    histogram(
+        out,
+        "rmq_commit_log_sync_acks",
+        "SYNC_FLUSH appends each successful commit log sync round acknowledged",
+        syncs.iter().map(|(l, _, h)| (l.clone(), h)),
     )
 }
 

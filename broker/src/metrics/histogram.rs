@@ -28,6 +28,14 @@ pub const GROUP_COMMIT_BYTES_BUCKETS: &[f64] = &[
     4194304.0, 8388608.0,
 ];
 
+/// The storage's sync latency buckets (`rmq_storage::SYNC_MICROS_BOUNDS`), in milliseconds.
+pub const SYNC_LATENCY_MS_BUCKETS: &[f64] = &[
+    0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0,
+];
+
+/// The storage's buckets of acks per sync (`rmq_storage::SYNC_ACKS_BOUNDS`).
+pub const SYNC_ACKS_BUCKETS: &[f64] = &[0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
 /// Counts per bucket (the last slot is `+Inf`), their sum and count.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Histogram {
@@ -109,6 +117,20 @@ mod tests {
             .map(|&b| b as f64)
             .collect();
         assert_eq!(GROUP_COMMIT_BYTES_BUCKETS, &storage[..]);
+    }
+
+    #[test]
+    fn sync_buckets_are_the_storage_ones() {
+        let millis: Vec<f64> = rmq_storage::SYNC_MICROS_BOUNDS
+            .iter()
+            .map(|&b| b as f64 / 1000.0)
+            .collect();
+        assert_eq!(SYNC_LATENCY_MS_BUCKETS, &millis[..]);
+        let acks: Vec<f64> = rmq_storage::SYNC_ACKS_BOUNDS
+            .iter()
+            .map(|&b| b as f64)
+            .collect();
+        assert_eq!(SYNC_ACKS_BUCKETS, &acks[..]);
     }
 
     #[test]
