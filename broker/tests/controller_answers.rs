@@ -8,7 +8,8 @@
 //!   is over; it stops taking writes at once and re-reads its role;
 //! - heartbeats answered as not recorded by the leader (a controller leader change): the
 //!   broker heartbeats faster until one is recorded, so a gap shorter than its fencing bound
-//!   minus one fast period does not fence a healthy master.
+//!   minus one fast period does not fence a healthy master, and a master fenced by a longer
+//!   gap asks for its role as soon as one is recorded again, not at its next round.
 
 mod support;
 
@@ -295,6 +296,103 @@ fn a_master_is_not_fenced_by_a_gap_in_recording_its_heartbeats() {
         assert!(
             !ctx.is_slave() && role.epoch == 1,
             "still the master of epoch 1: {role:?}"
+        );
+    })
+    .unwrap();
+    handle.stop().unwrap();
+    stop.store(true, Ordering::Relaxed);
+}
+
+/// [`a_fenced_master_takes_writes_again_at_once_when_heard`]: longer than the fencing bound
+/// (3 s), so the master fences; the gap then lasts until 500 ms after the broker's next
+/// round (`Script::gap_ends_after_a_round`: that round's replica info confirms the master,
+/// which fences again at once, its heartbeats still unrecorded), the next one being a whole
+/// interval (2 s) away, ~1.5 s after the gap's end.
+const FENCING_GAP: Duration = Duration::from_millis(3500);
+
+/// How long after a recording gap's end a fenced master may still refuse writes: its next
+/// heartbeat (every 100 ms while none is recorded), the replica info round trip, slack for a
+/// loaded machine. Waiting for its next round instead, it refused them for ~1.5 s more.
+const UNFENCE_MARGIN: Duration = Duration::from_millis(900);
+
+/// A master fenced by a gap in the recording of its heartbeats longer than its bound: once a
+/// heartbeat is recorded again it asks the controller for its role at once (which confirms
+/// it) instead of at its next round, a `brokerHeartbeatInterval` (2 s) later.
+#[test]
+fn a_fenced_master_takes_writes_again_at_once_when_heard() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let script = Script {
+        dead_after: Some(Duration::from_secs(30)),
+        gap_ends_after_a_round: true,
+        ..Script::default()
+    };
+    let gap = script.recording_gap.clone();
+    let (members, decisions) = start_members(stop.clone(), 1, script);
+    let namesrv = Namesrv::start();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = [
+        ("brokerHeartbeatInterval", "2000"),
+        ("controllerHeartBeatTimeoutMills", "5000"),
+        ("syncBrokerMetadataPeriod", "300"),
+    ];
+    let node = Node::new(dir.path(), &namesrv.addr, &members, &keys);
+    let handle = node.start();
+    let ctx = handle.context().clone();
+    rmq_net::rt::block_on(async {
+        until("elected", Duration::from_secs(10), async || !ctx.is_slave()).await;
+        let mut acked = Acked::new();
+        until("taking writes", Duration::from_secs(10), async || {
+            let codes = send_counting_codes(&node.addr, TOPIC, 1, 1, &mut acked).await;
+            codes == [(ResponseCode::Success.code(), 1)]
+        })
+        .await;
+
+        *gap.lock().unwrap() = Some(FENCING_GAP);
+        // One send at a time until three seconds after the gap's end: (started, refused).
+        let mut sends: Vec<(Instant, bool)> = Vec::new();
+        let armed = Instant::now();
+        let (start, end) = loop {
+            let gaps = decisions.lock().unwrap().recording_gaps.clone();
+            if let Some(&(start, end)) = gaps.first()
+                && end.elapsed() > Duration::from_secs(3)
+                && end - start > FENCING_GAP
+            {
+                break (start, end);
+            }
+            assert!(
+                armed.elapsed() < Duration::from_secs(20),
+                "no recording gap ended: {gaps:?}"
+            );
+            let started = Instant::now();
+            let round = 10 + sends.len();
+            let codes = send_counting_codes(&node.addr, TOPIC, round, 1, &mut acked).await;
+            sends.push((started, codes != [(ResponseCode::Success.code(), 1)]));
+            rmq_net::rt::sleep(Duration::from_millis(20)).await;
+        };
+        let refused: Vec<Duration> = sends
+            .iter()
+            .filter(|(at, refused)| *refused && *at > start)
+            .map(|(at, _)| *at - start)
+            .collect();
+        assert!(
+            !refused.is_empty(),
+            "the gap ({:?}) fenced the master",
+            end - start
+        );
+        let late: Vec<Duration> = sends
+            .iter()
+            .filter(|(at, refused)| *refused && *at > end + UNFENCE_MARGIN)
+            .map(|(at, _)| *at - end)
+            .collect();
+        assert!(
+            late.is_empty(),
+            "the master still refused writes this long after its heartbeats were recorded \
+             again: {late:?}"
+        );
+        let role = ctx.role.snapshot();
+        assert!(
+            !ctx.is_slave() && role.epoch == 1,
+            "the master of epoch 1 again: {role:?}"
         );
     })
     .unwrap();

@@ -185,7 +185,9 @@ async fn run(core: Rc<CoreContext>) {
         if let Some(info) = broker.controller_inbox.take() {
             client.apply(info).await;
         }
-        if last_beat.is_none_or(|at| at.elapsed() >= heartbeat_every) {
+        // A fenced master heard again asks for its role at once, not at the next round.
+        let heard = client.live.heard_while_fenced.get();
+        if heard || last_beat.is_none_or(|at| at.elapsed() >= heartbeat_every) {
             last_beat = Some(Instant::now());
             if let Err(error) = client.round().await {
                 tracing::warn!(%error, "controller round failed");

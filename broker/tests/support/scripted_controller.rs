@@ -52,6 +52,8 @@ pub struct Group {
     dead_after: Option<Duration>,
     /// (start, end) of every [`Script::recording_gap`].
     recording_gaps: Vec<(Instant, Instant)>,
+    /// The last gap waits for a round to end ([`Script::gap_ends_after_a_round`]).
+    gap_waits_for_round: bool,
 }
 
 impl Group {
@@ -144,6 +146,9 @@ pub struct Script {
     /// every member answers while the controllers have no raft leader; receipt times are
     /// kept, as followers keep them.
     pub recording_gap: Arc<std::sync::Mutex<Option<Duration>>>,
+    /// A recording gap does not end at its length but 500 ms after the first
+    /// CONTROLLER_GET_REPLICA_INFO that comes after it (a broker's round just done).
+    pub gap_ends_after_a_round: bool,
 }
 
 /// The broker id of the phantom master [`Script::hand_over`] elects.
@@ -258,7 +263,8 @@ impl Scripted {
                     entry.1 = now;
                     entry.2 = head.max_offset.unwrap_or(0);
                 }
-                let in_gap = group.recording_gaps.last().is_some_and(|gap| now < gap.1);
+                let in_gap = group.gap_waits_for_round
+                    || group.recording_gaps.last().is_some_and(|gap| now < gap.1);
                 if in_gap {
                     let mut response = ok();
                     response.set_ext(HEARTBEAT_RECORDED_BY_LEADER, "false");
@@ -266,10 +272,19 @@ impl Scripted {
                 }
                 if let Some(gap) = shared.script.recording_gap.lock().unwrap().take() {
                     group.recording_gaps.push((now, now + gap));
+                    group.gap_waits_for_round = shared.script.gap_ends_after_a_round;
                 }
                 ok()
             }
             code::CONTROLLER_GET_REPLICA_INFO => {
+                let now = Instant::now();
+                if group.gap_waits_for_round
+                    && let Some(gap) = group.recording_gaps.last_mut()
+                    && now >= gap.1
+                {
+                    gap.1 = now + Duration::from_millis(500);
+                    group.gap_waits_for_round = false;
+                }
                 let mut response = ok().with_body(group.sss_body());
                 GetReplicaInfoResponseHeader {
                     master_broker_id: group.master,
