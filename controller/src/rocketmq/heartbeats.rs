@@ -4,7 +4,7 @@
 //!
 //! Why: openraft 0.9 turns every client write into its own log entry and the leader fsyncs
 //! entries one after the other, so one write per heartbeat capped a quorum at the disk's
-//! fsync rate (~260-300 heartbeats/s measured, i.e. ~100-150 brokers at the 500 ms default).
+//! fsync rate (~260-300 heartbeats/s measured, i.e. ~100-150 brokers at a 500 ms interval).
 //! Liveness stays replicated: a heartbeat is answered only after its time is committed, which
 //! the broker's fencing bound relies on (docs/perf.md, "Safety of the shorter bounds").
 //!

@@ -291,8 +291,10 @@ config_struct! {
         /// [`BrokerConfig::controller_fence_bound_ms`].
         "controllerHeartBeatTimeoutMills" => controller_heart_beat_timeout_mills: i64 = 2_000,
         /// RocketMQ 5: how often the broker heartbeats to the controller (ms). rmq-fast's
-        /// default is 500 ms, not RocketMQ's 1 s: four heartbeats per timeout.
-        "brokerHeartbeatInterval" => broker_heartbeat_interval: i64 = 500,
+        /// default is 250 ms, not RocketMQ's 1 s: eight heartbeats per timeout, a fencing
+        /// bound of 1.75 s (a controller leader change then rarely fences a healthy master)
+        /// and a last heartbeat at most 250 ms old when a master goes silent (docs/perf.md).
+        "brokerHeartbeatInterval" => broker_heartbeat_interval: i64 = 250,
         /// RocketMQ 5: election preference, lower wins (ties: epoch, then max offset first).
         "brokerElectionPriority" => broker_election_priority: i32 = i32::MAX,
         /// RocketMQ 5 (MessageStoreConfig): where the epoch history lives; None =

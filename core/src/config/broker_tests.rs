@@ -513,9 +513,9 @@ fn controller_mode_keys_parse_and_brokerid_role_are_the_controllers() {
     assert_eq!(defaults.broker_election_priority, i32::MAX);
     // rmq-fast's own defaults (RocketMQ 5: 10 s and 1 s), fencing one interval earlier.
     assert_eq!(defaults.controller_heart_beat_timeout_mills, 2_000);
-    assert_eq!(defaults.broker_heartbeat_interval, 500);
-    assert_eq!(defaults.controller_fence_bound_ms(), 1_500);
-    assert_eq!(config.controller_fence_bound_ms(), 3_500);
+    assert_eq!(defaults.broker_heartbeat_interval, 250);
+    assert_eq!(defaults.controller_fence_bound_ms(), 1_750);
+    assert_eq!(config.controller_fence_bound_ms(), 3_750);
     assert_eq!(defaults.sync_controller_metadata_period, 10_000);
     assert!(
         defaults

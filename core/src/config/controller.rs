@@ -34,9 +34,9 @@ config_struct! {
         /// Send NOTIFY_BROKER_ROLE_CHANGED to a group's brokers after an election.
         "notifyBrokerRoleChanged" => notify_broker_role_changed: bool = true,
         /// How often the leader looks for brokers whose heartbeats stopped, in ms. rmq-fast's
-        /// default is 200 ms, not RocketMQ 5's 5 s (it adds up to one interval to every
+        /// default is 100 ms, not RocketMQ 5's 5 s (it adds up to one interval to every
         /// failover after a partition; a scan reads memory and writes only when it elects).
-        "scanNotActiveBrokerInterval" => scan_not_active_broker_interval_ms: u64 = 200,
+        "scanNotActiveBrokerInterval" => scan_not_active_broker_interval_ms: u64 = 100,
         /// Accepted for RocketMQ files; the port is this member's in `controllerDLegerPeers`.
         "listenPort" => listen_port: u16 = 0,
         /// RocketMQ installation dir (env ROCKETMQ_HOME); informational.
@@ -198,7 +198,7 @@ mod tests {
         assert!(config.controller_store_path.ends_with("DLedgerController"));
         assert!(!config.enable_elect_unclean_master);
         assert!(config.notify_broker_role_changed);
-        assert_eq!(config.scan_not_active_broker_interval_ms, 200);
+        assert_eq!(config.scan_not_active_broker_interval_ms, 100);
     }
 
     #[test]
