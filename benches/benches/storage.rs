@@ -3,6 +3,10 @@
 //!   (ASYNC_FLUSH's ack level): the per-message cost of the send path inside a shard;
 //! - `group_commit/{n}`: `n` concurrent SYNC_FLUSH senders, each appending and waiting for
 //!   `fdatasync`: the time per acknowledged message shows how many share one sync;
+//!   `64_senders_200us_turnaround`: each sender appends again 200 µs after its ack, as a
+//!   producer does one network round trip later (the broker's case; the plain benches'
+//!   senders come back at once); `64_senders_2_shards`: two shards on two threads, 32
+//!   senders each, syncing to the same disk as the broker's shards do;
 //! - `recovery_dispatch`: a full recovery scan of 16 MiB that re-dispatches every consume
 //!   queue entry and index key (checkpoint and consume queues deleted first).
 
@@ -71,7 +75,13 @@ fn append_to_written(c: &mut Criterion) {
     group.finish();
 }
 
-async fn sync_senders(store: &Rc<ShardStore>, senders: u64, rounds: u64) -> Duration {
+async fn sync_senders(
+    store: &Rc<ShardStore>,
+    senders: u64,
+    rounds: u64,
+    turnaround: Duration,
+    queue: i32,
+) -> Duration {
     let started = Instant::now();
     let tasks: Vec<_> = (0..senders)
         .map(|_| {
@@ -80,13 +90,16 @@ async fn sync_senders(store: &Rc<ShardStore>, senders: u64, rounds: u64) -> Dura
                 for _ in 0..rounds {
                     let mut record = sample_record(1024);
                     let end = store
-                        .append(TOPIC, QUEUE, &mut record, 0, 1)
+                        .append(TOPIC, queue, &mut record, 0, 1)
                         .expect("append")
                         .end_offset;
                     store
                         .wait_durable(end, Durability::Flushed)
                         .await
                         .expect("flushed");
+                    if !turnaround.is_zero() {
+                        rmq_net::rt::sleep(turnaround).await;
+                    }
                 }
             })
         })
@@ -107,10 +120,78 @@ fn group_commit(c: &mut Criterion) {
     for senders in [1u64, 16, 64] {
         group.throughput(Throughput::Elements(senders));
         group.bench_function(format!("{senders}_senders"), |b| {
-            b.iter_custom(|iters| runtime.block_on(sync_senders(&store, senders, iters)));
+            b.iter_custom(|iters| {
+                runtime.block_on(sync_senders(&store, senders, iters, Duration::ZERO, QUEUE))
+            });
         });
     }
+    let turnaround = Duration::from_micros(200);
+    group.throughput(Throughput::Elements(64));
+    group.bench_function("64_senders_200us_turnaround", |b| {
+        b.iter_custom(|iters| runtime.block_on(sync_senders(&store, 64, iters, turnaround, QUEUE)));
+    });
     group.finish();
+}
+
+/// One shard on its own thread and runtime, as in the broker; runs `sync_senders` rounds on
+/// request and answers with the time they took.
+struct ShardThread {
+    run: std::sync::mpsc::Sender<u64>,
+    done: std::sync::mpsc::Receiver<Duration>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+fn shard_thread(cfg: StoreConfig, shard: u32, senders: u64) -> ShardThread {
+    let (run, run_rx) = std::sync::mpsc::channel::<u64>();
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let runtime = rmq_net::rt::Runtime::new().expect("runtime");
+        let store = runtime.block_on(async {
+            ShardStore::open(cfg, shard, true)
+                .await
+                .expect("open shard")
+        });
+        let queue = (0..)
+            .find(|&q| rmq_storage::shard_for_queue(TOPIC, q, 2) == shard)
+            .expect("a queue of the shard");
+        for iters in run_rx {
+            let took =
+                runtime.block_on(sync_senders(&store, senders, iters, Duration::ZERO, queue));
+            if done_tx.send(took).is_err() {
+                break;
+            }
+        }
+        runtime.block_on(store.shutdown()).expect("shutdown");
+    });
+    ShardThread { run, done, thread }
+}
+
+fn group_commit_two_shards(c: &mut Criterion) {
+    let dir = temp_dir();
+    let mut cfg = config(dir.path(), FlushMode::Sync);
+    cfg.requested_shard_count = 2;
+    let _layout = StoreLayout::open(&cfg).expect("layout");
+    let shards: Vec<_> = (0..2).map(|s| shard_thread(cfg.clone(), s, 32)).collect();
+    let mut group = c.benchmark_group("group_commit");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(64));
+    group.bench_function("64_senders_2_shards", |b| {
+        b.iter_custom(|iters| {
+            for shard in &shards {
+                shard.run.send(iters).expect("shard thread");
+            }
+            shards
+                .iter()
+                .map(|shard| shard.done.recv().expect("shard thread"))
+                .max()
+                .expect("two shards")
+        });
+    });
+    group.finish();
+    for shard in shards {
+        drop(shard.run);
+        shard.thread.join().expect("shard thread");
+    }
 }
 
 fn recovery_dispatch(c: &mut Criterion) {
@@ -155,5 +236,11 @@ fn recovery_dispatch(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, append_to_written, group_commit, recovery_dispatch);
+criterion_group!(
+    benches,
+    append_to_written,
+    group_commit,
+    group_commit_two_shards,
+    recovery_dispatch
+);
 criterion_main!(benches);
