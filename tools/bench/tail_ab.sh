@@ -5,11 +5,13 @@
 #   CONFIG is `broker:KEY=VALUE[,KEY=VALUE...]` (extra broker.conf lines; `broker:` alone =
 #   defaults) or `null:ARGS` (extra `rmq-fast-bench null-broker` args, `,` for spaces).
 #   Each round runs every CONFIG once, in order, each on a fresh name server + broker (store
-#   in a temp dir): 2 s warm-up excluded, 8 s measured, open loop at RATE msg/s, 1 KiB,
+#   in a temp dir under /tmp, or on tmpfs with the CONFIG `broker:storeOnShm`, which puts
+#   storePathRootDir under /dev/shm and removes it after the run): 2 s warm-up excluded, 8 s measured, open loop at RATE msg/s, 1 KiB,
 #   `--mode async --threads 2 --inflight 128` (the issue's "half load" row) unless produce
 #   args are given. Prints one line per run: msg/s, p50/p99/p99.9 (ms) and the broker's CPU
 #   per message (`--broker-pid`), then the median and range of each CONFIG.
 # Example: tools/bench/tail_ab.sh 3 20000 ASYNC_FLUSH broker: broker:idlePollMicros=200 null:
+#          tools/bench/tail_ab.sh 3 20000 ASYNC_FLUSH broker: broker:storeOnShm broker:asyncFlushDirectIo=true null:
 # Env: BIN_DIR (default target/release), BASE_PORT (default 39100).
 set -euo pipefail
 
@@ -24,15 +26,16 @@ LOAD=("$@")
 BASE_PORT="${BASE_PORT:-39100}"
 NS_PORT=$BASE_PORT; BR_PORT=$((BASE_PORT + 11)); NS="127.0.0.1:$NS_PORT"
 WORK="$(mktemp -d /tmp/rmq-tail.XXXXXX)"
+SHM_STORE="/dev/shm/$(basename "$WORK")"
 NS_PID=""; BR_PID=""
 
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-trap 'stop; rm -rf "$WORK"' EXIT
+trap 'stop; rm -rf "$WORK" "$SHM_STORE"' EXIT
 
 start() { # config
   local kind=${1%%:*} args=${1#*:}
-  rm -rf "$WORK/run" && mkdir -p "$WORK/run/logs"
+  rm -rf "$WORK/run" "$SHM_STORE" && mkdir -p "$WORK/run/logs"
   printf 'listenPort=%s\n' "$NS_PORT" >"$WORK/run/ns.properties"
   "$BIN_DIR/rmq-fast" namesrv -c "$WORK/run/ns.properties" >"$WORK/run/logs/ns.out" 2>&1 &
   NS_PID=$!
@@ -52,6 +55,8 @@ storePathRootDir=$WORK/run/store
 logDir=$WORK/run/logs
 EOF
     [[ -n $args ]] && tr ',' '\n' <<<"$args" >>"$WORK/run/broker.conf"
+    # storeOnShm: the store on tmpfs (last duplicate key wins, as in Java)
+    sed -i "s|^storeOnShm\$|storePathRootDir=$SHM_STORE|" "$WORK/run/broker.conf"
     "$BIN_DIR/rmq-fast" broker -c "$WORK/run/broker.conf" >"$WORK/run/logs/broker.out" 2>&1 &
   fi
   BR_PID=$!
