@@ -11,11 +11,14 @@ use std::hint::black_box;
 use std::process::ExitCode;
 
 use bytes::BytesMut;
+use rmq_broker::processor::send::stored_reply;
 use rmq_core::message::batch::{BatchEntry, decode_batch, encode_batch};
 use rmq_core::message::msg_id::offset_msg_id;
 use rmq_core::message::properties::get_property;
 use rmq_core::message::{body_crc, parse_record, patch_record};
-use rmq_core::remoting::{RemotingCommand, SerializeType, decode_frame, encode_frame};
+use rmq_core::remoting::{
+    RemotingCommand, ResponseCode, SerializeType, decode_frame, encode_frame,
+};
 
 use rmq_benches::dispatch::DispatchFixture;
 use rmq_benches::pull::{PullFixture, assemble_pull};
@@ -82,6 +85,10 @@ const PATHS: &[Path] = &[
     Path {
         name: "pull_response_32x1024",
         run: pull_response,
+    },
+    Path {
+        name: "send_response_rocketmq",
+        run: send_response,
     },
     Path {
         name: "metrics_hooks_off",
@@ -226,6 +233,28 @@ fn msg_id_and_tags(iterations: u64) {
         black_box(offset_msg_id(view.store_host(), black_box(i as i64)));
         black_box(view.tags_code());
         black_box(get_property(black_box(view.properties()), "UNIQ_KEY"));
+    }
+}
+
+/// What a send's answer costs once the store has placed the message: the broker's response
+/// (`rmq_broker::processor::send::stored_reply`: offset message id and five header fields)
+/// encoded into a frame with the binary header, as the connection's writer does.
+fn send_response(iterations: u64) {
+    let request = rmq_benches::send_request(SerializeType::RocketMq);
+    let store_host = "127.0.0.1:10911".parse().expect("fixture address");
+    let mut out = BytesMut::with_capacity(4096);
+    for i in 0..iterations {
+        let offset = black_box(i as i64) * 300;
+        let response = stored_reply(
+            black_box(&request),
+            ResponseCode::Success,
+            offset_msg_id(store_host, offset),
+            3,
+            black_box(i as i64),
+        );
+        encode_frame(&response, &mut out);
+        black_box(&out);
+        out.clear();
     }
 }
 

@@ -242,6 +242,18 @@ mod tests {
     }
 
     #[test]
+    fn invalid_utf8_decodes_as_replacement_characters() {
+        let (_, mut bytes) = golden();
+        bytes[17] = 0xFF; // remark "hi" -> "\xFFi"
+        bytes[25] = 0xC3; // key "a": a lone UTF-8 lead byte
+        bytes[30] = 0x80; // value "pg" -> "\x80g": a lone continuation byte
+        let command = decode_binary_header(&bytes).unwrap();
+        assert_eq!(command.remark.as_deref(), Some("\u{FFFD}i"));
+        assert_eq!(command.ext("\u{FFFD}"), Some("\u{FFFD}g"));
+        assert_eq!(command.ext_fields.len(), 1);
+    }
+
+    #[test]
     fn unknown_language_decodes_as_other() {
         let (_, mut bytes) = golden();
         bytes[2] = 200;
