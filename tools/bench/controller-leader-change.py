@@ -288,6 +288,8 @@ async def run_cluster(label, binary, keys, args, work):
         for name in ("a1", "b1"):
             cluster.start_broker(name)
         await asyncio.sleep(args.warmup)
+        if args.stop_master:
+            return await stop_masters(label, cluster, args)
         for kill in range(1, args.kills + 1):
             before = cluster.masters(time.monotonic() - 1.0)
             if len(before) < 2:
@@ -328,6 +330,34 @@ async def run_cluster(label, binary, keys, args, work):
         cluster.stop_all()
 
 
+async def stop_masters(label, cluster, args):
+    """--stop-master: SIGSTOP group a's master (its connections stay open, as in a
+    partition; only its heartbeats stop), time until its slave acknowledges a probe send,
+    then SIGCONT it and let it rejoin as a slave."""
+    rows = []
+    for round_ in range(1, args.kills + 1):
+        master = cluster.masters(time.monotonic() - 1.0).get("a")
+        if master is None:
+            raise SystemExit(f"{label}: round {round_}: no master in group a")
+        other = "a1" if master == "a0" else "a0"
+        stopped = time.monotonic()
+        cluster.procs[master].send_signal(signal.SIGSTOP)
+        took = None
+        while took is None and time.monotonic() - stopped < 30:
+            await asyncio.sleep(0.02)
+            acked = [at for at, name, code in cluster.sent if name == other and code == 0 and at >= stopped]
+            if acked:
+                took = min(acked) - stopped
+        cluster.procs[master].send_signal(signal.SIGCONT)
+        if took is None:
+            raise SystemExit(f"{label}: round {round_}: {other} did not take over in 30 s")
+        rows.append((label, round_, took, 0, 0, 0.0, [], loadavg()))
+        print(f"{label} stop {round_}: {master} stopped, {other} acknowledged after "
+              f"{took * 1000:.0f} ms (load {loadavg()})", flush=True)
+        await asyncio.sleep(args.settle + args.pause)
+    return rows
+
+
 async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--variant", action="append", required=True,
@@ -341,6 +371,9 @@ async def main():
     parser.add_argument("--pause", type=float, default=2.0,
                         help="seconds between a restarted member's return and the next kill")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--stop-master", action="store_true",
+                        help="instead of killing the raft leader, SIGSTOP group a's master "
+                        "--kills times and time its slave's first acknowledged send")
     args = parser.parse_args()
     variants = []
     for spec_ in args.variant:
@@ -356,6 +389,12 @@ async def main():
                 work = os.path.join(top, f"{label}-{cycle}")
                 os.makedirs(work)
                 rows += await run_cluster(label, binary, keys, args, work)
+        if args.stop_master:
+            print("\n| variant | SIGSTOP of the master -> its slave's first ack (ms) |\n|---|---|")
+            for label, _, _ in variants:
+                times = " / ".join(f"{r[2] * 1000:.0f}" for r in rows if r[0] == label)
+                print(f"| {label} | {times} |")
+            return
         print("\n| variant | kills | masters fenced (log) | masters refusing a send | "
               "longest refusal per kill (ms) | spurious master changes |")
         print("|---|---|---|---|---|---|")
