@@ -397,17 +397,28 @@ fn a_slave_frozen_after_catching_up_is_not_put_in_the_set_without_what_was_ackno
         let sets = decisions.lock().unwrap().sync_state_sets.clone();
         a.kill_9();
         b.signal("-CONT");
-        // B is not in A's set: nobody can be elected until A is back.
         rmq_net::rt::sleep(Duration::from_secs(4)).await;
         let masters = decisions.lock().unwrap().masters.clone();
-        assert!(
-            sets.iter().all(|set| !set.contains(&2)),
-            "B was asked into the set while it lacked acknowledged messages: {sets:?}"
-        );
-        assert_eq!(masters, [(1, 1)], "only A was ever master");
-        a.start().await;
-        until_acknowledging(&a.addr, 3000, Duration::from_secs(20), &mut acked).await;
-        verify(&a.addr, TOPIC, &acked, 1).await.unwrap();
+        if sets.iter().any(|set| set.contains(&2)) {
+            // A's check ran in the instant between B catching up and its freeze, so B was
+            // asked in while it held everything (on a loaded machine, about one run in
+            // four). Then A counted B for every later send, none was acknowledged without
+            // it, and B, elected now, must hold every acknowledged message: the bug this
+            // test is about (B asked in after A acknowledged what B lacks) fails here.
+            until("B elected", Duration::from_secs(15), async || {
+                decisions.lock().unwrap().masters.len() == 2
+            })
+            .await;
+            let masters = decisions.lock().unwrap().masters.clone();
+            assert_eq!(masters, [(1, 1), (2, 2)], "B elected once A died");
+            verify(&b.addr, TOPIC, &acked, 1).await.unwrap();
+        } else {
+            // B is not in A's set: nobody can be elected until A is back.
+            assert_eq!(masters, [(1, 1)], "only A was ever master");
+            a.start().await;
+            until_acknowledging(&a.addr, 3000, Duration::from_secs(20), &mut acked).await;
+            verify(&a.addr, TOPIC, &acked, 1).await.unwrap();
+        }
     })
     .unwrap();
     stop_controller.store(true, Ordering::Relaxed);
