@@ -89,9 +89,26 @@ impl EpochHistory {
 }
 
 /// The offset up to which `local` and `remote` hold the same log: the end (the smaller of
-/// the two) of the newest epoch that both have with the same start offset. None when they
-/// share no epoch: the replica must drop its whole log (RocketMQ returns -1).
+/// the two) of the newest epoch that both have with the same start offset.
+///
+/// Without a shared epoch, 0 when both histories begin at offset 0 and every local epoch is
+/// older than the remote's first one: the remote's log holds only newer epochs from its very
+/// first byte, so nothing the local log holds is in it. That is how a replica that wrote
+/// nothing in an epoch sees it (`begin` on the storage side replaces an epoch entry whose
+/// epoch wrote nothing, so a slave promoted with an empty shard records `[(2, 0)]` where its
+/// old master kept `[(1, 0)]`). None otherwise (RocketMQ returns -1): an operator decides.
 pub fn consistent_point(local: &EpochHistory, remote: &EpochHistory) -> Option<u64> {
+    shared_epoch_point(local, remote).or_else(|| newer_from_the_start(local, remote))
+}
+
+fn newer_from_the_start(local: &EpochHistory, remote: &EpochHistory) -> Option<u64> {
+    let (local_first, local_last) = (local.entries.first()?, local.entries.last()?);
+    let remote_first = remote.entries.first()?;
+    let both_from_zero = local_first.start_offset == 0 && remote_first.start_offset == 0;
+    (both_from_zero && local_last.epoch < remote_first.epoch).then_some(0)
+}
+
+fn shared_epoch_point(local: &EpochHistory, remote: &EpochHistory) -> Option<u64> {
     for (index, entry) in local.entries.iter().enumerate().rev() {
         let Ok(remote_index) = remote
             .entries
@@ -156,6 +173,30 @@ mod tests {
         let remote = history(&[(1, 0), (2, 10)], 60);
         assert_eq!(consistent_point(&local, &remote), None);
         assert_eq!(consistent_point(&history(&[], 0), &remote), None);
+    }
+
+    #[test]
+    fn a_remote_whose_first_epoch_is_newer_from_offset_zero_shares_nothing_but_offset_zero() {
+        // The old master kept (1, 0) for a shard it wrote nothing (or only unacknowledged
+        // messages) to; its slave, promoted with that shard empty, replaced its copy of (1, 0)
+        // by (2, 0). The old master rejoins: it keeps nothing of that shard.
+        let old_master = history(&[(1, 0)], 0);
+        let new_master = history(&[(2, 0)], 40);
+        assert_eq!(consistent_point(&old_master, &new_master), Some(0));
+        assert_eq!(
+            consistent_point(&history(&[(1, 0)], 25), &new_master),
+            Some(0)
+        );
+        // Not when a local epoch is as new as the remote's first, or a history begins past 0.
+        assert_eq!(
+            consistent_point(&history(&[(1, 0), (2, 5)], 9), &new_master),
+            None
+        );
+        assert_eq!(
+            consistent_point(&history(&[(1, 0)], 9), &history(&[(2, 5)], 9)),
+            None
+        );
+        assert_eq!(consistent_point(&new_master, &old_master), None);
     }
 
     #[test]

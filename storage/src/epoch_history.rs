@@ -46,8 +46,9 @@ impl EpochEntry {
 /// The offset up to which two logs hold the same bytes, judged by their histories: the newest
 /// local entry that the other history holds with the same epoch and start, cut at the smaller
 /// of the two ends of that epoch (RocketMQ's `findConsistentPoint`; computed by
-/// `rmq_election::consistent_point`, the controller's own model of it). `None` when no entry
-/// is shared (the logs have nothing known in common, or `local` is empty), and when either
+/// `rmq_election::consistent_point`, the controller's own model of it; 0 without a shared
+/// entry when both begin at offset 0 and the remote's first epoch is newer than every local
+/// one). `None` when nothing is known in common (or `local` is empty), and when either
 /// history is not one (negative epochs or offsets, out of order, past its end).
 pub fn find_consistent_point(
     local: &[EpochEntry],
@@ -336,8 +337,13 @@ mod tests {
         // Same epoch number, different start: not the same epoch.
         let other = [e(1, 0), e(2, 90)];
         assert_eq!(find_consistent_point(&old, 180, &other, 500), Some(90));
-        // Nothing shared.
-        assert_eq!(find_consistent_point(&[e(4, 0)], 10, &[e(5, 0)], 10), None);
+        // Nothing shared: the master's log holds only a newer epoch from offset 0, so this
+        // log keeps nothing; a local epoch newer than the master's first is an operator's call.
+        assert_eq!(
+            find_consistent_point(&[e(4, 0)], 10, &[e(5, 0)], 10),
+            Some(0)
+        );
+        assert_eq!(find_consistent_point(&[e(5, 0)], 10, &[e(4, 0)], 10), None);
         assert_eq!(find_consistent_point(&[], 10, &[e(5, 0)], 10), None);
     }
 

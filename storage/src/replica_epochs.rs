@@ -89,8 +89,8 @@ impl ShardStore {
     /// consume queue entries, index coverage and epoch entries past it (`truncate_replica`).
     ///
     /// # Errors
-    /// `NoConsistentPoint` when the histories share no entry (an operator must decide which
-    /// copy to keep); the errors of `truncate_replica`; `NoEpochHistory`.
+    /// `NoConsistentPoint` when `find_consistent_point` finds no point (an operator must decide
+    /// which copy to keep); the errors of `truncate_replica`; `NoEpochHistory`.
     pub async fn truncate_to_consistent_point(
         &self,
         master: &[EpochEntry],

@@ -172,6 +172,52 @@ fn a_slave_that_was_master_of_an_epoch_nobody_kept_drops_it() {
     });
 }
 
+/// A shard the old master of epoch 1 wrote nothing to (or only what nobody acknowledged): its
+/// slave, promoted with that shard empty, records `(2, 0)` in place of its copy of `(1, 0)`,
+/// so the two histories share no entry. The old master must still rejoin (cutting the shard
+/// back to 0), not stay out for good with "no entry in common" as it did (seen in a SIGSTOP
+/// failover of tools/bench/controller-leader-change.py).
+#[test]
+fn an_old_master_rejoins_when_its_slave_began_the_next_epoch_on_an_empty_shard() {
+    let dirs = [temp_dir(), temp_dir(), temp_dir()];
+    let [old_cfg, new_cfg, empty_cfg] = dirs.each_ref().map(|d| epoch_config(d.path()));
+    run(async {
+        let (_o_layout, old) = open(&old_cfg, 0).await;
+        let (_n_layout, new) = open(&new_cfg, 0).await;
+        let (_e_layout, empty) = open(&empty_cfg, 0).await;
+        old.begin_epoch(1).unwrap();
+        empty.begin_epoch(1).unwrap();
+        replicate(&old, &new).await;
+        assert_eq!(new.epoch_entries(), [EpochEntry::new(1, 0)]);
+        // Unacknowledged: written by the old master after its slave stopped following.
+        append_some(&old, 0, 4, "stray").await;
+        new.begin_epoch(2).unwrap();
+        assert_eq!(
+            new.epoch_entries(),
+            [EpochEntry::new(2, 0)],
+            "empty epoch 1 replaced"
+        );
+        append_some(&new, 0, 6, "two").await;
+
+        let point = old
+            .truncate_to_consistent_point(&new.epoch_entries(), new.max_physical_offset())
+            .await
+            .unwrap();
+        assert_eq!(point, ConsistentPoint::Truncated(0));
+        replicate(&new, &old).await;
+        assert_follows(&new, &old).await;
+        assert_eq!(hits(&old, "stray1").await, 0);
+
+        let point = empty
+            .truncate_to_consistent_point(&new.epoch_entries(), new.max_physical_offset())
+            .await
+            .unwrap();
+        assert_eq!(point, ConsistentPoint::Agrees);
+        replicate(&new, &empty).await;
+        assert_follows(&new, &empty).await;
+    });
+}
+
 #[test]
 fn histories_with_nothing_in_common_are_refused_and_classic_stores_have_none() {
     let dirs = [temp_dir(), temp_dir(), temp_dir()];
