@@ -399,3 +399,88 @@ fn a_fenced_master_takes_writes_again_at_once_when_heard() {
     handle.stop().unwrap();
     stop.store(true, Ordering::Relaxed);
 }
+
+/// A role change notification (NOTIFY_BROKER_ROLE_CHANGED, from a new controller leader) is
+/// applied at once even while the client loop's call to the member it takes for the leader
+/// hangs (that member cut off: here silent). The loop applied notifications only between its
+/// calls, so it waited for the hanging call's 3 s timeout first: a one-way partition of the
+/// old controller leader's host cost the promoted slave ~1.2 s more (failover-3hosts.sh,
+/// scenario 5). The notification here is sent 600 ms after the member fell silent, while a
+/// replica-info call of the loop (every 200 ms) hangs: before the fix the broker became a
+/// slave only ≥ 2.4 s after it.
+#[test]
+fn a_role_change_notification_is_applied_while_a_call_to_a_silent_member_hangs() {
+    use rmq_core::body::controller::SyncStateSet;
+    use rmq_core::remoting::RemotingCommand;
+    use rmq_core::remoting::controller::NotifyBrokerRoleChangedRequestHeader;
+    use rmq_core::remoting::controller::controller_request_code::NOTIFY_BROKER_ROLE_CHANGED;
+    use rmq_net::RemotingClient;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let script = Script::default();
+    let silent = script.silent.clone();
+    let (members, _decisions) = start_members(stop.clone(), 1, script);
+    let namesrv = Namesrv::start();
+    let dir = tempfile::tempdir().unwrap();
+    // A fencing bound far away (30 s - 0.2 s): the silent member must not fence the master
+    // before the notification makes it a slave.
+    let keys = [
+        ("syncBrokerMetadataPeriod", "200"),
+        ("brokerHeartbeatInterval", "200"),
+        ("controllerHeartBeatTimeoutMills", "30000"),
+    ];
+    let node = Node::new(dir.path(), &namesrv.addr, &members, &keys);
+    let handle = node.start();
+    let ctx = handle.context().clone();
+    rmq_net::rt::block_on(async {
+        until("elected", Duration::from_secs(10), async || !ctx.is_slave()).await;
+        let mut acked = Acked::new();
+        until("taking writes", Duration::from_secs(10), async || {
+            let codes = send_counting_codes(&node.addr, TOPIC, 1, 1, &mut acked).await;
+            codes == [(ResponseCode::Success.code(), 1)]
+        })
+        .await;
+        let epoch = ctx.role.snapshot().epoch;
+
+        silent.store(true, Ordering::Relaxed);
+        rmq_net::rt::sleep(Duration::from_millis(600)).await;
+        let mut request = RemotingCommand::new_request(NOTIFY_BROKER_ROLE_CHANGED);
+        NotifyBrokerRoleChangedRequestHeader {
+            master_address: Some("127.0.0.1:1".into()),
+            master_epoch: Some(epoch + 1),
+            sync_state_set_epoch: Some(epoch + 1),
+            master_broker_id: Some(PHANTOM),
+        }
+        .write_to(&mut request);
+        let sss = SyncStateSet {
+            sync_state_set: [PHANTOM].into(),
+            sync_state_set_epoch: epoch + 1,
+        };
+        let request = request.with_body(rmq_core::body::encode_body(&sss));
+        let client = RemotingClient::connect(&node.addr, Duration::from_secs(3))
+            .await
+            .unwrap();
+        let notified = Instant::now();
+        let answer = client
+            .invoke(request, Duration::from_secs(3))
+            .await
+            .unwrap();
+        assert_eq!(answer.code, ResponseCode::Success.code(), "{answer:?}");
+        until(
+            "a slave of the notified epoch",
+            Duration::from_secs(10),
+            async || ctx.is_slave() && ctx.role.snapshot().epoch == epoch + 1,
+        )
+        .await;
+        let took = notified.elapsed();
+        assert!(
+            took < Duration::from_millis(1500),
+            "the notification waited for the hanging call: applied after {took:?}"
+        );
+        println!("notification applied after {took:?}");
+    })
+    .unwrap();
+    silent.store(false, Ordering::Relaxed);
+    handle.stop().unwrap();
+    stop.store(true, Ordering::Relaxed);
+}

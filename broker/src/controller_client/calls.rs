@@ -41,6 +41,10 @@ pub enum CallError {
     },
     #[error("controller {addr}: bad answer: {reason}")]
     BadAnswer { addr: String, reason: String },
+    /// Dropped unanswered because a role change notification arrived meanwhile (see
+    /// [`Controllers::interrupted_by`]).
+    #[error("controller {addr}: call dropped for a role change notification")]
+    Interrupted { addr: String },
 }
 
 impl CallError {
@@ -75,13 +79,29 @@ pub struct ReplicaInfo {
     pub sync_state_set_epoch: i32,
 }
 
+/// How often a call in flight checks its interrupt ([`Controllers::interrupted_by`]).
+const INTERRUPT_POLL: Duration = Duration::from_millis(20);
+
 /// Connections to the controllers, reused between calls.
 #[derive(Default)]
 pub struct Controllers {
     clients: RefCell<HashMap<String, Rc<RemotingClient>>>,
+    /// When it holds, a call in flight is dropped ([`CallError::Interrupted`]).
+    interrupt: Option<Box<dyn Fn() -> bool>>,
 }
 
 impl Controllers {
+    /// Calls that are dropped, unanswered, as soon as `interrupt` holds (checked every
+    /// [`INTERRUPT_POLL`]). The client loop's calls stop so for a role change notification:
+    /// a call to a member that cannot answer (cut off, or a deposed leader) would otherwise
+    /// hold the notification back for up to [`CALL_TIMEOUT`].
+    pub fn interrupted_by(interrupt: impl Fn() -> bool + 'static) -> Controllers {
+        Controllers {
+            clients: RefCell::default(),
+            interrupt: Some(Box::new(interrupt)),
+        }
+    }
+
     async fn client(&self, addr: &str) -> Result<Rc<RemotingClient>, CallError> {
         if let Some(client) = self.clients.borrow().get(addr).filter(|c| !c.is_closed()) {
             return Ok(client.clone());
@@ -100,6 +120,24 @@ impl Controllers {
 
     /// Sends `request` to `addr`; a SUCCESS answer or an error.
     pub async fn call(
+        &self,
+        addr: &str,
+        request: RemotingCommand,
+    ) -> Result<RemotingCommand, CallError> {
+        let Some(interrupt) = &self.interrupt else {
+            return self.call_once(addr, request).await;
+        };
+        let call = self.call_once(addr, request);
+        rmq_net::rt::unless_stopped(interrupt, INTERRUPT_POLL, call)
+            .await
+            .unwrap_or_else(|| {
+                Err(CallError::Interrupted {
+                    addr: addr.to_string(),
+                })
+            })
+    }
+
+    async fn call_once(
         &self,
         addr: &str,
         request: RemotingCommand,

@@ -40,7 +40,9 @@
 //! a member leaves the count only once the controller approved a set without it; a proposal
 //! whose outcome is unknown keeps counting and is re-sent until the controller decides it.
 //! Heartbeats and fencing run in their own tasks, so a role change or a hanging call in this
-//! loop delays neither.
+//! loop delays neither; and a role change notification drops the loop's call in flight
+//! (`Controllers::interrupted_by`), so a member that cannot answer (the deposed leader, cut
+//! off) does not hold a notification back for a call's timeout.
 
 mod addresses;
 mod calls;
@@ -80,6 +82,11 @@ impl Inbox {
     /// The newest notification not applied yet.
     pub fn take(&self) -> Option<ReplicaInfo> {
         self.latest.lock().expect("inbox lock").take()
+    }
+
+    /// A notification waits to be applied.
+    pub fn pending(&self) -> bool {
+        self.latest.lock().expect("inbox lock").is_some()
     }
 }
 
@@ -149,14 +156,19 @@ struct Client {
 
 async fn run(core: Rc<CoreContext>) {
     let broker = core.broker.clone();
-    let controllers = Rc::new(Controllers::default());
     let live: Rc<Liveness> = Rc::default();
     let beat = Rc::new(Beat {
         core: core.clone(),
         broker: broker.clone(),
-        controllers: controllers.clone(),
+        controllers: Rc::new(Controllers::default()),
         live: live.clone(),
     });
+    // The loop's own calls give way to a role change notification (applied at the top of
+    // the loop); heartbeats, in their own task, never wait for a notification anyway.
+    let notified = broker.clone();
+    let controllers = Rc::new(Controllers::interrupted_by(move || {
+        notified.controller_inbox.pending()
+    }));
     let target: Target = Rc::default();
     rmq_net::rt::spawn(heartbeat_loop(beat.clone(), target.clone())).detach();
     let mut client = Client {
@@ -634,6 +646,10 @@ impl Client {
     /// docs); true when the round should be retried at once: a new leader is named, or
     /// this mastership is over (the replica info tells the role).
     fn after_error(&mut self, error: &CallError) -> bool {
+        if matches!(error, CallError::Interrupted { .. }) {
+            // The notification first, then this round again.
+            return true;
+        }
         if matches!(error, CallError::Net { .. }) {
             self.leader = None;
             return false;
