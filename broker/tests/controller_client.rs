@@ -24,7 +24,7 @@ use rmq_net::RemotingClient;
 use support::scripted_controller::{Namesrv, start_controller};
 use support::{
     Acked, TIMEOUT, Topic, controller_mode_config, free_port_pair, read_queue, route_ids,
-    send_counting_codes, until, verify,
+    send_counting_codes, send_request, until, verify,
 };
 
 const TOPIC: Topic = Topic {
@@ -229,6 +229,15 @@ struct Process {
 
 impl Process {
     fn new(root: &Path, namesrv: &str, controller: &str) -> Process {
+        Self::with_slave_timeout(root, namesrv, controller, 2000)
+    }
+
+    fn with_slave_timeout(
+        root: &Path,
+        namesrv: &str,
+        controller: &str,
+        slave_timeout_ms: u64,
+    ) -> Process {
         let port = free_port_pair();
         std::fs::create_dir_all(root).unwrap();
         let text = format!(
@@ -240,7 +249,7 @@ impl Process {
              storePathRootDir={}\nlogDir={}\nflushDiskType=ASYNC_FLUSH\n\
              mappedFileSizeCommitLog=1048576\nmaxMessageSize=65536\n\
              mappedFileSizeConsumeQueue=6000\nshardCount=2\nhaSendHeartbeatInterval=200\n\
-             slaveTimeout=2000\nautoCreateTopicEnable=true\ndefaultTopicQueueNums={}\n",
+             slaveTimeout={slave_timeout_ms}\nautoCreateTopicEnable=true\ndefaultTopicQueueNums={}\n",
             root.join("store").display(),
             root.join("logs").display(),
             TOPIC.queues
@@ -472,5 +481,61 @@ fn a_master_cut_off_from_the_controller_stops_taking_writes() {
     })
     .unwrap();
     a_handle.stop().unwrap();
+    stop_controller.store(true, Ordering::Relaxed);
+}
+
+/// A master that fences itself (the controller silent for its bound: 3 s - 250 ms) answers the
+/// sends waiting for its frozen slave at once (FLUSH_SLAVE_TIMEOUT), not at `slaveTimeout`
+/// (20 s here): their clients retry elsewhere instead of waiting out their own timeout (in
+/// failover-3hosts.sh's partition the producers' sends hung on the isolated masters for the
+/// client's whole 3 s).
+#[test]
+fn a_fenced_master_ends_the_sends_waiting_for_its_slaves() {
+    let stop_controller = Arc::new(AtomicBool::new(false));
+    let silent = Arc::new(AtomicBool::new(false));
+    let (controller, decisions) = start_controller(stop_controller.clone(), silent.clone());
+    let namesrv = Namesrv::start();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let mut a = Process::with_slave_timeout(&root.join("a"), &namesrv.addr, &controller, 20_000);
+    let mut b = Process::with_slave_timeout(&root.join("b"), &namesrv.addr, &controller, 20_000);
+    rmq_net::rt::block_on(async {
+        let mut acked = Acked::new();
+        a.start().await;
+        until_acknowledging(&a.addr, 1000, Duration::from_secs(15), &mut acked).await;
+        b.start().await;
+        until("B in A's set", Duration::from_secs(20), async || {
+            let sets = decisions.lock().unwrap().sync_state_sets.clone();
+            sets.last().is_some_and(|set| set.contains(&2))
+        })
+        .await;
+        // Every shard counts B once it applied the set: sends wait for B from then on.
+        rmq_net::rt::sleep(Duration::from_millis(500)).await;
+        b.signal("-STOP");
+        silent.store(true, Ordering::Relaxed);
+        let client = RemotingClient::connect(&a.addr, Duration::from_secs(3))
+            .await
+            .unwrap();
+        let cut = Instant::now();
+        let (request, _, _) = send_request(TOPIC, 2000, 0, 0);
+        let answer = client
+            .invoke(request, Duration::from_secs(15))
+            .await
+            .expect("an answer before slaveTimeout (20 s)");
+        let took = cut.elapsed();
+        assert_eq!(
+            answer.code,
+            ResponseCode::FlushSlaveTimeout.code(),
+            "{answer:?}"
+        );
+        assert!(
+            took < Duration::from_secs(8),
+            "answered at {took:?}, not within a tick of the fence (~2.75 s)"
+        );
+        println!("the waiting send was answered after {took:?}");
+        b.signal("-CONT");
+    })
+    .unwrap();
+    silent.store(false, Ordering::Relaxed);
     stop_controller.store(true, Ordering::Relaxed);
 }

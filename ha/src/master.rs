@@ -223,6 +223,15 @@ impl ShardReplica {
         }
     }
 
+    /// Ends every waiting send unconfirmed (`SlaveWait::Timeout`: FLUSH_SLAVE_TIMEOUT, stored
+    /// on the master, not acknowledged as replicated), for a master that stopped taking writes
+    /// (fenced: it may no longer reach its slaves, and its sends would wait out the whole
+    /// timeout while the client's own timeout passes). Returns how many it ended.
+    pub fn abandon_waiters(&self) -> usize {
+        // Dropping a waiter's sender wakes it with `Canceled`: a timeout, not a release.
+        self.tracker.borrow_mut().drain().len()
+    }
+
     /// Controller mode without `allAckInSyncStateSet`: a send waits for reports of `needed`
     /// distinct slaves (`inSyncReplicas` - 1; 0 or 1: any slave), whatever the sync-state
     /// set, as RocketMQ 5.3.3. Ignored while a required set is given.
@@ -589,6 +598,30 @@ mod tests {
         compio::time::sleep(Duration::from_millis(20)).await;
         replica.on_report_from(Some(3), 300, 400);
         assert_eq!(waiting.await.unwrap(), SlaveWait::Replicated);
+    }
+
+    #[compio::test]
+    async fn abandoned_waiters_end_unconfirmed_at_once() {
+        let replica = Rc::new(ShardReplica::default());
+        let _two = replica.connected_as(Some(2), 0, 100);
+        replica.set_required(Some(BTreeSet::from([2])), 100);
+        let waiting = {
+            let replica = replica.clone();
+            compio::runtime::spawn(async move { replica.wait(100, LONG, i64::MAX).await })
+        };
+        compio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished());
+        let asked = Instant::now();
+        assert_eq!(replica.abandon_waiters(), 1);
+        assert_eq!(waiting.await.unwrap(), SlaveWait::Timeout);
+        assert!(asked.elapsed() < LONG / 2, "not at its timeout");
+        // A later report releases nothing left over, and new sends wait as before.
+        replica.on_report_from(Some(2), 100, 100);
+        assert_eq!(replica.abandon_waiters(), 0);
+        assert_eq!(
+            replica.wait(100, LONG, i64::MAX).await,
+            SlaveWait::Replicated
+        );
     }
 
     #[compio::test]

@@ -467,6 +467,16 @@ pub async fn run_duties(core: Rc<CoreContext>) {
                 pushed = Some(version);
                 push_required(&core);
             }
+            if role.role.is_master() && broker.role.refuses_writes() {
+                // Fenced (or not settled yet: then nothing waits): sends waiting for slaves
+                // this master may no longer reach answer FLUSH_SLAVE_TIMEOUT now, within a
+                // tick of the fence, rather than at `slaveTimeout`, so their clients retry
+                // elsewhere before their own timeout.
+                let ended: usize = core.replicas.values().map(|r| r.abandon_waiters()).sum();
+                if ended > 0 {
+                    tracing::warn!(ended, "sends waiting for slaves ended: writes are refused");
+                }
+            }
             rmq_net::rt::sleep(DUTY_TICK).await;
         }
         for task in tasks {
