@@ -62,6 +62,20 @@ impl Node {
     }
 }
 
+/// Waits until the broker is elected master and acknowledges a send (recorded in `acked`).
+async fn until_master_takes_writes(
+    ctx: &rmq_broker::context::SharedContext,
+    addr: &str,
+    acked: &mut Acked,
+) {
+    until("elected", Duration::from_secs(10), async || !ctx.is_slave()).await;
+    until("taking writes", Duration::from_secs(10), async || {
+        let codes = send_counting_codes(addr, TOPIC, 1, 1, acked).await;
+        codes == [(ResponseCode::Success.code(), 1)]
+    })
+    .await;
+}
+
 /// A master of epoch 1 whose controller leader changes: the new leader elects another master
 /// (`PHANTOM`) at once. The broker asks the old leader for its replica info every 300 ms
 /// and gets CONTROLLER_NOT_LEADER; it must learn the election from the new leader and stop
@@ -86,13 +100,8 @@ fn a_leader_change_is_followed_at_once(name_leader: bool) {
     let handle = node.start();
     let ctx = handle.context().clone();
     rmq_net::rt::block_on(async {
-        until("elected", Duration::from_secs(10), async || !ctx.is_slave()).await;
         let mut acked = Acked::new();
-        until("taking writes", Duration::from_secs(10), async || {
-            let codes = send_counting_codes(&node.addr, TOPIC, 1, 1, &mut acked).await;
-            codes == [(ResponseCode::Success.code(), 1)]
-        })
-        .await;
+        until_master_takes_writes(&ctx, &node.addr, &mut acked).await;
 
         hand_over.store(true, Ordering::Relaxed);
         let handed_over = Instant::now();
@@ -251,13 +260,8 @@ fn a_master_is_not_fenced_by_a_gap_in_recording_its_heartbeats() {
     let handle = node.start();
     let ctx = handle.context().clone();
     rmq_net::rt::block_on(async {
-        until("elected", Duration::from_secs(10), async || !ctx.is_slave()).await;
         let mut acked = Acked::new();
-        until("taking writes", Duration::from_secs(10), async || {
-            let codes = send_counting_codes(&node.addr, TOPIC, 1, 1, &mut acked).await;
-            codes == [(ResponseCode::Success.code(), 1)]
-        })
-        .await;
+        until_master_takes_writes(&ctx, &node.addr, &mut acked).await;
 
         *gap.lock().unwrap() = Some(RECORDING_GAP);
         // One send at a time until two seconds after the gap's end (past the 3 s bound
@@ -339,13 +343,8 @@ fn a_fenced_master_takes_writes_again_at_once_when_heard() {
     let handle = node.start();
     let ctx = handle.context().clone();
     rmq_net::rt::block_on(async {
-        until("elected", Duration::from_secs(10), async || !ctx.is_slave()).await;
         let mut acked = Acked::new();
-        until("taking writes", Duration::from_secs(10), async || {
-            let codes = send_counting_codes(&node.addr, TOPIC, 1, 1, &mut acked).await;
-            codes == [(ResponseCode::Success.code(), 1)]
-        })
-        .await;
+        until_master_takes_writes(&ctx, &node.addr, &mut acked).await;
 
         *gap.lock().unwrap() = Some(FENCING_GAP);
         // One send at a time until three seconds after the gap's end: (started, refused).
@@ -433,13 +432,8 @@ fn a_role_change_notification_is_applied_while_a_call_to_a_silent_member_hangs()
     let handle = node.start();
     let ctx = handle.context().clone();
     rmq_net::rt::block_on(async {
-        until("elected", Duration::from_secs(10), async || !ctx.is_slave()).await;
         let mut acked = Acked::new();
-        until("taking writes", Duration::from_secs(10), async || {
-            let codes = send_counting_codes(&node.addr, TOPIC, 1, 1, &mut acked).await;
-            codes == [(ResponseCode::Success.code(), 1)]
-        })
-        .await;
+        until_master_takes_writes(&ctx, &node.addr, &mut acked).await;
         let epoch = ctx.role.snapshot().epoch;
 
         silent.store(true, Ordering::Relaxed);
