@@ -96,6 +96,7 @@ pub fn store_config(config: &BrokerConfig, shard_count: u32) -> StoreConfig {
         flush_commit_log_least_pages: u32::try_from(config.flush_commit_log_least_pages)
             .unwrap_or(0),
         flush_commit_log_thorough_interval: ms(config.flush_commit_log_thorough_interval),
+        write_back_bytes: config.async_flush_write_back_bytes,
         flush_interval_consume_queue: ms(config.flush_interval_consume_queue),
         index_sync_interval: Duration::from_secs(10),
         message_index_safe: config.message_index_safe,

@@ -30,6 +30,7 @@ use crate::segment::Segment;
 use crate::stats::{StatsCells, bump};
 use crate::tail_memory::TailMemory;
 use crate::waiters::{DurabilityWaiters, Signal};
+use crate::write_back::WriteBack;
 
 /// Read-ahead of a disk read that serves old messages, so a pull of neighbouring messages
 /// costs one I/O.
@@ -67,6 +68,8 @@ pub(crate) struct CommitLog {
     pub stats: StatsCells,
     /// Number of `cut_to` calls: a disk window read before a cut is not reused after it.
     cuts: Cell<u64>,
+    /// Paced write-back of page-cache writes (driven by the flusher).
+    pub write_back: WriteBack,
 }
 
 /// A cached disk window for consecutive reads of old data.
@@ -118,6 +121,7 @@ impl CommitLog {
             stopping: Cell::new(false),
             stats: StatsCells::default(),
             cuts: Cell::new(0),
+            write_back: WriteBack::default(),
         }
     }
 

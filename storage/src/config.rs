@@ -51,6 +51,11 @@ pub struct StoreConfig {
     pub flush_interval_commit_log: Duration,
     pub flush_commit_log_least_pages: u32,
     pub flush_commit_log_thorough_interval: Duration,
+    /// Page-cache writes only: once this many bytes of whole pages are written and not yet
+    /// handed to the kernel's write-back, the flusher starts writing them to the device
+    /// (`write_back.rs`), so the periodic sync is not one burst of write-back. 0 = off (the
+    /// kernel writes back at the sync). Default 512 KiB (broker key `asyncFlushWriteBackBytes`).
+    pub write_back_bytes: u64,
     pub flush_interval_consume_queue: Duration,
     /// With `message_index_safe`, how often the consume queue flusher also `fdatasync`s the
     /// index files; without it the index is synced only when a file fills up and when
@@ -114,6 +119,7 @@ impl StoreConfig {
             flush_interval_commit_log: Duration::from_millis(500),
             flush_commit_log_least_pages: 4,
             flush_commit_log_thorough_interval: Duration::from_secs(10),
+            write_back_bytes: 512 << 10,
             flush_interval_consume_queue: Duration::from_secs(1),
             index_sync_interval: Duration::from_secs(10),
             message_index_safe: false,

@@ -115,6 +115,7 @@ async fn round(log: &Rc<CommitLog>, state: &Rc<SyncState>) -> Round {
         }
         log.set_written(target);
         log.written_waiters.release(target);
+        log.write_back.after_write(log);
         log.maybe_prepare_next();
     }
     if log.written() > log.flushed()

@@ -101,6 +101,7 @@ mod shard_store;
 mod stats;
 mod tail_memory;
 mod waiters;
+mod write_back;
 
 pub use aligned_buffer::{AlignedBuffer, BLOCK_SIZE};
 pub use config::{Durability, FlushMode, StoreConfig};

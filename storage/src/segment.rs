@@ -298,6 +298,33 @@ impl Segment {
         Ok(buffer)
     }
 
+    /// Starts writing the dirty pages of `[position, position + len)` to the device
+    /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`): no wait for the I/O, no device cache flush,
+    /// so it makes nothing durable (see `write_back.rs`). A no-op on an `O_DIRECT` segment.
+    pub fn start_write_back(&self, position: u64, len: u64) -> Result<(), StoreError> {
+        assert!(
+            position + len <= self.size,
+            "write-back past the end of {:?}",
+            self.path
+        );
+        if self.direct || len == 0 {
+            return Ok(());
+        }
+        use std::os::fd::AsRawFd;
+        // SAFETY: the descriptor is open for the life of `self`; the call reads no memory.
+        let rc = unsafe {
+            nix::libc::sync_file_range(
+                self.file.as_fd().as_raw_fd(),
+                position as i64,
+                len as i64,
+                nix::libc::SYNC_FILE_RANGE_WRITE,
+            )
+        };
+        nix::errno::Errno::result(rc)
+            .map(drop)
+            .map_err(|errno| StoreError::io("sync_file_range", &self.path, position, errno.into()))
+    }
+
     pub async fn sync(&self) -> Result<(), StoreError> {
         if let Some(fault) = check(&self.faults, FileOp::Sync, &self.path, 0, 0) {
             return Err(StoreError::io(

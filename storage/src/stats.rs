@@ -51,6 +51,8 @@ pub struct ShardStats {
     pub group_commit_bytes_sum: u64,
     /// Microseconds spent in group commit writes (`write_up_to`, I/O included).
     pub write_micros_sum: u64,
+    /// Bytes handed to the kernel's write-back ahead of the periodic sync (`write_back.rs`).
+    pub write_back_bytes: u64,
     /// Sync rounds (the `fdatasync` of every segment written since the last one, successful
     /// or not) by duration: counts per bucket of [`SYNC_MICROS_BOUNDS`], the last slot for
     /// longer ones.
@@ -78,6 +80,7 @@ pub(crate) struct StatsCells {
     pub group_commit_bytes: [Cell<u64>; GROUP_COMMIT_BOUNDS.len() + 1],
     pub group_commit_bytes_sum: Cell<u64>,
     pub write_micros_sum: Cell<u64>,
+    pub write_back_bytes: Cell<u64>,
     pub sync_micros: [Cell<u64>; SYNC_MICROS_BOUNDS.len() + 1],
     pub sync_micros_sum: Cell<u64>,
     pub sync_acks: [Cell<u64>; SYNC_ACKS_BOUNDS.len() + 1],
@@ -125,6 +128,7 @@ impl StatsCells {
             group_commit_bytes: std::array::from_fn(|i| self.group_commit_bytes[i].get()),
             group_commit_bytes_sum: self.group_commit_bytes_sum.get(),
             write_micros_sum: self.write_micros_sum.get(),
+            write_back_bytes: self.write_back_bytes.get(),
             sync_micros: std::array::from_fn(|i| self.sync_micros[i].get()),
             sync_micros_sum: self.sync_micros_sum.get(),
             sync_acks: std::array::from_fn(|i| self.sync_acks[i].get()),

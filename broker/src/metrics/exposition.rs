@@ -430,6 +430,14 @@ fn rmq_shards(out: &mut DescriptorEncoder, s: &Scrape) -> Result<(), Error> {
             .iter()
             .map(|x| (shard(x.shard), x.stats.write_micros_sum)),
     )?;
+    counter(
+        out,
+        "rmq_commit_log_write_back_bytes",
+        "Bytes of page-cache writes handed to the kernel's write-back ahead of the periodic flush",
+        s.shards
+            .iter()
+            .map(|x| (shard(x.shard), x.stats.write_back_bytes)),
+    )?;
     let syncs: Vec<(Labels, Histogram, Histogram)> = s
         .shards
         .iter()

@@ -329,6 +329,10 @@ config_struct! {
         /// RocketMQ's mmap (acks survive `kill -9`, not power loss, as in RocketMQ).
         /// SYNC_FLUSH always uses `O_DIRECT`.
         "asyncFlushDirectIo" => async_flush_direct_io: bool = false,
+        /// rmq-fast extension: ASYNC_FLUSH through the page cache starts the write-back of
+        /// every this many bytes written (whole pages) at once, instead of leaving all of it
+        /// to the periodic flush; 0 = off. Makes nothing durable earlier.
+        "asyncFlushWriteBackBytes" => async_flush_write_back_bytes: u64 = 512 * 1024,
         /// rmq-fast extension: largest accepted remoting frame (RocketMQ's frameMaxLength).
         "maxFrameLength" => max_frame_length: u32 = 16 * 1024 * 1024,
         /// rmq-fast extension: requests of one connection handled at once (long-polling pulls
