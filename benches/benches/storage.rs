@@ -6,7 +6,8 @@
 //!   `64_senders_200us_turnaround`: each sender appends again 200 µs after its ack, as a
 //!   producer does one network round trip later (the broker's case; the plain benches'
 //!   senders come back at once); `64_senders_2_shards`: two shards on two threads, 32
-//!   senders each, syncing to the same disk as the broker's shards do;
+//!   senders each, syncing to the same disk as the broker's shards do; `dsync_*`: the same
+//!   with `O_DSYNC` segments (`sync_flush_dsync_writes`), a round's write being its sync;
 //! - `recovery_dispatch`: a full recovery scan of 16 MiB that re-dispatches every consume
 //!   queue entry and index key (checkpoint and consume queues deleted first).
 
@@ -133,6 +134,36 @@ fn group_commit(c: &mut Criterion) {
     group.finish();
 }
 
+/// `group_commit` with `O_DSYNC` segments: one durable write per round instead of a write
+/// and an `fdatasync` (the next write waits for it instead of overlapping the sync).
+fn group_commit_dsync(c: &mut Criterion) {
+    let dir = temp_dir();
+    let mut cfg = config(dir.path(), FlushMode::Sync);
+    cfg.sync_flush_dsync_writes = true;
+    let runtime = rmq_net::rt::Runtime::new().expect("runtime");
+    let (_layout, store) = runtime.block_on(open(&cfg));
+    let mut group = c.benchmark_group("group_commit");
+    group.sample_size(10);
+    for (name, turnaround) in [
+        ("dsync_1_senders", None),
+        ("dsync_64_senders", Some(Duration::ZERO)),
+        (
+            "dsync_64_senders_200us_turnaround",
+            Some(Duration::from_micros(200)),
+        ),
+    ] {
+        let senders = if turnaround.is_some() { 64 } else { 1 };
+        let turnaround = turnaround.unwrap_or_default();
+        group.throughput(Throughput::Elements(senders));
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                runtime.block_on(sync_senders(&store, senders, iters, turnaround, QUEUE))
+            });
+        });
+    }
+    group.finish();
+}
+
 /// One shard on its own thread and runtime, as in the broker; runs `sync_senders` rounds on
 /// request and answers with the time they took.
 struct ShardThread {
@@ -240,6 +271,7 @@ criterion_group!(
     benches,
     append_to_written,
     group_commit,
+    group_commit_dsync,
     group_commit_two_shards,
     recovery_dispatch
 );

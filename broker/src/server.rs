@@ -91,6 +91,7 @@ pub fn store_config(config: &BrokerConfig, shard_count: u32) -> StoreConfig {
             FlushDiskType::AsyncFlush => FlushMode::Async,
         },
         direct_io: config.async_flush_direct_io,
+        sync_flush_dsync_writes: config.sync_flush_dsync_writes,
         sync_flush_timeout: ms(config.sync_flush_timeout),
         flush_interval_commit_log: ms(config.flush_interval_commit_log),
         flush_commit_log_least_pages: u32::try_from(config.flush_commit_log_least_pages)

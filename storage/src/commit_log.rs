@@ -279,6 +279,16 @@ impl CommitLog {
         self.tail.borrow_mut().evict(offset);
     }
 
+    /// Completes the `Flushed` waiters up to `offset`, which must be flushed; returns how
+    /// many.
+    pub fn release_flushed(&self, offset: i64) -> usize {
+        assert!(
+            offset <= self.flushed.get(),
+            "Flushed waiters released beyond flushed"
+        );
+        self.flushed_waiters.release(offset)
+    }
+
     /// After a failed `fdatasync`: the kernel may have dropped the dirty pages it could not
     /// write back (and reports that error once), so nothing past `flushed` is trusted to be in
     /// the file. `written` moves back to `flushed` and the flusher writes those bytes again
@@ -443,12 +453,15 @@ impl CommitLog {
     }
 
     /// Writes `[written, target)` to the segments: block-aligned, re-sending the partial
-    /// first block, split at segment and chunk boundaries.
-    pub async fn write_up_to(&self, target: i64) -> Result<(), StoreError> {
+    /// first block, split at segment and chunk boundaries. Returns whether the bytes are
+    /// already durable (every segment written is `O_DSYNC`); segments whose writes are not
+    /// join `unsynced`, for the next sync.
+    pub async fn write_up_to(&self, target: i64) -> Result<bool, StoreError> {
         let from = self.written.get();
         assert!(from < target && target <= self.appended.get());
         self.stats.record_group_commit((target - from) as u64);
         let mut at = self.base + align_down((from - self.base) as u64) as i64;
+        let mut durable = true;
         while at < target {
             let segment_start = self.segment_start(at);
             let segment_end = segment_start + self.file_size as i64;
@@ -464,10 +477,13 @@ impl CommitLog {
                 bump(&self.stats.commit_log_writes, 1);
                 bump(&self.stats.commit_log_write_bytes, len as u64);
             }
-            self.unsynced.borrow_mut().insert(segment_start, segment);
+            if !segment.writes_durable() {
+                durable = false;
+                self.unsynced.borrow_mut().insert(segment_start, segment);
+            }
             at = piece_end;
         }
-        Ok(())
+        Ok(durable)
     }
 }
 

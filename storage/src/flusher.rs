@@ -8,6 +8,14 @@
 //!    segments written so far, then sets `flushed` to what was written when it started and
 //!    releases every `Flushed` waiter it covers.
 //!
+//! Under SYNC_FLUSH with `O_DSYNC` segments (`StoreConfig::sync_flush_dsync_writes`, off by
+//! default) step 2 also sets `flushed = target` and releases the `Flushed` waiters: the write
+//! that completed is durable, so a round is one device round trip and step 3 never finds
+//! anything to sync (but the next write waits for this one, where the default overlaps it
+//! with this round's `fdatasync`). Only when everything up to the write's start was already
+//! flushed, no sync is in flight and every segment written is `O_DSYNC`; else the bytes wait
+//! for a sync as below.
+//!
 //! That is a pipelined group commit: a lone send is written at once (no waiting for company),
 //! everything appended while a write is in flight forms the next write, and writes go on while
 //! a sync is in flight, so the next sync covers all of them. At most one sync runs at a time.
@@ -103,19 +111,34 @@ async fn round(log: &Rc<CommitLog>, state: &Rc<SyncState>) -> Round {
     }
     let target = log.appended();
     if target > log.written() {
+        let from = log.written();
         let started = Instant::now();
         let written = log.write_up_to(target).await;
-        bump(&log.stats.write_micros_sum, micros_since(started));
-        if let Err(error) = written {
-            tracing::error!(%error, shard = log.shard, "commit log write failed; will retry");
-            bump(&log.stats.commit_log_write_errors, 1);
-            log.written_waiters.fail(target, &error);
-            log.flushed_waiters.fail(target, &error);
-            return Round::Failed;
-        }
+        let micros = micros_since(started);
+        bump(&log.stats.write_micros_sum, micros);
+        let durable = match written {
+            Ok(durable) => durable,
+            Err(error) => {
+                tracing::error!(%error, shard = log.shard, "commit log write failed; will retry");
+                bump(&log.stats.commit_log_write_errors, 1);
+                log.written_waiters.fail(target, &error);
+                log.flushed_waiters.fail(target, &error);
+                return Round::Failed;
+            }
+        };
         log.set_written(target);
         log.written_waiters.release(target);
         log.write_back.after_write(log);
+        // An `O_DSYNC` write is its own sync: `[from, target)` is durable, and so is
+        // everything below `from` when it was flushed before the write started (a sync
+        // still in flight or a failed one leaves it to the sync path).
+        if durable && log.flushed() == from && !state.in_flight.get() && !state.failed.get() {
+            log.set_flushed(target);
+            let acks = log.release_flushed(target);
+            log.stats.record_sync(micros);
+            log.stats.record_sync_acks(acks as u64);
+            state.last_sync.set(Instant::now());
+        }
         log.maybe_prepare_next();
     }
     if log.written() > log.flushed()
@@ -159,7 +182,7 @@ fn start_sync(log: &Rc<CommitLog>, state: &Rc<SyncState>) {
             Ok(()) => {
                 state.last_sync.set(Instant::now());
                 log.set_flushed(written);
-                let acks = log.flushed_waiters.release(written);
+                let acks = log.release_flushed(written);
                 log.stats.record_sync_acks(acks as u64);
             }
             Err(error) => {

@@ -114,6 +114,96 @@ fn group_commit_releases_many_waiters_with_few_syncs() {
     });
 }
 
+/// `sync_flush_dsync_writes`: segments are `O_DSYNC`, a completed write is the round's sync.
+/// Senders across several segment rolls are acknowledged at `Flushed` without one
+/// `fdatasync`, one sync round per write, and everything survives a reopen.
+#[test]
+fn dsync_writes_ack_flushed_without_fdatasync() {
+    let dir = temp_dir();
+    let mut cfg = small_config(dir.path(), 1);
+    cfg.flush_mode = FlushMode::Sync;
+    cfg.sync_flush_dsync_writes = true;
+    const SENDERS: usize = 120;
+    let body = vec![b'd'; 1500];
+    let mut ends = Vec::new();
+    run(async {
+        let (_layout, store) = open(&cfg, 0).await;
+        let before = store.stats();
+        let mut handles = Vec::new();
+        for i in 0..SENDERS {
+            let store = Rc::clone(&store);
+            let body = body.clone();
+            handles.push(compio::runtime::spawn(async move {
+                let mut record = encode("D", 0, &body, "", 0);
+                let result = store.append("D", 0, &mut record, 0, i as i64).unwrap();
+                store
+                    .wait_durable(result.end_offset, Durability::Flushed)
+                    .await
+                    .unwrap();
+                result.end_offset
+            }));
+        }
+        for handle in handles {
+            let end = handle.await.unwrap();
+            assert!(store.flushed_offset() >= end);
+            ends.push(end);
+        }
+        let after = store.stats();
+        assert!(
+            after.segments_created - before.segments_created >= 2,
+            "the senders' records roll segments"
+        );
+        assert_eq!(after.fdatasyncs, before.fdatasyncs, "no fdatasync needed");
+        assert_eq!(store.flushed_offset(), store.written_offset());
+        let rounds = |s: &rmq_storage::ShardStats| s.sync_acks.iter().sum::<u64>();
+        let writes = after.commit_log_writes - before.commit_log_writes;
+        let rounds = rounds(&after) - rounds(&before);
+        assert!(
+            rounds >= 1 && rounds <= writes,
+            "{rounds} rounds, {writes} writes"
+        );
+        assert_eq!(after.sync_acks_sum - before.sync_acks_sum, SENDERS as u64);
+        // The write is the sync: a send released at `Written` is flushed by then too.
+        let mut record = encode("D", 0, &body, "", 0);
+        let lone = store
+            .append("D", 0, &mut record, 0, SENDERS as i64)
+            .unwrap();
+        store
+            .wait_durable(lone.end_offset, Durability::Written)
+            .await
+            .unwrap();
+        assert!(
+            store.flushed_offset() >= lone.end_offset,
+            "flushed with the write"
+        );
+        ends.push(lone.end_offset);
+        // Dropped without a shutdown: the next open recovers as after `kill -9`.
+    });
+    let last = *ends.iter().max().unwrap();
+    run(async {
+        let (layout, store) = open(&cfg, 0).await;
+        assert!(!layout.previous_shutdown_clean);
+        assert_eq!(
+            store.max_physical_offset(),
+            last,
+            "recovered to the last ack"
+        );
+        assert_eq!(store.max_queue_offset("D", 0), SENDERS as i64 + 1);
+        let mut offset = 0;
+        while offset <= SENDERS as i64 {
+            let pulled = store
+                .get_messages("D", 0, offset, 32, &accept_all)
+                .await
+                .unwrap();
+            assert_eq!(pulled.status, GetStatus::Found);
+            for record in split_records(&pulled.body) {
+                assert_eq!(body_of(&record), body.as_slice());
+                offset += 1;
+            }
+        }
+    });
+}
+
 #[test]
 fn segments_roll_with_filler_and_survive_reopen() {
     let dir = temp_dir();

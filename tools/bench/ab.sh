@@ -7,7 +7,8 @@
 #   up 2 s, then runs `rmq-fast-bench produce ARGS --duration 6` and prints msg/s, p50/p99
 #   and the broker's CPU per message (utime+stime from /proc). Builds alternate so drift on a
 #   shared machine hits both; compare within one invocation only.
-# Env: BENCH (rmq-fast-bench binary), BASE_PORT (name server port, default 19976; broker +1035).
+# Env: BENCH (rmq-fast-bench binary), BASE_PORT (name server port, default 19976), BROKER_PORT
+# (default BASE_PORT + 1035).
 # Example: tools/bench/ab.sh /tmp/old target/release 3 ASYNC_FLUSH -- --threads 64 --size 128
 set -euo pipefail
 
@@ -18,7 +19,7 @@ ROUNDS=3; FLUSH=ASYNC_FLUSH
 [[ $# -gt 0 && $1 != -- ]] && { ROUNDS="$1"; shift; }
 [[ $# -gt 0 && $1 != -- ]] && { FLUSH="$1"; shift; }
 [[ ${1:-} == -- ]] && shift
-NS_PORT=${BASE_PORT:-19976}; BR_PORT=$((NS_PORT + 1035)); NS="127.0.0.1:$NS_PORT"
+NS_PORT=${BASE_PORT:-19976}; BR_PORT=${BROKER_PORT:-$((NS_PORT + 1035))}; NS="127.0.0.1:$NS_PORT"
 WORK="$(mktemp -d /tmp/rmq-ab.XXXXXX)"
 NS_PID=""; BR_PID=""
 

@@ -333,6 +333,11 @@ config_struct! {
         /// every this many bytes written (whole pages) at once, instead of leaving all of it
         /// to the periodic flush; 0 = off. Makes nothing durable earlier.
         "asyncFlushWriteBackBytes" => async_flush_write_back_bytes: u64 = 512 * 1024,
+        /// rmq-fast extension: SYNC_FLUSH writes the commit log `O_DIRECT | O_DSYNC`, so a
+        /// completed write is durable and a group commit round is one device round trip
+        /// instead of a write followed by an `fdatasync`; false (default): write, then
+        /// `fdatasync`, the next round's write overlapping this round's sync.
+        "syncFlushDsyncWrites" => sync_flush_dsync_writes: bool = false,
         /// rmq-fast extension: largest accepted remoting frame (RocketMQ's frameMaxLength).
         "maxFrameLength" => max_frame_length: u32 = 16 * 1024 * 1024,
         /// rmq-fast extension: requests of one connection handled at once (long-polling pulls
