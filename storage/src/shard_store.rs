@@ -175,6 +175,8 @@ impl ShardStore {
         };
         let log = Rc::new(log);
         let flusher_exited = crate::flusher::spawn(&log);
+        crate::waiters::spawn_deadline_sweeper(&log, |log| &log.written_waiters);
+        crate::waiters::spawn_deadline_sweeper(&log, |log| &log.flushed_waiters);
         let checkpoint_file = CheckpointFile::open(cfg.shard_checkpoint_path(shard)).await?;
         let store = Rc::new(ShardStore {
             cfg,
@@ -363,12 +365,14 @@ impl ShardStore {
         if current >= end_offset {
             return Ok(());
         }
-        let receiver = waiters.register(end_offset);
+        // The deadline is enforced by the list's sweeper (`spawn_deadline_sweeper`), not by
+        // a timer per wait.
+        let deadline = std::time::Instant::now() + self.cfg.sync_flush_timeout;
+        let receiver = waiters.register_until(end_offset, deadline);
         log.flusher_signal.raise();
-        match compio::time::timeout(self.cfg.sync_flush_timeout, receiver).await {
-            Err(_) => Err(StoreError::FlushTimeout),
-            Ok(Err(_canceled)) => Err(StoreError::ShuttingDown),
-            Ok(Ok(result)) => result,
+        match receiver.await {
+            Err(_canceled) => Err(StoreError::ShuttingDown),
+            Ok(result) => result,
         }
     }
 
