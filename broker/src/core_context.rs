@@ -132,18 +132,14 @@ impl CoreContext {
         }
     }
 
-    /// Executes jobs other cores send to this core's shards until the broker stops.
+    /// Executes jobs other cores send to this core's shards, for as long as the core runs:
+    /// the task ends when the core's runtime is dropped after its shards closed. No timer
+    /// per batch: a job that arrives while the core stops still runs and meets a stopping
+    /// shard, which answers it with an error (as before the loop noticed the stop).
     pub async fn serve_mesh(self: Rc<Self>, mut inbound: MeshReceiver<ShardJob>) {
         let mut batch = Vec::new();
-        while !self
-            .broker
-            .stopping
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
-            // A timeout lets the loop notice shutdown without a job arriving.
-            let _ =
-                rmq_net::rt::timeout(Duration::from_millis(200), inbound.recv_batch(&mut batch))
-                    .await;
+        loop {
+            inbound.recv_batch(&mut batch).await;
             for job in batch.drain(..) {
                 (job.run)(self.owned(job.shard));
             }
