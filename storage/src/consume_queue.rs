@@ -77,6 +77,9 @@ pub(crate) struct ConsumeQueue {
     files: RefCell<BTreeMap<u64, Rc<File>>>,
     /// Set by `delete_topic`, so an in-flight flush does not resurrect the files.
     pub deleted: Cell<bool>,
+    /// Java hash of `topic#`, the prefix of the index keys of this queue's records
+    /// (`index_file::key_prefix_hash`), so the append path hashes only each key.
+    pub index_key_prefix: i32,
 }
 
 /// The directory of a queue's files.
@@ -98,6 +101,7 @@ impl ConsumeQueue {
             tail_start: Cell::new(next),
             files: RefCell::new(BTreeMap::new()),
             deleted: Cell::new(false),
+            index_key_prefix: crate::index_file::key_prefix_hash(topic),
         }
     }
 

@@ -20,7 +20,7 @@ pub(crate) fn dispatch_appended(
     tags_code: i64,
     dispatched: bool,
 ) {
-    index.index_appended(record, position);
+    index.index_appended(record, position, queue.index_key_prefix);
     if dispatched {
         queue.push(Entry {
             offset: position,

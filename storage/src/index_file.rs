@@ -41,7 +41,17 @@ pub(crate) const TIME_SLACK_MS: i64 = 60_000;
 
 /// The hash of an index key: `abs(String.hashCode(topic + "#" + key))`, 0 for `MIN_VALUE`.
 pub(crate) fn key_hash(topic: &str, key: &str) -> i32 {
-    let hash = rmq_core::message::hash::java_string_hash_concat(&[topic, "#", key]);
+    key_hash_after(key_prefix_hash(topic), key)
+}
+
+/// `String.hashCode(topic + "#")`: what [`key_hash_after`] continues from.
+pub(crate) fn key_prefix_hash(topic: &str) -> i32 {
+    rmq_core::message::hash::java_string_hash_concat(&[topic, "#"])
+}
+
+/// [`key_hash`] of `key` from the topic's [`key_prefix_hash`].
+pub(crate) fn key_hash_after(prefix: i32, key: &str) -> i32 {
+    let hash = rmq_core::message::hash::java_string_hash_continue(prefix, key);
     hash.checked_abs().unwrap_or(0)
 }
 
@@ -173,7 +183,8 @@ impl IndexFile {
         if header.count >= self.capacity {
             return false;
         }
-        if header.count == 1 {
+        let first = header.count == 1;
+        if first {
             header.begin_timestamp = store_timestamp;
             header.begin_phy_offset = phy_offset;
         }
@@ -198,7 +209,14 @@ impl IndexFile {
         header.end_timestamp = header.end_timestamp.max(store_timestamp);
         header.end_phy_offset = phy_offset;
         self.header.set(header);
-        self.write_header();
+        // The header fields a put changes (`write_header` writes the same bytes, all six).
+        if first {
+            self.write_i64(0, header.begin_timestamp);
+            self.write_i64(16, header.begin_phy_offset);
+        }
+        self.write_i64(8, header.end_timestamp);
+        self.write_i64(24, header.end_phy_offset);
+        self.write_i32(36, header.count as i32);
         true
     }
 

@@ -22,13 +22,14 @@ use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use rmq_core::message::properties::{get_property, keys};
+use rmq_core::message::RecordView;
+use rmq_core::message::properties::{NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR, get_property, keys};
+use rmq_core::message::record::{properties_bytes, store_timestamp_pos};
 use rmq_core::message::sysflag::{TRANSACTION_ROLLBACK_TYPE, transaction_value};
-use rmq_core::message::{RecordView, parse_record};
 
 use crate::config::StoreConfig;
 use crate::error::StoreError;
-use crate::index_file::{IndexFile, key_hash};
+use crate::index_file::{IndexFile, key_hash, key_hash_after};
 use crate::segment::{parse_segment_name, segment_name};
 
 pub(crate) struct IndexService {
@@ -51,6 +52,35 @@ pub(crate) fn record_keys(properties: &str) -> impl Iterator<Item = &str> {
     uniq.into_iter()
         .chain(listed.split(' '))
         .filter(|key| !key.is_empty())
+}
+
+/// Keys of one record from its raw properties, in `record_keys`' order and with its answers
+/// (the first UNIQ_KEY and KEYS properties; empty KEYS entries skipped), found in one pass.
+/// Keys that are not UTF-8 are skipped (a record the store encoded has none).
+fn raw_record_keys(properties: &[u8]) -> impl Iterator<Item = &str> {
+    let value_of = |segment: &'_ [u8], name: &str| -> Option<usize> {
+        let after = segment.strip_prefix(name.as_bytes())?;
+        (after.first() == Some(&(NAME_VALUE_SEPARATOR as u8))).then_some(name.len() + 1)
+    };
+    let (mut uniq, mut listed) = (None, None);
+    for segment in properties.split(|&byte| byte == PROPERTY_SEPARATOR as u8) {
+        if uniq.is_none()
+            && let Some(at) = value_of(segment, keys::UNIQ_KEY)
+        {
+            uniq = Some(&segment[at..]);
+        } else if listed.is_none()
+            && let Some(at) = value_of(segment, keys::KEYS)
+        {
+            listed = Some(&segment[at..]);
+        }
+        if uniq.is_some() && listed.is_some() {
+            break;
+        }
+    }
+    uniq.into_iter()
+        .chain(listed.unwrap_or_default().split(|&byte| byte == b' '))
+        .filter(|key| !key.is_empty())
+        .filter_map(|key| std::str::from_utf8(key).ok())
 }
 
 impl IndexService {
@@ -113,16 +143,34 @@ impl IndexService {
         Ok(())
     }
 
-    /// Indexes a record the append path just patched at `position`. The index is derived
-    /// data: a failure (no room for a new index file) is logged, never fails the send.
-    pub fn index_appended(&self, record: &[u8], position: i64) {
+    /// Indexes a record the append path just patched at `position`; `key_prefix` is
+    /// `key_prefix_hash` of its topic. Reads only the fields the index needs (the record was
+    /// encoded by this process; `index_record` is the checked path), with the same entries.
+    /// The index is derived data: a failure (no room for a new index file) is logged, never
+    /// fails the send.
+    pub fn index_appended(&self, record: &[u8], position: i64, key_prefix: i32) {
         if !self.enabled {
             return;
         }
-        let record = parse_record(record).expect("the store patched a valid record");
-        if let Err(error) = self.index_record(&record, position) {
-            tracing::warn!(%error, dir = %self.dir.display(), position, "indexing a record failed");
+        let sys_flag = crate::shard_store::sys_flag(record);
+        if transaction_value(sys_flag) == TRANSACTION_ROLLBACK_TYPE {
+            return;
         }
+        let at = store_timestamp_pos(sys_flag);
+        let store_timestamp = i64::from_be_bytes(record[at..at + 8].try_into().expect("8 bytes"));
+        let properties = properties_bytes(record).expect("the store patched a valid record");
+        for key in raw_record_keys(properties) {
+            let file = match self.writable_file(store_timestamp) {
+                Ok(file) => file,
+                Err(error) => {
+                    tracing::warn!(%error, dir = %self.dir.display(), position, "indexing a record failed");
+                    return;
+                }
+            };
+            let added = file.put(key_hash_after(key_prefix, key), position, store_timestamp);
+            assert!(added, "a writable index file has room");
+        }
+        self.dirty.set(true);
     }
 
     /// Recovery: indexes a record unless it was indexed before the crash.
@@ -245,5 +293,111 @@ impl IndexService {
 
     pub fn file_count(&self) -> usize {
         self.files.borrow().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use rmq_core::message::sysflag::TRANSACTION_ROLLBACK_TYPE;
+    use rmq_core::message::{NewRecord, parse_record, patch_record};
+
+    use super::*;
+    use crate::index_file::key_prefix_hash;
+
+    fn record(topic: &str, properties: &str, sys_flag: i32, at_ms: i64) -> BytesMut {
+        let mut buf = BytesMut::new();
+        NewRecord {
+            topic,
+            queue_id: 0,
+            flag: 0,
+            body: b"body",
+            properties,
+            sys_flag,
+            born_timestamp: at_ms,
+            born_host: "[::1]:1".parse().unwrap(),
+            store_host: "10.0.0.1:10911".parse().unwrap(),
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+        }
+        .encode_into(&mut buf)
+        .unwrap();
+        buf
+    }
+
+    /// The append path's reader (`index_appended`) and the checked one (`index_record`, used
+    /// by recovery) write byte-identical index files: same entries, same order, same hashes.
+    #[test]
+    fn the_append_path_writes_the_same_index_as_the_checked_path() {
+        let cases: &[(&str, &str, i32)] = &[
+            (
+                "TopicTest",
+                "UNIQ_KEY\u{1}C0A80001\u{2}KEYS\u{1}k1 k2  k3\u{2}",
+                0,
+            ),
+            (
+                "TopicTest",
+                "KEYS\u{1}first\u{2}TAGS\u{1}T\u{2}UNIQ_KEY\u{1}U1\u{2}",
+                0,
+            ),
+            ("TopicTest", "TAGS\u{1}TagA\u{2}", 0),
+            ("TopicTest", "", 0),
+            (
+                "Topic\u{e9}",
+                "KEYS\u{1}cl\u{e9} \u{1F600}\u{2}KEYS\u{1}second\u{2}",
+                0,
+            ),
+            (
+                "TopicTest",
+                "UNIQ_KEY\u{1}\u{2}KEYS\u{1} \u{2}XKEYS\u{1}no\u{2}",
+                0,
+            ),
+            (
+                "TopicTest",
+                "KEYSX\u{1}no\u{2}UNIQ_KEY\u{1}a\u{2}UNIQ_KEY\u{1}b\u{2}",
+                0,
+            ),
+            (
+                "TopicTest",
+                "KEYS\u{1}rolled-back\u{2}",
+                TRANSACTION_ROLLBACK_TYPE,
+            ),
+            ("polygenelubricant", "KEYS\u{1}s\u{2}", 0),
+        ];
+        let root = tempfile::tempdir().unwrap();
+        let open = |name: &str| {
+            let mut cfg = StoreConfig::new(root.path().join(name));
+            cfg.max_hash_slot_num = 7;
+            cfg.max_index_num = 64;
+            compio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(IndexService::open(&cfg, 0))
+                .unwrap()
+        };
+        let (fast, checked) = (open("fast"), open("checked"));
+        let (mut position, mut positions) = (0, Vec::new());
+        for (round, (topic, properties, sys_flag)) in cases.iter().enumerate() {
+            let mut buf = record(topic, properties, *sys_flag, 1_700_000_000_000);
+            let store_ms = 1_700_000_000_000 + round as i64 * 1500;
+            patch_record(&mut buf, round as i64, position, store_ms);
+            fast.index_appended(&buf, position, key_prefix_hash(topic));
+            let view = parse_record(&buf).unwrap();
+            checked.index_record(&view, position).unwrap();
+            positions.push(position);
+            position += buf.len() as i64;
+        }
+        let bytes = |service: &IndexService| {
+            let files = service.files.borrow();
+            assert_eq!(files.len(), 1);
+            std::fs::read(&files[0].path).unwrap()
+        };
+        let written = bytes(&checked);
+        assert_eq!(bytes(&fast), written);
+        // 4 + 2 + 0 + 0 + 2 + 0 + 1 + 0 + 1 keys; entry numbers start at 1.
+        assert_eq!(checked.files.borrow()[0].header().count, 11);
+        assert_eq!(
+            fast.lookup("Topic\u{e9}", "\u{1F600}", 8, 0, i64::MAX),
+            [positions[4]]
+        );
     }
 }

@@ -19,7 +19,8 @@ pub fn java_string_hash_concat(parts: &[&str]) -> i32 {
         .fold(0, |hash, part| java_string_hash_continue(hash, part))
 }
 
-fn java_string_hash_continue(hash: i32, s: &str) -> i32 {
+/// Continues `java_string_hash` of a prefix (`hash`) over `s`: the hash of `prefix + s`.
+pub fn java_string_hash_continue(hash: i32, s: &str) -> i32 {
     if s.is_ascii() {
         return s.bytes().fold(hash, |hash, byte| {
             hash.wrapping_mul(31).wrapping_add(i32::from(byte))

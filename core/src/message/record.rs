@@ -122,6 +122,40 @@ pub fn store_timestamp_pos(sys_flag: i32) -> usize {
     BORN_HOST_POS + host_len(sys_flag & BORNHOST_V6_FLAG != 0)
 }
 
+/// The PROPERTIES bytes of a record, found from its length fields alone (no other field is
+/// read or validated, no UTF-8 check): for hot paths over records this process encoded, such
+/// as the store's dispatch of an append. `None` when TOTALSIZE, the magic or a length field
+/// does not fit the buffer; `parse_record` is the checked way to read a record.
+pub fn properties_bytes(buf: &[u8]) -> Option<&[u8]> {
+    let i32_at = |raw: &[u8], pos: usize| -> Option<i32> {
+        Some(i32::from_be_bytes(raw.get(pos..pos + 4)?.try_into().ok()?))
+    };
+    let total = usize::try_from(i32_at(buf, TOTAL_SIZE_POS)?).ok()?;
+    let raw = buf.get(..total)?;
+    let topic_len_width = match i32_at(raw, MAGIC_POS)? {
+        MESSAGE_MAGIC_CODE => 1,
+        MESSAGE_MAGIC_CODE_V2 => 2,
+        _ => return None,
+    };
+    let sys_flag = i32_at(raw, SYSFLAG_POS)?;
+    let store_host_v6 = sys_flag & STOREHOSTADDRESS_V6_FLAG != 0;
+    // STORETIMESTAMP, STOREHOST, RECONSUMETIMES, PREPAREDTRANSACTIONOFFSET, BODYLENGTH.
+    let body_len_pos = store_timestamp_pos(sys_flag) + 8 + host_len(store_host_v6) + 4 + 8;
+    let body_len = usize::try_from(i32_at(raw, body_len_pos)?).ok()?;
+    let topic_len_pos = (body_len_pos + 4).checked_add(body_len)?;
+    let topic_len = match *raw.get(topic_len_pos..topic_len_pos + topic_len_width)? {
+        [a] => usize::from(a),
+        [a, b] => usize::try_from(i16::from_be_bytes([a, b])).ok()?,
+        _ => return None,
+    };
+    let props_len_pos = topic_len_pos + topic_len_width + topic_len;
+    let [a, b] = *raw.get(props_len_pos..props_len_pos + 2)? else {
+        return None;
+    };
+    let props_len = usize::try_from(i16::from_be_bytes([a, b])).ok()?;
+    raw.get(props_len_pos + 2..props_len_pos + 2 + props_len)
+}
+
 /// A message about to be written, before the broker assigns its offsets and store time.
 #[derive(Debug, Clone, Copy)]
 pub struct NewRecord<'a> {

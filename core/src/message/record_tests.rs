@@ -287,6 +287,40 @@ fn parses_v2_topic_length() {
 }
 
 #[test]
+fn properties_bytes_finds_what_parse_record_finds() {
+    for (born, store) in [
+        ("1.1.1.1:1", "2.2.2.2:2"),
+        ("[::1]:1", "2.2.2.2:2"),
+        ("1.1.1.1:1", "[::2]:2"),
+        ("[::1]:1", "[::2]:2"),
+    ] {
+        let buf = encode(&sample(born, store, b"a body of some length"));
+        assert_eq!(
+            properties_bytes(&buf),
+            Some(PROPS.as_bytes()),
+            "{born} {store}"
+        );
+        // A longer buffer: only TOTALSIZE bytes belong to the record.
+        let mut longer = buf.to_vec();
+        longer.extend_from_slice(b"\x02trailing");
+        assert_eq!(properties_bytes(&longer), Some(PROPS.as_bytes()));
+        assert_eq!(properties_bytes(&buf[..buf.len() - 1]), None, "truncated");
+        let mut bad_magic = buf.to_vec();
+        bad_magic[4..8].copy_from_slice(&BLANK_MAGIC_CODE.to_be_bytes());
+        assert_eq!(properties_bytes(&bad_magic), None);
+    }
+    let v1 = encode(&sample("1.1.1.1:1", "2.2.2.2:2", b"body"));
+    let topic_len_pos = FIXED_LEN_V4 + 4 + 4;
+    let mut v2 = v1[..topic_len_pos].to_vec();
+    v2.extend_from_slice(&9i16.to_be_bytes());
+    v2.extend_from_slice(&v1[topic_len_pos + 1..]);
+    v2[0..4].copy_from_slice(&(v1.len() as i32 + 1).to_be_bytes());
+    v2[4..8].copy_from_slice(&MESSAGE_MAGIC_CODE_V2.to_be_bytes());
+    assert_eq!(properties_bytes(&v2), Some(PROPS.as_bytes()));
+    assert_eq!(properties_bytes(&[]), None);
+}
+
+#[test]
 fn crc_detects_corruption() {
     let mut buf = encode(&sample("1.1.1.1:1", "2.2.2.2:2", b"body")).to_vec();
     buf[FIXED_LEN_V4 + 4] ^= 0x01;
@@ -331,7 +365,9 @@ fn random_bytes_never_panic() {
                 buf[at] = rng.next() as u8;
             }
         }
+        let fast = properties_bytes(&buf);
         if let Ok(view) = parse_record(&buf) {
+            assert_eq!(fast, Some(view.properties().as_bytes()));
             let _ = (
                 view.crc_ok(),
                 view.tags_code(),
