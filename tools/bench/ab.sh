@@ -8,7 +8,9 @@
 #   and the broker's CPU per message (utime+stime from /proc). Builds alternate so drift on a
 #   shared machine hits both; compare within one invocation only.
 # Env: BENCH (rmq-fast-bench binary), BASE_PORT (name server port, default 19976), BROKER_PORT
-# (default BASE_PORT + 1035).
+# (default BASE_PORT + 1035), OLD_CONF / NEW_CONF (extra broker.conf lines of each build, e.g.
+# NEW_CONF=idlePollMicros=200; a key given again overrides, so one binary can be A/B'd against
+# itself with two settings).
 # Example: tools/bench/ab.sh /tmp/old target/release 3 ASYNC_FLUSH -- --threads 64 --size 128
 set -euo pipefail
 
@@ -27,7 +29,7 @@ NS_PID=""; BR_PID=""
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 trap 'stop; rm -rf "$WORK"' EXIT
 
-start() { # bin-dir
+start() { # bin-dir extra-conf
   rm -rf "$WORK/run" && mkdir -p "$WORK/run/logs"
   printf 'listenPort=%s\n' "$NS_PORT" >"$WORK/run/ns.properties"
   cat >"$WORK/run/broker.conf" <<EOF
@@ -38,6 +40,7 @@ namesrvAddr=$NS
 flushDiskType=$FLUSH
 storePathRootDir=$WORK/run/store
 logDir=$WORK/run/logs
+$2
 EOF
   "$1/rmq-fast" namesrv -c "$WORK/run/ns.properties" >"$WORK/run/logs/ns.out" 2>&1 &
   NS_PID=$!
@@ -52,8 +55,9 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 for ((round = 1; round <= ROUNDS; round++)); do
   for build in old new; do
-    dir=$OLD; [[ $build == new ]] && dir=$NEW
-    start "$dir"
+    dir=$OLD conf=${OLD_CONF:-}
+    [[ $build == new ]] && dir=$NEW conf=${NEW_CONF:-}
+    start "$dir" "$conf"
     "$BENCH" produce -n "$NS" --topic AbTopic --duration 2 "$@" >/dev/null 2>&1 || true
     t0=$(ticks "$BR_PID")
     out=$("$BENCH" produce -n "$NS" --topic AbTopic --duration 6 "$@" 2>&1)
