@@ -112,6 +112,12 @@ pub fn store_config(config: &BrokerConfig, shard_count: u32) -> StoreConfig {
         epoch_file: config
             .enable_controller_mode
             .then(|| config.store_path_epoch_file()),
+        sync_cohort: match config.flush_disk_type {
+            FlushDiskType::SyncFlush if config.sync_flush_cohort => {
+                Some(Arc::new(rmq_storage::SyncCohort::default()))
+            }
+            _ => None,
+        },
         faults: None,
     }
 }

@@ -104,6 +104,10 @@ pub struct StoreConfig {
     /// `n > 0`: the same path with `.shard-{n}` appended; `epoch_history.rs`). `None` (classic
     /// master/slave): no epoch history.
     pub epoch_file: Option<PathBuf>,
+    /// SYNC_FLUSH: the sync rounds of all shards of the process run as one cohort
+    /// (`sync_cohort.rs`); every shard's config holds the same one. `None`: each shard syncs
+    /// on its own.
+    pub sync_cohort: Option<Arc<crate::SyncCohort>>,
     /// Fault injection below the commit log (tests only; `None` in production).
     pub faults: Option<Arc<dyn DiskFaults>>,
 }
@@ -141,6 +145,7 @@ impl StoreConfig {
             max_hash_slot_num: 5_000_000,
             max_index_num: 20_000_000,
             epoch_file: None,
+            sync_cohort: None,
             faults: None,
         }
     }

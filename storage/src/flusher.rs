@@ -16,6 +16,9 @@
 //! flushed, no sync is in flight and every segment written is `O_DSYNC`; else the bytes wait
 //! for a sync as below.
 //!
+//! With a cohort (`StoreConfig::sync_cohort`, SYNC_FLUSH in the broker) step 3 also waits
+//! until the cohort admits the shard: once per epoch (`sync_cohort.rs`).
+//!
 //! That is a pipelined group commit: a lone send is written at once (no waiting for company),
 //! everything appended while a write is in flight forms the next write, and writes go on while
 //! a sync is in flight, so the next sync covers all of them. At most one sync runs at a time.
@@ -62,6 +65,10 @@ struct SyncState {
     /// `CommitLog::rewind_written_to_flushed`), backs off once and clears it.
     failed: Cell<bool>,
     last_sync: Cell<Instant>,
+    /// The cohort epoch of this shard's last sync (`sync_cohort.rs`).
+    synced_in: Cell<Option<u64>>,
+    /// Set while a due sync waits for the cohort's epoch past this one to end.
+    blocked: Cell<Option<u64>>,
 }
 
 pub(crate) fn spawn(log: &Rc<CommitLog>) -> Rc<Signal> {
@@ -82,23 +89,36 @@ async fn run(weak: Weak<CommitLog>, signal: Rc<Signal>) {
         in_flight: Cell::new(false),
         failed: Cell::new(false),
         last_sync: Cell::new(Instant::now()),
+        synced_in: Cell::new(None),
+        blocked: Cell::new(None),
     });
     loop {
-        let (round, idle_wait) = {
+        let (round, idle_wait, cohort) = {
             let Some(log) = weak.upgrade() else { return };
             let round = round(&log, &state).await;
             let idle_wait = match log.cfg.flush_mode {
                 FlushMode::Async => log.cfg.flush_interval_commit_log,
                 FlushMode::Sync => log.cfg.flush_commit_log_thorough_interval,
             };
-            (round, idle_wait)
+            (round, idle_wait, log.cfg.sync_cohort.clone())
         };
         match round {
             Round::Busy => {}
             Round::Stopped => return,
             Round::Failed => compio::time::sleep(RETRY_DELAY).await,
             Round::Idle => {
-                let _ = compio::time::timeout(idle_wait, signal.wait()).await;
+                // Also woken when the cohort epoch a due sync waits for ends.
+                let blocked = state.blocked.get().zip(cohort);
+                let wake = std::future::poll_fn(|cx| {
+                    if signal.poll_raised(cx).is_ready() {
+                        return std::task::Poll::Ready(());
+                    }
+                    match &blocked {
+                        Some((epoch, cohort)) => cohort.poll_past(*epoch, cx),
+                        None => std::task::Poll::Pending,
+                    }
+                });
+                let _ = compio::time::timeout(idle_wait, wake).await;
             }
         }
     }
@@ -141,11 +161,15 @@ async fn round(log: &Rc<CommitLog>, state: &Rc<SyncState>) -> Round {
         }
         log.maybe_prepare_next();
     }
+    state.blocked.set(None);
     if log.written() > log.flushed()
         && !state.in_flight.get()
         && sync_due(log, state.last_sync.get())
     {
-        start_sync(log, state);
+        match cohort_admits(log, state) {
+            Ok(()) => start_sync(log, state),
+            Err(epoch) => state.blocked.set(Some(epoch)),
+        }
     }
     if log.appended() > log.written() {
         return Round::Busy;
@@ -155,6 +179,20 @@ async fn round(log: &Rc<CommitLog>, state: &Rc<SyncState>) -> Round {
     }
     // Idle until new data, a new `Flushed` waiter, the sync's completion or stop.
     Round::Idle
+}
+
+/// Whether a due sync may start now: always without a cohort or when stopping (the other
+/// shards may be gone), else once per cohort epoch (`sync_cohort.rs`).
+fn cohort_admits(log: &CommitLog, state: &SyncState) -> Result<(), u64> {
+    match &log.cfg.sync_cohort {
+        Some(cohort) if log.cfg.flush_mode == FlushMode::Sync && !log.stopping.get() => {
+            cohort.try_start(&state.synced_in)
+        }
+        _ => {
+            state.synced_in.set(None);
+            Ok(())
+        }
+    }
 }
 
 /// Starts a sync of everything written so far in its own task.
@@ -194,6 +232,9 @@ fn start_sync(log: &Rc<CommitLog>, state: &Rc<SyncState>) {
             }
         }
         state.in_flight.set(false);
+        if state.synced_in.get().is_some() {
+            log.cfg.sync_cohort.as_ref().expect("a cohort sync").finish();
+        }
         log.flusher_signal.raise();
     })
     .detach();

@@ -99,6 +99,7 @@ mod shard_query;
 mod shard_reads;
 mod shard_store;
 mod stats;
+mod sync_cohort;
 mod tail_memory;
 mod waiters;
 mod write_back;
@@ -114,6 +115,7 @@ pub use shard_query::QueryResult;
 pub use shard_reads::MAX_FILTER_SCAN;
 pub use shard_store::{AppendResult, GetMessages, GetStatus, ShardStore};
 pub use stats::{GROUP_COMMIT_BOUNDS, SYNC_ACKS_BOUNDS, SYNC_MICROS_BOUNDS, ShardStats};
+pub use sync_cohort::SyncCohort;
 
 /// Bits of a physical offset below the shard number: shard `s` owns `[s << 56, (s + 1) << 56)`.
 pub const SHARD_SHIFT: u32 = 56;

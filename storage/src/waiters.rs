@@ -36,14 +36,16 @@ impl Signal {
 
     /// Resolves once the signal is raised (possibly before the call), and lowers it.
     pub async fn wait(&self) {
-        poll_fn(|cx| {
-            if self.raised.replace(false) {
-                return Poll::Ready(());
-            }
-            *self.waker.borrow_mut() = Some(cx.waker().clone());
-            Poll::Pending
-        })
-        .await
+        poll_fn(|cx| self.poll_raised(cx)).await
+    }
+
+    /// `wait` as a poll, for waiting on this signal and something else at once.
+    pub fn poll_raised(&self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        if self.raised.replace(false) {
+            return Poll::Ready(());
+        }
+        *self.waker.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
     }
 }
 

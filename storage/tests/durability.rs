@@ -204,6 +204,67 @@ fn dsync_writes_ack_flushed_without_fdatasync() {
     });
 }
 
+/// SYNC_FLUSH with a cohort (`StoreConfig::sync_cohort`): two shards on two threads, as in
+/// the broker, sync once per cohort epoch each, and every sender is acknowledged.
+#[test]
+fn two_shards_sync_as_one_cohort() {
+    let dir = temp_dir();
+    let mut cfg = small_config(dir.path(), 2);
+    cfg.flush_mode = FlushMode::Sync;
+    cfg.commit_log_file_size = 4 << 20;
+    let cohort = std::sync::Arc::new(rmq_storage::SyncCohort::default());
+    cfg.sync_cohort = Some(cohort.clone());
+    let layout = StoreLayout::open(&cfg).unwrap();
+    let threads: Vec<_> = (0..2u32)
+        .map(|shard| {
+            let cfg = cfg.clone();
+            std::thread::spawn(move || {
+                run(async move {
+                    let queue = queue_of_shard("C", shard, 2);
+                    let store = rmq_storage::ShardStore::open(cfg, shard, true)
+                        .await
+                        .unwrap();
+                    let senders: Vec<_> = (0..16)
+                        .map(|sender| {
+                            let store = Rc::clone(&store);
+                            compio::runtime::spawn(async move {
+                                for i in 0..20 {
+                                    let body = format!("{shard}-{sender}-{i}");
+                                    let mut record = encode("C", queue, body.as_bytes(), "", 0);
+                                    let end = store
+                                        .append("C", queue, &mut record, 0, i)
+                                        .unwrap()
+                                        .end_offset;
+                                    store.wait_durable(end, Durability::Flushed).await.unwrap();
+                                    assert!(store.flushed_offset() >= end);
+                                }
+                            })
+                        })
+                        .collect();
+                    for sender in senders {
+                        sender.await.unwrap();
+                    }
+                    let stats = store.stats();
+                    store.shutdown().await.unwrap();
+                    (stats.sync_micros.iter().sum::<u64>(), stats.sync_acks_sum)
+                })
+            })
+        })
+        .collect();
+    let rounds: Vec<(u64, u64)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let epochs = cohort.epochs();
+    println!("sync rounds per shard {rounds:?}, cohort epochs {epochs}");
+    for (syncs, acks) in &rounds {
+        assert_eq!(*acks, 16 * 20, "every send acknowledged by a sync round");
+        assert!(
+            *syncs >= 1 && *syncs <= epochs,
+            "one sync per epoch at most"
+        );
+    }
+    assert!(epochs <= rounds[0].0 + rounds[1].0, "an epoch holds a sync");
+    layout.mark_clean_shutdown().unwrap();
+}
+
 #[test]
 fn segments_roll_with_filler_and_survive_reopen() {
     let dir = temp_dir();

@@ -338,6 +338,10 @@ config_struct! {
         /// instead of a write followed by an `fdatasync`; false (default): write, then
         /// `fdatasync`, the next round's write overlapping this round's sync.
         "syncFlushDsyncWrites" => sync_flush_dsync_writes: bool = false,
+        /// rmq-fast extension: SYNC_FLUSH runs the shards' sync rounds as one cohort (each
+        /// shard syncs once per epoch; an epoch ends when all its syncs have), so the
+        /// producers one shard releases find the other's next round not yet started.
+        "syncFlushCohort" => sync_flush_cohort: bool = true,
         /// rmq-fast extension: largest accepted remoting frame (RocketMQ's frameMaxLength).
         "maxFrameLength" => max_frame_length: u32 = 16 * 1024 * 1024,
         /// rmq-fast extension: requests of one connection handled at once (long-polling pulls
