@@ -139,6 +139,17 @@ impl TopicsState {
     fn data_version(&self) -> DataVersion {
         *self.data_version.lock().expect("data version lock")
     }
+
+    /// The table and the data version of one moment. `TopicManager::change` moves the
+    /// version and applies the change while it holds the version lock, so a reader never
+    /// pairs a version with a table that lacks its change: a name server given such a pair
+    /// keeps the version and ignores the topics of every later registration with it (an
+    /// auto-created topic then had no route until the next change).
+    fn consistent(&self) -> (Arc<HashMap<String, TopicConfig>>, DataVersion) {
+        let version = self.data_version.lock().expect("data version lock");
+        let table = self.table.read().expect("topic table lock").clone();
+        (table, *version)
+    }
 }
 
 /// All topic configs of this broker.
@@ -184,7 +195,7 @@ impl TopicManager {
             data_version: Mutex::new(loaded.data_version),
         });
         let source = state.clone();
-        let snapshot = Box::new(move || (source.table(), source.data_version()));
+        let snapshot = Box::new(move || source.consistent());
         let log = TopicLog::start(
             path.clone(),
             snapshot,
@@ -216,9 +227,10 @@ impl TopicManager {
     }
 
     pub fn wrapper(&self) -> TopicConfigSerializeWrapper {
+        let (table, data_version) = self.state.consistent();
         TopicConfigSerializeWrapper {
-            topic_config_table: (*self.state.table()).clone(),
-            data_version: self.state.data_version(),
+            topic_config_table: (*table).clone(),
+            data_version,
         }
     }
 
@@ -348,11 +360,10 @@ impl TopicManager {
     /// `Arc`), moves the data version and queues the change's log line. Called with
     /// `write_lock` held, so changes reach the log in the order they were applied.
     fn change(&self, put: Option<TopicConfig>, delete: Option<String>) {
-        let data_version = {
-            let mut version = self.state.data_version.lock().expect("data version lock");
-            version.next();
-            *version
-        };
+        // Held until the table has the change (see `TopicsState::consistent`).
+        let mut version = self.state.data_version.lock().expect("data version lock");
+        version.next();
+        let data_version = *version;
         let record = Record {
             put,
             delete,
@@ -369,6 +380,7 @@ impl TopicManager {
                 table.remove(topic);
             }
         }
+        drop(version);
         self.log.submit(&line);
     }
 }
@@ -445,6 +457,46 @@ mod tests {
         reloaded.close().unwrap();
         drop(reloaded);
         assert!(manager(dir.path(), true).get("T1").is_none());
+    }
+
+    /// A registration's body pairs the table with the data version of the same moment
+    /// while topics are created on other threads: each create moves the version by one, so a
+    /// body's version says exactly how many of them its table must hold. Before, a body could
+    /// carry a create's version without its topic, and the name server then ignored that
+    /// topic in every later registration with the same version (CI: an auto-created topic
+    /// without a route for 10 s).
+    #[test]
+    fn a_registration_body_has_every_change_its_version_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let topics = manager(dir.path(), true);
+        let base = topics.wrapper();
+        const CREATES: usize = 20_000;
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let checked = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for i in 0..CREATES {
+                    topics.put(TopicConfig::new(&format!("Race{i}")));
+                }
+                done.store(true, std::sync::atomic::Ordering::Release);
+            });
+            let mut checked = 0;
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                let body = topics.wrapper();
+                let created = body.topic_config_table.len() - base.topic_config_table.len();
+                let counted = body.data_version.counter - base.data_version.counter;
+                assert_eq!(
+                    created as i64, counted,
+                    "a body's version counts {counted} creates, its table has {created}"
+                );
+                checked += 1;
+            }
+            checked
+        });
+        assert!(checked > 0);
+        assert_eq!(
+            topics.wrapper().topic_config_table.len() - base.topic_config_table.len(),
+            CREATES
+        );
     }
 
     /// A create costs one appended log line whatever the table's size: topics.json (a
