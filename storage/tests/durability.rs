@@ -8,6 +8,38 @@ use std::time::Duration;
 use common::*;
 use rmq_storage::{Durability, FlushMode, GetStatus, StoreError, StoreLayout};
 
+/// One concurrent sender per body, each appending to queue 0 of `topic` (queue offset = its
+/// index) and waiting for `Flushed`; returns their end offsets once all are acknowledged,
+/// checking each is at or below the flushed offset.
+async fn flushed_senders(
+    store: &Rc<rmq_storage::ShardStore>,
+    topic: &'static str,
+    bodies: impl Iterator<Item = Vec<u8>>,
+) -> Vec<i64> {
+    let handles: Vec<_> = bodies
+        .enumerate()
+        .map(|(i, body)| {
+            let store = Rc::clone(store);
+            compio::runtime::spawn(async move {
+                let mut record = encode(topic, 0, &body, "", 0);
+                let result = store.append(topic, 0, &mut record, 0, i as i64).unwrap();
+                store
+                    .wait_durable(result.end_offset, Durability::Flushed)
+                    .await
+                    .unwrap();
+                result.end_offset
+            })
+        })
+        .collect();
+    let mut ends = Vec::new();
+    for handle in handles {
+        let end = handle.await.unwrap();
+        assert!(store.flushed_offset() >= end);
+        ends.push(end);
+    }
+    ends
+}
+
 #[test]
 fn sync_mode_waits_resolve_at_flushed() {
     let dir = temp_dir();
@@ -74,23 +106,8 @@ fn group_commit_releases_many_waiters_with_few_syncs() {
     run(async {
         let (_layout, store) = open(&cfg, 0).await;
         let before = store.stats();
-        let mut handles = Vec::new();
-        for i in 0..SENDERS {
-            let store = Rc::clone(&store);
-            handles.push(compio::runtime::spawn(async move {
-                let mut record = encode("G", 0, format!("m{i}").as_bytes(), "", 0);
-                let result = store.append("G", 0, &mut record, 0, i as i64).unwrap();
-                store
-                    .wait_durable(result.end_offset, Durability::Flushed)
-                    .await
-                    .unwrap();
-                result.end_offset
-            }));
-        }
-        for handle in handles {
-            let end = handle.await.unwrap();
-            assert!(store.flushed_offset() >= end);
-        }
+        let bodies = (0..SENDERS).map(|i| format!("m{i}").into_bytes());
+        flushed_senders(&store, "G", bodies).await;
         let after = store.stats();
         let syncs = after.fdatasyncs - before.fdatasyncs;
         println!("{SENDERS} waiters released by {syncs} fdatasyncs");
@@ -129,25 +146,8 @@ fn dsync_writes_ack_flushed_without_fdatasync() {
     run(async {
         let (_layout, store) = open(&cfg, 0).await;
         let before = store.stats();
-        let mut handles = Vec::new();
-        for i in 0..SENDERS {
-            let store = Rc::clone(&store);
-            let body = body.clone();
-            handles.push(compio::runtime::spawn(async move {
-                let mut record = encode("D", 0, &body, "", 0);
-                let result = store.append("D", 0, &mut record, 0, i as i64).unwrap();
-                store
-                    .wait_durable(result.end_offset, Durability::Flushed)
-                    .await
-                    .unwrap();
-                result.end_offset
-            }));
-        }
-        for handle in handles {
-            let end = handle.await.unwrap();
-            assert!(store.flushed_offset() >= end);
-            ends.push(end);
-        }
+        let bodies = (0..SENDERS).map(|_| body.clone());
+        ends.extend(flushed_senders(&store, "D", bodies).await);
         let after = store.stats();
         assert!(
             after.segments_created - before.segments_created >= 2,
