@@ -65,7 +65,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
     stop
     sent=$(grep -oE '^send: [0-9]+' <<<"$out" | grep -oE '[0-9]+' || echo 0)
     rate=$(grep -oE '[0-9.]+ msg/s' <<<"$out" | head -1)
-    lat=$(grep -oE 'p50 [0-9.]+|p99 [0-9.]+' <<<"$out" | head -2 | tr '\n' ' ')
+    # The summary line (`send ms: min .. p50 .. p99 .. p99.9 ..`), not the per-second lines.
+    lat=$(grep -E ' ms: min ' <<<"$out" | head -1 |
+      grep -oE 'p50 [0-9.]+|p99 [0-9.]+|p99\.9 [0-9.]+' | tr '\n' ' ' || true)
     cpu=$(awk -v t="$((t1 - t0))" -v n="$sent" -v hz="$(getconf CLK_TCK)" \
       'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "-" }')
     echo "round $round $build: ${rate:-no result} ${lat}broker CPU µs/msg $cpu"
