@@ -13,7 +13,15 @@
 //! (and the loop's main future) bumps a counter when polled; tasks spawned on compio
 //! directly are not seen (they still run; they just do not extend the window).
 //!
-//! With a zero window the loop is compio's `Runtime::block_on` itself.
+//! With a zero window the loop is compio's `Runtime::block_on` (run the ready tasks, poll
+//! the ring without waiting while tasks are still ready, else block), with one difference:
+//! every zero-timeout poll keeps the driver marked awake ([`poll_ring_now`]). compio 0.12's
+//! io_uring driver marks itself asleep before each `io_uring_enter` and awake again only
+//! when the enter succeeds; a zero-timeout poll that finds no completion fails with
+//! `TimedOut` before that, so until the next poll every task woken *on this thread* is taken
+//! for a wake-up from another thread: an eventfd `write`, a completion for it and a `read`
+//! to clear it (measured: one of each per message in the null broker, two in the broker;
+//! docs/perf.md, "Broker CPU per message at low rates").
 
 use std::cell::Cell;
 use std::future::Future;
@@ -28,8 +36,8 @@ thread_local! {
     static BLOCKING_WAITS: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Blocking waits this thread's polling loop has made (its window ran out): how often an
-/// idle-polling core went to sleep.
+/// Blocking waits this thread's loop has made (no task ready and, when idle-polling, its
+/// window ran out): how often a core went to sleep.
 pub fn blocking_waits() -> u64 {
     BLOCKING_WAITS.with(Cell::get)
 }
@@ -63,24 +71,23 @@ impl Wake for MainWaker {
 }
 
 /// Runs `future` to completion on `runtime`, polling the ring without sleeping for up to
-/// `idle_poll` after the last task ran before blocking. A zero `idle_poll` is compio's
-/// `block_on`.
+/// `idle_poll` after the last task ran before blocking. A zero `idle_poll` blocks as soon as
+/// no task is ready (compio's `block_on`, without its spurious self-wake-ups: module doc).
 pub fn block_on_polling<F: Future>(
     runtime: &compio::runtime::Runtime,
     idle_poll: Duration,
     future: F,
 ) -> F::Output {
-    if idle_poll.is_zero() {
-        return runtime.block_on(future);
-    }
     runtime.enter(|| {
+        let driver = runtime.waker();
         let main = Arc::new(MainWaker {
             woken: AtomicBool::new(true),
-            runtime: runtime.waker(),
+            runtime: driver.clone(),
         });
         let waker = Waker::from(main.clone());
         let mut context = Context::from_waker(&waker);
         let mut future = pin!(future);
+        let polling = !idle_poll.is_zero();
         let mut seen = polls();
         let mut last_work = Instant::now();
         loop {
@@ -92,14 +99,23 @@ pub fn block_on_polling<F: Future>(
                 }
             }
             let more = runtime.run();
+            if !polling {
+                if more {
+                    poll_ring_now(runtime, &driver);
+                } else {
+                    BLOCKING_WAITS.with(|waits| waits.set(waits.get() + 1));
+                    runtime.poll();
+                }
+                continue;
+            }
             let now = polls();
             if more || now != seen {
                 seen = now;
                 last_work = Instant::now();
-                runtime.poll_with(Some(Duration::ZERO));
+                poll_ring_now(runtime, &driver);
             } else if last_work.elapsed() < idle_poll {
                 std::thread::yield_now();
-                runtime.poll_with(Some(Duration::ZERO));
+                poll_ring_now(runtime, &driver);
             } else {
                 BLOCKING_WAITS.with(|waits| waits.set(waits.get() + 1));
                 runtime.poll();
@@ -108,6 +124,19 @@ pub fn block_on_polling<F: Future>(
             }
         }
     })
+}
+
+/// Reaps the ring's completions without waiting, leaving the driver marked awake.
+///
+/// `driver` is the runtime's own waker. Waking it first tells the coming poll not to wait for
+/// a completion; such a poll always succeeds, so the driver marks itself awake again instead
+/// of staying "asleep" after a zero-timeout `io_uring_enter` that found nothing (module
+/// doc). The wake is an atomic `fetch_or`, no syscall, whenever the driver is marked awake
+/// or already notified: always, except after a blocking wait that a timer ended and whose
+/// timers woke no task.
+fn poll_ring_now(runtime: &compio::runtime::Runtime, driver: &Waker) {
+    driver.wake_by_ref();
+    runtime.poll_with(Some(Duration::ZERO));
 }
 
 #[cfg(test)]
@@ -124,6 +153,52 @@ mod tests {
         let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
             .expect("thread cpu clock");
         Duration::from(now)
+    }
+
+    /// `write`-family syscalls this thread has made (`syscw` of /proc/thread-self/io).
+    fn thread_write_syscalls() -> u64 {
+        let io = std::fs::read_to_string("/proc/thread-self/io").expect("/proc/thread-self/io");
+        io.lines()
+            .find_map(|line| line.strip_prefix("syscw: "))
+            .and_then(|count| count.trim().parse().ok())
+            .expect("syscw line")
+    }
+
+    #[test]
+    fn tasks_woken_on_their_own_core_cost_no_eventfd_write() {
+        // A task that spawns a task (ready, but spawning notifies nobody) leaves a task ready
+        // after the tick, so the loop polls the ring without waiting. With compio's
+        // `block_on` that poll finds nothing and leaves the driver marked asleep, and the
+        // spawned task's first wake-up (here a yield) writes the runtime's eventfd: ~1,000
+        // writes for 1,000 such tasks (the broker's shard core does this per forwarded send:
+        // `serve_mesh` spawns the job, the job wakes the flusher). With the loop's own
+        // zero-timeout poll: none.
+        for window in [Duration::ZERO, Duration::from_micros(50)] {
+            let rt = runtime();
+            let before = thread_write_syscalls();
+            let yielded = block_on_polling(&rt, window, async {
+                crate::rt::spawn(async {
+                    let mut done = 0;
+                    for _ in 0..1_000 {
+                        done += crate::rt::spawn(async {
+                            crate::rt::yield_now().await;
+                            1
+                        })
+                        .await
+                        .expect("task output");
+                    }
+                    done
+                })
+                .await
+                .expect("task output")
+            });
+            let writes = thread_write_syscalls() - before;
+            assert_eq!(yielded, 1_000);
+            assert!(
+                writes < 10,
+                "window {window:?}: {writes} write syscalls for 1,000 local wake-ups"
+            );
+        }
     }
 
     #[test]
