@@ -80,7 +80,15 @@ where
                         return;
                     }
                 };
-                crate::idle_poll::block_on_polling(&runtime, idle_poll, body(core));
+                // As compio's `block_on` does: a panicking core's tasks are dropped (with the
+                // runtime) after the unwind was caught, not while it is in progress.
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::idle_poll::block_on_polling(&runtime, idle_poll, body(core));
+                }));
+                drop(runtime);
+                if let Err(panic) = run {
+                    std::panic::resume_unwind(panic);
+                }
             })?;
         ready_rx
             .recv()
