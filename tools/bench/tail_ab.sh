@@ -12,7 +12,9 @@
 #   per message (`--broker-pid`), then the median and range of each CONFIG.
 # Example: tools/bench/tail_ab.sh 3 20000 ASYNC_FLUSH broker: broker:idlePollMicros=200 null:
 #          tools/bench/tail_ab.sh 3 20000 ASYNC_FLUSH broker: broker:storeOnShm broker:asyncFlushDirectIo=true null:
-# Env: BIN_DIR (default target/release), BASE_PORT (default 39100).
+#   `old-broker:...` / `old-null:...` are the same with the binaries of OLD_BIN_DIR (an A/B of
+#   two builds in one interleaved run; the load generator is always BIN_DIR's).
+# Env: BIN_DIR (default target/release), BASE_PORT (default 39100), OLD_BIN_DIR.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -34,15 +36,18 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 trap 'stop; rm -rf "$WORK" "$SHM_STORE"' EXIT
 
 start() { # config
-  local kind=${1%%:*} args=${1#*:}
+  local kind=${1%%:*} args=${1#*:} bin=$BIN_DIR
+  if [[ $kind == old-* ]]; then
+    bin=${OLD_BIN_DIR:?old-* configs need OLD_BIN_DIR}; kind=${kind#old-}
+  fi
   rm -rf "$WORK/run" "$SHM_STORE" && mkdir -p "$WORK/run/logs"
   printf 'listenPort=%s\n' "$NS_PORT" >"$WORK/run/ns.properties"
-  "$BIN_DIR/rmq-fast" namesrv -c "$WORK/run/ns.properties" >"$WORK/run/logs/ns.out" 2>&1 &
+  "$bin/rmq-fast" namesrv -c "$WORK/run/ns.properties" >"$WORK/run/logs/ns.out" 2>&1 &
   NS_PID=$!
   wait_port "$NS_PORT"
   if [[ $kind == null ]]; then
     # shellcheck disable=SC2086
-    "$BIN_DIR/rmq-fast-bench" null-broker -n "$NS" --listen "127.0.0.1:$BR_PORT" \
+    "$bin/rmq-fast-bench" null-broker -n "$NS" --listen "127.0.0.1:$BR_PORT" \
       --topic TailTopic --cores "$(nproc)" ${args//,/ } >"$WORK/run/logs/broker.out" 2>&1 &
   else
     cat >"$WORK/run/broker.conf" <<EOF
@@ -57,7 +62,7 @@ EOF
     [[ -n $args ]] && tr ',' '\n' <<<"$args" >>"$WORK/run/broker.conf"
     # storeOnShm: the store on tmpfs (last duplicate key wins, as in Java)
     sed -i "s|^storeOnShm\$|storePathRootDir=$SHM_STORE|" "$WORK/run/broker.conf"
-    "$BIN_DIR/rmq-fast" broker -c "$WORK/run/broker.conf" >"$WORK/run/logs/broker.out" 2>&1 &
+    "$bin/rmq-fast" broker -c "$WORK/run/broker.conf" >"$WORK/run/logs/broker.out" 2>&1 &
   fi
   BR_PID=$!
   wait_port "$BR_PORT"
