@@ -1,6 +1,7 @@
 //! The fault-injection seam below the commit log: every segment file operation (create,
-//! write, read, fdatasync) asks [`DiskFaults`] first, so tests can make the disk fail the way
-//! real disks do without a special filesystem.
+//! write, read, fdatasync, write-back) asks [`DiskFaults`] first, so tests can make the disk
+//! fail the way real disks do without a special filesystem (or, with an implementation that
+//! blocks in [`DiskFaults::on_op`], stall the way a congested one does).
 //!
 //! Faults a write can suffer (see [`Fault`]):
 //! - `Error(errno)`: nothing reaches the file, the operation fails (ENOSPC, EIO).
@@ -24,6 +25,9 @@ pub enum FileOp {
     Write,
     Read,
     Sync,
+    /// Starting the write-back of written pages (`sync_file_range`, `write_back.rs`): asked on
+    /// the thread that makes the call, which is never a shard's.
+    WriteBack,
 }
 
 /// What happens to one operation.

@@ -318,31 +318,35 @@ impl Segment {
         Ok(buffer)
     }
 
-    /// Starts writing the dirty pages of `[position, position + len)` to the device
-    /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`): no wait for the I/O, no device cache flush,
-    /// so it makes nothing durable (see `write_back.rs`). A no-op on an `O_DIRECT` segment.
-    pub fn start_write_back(&self, position: u64, len: u64) -> Result<(), StoreError> {
+    /// The write-back of the dirty pages of `[position, position + len)`, to run off the
+    /// shard's thread ([`WriteBackJob::run`]); `None` on an `O_DIRECT` segment (no dirty
+    /// pages) or for an empty range. The job holds its own descriptor (a `dup`), so it stays
+    /// valid when the segment is dropped meanwhile.
+    pub fn write_back_job(
+        &self,
+        position: u64,
+        len: u64,
+    ) -> Result<Option<WriteBackJob>, StoreError> {
         assert!(
             position + len <= self.size,
             "write-back past the end of {:?}",
             self.path
         );
         if self.direct || len == 0 {
-            return Ok(());
+            return Ok(None);
         }
-        use std::os::fd::AsRawFd;
-        // SAFETY: the descriptor is open for the life of `self`; the call reads no memory.
-        let rc = unsafe {
-            nix::libc::sync_file_range(
-                self.file.as_fd().as_raw_fd(),
-                position as i64,
-                len as i64,
-                nix::libc::SYNC_FILE_RANGE_WRITE,
-            )
-        };
-        nix::errno::Errno::result(rc)
-            .map(drop)
-            .map_err(|errno| StoreError::io("sync_file_range", &self.path, position, errno.into()))
+        let fd = self
+            .file
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| StoreError::io("dup", &self.path, position, e))?;
+        Ok(Some(WriteBackJob {
+            fd,
+            path: self.path.clone(),
+            position,
+            len,
+            faults: self.faults.clone(),
+        }))
     }
 
     pub async fn sync(&self) -> Result<(), StoreError> {
@@ -358,6 +362,59 @@ impl Segment {
             .sync_data()
             .await
             .map_err(|e| StoreError::io("fdatasync", &self.path, 0, e))
+    }
+}
+
+/// Starts writing a range of a segment's dirty pages to the device
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`): no wait for the I/O, no device cache flush, so
+/// it makes nothing durable (see `write_back.rs`). Submitting the I/O can block for as long as
+/// the device is congested (the block layer's write-back throttling, request tags), so it runs
+/// on a blocking thread, never on a shard's.
+pub(crate) struct WriteBackJob {
+    fd: std::os::fd::OwnedFd,
+    path: PathBuf,
+    position: u64,
+    len: u64,
+    faults: Faults,
+}
+
+impl WriteBackJob {
+    /// How many bytes the job hands to write-back.
+    pub fn bytes(&self) -> u64 {
+        self.len
+    }
+
+    /// Blocks until the kernel has queued the range's write-back.
+    pub fn run(&self) -> Result<(), StoreError> {
+        let (position, len) = (self.position, self.len);
+        if let Some(fault) = check(
+            &self.faults,
+            FileOp::WriteBack,
+            &self.path,
+            position,
+            len as usize,
+        ) {
+            let error = fault_error(fault);
+            return Err(StoreError::io(
+                "sync_file_range",
+                &self.path,
+                position,
+                error,
+            ));
+        }
+        use std::os::fd::AsRawFd;
+        // SAFETY: the descriptor is owned by `self` and open; the call reads no memory.
+        let rc = unsafe {
+            nix::libc::sync_file_range(
+                self.fd.as_raw_fd(),
+                position as i64,
+                len as i64,
+                nix::libc::SYNC_FILE_RANGE_WRITE,
+            )
+        };
+        nix::errno::Errno::result(rc)
+            .map(drop)
+            .map_err(|errno| StoreError::io("sync_file_range", &self.path, position, errno.into()))
     }
 }
 

@@ -11,31 +11,46 @@
 //! So the flusher starts the write-back early, in steps: after each write round, once at
 //! least `write_back_bytes` of whole pages are written and not yet handed to the kernel's
 //! write-back, it calls `sync_file_range(SYNC_FILE_RANGE_WRITE)` on them. That only *starts*
-//! writing them to the device (no wait, no device cache flush), so each step costs a small,
-//! steady amount of CPU on the shard's own thread, and the periodic `fdatasync` finds little
-//! left to do.
+//! writing them to the device (no wait for the I/O, no device cache flush), so the periodic
+//! `fdatasync` finds little left to do.
+//!
+//! Off the shard's thread: starting write-back submits the I/O, and submission blocks while
+//! the device is congested (the block layer's write-back throttling, `wbt_wait`, or a full
+//! request queue). Made on the shard's thread, the call held every send of the shard for that
+//! long, although an ASYNC_FLUSH ack needs nothing from the device (measured with off-CPU
+//! stacks: shard threads asleep in `wbt_wait` under `sync_file_range`, docs/perf.md "ASYNC_FLUSH
+//! tail at full load"). So each step runs on a blocking thread ([`WriteBackJob`]), at most one
+//! per shard at a time: while one is running, the written range keeps growing and the next
+//! step covers all of it (started as soon as this one ends), so a slow device gets fewer,
+//! larger steps and never a queue of them.
 //!
 //! Contract: write-back is a scheduling hint and changes no durability level. `Flushed` still
 //! means an `fdatasync` completed; a failed write-back step is only logged (the next
 //! `fdatasync` reports a failed page write-back itself, see `flusher.rs`). Only whole pages
-//! below `written` are handed over: the partial last page is still being appended to.
+//! below `written` are handed over: the partial last page is still being appended to. The
+//! shard's thread never waits for a step.
 
 use std::cell::Cell;
+use std::rc::Rc;
 
 use crate::aligned_buffer::{BLOCK_SIZE, align_down};
 use crate::commit_log::CommitLog;
+use crate::segment::WriteBackJob;
 use crate::stats::bump;
 
-/// Where the next write-back step starts (absolute log offset, block-aligned).
+/// Where the next write-back step starts (absolute log offset, block-aligned), and whether a
+/// step is running.
 #[derive(Default)]
 pub(crate) struct WriteBack {
     from: Cell<Option<i64>>,
+    in_flight: Rc<Cell<bool>>,
 }
 
 impl WriteBack {
     /// Called by the flusher after a write round moved `written`: starts the write-back of
-    /// `[from, written)` (whole pages) when it reaches the configured step.
-    pub fn after_write(&self, log: &CommitLog) {
+    /// `[from, written)` (whole pages) on a blocking thread when it reaches the configured
+    /// step and no step is running. Never blocks.
+    pub fn after_write(&self, log: &Rc<CommitLog>) {
         let step = log.cfg.write_back_bytes;
         if step == 0 || log.cfg.direct_writes() {
             return;
@@ -51,29 +66,65 @@ impl WriteBack {
                 return;
             }
         };
-        if ((end - from) as u64) < step {
+        if ((end - from) as u64) < step || self.in_flight.get() {
             return;
         }
         self.from.set(Some(end));
-        let mut at = from;
-        while at < end {
-            let segment_start = log.segment_start(at);
-            let piece_end = end.min(segment_start + log.file_size as i64);
-            let Some(segment) = log.segments.borrow().get(&segment_start).cloned() else {
-                // Deleted by retention or cut meanwhile: nothing to write back there.
-                at = piece_end;
-                continue;
-            };
+        let jobs = jobs(log, from, end);
+        if jobs.is_empty() {
+            return;
+        }
+        self.in_flight.set(true);
+        let in_flight = self.in_flight.clone();
+        let log = Rc::downgrade(log);
+        compio::runtime::spawn(async move {
+            let done = compio::runtime::spawn_blocking(move || run(&jobs)).await;
+            in_flight.set(false);
+            let Some(log) = log.upgrade() else { return };
+            match done {
+                Ok(bytes) => bump(&log.stats.write_back_bytes, bytes),
+                Err(_) => tracing::error!(shard = log.shard, "write-back thread panicked"),
+            }
+            // What was written while this step ran: its step now, not at the next round.
+            log.write_back.after_write(&log);
+        })
+        .detach();
+    }
+}
+
+/// The write-back of `[from, end)`, one job per segment it touches.
+fn jobs(log: &CommitLog, from: i64, end: i64) -> Vec<WriteBackJob> {
+    let mut jobs = Vec::with_capacity(1);
+    let mut at = from;
+    while at < end {
+        let segment_start = log.segment_start(at);
+        let piece_end = end.min(segment_start + log.file_size as i64);
+        let segment = log.segments.borrow().get(&segment_start).cloned();
+        // None: deleted by retention or cut meanwhile, nothing to write back there.
+        if let Some(segment) = segment {
             let position = (at - segment_start) as u64;
-            let len = (piece_end - at) as u64;
             debug_assert!(position.is_multiple_of(BLOCK_SIZE as u64));
-            match segment.start_write_back(position, len) {
-                Ok(()) => bump(&log.stats.write_back_bytes, len),
+            match segment.write_back_job(position, (piece_end - at) as u64) {
+                Ok(Some(job)) => jobs.push(job),
+                Ok(None) => {}
                 Err(error) => {
-                    tracing::debug!(%error, shard = log.shard, "starting write-back failed");
+                    tracing::debug!(%error, shard = log.shard, "preparing write-back failed");
                 }
             }
-            at = piece_end;
+        }
+        at = piece_end;
+    }
+    jobs
+}
+
+/// Runs on a blocking thread: starts each job's write-back, returns the bytes handed over.
+fn run(jobs: &[WriteBackJob]) -> u64 {
+    let mut bytes = 0;
+    for job in jobs {
+        match job.run() {
+            Ok(()) => bytes += job.bytes(),
+            Err(error) => tracing::debug!(%error, "starting write-back failed"),
         }
     }
+    bytes
 }

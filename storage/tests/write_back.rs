@@ -4,10 +4,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use common::*;
-use rmq_storage::{Durability, FlushMode, StoreConfig};
+use rmq_storage::faults::{DiskFaults, Fault, FileOp};
+use rmq_storage::{Durability, FlushMode, ShardStore, StoreConfig};
 
 const MIB: u64 = 1 << 20;
 const STEP: u64 = 256 << 10;
@@ -27,7 +29,7 @@ fn config(root: &Path, write_back_bytes: u64) -> StoreConfig {
 
 /// Appends about `bytes` of records one by one, each waited for at `Written` (as ASYNC_FLUSH
 /// sends are), so the flusher runs many small write rounds.
-async fn fill(store: &rmq_storage::ShardStore, bytes: u64) {
+async fn fill(store: &ShardStore, bytes: u64) {
     let body = vec![b'w'; BODY];
     let mut sent = 0;
     let mut i = 0;
@@ -40,6 +42,20 @@ async fn fill(store: &rmq_storage::ShardStore, bytes: u64) {
             .unwrap();
         sent += record.len() as u64;
         i += 1;
+    }
+}
+
+/// Waits (up to 10 s) until everything written but the last step (at most) and the partial
+/// last page was handed to write-back: the steps run off the shard's thread, so their count
+/// trails the writes a little.
+async fn until_handed_over(store: &ShardStore) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let handed = store.stats().write_back_bytes;
+        if handed + STEP + 4096 >= store.written_offset() as u64 || Instant::now() > deadline {
+            return handed;
+        }
+        compio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -97,16 +113,15 @@ fn written_pages_are_handed_to_write_back_in_steps() {
     run(async {
         let (_layout, store) = open(&cfg, 0).await;
         fill(&store, 4 * MIB).await;
-        let stats = store.stats();
+        let handed = until_handed_over(&store).await;
         let written = store.written_offset() as u64;
         // Everything but the last step (at most) and the partial last page was handed over.
         assert!(
-            stats.write_back_bytes + STEP + 4096 >= written,
-            "{} of {written} written bytes handed to write-back",
-            stats.write_back_bytes
+            handed + STEP + 4096 >= written,
+            "{handed} of {written} written bytes handed to write-back"
         );
-        assert!(stats.write_back_bytes <= written);
-        assert_eq!(stats.write_back_bytes % 4096, 0, "whole pages only");
+        assert!(handed <= written);
+        assert_eq!(handed % 4096, 0, "whole pages only");
         assert_eq!(store.flushed_offset(), 0, "no sync ran: nothing is flushed");
         if let Some(dirty) = dirty_pages(&first_segment(dir.path())) {
             println!("dirty pages after 4 MiB written: {dirty}");
@@ -144,4 +159,86 @@ fn direct_io_has_no_write_back_step() {
         fill(&store, MIB).await;
         assert_eq!(store.stats().write_back_bytes, 0);
     });
+}
+
+/// A device that holds every write-back call until the test lets it go (a congested queue:
+/// the block layer's write-back throttling sleeps in `sync_file_range`), or for 5 s.
+#[derive(Debug, Default)]
+struct StalledWriteBack {
+    state: Mutex<Stall>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Stall {
+    entered: bool,
+    released: bool,
+    timed_out: bool,
+}
+
+impl StalledWriteBack {
+    fn entered(&self) -> bool {
+        self.state.lock().unwrap().entered
+    }
+
+    fn release(&self) {
+        self.state.lock().unwrap().released = true;
+        self.changed.notify_all();
+    }
+
+    fn timed_out(&self) -> bool {
+        self.state.lock().unwrap().timed_out
+    }
+}
+
+impl DiskFaults for StalledWriteBack {
+    fn on_op(&self, op: FileOp, _: &Path, _: u64, _: usize) -> Option<Fault> {
+        if op != FileOp::WriteBack {
+            return None;
+        }
+        let mut state = self.state.lock().unwrap();
+        state.entered = true;
+        let (mut state, wait) = self
+            .changed
+            .wait_timeout_while(state, Duration::from_secs(5), |s| !s.released)
+            .unwrap();
+        state.timed_out |= wait.timed_out();
+        None
+    }
+}
+
+/// An ASYNC_FLUSH ack needs nothing from the device: while the device holds a write-back
+/// step, appends are still written and acknowledged (`Written`). With the step on the shard's
+/// thread, the shard slept with it and every append waited (until the stall's 5 s timeout).
+#[test]
+fn a_stalled_write_back_does_not_hold_appends() {
+    let dir = temp_dir();
+    let mut cfg = config(dir.path(), STEP);
+    let device = Arc::new(StalledWriteBack::default());
+    cfg.faults = Some(device.clone());
+    run(async {
+        let (_layout, store) = open(&cfg, 0).await;
+        fill(&store, 2 * STEP).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !device.entered() && Instant::now() < deadline {
+            compio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(device.entered(), "no write-back step started");
+        // The step is held: these appends must still be written.
+        let before = store.written_offset();
+        fill(&store, 4 * STEP).await;
+        assert!(store.written_offset() >= before + 4 * STEP as i64);
+        device.release();
+        assert!(
+            !device.timed_out(),
+            "appends waited for the stalled write-back step"
+        );
+        // The range written meanwhile goes to write-back once the step ends.
+        let handed = until_handed_over(&store).await;
+        assert!(
+            handed + STEP + 4096 >= store.written_offset() as u64,
+            "{handed} bytes handed to write-back after the stall"
+        );
+    });
+    assert!(!device.timed_out());
 }
