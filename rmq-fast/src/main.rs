@@ -233,10 +233,9 @@ mod tests {
 
     /// The allocator never asks for transparent huge pages: each one is cleared (2 MiB) on
     /// first touch, on the thread that touches it, which gave the shard threads 4-16 ms
-    /// stretches away from their rings at 20k msg/s (docs/perf.md, "Half-load tail: huge
-    /// pages"). 64 MiB allocated and touched through the global allocator stay in 4 KiB
-    /// pages. (Meaningful where THP is `madvise` or `always`; with `never` nothing is huge
-    /// either way.)
+    /// stretches away from their rings at 20k msg/s (docs/perf.md, "Huge pages off"). 64 MiB
+    /// allocated and touched through the global allocator stay in 4 KiB pages. (Meaningful
+    /// where THP is `madvise` or `always`; with `never` nothing is huge either way.)
     #[test]
     fn the_allocator_leaves_memory_in_small_pages() {
         let before = anon_huge_kib();
