@@ -128,14 +128,9 @@ impl Segment {
         assert!(!io.dsync || io.direct, "O_DSYNC only with O_DIRECT");
         let path = dir.join(segment_name(start));
         let prep_path = dir.join(format!("{}.prep", segment_name(start)));
-        refuse_on_fault(
-            &io.faults,
-            FileOp::Create,
-            "create",
-            &path,
-            0,
-            size as usize,
-        )?;
+        if let Some(fault) = check(&io.faults, FileOp::Create, &path, 0, size as usize) {
+            return Err(StoreError::io("create", &path, 0, fault_error(fault)));
+        }
         let file = open_file(&prep_path, true, true, false).await?;
         let segment = Segment {
             start,
@@ -304,14 +299,14 @@ impl Segment {
             "read past the end of {:?}",
             self.path
         );
-        refuse_on_fault(
-            &self.faults,
-            FileOp::Read,
-            "read",
-            &self.path,
-            position,
-            len,
-        )?;
+        if let Some(fault) = check(&self.faults, FileOp::Read, &self.path, position, len) {
+            return Err(StoreError::io(
+                "read",
+                &self.path,
+                position,
+                fault_error(fault),
+            ));
+        }
         self.read_unchecked(position, len).await
     }
 
@@ -355,7 +350,14 @@ impl Segment {
     }
 
     pub async fn sync(&self) -> Result<(), StoreError> {
-        refuse_on_fault(&self.faults, FileOp::Sync, "fdatasync", &self.path, 0, 0)?;
+        if let Some(fault) = check(&self.faults, FileOp::Sync, &self.path, 0, 0) {
+            return Err(StoreError::io(
+                "fdatasync",
+                &self.path,
+                0,
+                fault_error(fault),
+            ));
+        }
         self.file
             .sync_data()
             .await
@@ -385,14 +387,21 @@ impl WriteBackJob {
     /// Blocks until the kernel has queued the range's write-back.
     pub fn run(&self) -> Result<(), StoreError> {
         let (position, len) = (self.position, self.len);
-        refuse_on_fault(
+        if let Some(fault) = check(
             &self.faults,
             FileOp::WriteBack,
-            "sync_file_range",
             &self.path,
             position,
             len as usize,
-        )?;
+        ) {
+            let error = fault_error(fault);
+            return Err(StoreError::io(
+                "sync_file_range",
+                &self.path,
+                position,
+                error,
+            ));
+        }
         use std::os::fd::AsRawFd;
         // SAFETY: the descriptor is owned by `self` and open; the call reads no memory.
         let rc = unsafe {
@@ -411,22 +420,6 @@ impl WriteBackJob {
 
 fn check(faults: &Faults, op: FileOp, path: &Path, position: u64, len: usize) -> Option<Fault> {
     faults.as_ref()?.on_op(op, path, position, len)
-}
-
-/// For an operation that cannot be partial (create, read, sync, write-back): the injected
-/// fault, if any, as the error the operation reports (`name` is the call it stands for).
-fn refuse_on_fault(
-    faults: &Faults,
-    op: FileOp,
-    name: &'static str,
-    path: &Path,
-    position: u64,
-    len: usize,
-) -> Result<(), StoreError> {
-    match check(faults, op, path, position, len) {
-        Some(fault) => Err(StoreError::io(name, path, position, fault_error(fault))),
-        None => Ok(()),
-    }
 }
 
 /// The error of a fault on an operation that cannot be partial (create, read, sync).
