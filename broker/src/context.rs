@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use rmq_core::config::BrokerConfig;
 
@@ -101,7 +102,11 @@ impl BrokerContext {
         rmq_storage::shard_for_queue(topic, queue_id, self.shard_count)
     }
 
-    /// Returns the request's generation, for `registration.wait_for`.
+    /// Returns the request's generation, for `registration.wait_for`. The registration loop
+    /// takes it at its next tick (within 100 ms), not at once: a role change first sends its
+    /// own registration (`registration::register_role_change`, over the caller's runtime),
+    /// and the loop's must come after it, so that the name server's channel for this broker
+    /// (it unregisters a broker whose channel closes) is the loop's long-lived connection.
     pub fn request_registration(&self) -> u64 {
         let generation = self.registration.request();
         self.register_now.store(true, Ordering::Release);
@@ -109,13 +114,37 @@ impl BrokerContext {
     }
 
     /// Like [`Self::request_registration`] for one created or updated topic (already in the
-    /// topic table): a broker with many topics registers only the changed ones.
+    /// topic table): a broker with many topics registers only the changed ones. The loop is
+    /// woken at once: the request that created the topic waits for the registration.
     pub fn request_topic_registration(&self, topic: &str) -> u64 {
         let generation = self.registration.request_topic(topic);
         self.register_now.store(true, Ordering::Release);
+        self.registration.wake_loop();
         generation
     }
+
+    /// Waits until the registration of `topic`, created for the request being answered
+    /// (generation from [`Self::request_topic_registration`]), reached every name server, at
+    /// most [`CREATED_TOPIC_REGISTRATION_WAIT`]. RocketMQ registers a topic it creates for a
+    /// send, a send-back or a heartbeat before it answers, so the client's route lookup right
+    /// after the answer finds it; past the limit (a name server down) the answer goes anyway.
+    pub async fn await_topic_registration(&self, generation: u64, topic: &str) {
+        let registered = self
+            .registration
+            .wait_for(generation, CREATED_TOPIC_REGISTRATION_WAIT)
+            .await;
+        if !registered {
+            tracing::warn!(
+                topic,
+                "answered before the created topic reached every name server"
+            );
+        }
+    }
 }
+
+/// Longest a request that created a topic waits for its registration before it is answered
+/// (the Java client's heartbeat times out after 3 s, a send after 3 s by default).
+pub const CREATED_TOPIC_REGISTRATION_WAIT: Duration = Duration::from_secs(2);
 
 pub type SharedContext = Arc<BrokerContext>;
 

@@ -25,9 +25,11 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
+use futures_util::task::AtomicWaker;
 use rmq_core::body::{
     DataVersion, PERM_READ, PERM_WRITE, RegisterBrokerBody, TopicConfigSerializeWrapper,
     decode_body, encode_body,
@@ -69,6 +71,9 @@ pub struct RegistrationProgress {
     /// What changed since the last registration: created or updated topics, or (`full`)
     /// anything else.
     changed: Mutex<Changed>,
+    /// Wakes `registration_loop` out of its pause when a registration is requested (a send
+    /// that created a topic waits for it, so it should not wait for the next tick).
+    wake: AtomicWaker,
 }
 
 #[derive(Default)]
@@ -107,6 +112,24 @@ impl RegistrationProgress {
     fn take_changed(&self) -> Option<Vec<String>> {
         let changed = std::mem::take(&mut *self.changed.lock().expect("registration changes"));
         (!changed.full).then_some(changed.topics)
+    }
+
+    /// Wakes the registration loop (after `BrokerContext::register_now` was set).
+    pub fn wake_loop(&self) {
+        self.wake.wake();
+    }
+
+    /// Pauses the registration loop for `pause` or until `requested` is set.
+    async fn pause(&self, requested: &AtomicBool, pause: Duration) {
+        let woken = std::future::poll_fn(|cx| {
+            self.wake.register(cx.waker());
+            if requested.load(Ordering::Acquire) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        });
+        let _ = rmq_net::rt::timeout(pause, woken).await;
     }
 
     /// Waits until a registration covering `generation` succeeded with every name server,
@@ -208,7 +231,9 @@ pub async fn registration_loop(ctx: SharedContext) {
                 last = Instant::now().checked_sub(period.saturating_sub(RETRY_AFTER_FAILURE));
             }
         }
-        rmq_net::rt::sleep(Duration::from_millis(100)).await;
+        ctx.registration
+            .pause(&ctx.register_now, Duration::from_millis(100))
+            .await;
     }
     ctx.registration.running.store(false, Ordering::Release);
     if let Some(id) = registered_id {

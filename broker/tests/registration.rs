@@ -128,6 +128,39 @@ fn a_retry_topic_is_routable_when_the_heartbeat_that_created_it_is_answered() {
     .expect("runtime");
 }
 
+/// The send that auto-creates a topic is answered after the topic reached every name server,
+/// as RocketMQ's `createTopicInSendMessageMethod` registers before it returns: a consumer
+/// started right after the producer's first sends finds the route (we answered first, and a
+/// consumer that looked in between had no route until its refresh 30 s later).
+#[test]
+fn an_auto_created_topic_is_routable_when_the_send_that_created_it_is_answered() {
+    let namesrv = Namesrv::start();
+    let root = tempfile::tempdir().unwrap();
+    let port = free_port_pair();
+    let config = write_config(root.path(), port, &namesrv.addr);
+    let log = root.path().join("broker.out");
+    let mut broker = support::start_broker(&support::broker_binary(), &config, &log);
+    let addr = format!("127.0.0.1:{port}");
+    rmq_net::rt::block_on(async {
+        wait_until_serving(&addr, &mut broker, &log).await;
+        let client = RemotingClient::connect(&addr, TIMEOUT).await.unwrap();
+        let names = RemotingClient::connect(&namesrv.addr, TIMEOUT)
+            .await
+            .unwrap();
+        for name in ["AutoTopicA", "AutoTopicB", "AutoTopicC"] {
+            let topic = Topic { name, queues: 4 };
+            let (request, _, _) = send_request(topic, 0, 0, 0);
+            let response = client.invoke(request, TIMEOUT).await.unwrap();
+            assert_eq!(response.code, ResponseCode::Success.code(), "{response:?}");
+            let route = route(&names, name).await;
+            let route = route.unwrap_or_else(|| panic!("no route of {name} after its first send"));
+            assert_eq!(route.broker_datas[0].broker_name, "reg-broker");
+            assert_eq!(route.queue_datas[0].write_queue_nums, 4, "{route:?}");
+        }
+    })
+    .expect("runtime");
+}
+
 fn update_config(text: &str) -> RemotingCommand {
     RemotingCommand::new_request(rc::UPDATE_BROKER_CONFIG).with_body(text.as_bytes().to_vec())
 }

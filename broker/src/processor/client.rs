@@ -1,7 +1,7 @@
 //! HEART_BEAT (34), UNREGISTER_CLIENT (35), GET_CONSUMER_LIST_BY_GROUP (38).
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rmq_core::body::{
     ConsumerListBody, HeartbeatData, PERM_READ, PERM_WRITE, decode_body, encode_body,
@@ -13,10 +13,6 @@ use super::{Processed, header, reply, success};
 use crate::clients::{CLIENT_ID_MAX_LENGTH, ClientChannel, MAX_REGISTRATIONS_PER_CONNECTION};
 use crate::core_context::CoreContext;
 use crate::topics::{GROUP_MAX_LENGTH, RETRY_GROUP_TOPIC_PREFIX, TopicLookup};
-
-/// Longest a heartbeat waits for the registration of a %RETRY% topic it created (the Java
-/// client's heartbeat times out after 3 s).
-const RETRY_TOPIC_REGISTRATION_WAIT: Duration = Duration::from_secs(2);
 
 /// Registers the producers and consumers a client announces. A %RETRY% topic it creates is
 /// registered with the name servers before the answer, so the client's next route refresh
@@ -65,7 +61,7 @@ pub async fn heartbeat(
                 .topics
                 .create_if_absent(&retry_topic, queues, PERM_READ | PERM_WRITE)
         {
-            registration = Some(broker.request_topic_registration(&retry_topic));
+            registration = Some((broker.request_topic_registration(&retry_topic), retry_topic));
         }
         if broker.clients.register_consumer(consumer, channel.clone()) {
             tracing::info!(group = %group, client = %data.client_id, "new consumer connected");
@@ -77,14 +73,10 @@ pub async fn heartbeat(
             .clients
             .register_producer(&producer.group_name, channel.clone());
     }
-    if let Some(generation) = registration {
-        let registered = broker
-            .registration
-            .wait_for(generation, RETRY_TOPIC_REGISTRATION_WAIT)
+    if let Some((generation, retry_topic)) = registration {
+        broker
+            .await_topic_registration(generation, &retry_topic)
             .await;
-        if !registered {
-            tracing::warn!(client = %data.client_id, "heartbeat answered before its %RETRY% topic reached every name server");
-        }
     }
     Ok(success(req))
 }

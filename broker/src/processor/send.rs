@@ -89,11 +89,15 @@ pub async fn process(
     let mut head = parse_header(req)?;
     check_broker_accepts_sends(broker, req)?;
     let (queue_id, created) = resolve_queue(core, req, &mut head)?;
-    if created {
-        // An acknowledged send never outlives its auto-created topic's config.
+    if let Some(registration) = created {
+        // An acknowledged send never outlives its auto-created topic's config, and a client
+        // that looks the topic up after the answer finds its route.
         if let Err(remark) = broker.topics.persisted().await {
             return Err(reply(req, ResponseCode::SystemError, remark));
         }
+        broker
+            .await_topic_registration(registration, &head.topic)
+            .await;
     }
     let wait = properties::get_property(&head.properties, keys::WAIT) != Some("false");
     let stored = place(broker, req, &head, queue_id)?;
@@ -185,12 +189,13 @@ fn check_broker_accepts_sends(
     Ok(())
 }
 
-/// Finds (or auto-creates) the topic and picks the queue; `true` when it created the topic.
+/// Finds (or auto-creates) the topic and picks the queue; when it created the topic, the
+/// generation of the topic's registration with the name servers.
 fn resolve_queue(
     core: &CoreContext,
     req: &RemotingCommand,
     head: &mut SendHeader,
-) -> Result<(i32, bool), RemotingCommand> {
+) -> Result<(i32, Option<u64>), RemotingCommand> {
     let broker = &core.broker;
     if let Err(remark) = validate_topic_name(&head.topic) {
         return Err(reply(req, ResponseCode::SystemError, remark));
@@ -210,10 +215,10 @@ fn resolve_queue(
         auto_create,
     );
     let (config, created) = match lookup {
-        TopicLookup::Found(config) => (config, false),
+        TopicLookup::Found(config) => (config, None),
         TopicLookup::Created(config) => {
-            broker.request_topic_registration(&config.topic_name);
-            (config, true)
+            let registration = broker.request_topic_registration(&config.topic_name);
+            (config, Some(registration))
         }
         TopicLookup::Missing => {
             let remark = format!("topic[{}] not exist, apply first please!", head.topic);

@@ -77,7 +77,9 @@ pub async fn process(core: &Rc<CoreContext>, req: &RemotingCommand) -> Processed
         let queues = group.retry_queue_nums.max(1);
         (format!("{RETRY_GROUP_TOPIC_PREFIX}{}", head.group), queues)
     };
-    ensure_topic(broker, &topic, queues);
+    if let Some(registration) = ensure_topic(broker, &topic, queues) {
+        broker.await_topic_registration(registration, &topic).await;
+    }
     let queue_id = (now_ms().unsigned_abs() % queues as u64) as i32;
     // A client chooses the stored reconsumeTimes (and maxReconsumeTimes): saturate, never
     // overflow.
@@ -119,13 +121,15 @@ fn back_properties(broker: &BrokerContext, props: &str, topic: &str, offset: i64
     properties::remove_property(&props, keys::DELAY)
 }
 
-fn ensure_topic(broker: &BrokerContext, topic: &str, queues: i32) {
-    if let TopicLookup::Created(_) =
-        broker
-            .topics
-            .create_if_absent(topic, queues, PERM_READ | PERM_WRITE)
+/// Creates the %RETRY% or %DLQ% topic if absent; when it did, the generation of its
+/// registration with the name servers.
+fn ensure_topic(broker: &BrokerContext, topic: &str, queues: i32) -> Option<u64> {
+    match broker
+        .topics
+        .create_if_absent(topic, queues, PERM_READ | PERM_WRITE)
     {
-        broker.request_topic_registration(topic);
+        TopicLookup::Created(_) => Some(broker.request_topic_registration(topic)),
+        _ => None,
     }
 }
 
