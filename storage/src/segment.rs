@@ -128,9 +128,14 @@ impl Segment {
         assert!(!io.dsync || io.direct, "O_DSYNC only with O_DIRECT");
         let path = dir.join(segment_name(start));
         let prep_path = dir.join(format!("{}.prep", segment_name(start)));
-        if let Some(fault) = check(&io.faults, FileOp::Create, &path, 0, size as usize) {
-            return Err(StoreError::io("create", &path, 0, fault_error(fault)));
-        }
+        refuse_on_fault(
+            &io.faults,
+            FileOp::Create,
+            "create",
+            &path,
+            0,
+            size as usize,
+        )?;
         let file = open_file(&prep_path, true, true, false).await?;
         let segment = Segment {
             start,
@@ -299,14 +304,14 @@ impl Segment {
             "read past the end of {:?}",
             self.path
         );
-        if let Some(fault) = check(&self.faults, FileOp::Read, &self.path, position, len) {
-            return Err(StoreError::io(
-                "read",
-                &self.path,
-                position,
-                fault_error(fault),
-            ));
-        }
+        refuse_on_fault(
+            &self.faults,
+            FileOp::Read,
+            "read",
+            &self.path,
+            position,
+            len,
+        )?;
         self.read_unchecked(position, len).await
     }
 
@@ -350,14 +355,7 @@ impl Segment {
     }
 
     pub async fn sync(&self) -> Result<(), StoreError> {
-        if let Some(fault) = check(&self.faults, FileOp::Sync, &self.path, 0, 0) {
-            return Err(StoreError::io(
-                "fdatasync",
-                &self.path,
-                0,
-                fault_error(fault),
-            ));
-        }
+        refuse_on_fault(&self.faults, FileOp::Sync, "fdatasync", &self.path, 0, 0)?;
         self.file
             .sync_data()
             .await
@@ -387,21 +385,14 @@ impl WriteBackJob {
     /// Blocks until the kernel has queued the range's write-back.
     pub fn run(&self) -> Result<(), StoreError> {
         let (position, len) = (self.position, self.len);
-        if let Some(fault) = check(
+        refuse_on_fault(
             &self.faults,
             FileOp::WriteBack,
+            "sync_file_range",
             &self.path,
             position,
             len as usize,
-        ) {
-            let error = fault_error(fault);
-            return Err(StoreError::io(
-                "sync_file_range",
-                &self.path,
-                position,
-                error,
-            ));
-        }
+        )?;
         use std::os::fd::AsRawFd;
         // SAFETY: the descriptor is owned by `self` and open; the call reads no memory.
         let rc = unsafe {
@@ -420,6 +411,22 @@ impl WriteBackJob {
 
 fn check(faults: &Faults, op: FileOp, path: &Path, position: u64, len: usize) -> Option<Fault> {
     faults.as_ref()?.on_op(op, path, position, len)
+}
+
+/// For an operation that cannot be partial (create, read, sync, write-back): the injected
+/// fault, if any, as the error the operation reports (`name` is the call it stands for).
+fn refuse_on_fault(
+    faults: &Faults,
+    op: FileOp,
+    name: &'static str,
+    path: &Path,
+    position: u64,
+    len: usize,
+) -> Result<(), StoreError> {
+    match check(faults, op, path, position, len) {
+        Some(fault) => Err(StoreError::io(name, path, position, fault_error(fault))),
+        None => Ok(()),
+    }
 }
 
 /// The error of a fault on an operation that cannot be partial (create, read, sync).
