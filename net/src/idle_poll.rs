@@ -280,7 +280,7 @@ mod tests {
         // A timer ticks every 2 ms, 100 times. With a 50 ms window the loop is still polling
         // when each tick fires, so it never has to block (a wait happens only if the thread
         // was kept off the CPU for a whole window); with a 100 µs window it blocks before
-        // every tick.
+        // every tick it did not oversleep.
         fn waits_while_ticking(window: Duration) -> u64 {
             let rt = runtime();
             let before = blocking_waits();
@@ -297,8 +297,10 @@ mod tests {
             polling <= 10,
             "polled between ticks, {polling} blocking waits"
         );
+        // Not 100: a thread kept off the CPU past a tick (a loaded CI machine; 42 seen) finds
+        // the timer already fired and has no need to block.
         assert!(
-            sleeping >= 50,
+            sleeping >= 25,
             "slept between ticks, {sleeping} blocking waits"
         );
     }
