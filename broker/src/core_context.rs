@@ -3,6 +3,7 @@
 //! `on_shard` runs a closure on the core that owns a shard: inline when that is this
 //! core, otherwise by sending the closure over the mesh; the result comes back on a
 //! oneshot channel. The closure runs on the owner's runtime, so the shard needs no lock.
+//! `hand_off` sends work that needs no result back (it answers its request itself).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -115,6 +116,25 @@ impl CoreContext {
         });
         self.send_job(owner, ShardJob { shard, run }).await?;
         done_rx.await.map_err(|_| ShardBusy { shard })
+    }
+
+    /// Queues `work` on the core owning `shard`, another core, and returns once it is
+    /// queued: the work answers its request itself (through a `Responder`), so this core is
+    /// not woken again for it. Err when the owner did not take it; the work was dropped.
+    pub async fn hand_off<F, Fut>(&self, shard: u32, work: F) -> Result<(), ShardBusy>
+    where
+        F: FnOnce(OwnedShard) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let owner = self.broker.core_of_shard(shard);
+        assert_ne!(
+            owner, self.core,
+            "work for this core's own shard is not handed off"
+        );
+        let run: Box<dyn FnOnce(OwnedShard) + Send> = Box::new(move |owned| {
+            rmq_net::rt::spawn(work(owned)).detach();
+        });
+        self.send_job(owner, ShardJob { shard, run }).await
     }
 
     async fn send_job(&self, owner: usize, mut job: ShardJob) -> Result<(), ShardBusy> {

@@ -13,7 +13,10 @@
 //!
 //! The outbound queue is a `futures` unbounded channel: its sender is `Send`, so another
 //! core (a shard that finished a forwarded request, or the broker notifying consumers)
-//! can write to this connection without touching its socket. The channel itself is
+//! can write to this connection without touching its socket. A request answered on another
+//! core through a [`Responder`] may instead be written to the socket by that core at once,
+//! when the connection has nothing else in flight or queued (`direct_write`): the reply then
+//! does not wake the connection's core at all. The channel itself is
 //! unbounded, but what reaches it is not: the reader stops reading the socket while the
 //! connection is over one of its [`ConnectionLimits`] (requests in flight, parked
 //! long-polls, queued reply bytes; see `flow`), so a client that does not read its replies
@@ -27,12 +30,15 @@
 //! A frame that cannot be decoded closes this connection only (both directions are shut
 //! down at once so the peer sees it); nothing else is affected.
 
-use std::future::Future;
+use std::cell::RefCell;
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 
 use bytes::BytesMut;
 use compio::BufResult;
@@ -42,6 +48,7 @@ use futures_channel::mpsc;
 use futures_util::StreamExt;
 use rmq_core::remoting::{RemotingCommand, decode_frame, encode_frame};
 
+use crate::direct_write::SharedSocket;
 use crate::flow::{ConnectionLimits, Flow, reply_cost};
 
 /// A boxed, single-core future.
@@ -64,6 +71,9 @@ static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 pub struct ConnectionSender {
     tx: mpsc::UnboundedSender<RemotingCommand>,
     flow: Arc<Flow>,
+    /// The socket, for direct writes (None: an in-process connection, or the descriptor
+    /// could not be duplicated).
+    socket: Option<Arc<SharedSocket>>,
 }
 
 impl ConnectionSender {
@@ -82,6 +92,73 @@ impl ConnectionSender {
     /// True while the connection is open.
     pub fn is_open(&self) -> bool {
         !self.tx.is_closed()
+    }
+
+    /// Writes `cmd`, the answer of a [`Responder`], to the socket from this core when no
+    /// other request of the connection waits for an answer from another core and nothing is
+    /// queued (replies that many others will follow are left to the writer, which coalesces
+    /// them into one write); queues it otherwise.
+    fn reply(&self, cmd: RemotingCommand) -> bool {
+        if let Some(socket) = &self.socket
+            && self.flow.responders() <= 1
+            && self.flow.queued_bytes() == 0
+        {
+            let written = FRAME.with_borrow_mut(|frame| {
+                frame.clear();
+                encode_frame(&cmd, frame);
+                let written = socket.try_write(frame, &self.flow);
+                if frame.capacity() > IDLE_WRITE_KEEP {
+                    *frame = BytesMut::new();
+                }
+                written
+            });
+            if written {
+                return true;
+            }
+        }
+        self.send(cmd)
+    }
+}
+
+thread_local! {
+    /// Encoding buffer of direct writes on this core.
+    static FRAME: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
+
+/// Answers one request from any core, later: obtained with [`ConnectionInfo::responder`],
+/// it counts as a request in flight on its connection until used or dropped. Dropped
+/// unused (its work was dropped: a full ring, a stopping shard), it sends the fallback
+/// response given when it was made, so the client never waits for its timeout.
+#[derive(Debug)]
+#[must_use = "a responder answers its request only when sent or dropped"]
+pub struct Responder {
+    sender: ConnectionSender,
+    oneway: bool,
+    /// The fallback response: the request's response with this code and remark.
+    fallback: Option<(RemotingCommand, i32, &'static str)>,
+    _in_flight: InFlight,
+}
+
+impl Responder {
+    /// Sends the response (nothing for a oneway request).
+    pub fn send(mut self, response: RemotingCommand) {
+        self.fallback = None;
+        if !self.oneway {
+            self.sender.reply(response);
+        }
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if let Some((mut fallback, code, remark)) = self.fallback.take()
+            && !self.oneway
+        {
+            fallback.code = code;
+            fallback.remark = Some(remark.to_owned());
+            self.sender.send(fallback);
+        }
+        self.sender.flow.responder_done();
     }
 }
 
@@ -109,6 +186,26 @@ impl ConnectionInfo {
         self.sender.flow.clone()
     }
 
+    /// A handle that answers `request` from any core (see [`Responder`]); the handler then
+    /// returns None, and the transport sends nothing for it. Dropped unused, it answers with
+    /// response code `fallback_code` and remark `fallback_remark`.
+    pub fn responder(
+        &self,
+        request: &RemotingCommand,
+        fallback_code: i32,
+        fallback_remark: &'static str,
+    ) -> Responder {
+        self.sender.flow.request_started();
+        self.sender.flow.responder_made();
+        let like = RemotingCommand::response_for(request, fallback_code, None);
+        Responder {
+            sender: self.sender.clone(),
+            oneway: request.is_oneway(),
+            fallback: Some((like, fallback_code, fallback_remark)),
+            _in_flight: InFlight(self.sender.flow.clone()),
+        }
+    }
+
     /// A connection with no socket, for driving a handler in-process in tests: what the
     /// handler sends on it arrives on the returned receiver.
     #[cfg(any(test, feature = "test-support"))]
@@ -126,6 +223,7 @@ impl ConnectionInfo {
             sender: ConnectionSender {
                 tx,
                 flow: Arc::default(),
+                socket: None,
             },
         };
         (info, rx)
@@ -163,6 +261,15 @@ pub async fn serve_connection<H: RequestHandler>(
     };
     let (tx, rx) = mpsc::unbounded();
     let flow = Arc::new(Flow::default());
+    // SAFETY: the descriptor is owned by `stream`, alive for this call; it is duplicated.
+    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    let socket = match SharedSocket::new(fd) {
+        Ok(socket) => Some(Arc::new(socket)),
+        Err(error) => {
+            tracing::debug!(peer = %peer, %error, "no direct replies on this connection");
+            None
+        }
+    };
     let info = Rc::new(ConnectionInfo {
         id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
         peer,
@@ -171,10 +278,11 @@ pub async fn serve_connection<H: RequestHandler>(
         sender: ConnectionSender {
             tx,
             flow: flow.clone(),
+            socket: socket.clone(),
         },
     });
     let (reader, writer) = stream.into_split();
-    crate::rt::spawn(write_loop(writer, rx, flow)).detach();
+    crate::rt::spawn(write_loop(writer, rx, flow, socket)).detach();
     let result = read_loop(&reader, &handler, &info, &limits).await;
     if let Err(reason) = result {
         if reason.starts_with("bad frame") {
@@ -236,6 +344,7 @@ async fn read_loop<H: RequestHandler>(
 }
 
 /// Counts a request in flight until dropped (also when its task is cancelled).
+#[derive(Debug)]
 struct InFlight(Arc<Flow>);
 
 impl Drop for InFlight {
@@ -266,23 +375,64 @@ fn dispatch<H: RequestHandler>(handler: &Rc<H>, info: &Rc<ConnectionInfo>, cmd: 
     .detach();
 }
 
+/// What the writer does next.
+enum Next {
+    Command(RemotingCommand),
+    /// Only the rest of a direct write is waiting.
+    Front,
+    Closed,
+}
+
+async fn next(
+    rx: &mut mpsc::UnboundedReceiver<RemotingCommand>,
+    socket: Option<&SharedSocket>,
+) -> Next {
+    poll_fn(|cx| match rx.poll_next_unpin(cx) {
+        Poll::Ready(Some(cmd)) => Poll::Ready(Next::Command(cmd)),
+        Poll::Ready(None) => Poll::Ready(Next::Closed),
+        Poll::Pending if socket.is_some_and(|socket| socket.front_pending(cx)) => {
+            Poll::Ready(Next::Front)
+        }
+        Poll::Pending => Poll::Pending,
+    })
+    .await
+}
+
 async fn write_loop(
     mut stream: TcpStream,
     mut rx: mpsc::UnboundedReceiver<RemotingCommand>,
     flow: Arc<Flow>,
+    socket: Option<Arc<SharedSocket>>,
 ) {
     let mut out = BytesMut::new();
     let mut carried = None;
-    loop {
+    'writing: loop {
         let first = match carried.take() {
-            Some(cmd) => cmd,
-            None => match rx.next().await {
-                Some(cmd) => cmd,
-                None => break,
-            },
+            Some(cmd) => Next::Command(cmd),
+            None => next(&mut rx, socket.as_deref()).await,
         };
-        let mut cost = reply_cost(&first);
-        encode_frame(&first, &mut out);
+        if matches!(first, Next::Closed) {
+            break;
+        }
+        // No direct write from another core while this one is on the socket.
+        let busy = match &socket {
+            Some(socket) => Some(socket.lock().await),
+            None => None,
+        };
+        // The rest of a direct write goes first: its frame is already half on the wire.
+        if let Some(front) = socket.as_deref().and_then(SharedSocket::take_front) {
+            let len = front.len();
+            let BufResult(result, _) = stream.write_all(front).await;
+            flow.written(len);
+            if result.is_err() {
+                break 'writing;
+            }
+        }
+        let mut cost = 0;
+        if let Next::Command(first) = first {
+            cost += reply_cost(&first);
+            encode_frame(&first, &mut out);
+        }
         while out.len() < WRITE_BATCH_BYTES {
             match rx.try_recv() {
                 Ok(cmd) => {
@@ -292,19 +442,25 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        let BufResult(result, back) = stream.write_all(out).await;
-        flow.written(cost);
-        out = back;
-        out.clear();
-        if result.is_err() {
-            break;
+        if !out.is_empty() {
+            let BufResult(result, back) = stream.write_all(out).await;
+            flow.written(cost);
+            out = back;
+            out.clear();
+            if result.is_err() {
+                break;
+            }
         }
+        drop(busy);
         // more to write: keep the buffer; nothing queued: an idle connection keeps little
         match rx.try_recv() {
             Ok(cmd) => carried = Some(cmd),
             Err(_) if out.capacity() > IDLE_WRITE_KEEP => out = BytesMut::new(),
             Err(_) => {}
         }
+    }
+    if let Some(socket) = &socket {
+        socket.close();
     }
     flow.writer_stopped();
 }

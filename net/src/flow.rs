@@ -69,6 +69,8 @@ pub struct Flow {
     in_flight: AtomicUsize,
     parked: AtomicUsize,
     queued_bytes: AtomicUsize,
+    /// Requests whose `Responder` is outstanding (answered from another core).
+    responders: AtomicUsize,
     /// The writer stopped (the socket failed): nothing queued will drain any more.
     writer_gone: AtomicBool,
     reader: AtomicWaker,
@@ -83,6 +85,20 @@ impl Flow {
         let before = self.in_flight.fetch_sub(1, Ordering::AcqRel);
         assert!(before > 0, "a request finished that was never started");
         self.reader.wake();
+    }
+
+    pub(crate) fn responder_made(&self) {
+        self.responders.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn responder_done(&self) {
+        let before = self.responders.fetch_sub(1, Ordering::AcqRel);
+        assert!(before > 0, "a responder finished that was never made");
+    }
+
+    /// Requests answered from another core, not answered yet.
+    pub(crate) fn responders(&self) -> usize {
+        self.responders.load(Ordering::Acquire)
     }
 
     pub(crate) fn queued(&self, bytes: usize) {

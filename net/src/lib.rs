@@ -15,6 +15,8 @@
 //! - `connection`: the server side of one remoting connection: frames in, concurrent
 //!   request handling (a long-polling pull never blocks the sends behind it), batched
 //!   writes out.
+//! - `direct_write`: a connection's socket shared with the other cores, so the core that
+//!   finished a request can write its reply without waking the connection's core.
 //! - `flow`: per-connection limits (requests in flight, parked long-polls, queued reply
 //!   bytes); over a limit the connection's socket is not read until replies drain.
 //! - `client`: the client side (broker → name server, bench tool): request/response
@@ -32,6 +34,7 @@ pub mod balance;
 pub mod client;
 pub mod connection;
 pub mod cores;
+pub mod direct_write;
 pub mod error;
 pub mod flow;
 pub mod idle_poll;
@@ -40,6 +43,6 @@ pub mod mesh;
 pub mod rt;
 
 pub use client::RemotingClient;
-pub use connection::{ConnectionInfo, RequestHandler, serve_connection};
+pub use connection::{ConnectionInfo, RequestHandler, Responder, serve_connection};
 pub use error::NetError;
 pub use flow::{ConnectionLimits, Flow, Parked};

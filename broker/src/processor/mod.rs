@@ -76,7 +76,12 @@ impl RequestHandler for BrokerHandler {
             }
             let result = match req.code {
                 rc::SEND_MESSAGE | rc::SEND_MESSAGE_V2 | rc::SEND_BATCH_MESSAGE => {
-                    send::process(core, &conn, &req).await
+                    match send::process_or_hand_off(core, &conn, &req, started).await {
+                        Ok(Some(response)) => Ok(response),
+                        // Answered by the shard's core (metrics recorded there).
+                        Ok(None) => return None,
+                        Err(response) => Err(response),
+                    }
                 }
                 rc::SEND_REPLY_MESSAGE | rc::SEND_REPLY_MESSAGE_V2 => {
                     reply::process(core, &conn, &req).await

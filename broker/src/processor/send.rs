@@ -12,6 +12,7 @@
 //! echoes a half message's offset in END_TRANSACTION). Batches carrying either are refused.
 
 use std::rc::Rc;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use rmq_core::body::PERM_WRITE;
@@ -26,7 +27,7 @@ use rmq_storage::{AppendResult, StoreError};
 
 use super::{Processed, busy, header, reply};
 use crate::context::{BrokerContext, now_ms};
-use crate::core_context::CoreContext;
+use crate::core_context::{CoreContext, OwnedShard};
 use crate::replication::Acked;
 use crate::topics::{TopicLookup, validate_group_name, validate_topic_name};
 use crate::{schedule, transaction};
@@ -79,12 +80,57 @@ pub(crate) fn parse_header(req: &RemotingCommand) -> Result<SendHeader, Remoting
     })
 }
 
-/// Handles one send request.
+/// Handles one send request and returns its response (used where the caller needs it:
+/// `reply`).
 pub async fn process(
     core: &Rc<CoreContext>,
     conn: &ConnectionInfo,
     req: &RemotingCommand,
 ) -> Processed {
+    match handle(core, conn, req, None).await? {
+        Some(response) => Ok(response),
+        None => unreachable!("a send is handed off only when the caller allows it"),
+    }
+}
+
+/// Handles one send request from a connection. A send whose queue belongs to another core's
+/// shard is handed to that core, which answers it itself (`Ok(None)`: the transport sends
+/// nothing here), unless `replyFromShard` is off; `started` is the request's metrics clock.
+pub async fn process_or_hand_off(
+    core: &Rc<CoreContext>,
+    conn: &ConnectionInfo,
+    req: &RemotingCommand,
+    started: Option<Instant>,
+) -> Result<Option<RemotingCommand>, RemotingCommand> {
+    let hand_off = core
+        .broker
+        .config
+        .reply_from_shard
+        .then_some(HandOff { started });
+    handle(core, conn, req, hand_off).await
+}
+
+/// The answer to a send whose shard's core did not take it (a full ring for too long, or a
+/// stopping broker): SYSTEM_BUSY, which the Java client retries on another broker.
+const HAND_OFF_REFUSED: &str = "[OVERLOAD]system busy, the queue's shard did not accept the send";
+
+/// What a handed-off send needs to answer by itself.
+struct HandOff {
+    started: Option<Instant>,
+}
+
+/// What the shard's core returns: the append (and its durability wait) and the replica wait.
+type ShardOutcome = (
+    Result<(AppendResult, Result<(), StoreError>), StoreError>,
+    SlaveWait,
+);
+
+async fn handle(
+    core: &Rc<CoreContext>,
+    conn: &ConnectionInfo,
+    req: &RemotingCommand,
+    hand_off: Option<HandOff>,
+) -> Result<Option<RemotingCommand>, RemotingCommand> {
     let broker = &core.broker;
     let mut head = parse_header(req)?;
     check_broker_accepts_sends(broker, req)?;
@@ -121,37 +167,63 @@ pub async fn process(
     let shard = broker.shard_of_queue(&stored.topic, stored.queue_id);
     let (topic, stored_queue) = (stored.topic.clone(), stored.queue_id);
     let store_ts = now_ms();
-    let outcome = core
-        .on_owned_shard(shard, move |owned| async move {
-            let store = owned.store;
-            let mut records = records;
-            let appended = if records.len() == 1 {
-                let (record, tags) = &mut records[0];
-                store.append(&topic, stored_queue, record, *tags, store_ts)
-            } else {
-                store.append_batch(&topic, stored_queue, &mut records, store_ts)
-            }?;
-            let acked = policy
-                .wait(&store, &owned.replica, appended.end_offset)
-                .await;
-            Ok::<_, StoreError>(((appended, acked.durable), acked.replica))
-        })
+    let append = move |owned: OwnedShard| async move {
+        let store = owned.store;
+        let mut records = records;
+        let appended = if records.len() == 1 {
+            let (record, tags) = &mut records[0];
+            store.append(&topic, stored_queue, record, *tags, store_ts)
+        } else {
+            store.append_batch(&topic, stored_queue, &mut records, store_ts)
+        };
+        match appended {
+            Ok(appended) => {
+                let acked = policy
+                    .wait(&store, &owned.replica, appended.end_offset)
+                    .await;
+                (Ok((appended, acked.durable)), acked.replica)
+            }
+            // Nothing stored: no replica to wait for.
+            Err(error) => (Err(error), SlaveWait::Replicated),
+        }
+    };
+    let answer =
+        move |broker: &BrokerContext, like: &RemotingCommand, (outcome, replica): ShardOutcome| {
+            let response = respond(
+                broker,
+                like,
+                &head,
+                queue_id,
+                outcome,
+                store_ts,
+                &batch_sizes,
+            );
+            Acked::respond(replica, response)
+        };
+    if let Some(HandOff { started }) = hand_off
+        && broker.core_of_shard(shard) != core.core
+    {
+        // The shard's core answers: this core is not woken for the reply.
+        let like = RemotingCommand::response_for(req, 0, None);
+        let responder = conn.responder(req, ResponseCode::SystemBusy.code(), HAND_OFF_REFUSED);
+        let code = req.code;
+        let shared = broker.clone();
+        // Refused (its ring full for too long), the work is dropped with its responder,
+        // which answers SYSTEM_BUSY.
+        let _ = core
+            .hand_off(shard, move |owned| async move {
+                let response = answer(&shared, &like, append(owned).await);
+                crate::metrics::on_rpc(started, code, Some(response.code));
+                responder.send(response);
+            })
+            .await;
+        return Ok(None);
+    }
+    let done = core
+        .on_owned_shard(shard, append)
         .await
         .map_err(|error| busy(req, &error))?;
-    let (outcome, replica) = match outcome {
-        Ok((stored, replica)) => (Ok(stored), replica),
-        Err(error) => (Err(error), SlaveWait::Replicated),
-    };
-    let response = respond(
-        broker,
-        req,
-        &head,
-        queue_id,
-        outcome,
-        store_ts,
-        &batch_sizes,
-    );
-    Ok(Acked::respond(replica, response))
+    Ok(Some(answer(broker, req, done)))
 }
 
 fn check_broker_accepts_sends(

@@ -324,6 +324,10 @@ config_struct! {
         /// many microseconds before it sleeps (0 = sleep at once), so a request arriving
         /// soon after the last one does not wait for the CPU to wake from idle.
         "idlePollMicros" => idle_poll_micros: u32 = 0,
+        /// rmq-fast extension: a send whose queue belongs to another core's shard is
+        /// answered by that core (written to the socket at once when the connection has
+        /// nothing else in flight), instead of going back to the connection's core first.
+        "replyFromShard" => reply_from_shard: bool = true,
         /// rmq-fast extension: ASYNC_FLUSH writes the commit log with `O_DIRECT` too, so an
         /// ack waits for the device write; false (default) writes through the page cache like
         /// RocketMQ's mmap (acks survive `kill -9`, not power loss, as in RocketMQ).
