@@ -98,11 +98,9 @@ async fn route(namesrv: &RemotingClient, topic: &str) -> Option<TopicRouteData> 
     (response.code == ResponseCode::Success.code()).then(|| decode_body(&response.body).unwrap())
 }
 
-/// A consumer's first heartbeat creates its group's %RETRY% topic; RocketMQ registers it
-/// with the name servers before answering, so the client's route refresh right after finds
-/// it (we answered first: retries waited for the next refresh, 40 s instead of 10 s).
-#[test]
-fn a_retry_topic_is_routable_when_the_heartbeat_that_created_it_is_answered() {
+/// Starts a name server and the broker binary registered with it, waits until the broker
+/// serves, and runs `test` with a client of the broker and one of the name server.
+fn with_broker(test: impl AsyncFnOnce(&RemotingClient, &RemotingClient)) {
     let namesrv = Namesrv::start();
     let root = tempfile::tempdir().unwrap();
     let port = free_port_pair();
@@ -116,16 +114,26 @@ fn a_retry_topic_is_routable_when_the_heartbeat_that_created_it_is_answered() {
         let names = RemotingClient::connect(&namesrv.addr, TIMEOUT)
             .await
             .unwrap();
+        test(&client, &names).await;
+    })
+    .expect("runtime");
+}
+
+/// A consumer's first heartbeat creates its group's %RETRY% topic; RocketMQ registers it
+/// with the name servers before answering, so the client's route refresh right after finds
+/// it (we answered first: retries waited for the next refresh, 40 s instead of 10 s).
+#[test]
+fn a_retry_topic_is_routable_when_the_heartbeat_that_created_it_is_answered() {
+    with_broker(async |client, names| {
         for group in ["RegGroupA", "RegGroupB", "RegGroupC"] {
             let response = client.invoke(heartbeat(group), TIMEOUT).await.unwrap();
             assert_eq!(response.code, ResponseCode::Success.code(), "{response:?}");
             let retry = format!("%RETRY%{group}");
-            let route = route(&names, &retry).await;
+            let route = route(names, &retry).await;
             let route = route.unwrap_or_else(|| panic!("no route of {retry} after the heartbeat"));
             assert_eq!(route.broker_datas[0].broker_name, "reg-broker");
         }
-    })
-    .expect("runtime");
+    });
 }
 
 /// The send that auto-creates a topic is answered after the topic reached every name server,
@@ -134,31 +142,18 @@ fn a_retry_topic_is_routable_when_the_heartbeat_that_created_it_is_answered() {
 /// consumer that looked in between had no route until its refresh 30 s later).
 #[test]
 fn an_auto_created_topic_is_routable_when_the_send_that_created_it_is_answered() {
-    let namesrv = Namesrv::start();
-    let root = tempfile::tempdir().unwrap();
-    let port = free_port_pair();
-    let config = write_config(root.path(), port, &namesrv.addr);
-    let log = root.path().join("broker.out");
-    let mut broker = support::start_broker(&support::broker_binary(), &config, &log);
-    let addr = format!("127.0.0.1:{port}");
-    rmq_net::rt::block_on(async {
-        wait_until_serving(&addr, &mut broker, &log).await;
-        let client = RemotingClient::connect(&addr, TIMEOUT).await.unwrap();
-        let names = RemotingClient::connect(&namesrv.addr, TIMEOUT)
-            .await
-            .unwrap();
+    with_broker(async |client, names| {
         for name in ["AutoTopicA", "AutoTopicB", "AutoTopicC"] {
             let topic = Topic { name, queues: 4 };
             let (request, _, _) = send_request(topic, 0, 0, 0);
             let response = client.invoke(request, TIMEOUT).await.unwrap();
             assert_eq!(response.code, ResponseCode::Success.code(), "{response:?}");
-            let route = route(&names, name).await;
+            let route = route(names, name).await;
             let route = route.unwrap_or_else(|| panic!("no route of {name} after its first send"));
             assert_eq!(route.broker_datas[0].broker_name, "reg-broker");
             assert_eq!(route.queue_datas[0].write_queue_nums, 4, "{route:?}");
         }
-    })
-    .expect("runtime");
+    });
 }
 
 fn update_config(text: &str) -> RemotingCommand {
@@ -196,23 +191,11 @@ fn broker_permission_updated_at_runtime_reaches_routes_and_sends() {
         name: "PermTopic",
         queues: 4,
     };
-    let namesrv = Namesrv::start();
-    let root = tempfile::tempdir().unwrap();
-    let port = free_port_pair();
-    let config = write_config(root.path(), port, &namesrv.addr);
-    let log = root.path().join("broker.out");
-    let mut broker = support::start_broker(&support::broker_binary(), &config, &log);
-    let addr = format!("127.0.0.1:{port}");
-    rmq_net::rt::block_on(async {
-        wait_until_serving(&addr, &mut broker, &log).await;
-        let client = RemotingClient::connect(&addr, TIMEOUT).await.unwrap();
-        let names = RemotingClient::connect(&namesrv.addr, TIMEOUT)
-            .await
-            .unwrap();
+    with_broker(async |client, names| {
         let send = |seq| client.invoke(send_request(TOPIC, 0, 0, seq).0, TIMEOUT);
         let response = send(0).await.unwrap();
         assert_eq!(response.code, ResponseCode::Success.code(), "{response:?}");
-        wait_for_perm(&names, TOPIC.name, 6).await;
+        wait_for_perm(names, TOPIC.name, 6).await;
 
         let response = client
             .invoke(update_config("brokerPermission=4"), TIMEOUT)
@@ -232,36 +215,24 @@ fn broker_permission_updated_at_runtime_reaches_routes_and_sends() {
                 .unwrap_or("")
                 .contains("sending message is forbidden")
         );
-        wait_for_perm(&names, TOPIC.name, 4).await;
+        wait_for_perm(names, TOPIC.name, 4).await;
 
         let response = client
             .invoke(update_config("brokerPermission=6"), TIMEOUT)
             .await
             .unwrap();
         assert_eq!(response.code, ResponseCode::Success.code(), "{response:?}");
-        wait_for_perm(&names, TOPIC.name, 6).await;
+        wait_for_perm(names, TOPIC.name, 6).await;
         let response = send(2).await.unwrap();
         assert_eq!(response.code, ResponseCode::Success.code(), "{response:?}");
-    })
-    .expect("runtime");
+    });
 }
 
 /// The name server lists what Apache's would: RocketMQ's system topics, not our timer topic
 /// (only the broker reads and writes it), and the transaction topics only once used.
 #[test]
 fn the_name_server_lists_rocketmqs_system_topics_not_ours() {
-    let namesrv = Namesrv::start();
-    let root = tempfile::tempdir().unwrap();
-    let port = free_port_pair();
-    let config = write_config(root.path(), port, &namesrv.addr);
-    let log = root.path().join("broker.out");
-    let mut broker = support::start_broker(&support::broker_binary(), &config, &log);
-    let addr = format!("127.0.0.1:{port}");
-    rmq_net::rt::block_on(async {
-        wait_until_serving(&addr, &mut broker, &log).await;
-        let names = RemotingClient::connect(&namesrv.addr, TIMEOUT)
-            .await
-            .unwrap();
+    with_broker(async |_, names| {
         let deadline = Instant::now() + Duration::from_secs(20);
         let topics = loop {
             let request = RemotingCommand::new_request(rc::GET_ALL_TOPIC_LIST_FROM_NAMESERVER);
@@ -302,8 +273,7 @@ fn the_name_server_lists_rocketmqs_system_topics_not_ours() {
                 "{hidden} listed: {topics:?}"
             );
         }
-    })
-    .expect("runtime");
+    });
 }
 
 /// Topics created by `many_topics_are_created_registered_and_routable` (`RMQ_REGISTER_TOPICS`,
