@@ -33,7 +33,7 @@
 use std::cell::RefCell;
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -195,6 +195,12 @@ impl ConnectionInfo {
         fallback_code: i32,
         fallback_remark: &'static str,
     ) -> Responder {
+        if let Some(socket) = &self.sender.socket
+            && !self.sender.flow.writer_gone()
+        {
+            // On the connection's core (handlers run there) with its writer alive.
+            socket.prepare();
+        }
         self.sender.flow.request_started();
         self.sender.flow.responder_made();
         let like = RemotingCommand::response_for(request, fallback_code, None);
@@ -261,15 +267,8 @@ pub async fn serve_connection<H: RequestHandler>(
     };
     let (tx, rx) = mpsc::unbounded();
     let flow = Arc::new(Flow::default());
-    // SAFETY: the descriptor is owned by `stream`, alive for this call; it is duplicated.
-    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
-    let socket = match SharedSocket::new(fd) {
-        Ok(socket) => Some(Arc::new(socket)),
-        Err(error) => {
-            tracing::debug!(peer = %peer, %error, "no direct replies on this connection");
-            None
-        }
-    };
+    // Duplicated for direct writes only when a request is first handed to another core.
+    let socket = Some(Arc::new(SharedSocket::new(stream.as_raw_fd())));
     let info = Rc::new(ConnectionInfo {
         id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
         peer,
@@ -375,6 +374,22 @@ fn dispatch<H: RequestHandler>(handler: &Rc<H>, info: &Rc<ConnectionInfo>, cmd: 
     .detach();
 }
 
+/// Marks the connection's writer stopped when dropped: no more direct replies (the socket is
+/// shut down), and the reader closes the connection.
+struct WriterStopped {
+    flow: Arc<Flow>,
+    socket: Option<Arc<SharedSocket>>,
+}
+
+impl Drop for WriterStopped {
+    fn drop(&mut self) {
+        if let Some(socket) = &self.socket {
+            socket.close();
+        }
+        self.flow.writer_stopped();
+    }
+}
+
 /// What the writer does next.
 enum Next {
     Command(RemotingCommand),
@@ -404,6 +419,11 @@ async fn write_loop(
     flow: Arc<Flow>,
     socket: Option<Arc<SharedSocket>>,
 ) {
+    // Also when this task is dropped unfinished (its core stopping).
+    let stopped = WriterStopped {
+        flow: flow.clone(),
+        socket: socket.clone(),
+    };
     let mut out = BytesMut::new();
     let mut carried = None;
     'writing: loop {
@@ -459,10 +479,7 @@ async fn write_loop(
             Err(_) => {}
         }
     }
-    if let Some(socket) = &socket {
-        socket.close();
-    }
-    flow.writer_stopped();
+    drop(stopped);
 }
 
 fn shutdown_socket(stream: &TcpStream) {

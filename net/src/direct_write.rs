@@ -14,13 +14,17 @@
 //!   over, or the kernel takes nothing, the caller queues the reply as before.
 //! - A direct write the kernel took only part of leaves the rest in `front`, which the
 //!   writer writes before anything else (it is woken for it), so the frame stays whole.
-//! - The descriptor is a duplicate owned here: a writer on another core can never write to
-//!   a descriptor number the connection already closed and the process reused. When the
-//!   connection ends, [`SharedSocket::close`] refuses further direct writes and shuts the
-//!   socket down, so the peer sees the close even while a reply handle still holds this.
+//! - Direct writes use a duplicate of the descriptor, owned here, so a writer on another core
+//!   never writes to a number the connection closed and the process reused. It is made on
+//!   the connection's core by [`SharedSocket::prepare`] when the first request is handed to
+//!   another core (while the connection's writer, which owns the socket, is alive): idle and
+//!   consumer connections keep one descriptor. When the connection ends,
+//!   [`SharedSocket::close`] refuses further direct writes and shuts the socket down, so the
+//!   peer sees the close even while a reply handle still holds the duplicate.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Mutex;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::Context;
 
@@ -41,7 +45,10 @@ pub fn direct_writes() -> u64 {
 
 #[derive(Debug)]
 pub(crate) struct SharedSocket {
-    fd: OwnedFd,
+    /// The connection's own descriptor: used only on its core, while its writer is alive.
+    raw: RawFd,
+    /// The duplicate direct writes use.
+    fd: OnceLock<OwnedFd>,
     busy: AtomicBool,
     /// The unwritten end of a direct write; the writer writes it first.
     front: Mutex<Option<Bytes>>,
@@ -60,15 +67,16 @@ impl Drop for Busy<'_> {
 }
 
 impl SharedSocket {
-    /// Shares the socket `fd` (duplicated; the caller keeps its own descriptor).
-    pub(crate) fn new(fd: BorrowedFd<'_>) -> std::io::Result<SharedSocket> {
-        Ok(SharedSocket {
-            fd: fd.try_clone_to_owned()?,
+    /// Shares the socket `raw` (not duplicated until [`SharedSocket::prepare`]).
+    pub(crate) fn new(raw: RawFd) -> SharedSocket {
+        SharedSocket {
+            raw,
+            fd: OnceLock::new(),
             busy: AtomicBool::new(false),
             front: Mutex::new(None),
             writer: AtomicWaker::new(),
             closed: AtomicBool::new(false),
-        })
+        }
     }
 
     fn try_busy(&self) -> Option<Busy<'_>> {
@@ -98,10 +106,34 @@ impl SharedSocket {
         self.front.lock().expect("front").is_some()
     }
 
+    /// Makes the descriptor direct writes use, once. Call it on the connection's core while
+    /// the connection's writer is alive (it owns the socket, so `raw` is open). False when
+    /// it could not be made (too many open files): replies are then queued.
+    pub(crate) fn prepare(&self) -> bool {
+        if self.fd.get().is_some() {
+            return true;
+        }
+        // SAFETY: per this function's contract, `raw` is an open descriptor for this call.
+        let raw = unsafe { BorrowedFd::borrow_raw(self.raw) };
+        match raw.try_clone_to_owned() {
+            Ok(fd) => {
+                let _ = self.fd.set(fd);
+                true
+            }
+            Err(error) => {
+                tracing::debug!(%error, "no direct replies on this connection");
+                false
+            }
+        }
+    }
+
     /// Writes `frame` now if nobody else is writing and nothing is left over from an earlier
     /// direct write. True when the frame is on its way (whole, or its rest in `front` for the
     /// writer); false when nothing was written and the caller must queue it.
     pub(crate) fn try_write(&self, frame: &[u8], flow: &Flow) -> bool {
+        let Some(fd) = self.fd.get() else {
+            return false;
+        };
         if self.closed.load(Ordering::Acquire) {
             return false;
         }
@@ -114,7 +146,7 @@ impl SharedSocket {
         }
         let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
         let sent = loop {
-            match send(self.fd.as_raw_fd(), frame, flags) {
+            match send(fd.as_raw_fd(), frame, flags) {
                 Err(Errno::EINTR) => continue,
                 other => break other,
             }
@@ -143,7 +175,9 @@ impl SharedSocket {
     /// Refuses direct writes from now on and shuts the socket down both ways.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        let _ = shutdown(self.fd.as_fd().as_raw_fd(), Shutdown::Both);
+        if let Some(fd) = self.fd.get() {
+            let _ = shutdown(fd.as_raw_fd(), Shutdown::Both);
+        }
     }
 }
 
@@ -163,7 +197,8 @@ mod tests {
     #[test]
     fn a_direct_write_reaches_the_peer_whole() {
         let (server, mut client) = pair();
-        let shared = SharedSocket::new(server.as_fd()).unwrap();
+        let shared = SharedSocket::new(server.as_raw_fd());
+        assert!(shared.prepare());
         let flow = Flow::default();
         assert!(shared.try_write(b"hello", &flow));
         let mut got = [0u8; 5];
@@ -175,7 +210,8 @@ mod tests {
     #[test]
     fn a_busy_or_closed_socket_refuses_and_writes_nothing() {
         let (server, mut client) = pair();
-        let shared = SharedSocket::new(server.as_fd()).unwrap();
+        let shared = SharedSocket::new(server.as_raw_fd());
+        assert!(shared.prepare());
         let flow = Flow::default();
         let held = shared.try_busy().expect("free");
         assert!(!shared.try_write(b"no", &flow), "the writer holds it");
@@ -194,7 +230,8 @@ mod tests {
         socket2::SockRef::from(&server)
             .set_send_buffer_size(4096)
             .unwrap();
-        let shared = SharedSocket::new(server.as_fd()).unwrap();
+        let shared = SharedSocket::new(server.as_raw_fd());
+        assert!(shared.prepare());
         let flow = Flow::default();
         let frame = vec![7u8; 8 << 20];
         assert!(shared.try_write(&frame, &flow));

@@ -111,6 +111,11 @@ impl Flow {
         self.reader.wake();
     }
 
+    /// Whether the connection's writer stopped.
+    pub(crate) fn writer_gone(&self) -> bool {
+        self.writer_gone.load(Ordering::Acquire)
+    }
+
     pub(crate) fn writer_stopped(&self) {
         self.writer_gone.store(true, Ordering::Release);
         self.reader.wake();
