@@ -22,7 +22,8 @@
 #   full      3 sizes x {ASYNC,SYNC}_FLUSH x {sync 1 thread, sync 64 threads, async} (~20 min)
 # Env: SKIP_BUILD=1 (binaries already built), RMQ_EXAMPLE_SRC=dir holding Apache's
 #      benchmark Producer.java + AclClient.java (else downloaded from GitHub at the tag),
-#      COMPARE_DIR (parent of the work dir, default /tmp), RMQ_PEER_VERSION (default 4.9.7).
+#      COMPARE_DIR (parent of the work dir, default /tmp), RMQ_PEER_VERSION (default 4.9.7),
+#      COMPARE_MIN_FREE_GB (refuse to start with less free space there, default 20).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -69,6 +70,15 @@ else
 fi
 
 FLUSHES="${FLUSHES_ARG:-$FLUSHES}"
+# A pass writes ~10 GB (both brokers' stores, fio files); a broker near its disk limit refuses
+# sends (rmq-fast: "disk nearly full"), which spoiled full run 6's first SYNC_FLUSH pass.
+MIN_FREE_GB="${COMPARE_MIN_FREE_GB:-20}"
+free_gb=$(( $(df -Pk "${COMPARE_DIR:-/tmp}" | awk 'NR == 2 { print $4 }') / 1024 / 1024 ))
+if (( free_gb < MIN_FREE_GB )); then
+  echo "compare.sh: only ${free_gb} GB free under ${COMPARE_DIR:-/tmp}; a run needs ${MIN_FREE_GB} GB" \
+    "(free some space, or set COMPARE_DIR elsewhere or COMPARE_MIN_FREE_GB)" >&2
+  exit 2
+fi
 WORK="$(mktemp -d "${COMPARE_DIR:-/tmp}/rmq-compare.XXXXXX")"
 OUT="${OUT:-$WORK/out}"
 mkdir -p "$OUT"
