@@ -139,7 +139,7 @@ fn group_commit(c: &mut Criterion) {
 fn group_commit_dsync(c: &mut Criterion) {
     let dir = temp_dir();
     let mut cfg = config(dir.path(), FlushMode::Sync);
-    cfg.sync_flush_dsync_writes = true;
+    cfg.sync_flush_dsync_writes = rmq_storage::DsyncWrites::Always;
     let runtime = rmq_net::rt::Runtime::new().expect("runtime");
     let (_layout, store) = runtime.block_on(open(&cfg));
     let mut group = c.benchmark_group("group_commit");

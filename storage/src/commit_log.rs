@@ -453,10 +453,11 @@ impl CommitLog {
     }
 
     /// Writes `[written, target)` to the segments: block-aligned, re-sending the partial
-    /// first block, split at segment and chunk boundaries. Returns whether the bytes are
-    /// already durable (every segment written is `O_DSYNC`); segments whose writes are not
-    /// join `unsynced`, for the next sync.
-    pub async fn write_up_to(&self, target: i64) -> Result<bool, StoreError> {
+    /// first block, split at segment and chunk boundaries; `durably` through the segments'
+    /// `O_DSYNC` descriptors where they have one ([`Segment::write_durably_at`]). Returns
+    /// whether the bytes are already durable (every piece went through an `O_DSYNC`
+    /// descriptor); segments whose writes are not join `unsynced`, for the next sync.
+    pub async fn write_up_to(&self, target: i64, durably: bool) -> Result<bool, StoreError> {
         let from = self.written.get();
         assert!(from < target && target <= self.appended.get());
         self.stats.record_group_commit((target - from) as u64);
@@ -469,15 +470,21 @@ impl CommitLog {
                 segment_end.min(self.base + align_up((target - self.base) as u64) as i64);
             let segment = self.segment_for_write(segment_start).await?;
             let views = self.tail.borrow_mut().views(at, piece_end);
+            let through_dsync = durably && segment.can_write_durably();
+            let mut segment_durable = segment.writes_durable() || through_dsync;
             for (view_start, view) in views {
                 let len = view_len(&view);
-                segment
-                    .write_at(view, (view_start - segment_start) as u64)
-                    .await?;
+                let position = (view_start - segment_start) as u64;
+                if through_dsync {
+                    let (_, was_durable) = segment.write_durably_at(view, position).await?;
+                    segment_durable &= was_durable;
+                } else {
+                    segment.write_at(view, position).await?;
+                }
                 bump(&self.stats.commit_log_writes, 1);
                 bump(&self.stats.commit_log_write_bytes, len as u64);
             }
-            if !segment.writes_durable() {
+            if !segment_durable {
                 durable = false;
                 self.unsynced.borrow_mut().insert(segment_start, segment);
             }

@@ -10,6 +10,8 @@ use crate::consume_queue::ENTRY_SIZE;
 use crate::error::StoreError;
 use crate::faults::DiskFaults;
 
+pub use rmq_core::config::DsyncWrites;
+
 /// RocketMQ `flushDiskType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlushMode {
@@ -47,14 +49,20 @@ pub struct StoreConfig {
     /// instead of a device write. SYNC_FLUSH always writes with `O_DIRECT`
     /// (see [`StoreConfig::direct_writes`]). Default false (broker key `asyncFlushDirectIo`).
     pub direct_io: bool,
-    /// SYNC_FLUSH: open segments `O_DIRECT | O_DSYNC`, so a write that completes is durable
-    /// (the kernel flushes the device cache, or writes FUA, before completing it) and a
-    /// round costs one trip from the shard to the kernel instead of a write and then an
-    /// `fdatasync`. Ignored under ASYNC_FLUSH. Default false (broker key
-    /// `syncFlushDsyncWrites`): on the development VM's disk it lost a third of the
-    /// throughput with 64 producers, because a write and the previous round's `fdatasync`
-    /// no longer overlap (docs/perf.md).
-    pub sync_flush_dsync_writes: bool,
+    /// SYNC_FLUSH: which writes go through an `O_DIRECT | O_DSYNC` descriptor, durable when
+    /// they complete (the kernel flushes the device cache, or writes FUA, before completing
+    /// them), so the round costs one trip from the shard to the kernel instead of a write and
+    /// then an `fdatasync`. Ignored under ASYNC_FLUSH. Broker key `syncFlushDsyncWrites`:
+    /// - `Idle` (default): a round that starts with nothing in flight (everything before it
+    ///   flushed, no sync running, the previous round not cut short by new appends), i.e. a
+    ///   lone or lightly loaded sender, whose ack then waits for one device operation instead
+    ///   of two in a row; under load the rounds write and `fdatasync`, overlapping (measured
+    ///   in docs/perf.md: a third more throughput with one sender).
+    /// - `Always`: every write. On the development VM's slow-disk days it lost a third of
+    ///   the throughput with 64 producers, because a write and the previous round's
+    ///   `fdatasync` no longer overlap.
+    /// - `Never`: every round writes, then syncs.
+    pub sync_flush_dsync_writes: DsyncWrites,
     pub sync_flush_timeout: Duration,
     pub flush_interval_commit_log: Duration,
     pub flush_commit_log_least_pages: u32,
@@ -127,7 +135,7 @@ impl StoreConfig {
             consume_queue_file_size: 300_000 * ENTRY_SIZE as u64,
             flush_mode: FlushMode::Async,
             direct_io: false,
-            sync_flush_dsync_writes: false,
+            sync_flush_dsync_writes: DsyncWrites::Idle,
             sync_flush_timeout: Duration::from_secs(5),
             flush_interval_commit_log: Duration::from_millis(500),
             flush_commit_log_least_pages: 4,
@@ -197,7 +205,10 @@ impl StoreConfig {
     pub(crate) fn segment_io(&self) -> crate::segment::SegmentIo {
         crate::segment::SegmentIo {
             direct: self.direct_writes(),
-            dsync: self.flush_mode == FlushMode::Sync && self.sync_flush_dsync_writes,
+            dsync: self.flush_mode == FlushMode::Sync
+                && self.sync_flush_dsync_writes == DsyncWrites::Always,
+            durable_writes: self.flush_mode == FlushMode::Sync
+                && self.sync_flush_dsync_writes == DsyncWrites::Idle,
             faults: self.faults.clone(),
         }
     }

@@ -8,13 +8,17 @@
 //!    segments written so far, then sets `flushed` to what was written when it started and
 //!    releases every `Flushed` waiter it covers.
 //!
-//! Under SYNC_FLUSH with `O_DSYNC` segments (`StoreConfig::sync_flush_dsync_writes`, off by
-//! default) step 2 also sets `flushed = target` and releases the `Flushed` waiters: the write
-//! that completed is durable, so a round is one device round trip and step 3 never finds
-//! anything to sync (but the next write waits for this one, where the default overlaps it
-//! with this round's `fdatasync`). Only when everything up to the write's start was already
-//! flushed, no sync is in flight and every segment written is `O_DSYNC`; else the bytes wait
-//! for a sync as below.
+//! Under SYNC_FLUSH a round may write through `O_DSYNC` descriptors
+//! (`StoreConfig::sync_flush_dsync_writes`): then step 2 also sets `flushed = target` and
+//! releases the `Flushed` waiters, because the write that completed is durable, so the round
+//! is one device round trip and step 3 finds nothing to sync (but the next write waits for
+//! this one, where write + `fdatasync` overlaps it with this round's sync). Only when
+//! everything up to the write's start was already flushed, no sync is in flight and every
+//! piece went through an `O_DSYNC` descriptor; else the bytes wait for a sync as below.
+//! `DsyncWrites::Always` writes every round so; `DsyncWrites::Idle` (the default) only a
+//! round that starts idle: nothing unflushed before it, no sync in flight, and the previous
+//! round's write not overtaken by new appends. A lone sender's ack then waits for one device
+//! operation, while a loaded shard keeps the overlap.
 //!
 //! With a cohort (`StoreConfig::sync_cohort`, SYNC_FLUSH in the broker) step 3 also waits
 //! until the cohort admits the shard: once per epoch (`sync_cohort.rs`).
@@ -42,7 +46,7 @@ use std::time::{Duration, Instant};
 
 use crate::aligned_buffer::BLOCK_SIZE;
 use crate::commit_log::CommitLog;
-use crate::config::FlushMode;
+use crate::config::{DsyncWrites, FlushMode};
 use crate::stats::bump;
 use crate::waiters::Signal;
 
@@ -69,6 +73,9 @@ struct SyncState {
     synced_in: Cell<Option<u64>>,
     /// Set while a due sync waits for the cohort's epoch past this one to end.
     blocked: Cell<Option<u64>>,
+    /// More was appended while the last write was in flight: the shard is loaded, so the
+    /// next round writes and syncs (`DsyncWrites::Idle`).
+    overtaken: Cell<bool>,
 }
 
 pub(crate) fn spawn(log: &Rc<CommitLog>) -> Rc<Signal> {
@@ -91,6 +98,7 @@ async fn run(weak: Weak<CommitLog>, signal: Rc<Signal>) {
         last_sync: Cell::new(Instant::now()),
         synced_in: Cell::new(None),
         blocked: Cell::new(None),
+        overtaken: Cell::new(false),
     });
     loop {
         let (round, idle_wait, cohort) = {
@@ -133,7 +141,13 @@ async fn round(log: &Rc<CommitLog>, state: &Rc<SyncState>) -> Round {
     if target > log.written() {
         let from = log.written();
         let started = Instant::now();
-        let written = log.write_up_to(target).await;
+        let durably = match log.cfg.sync_flush_dsync_writes {
+            _ if log.cfg.flush_mode != FlushMode::Sync => false,
+            DsyncWrites::Never => false,
+            DsyncWrites::Always => true,
+            DsyncWrites::Idle => !state.overtaken.get() && pipeline_idle(log, state, from),
+        };
+        let written = log.write_up_to(target, durably).await;
         let micros = micros_since(started);
         bump(&log.stats.write_micros_sum, micros);
         let durable = match written {
@@ -146,13 +160,19 @@ async fn round(log: &Rc<CommitLog>, state: &Rc<SyncState>) -> Round {
                 return Round::Failed;
             }
         };
+        state.overtaken.set(log.appended() > target);
         log.set_written(target);
         log.written_waiters.release(target);
         log.write_back.after_write(log);
         // An `O_DSYNC` write is its own sync: `[from, target)` is durable, and so is
         // everything below `from` when it was flushed before the write started (a sync
         // still in flight or a failed one leaves it to the sync path).
-        if durable && log.flushed() == from && !state.in_flight.get() && !state.failed.get() {
+        let idle = pipeline_idle(log, state, from);
+        assert!(
+            !(durably && durable) || idle || log.cfg.sync_flush_dsync_writes == DsyncWrites::Always,
+            "a round that started idle stays so while its write is in flight (no sync starts)"
+        );
+        if durable && idle {
             log.set_flushed(target);
             let acks = log.release_flushed(target);
             log.stats.record_sync(micros);
@@ -179,6 +199,12 @@ async fn round(log: &Rc<CommitLog>, state: &Rc<SyncState>) -> Round {
     }
     // Idle until new data, a new `Flushed` waiter, the sync's completion or stop.
     Round::Idle
+}
+
+/// Whether everything before `from` is flushed and no sync is running or failed: a durable
+/// write of `[from, target)` then makes everything up to `target` durable.
+fn pipeline_idle(log: &CommitLog, state: &SyncState, from: i64) -> bool {
+    log.flushed() == from && !state.in_flight.get() && !state.failed.get()
 }
 
 /// Whether a due sync may start now: always without a cohort or when stopping (the other

@@ -105,7 +105,7 @@ mod waiters;
 mod write_back;
 
 pub use aligned_buffer::{AlignedBuffer, BLOCK_SIZE};
-pub use config::{Durability, FlushMode, StoreConfig};
+pub use config::{DsyncWrites, Durability, FlushMode, StoreConfig};
 pub use epoch_history::{EpochEntry, EpochHistory, find_consistent_point};
 pub use error::StoreError;
 pub use layout::StoreLayout;

@@ -5,10 +5,13 @@
 //! block-aligned and goes through `O_DIRECT` unless the filesystem refuses it (tmpfs), in which
 //! case we fall back to buffered I/O and warn once per process. Under SYNC_FLUSH segments are
 //! opened `O_DSYNC` too (`SegmentIo::dsync`): a completed write is then durable, no `fdatasync`
-//! needed (`Segment::writes_durable`). Preparation happens under a
+//! needed (`Segment::writes_durable`); or they keep a second `O_DIRECT | O_DSYNC` descriptor
+//! (`SegmentIo::durable_writes`) for the writes the flusher wants durable at once
+//! ([`Segment::write_durably_at`]). Preparation happens under a
 //! `.prep` name and is renamed into place, so a crash never leaves a half-prepared file with a
 //! segment name.
 
+use std::cell::OnceCell;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,6 +38,9 @@ pub(crate) struct SegmentIo {
     /// Open `O_DSYNC` (only with `direct`: a buffered `pwrite` runs on the shard's thread and
     /// must not wait for the device).
     pub dsync: bool,
+    /// Also open an `O_DIRECT | O_DSYNC` descriptor for [`Segment::write_durably_at`] (only
+    /// with `direct` and without `dsync`).
+    pub durable_writes: bool,
     pub faults: Faults,
 }
 
@@ -67,6 +73,11 @@ pub(crate) struct Segment {
     direct: bool,
     /// Opened `O_DSYNC`: a completed write is durable.
     dsync: bool,
+    /// Keep a second descriptor, `O_DIRECT | O_DSYNC`, for [`Segment::write_durably_at`].
+    durable_writes: bool,
+    /// That descriptor, opened at the first durable write (most segments a store opens are
+    /// never written again).
+    durable_file: OnceCell<File>,
     faults: Faults,
 }
 
@@ -81,6 +92,11 @@ impl Segment {
         self.dsync
     }
 
+    /// Whether a completed [`Segment::write_durably_at`] is durable.
+    pub fn can_write_durably(&self) -> bool {
+        self.dsync || self.durable_writes
+    }
+
     /// Opens an existing segment and checks its size.
     pub async fn open(
         dir: &Path,
@@ -88,7 +104,7 @@ impl Segment {
         size: u64,
         io: &SegmentIo,
     ) -> Result<Segment, StoreError> {
-        assert!(!io.dsync || io.direct, "O_DSYNC only with O_DIRECT");
+        io.check();
         let path = dir.join(segment_name(start));
         let file = open_file(&path, false, io.direct, io.dsync).await?;
         let len = file
@@ -108,6 +124,8 @@ impl Segment {
             file,
             direct: io.direct,
             dsync: io.dsync,
+            durable_writes: io.durable_writes,
+            durable_file: OnceCell::new(),
             faults: io.faults.clone(),
         })
     }
@@ -125,7 +143,7 @@ impl Segment {
         zero_fill: bool,
         io: &SegmentIo,
     ) -> Result<Segment, StoreError> {
-        assert!(!io.dsync || io.direct, "O_DSYNC only with O_DIRECT");
+        io.check();
         let path = dir.join(segment_name(start));
         let prep_path = dir.join(format!("{}.prep", segment_name(start)));
         refuse_on_fault(
@@ -144,6 +162,8 @@ impl Segment {
             file,
             direct: true,
             dsync: false,
+            durable_writes: io.durable_writes,
+            durable_file: OnceCell::new(),
             faults: io.faults.clone(),
         };
         segment.allocate().await?;
@@ -204,6 +224,47 @@ impl Segment {
     /// Writes all of `buffer` at `position` (relative to the segment start), looping on
     /// short writes; returns the buffer for reuse.
     pub async fn write_at<B: IoBuf>(&self, buffer: B, position: u64) -> Result<B, StoreError> {
+        self.write_through(&self.file, buffer, position).await
+    }
+
+    /// [`Segment::write_at`] through an `O_DSYNC` descriptor, so the bytes are durable when
+    /// it completes; also returns whether they are: not when that descriptor cannot be
+    /// opened (warned; the write goes through the plain one and needs a sync). Only where
+    /// [`Segment::can_write_durably`].
+    pub async fn write_durably_at<B: IoBuf>(
+        &self,
+        buffer: B,
+        position: u64,
+    ) -> Result<(B, bool), StoreError> {
+        assert!(
+            self.can_write_durably(),
+            "no O_DSYNC descriptor for {:?}",
+            self.path
+        );
+        if self.dsync {
+            return Ok((self.write_at(buffer, position).await?, true));
+        }
+        if self.durable_file.get().is_none() {
+            match open_file(&self.path, false, true, true).await {
+                Ok(file) => {
+                    let _ = self.durable_file.set(file);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "no O_DSYNC descriptor; writing, then syncing");
+                    return Ok((self.write_at(buffer, position).await?, false));
+                }
+            }
+        }
+        let file = self.durable_file.get().expect("opened above");
+        Ok((self.write_through(file, buffer, position).await?, true))
+    }
+
+    async fn write_through<B: IoBuf>(
+        &self,
+        file: &File,
+        buffer: B,
+        position: u64,
+    ) -> Result<B, StoreError> {
         let len = buffer.buf_len() as u64;
         assert!(
             position.is_multiple_of(BLOCK_SIZE as u64),
@@ -231,7 +292,7 @@ impl Segment {
             self.write_buffered(buffer.as_init(), position)?;
             return Ok(buffer);
         }
-        let mut file = &self.file;
+        let mut file = file;
         let BufResult(result, buffer) = file.write_all_at(buffer, position).await;
         result.map_err(|e| StoreError::io("write", &self.path, position, e))?;
         Ok(buffer)
@@ -434,6 +495,16 @@ fn fault_error(fault: Fault) -> std::io::Error {
     match fault {
         Fault::Error(errno) => injected_error(errno),
         Fault::Short(_) | Fault::Torn(_) => injected_error(nix::libc::EIO),
+    }
+}
+
+impl SegmentIo {
+    fn check(&self) {
+        assert!(!self.dsync || self.direct, "O_DSYNC only with O_DIRECT");
+        assert!(
+            !self.durable_writes || (self.direct && !self.dsync),
+            "a durable descriptor only beside a plain O_DIRECT one"
+        );
     }
 }
 

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use common::*;
-use rmq_storage::{Durability, FlushMode, GetStatus, StoreError, StoreLayout};
+use rmq_storage::{DsyncWrites, Durability, FlushMode, GetStatus, StoreError, StoreLayout};
 
 /// One concurrent sender per body, each appending to queue 0 of `topic` (queue offset = its
 /// index) and waiting for `Flushed`; returns their end offsets once all are acknowledged,
@@ -45,6 +45,7 @@ fn sync_mode_waits_resolve_at_flushed() {
     let dir = temp_dir();
     let mut cfg = small_config(dir.path(), 1);
     cfg.flush_mode = FlushMode::Sync;
+    cfg.sync_flush_dsync_writes = DsyncWrites::Never;
     run(async {
         let (_layout, store) = open(&cfg, 0).await;
         let mut record = encode("F", 0, b"sync", "", 0);
@@ -101,6 +102,7 @@ fn group_commit_releases_many_waiters_with_few_syncs() {
     let dir = temp_dir();
     let mut cfg = small_config(dir.path(), 1);
     cfg.flush_mode = FlushMode::Sync;
+    cfg.sync_flush_dsync_writes = DsyncWrites::Never;
     cfg.commit_log_file_size = 4 << 20;
     const SENDERS: usize = 200;
     run(async {
@@ -131,6 +133,109 @@ fn group_commit_releases_many_waiters_with_few_syncs() {
     });
 }
 
+/// Returns once after being polled once: lets every task woken before it run first.
+async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// `DsyncWrites::Idle` (the default): a round that starts idle is one `O_DSYNC` write, acked
+/// without an `fdatasync`; a round whose write was overtaken by a new append leaves the next
+/// round to write and `fdatasync`; once quiet again, rounds are durable writes; all of it
+/// survives a crash.
+#[test]
+fn idle_rounds_write_durably_and_loaded_rounds_sync() {
+    let dir = temp_dir();
+    let mut cfg = small_config(dir.path(), 1);
+    cfg.flush_mode = FlushMode::Sync;
+    assert_eq!(
+        cfg.sync_flush_dsync_writes,
+        DsyncWrites::Idle,
+        "the default"
+    );
+    let mut ends = Vec::new();
+    run(async {
+        let (_layout, store) = open(&cfg, 0).await;
+        let send = |i: i64| {
+            let mut record = encode("I", 0, format!("idle-{i}").as_bytes(), "", 0);
+            store.append("I", 0, &mut record, 0, i).unwrap().end_offset
+        };
+        // A lone sender, one message at a time: every round is a durable write.
+        let before = store.stats();
+        for i in 0..10 {
+            let end = send(i);
+            store.wait_durable(end, Durability::Flushed).await.unwrap();
+            ends.push(end);
+        }
+        let after = store.stats();
+        assert_eq!(
+            after.fdatasyncs, before.fdatasyncs,
+            "no fdatasync for a lone sender"
+        );
+        assert_eq!(after.sync_acks_sum - before.sync_acks_sum, 10);
+        assert_eq!(store.flushed_offset(), *ends.last().unwrap());
+        // A second send lands while the first one's round is in flight (the flusher runs
+        // before this task resumes and parks on its write): the next round syncs.
+        let before = store.stats();
+        let first = send(10);
+        yield_now().await;
+        assert!(
+            store.written_offset() < first,
+            "the first round is still in flight"
+        );
+        let second = send(11);
+        store
+            .wait_durable(second, Durability::Flushed)
+            .await
+            .unwrap();
+        assert!(store.flushed_offset() >= second);
+        let after = store.stats();
+        assert!(
+            after.fdatasyncs > before.fdatasyncs,
+            "the overtaken round's successor wrote, then synced"
+        );
+        ends.extend([first, second]);
+        // Quiet again: back to durable writes.
+        compio::time::sleep(Duration::from_millis(20)).await;
+        let before = store.stats();
+        let third = send(12);
+        store
+            .wait_durable(third, Durability::Flushed)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.stats().fdatasyncs,
+            before.fdatasyncs,
+            "an idle round again"
+        );
+        ends.push(third);
+        // Dropped without a shutdown: the next open recovers as after `kill -9`.
+    });
+    run(async {
+        let (layout, store) = open(&cfg, 0).await;
+        assert!(!layout.previous_shutdown_clean);
+        assert_eq!(store.max_physical_offset(), *ends.iter().max().unwrap());
+        let pulled = store
+            .get_messages("I", 0, 0, 32, &accept_all)
+            .await
+            .unwrap();
+        let bodies: Vec<Vec<u8>> = split_records(&pulled.body)
+            .iter()
+            .map(|r| body_of(r).to_vec())
+            .collect();
+        let expected: Vec<Vec<u8>> = (0..13).map(|i| format!("idle-{i}").into_bytes()).collect();
+        assert_eq!(bodies, expected);
+    });
+}
+
 /// `sync_flush_dsync_writes`: segments are `O_DSYNC`, a completed write is the round's sync.
 /// Senders across several segment rolls are acknowledged at `Flushed` without one
 /// `fdatasync`, one sync round per write, and everything survives a reopen.
@@ -139,7 +244,7 @@ fn dsync_writes_ack_flushed_without_fdatasync() {
     let dir = temp_dir();
     let mut cfg = small_config(dir.path(), 1);
     cfg.flush_mode = FlushMode::Sync;
-    cfg.sync_flush_dsync_writes = true;
+    cfg.sync_flush_dsync_writes = DsyncWrites::Always;
     const SENDERS: usize = 120;
     let body = vec![b'd'; 1500];
     let mut ends = Vec::new();
@@ -211,6 +316,7 @@ fn two_shards_sync_as_one_cohort() {
     let dir = temp_dir();
     let mut cfg = small_config(dir.path(), 2);
     cfg.flush_mode = FlushMode::Sync;
+    cfg.sync_flush_dsync_writes = DsyncWrites::Never;
     cfg.commit_log_file_size = 4 << 20;
     let cohort = std::sync::Arc::new(rmq_storage::SyncCohort::default());
     cfg.sync_cohort = Some(cohort.clone());

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use common::*;
 use rmq_storage::faults::{Fault, FileOp, ScriptedFaults};
-use rmq_storage::{Durability, FlushMode, ShardStore, StoreConfig, StoreError};
+use rmq_storage::{DsyncWrites, Durability, FlushMode, ShardStore, StoreConfig, StoreError};
 
 const TOPIC: &str = "Faulty";
 
@@ -177,6 +177,7 @@ fn failed_fdatasync_fails_sync_flush_waiters_then_recovers() {
     let dir = temp_dir();
     let (mut cfg, faults) = faulty_config(dir.path());
     cfg.flush_mode = FlushMode::Sync;
+    cfg.sync_flush_dsync_writes = DsyncWrites::Never;
     run(async {
         let (_layout, store) = open(&cfg, 0).await;
         faults.push(FileOp::Sync, Fault::Error(nix_eio()));
@@ -193,6 +194,45 @@ fn failed_fdatasync_fails_sync_flush_waiters_then_recovers() {
             .unwrap();
         assert_eq!(store.flushed_offset(), second.end_offset);
         store.shutdown().await.unwrap();
+    });
+}
+
+/// SYNC_FLUSH with durable writes for idle rounds (the default): a lone send's round is one
+/// `O_DSYNC` write; when it fails, the send's `Flushed` wait fails with the write's error,
+/// nothing is counted flushed, and the next send (the failed bytes rewritten with it) is
+/// acknowledged and survives a reopen with the first.
+#[test]
+fn failed_durable_write_fails_sync_flush_waiters_then_recovers() {
+    let dir = temp_dir();
+    let (mut cfg, faults) = faulty_config(dir.path());
+    cfg.flush_mode = FlushMode::Sync;
+    assert_eq!(cfg.sync_flush_dsync_writes, DsyncWrites::Idle);
+    run(async {
+        let (layout, store) = open(&cfg, 0).await;
+        let before = store.stats();
+        faults.push(FileOp::Write, Fault::Error(nix_eio()));
+        let first = append(&store, 0);
+        let error = store
+            .wait_durable(first.end_offset, Durability::Flushed)
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("write"), "{error}");
+        assert!(store.flushed_offset() < first.end_offset);
+        let second = append(&store, 1);
+        store
+            .wait_durable(second.end_offset, Durability::Flushed)
+            .await
+            .unwrap();
+        assert_eq!(store.flushed_offset(), second.end_offset);
+        assert_eq!(
+            store.stats().fdatasyncs,
+            before.fdatasyncs,
+            "durable writes, no sync"
+        );
+        drop(store);
+        drop(layout);
+        let (_layout, _store, indices) = reopen_and_read(&cfg).await;
+        assert_eq!(indices, vec![0, 1], "both records, once each");
     });
 }
 

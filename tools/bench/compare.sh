@@ -396,13 +396,16 @@ throughput_phase() { # broker flush
 }
 
 # The request/response ceiling: the null broker (stores nothing, rmq-fast's transport)
-# under the concurrent workloads of every size. Flush-independent: rows say "any".
+# under the concurrent workloads of every size, Apache's benchmark Producer included (the
+# client shares the two cores, so this is the most any broker can reach with it).
+# Flush-independent: rows say "any".
 null_phase() {
   start_cluster null any null-ceiling
   local size w
   for size in $SIZES; do
     for w in sync64 async; do run_bench null any "$w" "$size"; done
   done
+  for size in $PEER_TOOL_SIZES; do run_peer_tool null any "$size"; done
   stop_cluster
 }
 

@@ -91,6 +91,43 @@ impl FlushDiskType {
     }
 }
 
+/// Which SYNC_FLUSH commit log writes are durable when they complete (`syncFlushDsyncWrites`,
+/// an rmq-fast extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DsyncWrites {
+    /// `false`: every group commit round is a write and then an `fdatasync`.
+    Never,
+    /// `true`: every write is `O_DIRECT | O_DSYNC`, durable when it completes.
+    Always,
+    /// `idle` (default): a round that starts with nothing else in flight is one
+    /// `O_DIRECT | O_DSYNC` write; rounds under load write, then `fdatasync`, the next
+    /// round's write overlapping this round's sync.
+    Idle,
+}
+
+impl DsyncWrites {
+    /// All values, in the order shown in error messages.
+    pub const ALL: [DsyncWrites; 3] = [DsyncWrites::Never, DsyncWrites::Always, DsyncWrites::Idle];
+
+    /// The value as written in property files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DsyncWrites::Never => "false",
+            DsyncWrites::Always => "true",
+            DsyncWrites::Idle => "idle",
+        }
+    }
+}
+
+impl ConfigValue for DsyncWrites {
+    fn parse_value(raw: &str) -> Result<Self, String> {
+        parse_enum(raw, &DsyncWrites::ALL, DsyncWrites::as_str)
+    }
+    fn render_value(&self) -> Option<String> {
+        Some(self.as_str().to_owned())
+    }
+}
+
 /// Parses a Java enum name: trimmed, any case; the error lists the allowed names.
 fn parse_enum<T: Copy>(
     raw: &str,
@@ -337,11 +374,12 @@ config_struct! {
         /// every this many bytes written (whole pages) at once, instead of leaving all of it
         /// to the periodic flush; 0 = off. Makes nothing durable earlier.
         "asyncFlushWriteBackBytes" => async_flush_write_back_bytes: u64 = 512 * 1024,
-        /// rmq-fast extension: SYNC_FLUSH writes the commit log `O_DIRECT | O_DSYNC`, so a
-        /// completed write is durable and a group commit round is one device round trip
-        /// instead of a write followed by an `fdatasync`; false (default): write, then
-        /// `fdatasync`, the next round's write overlapping this round's sync.
-        "syncFlushDsyncWrites" => sync_flush_dsync_writes: bool = false,
+        /// rmq-fast extension: which SYNC_FLUSH commit log writes are `O_DIRECT | O_DSYNC`
+        /// (durable when they complete: a group commit round is one device round trip instead
+        /// of a write followed by an `fdatasync`): `idle` (default) those of a round that
+        /// starts with nothing in flight, `true` all, `false` none (write, then `fdatasync`,
+        /// the next round's write overlapping this round's sync).
+        "syncFlushDsyncWrites" => sync_flush_dsync_writes: DsyncWrites = DsyncWrites::Idle,
         /// rmq-fast extension: SYNC_FLUSH runs the shards' sync rounds as one cohort (each
         /// shard syncs once per epoch; an epoch ends when all its syncs have), so the
         /// producers one shard releases find the other's next round not yet started.

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::broker::{BrokerConfig, BrokerRole, FlushDiskType};
+use super::broker::{BrokerConfig, BrokerRole, DsyncWrites, FlushDiskType};
 use super::controller::ControllerConfig;
 use super::error::ConfigWarning;
 use super::keys::{BROKER_IGNORED, CONTROLLER_IGNORED, NAMESRV_IGNORED, NETTY_SERVER_IGNORED};
@@ -399,6 +399,31 @@ fn idle_poll_micros_is_parsed_and_defaults_to_off() {
     assert_eq!(
         from_text("idlePollMicros=200").unwrap().0.idle_poll_micros,
         200
+    );
+}
+
+#[test]
+fn sync_flush_dsync_writes_takes_false_true_idle_and_defaults_to_idle() {
+    let value = |text: &str| from_text(text).map(|(c, _)| c.sync_flush_dsync_writes);
+    assert_eq!(value("").unwrap(), DsyncWrites::Idle);
+    assert_eq!(
+        value("syncFlushDsyncWrites=false").unwrap(),
+        DsyncWrites::Never
+    );
+    assert_eq!(
+        value("syncFlushDsyncWrites=TRUE").unwrap(),
+        DsyncWrites::Always
+    );
+    assert_eq!(
+        value("syncFlushDsyncWrites= idle ").unwrap(),
+        DsyncWrites::Idle
+    );
+    let err = value("syncFlushDsyncWrites=sometimes").unwrap_err();
+    assert_eq!(err.key, "syncFlushDsyncWrites");
+    let text = err.to_string();
+    assert!(
+        text.contains("\"sometimes\"") && text.contains("false, true, idle"),
+        "{text}"
     );
 }
 
