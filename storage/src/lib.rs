@@ -16,13 +16,14 @@
 //! |---|---|---|---|
 //! | [`Durability::Appended`] | [`ShardStore::max_physical_offset`] | copied into the shard's in-memory tail; readable by consumers at once | nothing |
 //! | [`Durability::Written`] | [`ShardStore::written_offset`] | the write completed: the bytes are in the kernel (page cache) or, with `O_DIRECT`, on the device | `kill -9` of the process |
-//! | [`Durability::Flushed`] | [`ShardStore::flushed_offset`] | `fdatasync` completed | power loss |
+//! | [`Durability::Flushed`] | [`ShardStore::flushed_offset`] | `fdatasync` completed, or an `O_DIRECT \| O_DSYNC` write of everything since the last flush | power loss |
 //!
 //! Invariant (asserted): `flushed <= written <= appended`.
 //!
 //! Acknowledgement rules for the broker:
 //! - `SYNC_FLUSH` acks a send when its end offset is **flushed** (group commit: one write plus
-//!   one `fdatasync` releases every waiter it covers).
+//!   one `fdatasync` releases every waiter it covers; a round that starts idle is one
+//!   `O_DSYNC` write instead, `StoreConfig::sync_flush_dsync_writes`).
 //! - `ASYNC_FLUSH` acks at **written**. Data that is only appended lives in our heap; acking
 //!   there would lose acknowledged messages on `kill -9`. By default ASYNC_FLUSH writes go
 //!   through the page cache (`pwrite`, a copy into the kernel, like RocketMQ's mmap), so the ack
