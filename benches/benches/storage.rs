@@ -2,12 +2,15 @@
 //! - `append_to_written`: append 1 KiB records and keep them flowing to `O_DIRECT` writes
 //!   (ASYNC_FLUSH's ack level): the per-message cost of the send path inside a shard;
 //! - `group_commit/{n}`: `n` concurrent SYNC_FLUSH senders, each appending and waiting for
-//!   `fdatasync`: the time per acknowledged message shows how many share one sync;
+//!   `fdatasync` (`syncFlushDsyncWrites=false`: every round writes, then syncs): the time per
+//!   acknowledged message shows how many share one sync;
 //!   `64_senders_200us_turnaround`: each sender appends again 200 µs after its ack, as a
 //!   producer does one network round trip later (the broker's case; the plain benches'
 //!   senders come back at once); `64_senders_2_shards`: two shards on two threads, 32
-//!   senders each, syncing to the same disk as the broker's shards do; `dsync_*`: the same
-//!   with `O_DSYNC` segments (`sync_flush_dsync_writes`), a round's write being its sync;
+//!   senders each, syncing to the same disk as the broker's shards do (the broker's default
+//!   `syncFlushDsyncWrites=idle`); `dsync_*`: the same with `O_DSYNC` segments
+//!   (`syncFlushDsyncWrites=true`), a round's write being its sync; `idle_*`: with the
+//!   default, durable writes for rounds that start idle only;
 //! - `recovery_dispatch`: a full recovery scan of 16 MiB that re-dispatches every consume
 //!   queue entry and index key (checkpoint and consume queues deleted first).
 
@@ -16,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rmq_benches::sample_record;
-use rmq_storage::{Durability, FlushMode, ShardStore, StoreConfig, StoreLayout};
+use rmq_storage::{DsyncWrites, Durability, FlushMode, ShardStore, StoreConfig, StoreLayout};
 
 const TOPIC: &str = "BenchmarkTest";
 const QUEUE: i32 = 3;
@@ -113,7 +116,8 @@ async fn sync_senders(
 
 fn group_commit(c: &mut Criterion) {
     let dir = temp_dir();
-    let cfg = config(dir.path(), FlushMode::Sync);
+    let mut cfg = config(dir.path(), FlushMode::Sync);
+    cfg.sync_flush_dsync_writes = DsyncWrites::Never;
     let runtime = rmq_net::rt::Runtime::new().expect("runtime");
     let (_layout, store) = runtime.block_on(open(&cfg));
     let mut group = c.benchmark_group("group_commit");
@@ -134,24 +138,32 @@ fn group_commit(c: &mut Criterion) {
     group.finish();
 }
 
-/// `group_commit` with `O_DSYNC` segments: one durable write per round instead of a write
-/// and an `fdatasync` (the next write waits for it instead of overlapping the sync).
+/// `group_commit` with durable writes: `O_DSYNC` segments (`dsync_*`: one durable write per
+/// round instead of a write and an `fdatasync`, the next write waiting for it instead of
+/// overlapping the sync), and durable writes for idle rounds only (`idle_*`, the default).
 fn group_commit_dsync(c: &mut Criterion) {
+    for (prefix, mode) in [("dsync", DsyncWrites::Always), ("idle", DsyncWrites::Idle)] {
+        group_commit_durable_writes(c, prefix, mode);
+    }
+}
+
+fn group_commit_durable_writes(c: &mut Criterion, prefix: &str, mode: DsyncWrites) {
     let dir = temp_dir();
     let mut cfg = config(dir.path(), FlushMode::Sync);
-    cfg.sync_flush_dsync_writes = rmq_storage::DsyncWrites::Always;
+    cfg.sync_flush_dsync_writes = mode;
     let runtime = rmq_net::rt::Runtime::new().expect("runtime");
     let (_layout, store) = runtime.block_on(open(&cfg));
     let mut group = c.benchmark_group("group_commit");
     group.sample_size(10);
     for (name, turnaround) in [
-        ("dsync_1_senders", None),
-        ("dsync_64_senders", Some(Duration::ZERO)),
+        ("1_senders", None),
+        ("64_senders", Some(Duration::ZERO)),
         (
-            "dsync_64_senders_200us_turnaround",
+            "64_senders_200us_turnaround",
             Some(Duration::from_micros(200)),
         ),
     ] {
+        let name = format!("{prefix}_{name}");
         let senders = if turnaround.is_some() { 64 } else { 1 };
         let turnaround = turnaround.unwrap_or_default();
         group.throughput(Throughput::Elements(senders));
