@@ -53,7 +53,9 @@ pub struct StoreConfig {
     /// they complete (the kernel flushes the device cache, or writes FUA, before completing
     /// them), so the round costs one trip from the shard to the kernel instead of a write and
     /// then an `fdatasync`. Ignored under ASYNC_FLUSH. Broker key `syncFlushDsyncWrites`:
-    /// - `Idle` (default): a round that starts with nothing in flight (everything before it
+    /// - `Auto` (default): as `Idle`, and loaded rounds go whichever way the shard last
+    ///   measured to be faster on its own traffic (`loaded_writes.rs`).
+    /// - `Idle`: a round that starts with nothing in flight (everything before it
     ///   flushed, no sync running, the previous round not cut short by new appends), i.e. a
     ///   lone or lightly loaded sender, whose ack then waits for one device operation instead
     ///   of two in a row; under load the rounds write and `fdatasync`, overlapping (measured
@@ -135,7 +137,7 @@ impl StoreConfig {
             consume_queue_file_size: 300_000 * ENTRY_SIZE as u64,
             flush_mode: FlushMode::Async,
             direct_io: false,
-            sync_flush_dsync_writes: DsyncWrites::Idle,
+            sync_flush_dsync_writes: DsyncWrites::Auto,
             sync_flush_timeout: Duration::from_secs(5),
             flush_interval_commit_log: Duration::from_millis(500),
             flush_commit_log_least_pages: 4,
@@ -208,7 +210,10 @@ impl StoreConfig {
             dsync: self.flush_mode == FlushMode::Sync
                 && self.sync_flush_dsync_writes == DsyncWrites::Always,
             durable_writes: self.flush_mode == FlushMode::Sync
-                && self.sync_flush_dsync_writes == DsyncWrites::Idle,
+                && matches!(
+                    self.sync_flush_dsync_writes,
+                    DsyncWrites::Idle | DsyncWrites::Auto
+                ),
             faults: self.faults.clone(),
         }
     }

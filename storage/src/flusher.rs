@@ -15,10 +15,12 @@
 //! this one, where write + `fdatasync` overlaps it with this round's sync). Only when
 //! everything up to the write's start was already flushed, no sync is in flight and every
 //! piece went through an `O_DSYNC` descriptor; else the bytes wait for a sync as below.
-//! `DsyncWrites::Always` writes every round so; `DsyncWrites::Idle` (the default) only a
+//! `DsyncWrites::Always` writes every round so; `DsyncWrites::Idle` only a
 //! round that starts idle: nothing unflushed before it, no sync in flight, and the previous
 //! round's write not overtaken by new appends. A lone sender's ack then waits for one device
-//! operation, while a loaded shard keeps the overlap.
+//! operation, while a loaded shard keeps the overlap. `DsyncWrites::Auto` (the default) is
+//! `Idle` plus a choice for loaded rounds that the shard measures on its own traffic
+//! (`loaded_writes.rs`).
 //!
 //! With a cohort (`StoreConfig::sync_cohort`, SYNC_FLUSH in the broker) step 3 also waits
 //! until the cohort admits the shard: once per epoch (`sync_cohort.rs`).
@@ -40,13 +42,14 @@
 //! may have dropped the dirty pages it failed to write back and reports that only once. The task holds only a `Weak` reference
 //! while idle, so dropping the store ends it.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::aligned_buffer::BLOCK_SIZE;
 use crate::commit_log::CommitLog;
 use crate::config::{DsyncWrites, FlushMode};
+use crate::loaded_writes::LoadedWrites;
 use crate::stats::bump;
 use crate::waiters::Signal;
 
@@ -74,8 +77,10 @@ struct SyncState {
     /// Set while a due sync waits for the cohort's epoch past this one to end.
     blocked: Cell<Option<u64>>,
     /// More was appended while the last write was in flight: the shard is loaded, so the
-    /// next round writes and syncs (`DsyncWrites::Idle`).
+    /// next round writes and syncs (`DsyncWrites::Idle`), or as `loaded` says (`Auto`).
     overtaken: Cell<bool>,
+    /// How loaded rounds write under `DsyncWrites::Auto`.
+    loaded: RefCell<LoadedWrites>,
 }
 
 pub(crate) fn spawn(log: &Rc<CommitLog>) -> Rc<Signal> {
@@ -99,6 +104,7 @@ async fn run(weak: Weak<CommitLog>, signal: Rc<Signal>) {
         synced_in: Cell::new(None),
         blocked: Cell::new(None),
         overtaken: Cell::new(false),
+        loaded: RefCell::new(LoadedWrites::new(Instant::now())),
     });
     loop {
         let (round, idle_wait, cohort) = {
@@ -146,6 +152,14 @@ async fn round(log: &Rc<CommitLog>, state: &Rc<SyncState>) -> Round {
             DsyncWrites::Never => false,
             DsyncWrites::Always => true,
             DsyncWrites::Idle => !state.overtaken.get() && pipeline_idle(log, state, from),
+            DsyncWrites::Auto => {
+                (!state.overtaken.get() && pipeline_idle(log, state, from)) || {
+                    let mut loaded = state.loaded.borrow_mut();
+                    let durable = loaded.durable(started);
+                    log.stats.sync_write_probes.set(loaded.probes());
+                    durable
+                }
+            }
         };
         let written = log.write_up_to(target, durably).await;
         let micros = micros_since(started);
@@ -169,10 +183,11 @@ async fn round(log: &Rc<CommitLog>, state: &Rc<SyncState>) -> Round {
         // still in flight or a failed one leaves it to the sync path).
         let idle = pipeline_idle(log, state, from);
         assert!(
-            !(durably && durable) || idle || log.cfg.sync_flush_dsync_writes == DsyncWrites::Always,
+            !(durably && durable) || idle || log.cfg.sync_flush_dsync_writes != DsyncWrites::Idle,
             "a round that started idle stays so while its write is in flight (no sync starts)"
         );
         if durable && idle {
+            state.loaded.borrow_mut().on_flushed((target - from) as u64);
             log.set_flushed(target);
             let acks = log.release_flushed(target);
             log.stats.record_sync(micros);
@@ -245,6 +260,8 @@ fn start_sync(log: &Rc<CommitLog>, state: &Rc<SyncState>) {
         match result {
             Ok(()) => {
                 state.last_sync.set(Instant::now());
+                let bytes = (written - log.flushed()) as u64;
+                state.loaded.borrow_mut().on_flushed(bytes);
                 log.set_flushed(written);
                 let acks = log.release_flushed(written);
                 log.stats.record_sync_acks(acks as u64);

@@ -86,6 +86,7 @@ mod flusher;
 mod index_file;
 mod index_service;
 mod layout;
+mod loaded_writes;
 mod queue_flusher;
 mod recovery;
 #[doc(hidden)]

@@ -38,6 +38,8 @@ pub struct ShardStats {
     pub commit_log_write_bytes: u64,
     pub commit_log_write_errors: u64,
     pub fdatasyncs: u64,
+    /// SYNC_FLUSH `auto`: probes of both ways to write loaded rounds (`loaded_writes.rs`).
+    pub sync_write_probes: u64,
     pub segments_created: u64,
     pub consume_queue_flushes: u64,
     /// Index syncs that had indexed keys to write (a full file, shutdown, truncation, or
@@ -73,6 +75,7 @@ pub(crate) struct StatsCells {
     pub commit_log_write_bytes: Cell<u64>,
     pub commit_log_write_errors: Cell<u64>,
     pub fdatasyncs: Cell<u64>,
+    pub sync_write_probes: Cell<u64>,
     pub segments_created: Cell<u64>,
     pub consume_queue_flushes: Cell<u64>,
     pub index_syncs: Cell<u64>,
@@ -121,6 +124,7 @@ impl StatsCells {
             commit_log_write_bytes: self.commit_log_write_bytes.get(),
             commit_log_write_errors: self.commit_log_write_errors.get(),
             fdatasyncs: self.fdatasyncs.get(),
+            sync_write_probes: self.sync_write_probes.get(),
             segments_created: self.segments_created.get(),
             consume_queue_flushes: self.consume_queue_flushes.get(),
             index_syncs: self.index_syncs.get(),

@@ -147,7 +147,7 @@ async fn yield_now() {
     .await
 }
 
-/// `DsyncWrites::Idle` (the default): a round that starts idle is one `O_DSYNC` write, acked
+/// `DsyncWrites::Idle` (and `Auto` until it measures otherwise): a round that starts idle is one `O_DSYNC` write, acked
 /// without an `fdatasync`; a round whose write was overtaken by a new append leaves the next
 /// round to write and `fdatasync`; once quiet again, rounds are durable writes; all of it
 /// survives a crash.
@@ -156,11 +156,7 @@ fn idle_rounds_write_durably_and_loaded_rounds_sync() {
     let dir = temp_dir();
     let mut cfg = small_config(dir.path(), 1);
     cfg.flush_mode = FlushMode::Sync;
-    assert_eq!(
-        cfg.sync_flush_dsync_writes,
-        DsyncWrites::Idle,
-        "the default"
-    );
+    cfg.sync_flush_dsync_writes = DsyncWrites::Idle;
     let mut ends = Vec::new();
     run(async {
         let (_layout, store) = open(&cfg, 0).await;
@@ -233,6 +229,77 @@ fn idle_rounds_write_durably_and_loaded_rounds_sync() {
             .collect();
         let expected: Vec<Vec<u8>> = (0..13).map(|i| format!("idle-{i}").into_bytes()).collect();
         assert_eq!(bodies, expected);
+    });
+}
+
+/// `DsyncWrites::Auto`: a loaded shard probes both ways to write (write + `fdatasync`, and
+/// `O_DSYNC` writes) on its own traffic; across the switches every send is acknowledged at
+/// `Flushed`, both ways ran, and everything survives a crash.
+#[test]
+fn auto_probes_both_ways_under_load_and_loses_nothing() {
+    let dir = temp_dir();
+    let mut cfg = small_config(dir.path(), 1);
+    cfg.flush_mode = FlushMode::Sync;
+    cfg.commit_log_file_size = 4 << 20;
+    cfg.sync_flush_dsync_writes = DsyncWrites::Auto;
+    const SENDERS: usize = 32;
+    let mut sent = 0;
+    let mut last = 0;
+    run(async {
+        let (_layout, store) = open(&cfg, 0).await;
+        let before = store.stats();
+        let deadline = std::time::Instant::now() + Duration::from_millis(2600);
+        let senders: Vec<_> = (0..SENDERS)
+            .map(|sender| {
+                let store = Rc::clone(&store);
+                compio::runtime::spawn(async move {
+                    let mut ends = Vec::new();
+                    while std::time::Instant::now() < deadline {
+                        let body = format!("auto-{sender}-{}", ends.len());
+                        let mut record = encode("A", 0, body.as_bytes(), "", 0);
+                        let end = store.append("A", 0, &mut record, 0, 0).unwrap().end_offset;
+                        store.wait_durable(end, Durability::Flushed).await.unwrap();
+                        assert!(store.flushed_offset() >= end);
+                        ends.push(end);
+                        // Staggered turnarounds, as a network spreads producers: sends
+                        // arrive while a round's write is in flight, so rounds are loaded.
+                        let turnaround = 100 * (sender as u64 % 8 + 1);
+                        compio::time::sleep(Duration::from_micros(turnaround)).await;
+                    }
+                    ends
+                })
+            })
+            .collect();
+        for sender in senders {
+            let ends = sender.await.unwrap();
+            sent += ends.len();
+            last = last.max(*ends.iter().max().unwrap_or(&0));
+        }
+        let after = store.stats();
+        assert!(
+            after.sync_write_probes > before.sync_write_probes,
+            "a probe ran"
+        );
+        assert!(
+            after.fdatasyncs > before.fdatasyncs,
+            "rounds wrote, then synced"
+        );
+        let rounds = after.sync_acks.iter().sum::<u64>() - before.sync_acks.iter().sum::<u64>();
+        assert!(
+            rounds > after.fdatasyncs - before.fdatasyncs,
+            "and rounds were durable writes"
+        );
+        assert_eq!(after.sync_acks_sum - before.sync_acks_sum, sent as u64);
+        // Dropped without a shutdown: the next open recovers as after `kill -9`.
+    });
+    run(async {
+        let (_layout, store) = open(&cfg, 0).await;
+        assert_eq!(
+            store.max_physical_offset(),
+            last,
+            "recovered to the last ack"
+        );
+        assert_eq!(store.max_queue_offset("A", 0), sent as i64);
     });
 }
 

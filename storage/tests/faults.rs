@@ -197,7 +197,7 @@ fn failed_fdatasync_fails_sync_flush_waiters_then_recovers() {
     });
 }
 
-/// SYNC_FLUSH with durable writes for idle rounds (the default): a lone send's round is one
+/// SYNC_FLUSH with durable writes for idle rounds (the default `auto`): a lone send's round is one
 /// `O_DSYNC` write; when it fails, the send's `Flushed` wait fails with the write's error,
 /// nothing is counted flushed, and the next send (the failed bytes rewritten with it) is
 /// acknowledged and survives a reopen with the first.
@@ -206,7 +206,11 @@ fn failed_durable_write_fails_sync_flush_waiters_then_recovers() {
     let dir = temp_dir();
     let (mut cfg, faults) = faulty_config(dir.path());
     cfg.flush_mode = FlushMode::Sync;
-    assert_eq!(cfg.sync_flush_dsync_writes, DsyncWrites::Idle);
+    assert_eq!(
+        cfg.sync_flush_dsync_writes,
+        DsyncWrites::Auto,
+        "the default"
+    );
     run(async {
         let (layout, store) = open(&cfg, 0).await;
         let before = store.stats();

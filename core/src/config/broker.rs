@@ -99,15 +99,23 @@ pub enum DsyncWrites {
     Never,
     /// `true`: every write is `O_DIRECT | O_DSYNC`, durable when it completes.
     Always,
-    /// `idle` (default): a round that starts with nothing else in flight is one
+    /// `idle`: a round that starts with nothing else in flight is one
     /// `O_DIRECT | O_DSYNC` write; rounds under load write, then `fdatasync`, the next
     /// round's write overlapping this round's sync.
     Idle,
+    /// `auto` (default): as `idle`, and a loaded shard measures both ways on its own
+    /// traffic every few seconds and writes its loaded rounds the faster way.
+    Auto,
 }
 
 impl DsyncWrites {
     /// All values, in the order shown in error messages.
-    pub const ALL: [DsyncWrites; 3] = [DsyncWrites::Never, DsyncWrites::Always, DsyncWrites::Idle];
+    pub const ALL: [DsyncWrites; 4] = [
+        DsyncWrites::Never,
+        DsyncWrites::Always,
+        DsyncWrites::Idle,
+        DsyncWrites::Auto,
+    ];
 
     /// The value as written in property files.
     pub fn as_str(self) -> &'static str {
@@ -115,6 +123,7 @@ impl DsyncWrites {
             DsyncWrites::Never => "false",
             DsyncWrites::Always => "true",
             DsyncWrites::Idle => "idle",
+            DsyncWrites::Auto => "auto",
         }
     }
 }
@@ -376,10 +385,11 @@ config_struct! {
         "asyncFlushWriteBackBytes" => async_flush_write_back_bytes: u64 = 512 * 1024,
         /// rmq-fast extension: which SYNC_FLUSH commit log writes are `O_DIRECT | O_DSYNC`
         /// (durable when they complete: a group commit round is one device round trip instead
-        /// of a write followed by an `fdatasync`): `idle` (default) those of a round that
-        /// starts with nothing in flight, `true` all, `false` none (write, then `fdatasync`,
-        /// the next round's write overlapping this round's sync).
-        "syncFlushDsyncWrites" => sync_flush_dsync_writes: DsyncWrites = DsyncWrites::Idle,
+        /// of a write followed by an `fdatasync`): `auto` (default) those of a round that
+        /// starts with nothing in flight, and those of loaded rounds when the shard measured
+        /// that way faster; `idle` only the former; `true` all; `false` none (write, then
+        /// `fdatasync`, the next round's write overlapping this round's sync).
+        "syncFlushDsyncWrites" => sync_flush_dsync_writes: DsyncWrites = DsyncWrites::Auto,
         /// rmq-fast extension: SYNC_FLUSH runs the shards' sync rounds as one cohort (each
         /// shard syncs once per epoch; an epoch ends when all its syncs have), so the
         /// producers one shard releases find the other's next round not yet started.

@@ -403,9 +403,9 @@ fn idle_poll_micros_is_parsed_and_defaults_to_off() {
 }
 
 #[test]
-fn sync_flush_dsync_writes_takes_false_true_idle_and_defaults_to_idle() {
+fn sync_flush_dsync_writes_takes_false_true_idle_auto_and_defaults_to_auto() {
     let value = |text: &str| from_text(text).map(|(c, _)| c.sync_flush_dsync_writes);
-    assert_eq!(value("").unwrap(), DsyncWrites::Idle);
+    assert_eq!(value("").unwrap(), DsyncWrites::Auto);
     assert_eq!(
         value("syncFlushDsyncWrites=false").unwrap(),
         DsyncWrites::Never
@@ -422,7 +422,7 @@ fn sync_flush_dsync_writes_takes_false_true_idle_and_defaults_to_idle() {
     assert_eq!(err.key, "syncFlushDsyncWrites");
     let text = err.to_string();
     assert!(
-        text.contains("\"sometimes\"") && text.contains("false, true, idle"),
+        text.contains("\"sometimes\"") && text.contains("false, true, idle, auto"),
         "{text}"
     );
 }
