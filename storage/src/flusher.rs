@@ -147,18 +147,19 @@ async fn round(log: &Rc<CommitLog>, state: &Rc<SyncState>) -> Round {
     if target > log.written() {
         let from = log.written();
         let started = Instant::now();
-        let durably = match log.cfg.sync_flush_dsync_writes {
+        let starts_idle = !state.overtaken.get() && pipeline_idle(log, state, from);
+        let mode = log.cfg.sync_flush_dsync_writes;
+        let durably = match mode {
             _ if log.cfg.flush_mode != FlushMode::Sync => false,
             DsyncWrites::Never => false,
             DsyncWrites::Always => true,
-            DsyncWrites::Idle => !state.overtaken.get() && pipeline_idle(log, state, from),
+            DsyncWrites::Idle => starts_idle,
+            DsyncWrites::Auto if starts_idle => true,
             DsyncWrites::Auto => {
-                (!state.overtaken.get() && pipeline_idle(log, state, from)) || {
-                    let mut loaded = state.loaded.borrow_mut();
-                    let durable = loaded.durable(started);
-                    log.stats.sync_write_probes.set(loaded.probes());
-                    durable
-                }
+                let mut loaded = state.loaded.borrow_mut();
+                let durable = loaded.durable(started);
+                log.stats.sync_write_probes.set(loaded.probes());
+                durable
             }
         };
         let written = log.write_up_to(target, durably).await;
@@ -182,10 +183,12 @@ async fn round(log: &Rc<CommitLog>, state: &Rc<SyncState>) -> Round {
         // everything below `from` when it was flushed before the write started (a sync
         // still in flight or a failed one leaves it to the sync path).
         let idle = pipeline_idle(log, state, from);
-        assert!(
-            !(durably && durable) || idle || log.cfg.sync_flush_dsync_writes != DsyncWrites::Idle,
-            "a round that started idle stays so while its write is in flight (no sync starts)"
-        );
+        if durably && starts_idle {
+            assert!(
+                idle,
+                "a round that started idle stays so while its write is in flight (no sync starts)"
+            );
+        }
         if durable && idle {
             state.loaded.borrow_mut().on_flushed((target - from) as u64);
             log.set_flushed(target);
