@@ -20,7 +20,7 @@ pub const UNIQUE_MSG_QUERY_FLAG: &str = "_UNIQUE_KEY_QUERY";
 
 /// The bytes the broker checks the signature over.
 pub fn signed_content(req: &RemotingCommand) -> Vec<u8> {
-    let mut fields: Vec<(&String, &String)> = req
+    let mut fields: Vec<(&str, &str)> = req
         .ext_fields
         .iter()
         .filter(|(name, _)| *name != SIGNATURE && *name != UNIQUE_MSG_QUERY_FLAG)

@@ -10,7 +10,7 @@ use std::cell::{Cell, RefCell};
 use std::time::Instant;
 
 use rmq_core::message::properties;
-use rmq_core::remoting::ext_fields::FieldHasherBuilder;
+use rmq_core::remoting::field_hash::FieldHasherBuilder;
 
 use super::histogram::{Histogram, LATENCY_MS_BUCKETS, MESSAGE_SIZE_BUCKETS, RPC_LATENCY_BUCKETS};
 

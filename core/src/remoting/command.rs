@@ -168,7 +168,7 @@ impl RemotingCommand {
 
     /// Sets a custom header field; values are stringified as Java does (`true`, `42`).
     pub fn set_ext(&mut self, key: &str, value: impl ToString) {
-        self.ext_fields.insert(key.to_owned(), value.to_string());
+        self.ext_fields.insert(key, &value.to_string());
     }
 
     pub fn with_body(mut self, body: impl Into<Bytes>) -> Self {
@@ -178,7 +178,7 @@ impl RemotingCommand {
 
     /// The raw value of a custom header field.
     pub fn ext(&self, key: &str) -> Option<&str> {
-        self.ext_fields.get(key).map(String::as_str)
+        self.ext_fields.get(key)
     }
 
     /// A required field, as text (an empty string counts as present, as in Java).

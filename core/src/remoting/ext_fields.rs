@@ -1,218 +1,423 @@
-//! The map type of a command's custom header fields, its hasher, and the cap on how many
-//! fields one header may carry.
+//! The custom header fields of a command (`extFields`): a small map of short names to
+//! stringified values, stored flat.
 //!
-//! Every request decodes 5-20 short ASCII field names into this map and looks a few of them
-//! up; with std's SipHash the hashing alone was ~3% of the broker's CPU at 30k sends/s, so
-//! the map uses a cheap word-at-a-time hash. The names come from the network, though: with
-//! an unseeded multiply-rotate hash, 100,000 crafted colliding names in one 2.2 MB frame cost
-//! 18 s of a core. Two defences:
-//! - the hash is **seeded per process** (random, from std's `RandomState`): each 8-byte word
-//!   is mixed by a folded 64x64→128-bit multiply with a secret multiplier, so an attacker
-//!   cannot compute colliding names offline (one `mul` per word, as cheap as before);
-//! - a header holds at most [`MAX_EXT_FIELDS`] fields (RocketMQ's headers have fewer than 40;
-//!   ACL adds three); a frame with more is malformed and closes its connection, so even
-//!   colliding names cost at most a bounded amount of work per frame.
+//! Every request decodes 5-20 fields and looks a few of them up; every response sets a few.
+//! As a `HashMap<String, String>` that was two allocations per field plus the table: 25 on a
+//! `SEND_MESSAGE_V2` request, about as much work as parsing it. Here all keys and values live
+//! back to back in one `String` and each field is three offsets into it, so a decoded header
+//! costs two allocations whatever its size, and a lookup is a scan that compares lengths
+//! before bytes (with one-letter names, about as fast as hashing them).
+//!
+//! Contracts:
+//! - keys are unique: [`ExtFields::insert`] replaces, and a decoder's duplicates keep the
+//!   last value, as the `HashMap` of Java's `RemotingCommand` does;
+//! - iteration order is unspecified (encoders that need an order sort);
+//! - memory stays bounded by the live fields: a replaced value's bytes are reclaimed once the
+//!   dead bytes outgrow the live ones (a command whose fields are set again and again);
+//! - a header holds at most [`MAX_EXT_FIELDS`] fields (RocketMQ's headers have fewer than
+//!   40; ACL adds three); decoders refuse more, so a crafted header costs bounded work: a
+//!   lookup is linear in the fields, and de-duplicating a decoded header sorts when it is
+//!   large (no quadratic path, no hash to flood).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::OnceLock;
+use std::fmt;
 
 /// Most custom header fields accepted in one header (see the module docs).
 pub const MAX_EXT_FIELDS: usize = 1024;
 
-/// Custom header fields: name → stringified value.
-pub type ExtFields = HashMap<String, String, FieldHasherBuilder>;
+/// Dead bytes a map may hold beyond its live ones before a replacing insert compacts it.
+const COMPACT_SLACK: usize = 256;
+
+/// Up to this many decoded fields are de-duplicated pairwise; more are sorted.
+const PAIRWISE_DEDUP_MAX: usize = 24;
+
+/// Custom header fields: name → stringified value (see the module docs).
+#[derive(Clone, Default)]
+pub struct ExtFields {
+    /// Every field's key followed by its value, field after field (replaced fields leave
+    /// their bytes here until [`ExtFields::insert`] compacts: never more than twice the live
+    /// bytes plus [`COMPACT_SLACK`]).
+    text: String,
+    /// One per field: key `text[start..key_end]`, value `text[key_end..end]`.
+    spans: Vec<Span>,
+    /// While decoding: one bit per [`key_signature`] pushed so far, and whether two pushed
+    /// keys shared one (only then can there be duplicates for `finish_decoding` to drop).
+    decoded_signatures: u64,
+    maybe_duplicates: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Span {
+    start: u32,
+    key_end: u32,
+    end: u32,
+}
 
 /// An empty map with room for `capacity` fields.
 pub fn ext_fields_with_capacity(capacity: usize) -> ExtFields {
-    ExtFields::with_capacity_and_hasher(capacity, FieldHasherBuilder)
+    ExtFields::with_capacity(capacity, capacity * 24)
 }
 
-/// This process's secret hash keys: (initial state, odd multiplier).
-fn process_keys() -> (u64, u64) {
-    static KEYS: OnceLock<(u64, u64)> = OnceLock::new();
-    *KEYS.get_or_init(|| {
-        // RandomState draws its keys from the OS's random source once per thread.
-        let random = std::collections::hash_map::RandomState::new();
-        let state = random.hash_one(0x6578_7446_6965_6c64_u64);
-        let multiplier = random.hash_one(0x7365_6564_2d6b_6579_u64) | 1;
-        (state, multiplier)
-    })
-}
-
-/// Builds [`FieldHasher`]s keyed with this process's secret keys. Zero-sized (the keys are
-/// read from a process-wide cell per hasher), so maps keep the layout they had unseeded.
-#[derive(Clone, Copy, Default)]
-pub struct FieldHasherBuilder;
-
-impl BuildHasher for FieldHasherBuilder {
-    type Hasher = FieldHasher;
-
-    fn build_hasher(&self) -> FieldHasher {
-        let (state, multiplier) = process_keys();
-        FieldHasher {
-            hash: state,
-            multiplier,
-        }
-    }
-}
-
-/// Seeded folded-multiply hasher over 8-byte words (see the module docs).
-#[derive(Clone, Copy)]
-pub struct FieldHasher {
-    hash: u64,
-    multiplier: u64,
-}
-
-impl FieldHasher {
-    fn add(&mut self, word: u64) {
-        let product = u128::from(self.hash ^ word) * u128::from(self.multiplier);
-        // Both halves: the high half depends on every input bit and on the secret multiplier.
-        self.hash = (product as u64) ^ ((product >> 64) as u64);
-    }
-}
-
-impl Hasher for FieldHasher {
-    fn write(&mut self, mut bytes: &[u8]) {
-        while bytes.len() >= 8 {
-            let (word, rest) = bytes.split_at(8);
-            self.add(u64::from_le_bytes(word.try_into().expect("8 bytes")));
-            bytes = rest;
-        }
-        if !bytes.is_empty() {
-            let mut last = [0u8; 8];
-            last[..bytes.len()].copy_from_slice(bytes);
-            self.add(u64::from_le_bytes(last));
+impl ExtFields {
+    /// An empty map with room for `fields` fields of `bytes` key and value bytes in all.
+    pub fn with_capacity(fields: usize, bytes: usize) -> Self {
+        Self {
+            text: String::with_capacity(bytes),
+            spans: Vec::with_capacity(fields),
+            ..Self::default()
         }
     }
 
-    fn write_u8(&mut self, value: u8) {
-        self.add(value as u64);
+    pub fn len(&self) -> usize {
+        self.spans.len()
     }
 
-    fn write_usize(&mut self, value: usize) {
-        self.add(value as u64);
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
     }
 
-    fn finish(&self) -> u64 {
-        self.hash
+    /// Room for `additional` more fields (of ~24 bytes each).
+    pub fn reserve(&mut self, additional: usize) {
+        self.spans.reserve(additional);
+        self.text.reserve(additional * 24);
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.position(key).map(|index| self.value_at(index))
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.position(key).is_some()
+    }
+
+    /// Sets `key` to `value`; returns whether `key` was already there (its value replaced).
+    pub fn insert(&mut self, key: &str, value: &str) -> bool {
+        let span = self.append(key, value);
+        match self.position(key) {
+            Some(index) => {
+                self.spans[index] = span;
+                self.compact_if_wasteful();
+                true
+            }
+            None => {
+                self.spans.push(span);
+                false
+            }
+        }
+    }
+
+    /// Rewrites the text with the live fields only, once dead bytes outgrow the live ones:
+    /// a command whose fields are set again and again stays bounded.
+    fn compact_if_wasteful(&mut self) {
+        let live: usize = self
+            .spans
+            .iter()
+            .map(|span| (span.end - span.start) as usize)
+            .sum();
+        if self.text.len() <= 2 * live + COMPACT_SLACK {
+            return;
+        }
+        let mut compacted = Self::with_capacity(self.spans.len(), live);
+        for (key, value) in self.iter() {
+            compacted.push_decoded(key, value);
+        }
+        compacted.decoded_signatures = 0;
+        compacted.maybe_duplicates = false;
+        *self = compacted;
+        debug_assert_eq!(
+            self.text.len(),
+            live,
+            "compaction keeps exactly the live bytes"
+        );
+    }
+
+    /// Removes `key`; returns its value.
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        let index = self.position(key)?;
+        let value = self.value_at(index).to_owned();
+        self.spans.remove(index);
+        Some(value)
+    }
+
+    /// The fields as `(key, value)`, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.spans.iter().map(|span| {
+            let key_end = span.key_end as usize;
+            (
+                &self.text[span.start as usize..key_end],
+                &self.text[key_end..span.end as usize],
+            )
+        })
+    }
+
+    /// Adds a decoded field without looking for an earlier one of the same name: a decoder
+    /// pushes every field, then calls [`finish_decoding`](Self::finish_decoding) once.
+    pub(crate) fn push_decoded(&mut self, key: &str, value: &str) {
+        let signature = key_signature(key.as_bytes());
+        self.maybe_duplicates |= self.decoded_signatures & signature != 0;
+        self.decoded_signatures |= signature;
+        let span = self.append(key, value);
+        self.spans.push(span);
+    }
+
+    /// Drops all but the last of every run of same-named decoded fields (Java's `HashMap`
+    /// keeps the last `put`). Pairwise for small headers, by sorting for large ones, so a
+    /// header at [`MAX_EXT_FIELDS`] costs `n log n` comparisons, not `n²`.
+    pub(crate) fn finish_decoding(&mut self) {
+        let maybe_duplicates = std::mem::take(&mut self.maybe_duplicates);
+        self.decoded_signatures = 0;
+        if !maybe_duplicates {
+            debug_assert!(self.keys_are_unique(), "distinct signatures, distinct keys");
+            return;
+        }
+        let count = self.spans.len();
+        let mut dead: Vec<bool> = Vec::new();
+        if count <= PAIRWISE_DEDUP_MAX {
+            for later in 1..count {
+                for earlier in 0..later {
+                    if self.same_key(earlier, later) {
+                        dead.resize(count, false);
+                        dead[earlier] = true;
+                    }
+                }
+            }
+        } else {
+            let mut order: Vec<usize> = (0..count).collect();
+            order.sort_by(|&left, &right| {
+                self.key_at(left)
+                    .cmp(self.key_at(right))
+                    .then(left.cmp(&right))
+            });
+            for pair in order.windows(2) {
+                if self.same_key(pair[0], pair[1]) {
+                    dead.resize(count, false);
+                    dead[pair[0]] = true;
+                }
+            }
+        }
+        if !dead.is_empty() {
+            let mut index = 0;
+            self.spans.retain(|_| {
+                index += 1;
+                !dead[index - 1]
+            });
+        }
+        debug_assert!(self.keys_are_unique(), "finish_decoding leaves unique keys");
+    }
+
+    fn keys_are_unique(&self) -> bool {
+        let mut keys: Vec<&str> = self.iter().map(|(key, _)| key).collect();
+        keys.sort_unstable();
+        keys.windows(2).all(|pair| pair[0] != pair[1])
+    }
+
+    /// Appends `key` then `value` to the text; returns their span.
+    fn append(&mut self, key: &str, value: &str) -> Span {
+        // A frame (and so a header) is under 2 GiB: its length field is an int32.
+        let offset = |length: usize| u32::try_from(length).expect("ext fields fit in u32");
+        let start = offset(self.text.len());
+        self.text.push_str(key);
+        let key_end = offset(self.text.len());
+        self.text.push_str(value);
+        Span {
+            start,
+            key_end,
+            end: offset(self.text.len()),
+        }
+    }
+
+    fn position(&self, key: &str) -> Option<usize> {
+        let wanted = key.len();
+        self.spans.iter().position(|span| {
+            (span.key_end - span.start) as usize == wanted
+                && self.text.as_bytes()[span.start as usize..span.key_end as usize]
+                    == *key.as_bytes()
+        })
+    }
+
+    /// Lengths first: most names differ in length or in their first byte.
+    fn same_key(&self, left: usize, right: usize) -> bool {
+        let (left, right) = (self.spans[left], self.spans[right]);
+        left.key_end - left.start == right.key_end - right.start
+            && self.text.as_bytes()[left.start as usize..left.key_end as usize]
+                == self.text.as_bytes()[right.start as usize..right.key_end as usize]
+    }
+
+    fn key_at(&self, index: usize) -> &str {
+        let span = self.spans[index];
+        &self.text[span.start as usize..span.key_end as usize]
+    }
+
+    fn value_at(&self, index: usize) -> &str {
+        let span = self.spans[index];
+        &self.text[span.key_end as usize..span.end as usize]
+    }
+}
+
+/// One of 64 bits from a key's length and end bytes: equal keys have equal signatures.
+/// One-letter names (all of `SEND_MESSAGE_V2`'s) get distinct bits, so a header of them is
+/// known duplicate-free without comparing any two.
+fn key_signature(key: &[u8]) -> u64 {
+    let bit = match key {
+        [] => 0,
+        [only] => u32::from(*only),
+        [first, .., last] => {
+            u32::from(*first) ^ (u32::from(*last) << 2) ^ ((key.len() as u32) << 3)
+        }
+    };
+    1 << (bit & 63)
+}
+
+/// Equal when they hold the same fields, in any order.
+impl PartialEq for ExtFields {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len()
+            && self
+                .iter()
+                .all(|(key, value)| other.get(key) == Some(value))
+    }
+}
+
+impl Eq for ExtFields {}
+
+impl fmt::Debug for ExtFields {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<'a> FromIterator<(&'a str, &'a str)> for ExtFields {
+    fn from_iter<I: IntoIterator<Item = (&'a str, &'a str)>>(fields: I) -> Self {
+        let mut map = Self::default();
+        for (key, value) in fields {
+            map.insert(key, value);
+        }
+        map
     }
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    fn hash(s: &str) -> u64 {
-        FieldHasherBuilder.hash_one(s)
-    }
+    use std::collections::HashMap;
 
     #[test]
-    fn distinct_header_names_hash_apart() {
-        let names = [
-            "a",
-            "b",
-            "c",
-            "d",
-            "e",
-            "f",
-            "g",
-            "h",
-            "i",
-            "j",
-            "k",
-            "l",
-            "m",
-            "n",
-            "topic",
-            "queueId",
-            "producerGroup",
-            "defaultTopic",
-            "defaultTopicQueueNums",
-            "sysFlag",
-            "bornTimestamp",
-            "flag",
-            "properties",
-            "reconsumeTimes",
-            "unitMode",
-            "batch",
-            "maxReconsumeTimes",
-            "consumerGroup",
-            "queueOffset",
-            "maxMsgNums",
-        ];
-        let mut hashes: Vec<u64> = names.iter().map(|n| hash(n)).collect();
-        hashes.sort_unstable();
-        hashes.dedup();
-        assert_eq!(hashes.len(), names.len());
-        // Same bytes, same hash; a one-byte difference in the tail changes it.
-        assert_eq!(hash("producerGroup"), hash("producerGroup"));
-        assert_ne!(hash("producerGroup"), hash("producerGrouq"));
-    }
-
-    #[test]
-    fn map_round_trips_fields() {
-        let mut fields = ext_fields_with_capacity(4);
+    fn behaves_like_a_map() {
+        let mut fields = ext_fields_with_capacity(2);
+        let mut model = HashMap::new();
         for i in 0..100 {
-            fields.insert(format!("field{i}"), i.to_string());
-        }
-        for i in 0..100 {
-            assert_eq!(fields.get(&format!("field{i}")), Some(&i.to_string()));
-        }
-        assert_eq!(fields.get("field100"), None);
-    }
-
-    /// The hash this map used before it was seeded: multiply-rotate from a zero state.
-    fn old_hash(key: &[u8]) -> u64 {
-        const OLD_MULTIPLIER: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-        let add = |hash: u64, word: u64| (hash.rotate_left(5) ^ word).wrapping_mul(OLD_MULTIPLIER);
-        let mut hash = 0;
-        for chunk in key.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            hash = add(hash, u64::from_le_bytes(word));
-        }
-        add(hash, 0xff)
-    }
-
-    /// `count` distinct 16-byte ASCII names that all had the same old hash: the second
-    /// word cancels whatever the first made of the state. (Some bytes are control
-    /// characters: valid UTF-8, and JSON can carry them escaped.)
-    pub(crate) fn colliding_names(count: usize) -> Vec<String> {
-        const OLD_MULTIPLIER: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-        let target = 0x2a2a_2a2a_2a2a_2a2a_u64;
-        let mut names = Vec::with_capacity(count);
-        let mut candidate = 0u64;
-        while names.len() < count {
-            candidate += 1;
-            // Six bits of the counter per byte, each byte in 0x40..0x80: distinct ASCII.
-            let first = (0..8).fold(0u64, |word, byte| {
-                word | ((0x40 | ((candidate >> (6 * byte)) & 0x3f)) << (8 * byte))
-            });
-            let state = first.wrapping_mul(OLD_MULTIPLIER);
-            let second = state.rotate_left(5) ^ target;
-            if second & 0x8080_8080_8080_8080 == 0 {
-                let mut bytes = first.to_le_bytes().to_vec();
-                bytes.extend_from_slice(&second.to_le_bytes());
-                names.push(String::from_utf8(bytes).expect("ASCII"));
+            let (key, value) = (format!("field{}", i % 37), i.to_string());
+            assert_eq!(
+                fields.insert(&key, &value),
+                model.insert(key.clone(), value).is_some()
+            );
+            if i % 11 == 0 {
+                let gone = format!("field{}", i % 7);
+                assert_eq!(fields.remove(&gone), model.remove(&gone));
             }
         }
-        names
+        assert_eq!(fields.len(), model.len());
+        for (key, value) in &model {
+            assert_eq!(fields.get(key), Some(value.as_str()), "{key}");
+        }
+        assert_eq!(fields.get("field"), None);
+        assert_eq!(fields.get(""), None);
+        let mut listed: Vec<(String, String)> = fields
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        listed.sort();
+        let mut expected: Vec<(String, String)> = model.into_iter().collect();
+        expected.sort();
+        assert_eq!(listed, expected);
     }
 
-    /// Names crafted to collide under the old unseeded hash (it gave them all one value)
-    /// spread under the seeded one.
     #[test]
-    fn names_colliding_under_the_old_hash_spread() {
-        let names = colliding_names(200);
-        let old: std::collections::HashSet<u64> =
-            names.iter().map(|n| old_hash(n.as_bytes())).collect();
-        assert_eq!(old.len(), 1, "the crafted names collide under the old hash");
-        let new: std::collections::HashSet<u64> = names.iter().map(|n| hash(n)).collect();
-        assert_eq!(new.len(), names.len(), "the seeded hash keeps them apart");
-        // hashbrown picks the bucket from the low bits and the tag from the top 7: check
-        // the names do not crowd into few buckets of a 256-bucket table either.
-        let buckets: std::collections::HashSet<u64> = names.iter().map(|n| hash(n) & 255).collect();
-        assert!(buckets.len() > 100, "{} buckets", buckets.len());
+    fn replacing_again_and_again_stays_bounded() {
+        let mut fields: ExtFields = [("topic", "T"), ("queueId", "3")].into_iter().collect();
+        for round in 0..10_000 {
+            fields.insert("queueOffset", &format!("{round:020}"));
+            assert!(
+                fields.text.len() <= 2 * (5 + 1 + 7 + 1 + 11 + 20) + COMPACT_SLACK,
+                "{} bytes held after {round} replacements",
+                fields.text.len()
+            );
+        }
+        assert_eq!(fields.get("queueOffset"), Some("00000000000000009999"));
+        assert_eq!(
+            (fields.get("topic"), fields.get("queueId")),
+            (Some("T"), Some("3"))
+        );
+        assert_eq!(fields.len(), 3);
+    }
+
+    #[test]
+    fn equality_ignores_order_and_replaced_bytes() {
+        let mut left: ExtFields = [("a", "1"), ("b", "2")].into_iter().collect();
+        let right: ExtFields = [("b", "2"), ("a", "1")].into_iter().collect();
+        assert_eq!(left, right);
+        left.insert("a", "x");
+        assert_ne!(left, right);
+        left.insert("a", "1");
+        assert_eq!(left, right);
+        left.insert("c", "");
+        assert_ne!(left, right);
+        assert_eq!(format!("{right:?}"), r#"{"b": "2", "a": "1"}"#);
+    }
+
+    #[test]
+    fn decoded_duplicates_keep_the_last_value() {
+        for count in [2, 5, PAIRWISE_DEDUP_MAX, PAIRWISE_DEDUP_MAX + 1, 300] {
+            let mut fields = ExtFields::default();
+            for i in 0..count {
+                // Every name three times, with the pass as the value.
+                for pass in 0..3 {
+                    let key = format!("k{}", (i + pass * 7) % count);
+                    fields.push_decoded(&key, &format!("{i}.{pass}"));
+                }
+            }
+            fields.finish_decoding();
+            assert_eq!(fields.len(), count, "{count}");
+            let mut model = HashMap::new();
+            for i in 0..count {
+                for pass in 0..3 {
+                    model.insert(
+                        format!("k{}", (i + pass * 7) % count),
+                        format!("{i}.{pass}"),
+                    );
+                }
+            }
+            for (key, value) in &model {
+                assert_eq!(fields.get(key), Some(value.as_str()), "{count} {key}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_letter_names_need_no_comparison() {
+        let mut fields = ExtFields::default();
+        for name in [
+            "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n",
+        ] {
+            fields.push_decoded(name, "v");
+        }
+        assert!(!fields.maybe_duplicates);
+        fields.push_decoded("a", "w");
+        assert!(fields.maybe_duplicates);
+        fields.finish_decoding();
+        assert_eq!((fields.len(), fields.get("a")), (14, Some("w")));
+        assert!(!fields.maybe_duplicates && fields.decoded_signatures == 0);
+    }
+
+    #[test]
+    fn distinct_decoded_fields_are_all_kept() {
+        let mut fields = ExtFields::default();
+        for name in ["a", "b", "topic", "", "ab", "ba"] {
+            fields.push_decoded(name, name);
+        }
+        fields.finish_decoding();
+        assert_eq!(fields.len(), 6);
+        assert_eq!(fields.get(""), Some(""));
+        assert_eq!(fields.get("ba"), Some("ba"));
     }
 }

@@ -485,7 +485,7 @@ mod tests {
     #[test]
     fn colliding_ext_field_names_cost_bounded_time() {
         use crate::remoting::ext_fields::MAX_EXT_FIELDS;
-        use crate::remoting::ext_fields::tests::colliding_names;
+        use crate::remoting::field_hash::tests::colliding_names;
         let names = colliding_names(20_000);
         for mut frame in [
             json_frame_with_fields(&names),

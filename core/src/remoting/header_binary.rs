@@ -22,7 +22,7 @@
 //! # Errors
 //! [`FrameError::BadHeader`] when a length is negative or runs past the end of the header.
 
-use crate::remoting::ext_fields::{ExtFields, MAX_EXT_FIELDS, ext_fields_with_capacity};
+use crate::remoting::ext_fields::{ExtFields, MAX_EXT_FIELDS};
 
 use bytes::BufMut;
 
@@ -72,17 +72,17 @@ pub(crate) fn write_binary_header<B: BufMut>(cmd: &RemotingCommand, dst: &mut B)
     let remark = cmd.remark.as_deref().unwrap_or("").as_bytes();
     put_length(dst, remark.len());
     dst.put_slice(remark);
-    let fields: Vec<(&String, &String)> = cmd
+    let ext_length: usize = cmd
         .ext_fields
         .iter()
-        .filter(|(key, _)| is_encodable_key(key))
-        .collect();
-    let ext_length: usize = fields
-        .iter()
+        .filter(|(key, _)| key.len() <= i16::MAX as usize)
         .map(|(key, value)| 2 + key.len() + 4 + value.len())
         .sum();
     put_length(dst, ext_length);
-    for (key, value) in fields {
+    for (key, value) in cmd.ext_fields.iter() {
+        if !is_encodable_key(key) {
+            continue;
+        }
         dst.put_i16(key.len() as i16);
         dst.put_slice(key.as_bytes());
         put_length(dst, value.len());
@@ -108,7 +108,7 @@ fn put_length<B: BufMut>(dst: &mut B, length: usize) {
 }
 
 fn decode_ext_fields(bytes: &[u8]) -> Result<ExtFields, FrameError> {
-    let mut fields = ext_fields_with_capacity(16);
+    let mut fields = ExtFields::with_capacity(16, bytes.len());
     let mut reader = Reader { bytes, position: 0 };
     while reader.remaining() > 0 {
         if fields.len() >= MAX_EXT_FIELDS {
@@ -120,11 +120,12 @@ fn decode_ext_fields(bytes: &[u8]) -> Result<ExtFields, FrameError> {
         let key = reader.take(key_length, "ext key")?;
         let value_length = reader.length_i32("ext value length")?;
         let value = reader.take(value_length, "ext value")?;
-        fields.insert(
-            String::from_utf8_lossy(key).into_owned(),
-            String::from_utf8_lossy(value).into_owned(),
+        fields.push_decoded(
+            &String::from_utf8_lossy(key),
+            &String::from_utf8_lossy(value),
         );
     }
+    fields.finish_decoding();
     Ok(fields)
 }
 

@@ -23,7 +23,7 @@
 //! [`FrameError::BadHeader`] when the bytes are not a JSON object of that shape, or a number
 //! does not fit in an int32.
 
-use crate::remoting::ext_fields::{ExtFields, MAX_EXT_FIELDS, ext_fields_with_capacity};
+use crate::remoting::ext_fields::{ExtFields, MAX_EXT_FIELDS};
 use std::fmt;
 
 use bytes::BufMut;
@@ -33,6 +33,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use super::codes::LanguageCode;
 use super::command::{RemotingCommand, SerializeType};
 use super::frame::FrameError;
+use super::header_json_fast::decode_fast;
 use super::lenient_json::from_slice_lenient;
 
 /// Appends the JSON header of `cmd` to `dst`.
@@ -41,7 +42,18 @@ pub fn encode_json_header(cmd: &RemotingCommand, dst: &mut Vec<u8>) {
 }
 
 /// Decodes a JSON header. The result has an empty body and `SerializeType::Json`.
+///
+/// The common shape takes the one-pass path of `header_json_fast`; anything it declines is
+/// read by serde_json here, which decides every error and lenient form.
 pub fn decode_json_header(bytes: &[u8]) -> Result<RemotingCommand, FrameError> {
+    match decode_fast(bytes) {
+        Some(command) => Ok(command),
+        None => decode_json_header_serde(bytes),
+    }
+}
+
+/// The reference decoder (see [`decode_json_header`]).
+pub(crate) fn decode_json_header_serde(bytes: &[u8]) -> Result<RemotingCommand, FrameError> {
     let header: JsonHeader = from_slice_lenient(bytes)
         .map_err(|error| FrameError::BadHeader(format!("invalid JSON header: {error}")))?;
     Ok(RemotingCommand {
@@ -63,7 +75,7 @@ pub(crate) fn write_json_header<B: BufMut>(cmd: &RemotingCommand, dst: &mut B) {
     put_decimal(dst, i64::from(cmd.code));
     if !cmd.ext_fields.is_empty() {
         dst.put_slice(b",\"extFields\":{");
-        let mut fields: Vec<(&String, &String)> = cmd.ext_fields.iter().collect();
+        let mut fields: Vec<(&str, &str)> = cmd.ext_fields.iter().collect();
         fields.sort_unstable_by(|left, right| left.0.cmp(right.0));
         for (index, (key, value)) in fields.into_iter().enumerate() {
             if index > 0 {
@@ -191,18 +203,45 @@ impl<'de> Visitor<'de> for I32Visitor {
     }
 
     fn visit_str<E: de::Error>(self, value: &str) -> Result<i32, E> {
-        let trimmed = value.trim();
-        if trimmed.is_empty() {
-            return Ok(0);
-        }
-        trimmed
-            .parse()
-            .map_err(|_| E::custom(format!("{value:?} is not an int32")))
+        i32_from_text(value).map_err(E::custom)
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<i32, E> {
         Ok(0)
     }
+}
+
+/// An int32 written as a string: trimmed; empty is 0.
+pub(crate) fn i32_from_text(value: &str) -> Result<i32, String> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Ok(0);
+    }
+    trimmed
+        .parse()
+        .map_err(|_| format!("{value:?} is not an int32"))
+}
+
+/// A language written as a string: a name in any case, or an ordinal; else `OTHER`.
+pub(crate) fn language_from_text(value: &str) -> LanguageCode {
+    let by_ordinal = || {
+        value
+            .trim()
+            .parse::<u8>()
+            .ok()
+            .and_then(LanguageCode::from_u8)
+    };
+    LanguageCode::from_name(value)
+        .or_else(by_ordinal)
+        .unwrap_or(LanguageCode::Other)
+}
+
+/// A language written as a non-negative number; unknown ordinals are `OTHER`.
+pub(crate) fn language_from_ordinal(value: u64) -> LanguageCode {
+    u8::try_from(value)
+        .ok()
+        .and_then(LanguageCode::from_u8)
+        .unwrap_or(LanguageCode::Other)
 }
 
 fn lenient_language<'de, D: Deserializer<'de>>(
@@ -221,20 +260,11 @@ impl<'de> Visitor<'de> for LanguageVisitor {
     }
 
     fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
-        let by_ordinal = || {
-            value
-                .trim()
-                .parse::<u8>()
-                .ok()
-                .and_then(LanguageCode::from_u8)
-        };
-        let language = LanguageCode::from_name(value).or_else(by_ordinal);
-        Ok(Some(language.unwrap_or(LanguageCode::Other)))
+        Ok(Some(language_from_text(value)))
     }
 
     fn visit_u64<E: de::Error>(self, value: u64) -> Result<Self::Value, E> {
-        let language = u8::try_from(value).ok().and_then(LanguageCode::from_u8);
-        Ok(Some(language.unwrap_or(LanguageCode::Other)))
+        Ok(Some(language_from_ordinal(value)))
     }
 
     fn visit_i64<E: de::Error>(self, _value: i64) -> Result<Self::Value, E> {
@@ -339,7 +369,7 @@ impl<'de> Visitor<'de> for ExtFieldsVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ExtFields, A::Error> {
-        let mut fields = ext_fields_with_capacity(map.size_hint().unwrap_or(16).min(64));
+        let mut fields = ExtFields::default();
         let mut seen = 0usize;
         while let Some((key, ExtValue(value))) = map.next_entry::<String, ExtValue>()? {
             seen += 1;
@@ -349,15 +379,16 @@ impl<'de> Visitor<'de> for ExtFieldsVisitor {
                 )));
             }
             if let Some(value) = value {
-                fields.insert(key, value);
+                fields.push_decoded(&key, &value);
             }
         }
+        fields.finish_decoding();
         Ok(fields)
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const DOC_EXAMPLE: &str = concat!(
@@ -420,6 +451,9 @@ mod tests {
         );
         assert!(text.contains(r#""language":"RUST""#));
         assert_eq!(decode_json_header(text.as_bytes()).unwrap(), command);
+        // What we write takes the one-pass path, and the serde path reads it the same.
+        assert_eq!(decode_fast(text.as_bytes()).as_ref(), Some(&command));
+        assert_eq!(decode_json_header_serde(text.as_bytes()).unwrap(), command);
         let strict: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(strict["extFields"]["quote\\"], "\"\t\u{8}\u{c}\r\u{1f}/é中");
     }
@@ -473,18 +507,21 @@ mod tests {
         assert_eq!(command.ext("0"), Some("x"));
     }
 
+    /// Headers the decoder refuses (the one-pass path must decline each of them too).
+    pub(crate) const BAD_HEADERS: &[&[u8]] = &[
+        b"",
+        b"{",
+        b"not json",
+        br#"{"code":"ten"}"#,
+        br#"{"code":2147483648}"#,
+        br#"{"opaque":1.5}"#,
+        br#"{"extFields":[1]}"#,
+        b"\xff\xfe",
+    ];
+
     #[test]
     fn bad_headers_are_errors() {
-        for text in [
-            &b""[..],
-            b"{",
-            b"not json",
-            br#"{"code":"ten"}"#,
-            br#"{"code":2147483648}"#,
-            br#"{"opaque":1.5}"#,
-            br#"{"extFields":[1]}"#,
-            b"\xff\xfe",
-        ] {
+        for &text in BAD_HEADERS {
             let error = decode_json_header(text).unwrap_err();
             assert!(
                 matches!(error, FrameError::BadHeader(_)),

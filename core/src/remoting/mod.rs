@@ -12,7 +12,10 @@
 //! - `command`: `RemotingCommand` and typed access to its `extFields`;
 //! - `controller`: RocketMQ 5's controller-mode codes and headers (failover);
 //! - `frame`: length-prefixed framing, the only entry point for bytes from a socket;
-//! - `header_json`, `header_binary`: the two header encodings;
+//! - `header_json`, `header_binary`: the two header encodings (`header_json_fast`: the
+//!   one-pass reader of the JSON header's common shape, checked against the serde path);
+//! - `ext_fields`: the flat map of custom header fields; `field_hash`: the seeded hasher for
+//!   maps keyed by names from the network;
 //! - `lenient_json`: fastjson-compatible parsing, also used for JSON bodies elsewhere.
 //!
 //! # Errors
@@ -24,9 +27,11 @@ pub mod codes;
 pub mod command;
 pub mod controller;
 pub mod ext_fields;
+pub mod field_hash;
 pub mod frame;
 pub mod header_binary;
 pub mod header_json;
+mod header_json_fast;
 pub mod lenient_json;
 
 pub use codes::{LanguageCode, ResponseCode, request_code};
