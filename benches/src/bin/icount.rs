@@ -6,6 +6,9 @@
 //! optimised away. Running with 0 iterations measures the fixture and process overhead
 //! alone, which `icount-gate` subtracts. The fixtures are fixed (no clock, no randomness).
 //! `icount --list` prints the path names, one per line.
+//!
+//! It allocates with the broker's allocator (mimalloc, as in `rmq-fast/src/main.rs`), so a
+//! path's allocations count what they cost in the broker rather than in glibc's malloc.
 
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -22,6 +25,10 @@ use rmq_core::remoting::{
 
 use rmq_benches::dispatch::DispatchFixture;
 use rmq_benches::pull::{PullFixture, assemble_pull};
+
+/// The broker's allocator (see the module docs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// One measured path: its name and a runner taking the iteration count.
 struct Path {
