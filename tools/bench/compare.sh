@@ -70,8 +70,9 @@ else
 fi
 
 FLUSHES="${FLUSHES_ARG:-$FLUSHES}"
-# A pass writes ~10 GB (both brokers' stores, fio files); a broker near its disk limit refuses
-# sends (rmq-fast: "disk nearly full"), which spoiled full run 6's first SYNC_FLUSH pass.
+# One broker's pass writes up to ~16 GB (rmq-fast's ASYNC_FLUSH pass; deleted when that broker
+# stops); a broker near its disk limit refuses sends (rmq-fast: "disk nearly full", at 90% of
+# used + available), which spoiled full run 6's first SYNC_FLUSH pass and run 9's.
 MIN_FREE_GB="${COMPARE_MIN_FREE_GB:-20}"
 free_gb=$(( $(df -Pk "${COMPARE_DIR:-/tmp}" | awk 'NR == 2 { print $4 }') / 1024 / 1024 ))
 if (( free_gb < MIN_FREE_GB )); then
@@ -194,6 +195,7 @@ start_cluster() { # broker flush [run-name] -> NS_PID, BR_PID
   local broker="$1" flush="$2" run="$WORK/${3:-$1-$2}"
   wait_ports_free "$NS_PORT" "$BR_PORT" "$((BR_PORT - 2))" "$((BR_PORT + 1))"
   rm -rf "$run" && mkdir -p "$run/logs"
+  RUN_DIR="$run"
   write_configs "$run" "$flush"
   if [[ $broker == null ]]; then
     "$FAST" namesrv -c "$run/namesrv.properties" >"$run/logs/namesrv.out" 2>&1 &
@@ -247,6 +249,10 @@ stop_cluster() {
     wait "$pid" 2>/dev/null || true
   done
   NS_PID=""; BR_PID=""
+  # Each pass's store goes as soon as its broker stops (logs stay): kept to the end, the
+  # stores of all passes added up to ~36 GB and the last pass met a broker refusing sends.
+  [[ -n ${RUN_DIR:-} ]] && rm -rf "$RUN_DIR/store"
+  RUN_DIR=""
   wait_ports_free "$NS_PORT" "$BR_PORT"
 }
 
