@@ -48,10 +48,29 @@ impl<T> Future for Task<T> {
     }
 }
 
+/// Futures larger than this are boxed once by [`spawn`] before they travel through the
+/// runtime's spawn path (see there).
+pub const SPAWN_INLINE_MAX: usize = 256;
+
 /// Runs `future` as a new task on this core's runtime. Its polls count as work for the
 /// core's idle-poll window (see `idle_poll`).
+///
+/// A future larger than [`SPAWN_INLINE_MAX`] bytes is boxed first: the runtime's spawn moves
+/// the future by value through several frames into the task's allocation, and for the
+/// broker's per-send tasks (~1.4 KB, the shard side of a hand-off) those copies into cold
+/// memory were 3% of the broker's CPU at full load (docs/perf.md, "Spawn copies"); boxed,
+/// the future is copied once and only a pointer travels.
 #[track_caller]
 pub fn spawn<F: Future + 'static>(future: F) -> Task<F::Output> {
+    if std::mem::size_of::<F>() > SPAWN_INLINE_MAX {
+        spawn_small(Box::pin(future))
+    } else {
+        spawn_small(future)
+    }
+}
+
+#[track_caller]
+fn spawn_small<F: Future + 'static>(future: F) -> Task<F::Output> {
     Task(compio::runtime::spawn(async move {
         let mut future = std::pin::pin!(future);
         std::future::poll_fn(|cx| {
@@ -186,6 +205,51 @@ mod tests {
             sleep_until(began + Duration::from_millis(15)).await;
             assert!(began.elapsed() >= Duration::from_millis(15));
         });
+    }
+
+    #[test]
+    fn large_spawned_futures_run_and_cancel_like_small_ones() {
+        struct Guard(Rc<Cell<bool>>);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                self.0.set(true);
+            }
+        }
+        run(async {
+            // State held across an await makes the future larger than the boxing threshold.
+            let big = async {
+                let state = [7u8; 2 * SPAWN_INLINE_MAX];
+                sleep(Duration::from_millis(1)).await;
+                state.iter().map(|&b| u32::from(b)).sum::<u32>()
+            };
+            assert!(std::mem::size_of_val(&big) > SPAWN_INLINE_MAX);
+            assert_eq!(
+                spawn(big).await.expect("task output"),
+                7 * 2 * SPAWN_INLINE_MAX as u32
+            );
+
+            let dropped = Rc::new(Cell::new(false));
+            let guard = Guard(dropped.clone());
+            let pending = spawn(async move {
+                let _guard = guard;
+                let state = [1u8; 2 * SPAWN_INLINE_MAX];
+                sleep(Duration::from_secs(60)).await;
+                black_box_sum(&state)
+            });
+            sleep(Duration::from_millis(1)).await;
+            assert!(!dropped.get(), "the task is still waiting");
+            drop(pending);
+            // compio drops a cancelled task's future at the core's next tick.
+            sleep(Duration::from_millis(1)).await;
+            assert!(dropped.get(), "dropping the task dropped its boxed future");
+        });
+    }
+
+    fn black_box_sum(state: &[u8]) -> u32 {
+        std::hint::black_box(state)
+            .iter()
+            .map(|&b| u32::from(b))
+            .sum()
     }
 
     #[test]

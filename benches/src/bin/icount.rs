@@ -98,6 +98,10 @@ const PATHS: &[Path] = &[
         run: send_response,
     },
     Path {
+        name: "spawn_1k_future",
+        run: spawn_large_future,
+    },
+    Path {
         name: "metrics_hooks_off",
         run: |n| metrics_hooks(false, n),
     },
@@ -323,4 +327,24 @@ fn metrics_hooks(enabled: bool, iterations: u64) {
         on_rpc(started, PULL_MESSAGE, Some(0));
     }
     black_box(rmq_broker::metrics::counters::snapshot());
+}
+
+/// Spawns a task whose future is as large as the shard side of a send hand-off (~1.4 KB)
+/// and runs it to completion: what `rmq_net::rt::spawn` costs per handed-off send.
+fn spawn_large_future(iterations: u64) {
+    /// Held across an await, so it is part of the future's state.
+    struct Payload([u8; 1344]);
+    let runtime = rmq_net::rt::Runtime::new().expect("a compio runtime (io_uring)");
+    runtime.block_on(async move {
+        for i in 0..iterations {
+            let seed = black_box(i as u8);
+            let task = rmq_net::rt::spawn(async move {
+                let payload = Payload([seed; 1344]);
+                std::future::ready(()).await;
+                black_box(&payload.0);
+                payload.0[1343]
+            });
+            black_box(task.await.expect("the task runs to completion"));
+        }
+    });
 }
