@@ -333,6 +333,15 @@ fn is_special(props: &str) -> bool {
 
 /// Applies the message-rewriting features: transaction half messages go to the half topic,
 /// delayed and timer messages to their fixed-delay queues (see `schedule`, `transaction`).
+/// Every property `place` reads: without them a send is stored as it came.
+const PLACEMENT_KEYS: &[&str] = &[
+    keys::TRAN_MSG,
+    keys::TIMER_DELIVER_MS,
+    keys::TIMER_DELAY_MS,
+    keys::TIMER_DELAY_SEC,
+    keys::DELAY,
+];
+
 fn place(
     broker: &BrokerContext,
     req: &RemotingCommand,
@@ -351,6 +360,10 @@ fn place(
             let remark = "a batch may not carry DELAY, TIMER_* or TRAN_MSG".to_string();
             return Err(reply(req, ResponseCode::MessageIllegal, remark));
         }
+        return Ok(plain);
+    }
+    // Most sends carry none of the keys below: one pass instead of a scan per key.
+    if !properties::has_any_property(&head.properties, PLACEMENT_KEYS) {
         return Ok(plain);
     }
     if properties::get_property(&head.properties, keys::TRAN_MSG) == Some("true") {
