@@ -331,8 +331,6 @@ fn is_special(props: &str) -> bool {
         || crate::schedule::has_delay_property(props)
 }
 
-/// Applies the message-rewriting features: transaction half messages go to the half topic,
-/// delayed and timer messages to their fixed-delay queues (see `schedule`, `transaction`).
 /// Every property `place` reads: without them a send is stored as it came.
 const PLACEMENT_KEYS: &[&str] = &[
     keys::TRAN_MSG,
@@ -342,6 +340,8 @@ const PLACEMENT_KEYS: &[&str] = &[
     keys::DELAY,
 ];
 
+/// Applies the message-rewriting features: transaction half messages go to the half topic,
+/// delayed and timer messages to their fixed-delay queues (see `schedule`, `transaction`).
 fn place(
     broker: &BrokerContext,
     req: &RemotingCommand,

@@ -182,6 +182,8 @@ pub fn remove_property(props: &str, key: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn has_any_property_matches_get_property() {
         let keys = [keys::DELAY, keys::TRAN_MSG];
@@ -201,8 +203,6 @@ mod tests {
         assert!(!has_any_property("DELAYX\u{1}3", &keys));
         assert!(has_any_property("A\u{1}1\u{2}DELAY\u{1}", &keys));
     }
-
-    use super::*;
 
     const JAVA_FORM: &str = "KEYS\u{1}k1 k2\u{2}TAGS\u{1}TagA\u{2}WAIT\u{1}true\u{2}";
 
