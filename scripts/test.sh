@@ -16,8 +16,11 @@ echo "== cargo test ($(date -u +%T))"
 cargo test --workspace -q 2>&1 | tee target/cargo-test.log
 grep -q "test result: ok" target/cargo-test.log
 
+# Under `cargo test` criterion runs each bench once as a test. The dev profile and the same
+# package selection as above reuse the test build (`cargo bench -- --test` compiled every
+# dependency again in the bench profile: 6 of CI's minutes).
 echo "== criterion benches (test mode: each bench runs once) ($(date -u +%T))"
-cargo bench -q -p rmq-benches -- --test >/dev/null
+cargo test --workspace -q --bench '*' >/dev/null
 
 echo "== instruction-count gate (valgrind; benches/baseline/icount.json; ICOUNT_UPDATE=1 rewrites it) ($(date -u +%T))"
 if ! command -v valgrind >/dev/null; then
@@ -26,7 +29,9 @@ if ! command -v valgrind >/dev/null; then
     || true
 fi
 if command -v valgrind >/dev/null; then
-  cargo build --release -q -p rmq-benches --bins
+  # rmq-fast in the same build: with it selected, the dependencies resolve to the features
+  # the Java phase's `cargo build -p rmq-fast` uses, so that build redoes only our crates.
+  cargo build --release -q -p rmq-benches -p rmq-fast --bins
   target/release/icount-gate
 else
   echo "SKIPPED: valgrind is not installed and could not be installed with apt-get"
