@@ -166,9 +166,28 @@ pub struct TopicManager {
     log: TopicLog,
 }
 
+/// What a send reads of a topic's config: copied out under the table's lock, so the hot
+/// path neither clones the config's strings nor holds the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueSettings {
+    pub perm: i32,
+    pub read_queue_nums: i32,
+    pub write_queue_nums: i32,
+}
+
+impl From<&TopicConfig> for QueueSettings {
+    fn from(config: &TopicConfig) -> Self {
+        Self {
+            perm: config.perm,
+            read_queue_nums: config.read_queue_nums,
+            write_queue_nums: config.write_queue_nums,
+        }
+    }
+}
+
 /// Outcome of a lookup that may auto-create.
 pub enum TopicLookup {
-    Found(TopicConfig),
+    Found(QueueSettings),
     /// Created now from the template (the caller should re-register with name servers).
     Created(TopicConfig),
     Missing,
@@ -220,6 +239,16 @@ impl TopicManager {
             .expect("topic table lock")
             .get(topic)
             .cloned()
+    }
+
+    /// The queue settings of `topic` (see [`QueueSettings`]).
+    pub fn queue_settings(&self, topic: &str) -> Option<QueueSettings> {
+        self.state
+            .table
+            .read()
+            .expect("topic table lock")
+            .get(topic)
+            .map(QueueSettings::from)
     }
 
     pub fn snapshot(&self) -> Arc<HashMap<String, TopicConfig>> {
@@ -287,8 +316,8 @@ impl TopicManager {
         requested_queues: i32,
         auto_create: bool,
     ) -> TopicLookup {
-        if let Some(config) = self.get(topic) {
-            return TopicLookup::Found(config);
+        if let Some(found) = self.queue_settings(topic) {
+            return TopicLookup::Found(found);
         }
         let template = self.get(default_topic);
         let inheritable = template
@@ -318,8 +347,8 @@ impl TopicManager {
             return TopicLookup::Missing;
         }
         let _guard = self.write_lock.lock().expect("topic write lock");
-        if let Some(config) = self.get(topic) {
-            return TopicLookup::Found(config);
+        if let Some(found) = self.queue_settings(topic) {
+            return TopicLookup::Found(found);
         }
         let mut config = TopicConfig::new(topic);
         config.read_queue_nums = queues;

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use bytes::BytesMut;
 use rmq_broker::processor::send::stored_reply;
 use rmq_core::message::batch::{BatchEntry, decode_batch, encode_batch};
-use rmq_core::message::msg_id::offset_msg_id;
+use rmq_core::message::msg_id::{OffsetMsgId, offset_msg_id};
 use rmq_core::message::properties::get_property;
 use rmq_core::message::{body_crc, parse_record, patch_record};
 use rmq_core::remoting::{
@@ -259,7 +259,10 @@ fn send_response(iterations: u64) {
         let response = stored_reply(
             black_box(&request),
             ResponseCode::Success,
-            offset_msg_id(store_host, offset),
+            OffsetMsgId {
+                store_host,
+                physical_offset: offset,
+            },
             3,
             black_box(i as i64),
         );

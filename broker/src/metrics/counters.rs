@@ -192,7 +192,15 @@ pub fn on_send(topic: &str, props: &str, count: usize, wrote_bytes: usize) {
     if !enabled() || count == 0 {
         return;
     }
-    let kind = MessageType::of_properties(props);
+    on_send_typed(topic, MessageType::of_properties(props), count, wrote_bytes);
+}
+
+/// [`on_send`] with the message type already known (read from the properties before the
+/// send left its connection's core).
+pub fn on_send_typed(topic: &str, kind: MessageType, count: usize, wrote_bytes: usize) {
+    if !enabled() || count == 0 {
+        return;
+    }
     with_counters(|c| {
         let stats = match c.messages_in.get_mut(topic) {
             Some(by_type) => by_type.entry(kind).or_default(),

@@ -47,7 +47,7 @@ pub async fn process(
     ));
     let head = send::parse_header(req)?;
     // A reply that names no requester can never be delivered: refuse it before storing.
-    if properties::get_property(&head.properties, keys::REPLY_TO_CLIENT).is_none() {
+    if properties::get_property(head.properties, keys::REPLY_TO_CLIENT).is_none() {
         return Err(reply(req, ResponseCode::SystemError, no_requester_remark()));
     }
     let stored = send::process(core, conn, req).await?;
@@ -89,7 +89,7 @@ fn push_to_requester(
     req: &RemotingCommand,
     head: &SendHeader,
 ) -> Result<(), String> {
-    let Some(requester) = properties::get_property(&head.properties, keys::REPLY_TO_CLIENT) else {
+    let Some(requester) = properties::get_property(head.properties, keys::REPLY_TO_CLIENT) else {
         return Err(no_requester_remark());
     };
     let Some(channel) = broker.clients.find_channel(requester) else {
@@ -114,15 +114,15 @@ fn push_command(
     head: &SendHeader,
 ) -> RemotingCommand {
     let now = now_ms();
-    let props = properties::set_property(&head.properties, keys::PUSH_REPLY_TIME, &now.to_string());
+    let props = properties::set_property(head.properties, keys::PUSH_REPLY_TIME, &now.to_string());
     let v2 = req.code == rc::SEND_REPLY_MESSAGE_V2;
     let unit_mode = req
         .ext(if v2 { "k" } else { "unitMode" })
         .unwrap_or("false");
     let mut push = RemotingCommand::new_request(rc::PUSH_REPLY_MESSAGE_TO_CLIENT)
-        .with_ext("producerGroup", &head.producer_group)
-        .with_ext("topic", &head.topic)
-        .with_ext("defaultTopic", &head.default_topic)
+        .with_ext("producerGroup", head.producer_group)
+        .with_ext("topic", head.topic)
+        .with_ext("defaultTopic", head.default_topic)
         .with_ext("defaultTopicQueueNums", head.default_topic_queue_nums)
         .with_ext("queueId", head.queue_id)
         .with_ext("sysFlag", head.sys_flag)
@@ -168,7 +168,7 @@ mod tests {
             assert_eq!(head.topic, "C_REPLY_TOPIC");
             assert_eq!(head.producer_group, "g");
             assert!(!head.batch);
-            let to = properties::get_property(&head.properties, keys::REPLY_TO_CLIENT);
+            let to = properties::get_property(head.properties, keys::REPLY_TO_CLIENT);
             assert_eq!(to, Some("id"));
         }
     }

@@ -11,13 +11,14 @@
 //! response then names the requested queue and the offset in the system queue (the producer
 //! echoes a half message's offset in END_TRANSACTION). Batches carrying either are refused.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::BytesMut;
 use rmq_core::body::PERM_WRITE;
 use rmq_core::message::batch::decode_batch;
-use rmq_core::message::msg_id::offset_msg_id;
+use rmq_core::message::msg_id::{OffsetMsgId, offset_msg_id};
 use rmq_core::message::properties::{self, keys};
 use rmq_core::message::{NewRecord, hash::tags_code};
 use rmq_core::remoting::{RemotingCommand, ResponseCode, request_code as rc};
@@ -28,41 +29,40 @@ use rmq_storage::{AppendResult, StoreError};
 use super::{Processed, busy, header, reply};
 use crate::context::{BrokerContext, now_ms};
 use crate::core_context::{CoreContext, OwnedShard};
+use crate::metrics::counters::MessageType;
 use crate::replication::Acked;
-use crate::topics::{TopicLookup, validate_group_name, validate_topic_name};
+use crate::topics::{QueueSettings, TopicLookup, validate_group_name, validate_topic_name};
 use crate::{schedule, transaction};
 
 /// Largest properties string a record can hold (int16 length).
 const MAX_PROPERTIES_LEN: usize = i16::MAX as usize;
 
-/// The send header, whichever of the two spellings the client used.
-pub struct SendHeader {
-    pub producer_group: String,
-    pub topic: String,
-    pub default_topic: String,
+/// The send header, whichever of the two spellings the client used; its text borrows the
+/// request's.
+pub struct SendHeader<'a> {
+    pub producer_group: &'a str,
+    pub topic: &'a str,
+    pub default_topic: &'a str,
     pub default_topic_queue_nums: i32,
     pub queue_id: i32,
     pub sys_flag: i32,
     pub born_timestamp: i64,
     pub flag: i32,
-    pub properties: String,
+    pub properties: &'a str,
     pub reconsume_times: i32,
     pub batch: bool,
 }
 
 /// Also parses SEND_REPLY_MESSAGE (324, long keys) and SEND_REPLY_MESSAGE_V2 (325), whose
 /// headers are the send headers (see `reply`).
-pub(crate) fn parse_header(req: &RemotingCommand) -> Result<SendHeader, RemotingCommand> {
+pub(crate) fn parse_header(req: &RemotingCommand) -> Result<SendHeader<'_>, RemotingCommand> {
     // V2 renames every field to one letter to save bytes on the wire.
     let v2 = !matches!(req.code, rc::SEND_MESSAGE | rc::SEND_REPLY_MESSAGE);
     let k = |long: &'static str, short: &'static str| if v2 { short } else { long };
     Ok(SendHeader {
-        producer_group: header(req, req.ext_str(k("producerGroup", "a")))?.to_string(),
-        topic: header(req, req.ext_str(k("topic", "b")))?.to_string(),
-        default_topic: req
-            .ext(k("defaultTopic", "c"))
-            .unwrap_or("TBW102")
-            .to_string(),
+        producer_group: header(req, req.ext_str(k("producerGroup", "a")))?,
+        topic: header(req, req.ext_str(k("topic", "b")))?,
+        default_topic: req.ext(k("defaultTopic", "c")).unwrap_or("TBW102"),
         default_topic_queue_nums: header(req, req.ext_opt_i32(k("defaultTopicQueueNums", "d")))?
             .unwrap_or(4),
         queue_id: header(req, req.ext_i32(k("queueId", "e")))?,
@@ -70,10 +70,7 @@ pub(crate) fn parse_header(req: &RemotingCommand) -> Result<SendHeader, Remoting
         born_timestamp: header(req, req.ext_opt_i64(k("bornTimestamp", "g")))?
             .unwrap_or_else(now_ms),
         flag: header(req, req.ext_opt_i32(k("flag", "h")))?.unwrap_or(0),
-        properties: req
-            .ext(k("properties", "i"))
-            .unwrap_or_default()
-            .to_string(),
+        properties: req.ext(k("properties", "i")).unwrap_or_default(),
         reconsume_times: header(req, req.ext_opt_i32(k("reconsumeTimes", "j")))?.unwrap_or(0),
         batch: req.code == rc::SEND_BATCH_MESSAGE
             || header(req, req.ext_opt_bool(k("batch", "m")))?.unwrap_or(false),
@@ -119,11 +116,28 @@ struct HandOff {
     started: Option<Instant>,
 }
 
-/// What the shard's core returns: the append (and its durability wait) and the replica wait.
+/// What the shard's core returns: the append (and its durability wait), the replica wait,
+/// and the topic the records were stored under (moved there for the append, moved back for
+/// the answer).
 type ShardOutcome = (
     Result<(AppendResult, Result<(), StoreError>), StoreError>,
     SlaveWait,
+    String,
 );
+
+/// What a send's answer needs besides the shard's outcome (it travels to the shard's core
+/// with a handed-off send, so it owns its data).
+struct Answer {
+    /// The topic the client sent to, when the send was stored under another one (a half or
+    /// delay topic): stats and metrics count the client's topic.
+    sent_topic: Option<String>,
+    /// The `message_type` metrics label (`None`: metrics are off on this core).
+    message_type: Option<MessageType>,
+    queue_id: i32,
+    store_ts: i64,
+    /// A batch's record sizes, which place its ids; empty for a single message.
+    batch_sizes: Vec<usize>,
+}
 
 async fn handle(
     core: &Rc<CoreContext>,
@@ -142,17 +156,24 @@ async fn handle(
             return Err(reply(req, ResponseCode::SystemError, remark));
         }
         broker
-            .await_topic_registration(registration, &head.topic)
+            .await_topic_registration(registration, head.topic)
             .await;
     }
-    let wait = properties::get_property(&head.properties, keys::WAIT) != Some("false");
+    let wait = properties::get_property(head.properties, keys::WAIT) != Some("false");
     let stored = place(broker, req, &head, queue_id)?;
     let records = encode_records(broker, conn, req, &head, &stored)?;
-    // A batch answers one id per record: their sizes place them after the first.
-    let batch_sizes: Vec<usize> = if head.batch {
-        records.iter().map(|(record, _)| record.len()).collect()
-    } else {
-        Vec::new()
+    let answer_with = Answer {
+        sent_topic: (stored.topic != head.topic).then(|| head.topic.to_owned()),
+        message_type: crate::metrics::counters::enabled()
+            .then(|| MessageType::of_properties(head.properties)),
+        queue_id,
+        store_ts: now_ms(),
+        // A batch answers one id per record: their sizes place them after the first.
+        batch_sizes: if head.batch {
+            records.iter().map(|(record, _)| record.len()).collect()
+        } else {
+            Vec::new()
+        },
     };
     let policy = broker.ack().for_send(wait);
     if let Err(refused) = policy.admit() {
@@ -165,8 +186,8 @@ async fn handle(
         return Err(reply(req, ResponseCode::SystemError, refused.to_string()));
     }
     let shard = broker.shard_of_queue(&stored.topic, stored.queue_id);
-    let (topic, stored_queue) = (stored.topic.clone(), stored.queue_id);
-    let store_ts = now_ms();
+    let (topic, stored_queue) = (stored.topic.into_owned(), stored.queue_id);
+    let store_ts = answer_with.store_ts;
     let append = move |owned: OwnedShard| async move {
         let store = owned.store;
         let mut records = records;
@@ -181,25 +202,18 @@ async fn handle(
                 let acked = policy
                     .wait(&store, &owned.replica, appended.end_offset)
                     .await;
-                (Ok((appended, acked.durable)), acked.replica)
+                (Ok((appended, acked.durable)), acked.replica, topic)
             }
             // Nothing stored: no replica to wait for.
-            Err(error) => (Err(error), SlaveWait::Replicated),
+            Err(error) => (Err(error), SlaveWait::Replicated, topic),
         }
     };
-    let answer =
-        move |broker: &BrokerContext, like: &RemotingCommand, (outcome, replica): ShardOutcome| {
-            let response = respond(
-                broker,
-                like,
-                &head,
-                queue_id,
-                outcome,
-                store_ts,
-                &batch_sizes,
-            );
-            Acked::respond(replica, response)
-        };
+    let answer = move |broker: &BrokerContext,
+                       like: &RemotingCommand,
+                       (outcome, replica, topic): ShardOutcome| {
+        let response = respond(broker, like, &answer_with, &topic, outcome);
+        Acked::respond(replica, response)
+    };
     if let Some(HandOff { started }) = hand_off
         && broker.core_of_shard(shard) != core.core
     {
@@ -269,20 +283,20 @@ fn resolve_queue(
     head: &mut SendHeader,
 ) -> Result<(i32, Option<u64>), RemotingCommand> {
     let broker = &core.broker;
-    if let Err(remark) = validate_topic_name(&head.topic) {
+    if let Err(remark) = validate_topic_name(head.topic) {
         return Err(reply(req, ResponseCode::SystemError, remark));
     }
-    if crate::topics::is_not_allowed_send_topic(&head.topic) {
-        let remark = crate::topics::send_forbidden_remark(&head.topic);
+    if crate::topics::is_not_allowed_send_topic(head.topic) {
+        let remark = crate::topics::send_forbidden_remark(head.topic);
         return Err(reply(req, ResponseCode::NoPermission, remark));
     }
-    if let Err(remark) = validate_group_name(&head.producer_group) {
+    if let Err(remark) = validate_group_name(head.producer_group) {
         return Err(reply(req, ResponseCode::SystemError, remark));
     }
     let auto_create = broker.config.auto_create_topic_enable;
     let lookup = broker.topics.get_or_create_for_send(
-        &head.topic,
-        &head.default_topic,
+        head.topic,
+        head.default_topic,
         head.default_topic_queue_nums,
         auto_create,
     );
@@ -290,7 +304,7 @@ fn resolve_queue(
         TopicLookup::Found(config) => (config, None),
         TopicLookup::Created(config) => {
             let registration = broker.request_topic_registration(&config.topic_name);
-            (config, Some(registration))
+            (QueueSettings::from(&config), Some(registration))
         }
         TopicLookup::Missing => {
             let remark = format!("topic[{}] not exist, apply first please!", head.topic);
@@ -316,10 +330,11 @@ fn resolve_queue(
 }
 
 /// Where a send is stored: its own queue, or (delay, timer, half message) a system queue.
-struct Stored {
-    topic: String,
+/// A plain send borrows the header's text.
+struct Stored<'a> {
+    topic: Cow<'a, str>,
     queue_id: i32,
-    properties: String,
+    properties: Cow<'a, str>,
     sys_flag: i32,
     /// Consume-queue tags code override (delivery time for delay queues).
     tags_code: Option<i64>,
@@ -342,31 +357,31 @@ const PLACEMENT_KEYS: &[&str] = &[
 
 /// Applies the message-rewriting features: transaction half messages go to the half topic,
 /// delayed and timer messages to their fixed-delay queues (see `schedule`, `transaction`).
-fn place(
+fn place<'a>(
     broker: &BrokerContext,
     req: &RemotingCommand,
-    head: &SendHeader,
+    head: &SendHeader<'a>,
     queue_id: i32,
-) -> Result<Stored, RemotingCommand> {
+) -> Result<Stored<'a>, RemotingCommand> {
     let plain = Stored {
-        topic: head.topic.clone(),
+        topic: Cow::Borrowed(head.topic),
         queue_id,
-        properties: head.properties.clone(),
+        properties: Cow::Borrowed(head.properties),
         sys_flag: head.sys_flag,
         tags_code: None,
     };
     if head.batch {
-        if is_special(&head.properties) {
+        if is_special(head.properties) {
             let remark = "a batch may not carry DELAY, TIMER_* or TRAN_MSG".to_string();
             return Err(reply(req, ResponseCode::MessageIllegal, remark));
         }
         return Ok(plain);
     }
     // Most sends carry none of the keys below: one pass instead of a scan per key.
-    if !properties::has_any_property(&head.properties, PLACEMENT_KEYS) {
+    if !properties::has_any_property(head.properties, PLACEMENT_KEYS) {
         return Ok(plain);
     }
-    if properties::get_property(&head.properties, keys::TRAN_MSG) == Some("true") {
+    if properties::get_property(head.properties, keys::TRAN_MSG) == Some("true") {
         if broker.config.reject_transaction_message {
             let remark = format!(
                 "the broker[{}] sending transaction message is forbidden",
@@ -375,26 +390,26 @@ fn place(
             return Err(reply(req, ResponseCode::NoPermission, remark));
         }
         let (properties, sys_flag) =
-            transaction::half_placement(&head.properties, head.sys_flag, &head.topic, queue_id);
+            transaction::half_placement(head.properties, head.sys_flag, head.topic, queue_id);
         transaction::ensure_topic(broker, transaction::HALF_TOPIC);
         return Ok(Stored {
-            topic: transaction::HALF_TOPIC.to_string(),
+            topic: Cow::Borrowed(transaction::HALF_TOPIC),
             queue_id: transaction::HALF_QUEUE,
-            properties,
+            properties: Cow::Owned(properties),
             sys_flag,
             tags_code: None,
         });
     }
     let levels = &broker.schedule.delay_levels_ms;
     let now = now_ms();
-    let delay = schedule::requested_delay(&head.properties, levels.len(), now)
+    let delay = schedule::requested_delay(head.properties, levels.len(), now)
         .map_err(|remark| reply(req, ResponseCode::MessageIllegal, remark))?;
     Ok(
-        match schedule::place(&head.topic, queue_id, &head.properties, delay, levels, now) {
+        match schedule::place(head.topic, queue_id, head.properties, delay, levels, now) {
             Some(placed) => Stored {
-                topic: placed.topic,
+                topic: Cow::Owned(placed.topic),
                 queue_id: placed.queue_id,
-                properties: placed.properties,
+                properties: Cow::Owned(placed.properties),
                 sys_flag: head.sys_flag,
                 tags_code: Some(placed.tags_code),
             },
@@ -418,94 +433,86 @@ fn encode_records(
         return Err(reply(req, ResponseCode::MessageIllegal, remark));
     }
     let cluster = broker.config.broker_cluster_name.as_str();
-    let entries: Vec<(i32, &[u8], String)> = if head.batch {
-        let batch = decode_batch(&req.body).map_err(|e| {
-            reply(
-                req,
-                ResponseCode::MessageIllegal,
-                format!("bad batch body: {e}"),
-            )
-        })?;
-        // The store asserts a batch holds records; an empty one is the client's error.
-        if batch.is_empty() {
-            let remark = "the batch holds no message (empty body)".to_string();
-            return Err(reply(req, ResponseCode::MessageIllegal, remark));
-        }
-        if let Some(entry) = batch.iter().find(|e| is_special(e.properties)) {
-            let remark = format!(
-                "a batch may not contain delayed or transactional messages (properties {:?})",
-                entry.properties
-            );
-            return Err(reply(req, ResponseCode::MessageIllegal, remark));
-        }
-        batch
-            .into_iter()
-            .map(|entry| {
-                (
-                    entry.flag,
-                    entry.body,
-                    with_cluster(entry.properties, cluster),
-                )
-            })
-            .collect()
-    } else {
-        vec![(
-            head.flag,
-            &req.body[..],
-            stored_properties(&stored.properties, cluster),
-        )]
+    let encode = |flag: i32, body: &[u8], props: &str| {
+        encode_record(broker, conn, req, head, stored, flag, body, props)
     };
-    assert!(!entries.is_empty(), "a send stores at least one record");
-    let mut records = Vec::with_capacity(entries.len());
-    for (flag, body, props) in entries {
-        if props.len() > MAX_PROPERTIES_LEN {
-            let remark = format!(
-                "the message properties size {} over max value {MAX_PROPERTIES_LEN}",
-                props.len()
-            );
-            return Err(reply(req, ResponseCode::MessageIllegal, remark));
-        }
-        let record = NewRecord {
-            topic: &stored.topic,
-            queue_id: stored.queue_id,
-            flag,
-            body,
-            properties: &props,
-            sys_flag: stored.sys_flag,
-            born_timestamp: head.born_timestamp,
-            born_host: conn.peer,
-            store_host: broker.broker_addr,
-            reconsume_times: head.reconsume_times,
-            prepared_transaction_offset: 0,
-        };
-        let mut buf = BytesMut::with_capacity(record.encoded_len());
-        record
-            .encode_into(&mut buf)
-            .map_err(|e| reply(req, ResponseCode::MessageIllegal, e.to_string()))?;
-        let tags = stored
-            .tags_code
-            .unwrap_or_else(|| tags_code(properties::get_property(&props, keys::TAGS)));
-        records.push((buf, tags));
+    if !head.batch {
+        let props = stored_properties(&stored.properties, cluster);
+        return Ok(vec![encode(head.flag, &req.body, &props)?]);
+    }
+    let batch = decode_batch(&req.body).map_err(|e| {
+        reply(
+            req,
+            ResponseCode::MessageIllegal,
+            format!("bad batch body: {e}"),
+        )
+    })?;
+    // The store asserts a batch holds records; an empty one is the client's error.
+    if batch.is_empty() {
+        let remark = "the batch holds no message (empty body)".to_string();
+        return Err(reply(req, ResponseCode::MessageIllegal, remark));
+    }
+    if let Some(entry) = batch.iter().find(|e| is_special(e.properties)) {
+        let remark = format!(
+            "a batch may not contain delayed or transactional messages (properties {:?})",
+            entry.properties
+        );
+        return Err(reply(req, ResponseCode::MessageIllegal, remark));
+    }
+    let mut records = Vec::with_capacity(batch.len());
+    for entry in batch {
+        let props = with_cluster(entry.properties, cluster);
+        records.push(encode(entry.flag, entry.body, &props)?);
     }
     Ok(records)
+}
+
+/// One record of a send, and its consume-queue tags code.
+#[allow(clippy::too_many_arguments)]
+fn encode_record(
+    broker: &BrokerContext,
+    conn: &ConnectionInfo,
+    req: &RemotingCommand,
+    head: &SendHeader,
+    stored: &Stored,
+    flag: i32,
+    body: &[u8],
+    props: &str,
+) -> Result<(BytesMut, i64), RemotingCommand> {
+    if props.len() > MAX_PROPERTIES_LEN {
+        let remark = format!(
+            "the message properties size {} over max value {MAX_PROPERTIES_LEN}",
+            props.len()
+        );
+        return Err(reply(req, ResponseCode::MessageIllegal, remark));
+    }
+    let record = NewRecord {
+        topic: &stored.topic,
+        queue_id: stored.queue_id,
+        flag,
+        body,
+        properties: props,
+        sys_flag: stored.sys_flag,
+        born_timestamp: head.born_timestamp,
+        born_host: conn.peer,
+        store_host: broker.broker_addr,
+        reconsume_times: head.reconsume_times,
+        prepared_transaction_offset: 0,
+    };
+    let mut buf = BytesMut::with_capacity(record.encoded_len());
+    record
+        .encode_into(&mut buf)
+        .map_err(|e| reply(req, ResponseCode::MessageIllegal, e.to_string()))?;
+    let tags = stored
+        .tags_code
+        .unwrap_or_else(|| tags_code(properties::get_property(props, keys::TAGS)));
+    Ok((buf, tags))
 }
 
 /// A single message's properties as stored: WAIT removed (it only tells the broker when to
 /// answer; RocketMQ does not store it either) and CLUSTER set.
 fn stored_properties(props: &str, cluster: &str) -> String {
-    if properties::get_property(props, keys::WAIT).is_none() {
-        return with_cluster(props, cluster);
-    }
-    let mut out = properties::remove_property(props, keys::WAIT);
-    if properties::get_property(&out, keys::CLUSTER).is_none() {
-        // remove_property leaves well-formed pairs: appending one keeps the text valid.
-        out.reserve(keys::CLUSTER.len() + cluster.len() + 2);
-        out.push_str(keys::CLUSTER);
-        out.push(properties::NAME_VALUE_SEPARATOR);
-        out.push_str(cluster);
-        out.push(properties::PROPERTY_SEPARATOR);
-    }
-    out
+    properties::remove_and_default(props, keys::WAIT, keys::CLUSTER, cluster)
 }
 
 fn with_cluster(props: &str, cluster: &str) -> String {
@@ -515,14 +522,13 @@ fn with_cluster(props: &str, cluster: &str) -> String {
     properties::set_property(props, keys::CLUSTER, cluster)
 }
 
+/// The answer to a send the shard stored (or failed to) under `stored_topic`.
 fn respond(
     broker: &BrokerContext,
     req: &RemotingCommand,
-    head: &SendHeader,
-    queue_id: i32,
+    answer: &Answer,
+    stored_topic: &str,
     outcome: Result<(AppendResult, Result<(), StoreError>), StoreError>,
-    started_ms: i64,
-    batch_sizes: &[usize],
 ) -> RemotingCommand {
     let (appended, durable) = match outcome {
         Ok(pair) => pair,
@@ -533,24 +539,27 @@ fn respond(
         Err(StoreError::FlushTimeout) => ResponseCode::FlushDiskTimeout,
         Err(error) => return store_error_response(req, &error),
     };
+    let topic = answer.sent_topic.as_deref().unwrap_or(stored_topic);
     crate::stats::on_put(
-        &head.topic,
+        topic,
         appended.count,
         appended.wrote_bytes,
-        now_ms() - started_ms,
+        now_ms() - answer.store_ts,
     );
-    crate::metrics::on_send(
-        &head.topic,
-        &head.properties,
-        appended.count,
-        appended.wrote_bytes,
-    );
-    let msg_id = if head.batch {
-        batch_msg_ids(broker, &appended, batch_sizes)
+    if let Some(kind) = answer.message_type {
+        crate::metrics::counters::on_send_typed(topic, kind, appended.count, appended.wrote_bytes);
+    }
+    let (queue_id, queue_offset) = (answer.queue_id, appended.queue_offset);
+    if answer.batch_sizes.is_empty() {
+        let msg_id = OffsetMsgId {
+            store_host: broker.broker_addr,
+            physical_offset: appended.physical_offset,
+        };
+        stored_reply(req, code, msg_id, queue_id, queue_offset)
     } else {
-        offset_msg_id(broker.broker_addr, appended.physical_offset)
-    };
-    stored_reply(req, code, msg_id, queue_id, appended.queue_offset)
+        let msg_ids = batch_msg_ids(broker, &appended, &answer.batch_sizes);
+        stored_reply(req, code, msg_ids, queue_id, queue_offset)
+    }
 }
 
 /// The response to a stored send (`SendMessageResponseHeader` plus the region and trace
@@ -558,7 +567,7 @@ fn respond(
 pub fn stored_reply(
     req: &RemotingCommand,
     code: ResponseCode,
-    msg_id: String,
+    msg_id: impl std::fmt::Display,
     queue_id: i32,
     queue_offset: i64,
 ) -> RemotingCommand {

@@ -33,20 +33,48 @@ const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
 /// The offsetMsgId of the record at `physical_offset` stored by `store_host`.
 pub fn offset_msg_id(store_host: SocketAddr, physical_offset: i64) -> String {
-    let mut raw = Vec::with_capacity(28);
-    match store_host.ip() {
-        IpAddr::V4(ip) => raw.extend_from_slice(&ip.octets()),
-        IpAddr::V6(ip) => raw.extend_from_slice(&ip.octets()),
+    let id = OffsetMsgId {
+        store_host,
+        physical_offset,
     }
-    raw.extend_from_slice(&i32::from(store_host.port()).to_be_bytes());
-    raw.extend_from_slice(&physical_offset.to_be_bytes());
-    let mut id = String::with_capacity(raw.len() * 2);
-    for byte in raw {
-        id.push(char::from(HEX_UPPER[usize::from(byte >> 4)]));
-        id.push(char::from(HEX_UPPER[usize::from(byte & 0xF)]));
-    }
+    .to_string();
     assert!(id.len() == MSG_ID_LEN_V4 || id.len() == MSG_ID_LEN_V6);
     id
+}
+
+/// An offsetMsgId that writes itself (see [`offset_msg_id`]): a response field takes it
+/// without an intermediate `String`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetMsgId {
+    pub store_host: SocketAddr,
+    pub physical_offset: i64,
+}
+
+impl std::fmt::Display for OffsetMsgId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut raw = [0u8; 28];
+        let host_len = match self.store_host.ip() {
+            IpAddr::V4(ip) => {
+                raw[..4].copy_from_slice(&ip.octets());
+                4
+            }
+            IpAddr::V6(ip) => {
+                raw[..16].copy_from_slice(&ip.octets());
+                16
+            }
+        };
+        let port = i32::from(self.store_host.port()).to_be_bytes();
+        raw[host_len..host_len + 4].copy_from_slice(&port);
+        raw[host_len + 4..host_len + 12].copy_from_slice(&self.physical_offset.to_be_bytes());
+        let raw = &raw[..host_len + 12];
+        let mut hex = [0u8; MSG_ID_LEN_V6];
+        for (pair, byte) in hex.chunks_exact_mut(2).zip(raw) {
+            pair[0] = HEX_UPPER[usize::from(byte >> 4)];
+            pair[1] = HEX_UPPER[usize::from(byte & 0xF)];
+        }
+        let text = std::str::from_utf8(&hex[..raw.len() * 2]).expect("hex digits are ASCII");
+        f.write_str(text)
+    }
 }
 
 fn hex_value(digit: u8) -> Option<u8> {

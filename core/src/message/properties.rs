@@ -177,7 +177,29 @@ pub fn set_property(props: &str, key: &str, value: &str) -> String {
 
 /// `props` without any pair named `key`. Malformed segments are dropped.
 pub fn remove_property(props: &str, key: &str) -> String {
-    encode_properties(pairs(props).filter(|(name, _)| *name != key))
+    let mut out = String::with_capacity(props.len() + 1);
+    for (name, value) in pairs(props).filter(|(name, _)| *name != key) {
+        push_pair(&mut out, name, value);
+    }
+    out
+}
+
+/// `props` without any pair named `remove`, and with `key` set to `default` when no pair
+/// names it: one allocation for what `remove_property` then `set_property` do in several
+/// (a send's stored properties drop `WAIT` and gain `CLUSTER`). Pairs keep their order;
+/// malformed segments are dropped.
+pub fn remove_and_default(props: &str, remove: &str, key: &str, default: &str) -> String {
+    debug_assert_ne!(remove, key, "a key is either removed or defaulted");
+    let mut out = String::with_capacity(props.len() + key.len() + default.len() + 3);
+    let mut has_key = false;
+    for (name, value) in pairs(props).filter(|(name, _)| *name != remove) {
+        has_key |= name == key;
+        push_pair(&mut out, name, value);
+    }
+    if !has_key {
+        push_pair(&mut out, key, default);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -202,6 +224,28 @@ mod tests {
         }
         assert!(!has_any_property("DELAYX\u{1}3", &keys));
         assert!(has_any_property("A\u{1}1\u{2}DELAY\u{1}", &keys));
+    }
+
+    #[test]
+    fn remove_and_default_is_remove_then_set_if_absent() {
+        let cases = [
+            "",
+            "WAIT\u{1}true\u{2}",
+            "KEYS\u{1}k\u{2}WAIT\u{1}false\u{2}TAGS\u{1}a\u{2}",
+            "CLUSTER\u{1}mine\u{2}WAIT\u{1}true",
+            "WAIT\u{1}1\u{2}WAIT\u{1}2\u{2}CLUSTER\u{1}x\u{2}CLUSTER\u{1}y\u{2}",
+            "broken\u{2}KEYS\u{1}k",
+        ];
+        for props in cases {
+            let removed = remove_property(props, keys::WAIT);
+            let expected = if get_property(&removed, keys::CLUSTER).is_some() {
+                removed
+            } else {
+                set_property(&removed, keys::CLUSTER, "DefaultCluster")
+            };
+            let got = remove_and_default(props, keys::WAIT, keys::CLUSTER, "DefaultCluster");
+            assert_eq!(got, expected, "{props:?}");
+        }
     }
 
     const JAVA_FORM: &str = "KEYS\u{1}k1 k2\u{2}TAGS\u{1}TagA\u{2}WAIT\u{1}true\u{2}";

@@ -17,6 +17,7 @@
 //! as the remark of a `SYSTEM_ERROR` response.
 
 use crate::remoting::ext_fields::ExtFields;
+use std::fmt;
 use std::str::FromStr;
 
 use bytes::Bytes;
@@ -161,14 +162,15 @@ impl RemotingCommand {
     }
 
     /// Builder form of [`set_ext`](Self::set_ext).
-    pub fn with_ext(mut self, key: &str, value: impl ToString) -> Self {
+    pub fn with_ext(mut self, key: &str, value: impl fmt::Display) -> Self {
         self.set_ext(key, value);
         self
     }
 
-    /// Sets a custom header field; values are stringified as Java does (`true`, `42`).
-    pub fn set_ext(&mut self, key: &str, value: impl ToString) {
-        self.ext_fields.insert(key, &value.to_string());
+    /// Sets a custom header field; values are stringified as Java does (`true`, `42`),
+    /// written straight into the header's text.
+    pub fn set_ext(&mut self, key: &str, value: impl fmt::Display) {
+        self.ext_fields.insert_display(key, value);
     }
 
     pub fn with_body(mut self, body: impl Into<Bytes>) -> Self {

@@ -93,6 +93,23 @@ impl ExtFields {
     /// Sets `key` to `value`; returns whether `key` was already there (its value replaced).
     pub fn insert(&mut self, key: &str, value: &str) -> bool {
         let span = self.append(key, value);
+        self.place(key, span)
+    }
+
+    /// Sets `key` to `value` as [`Display`](fmt::Display) writes it, straight into the map's
+    /// text (no intermediate `String`); returns whether `key` was already there.
+    pub fn insert_display(&mut self, key: &str, value: impl fmt::Display) -> bool {
+        let start = self.text.len();
+        self.text.push_str(key);
+        let key_end = self.text.len();
+        fmt::Write::write_fmt(&mut self.text, format_args!("{value}"))
+            .expect("writing to a String does not fail");
+        let span = self.span(start, key_end);
+        self.place(key, span)
+    }
+
+    /// Makes `span` (just appended for `key`) the field `key`, replacing an earlier one.
+    fn place(&mut self, key: &str, span: Span) -> bool {
         match self.position(key) {
             Some(index) => {
                 self.spans[index] = span;
@@ -213,15 +230,21 @@ impl ExtFields {
 
     /// Appends `key` then `value` to the text; returns their span.
     fn append(&mut self, key: &str, value: &str) -> Span {
+        let start = self.text.len();
+        self.text.push_str(key);
+        let key_end = self.text.len();
+        self.text.push_str(value);
+        self.span(start, key_end)
+    }
+
+    /// The span of the field whose key starts at `start` and whose value runs from
+    /// `key_end` to the end of the text.
+    fn span(&self, start: usize, key_end: usize) -> Span {
         // A frame (and so a header) is under 2 GiB: its length field is an int32.
         let offset = |length: usize| u32::try_from(length).expect("ext fields fit in u32");
-        let start = offset(self.text.len());
-        self.text.push_str(key);
-        let key_end = offset(self.text.len());
-        self.text.push_str(value);
         Span {
-            start,
-            key_end,
+            start: offset(start),
+            key_end: offset(key_end),
             end: offset(self.text.len()),
         }
     }
