@@ -190,50 +190,119 @@ impl RemotingCommand {
 
     /// A required int32 field; surrounding whitespace is tolerated.
     pub fn ext_i32(&self, key: &str) -> Result<i32, HeaderError> {
-        parse_number(key, self.ext_str(key)?)
+        self.field(key).i32()
     }
 
     /// A required int64 field; surrounding whitespace is tolerated.
     pub fn ext_i64(&self, key: &str) -> Result<i64, HeaderError> {
-        parse_number(key, self.ext_str(key)?)
+        self.field(key).i64()
     }
 
     /// A required boolean field: `true`/`false` in any case, or `1`/`0`.
     pub fn ext_bool(&self, key: &str) -> Result<bool, HeaderError> {
-        parse_bool(key, self.ext_str(key)?)
+        self.field(key).bool()
     }
 
     /// An optional int32 field: missing or empty is `Ok(None)`, garbage is an error.
     pub fn ext_opt_i32(&self, key: &str) -> Result<Option<i32>, HeaderError> {
-        self.present(key).map(|v| parse_number(key, v)).transpose()
+        self.field(key).opt_i32()
     }
 
     /// An optional int64 field: missing or empty is `Ok(None)`, garbage is an error.
     pub fn ext_opt_i64(&self, key: &str) -> Result<Option<i64>, HeaderError> {
-        self.present(key).map(|v| parse_number(key, v)).transpose()
+        self.field(key).opt_i64()
     }
 
     /// An optional boolean field: missing or empty is `Ok(None)`, garbage is an error.
     pub fn ext_opt_bool(&self, key: &str) -> Result<Option<bool>, HeaderError> {
-        self.present(key).map(|v| parse_bool(key, v)).transpose()
+        self.field(key).opt_bool()
     }
 
-    /// The field's value unless it is missing or blank: non-Java clients send `""` for an
-    /// unset optional number.
-    fn present(&self, key: &str) -> Option<&str> {
-        self.ext(key).filter(|v| !v.trim().is_empty())
+    /// The custom header field `name`, looked up, for the typed readers of [`Field`].
+    pub fn field<'a>(&'a self, name: &'a str) -> Field<'a> {
+        Field {
+            name,
+            value: self.ext(name),
+        }
+    }
+}
+
+/// A custom header field and its value if the command has it: the typed readers of
+/// `RemotingCommand::ext_*` for a field already looked up (a processor that reads a
+/// whole header in one pass over its fields builds these itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field<'a> {
+    pub name: &'a str,
+    pub value: Option<&'a str>,
+}
+
+impl<'a> Field<'a> {
+    /// Required, as text (an empty string counts as present, as in Java).
+    pub fn str(self) -> Result<&'a str, HeaderError> {
+        self.value.ok_or_else(|| HeaderError::missing(self.name))
+    }
+
+    /// A required int32; surrounding whitespace is tolerated.
+    pub fn i32(self) -> Result<i32, HeaderError> {
+        parse_number(self.name, self.str()?)
+    }
+
+    /// A required int64; surrounding whitespace is tolerated.
+    pub fn i64(self) -> Result<i64, HeaderError> {
+        parse_number(self.name, self.str()?)
+    }
+
+    /// A required boolean: `true`/`false` in any case, or `1`/`0`.
+    pub fn bool(self) -> Result<bool, HeaderError> {
+        parse_bool(self.name, self.str()?)
+    }
+
+    /// An optional int32: missing or empty is `Ok(None)`, garbage is an error.
+    pub fn opt_i32(self) -> Result<Option<i32>, HeaderError> {
+        self.present()
+            .map(|v| parse_number(self.name, v))
+            .transpose()
+    }
+
+    /// An optional int64: missing or empty is `Ok(None)`, garbage is an error.
+    pub fn opt_i64(self) -> Result<Option<i64>, HeaderError> {
+        self.present()
+            .map(|v| parse_number(self.name, v))
+            .transpose()
+    }
+
+    /// An optional boolean: missing or empty is `Ok(None)`, garbage is an error.
+    pub fn opt_bool(self) -> Result<Option<bool>, HeaderError> {
+        self.present().map(|v| parse_bool(self.name, v)).transpose()
+    }
+
+    /// The value unless it is missing or blank: non-Java clients send `""` for an unset
+    /// optional number.
+    fn present(self) -> Option<&'a str> {
+        self.value.filter(|v| !trim(v).is_empty())
+    }
+}
+
+/// `value.trim()`, skipping the Unicode whitespace scan when the value starts and ends with
+/// printable ASCII (every number and boolean a client sends).
+fn trim(value: &str) -> &str {
+    let printable = |byte: Option<&u8>| byte.is_some_and(|&b| b > b' ' && b < 0x7F);
+    let bytes = value.as_bytes();
+    if printable(bytes.first()) && printable(bytes.last()) {
+        value
+    } else {
+        value.trim()
     }
 }
 
 fn parse_number<T: FromStr>(key: &str, value: &str) -> Result<T, HeaderError> {
-    value
-        .trim()
+    trim(value)
         .parse()
         .map_err(|_| HeaderError::unparsable(key, "a number", value))
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, HeaderError> {
-    let trimmed = value.trim();
+    let trimmed = trim(value);
     if trimmed.eq_ignore_ascii_case("true") || trimmed == "1" {
         Ok(true)
     } else if trimmed.eq_ignore_ascii_case("false") || trimmed == "0" {
@@ -246,6 +315,32 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, HeaderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trim_is_str_trim() {
+        for value in [
+            "",
+            " ",
+            "42",
+            " 42",
+            "42 ",
+            "\t-7\n",
+            "\u{3000}5\u{3000}",
+            "5\u{85}",
+            "true",
+            "\u{7f}1",
+            "x y",
+        ] {
+            assert_eq!(trim(value), value.trim(), "{value:?}");
+        }
+        let request = RemotingCommand::new_request(10)
+            .with_ext("a", " 42\t")
+            .with_ext("b", "\u{3000}7")
+            .with_ext("c", "  ");
+        assert_eq!(request.ext_i32("a"), Ok(42));
+        assert_eq!(request.ext_opt_i64("b"), Ok(Some(7)));
+        assert_eq!(request.ext_opt_i32("c"), Ok(None));
+    }
 
     #[test]
     fn request_and_response_flags() {

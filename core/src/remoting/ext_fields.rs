@@ -249,12 +249,23 @@ impl ExtFields {
         }
     }
 
+    /// Lengths, then first bytes, inline; only a candidate that matches both is compared
+    /// whole. A `SEND_MESSAGE_V2` header's names are all one letter long, so comparing the
+    /// slices of every field (a `memcmp` call each) was most of a send's header parsing.
     fn position(&self, key: &str) -> Option<usize> {
-        let wanted = key.len();
+        let key = key.as_bytes();
+        let text = self.text.as_bytes();
+        let Some((&first, rest)) = key.split_first() else {
+            return self
+                .spans
+                .iter()
+                .position(|span| span.key_end == span.start);
+        };
         self.spans.iter().position(|span| {
-            (span.key_end - span.start) as usize == wanted
-                && self.text.as_bytes()[span.start as usize..span.key_end as usize]
-                    == *key.as_bytes()
+            let start = span.start as usize;
+            (span.key_end - span.start) as usize == key.len()
+                && text[start] == first
+                && (rest.is_empty() || text[start + 1..span.key_end as usize] == *rest)
         })
     }
 
@@ -353,6 +364,23 @@ mod tests {
         let mut expected: Vec<(String, String)> = model.into_iter().collect();
         expected.sort();
         assert_eq!(listed, expected);
+    }
+
+    #[test]
+    fn lookups_tell_apart_names_sharing_a_length_or_a_first_byte() {
+        let names = [
+            "", "a", "b", "ab", "ba", "aa", "abc", "abd", "\u{e9}", "\u{e8}",
+        ];
+        let mut fields = ExtFields::default();
+        for (i, name) in names.iter().enumerate() {
+            fields.insert(name, &i.to_string());
+        }
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(fields.get(name), Some(i.to_string().as_str()), "{name:?}");
+        }
+        for absent in ["c", "bb", "abe", "abcd", "\u{ea}"] {
+            assert_eq!(fields.get(absent), None, "{absent:?}");
+        }
     }
 
     #[test]

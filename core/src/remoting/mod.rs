@@ -36,7 +36,7 @@ pub mod lenient_json;
 
 pub use codes::{LanguageCode, ResponseCode, request_code};
 pub use command::{
-    HeaderError, RPC_TYPE_ONEWAY, RPC_TYPE_RESPONSE, RemotingCommand, SerializeType,
+    Field, HeaderError, RPC_TYPE_ONEWAY, RPC_TYPE_RESPONSE, RemotingCommand, SerializeType,
 };
 pub use ext_fields::{ExtFields, ext_fields_with_capacity};
 pub use frame::{DEFAULT_MAX_FRAME, FrameError, decode_frame, encode_frame};
