@@ -7,6 +7,8 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+
+use rmq_core::remoting::field_hash::FieldHasherBuilder;
 use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
@@ -34,14 +36,18 @@ pub struct ShardBusy {
     pub shard: u32,
 }
 
+/// Shard id → what this core holds of it; looked up twice per send, with the cheap seeded
+/// hasher (`field_hash`) rather than SipHash.
+pub type ShardMap<T> = HashMap<u32, T, FieldHasherBuilder>;
+
 pub struct CoreContext {
     pub core: usize,
     pub broker: SharedContext,
-    pub shards: HashMap<u32, Rc<ShardStore>>,
+    pub shards: ShardMap<Rc<ShardStore>>,
     /// Each owned shard's slaves as a master sees them: connected slaves, their reported
     /// offset and the SYNC_MASTER waiters (`replication::ack_policy`); empty of slaves on
     /// other roles. Owned here (not in a thread-local) and passed explicitly.
-    pub replicas: HashMap<u32, Rc<ShardReplica>>,
+    pub replicas: ShardMap<Rc<ShardReplica>>,
     links: RefCell<MeshSender<ShardJob>>,
 }
 
@@ -63,7 +69,7 @@ impl CoreContext {
         Self {
             core,
             broker,
-            shards,
+            shards: shards.into_iter().collect(),
             replicas,
             links: RefCell::new(links),
         }

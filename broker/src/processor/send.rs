@@ -21,7 +21,7 @@ use rmq_core::message::batch::decode_batch;
 use rmq_core::message::msg_id::{OffsetMsgId, offset_msg_id};
 use rmq_core::message::properties::{self, keys};
 use rmq_core::message::{NewRecord, hash::tags_code};
-use rmq_core::remoting::{RemotingCommand, ResponseCode, request_code as rc};
+use rmq_core::remoting::{Field, RemotingCommand, ResponseCode, request_code as rc};
 use rmq_ha::master::SlaveWait;
 use rmq_net::ConnectionInfo;
 use rmq_storage::{AppendResult, StoreError};
@@ -53,27 +53,70 @@ pub struct SendHeader<'a> {
     pub batch: bool,
 }
 
+/// The send header's fields: (long name, V2's one-letter name), in slot order.
+const SEND_FIELDS: [(&str, &str); 11] = [
+    ("producerGroup", "a"),
+    ("topic", "b"),
+    ("defaultTopic", "c"),
+    ("defaultTopicQueueNums", "d"),
+    ("queueId", "e"),
+    ("sysFlag", "f"),
+    ("bornTimestamp", "g"),
+    ("flag", "h"),
+    ("properties", "i"),
+    ("reconsumeTimes", "j"),
+    ("batch", "m"),
+];
+
+/// The slot in [`SEND_FIELDS`] of a V2 header's field (a jump on the letter).
+fn v2_slot(name: &str) -> Option<usize> {
+    match name.as_bytes() {
+        [letter @ b'a'..=b'j'] => Some(usize::from(letter - b'a')),
+        [b'm'] => Some(10),
+        _ => None,
+    }
+}
+
+/// The slot in [`SEND_FIELDS`] of a V1 header's field.
+fn v1_slot(name: &str) -> Option<usize> {
+    SEND_FIELDS.iter().position(|(long, _)| *long == name)
+}
+
 /// Also parses SEND_REPLY_MESSAGE (324, long keys) and SEND_REPLY_MESSAGE_V2 (325), whose
 /// headers are the send headers (see `reply`).
+///
+/// One pass over the header's fields (a decoded header has unique names) instead of a lookup
+/// per field: each lookup scanned the fields, which was most of the parse.
 pub(crate) fn parse_header(req: &RemotingCommand) -> Result<SendHeader<'_>, RemotingCommand> {
     // V2 renames every field to one letter to save bytes on the wire.
     let v2 = !matches!(req.code, rc::SEND_MESSAGE | rc::SEND_REPLY_MESSAGE);
-    let k = |long: &'static str, short: &'static str| if v2 { short } else { long };
+    let slot_of = if v2 { v2_slot } else { v1_slot };
+    let mut values = [None; SEND_FIELDS.len()];
+    for (name, value) in req.ext_fields.iter() {
+        if let Some(slot) = slot_of(name) {
+            values[slot] = Some(value);
+        }
+    }
+    let field = |slot: usize| {
+        let (long, short) = SEND_FIELDS[slot];
+        Field {
+            name: if v2 { short } else { long },
+            value: values[slot],
+        }
+    };
     Ok(SendHeader {
-        producer_group: header(req, req.ext_str(k("producerGroup", "a")))?,
-        topic: header(req, req.ext_str(k("topic", "b")))?,
-        default_topic: req.ext(k("defaultTopic", "c")).unwrap_or("TBW102"),
-        default_topic_queue_nums: header(req, req.ext_opt_i32(k("defaultTopicQueueNums", "d")))?
-            .unwrap_or(4),
-        queue_id: header(req, req.ext_i32(k("queueId", "e")))?,
-        sys_flag: header(req, req.ext_opt_i32(k("sysFlag", "f")))?.unwrap_or(0),
-        born_timestamp: header(req, req.ext_opt_i64(k("bornTimestamp", "g")))?
-            .unwrap_or_else(now_ms),
-        flag: header(req, req.ext_opt_i32(k("flag", "h")))?.unwrap_or(0),
-        properties: req.ext(k("properties", "i")).unwrap_or_default(),
-        reconsume_times: header(req, req.ext_opt_i32(k("reconsumeTimes", "j")))?.unwrap_or(0),
+        producer_group: header(req, field(0).str())?,
+        topic: header(req, field(1).str())?,
+        default_topic: field(2).value.unwrap_or("TBW102"),
+        default_topic_queue_nums: header(req, field(3).opt_i32())?.unwrap_or(4),
+        queue_id: header(req, field(4).i32())?,
+        sys_flag: header(req, field(5).opt_i32())?.unwrap_or(0),
+        born_timestamp: header(req, field(6).opt_i64())?.unwrap_or_else(now_ms),
+        flag: header(req, field(7).opt_i32())?.unwrap_or(0),
+        properties: field(8).value.unwrap_or_default(),
+        reconsume_times: header(req, field(9).opt_i32())?.unwrap_or(0),
         batch: req.code == rc::SEND_BATCH_MESSAGE
-            || header(req, req.ext_opt_bool(k("batch", "m")))?.unwrap_or(false),
+            || header(req, field(10).opt_bool())?.unwrap_or(false),
     })
 }
 

@@ -2,7 +2,12 @@
 //! request paths add to it with one-line hooks. A read (`hub`) copies every core's and sums.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+
+use rmq_core::remoting::field_hash::FieldHasherBuilder;
+
+/// Keyed by topic and group names from the network, updated on every send and pull: the
+/// seeded word-at-a-time hasher (`field_hash`), as the metrics counters use.
+pub type HashMap<K, V> = std::collections::HashMap<K, V, FieldHasherBuilder>;
 
 /// RocketMQ's `putMessageDistributeTime` buckets (ms upper bounds, the last open-ended):
 /// `[<=0ms] [0~10ms] [10~50ms] [50~100ms] [100~200ms] [200~500ms] [500ms~1s] [1~2s] [2~3s]

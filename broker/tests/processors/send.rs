@@ -327,3 +327,39 @@ fn a_single_message_is_stored_without_wait() {
         );
     });
 }
+
+#[test]
+fn header_errors_name_the_field_in_the_client_spelling() {
+    run(async {
+        let h = Harness::new().await;
+        let mut no_topic = send_v2("T9", 0, b"x", "");
+        no_topic.ext_fields.remove("b");
+        let response = h.call(no_topic).await;
+        assert_code(&response, ResponseCode::SystemError);
+        assert_eq!(remark(&response), "the custom field <b> is null");
+
+        let mut no_queue = send("T9", 0, b"x", "");
+        no_queue.ext_fields.remove("queueId");
+        let response = h.call(no_queue).await;
+        assert_code(&response, ResponseCode::SystemError);
+        assert_eq!(remark(&response), "the custom field <queueId> is null");
+
+        let bad_flag = send_v2("T9", 0, b"x", "").with_ext("h", "seven");
+        let response = h.call(bad_flag).await;
+        assert_code(&response, ResponseCode::SystemError);
+        assert_eq!(
+            remark(&response),
+            "the custom field <h> is not a number: \"seven\""
+        );
+
+        // Blank optional numbers are unset (non-Java clients send ""), and V2 letters the
+        // send does not read (k: unitMode) are ignored.
+        let blank = send_v2("T9", 2, b"x", "")
+            .with_ext("f", "")
+            .with_ext("j", " ")
+            .with_ext("k", "not read");
+        let response = h.call(blank).await;
+        assert_code(&response, ResponseCode::Success);
+        assert_eq!(response.ext("queueId"), Some("2"));
+    });
+}
