@@ -102,6 +102,10 @@ const PATHS: &[Path] = &[
         run: spawn_large_future,
     },
     Path {
+        name: "send_processor_128",
+        run: send_processor,
+    },
+    Path {
         name: "metrics_hooks_off",
         run: |n| metrics_hooks(false, n),
     },
@@ -330,6 +334,30 @@ fn metrics_hooks(enabled: bool, iterations: u64) {
         on_rpc(started, PULL_MESSAGE, Some(0));
     }
     black_box(rmq_broker::metrics::counters::snapshot());
+}
+
+/// A stored 128-byte send through the broker's processor dispatch, in process: header,
+/// topic lookup, record encoding, the append and its durability wait (ASYNC_FLUSH: written
+/// to the page cache), stats and the response; no socket, no frame codec. The request is a
+/// clone of one decoded request (what the codec hands the dispatch, allocations included).
+fn send_processor(iterations: u64) {
+    rmq_broker::testing::run(async move {
+        let harness = rmq_broker::testing::Harness::new().await;
+        let request = rmq_benches::send_request(SerializeType::RocketMq);
+        // Creates the topic, outside the measured sends.
+        let first = harness.call(request.clone()).await;
+        assert_eq!(
+            first.code,
+            ResponseCode::Success.code(),
+            "{:?}",
+            first.remark
+        );
+        for _ in 0..iterations {
+            let response = harness.call(black_box(request.clone())).await;
+            assert_eq!(response.code, ResponseCode::Success.code());
+            black_box(response);
+        }
+    });
 }
 
 /// Spawns a task whose future is as large as the shard side of a send hand-off (~1.4 KB)
