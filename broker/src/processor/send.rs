@@ -620,8 +620,8 @@ pub fn stored_reply(
         .with_ext("msgId", msg_id)
         .with_ext("queueId", queue_id)
         .with_ext("queueOffset", queue_offset)
-        .with_ext("MSG_REGION", "DefaultRegion")
-        .with_ext("TRACE_ON", "true")
+        .with_ext_str("MSG_REGION", "DefaultRegion")
+        .with_ext_str("TRACE_ON", "true")
 }
 
 /// A batch's records are contiguous from `physical_offset`; RocketMQ answers the

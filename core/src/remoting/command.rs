@@ -167,6 +167,13 @@ impl RemotingCommand {
         self
     }
 
+    /// [`with_ext`](Self::with_ext) for a value that is text already: copied as is, without
+    /// the formatting machinery (a hot response's constant fields).
+    pub fn with_ext_str(mut self, key: &str, value: &str) -> Self {
+        self.ext_fields.insert(key, value);
+        self
+    }
+
     /// Sets a custom header field; values are stringified as Java does (`true`, `42`),
     /// written straight into the header's text.
     pub fn set_ext(&mut self, key: &str, value: impl fmt::Display) {
