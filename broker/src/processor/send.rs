@@ -202,9 +202,10 @@ async fn handle(
             .await_topic_registration(registration, head.topic)
             .await;
     }
-    let wait = properties::get_property(head.properties, keys::WAIT) != Some("false");
-    let stored = place(broker, req, &head, queue_id)?;
-    let records = encode_records(broker, conn, req, &head, &stored)?;
+    let scan = PropertyScan::of(head.properties);
+    let wait = scan.wait != Some("false");
+    let stored = place(broker, req, &head, &scan, queue_id)?;
+    let records = encode_records(broker, conn, req, &head, &scan, &stored)?;
     let answer_with = Answer {
         sent_topic: (stored.topic != head.topic).then(|| head.topic.to_owned()),
         message_type: crate::metrics::counters::enabled()
@@ -389,6 +390,37 @@ fn is_special(props: &str) -> bool {
         || crate::schedule::has_delay_property(props)
 }
 
+/// What the send path reads of a send's own properties, found in one pass over them (the
+/// first pair of a name wins, as in `properties::get_property`).
+struct PropertyScan<'a> {
+    wait: Option<&'a str>,
+    tags: Option<&'a str>,
+    /// Whether any of [`PLACEMENT_KEYS`] is present.
+    placement: bool,
+}
+
+impl<'a> PropertyScan<'a> {
+    fn of(props: &'a str) -> Self {
+        let mut scan = PropertyScan {
+            wait: None,
+            tags: None,
+            placement: false,
+        };
+        for (name, value) in properties::pairs(props) {
+            match name {
+                keys::WAIT => {
+                    scan.wait.get_or_insert(value);
+                }
+                keys::TAGS => {
+                    scan.tags.get_or_insert(value);
+                }
+                _ => scan.placement |= PLACEMENT_KEYS.contains(&name),
+            }
+        }
+        scan
+    }
+}
+
 /// Every property `place` reads: without them a send is stored as it came.
 const PLACEMENT_KEYS: &[&str] = &[
     keys::TRAN_MSG,
@@ -404,6 +436,7 @@ fn place<'a>(
     broker: &BrokerContext,
     req: &RemotingCommand,
     head: &SendHeader<'a>,
+    scan: &PropertyScan,
     queue_id: i32,
 ) -> Result<Stored<'a>, RemotingCommand> {
     let plain = Stored {
@@ -421,7 +454,7 @@ fn place<'a>(
         return Ok(plain);
     }
     // Most sends carry none of the keys below: one pass instead of a scan per key.
-    if !properties::has_any_property(head.properties, PLACEMENT_KEYS) {
+    if !scan.placement {
         return Ok(plain);
     }
     if properties::get_property(head.properties, keys::TRAN_MSG) == Some("true") {
@@ -468,6 +501,7 @@ fn encode_records(
     conn: &ConnectionInfo,
     req: &RemotingCommand,
     head: &SendHeader,
+    scan: &PropertyScan,
     stored: &Stored,
 ) -> Result<Records, RemotingCommand> {
     let max = usize::try_from(broker.config.max_message_size).unwrap_or(usize::MAX);
@@ -476,12 +510,19 @@ fn encode_records(
         return Err(reply(req, ResponseCode::MessageIllegal, remark));
     }
     let cluster = broker.config.broker_cluster_name.as_str();
-    let encode = |flag: i32, body: &[u8], props: &str| {
-        encode_record(broker, conn, req, head, stored, flag, body, props)
+    let encode = |flag: i32, body: &[u8], props: &str, tags: Option<&str>| {
+        let tags = stored.tags_code.unwrap_or_else(|| tags_code(tags));
+        encode_record(broker, conn, req, head, stored, (flag, body, props), tags)
     };
     if !head.batch {
         let props = stored_properties(&stored.properties, cluster);
-        return Ok(vec![encode(head.flag, &req.body, &props)?]);
+        // The stored properties differ from the sent ones by WAIT and CLUSTER only, unless
+        // `place` rewrote them (then they are scanned for the tag).
+        let tags = match stored.properties {
+            Cow::Borrowed(_) => scan.tags,
+            Cow::Owned(_) => properties::get_property(&props, keys::TAGS),
+        };
+        return Ok(vec![encode(head.flag, &req.body, &props, tags)?]);
     }
     let batch = decode_batch(&req.body).map_err(|e| {
         reply(
@@ -505,22 +546,21 @@ fn encode_records(
     let mut records = Vec::with_capacity(batch.len());
     for entry in batch {
         let props = with_cluster(entry.properties, cluster);
-        records.push(encode(entry.flag, entry.body, &props)?);
+        let tags = properties::get_property(&props, keys::TAGS);
+        records.push(encode(entry.flag, entry.body, &props, tags)?);
     }
     Ok(records)
 }
 
-/// One record of a send, and its consume-queue tags code.
-#[allow(clippy::too_many_arguments)]
+/// One record of a send (`flag`, body, stored properties), with its consume-queue tags code.
 fn encode_record(
     broker: &BrokerContext,
     conn: &ConnectionInfo,
     req: &RemotingCommand,
     head: &SendHeader,
     stored: &Stored,
-    flag: i32,
-    body: &[u8],
-    props: &str,
+    (flag, body, props): (i32, &[u8], &str),
+    tags: i64,
 ) -> Result<(BytesMut, i64), RemotingCommand> {
     if props.len() > MAX_PROPERTIES_LEN {
         let remark = format!(
@@ -546,9 +586,6 @@ fn encode_record(
     record
         .encode_into(&mut buf)
         .map_err(|e| reply(req, ResponseCode::MessageIllegal, e.to_string()))?;
-    let tags = stored
-        .tags_code
-        .unwrap_or_else(|| tags_code(properties::get_property(props, keys::TAGS)));
     Ok((buf, tags))
 }
 
@@ -657,6 +694,43 @@ fn store_error_response(req: &RemotingCommand, error: &StoreError) -> RemotingCo
                 ResponseCode::SystemError,
                 format!("store error: {error}"),
             )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn property_scan_answers_what_the_lookups_answer() {
+        let cases = [
+            "",
+            "WAIT\u{1}false\u{2}TAGS\u{1}TagA\u{2}",
+            "TAGS\u{1}first\u{2}TAGS\u{1}second\u{2}WAIT\u{1}true\u{2}WAIT\u{1}false",
+            "KEYS\u{1}k\u{2}DELAY\u{1}3\u{2}",
+            "A\u{1}1\u{2}TRAN_MSG\u{1}true",
+            "DELAYX\u{1}3\u{2}XDELAY\u{1}3\u{2}K\u{1}DELAY\u{2}V\u{1}TIMER_DELAY_MS",
+            "DELAY\u{2}TAGS\u{2}WAIT",
+            "\u{2}\u{2}TIMER_DELIVER_MS\u{1}\u{2}",
+            "TIMER_DELAY_SEC\u{1}5\u{2}TAGS\u{1}\u{2}",
+        ];
+        for props in cases {
+            let scan = PropertyScan::of(props);
+            assert_eq!(
+                scan.wait,
+                properties::get_property(props, keys::WAIT),
+                "{props:?}"
+            );
+            assert_eq!(
+                scan.tags,
+                properties::get_property(props, keys::TAGS),
+                "{props:?}"
+            );
+            let placement = PLACEMENT_KEYS
+                .iter()
+                .any(|key| properties::get_property(props, key).is_some());
+            assert_eq!(scan.placement, placement, "{props:?}");
         }
     }
 }

@@ -88,18 +88,11 @@ pub mod keys {
 }
 
 /// Iterates the well-formed `(name, value)` pairs of `props`, skipping malformed segments.
-fn pairs(props: &str) -> impl Iterator<Item = (&str, &str)> {
+/// The first pair of a name is the one `get_property` answers.
+pub fn pairs(props: &str) -> impl Iterator<Item = (&str, &str)> {
     props
         .split(PROPERTY_SEPARATOR)
         .filter_map(|segment| segment.split_once(NAME_VALUE_SEPARATOR))
-}
-
-/// Whether `props` holds any of `keys` (each a name without separators), in one pass: the
-/// same answer as `keys.iter().any(|k| get_property(props, k).is_some())`, for a send path
-/// that would otherwise scan the whole string once per absent key.
-pub fn has_any_property(props: &str, keys: &[&str]) -> bool {
-    debug_assert!(keys.iter().all(|k| !k.contains(NAME_VALUE_SEPARATOR)));
-    pairs(props).any(|(name, _)| keys.contains(&name))
 }
 
 /// The value of `key` in `props`, if present (first occurrence wins). Does not allocate.
@@ -205,26 +198,6 @@ pub fn remove_and_default(props: &str, remove: &str, key: &str, default: &str) -
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn has_any_property_matches_get_property() {
-        let keys = [keys::DELAY, keys::TRAN_MSG];
-        let cases = [
-            "",
-            "DELAY\u{1}3",
-            "A\u{1}1\u{2}TRAN_MSG\u{1}true",
-            "DELAYX\u{1}3\u{2}XDELAY\u{1}3",
-            "K\u{1}DELAY\u{2}V\u{1}TRAN_MSG",
-            "DELAY",
-            "\u{2}\u{2}TRAN_MSG\u{1}\u{2}",
-        ];
-        for props in cases {
-            let expected = keys.iter().any(|k| get_property(props, k).is_some());
-            assert_eq!(has_any_property(props, &keys), expected, "{props:?}");
-        }
-        assert!(!has_any_property("DELAYX\u{1}3", &keys));
-        assert!(has_any_property("A\u{1}1\u{2}DELAY\u{1}", &keys));
-    }
 
     #[test]
     fn remove_and_default_is_remove_then_set_if_absent() {
