@@ -18,7 +18,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use rmq_core::body::PERM_WRITE;
 use rmq_core::message::batch::decode_batch;
-use rmq_core::message::msg_id::{OffsetMsgId, offset_msg_id};
+use rmq_core::message::msg_id::OffsetMsgId;
 use rmq_core::message::properties::{self, keys};
 use rmq_core::message::{NewRecord, hash::tags_code};
 use rmq_core::remoting::{Field, RemotingCommand, ResponseCode, request_code as rc};
@@ -672,7 +672,13 @@ fn batch_msg_ids(broker: &BrokerContext, appended: &AppendResult, sizes: &[usize
         if !ids.is_empty() {
             ids.push(',');
         }
-        ids.push_str(&offset_msg_id(broker.broker_addr, offset));
+        let id = OffsetMsgId {
+            store_host: broker.broker_addr,
+            physical_offset: offset,
+        };
+        // Written into the list itself, not through a String per id.
+        std::fmt::Write::write_fmt(&mut ids, format_args!("{id}"))
+            .expect("writing to a String does not fail");
         offset += *size as i64;
     }
     ids
