@@ -53,8 +53,10 @@ pub struct StoreConfig {
     /// they complete (the kernel flushes the device cache, or writes FUA, before completing
     /// them), so the round costs one trip from the shard to the kernel instead of a write and
     /// then an `fdatasync`. Ignored under ASYNC_FLUSH. Broker key `syncFlushDsyncWrites`:
-    /// - `Auto` (default): as `Idle`, and loaded rounds go whichever way the shard last
-    ///   measured to be faster on its own traffic (`loaded_writes.rs`).
+    /// - `Auto` (default): as `Idle`, and loaded rounds write `O_DSYNC` unless the shard last
+    ///   measured the overlap to flush more, by more than 5%, on its own traffic
+    ///   (`loaded_writes.rs`): a tie, a load the disk keeps up with either way, goes to the
+    ///   cheaper `O_DSYNC` round.
     /// - `Idle`: a round that starts with nothing in flight (everything before it
     ///   flushed, no sync running, the previous round not cut short by new appends), i.e. a
     ///   lone or lightly loaded sender, whose ack then waits for one device operation instead
