@@ -22,7 +22,7 @@
 //! # Errors
 //! [`FrameError::BadHeader`] when a length is negative or runs past the end of the header.
 
-use crate::remoting::ext_fields::{ExtFields, MAX_EXT_FIELDS};
+use crate::remoting::ext_fields::{ExtFields, MAX_EXT_FIELDS, RawFields};
 
 use bytes::BufMut;
 
@@ -108,7 +108,7 @@ fn put_length<B: BufMut>(dst: &mut B, length: usize) {
 }
 
 fn decode_ext_fields(bytes: &[u8]) -> Result<ExtFields, FrameError> {
-    let mut fields = ExtFields::with_capacity(16, bytes.len());
+    let mut fields = RawFields::with_capacity(16, bytes.len());
     let mut reader = Reader { bytes, position: 0 };
     while reader.remaining() > 0 {
         if fields.len() >= MAX_EXT_FIELDS {
@@ -120,20 +120,10 @@ fn decode_ext_fields(bytes: &[u8]) -> Result<ExtFields, FrameError> {
         let key = reader.take(key_length, "ext key")?;
         let value_length = reader.length_i32("ext value length")?;
         let value = reader.take(value_length, "ext value")?;
-        fields.push_decoded(&text(key), &text(value));
+        fields.push(key, value);
     }
-    fields.finish_decoding();
-    Ok(fields)
-}
-
-/// `bytes` as text, invalid UTF-8 replaced by U+FFFD as Java's decoder does. Valid text
-/// (every header a client sends) takes `str::from_utf8`, which checks ASCII a word at a time;
-/// `from_utf8_lossy` walks byte by byte (2% of the broker's CPU at full load).
-fn text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => std::borrow::Cow::Borrowed(text),
-        Err(_) => String::from_utf8_lossy(bytes),
-    }
+    // Invalid UTF-8 becomes U+FFFD per key and value, as Java's decoder does.
+    Ok(fields.finish())
 }
 
 /// The error of a header with more than [`MAX_EXT_FIELDS`] custom fields (both encodings).
@@ -259,6 +249,51 @@ mod tests {
         assert_eq!(command.remark.as_deref(), Some("\u{FFFD}i"));
         assert_eq!(command.ext("\u{FFFD}"), Some("\u{FFFD}g"));
         assert_eq!(command.ext_fields.len(), 1);
+    }
+
+    /// The header's fields as bytes: `(key, value)` pairs after an empty remark.
+    fn header_with_fields(fields: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut ext = Vec::new();
+        for (key, value) in fields {
+            ext.extend_from_slice(&(key.len() as i16).to_be_bytes());
+            ext.extend_from_slice(key);
+            ext.extend_from_slice(&(value.len() as i32).to_be_bytes());
+            ext.extend_from_slice(value);
+        }
+        let mut bytes = vec![0, 34, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+        bytes.extend_from_slice(&(ext.len() as i32).to_be_bytes());
+        bytes.extend_from_slice(&ext);
+        bytes
+    }
+
+    #[test]
+    fn each_key_and_value_is_text_on_its_own() {
+        // "é" is C3 A9: cut between a key and its value, the header's bytes are valid UTF-8
+        // as a whole but neither piece is; each piece decodes as it would alone.
+        let bytes =
+            header_with_fields(&[(&b"k\xC3"[..], &b"\xA9v"[..]), (&b"n"[..], "né".as_bytes())]);
+        let command = decode_binary_header(&bytes).unwrap();
+        assert_eq!(command.ext("k\u{FFFD}"), Some("\u{FFFD}v"));
+        assert_eq!(command.ext("n"), Some("né"));
+        assert_eq!(command.ext_fields.len(), 2);
+        // Valid multi-byte text in keys and values, and a repeated key (the last one wins),
+        // on the fast path and on the per-piece one.
+        let fields: [(&[u8], &[u8]); 3] = [
+            ("clé".as_bytes(), &b"1"[..]),
+            (&b"k"[..], "välue".as_bytes()),
+            ("clé".as_bytes(), &b"2"[..]),
+        ];
+        let command = decode_binary_header(&header_with_fields(&fields)).unwrap();
+        assert_eq!(command.ext("clé"), Some("2"));
+        assert_eq!(command.ext("k"), Some("välue"));
+        assert_eq!(command.ext_fields.len(), 2);
+        let mut with_invalid = fields.to_vec();
+        with_invalid.push((&b"x"[..], &b"\xFF"[..]));
+        let command = decode_binary_header(&header_with_fields(&with_invalid)).unwrap();
+        assert_eq!(command.ext("clé"), Some("2"));
+        assert_eq!(command.ext("k"), Some("välue"));
+        assert_eq!(command.ext("x"), Some("\u{FFFD}"));
+        assert_eq!(command.ext_fields.len(), 3);
     }
 
     #[test]
