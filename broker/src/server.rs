@@ -92,6 +92,9 @@ pub fn store_config(config: &BrokerConfig, shard_count: u32) -> StoreConfig {
         },
         direct_io: config.async_flush_direct_io,
         sync_flush_dsync_writes: config.sync_flush_dsync_writes,
+        sync_group_delay: Duration::from_micros(u64::from(config.sync_flush_group_delay_micros)),
+        sync_group_no_delay_count: usize::try_from(config.sync_flush_group_no_delay_count)
+            .unwrap_or(usize::MAX),
         sync_flush_timeout: ms(config.sync_flush_timeout),
         flush_interval_commit_log: ms(config.flush_interval_commit_log),
         flush_commit_log_least_pages: u32::try_from(config.flush_commit_log_least_pages)

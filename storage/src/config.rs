@@ -67,6 +67,15 @@ pub struct StoreConfig {
     ///   `fdatasync` no longer overlap.
     /// - `Never`: every round writes, then syncs.
     pub sync_flush_dsync_writes: DsyncWrites,
+    /// SYNC_FLUSH group commit delay: a round that follows a loaded round (sends arrived
+    /// while its write was in flight) waits until this long after that round started, unless
+    /// [`StoreConfig::sync_group_no_delay_count`] sends already wait, so one device request
+    /// covers more sends (`flusher.rs`, `GroupWait`). A round after an idle spell never
+    /// waits. Zero: off. Broker key `syncFlushGroupDelayMicros`.
+    pub sync_group_delay: Duration,
+    /// Sends waiting for `Flushed` that end a group commit delay early (0: none do). Broker
+    /// key `syncFlushGroupNoDelayCount`.
+    pub sync_group_no_delay_count: usize,
     pub sync_flush_timeout: Duration,
     pub flush_interval_commit_log: Duration,
     pub flush_commit_log_least_pages: u32,
@@ -140,6 +149,8 @@ impl StoreConfig {
             flush_mode: FlushMode::Async,
             direct_io: false,
             sync_flush_dsync_writes: DsyncWrites::Auto,
+            sync_group_delay: Duration::ZERO,
+            sync_group_no_delay_count: 0,
             sync_flush_timeout: Duration::from_secs(5),
             flush_interval_commit_log: Duration::from_millis(500),
             flush_commit_log_least_pages: 4,

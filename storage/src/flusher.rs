@@ -22,6 +22,11 @@
 //! `Idle` plus a choice for loaded rounds that the shard measures on its own traffic
 //! (`loaded_writes.rs`).
 //!
+//! With a group commit delay (`StoreConfig::sync_group_delay`, SYNC_FLUSH) a round that
+//! follows a loaded round at once first waits for the delay to pass since that round
+//! started, or for enough sends to wait (`GroupWait`), so at a moderate rate one device
+//! request covers more sends.
+//!
 //! With a cohort (`StoreConfig::sync_cohort`, SYNC_FLUSH in the broker) step 3 also waits
 //! until the cohort admits the shard: once per epoch (`sync_cohort.rs`).
 //!
@@ -107,17 +112,28 @@ async fn run(weak: Weak<CommitLog>, signal: Rc<Signal>) {
         loaded: RefCell::new(LoadedWrites::new(Instant::now())),
     });
     loop {
-        let (round, idle_wait, cohort) = {
+        let (round, idle_wait, cohort, group) = {
             let Some(log) = weak.upgrade() else { return };
+            let started = Instant::now();
             let round = round(&log, &state).await;
             let idle_wait = match log.cfg.flush_mode {
                 FlushMode::Async => log.cfg.flush_interval_commit_log,
                 FlushMode::Sync => log.cfg.flush_commit_log_thorough_interval,
             };
-            (round, idle_wait, log.cfg.sync_cohort.clone())
+            let group = (log.cfg.flush_mode == FlushMode::Sync
+                && !log.cfg.sync_group_delay.is_zero())
+            .then(|| GroupWait {
+                until: started + log.cfg.sync_group_delay,
+                no_delay_count: log.cfg.sync_group_no_delay_count,
+            });
+            (round, idle_wait, log.cfg.sync_cohort.clone(), group)
         };
         match round {
-            Round::Busy => {}
+            Round::Busy => {
+                if let Some(group) = group {
+                    group.wait(&weak, &signal).await;
+                }
+            }
             Round::Stopped => return,
             Round::Failed => compio::time::sleep(RETRY_DELAY).await,
             Round::Idle => {
@@ -134,6 +150,39 @@ async fn run(weak: Weak<CommitLog>, signal: Rc<Signal>) {
                 });
                 let _ = compio::time::timeout(idle_wait, wake).await;
             }
+        }
+    }
+}
+
+/// SYNC_FLUSH group commit delay (`StoreConfig::sync_group_delay`): the round after a loaded
+/// one (sends arrived while its write was in flight) starts once `until` has come (the
+/// delay after the loaded round started), or as soon as `no_delay_count` sends wait for
+/// `Flushed` (0: no such limit), or when the store stops. It then covers more sends with one
+/// device request. A round after an idle spell is never delayed: a lone sender's ack still
+/// waits for one device operation only.
+struct GroupWait {
+    until: Instant,
+    no_delay_count: usize,
+}
+
+impl GroupWait {
+    async fn wait(self, weak: &Weak<CommitLog>, signal: &Signal) {
+        loop {
+            {
+                let Some(log) = weak.upgrade() else { return };
+                let enough =
+                    self.no_delay_count > 0 && log.flushed_waiters.len() >= self.no_delay_count;
+                if enough || log.stopping.get() {
+                    return;
+                }
+            }
+            let now = Instant::now();
+            if now >= self.until {
+                return;
+            }
+            // Woken by every append and new waiter (to count them) and by a stop.
+            let raised = std::future::poll_fn(|cx| signal.poll_raised(cx));
+            let _ = compio::time::timeout(self.until - now, raised).await;
         }
     }
 }

@@ -107,6 +107,10 @@ impl DurabilityWaiters {
         self.waiters.borrow().is_empty()
     }
 
+    pub fn len(&self) -> usize {
+        self.waiters.borrow().len()
+    }
+
     /// Completes every waiter whose end offset is at or below `offset`; returns how many.
     pub fn release(&self, offset: i64) -> usize {
         self.complete(offset, |_| Ok(()))

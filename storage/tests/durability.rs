@@ -232,6 +232,120 @@ fn idle_rounds_write_durably_and_loaded_rounds_sync() {
     });
 }
 
+/// `sync_group_delay`: the round after a loaded one (a send arrived while a round's write
+/// was in flight) starts only once the delay has passed since the loaded round started,
+/// unless `sync_group_no_delay_count` sends wait for their flush; a lone sender's rounds
+/// never wait; what was acknowledged survives a crash.
+#[test]
+fn a_group_delay_holds_the_round_after_a_loaded_one() {
+    const DELAY: Duration = Duration::from_secs(1);
+    let dir = temp_dir();
+    let mut cfg = small_config(dir.path(), 1);
+    cfg.flush_mode = FlushMode::Sync;
+    cfg.sync_flush_dsync_writes = DsyncWrites::Always;
+    cfg.sync_group_delay = DELAY;
+    let mut ends = Vec::new();
+    run(async {
+        let (_layout, store) = open(&cfg, 0).await;
+        let send = |i: i64| {
+            let mut record = encode("G", 0, format!("group-{i}").as_bytes(), "", 0);
+            store.append("G", 0, &mut record, 0, i).unwrap().end_offset
+        };
+        // A lone sender: each round starts idle, none waits for the delay.
+        let started = std::time::Instant::now();
+        for i in 0..5 {
+            let end = send(i);
+            store.wait_durable(end, Durability::Flushed).await.unwrap();
+            ends.push(end);
+        }
+        assert!(
+            started.elapsed() < DELAY,
+            "idle rounds do not wait ({:?} for five)",
+            started.elapsed()
+        );
+        // A send lands while a round is in flight: the next round waits out the delay.
+        let started = std::time::Instant::now();
+        let first = send(5);
+        yield_now().await;
+        assert!(
+            store.written_offset() < first,
+            "the first round is still in flight"
+        );
+        let second = send(6);
+        store
+            .wait_durable(first, Durability::Flushed)
+            .await
+            .unwrap();
+        store
+            .wait_durable(second, Durability::Flushed)
+            .await
+            .unwrap();
+        assert!(
+            started.elapsed() >= DELAY,
+            "the round after a loaded one waited ({:?})",
+            started.elapsed()
+        );
+        assert!(store.flushed_offset() >= second);
+        ends.extend([first, second]);
+        // Dropped without a shutdown: the next open recovers as after `kill -9`.
+    });
+    run(async {
+        let (_layout, store) = open(&cfg, 0).await;
+        assert_eq!(store.max_physical_offset(), *ends.iter().max().unwrap());
+        let pulled = store
+            .get_messages("G", 0, 0, 32, &accept_all)
+            .await
+            .unwrap();
+        let bodies: Vec<Vec<u8>> = split_records(&pulled.body)
+            .iter()
+            .map(|r| body_of(r).to_vec())
+            .collect();
+        let expected: Vec<Vec<u8>> = (0..7).map(|i| format!("group-{i}").into_bytes()).collect();
+        assert_eq!(bodies, expected);
+    });
+
+    // Enough waiting sends end the delay at once: a delay of a minute is not waited for.
+    let dir = temp_dir();
+    let mut cfg = small_config(dir.path(), 1);
+    cfg.flush_mode = FlushMode::Sync;
+    cfg.sync_flush_dsync_writes = DsyncWrites::Always;
+    cfg.sync_group_delay = Duration::from_secs(60);
+    cfg.sync_group_no_delay_count = 2;
+    run(async {
+        let (_layout, store) = open(&cfg, 0).await;
+        let send = |i: i64| {
+            let mut record = encode("N", 0, format!("count-{i}").as_bytes(), "", 0);
+            store.append("N", 0, &mut record, 0, i).unwrap().end_offset
+        };
+        let started = std::time::Instant::now();
+        let first = send(0);
+        yield_now().await;
+        assert!(store.written_offset() < first, "a round in flight");
+        let second = send(1);
+        let third = send(2);
+        let waiter = {
+            let store = Rc::clone(&store);
+            compio::runtime::spawn(async move {
+                store
+                    .wait_durable(third, Durability::Flushed)
+                    .await
+                    .unwrap();
+            })
+        };
+        store
+            .wait_durable(second, Durability::Flushed)
+            .await
+            .unwrap();
+        waiter.await.unwrap();
+        assert!(store.flushed_offset() >= third);
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "two waiting sends ended the delay ({:?})",
+            started.elapsed()
+        );
+    });
+}
+
 /// `DsyncWrites::Auto`: a loaded shard probes both ways to write (write + `fdatasync`, and
 /// `O_DSYNC` writes) on its own traffic; across the switches every send is acknowledged at
 /// `Flushed`, both ways ran, and everything survives a crash.

@@ -390,6 +390,14 @@ config_struct! {
         /// that way faster; `idle` only the former; `true` all; `false` none (write, then
         /// `fdatasync`, the next round's write overlapping this round's sync).
         "syncFlushDsyncWrites" => sync_flush_dsync_writes: DsyncWrites = DsyncWrites::Auto,
+        /// rmq-fast extension: SYNC_FLUSH group commit delay in microseconds: a sync round
+        /// that follows a loaded round (sends arrived while its write was in flight) starts
+        /// this long after that round did, unless `syncFlushGroupNoDelayCount` sends already
+        /// wait; a round after an idle spell never waits. 0 = off.
+        "syncFlushGroupDelayMicros" => sync_flush_group_delay_micros: u32 = 0,
+        /// rmq-fast extension: sends waiting for their flush that end a group commit delay
+        /// early; 0 = only the delay ends it.
+        "syncFlushGroupNoDelayCount" => sync_flush_group_no_delay_count: u32 = 0,
         /// rmq-fast extension: SYNC_FLUSH runs the shards' sync rounds as one cohort (each
         /// shard syncs once per epoch; an epoch ends when all its syncs have), so the
         /// producers one shard releases find the other's next round not yet started.

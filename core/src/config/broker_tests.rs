@@ -587,3 +587,16 @@ fn controller_heartbeat_timeout_needs_two_heartbeats() {
     .expect("RocketMQ 5's defaults");
     assert_eq!(config.controller_fence_bound_ms(), 9_000);
 }
+
+#[test]
+fn sync_flush_group_commit_keys_default_off_and_refuse_negative_values() {
+    let (config, _) = from_text("").unwrap();
+    assert_eq!(config.sync_flush_group_delay_micros, 0);
+    assert_eq!(config.sync_flush_group_no_delay_count, 0);
+    let (config, _) =
+        from_text("syncFlushGroupDelayMicros=1500\nsyncFlushGroupNoDelayCount=32").unwrap();
+    assert_eq!(config.sync_flush_group_delay_micros, 1500);
+    assert_eq!(config.sync_flush_group_no_delay_count, 32);
+    let err = from_text("syncFlushGroupDelayMicros=-1").unwrap_err();
+    assert_eq!(err.key, "syncFlushGroupDelayMicros");
+}
