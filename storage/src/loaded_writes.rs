@@ -181,23 +181,27 @@ mod tests {
         now
     }
 
+    /// A fresh choice that has just measured the overlap 30% faster, so it overlaps.
+    fn overlapping() -> (LoadedWrites, Instant) {
+        let start = Instant::now();
+        let mut choice = LoadedWrites::new(start);
+        let end = probe(&mut choice, start + HOLD, Duration::from_millis(1), |d| {
+            if d { 100 } else { 130 }
+        });
+        assert!(!choice.durable(end), "the overlap, after a probe it won");
+        (choice, end)
+    }
+
     #[test]
     fn keeps_the_overlap_only_while_it_is_faster() {
         let start = Instant::now();
-        let mut choice = LoadedWrites::new(start);
-        assert!(choice.durable(start), "starts with O_DSYNC rounds");
-        assert!(choice.durable(start + HOLD / 2), "no probe before HOLD");
-        let every = Duration::from_millis(1);
-        // The overlap flushes 30% more: chosen, and held until the next probe.
-        let end = probe(
-            &mut choice,
-            start + HOLD,
-            every,
-            |d| if d { 100 } else { 130 },
-        );
-        assert!(!choice.durable(end), "the faster way");
+        let mut fresh = LoadedWrites::new(start);
+        assert!(fresh.durable(start), "starts with O_DSYNC rounds");
+        assert!(fresh.durable(start + HOLD / 2), "no probe before HOLD");
+        let (mut choice, end) = overlapping();
         assert!(!choice.durable(end + HOLD / 2), "held until the next probe");
         // The disk changes: O_DSYNC rounds are faster now, and the next probe switches.
+        let every = Duration::from_millis(1);
         let end = probe(
             &mut choice,
             end + HOLD,
@@ -209,16 +213,8 @@ mod tests {
 
     #[test]
     fn a_tie_goes_to_o_dsync_rounds() {
-        let start = Instant::now();
-        let mut choice = LoadedWrites::new(start);
+        let (mut choice, end) = overlapping();
         let every = Duration::from_millis(1);
-        let end = probe(
-            &mut choice,
-            start + HOLD,
-            every,
-            |d| if d { 100 } else { 130 },
-        );
-        assert!(!choice.durable(end), "overlapping after a probe it won");
         // Both ways flush what the shard is sent (the overlap 3% ahead, inside MARGIN).
         let end = probe(
             &mut choice,
@@ -239,16 +235,7 @@ mod tests {
 
     #[test]
     fn an_unloaded_or_stretched_probe_keeps_the_current_way() {
-        let start = Instant::now();
-        let mut choice = LoadedWrites::new(start);
-        let every = Duration::from_millis(1);
-        let end = probe(
-            &mut choice,
-            start + HOLD,
-            every,
-            |d| if d { 100 } else { 130 },
-        );
-        assert!(!choice.durable(end));
+        let (mut choice, end) = overlapping();
         // O_DSYNC far faster, but with flushes too rare to count: no switch.
         let end = probe(&mut choice, end + HOLD, Duration::from_millis(10), |d| {
             if d { 200 } else { 100 }

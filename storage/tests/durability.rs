@@ -147,6 +147,41 @@ async fn yield_now() {
     .await
 }
 
+/// Sends `first`, lets the flusher start its round (it runs before this task resumes and
+/// parks on the write), checks the round is in flight, then sends `second`: the round after
+/// it is a loaded one. Returns both end offsets.
+async fn send_during_a_round(
+    store: &rmq_storage::ShardStore,
+    send: impl Fn(i64) -> i64,
+    first: i64,
+    second: i64,
+) -> (i64, i64) {
+    let first = send(first);
+    yield_now().await;
+    assert!(
+        store.written_offset() < first,
+        "the first round is still in flight"
+    );
+    (first, send(second))
+}
+
+/// Waits until `end` is flushed.
+async fn flushed(store: &rmq_storage::ShardStore, end: i64) {
+    store.wait_durable(end, Durability::Flushed).await.unwrap();
+}
+
+/// The bodies of queue 0 of `topic`, in order (at most 32).
+async fn bodies(store: &rmq_storage::ShardStore, topic: &str) -> Vec<Vec<u8>> {
+    let pulled = store
+        .get_messages(topic, 0, 0, 32, &accept_all)
+        .await
+        .unwrap();
+    split_records(&pulled.body)
+        .iter()
+        .map(|r| body_of(r).to_vec())
+        .collect()
+}
+
 /// `DsyncWrites::Idle` (and `Auto` until it measures otherwise): a round that starts idle is one `O_DSYNC` write, acked
 /// without an `fdatasync`; a round whose write was overtaken by a new append leaves the next
 /// round to write and `fdatasync`; once quiet again, rounds are durable writes; all of it
@@ -181,13 +216,7 @@ fn idle_rounds_write_durably_and_loaded_rounds_sync() {
         // A second send lands while the first one's round is in flight (the flusher runs
         // before this task resumes and parks on its write): the next round syncs.
         let before = store.stats();
-        let first = send(10);
-        yield_now().await;
-        assert!(
-            store.written_offset() < first,
-            "the first round is still in flight"
-        );
-        let second = send(11);
+        let (first, second) = send_during_a_round(&store, send, 10, 11).await;
         store
             .wait_durable(second, Durability::Flushed)
             .await
@@ -219,16 +248,8 @@ fn idle_rounds_write_durably_and_loaded_rounds_sync() {
         let (layout, store) = open(&cfg, 0).await;
         assert!(!layout.previous_shutdown_clean);
         assert_eq!(store.max_physical_offset(), *ends.iter().max().unwrap());
-        let pulled = store
-            .get_messages("I", 0, 0, 32, &accept_all)
-            .await
-            .unwrap();
-        let bodies: Vec<Vec<u8>> = split_records(&pulled.body)
-            .iter()
-            .map(|r| body_of(r).to_vec())
-            .collect();
         let expected: Vec<Vec<u8>> = (0..13).map(|i| format!("idle-{i}").into_bytes()).collect();
-        assert_eq!(bodies, expected);
+        assert_eq!(bodies(&store, "I").await, expected);
     });
 }
 
@@ -255,7 +276,7 @@ fn a_group_delay_holds_the_round_after_a_loaded_one() {
         let started = std::time::Instant::now();
         for i in 0..5 {
             let end = send(i);
-            store.wait_durable(end, Durability::Flushed).await.unwrap();
+            flushed(&store, end).await;
             ends.push(end);
         }
         assert!(
@@ -265,21 +286,9 @@ fn a_group_delay_holds_the_round_after_a_loaded_one() {
         );
         // A send lands while a round is in flight: the next round waits out the delay.
         let started = std::time::Instant::now();
-        let first = send(5);
-        yield_now().await;
-        assert!(
-            store.written_offset() < first,
-            "the first round is still in flight"
-        );
-        let second = send(6);
-        store
-            .wait_durable(first, Durability::Flushed)
-            .await
-            .unwrap();
-        store
-            .wait_durable(second, Durability::Flushed)
-            .await
-            .unwrap();
+        let (first, second) = send_during_a_round(&store, send, 5, 6).await;
+        flushed(&store, first).await;
+        flushed(&store, second).await;
         assert!(
             started.elapsed() >= DELAY,
             "the round after a loaded one waited ({:?})",
@@ -292,16 +301,8 @@ fn a_group_delay_holds_the_round_after_a_loaded_one() {
     run(async {
         let (_layout, store) = open(&cfg, 0).await;
         assert_eq!(store.max_physical_offset(), *ends.iter().max().unwrap());
-        let pulled = store
-            .get_messages("G", 0, 0, 32, &accept_all)
-            .await
-            .unwrap();
-        let bodies: Vec<Vec<u8>> = split_records(&pulled.body)
-            .iter()
-            .map(|r| body_of(r).to_vec())
-            .collect();
         let expected: Vec<Vec<u8>> = (0..7).map(|i| format!("group-{i}").into_bytes()).collect();
-        assert_eq!(bodies, expected);
+        assert_eq!(bodies(&store, "G").await, expected);
     });
 
     // Enough waiting sends end the delay at once: a delay of a minute is not waited for.
@@ -318,24 +319,13 @@ fn a_group_delay_holds_the_round_after_a_loaded_one() {
             store.append("N", 0, &mut record, 0, i).unwrap().end_offset
         };
         let started = std::time::Instant::now();
-        let first = send(0);
-        yield_now().await;
-        assert!(store.written_offset() < first, "a round in flight");
-        let second = send(1);
+        let (_, second) = send_during_a_round(&store, send, 0, 1).await;
         let third = send(2);
         let waiter = {
             let store = Rc::clone(&store);
-            compio::runtime::spawn(async move {
-                store
-                    .wait_durable(third, Durability::Flushed)
-                    .await
-                    .unwrap();
-            })
+            compio::runtime::spawn(async move { flushed(&store, third).await })
         };
-        store
-            .wait_durable(second, Durability::Flushed)
-            .await
-            .unwrap();
+        flushed(&store, second).await;
         waiter.await.unwrap();
         assert!(store.flushed_offset() >= third);
         assert!(
