@@ -114,18 +114,18 @@ async fn run(weak: Weak<CommitLog>, signal: Rc<Signal>) {
     loop {
         let (round, idle_wait, cohort, group) = {
             let Some(log) = weak.upgrade() else { return };
-            let started = Instant::now();
+            // Read the clock only when a delay is configured (off by default).
+            let group = (log.cfg.flush_mode == FlushMode::Sync
+                && !log.cfg.sync_group_delay.is_zero())
+            .then(|| GroupWait {
+                until: Instant::now() + log.cfg.sync_group_delay,
+                no_delay_count: log.cfg.sync_group_no_delay_count,
+            });
             let round = round(&log, &state).await;
             let idle_wait = match log.cfg.flush_mode {
                 FlushMode::Async => log.cfg.flush_interval_commit_log,
                 FlushMode::Sync => log.cfg.flush_commit_log_thorough_interval,
             };
-            let group = (log.cfg.flush_mode == FlushMode::Sync
-                && !log.cfg.sync_group_delay.is_zero())
-            .then(|| GroupWait {
-                until: started + log.cfg.sync_group_delay,
-                no_delay_count: log.cfg.sync_group_no_delay_count,
-            });
             (round, idle_wait, log.cfg.sync_cohort.clone(), group)
         };
         match round {

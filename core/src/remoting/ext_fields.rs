@@ -330,9 +330,6 @@ impl ExtFields {
     }
 }
 
-/// One of 64 bits from a key's length and end bytes: equal keys have equal signatures.
-/// One-letter names (all of `SEND_MESSAGE_V2`'s) get distinct bits, so a header of them is
-/// known duplicate-free without comparing any two.
 /// The fields of a header being decoded, as the bytes the frame carried: a decoder pushes
 /// every key and value, then [`RawFields::finish`] checks UTF-8 once for all of them, where
 /// checking each short key and value on its own cost a call per string (2.7% of the broker's
@@ -389,6 +386,9 @@ fn starts_char(bytes: &[u8], index: usize) -> bool {
     bytes.get(index).is_none_or(|&byte| (byte as i8) >= -0x40)
 }
 
+/// One of 64 bits from a key's length and end bytes: equal keys have equal signatures.
+/// One-letter names (all of `SEND_MESSAGE_V2`'s) get distinct bits, so a header of them is
+/// known duplicate-free without comparing any two.
 fn key_signature(key: &[u8]) -> u64 {
     let bit = match key {
         [] => 0,
