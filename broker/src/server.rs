@@ -95,6 +95,7 @@ pub fn store_config(config: &BrokerConfig, shard_count: u32) -> StoreConfig {
         sync_group_delay: Duration::from_micros(u64::from(config.sync_flush_group_delay_micros)),
         sync_group_no_delay_count: usize::try_from(config.sync_flush_group_no_delay_count)
             .unwrap_or(usize::MAX),
+        sync_group_delay_probe: config.sync_flush_group_delay_probe,
         sync_flush_timeout: ms(config.sync_flush_timeout),
         flush_interval_commit_log: ms(config.flush_interval_commit_log),
         flush_commit_log_least_pages: u32::try_from(config.flush_commit_log_least_pages)

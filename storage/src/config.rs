@@ -71,11 +71,17 @@ pub struct StoreConfig {
     /// while its write was in flight) waits until this long after that round started, unless
     /// [`StoreConfig::sync_group_no_delay_count`] sends already wait, so one device request
     /// covers more sends (`flusher.rs`, `GroupWait`). A round after an idle spell never
-    /// waits. Zero: off. Broker key `syncFlushGroupDelayMicros`.
+    /// waits. Zero: off. Broker key `syncFlushGroupDelayMicros`; default 500 µs, probed
+    /// ([`StoreConfig::sync_group_delay_probe`]).
     pub sync_group_delay: Duration,
     /// Sends waiting for `Flushed` that end a group commit delay early (0: none do). Broker
-    /// key `syncFlushGroupNoDelayCount`.
+    /// key `syncFlushGroupNoDelayCount`, default 32.
     pub sync_group_no_delay_count: usize,
+    /// Whether the shard uses [`StoreConfig::sync_group_delay`] only while its probe finds
+    /// that delayed rounds flush as much as undelayed ones (`group_delay.rs`): true keeps a
+    /// few producers that wait for each ack at full speed; false delays every round after a
+    /// loaded one. Broker key `syncFlushGroupDelayProbe`.
+    pub sync_group_delay_probe: bool,
     pub sync_flush_timeout: Duration,
     pub flush_interval_commit_log: Duration,
     pub flush_commit_log_least_pages: u32,
@@ -149,8 +155,9 @@ impl StoreConfig {
             flush_mode: FlushMode::Async,
             direct_io: false,
             sync_flush_dsync_writes: DsyncWrites::Auto,
-            sync_group_delay: Duration::ZERO,
-            sync_group_no_delay_count: 0,
+            sync_group_delay: Duration::from_micros(500),
+            sync_group_no_delay_count: 32,
+            sync_group_delay_probe: true,
             sync_flush_timeout: Duration::from_secs(5),
             flush_interval_commit_log: Duration::from_millis(500),
             flush_commit_log_least_pages: 4,

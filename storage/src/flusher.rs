@@ -25,7 +25,8 @@
 //! With a group commit delay (`StoreConfig::sync_group_delay`, SYNC_FLUSH) a round that
 //! follows a loaded round at once first waits for the delay to pass since that round
 //! started, or for enough sends to wait (`GroupWait`), so at a moderate rate one device
-//! request covers more sends.
+//! request covers more sends. With `StoreConfig::sync_group_delay_probe` it waits only while
+//! the shard's probe finds that the delay costs no throughput (`group_delay.rs`).
 //!
 //! With a cohort (`StoreConfig::sync_cohort`, SYNC_FLUSH in the broker) step 3 also waits
 //! until the cohort admits the shard: once per epoch (`sync_cohort.rs`).
@@ -54,6 +55,7 @@ use std::time::{Duration, Instant};
 use crate::aligned_buffer::BLOCK_SIZE;
 use crate::commit_log::CommitLog;
 use crate::config::{DsyncWrites, FlushMode};
+use crate::group_delay::GroupDelay;
 use crate::loaded_writes::LoadedWrites;
 use crate::stats::bump;
 use crate::waiters::Signal;
@@ -86,6 +88,16 @@ struct SyncState {
     overtaken: Cell<bool>,
     /// How loaded rounds write under `DsyncWrites::Auto`.
     loaded: RefCell<LoadedWrites>,
+    /// Whether loaded rounds wait for the group commit delay, when it is probed.
+    delay: RefCell<GroupDelay>,
+}
+
+impl SyncState {
+    /// `bytes` more are flushed: both probes count them.
+    fn on_flushed(&self, bytes: u64) {
+        self.loaded.borrow_mut().on_flushed(bytes);
+        self.delay.borrow_mut().on_flushed(bytes);
+    }
 }
 
 pub(crate) fn spawn(log: &Rc<CommitLog>) -> Rc<Signal> {
@@ -110,6 +122,7 @@ async fn run(weak: Weak<CommitLog>, signal: Rc<Signal>) {
         blocked: Cell::new(None),
         overtaken: Cell::new(false),
         loaded: RefCell::new(LoadedWrites::new(Instant::now())),
+        delay: RefCell::new(GroupDelay::new(Instant::now())),
     });
     loop {
         let (round, idle_wait, cohort, group) = {
@@ -130,7 +143,9 @@ async fn run(weak: Weak<CommitLog>, signal: Rc<Signal>) {
         };
         match round {
             Round::Busy => {
-                if let Some(group) = group {
+                if let Some(group) = group
+                    && delays(&weak, &state)
+                {
                     group.wait(&weak, &signal).await;
                 }
             }
@@ -152,6 +167,21 @@ async fn run(weak: Weak<CommitLog>, signal: Rc<Signal>) {
             }
         }
     }
+}
+
+/// Whether the round after a loaded round waits for the configured group commit delay: always,
+/// or as the shard's probe decides (`StoreConfig::sync_group_delay_probe`).
+fn delays(weak: &Weak<CommitLog>, state: &SyncState) -> bool {
+    let Some(log) = weak.upgrade() else {
+        return false;
+    };
+    if !log.cfg.sync_group_delay_probe {
+        return true;
+    }
+    let mut delay = state.delay.borrow_mut();
+    let delays = delay.delays(Instant::now(), state.loaded.borrow().probing());
+    log.stats.sync_group_delay_probes.set(delay.probes());
+    delays
 }
 
 /// SYNC_FLUSH group commit delay (`StoreConfig::sync_group_delay`): the round after a loaded
@@ -206,7 +236,7 @@ async fn round(log: &Rc<CommitLog>, state: &Rc<SyncState>) -> Round {
             DsyncWrites::Auto if starts_idle => true,
             DsyncWrites::Auto => {
                 let mut loaded = state.loaded.borrow_mut();
-                let durable = loaded.durable(started);
+                let durable = loaded.durable(started, state.delay.borrow().probing());
                 log.stats.sync_write_probes.set(loaded.probes());
                 durable
             }
@@ -239,7 +269,7 @@ async fn round(log: &Rc<CommitLog>, state: &Rc<SyncState>) -> Round {
             );
         }
         if durable && idle {
-            state.loaded.borrow_mut().on_flushed((target - from) as u64);
+            state.on_flushed((target - from) as u64);
             log.set_flushed(target);
             let acks = log.release_flushed(target);
             log.stats.record_sync(micros);
@@ -313,7 +343,7 @@ fn start_sync(log: &Rc<CommitLog>, state: &Rc<SyncState>) {
             Ok(()) => {
                 state.last_sync.set(Instant::now());
                 let bytes = (written - log.flushed()) as u64;
-                state.loaded.borrow_mut().on_flushed(bytes);
+                state.on_flushed(bytes);
                 log.set_flushed(written);
                 let acks = log.release_flushed(written);
                 log.stats.record_sync_acks(acks as u64);

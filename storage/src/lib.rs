@@ -83,6 +83,7 @@ mod epoch_history;
 mod error;
 pub mod faults;
 mod flusher;
+mod group_delay;
 mod index_file;
 mod index_service;
 mod layout;
@@ -104,6 +105,7 @@ mod stats;
 mod sync_cohort;
 mod tail_memory;
 mod waiters;
+mod way_probe;
 mod write_back;
 
 pub use aligned_buffer::{AlignedBuffer, BLOCK_SIZE};

@@ -40,6 +40,9 @@ pub struct ShardStats {
     pub fdatasyncs: u64,
     /// SYNC_FLUSH `auto`: probes of both ways to write loaded rounds (`loaded_writes.rs`).
     pub sync_write_probes: u64,
+    /// SYNC_FLUSH group commit delay, probed: probes of delayed against undelayed rounds
+    /// (`group_delay.rs`).
+    pub sync_group_delay_probes: u64,
     pub segments_created: u64,
     pub consume_queue_flushes: u64,
     /// Index syncs that had indexed keys to write (a full file, shutdown, truncation, or
@@ -76,6 +79,7 @@ pub(crate) struct StatsCells {
     pub commit_log_write_errors: Cell<u64>,
     pub fdatasyncs: Cell<u64>,
     pub sync_write_probes: Cell<u64>,
+    pub sync_group_delay_probes: Cell<u64>,
     pub segments_created: Cell<u64>,
     pub consume_queue_flushes: Cell<u64>,
     pub index_syncs: Cell<u64>,
@@ -125,6 +129,7 @@ impl StatsCells {
             commit_log_write_errors: self.commit_log_write_errors.get(),
             fdatasyncs: self.fdatasyncs.get(),
             sync_write_probes: self.sync_write_probes.get(),
+            sync_group_delay_probes: self.sync_group_delay_probes.get(),
             segments_created: self.segments_created.get(),
             consume_queue_flushes: self.consume_queue_flushes.get(),
             index_syncs: self.index_syncs.get(),

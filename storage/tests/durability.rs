@@ -265,6 +265,7 @@ fn a_group_delay_holds_the_round_after_a_loaded_one() {
     cfg.flush_mode = FlushMode::Sync;
     cfg.sync_flush_dsync_writes = DsyncWrites::Always;
     cfg.sync_group_delay = DELAY;
+    cfg.sync_group_delay_probe = false;
     let mut ends = Vec::new();
     run(async {
         let (_layout, store) = open(&cfg, 0).await;
@@ -312,6 +313,7 @@ fn a_group_delay_holds_the_round_after_a_loaded_one() {
     cfg.sync_flush_dsync_writes = DsyncWrites::Always;
     cfg.sync_group_delay = Duration::from_secs(60);
     cfg.sync_group_no_delay_count = 2;
+    cfg.sync_group_delay_probe = false;
     run(async {
         let (_layout, store) = open(&cfg, 0).await;
         let send = |i: i64| {
@@ -333,6 +335,37 @@ fn a_group_delay_holds_the_round_after_a_loaded_one() {
             "two waiting sends ended the delay ({:?})",
             started.elapsed()
         );
+    });
+}
+
+/// `sync_group_delay_probe` (the default): a shard delays loaded rounds only once its probe
+/// has measured that the delay costs no throughput, so before the first probe the round after
+/// a loaded one starts at once.
+#[test]
+fn a_probed_group_delay_waits_for_the_probe() {
+    const DELAY: Duration = Duration::from_secs(5);
+    let dir = temp_dir();
+    let mut cfg = small_config(dir.path(), 1);
+    cfg.flush_mode = FlushMode::Sync;
+    cfg.sync_flush_dsync_writes = DsyncWrites::Always;
+    cfg.sync_group_delay = DELAY;
+    assert!(cfg.sync_group_delay_probe, "probed by default");
+    run(async {
+        let (_layout, store) = open(&cfg, 0).await;
+        let send = |i: i64| {
+            let mut record = encode("P", 0, format!("probed-{i}").as_bytes(), "", 0);
+            store.append("P", 0, &mut record, 0, i).unwrap().end_offset
+        };
+        let started = std::time::Instant::now();
+        let (first, second) = send_during_a_round(&store, send, 0, 1).await;
+        flushed(&store, first).await;
+        flushed(&store, second).await;
+        assert!(
+            started.elapsed() < DELAY,
+            "not delayed before a probe ({:?})",
+            started.elapsed()
+        );
+        assert_eq!(store.stats().sync_group_delay_probes, 0);
     });
 }
 

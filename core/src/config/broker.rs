@@ -393,11 +393,17 @@ config_struct! {
         /// rmq-fast extension: SYNC_FLUSH group commit delay in microseconds: a sync round
         /// that follows a loaded round (sends arrived while its write was in flight) starts
         /// this long after that round did, unless `syncFlushGroupNoDelayCount` sends already
-        /// wait; a round after an idle spell never waits. 0 = off.
-        "syncFlushGroupDelayMicros" => sync_flush_group_delay_micros: u32 = 0,
+        /// wait; a round after an idle spell never waits; with `syncFlushGroupDelayProbe`
+        /// only while the shard measures that it costs no throughput. 0 = off.
+        "syncFlushGroupDelayMicros" => sync_flush_group_delay_micros: u32 = 500,
         /// rmq-fast extension: sends waiting for their flush that end a group commit delay
         /// early; 0 = only the delay ends it.
-        "syncFlushGroupNoDelayCount" => sync_flush_group_no_delay_count: u32 = 0,
+        "syncFlushGroupNoDelayCount" => sync_flush_group_no_delay_count: u32 = 32,
+        /// rmq-fast extension: with a group commit delay, each shard measures delayed against
+        /// undelayed rounds on its own traffic (a probe every 3 s) and delays only while that
+        /// costs no throughput (a few producers that each wait for their ack lose up to half
+        /// of it); `false` delays every round after a loaded one.
+        "syncFlushGroupDelayProbe" => sync_flush_group_delay_probe: bool = true,
         /// rmq-fast extension: SYNC_FLUSH runs the shards' sync rounds as one cohort (each
         /// shard syncs once per epoch; an epoch ends when all its syncs have), so the
         /// producers one shard releases find the other's next round not yet started.

@@ -589,14 +589,18 @@ fn controller_heartbeat_timeout_needs_two_heartbeats() {
 }
 
 #[test]
-fn sync_flush_group_commit_keys_default_off_and_refuse_negative_values() {
+fn sync_flush_group_commit_keys_default_to_a_probed_delay_and_refuse_negative_values() {
     let (config, _) = from_text("").unwrap();
+    assert_eq!(config.sync_flush_group_delay_micros, 500);
+    assert_eq!(config.sync_flush_group_no_delay_count, 32);
+    assert!(config.sync_flush_group_delay_probe);
+    let (config, _) = from_text(
+        "syncFlushGroupDelayMicros=0\nsyncFlushGroupNoDelayCount=0\nsyncFlushGroupDelayProbe=false",
+    )
+    .unwrap();
     assert_eq!(config.sync_flush_group_delay_micros, 0);
     assert_eq!(config.sync_flush_group_no_delay_count, 0);
-    let (config, _) =
-        from_text("syncFlushGroupDelayMicros=1500\nsyncFlushGroupNoDelayCount=32").unwrap();
-    assert_eq!(config.sync_flush_group_delay_micros, 1500);
-    assert_eq!(config.sync_flush_group_no_delay_count, 32);
+    assert!(!config.sync_flush_group_delay_probe);
     let err = from_text("syncFlushGroupDelayMicros=-1").unwrap_err();
     assert_eq!(err.key, "syncFlushGroupDelayMicros");
 }

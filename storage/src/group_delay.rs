@@ -1,0 +1,123 @@
+//! Whether a loaded SYNC_FLUSH shard holds its next round for the group commit delay
+//! (`StoreConfig::sync_group_delay`, `flusher.rs` `GroupWait`), when the delay is probed
+//! (`StoreConfig::sync_group_delay_probe`, the default).
+//!
+//! The delay makes one device request cover more sends. Where sends keep arriving while the
+//! round waits (producers that do not wait for each ack, or many of them) that costs no
+//! throughput and cuts CPU per message and the tail: fewer device requests, fewer VM exits
+//! (docs/perf.md, "SYNC_FLUSH below saturation"). Where a few producers each wait for their
+//! ack before sending again, nothing arrives during the wait and it only slows them down
+//! (4 sync producers lost half their throughput to a 1.5 ms delay).
+//!
+//! So the shard measures both on its own traffic (`way_probe.rs`): every `HOLD` a probe of
+//! `PROBE_WINDOWS` windows of `WINDOW`, alternating delayed and undelayed rounds, compares the
+//! bytes each way flushed per second. The delay is the favoured way: it stays unless rounds
+//! without it flushed more by more than `MARGIN`. Windows are long against the delay, because
+//! a switch into delayed rounds shifts up to one delay's worth of sends into the next window. Before the first probe, rounds are not delayed. While rounds go undelayed, each
+//! probe that keeps them so doubles the time to the next, up to `MAX_HOLD`; with the delay on,
+//! probes come every `HOLD`. The probe does not run while the
+//! loaded-writes probe does (`loaded_writes.rs`).
+//!
+//! Contract: like the delay itself, the choice changes when a round starts, never what is
+//! acknowledged.
+
+use std::time::{Duration, Instant};
+
+use crate::way_probe::{ProbeSettings, WayProbe};
+
+/// One probe window: long against the delay (500 µs by default), so the backlog a switch
+/// moves between windows stays a small share of each.
+const WINDOW: Duration = Duration::from_millis(100);
+/// Windows per probe, alternating the two ways.
+const PROBE_WINDOWS: usize = 4;
+/// Time between probes.
+const HOLD: Duration = Duration::from_secs(3);
+/// Longest time between probes while rounds go undelayed: each probe that keeps them so
+/// doubles the hold, because its delayed windows slow the closed-loop producers that made
+/// the choice (the probe would otherwise put ~5% of their sends at a delay's latency).
+const MAX_HOLD: Duration = Duration::from_secs(48);
+/// Time before the first probe (the loaded-writes probe's first is at 2 s).
+const FIRST: Duration = Duration::from_secs(1);
+/// How much more undelayed rounds must flush to drop the delay (a switch moves one delay's
+/// worth of sends between windows: 1% of the two ways' difference at the default 500 µs).
+const MARGIN: f64 = 1.05;
+/// Fewest flushes a window needs to count.
+const MIN_FLUSHES: u32 = 8;
+
+const SETTINGS: ProbeSettings = ProbeSettings {
+    window: WINDOW,
+    windows: PROBE_WINDOWS,
+    hold: HOLD,
+    first: FIRST,
+    margin: MARGIN,
+    min_flushes: MIN_FLUSHES,
+    start_favoured: false,
+    backoff: Some(MAX_HOLD),
+    aligned: true,
+};
+
+pub(crate) struct GroupDelay {
+    probe: WayProbe,
+}
+
+impl GroupDelay {
+    pub fn new(now: Instant) -> GroupDelay {
+        GroupDelay {
+            probe: WayProbe::new(SETTINGS, now),
+        }
+    }
+
+    /// Probes finished so far.
+    pub fn probes(&self) -> u64 {
+        self.probe.probes()
+    }
+
+    /// Whether a probe is measuring now.
+    pub fn probing(&self) -> bool {
+        self.probe.probing()
+    }
+
+    /// Whether the round after a loaded round that ended at `now` waits for the delay. A due
+    /// probe waits while `other_probing`.
+    pub fn delays(&mut self, now: Instant, other_probing: bool) -> bool {
+        self.probe.favoured(now, other_probing)
+    }
+
+    /// `bytes` more are flushed.
+    pub fn on_flushed(&mut self, bytes: u64) {
+        self.probe.on_flushed(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::way_probe::tests::probe;
+
+    #[test]
+    fn the_delay_is_kept_unless_rounds_without_it_flush_clearly_more() {
+        let start = Instant::now();
+        let mut choice = GroupDelay::new(start);
+        assert!(!choice.delays(start, false), "no delay before a probe");
+        let every = Duration::from_millis(1);
+        // An open-loop load: both ways flush what arrives (the undelayed windows a little
+        // ahead from the backlog a switch moves).
+        let end = probe(&mut choice.probe, start + FIRST + HOLD, every, |delayed| {
+            if delayed { 100 } else { 103 }
+        });
+        assert!(choice.delays(end, false), "a tie keeps the delay");
+        assert!(
+            choice.delays(end + HOLD / 2, false),
+            "held until the next probe"
+        );
+        // Four closed-loop producers: the delay halves what they send.
+        let end = probe(&mut choice.probe, end + HOLD + HOLD, every, |delayed| {
+            if delayed { 50 } else { 100 }
+        });
+        assert!(
+            !choice.delays(end, false),
+            "the delay costs throughput: dropped"
+        );
+        assert_eq!(choice.probes(), 2);
+    }
+}

@@ -1,0 +1,365 @@
+//! Picking one of two correct ways of running a SYNC_FLUSH shard by measuring both on the
+//! shard's own traffic (used by `loaded_writes.rs` and `group_delay.rs`).
+//!
+//! Every `hold` the probe runs `windows` windows of `window` each, alternating the two ways,
+//! and compares the bytes each way flushed per second. One way is *favoured*: it is what a
+//! tie keeps, because it is the cheaper one when both flush what the shard is sent (a load
+//! below the disk's). The other way is kept until the next probe only when it flushed more
+//! by more than `margin`. A probe whose windows were not all loaded (too few flushes, or a
+//! window stretched by a pause) keeps the current way. Only the caller's loaded rounds ask
+//! ([`WayProbe::favoured`]), so an idle shard never probes.
+//!
+//! Two probes of one shard must not measure at the same time (each would see the other's
+//! alternation as noise): [`WayProbe::favoured`] takes whether another probe is running and
+//! then postpones a probe that is due.
+//!
+//! Probes of the shards of one process can run in step (`ProbeSettings::aligned`): a delay
+//! on one shard also slows closed-loop producers' sends to the others, so shards that
+//! alternate out of step would see each other's ways in their own measurements. Aligned
+//! probes start only on a process-wide grid of `hold`, and a probe backed off to `m` times
+//! `hold` only on every `m`-th grid point (`m` a power of two), so whenever a shard probes,
+//! every shard probing at all that often probes with it.
+//!
+//! Contract: a probe only picks between two correct ways; it never affects what is
+//! acknowledged, only how fast.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// How a probe measures.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ProbeSettings {
+    /// One probe window.
+    pub window: Duration,
+    /// Windows per probe, alternating the two ways (an even number).
+    pub windows: usize,
+    /// Time between probes.
+    pub hold: Duration,
+    /// Time before the first probe.
+    pub first: Duration,
+    /// How much faster the other way must be to be kept.
+    pub margin: f64,
+    /// Fewest flushes a window needs to count.
+    pub min_flushes: u32,
+    /// The way used before the first probe decides.
+    pub start_favoured: bool,
+    /// While the other way holds, each probe that keeps it doubles the time to the next one,
+    /// up to this (`None`: always `hold`). A probe runs the favoured way for half its windows,
+    /// which costs where the other way is the right one (the group delay's probe slows a few
+    /// closed-loop producers in its delayed windows), so a settled choice of the other way is
+    /// probed rarely; the favoured way is probed every `hold`, since a load that changed
+    /// under it pays more.
+    pub backoff: Option<Duration>,
+    /// Start probes only on a process-wide grid of `hold` (see the module doc).
+    pub aligned: bool,
+}
+
+impl ProbeSettings {
+    /// When a probe due at `at` starts, with the hold backed off to `hold` (a power-of-two
+    /// multiple of `self.hold`).
+    fn start_at(&self, at: Instant, hold: Duration) -> Instant {
+        if !self.aligned {
+            return at;
+        }
+        static BASE: OnceLock<Instant> = OnceLock::new();
+        let base = *BASE.get_or_init(Instant::now);
+        let quantum = self.hold.as_nanos().max(1);
+        let every = (hold.as_nanos() / quantum).max(1);
+        assert!(every.is_power_of_two(), "a backed-off hold doubles");
+        let since = at.saturating_duration_since(base).as_nanos();
+        let index = since.div_ceil(quantum).next_multiple_of(every);
+        let start = base + Duration::from_nanos(u64::try_from(index * quantum).unwrap_or(u64::MAX));
+        assert!(start >= at, "a probe never starts before it is due");
+        start
+    }
+}
+
+enum Phase {
+    Hold {
+        until: Instant,
+    },
+    /// Window `index` of the probe, started at `started`.
+    Probe {
+        index: usize,
+        started: Instant,
+    },
+}
+
+pub(crate) struct WayProbe {
+    settings: ProbeSettings,
+    /// The way used outside probes: the favoured one (true) or the other.
+    favoured: bool,
+    phase: Phase,
+    /// Bytes flushed and flushes in the current probe window.
+    bytes: u64,
+    flushes: u32,
+    /// Flushed bytes per second of each finished window of the probe (`None`: not loaded).
+    rates: Vec<Option<f64>>,
+    /// Probes finished.
+    probes: u64,
+    /// The time from this probe's end to the next one's start.
+    hold: Duration,
+}
+
+impl WayProbe {
+    pub fn new(settings: ProbeSettings, now: Instant) -> WayProbe {
+        assert!(
+            settings.windows.is_multiple_of(2) && settings.windows >= 2,
+            "a probe alternates the two ways over an even number of windows"
+        );
+        assert!(settings.margin >= 1.0 && !settings.window.is_zero());
+        WayProbe {
+            settings,
+            favoured: settings.start_favoured,
+            phase: Phase::Hold {
+                until: settings.start_at(now + settings.first, settings.hold),
+            },
+            bytes: 0,
+            flushes: 0,
+            rates: Vec::with_capacity(settings.windows),
+            probes: 0,
+            hold: settings.hold,
+        }
+    }
+
+    /// Probes finished so far.
+    pub fn probes(&self) -> u64 {
+        self.probes
+    }
+
+    /// Whether a probe is measuring now.
+    pub fn probing(&self) -> bool {
+        matches!(self.phase, Phase::Probe { .. })
+    }
+
+    /// Whether a loaded round starting at `now` goes the favoured way. A probe that is due
+    /// starts only when `other_probing` is false.
+    pub fn favoured(&mut self, now: Instant, other_probing: bool) -> bool {
+        self.advance(now, other_probing);
+        match self.phase {
+            Phase::Hold { .. } => self.favoured,
+            // Even windows go the other way, odd ones the favoured way.
+            Phase::Probe { index, .. } => index % 2 == 1,
+        }
+    }
+
+    /// `bytes` more are flushed (by a sync or a durable write).
+    pub fn on_flushed(&mut self, bytes: u64) {
+        if let Phase::Probe { .. } = self.phase {
+            self.bytes += bytes;
+            self.flushes += 1;
+        }
+    }
+
+    fn advance(&mut self, now: Instant, other_probing: bool) {
+        match self.phase {
+            Phase::Hold { until } if now >= until && !other_probing => self.start_window(0, now),
+            Phase::Hold { .. } => {}
+            Phase::Probe { index, started } => {
+                let elapsed = now.saturating_duration_since(started);
+                if elapsed < self.settings.window {
+                    return;
+                }
+                let loaded = self.flushes >= self.settings.min_flushes
+                    && elapsed <= 2 * self.settings.window;
+                self.rates
+                    .push(loaded.then(|| self.bytes as f64 / elapsed.as_secs_f64()));
+                if index + 1 < self.settings.windows {
+                    self.start_window(index + 1, now);
+                } else {
+                    self.decide();
+                    self.phase = Phase::Hold {
+                        until: if self.settings.aligned {
+                            self.settings.start_at(now, self.hold)
+                        } else {
+                            now + self.hold
+                        },
+                    };
+                }
+            }
+        }
+    }
+
+    fn start_window(&mut self, index: usize, now: Instant) {
+        if index == 0 {
+            self.rates.clear();
+        }
+        self.bytes = 0;
+        self.flushes = 0;
+        self.phase = Phase::Probe {
+            index,
+            started: now,
+        };
+    }
+
+    fn decide(&mut self) {
+        assert_eq!(
+            self.rates.len(),
+            self.settings.windows,
+            "a probe decides once"
+        );
+        self.probes += 1;
+        let Some(rates) = self.rates.iter().copied().collect::<Option<Vec<f64>>>() else {
+            return;
+        };
+        let sum = |parity: usize| -> f64 {
+            rates
+                .iter()
+                .enumerate()
+                .filter(|(index, _)| index % 2 == parity)
+                .map(|(_, rate)| rate)
+                .sum()
+        };
+        let (other, favoured) = (sum(0), sum(1));
+        let was = self.favoured;
+        // The other way only where it is measurably faster: a tie goes to the favoured way.
+        self.favoured = other <= favoured * self.settings.margin;
+        self.hold = match self.settings.backoff {
+            Some(max) if !self.favoured && !was => (self.hold * 2).min(max),
+            _ => self.settings.hold,
+        };
+        assert!(self.hold >= self.settings.hold);
+        tracing::debug!(
+            other_bytes_per_sec = other as u64,
+            favoured_bytes_per_sec = favoured as u64,
+            favoured = self.favoured,
+            switched = was != self.favoured,
+            "SYNC_FLUSH way probe"
+        );
+    }
+
+    #[cfg(test)]
+    pub fn holding(&self) -> bool {
+        matches!(self.phase, Phase::Hold { .. })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Runs one probe from `start` in which each way flushes `rate(favoured)` bytes per
+    /// millisecond with a flush every `every`; returns when the probe has decided.
+    pub(crate) fn probe(
+        choice: &mut WayProbe,
+        start: Instant,
+        every: Duration,
+        rate: impl Fn(bool) -> u64,
+    ) -> Instant {
+        let mut now = start;
+        assert!(choice.holding());
+        choice.favoured(now, false);
+        assert!(choice.probing(), "a due probe starts");
+        while choice.probing() {
+            let favoured = choice.favoured(now, false);
+            choice.on_flushed(rate(favoured) * every.as_millis().max(1) as u64);
+            now += every;
+        }
+        now
+    }
+
+    fn settings() -> ProbeSettings {
+        ProbeSettings {
+            window: Duration::from_millis(50),
+            windows: 4,
+            hold: Duration::from_secs(2),
+            first: Duration::from_secs(1),
+            margin: 1.1,
+            min_flushes: 8,
+            start_favoured: false,
+            backoff: None,
+            aligned: false,
+        }
+    }
+
+    #[test]
+    fn a_tie_goes_to_the_favoured_way_and_a_clear_win_to_the_other() {
+        let start = Instant::now();
+        let mut choice = WayProbe::new(settings(), start);
+        assert!(!choice.favoured(start, false), "starts as configured");
+        assert!(choice.holding(), "no probe before `first`");
+        let every = Duration::from_millis(1);
+        let end = probe(&mut choice, start + settings().first, every, |f| {
+            if f { 100 } else { 108 }
+        });
+        assert!(choice.favoured(end, false), "8% is inside the 10% margin");
+        let end = probe(&mut choice, end + settings().hold, every, |f| {
+            if f { 100 } else { 112 }
+        });
+        assert!(!choice.favoured(end, false), "12% is a clear win");
+        assert_eq!(choice.probes(), 2);
+    }
+
+    #[test]
+    fn a_due_probe_waits_while_another_probe_runs() {
+        let start = Instant::now();
+        let mut choice = WayProbe::new(settings(), start);
+        let due = start + settings().first;
+        choice.favoured(due, true);
+        assert!(choice.holding(), "postponed while the other probe measures");
+        choice.favoured(due + Duration::from_millis(300), false);
+        assert!(choice.probing(), "starts once the other probe is done");
+    }
+
+    #[test]
+    fn a_settled_other_way_is_probed_less_and_less_often() {
+        let backing_off = ProbeSettings {
+            backoff: Some(Duration::from_secs(8)),
+            ..settings()
+        };
+        let start = Instant::now();
+        let mut choice = WayProbe::new(backing_off, start);
+        let every = Duration::from_millis(1);
+        let other_wins = |f: bool| if f { 100 } else { 150 };
+        let mut end = probe(&mut choice, start + backing_off.first, every, other_wins);
+        // Kept the other way (it started so): 2 s doubles to 4 s, then 8 s at most.
+        assert_eq!(choice.hold, Duration::from_secs(4));
+        for hold in [8, 8] {
+            let next = end + choice.hold;
+            end = probe(&mut choice, next, every, other_wins);
+            assert_eq!(choice.hold, Duration::from_secs(hold));
+            choice.favoured(end + choice.hold / 2 + Duration::from_secs(1), false);
+            assert!(
+                choice.holding(),
+                "no probe before the hold is over (a 4 s hold would have started one)"
+            );
+        }
+        // The favoured way wins: probed every `hold` again.
+        let next = end + choice.hold;
+        let end = probe(&mut choice, next, every, |_| 100);
+        assert!(choice.favoured(end, false));
+        assert_eq!(choice.hold, backing_off.hold);
+    }
+
+    #[test]
+    fn aligned_probes_run_in_step() {
+        let aligned = ProbeSettings {
+            aligned: true,
+            backoff: Some(Duration::from_secs(8)),
+            ..settings()
+        };
+        let hold = aligned.hold;
+        let grid = aligned.start_at(Instant::now() + aligned.first, hold);
+        assert_eq!(aligned.start_at(grid, hold), grid, "a grid instant stays");
+        let next = aligned.start_at(grid + Duration::from_millis(1), hold);
+        assert_eq!(next - grid, hold, "else the next grid instant");
+        // A probe backed off to 4 holds starts on every fourth grid instant only, which is
+        // a grid instant of the others too.
+        let far = aligned.start_at(grid, 4 * hold);
+        assert!(far >= grid && far - grid < 4 * hold);
+        assert_eq!(aligned.start_at(far, hold), far);
+        assert_eq!(
+            aligned.start_at(far + Duration::from_millis(1), 4 * hold),
+            far + 4 * hold
+        );
+        // Two shards made 100 ms apart probe from the same instant.
+        let made = [200, 100].map(|ms| grid - aligned.first - Duration::from_millis(ms));
+        for at in made {
+            let mut probe = WayProbe::new(aligned, at);
+            probe.favoured(grid - Duration::from_millis(1), false);
+            assert!(probe.holding(), "not before the grid instant");
+            probe.favoured(grid, false);
+            assert!(probe.probing(), "from the grid instant");
+        }
+    }
+}
