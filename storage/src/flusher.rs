@@ -55,10 +55,10 @@ use std::time::{Duration, Instant};
 use crate::aligned_buffer::BLOCK_SIZE;
 use crate::commit_log::CommitLog;
 use crate::config::{DsyncWrites, FlushMode};
-use crate::group_delay::GroupDelay;
-use crate::loaded_writes::LoadedWrites;
 use crate::stats::bump;
 use crate::waiters::Signal;
+use crate::way_probe::WayProbe;
+use crate::{group_delay, loaded_writes};
 
 /// Back-off after a failed write or sync.
 pub(crate) const RETRY_DELAY: Duration = Duration::from_millis(100);
@@ -87,9 +87,9 @@ struct SyncState {
     /// next round writes and syncs (`DsyncWrites::Idle`), or as `loaded` says (`Auto`).
     overtaken: Cell<bool>,
     /// How loaded rounds write under `DsyncWrites::Auto`.
-    loaded: RefCell<LoadedWrites>,
+    loaded: RefCell<WayProbe>,
     /// Whether loaded rounds wait for the group commit delay, when it is probed.
-    delay: RefCell<GroupDelay>,
+    delay: RefCell<WayProbe>,
 }
 
 impl SyncState {
@@ -121,8 +121,8 @@ async fn run(weak: Weak<CommitLog>, signal: Rc<Signal>) {
         synced_in: Cell::new(None),
         blocked: Cell::new(None),
         overtaken: Cell::new(false),
-        loaded: RefCell::new(LoadedWrites::new(Instant::now())),
-        delay: RefCell::new(GroupDelay::new(Instant::now())),
+        loaded: RefCell::new(loaded_writes::new(Instant::now())),
+        delay: RefCell::new(group_delay::new(Instant::now())),
     });
     loop {
         let (round, idle_wait, cohort, group) = {
@@ -179,7 +179,7 @@ fn delays(weak: &Weak<CommitLog>, state: &SyncState) -> bool {
         return true;
     }
     let mut delay = state.delay.borrow_mut();
-    let delays = delay.delays(Instant::now(), state.loaded.borrow().probing());
+    let delays = delay.favoured(Instant::now(), state.loaded.borrow().probing());
     log.stats.sync_group_delay_probes.set(delay.probes());
     delays
 }
@@ -236,7 +236,7 @@ async fn round(log: &Rc<CommitLog>, state: &Rc<SyncState>) -> Round {
             DsyncWrites::Auto if starts_idle => true,
             DsyncWrites::Auto => {
                 let mut loaded = state.loaded.borrow_mut();
-                let durable = loaded.durable(started, state.delay.borrow().probing());
+                let durable = loaded.favoured(started, state.delay.borrow().probing());
                 log.stats.sync_write_probes.set(loaded.probes());
                 durable
             }

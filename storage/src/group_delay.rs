@@ -56,37 +56,10 @@ const SETTINGS: ProbeSettings = ProbeSettings {
     aligned: true,
 };
 
-pub(crate) struct GroupDelay {
-    probe: WayProbe,
-}
-
-impl GroupDelay {
-    pub fn new(now: Instant) -> GroupDelay {
-        GroupDelay {
-            probe: WayProbe::new(SETTINGS, now),
-        }
-    }
-
-    /// Probes finished so far.
-    pub fn probes(&self) -> u64 {
-        self.probe.probes()
-    }
-
-    /// Whether a probe is measuring now.
-    pub fn probing(&self) -> bool {
-        self.probe.probing()
-    }
-
-    /// Whether the round after a loaded round that ended at `now` waits for the delay. A due
-    /// probe waits while `other_probing`.
-    pub fn delays(&mut self, now: Instant, other_probing: bool) -> bool {
-        self.probe.favoured(now, other_probing)
-    }
-
-    /// `bytes` more are flushed.
-    pub fn on_flushed(&mut self, bytes: u64) {
-        self.probe.on_flushed(bytes);
-    }
+/// The probe of whether loaded rounds wait for the delay: its favoured way
+/// ([`WayProbe::favoured`] true) is the delay. Starts undelayed.
+pub(crate) fn new(now: Instant) -> WayProbe {
+    WayProbe::new(SETTINGS, now)
 }
 
 #[cfg(test)]
@@ -97,25 +70,25 @@ mod tests {
     #[test]
     fn the_delay_is_kept_unless_rounds_without_it_flush_clearly_more() {
         let start = Instant::now();
-        let mut choice = GroupDelay::new(start);
-        assert!(!choice.delays(start, false), "no delay before a probe");
+        let mut choice = new(start);
+        assert!(!choice.favoured(start, false), "no delay before a probe");
         let every = Duration::from_millis(1);
         // An open-loop load: both ways flush what arrives (the undelayed windows a little
         // ahead from the backlog a switch moves).
-        let end = probe(&mut choice.probe, start + FIRST + HOLD, every, |delayed| {
+        let end = probe(&mut choice, start + FIRST + HOLD, every, |delayed| {
             if delayed { 100 } else { 103 }
         });
-        assert!(choice.delays(end, false), "a tie keeps the delay");
+        assert!(choice.favoured(end, false), "a tie keeps the delay");
         assert!(
-            choice.delays(end + HOLD / 2, false),
+            choice.favoured(end + HOLD / 2, false),
             "held until the next probe"
         );
         // Four closed-loop producers: the delay halves what they send.
-        let end = probe(&mut choice.probe, end + HOLD + HOLD, every, |delayed| {
+        let end = probe(&mut choice, end + HOLD + HOLD, every, |delayed| {
             if delayed { 50 } else { 100 }
         });
         assert!(
-            !choice.delays(end, false),
+            !choice.favoured(end, false),
             "the delay costs throughput: dropped"
         );
         assert_eq!(choice.probes(), 2);

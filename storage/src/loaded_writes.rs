@@ -14,7 +14,7 @@
 //! `fdatasync` handed to an io_uring worker thread and the writes made while it runs, each a
 //! device request (docs/perf.md, "SYNC_FLUSH below saturation"). A probe whose windows were
 //! not all loaded (too few flushes, or a window stretched by a pause) keeps the current way.
-//! Only loaded rounds ask ([`LoadedWrites::durable`]); a round that starts idle is always one
+//! Only loaded rounds ask ([`WayProbe::favoured`]); a round that starts idle is always one
 //! `O_DSYNC` write, and before the first probe loaded rounds are too. The probe does not run
 //! while the group commit delay's probe does (`group_delay.rs`).
 //!
@@ -48,58 +48,28 @@ const SETTINGS: ProbeSettings = ProbeSettings {
     aligned: false,
 };
 
-/// The way loaded rounds write; the favoured way of the probe is `O_DSYNC`.
-pub(crate) struct LoadedWrites {
-    probe: WayProbe,
-}
-
-impl LoadedWrites {
-    /// Starts with `O_DSYNC` rounds (the way a tie keeps), probing after the first `HOLD`.
-    pub fn new(now: Instant) -> LoadedWrites {
-        LoadedWrites {
-            probe: WayProbe::new(SETTINGS, now),
-        }
-    }
-
-    /// Probes finished so far.
-    pub fn probes(&self) -> u64 {
-        self.probe.probes()
-    }
-
-    /// Whether a probe is measuring now.
-    pub fn probing(&self) -> bool {
-        self.probe.probing()
-    }
-
-    /// Whether a loaded round starting at `now` writes through the `O_DSYNC` descriptor. A
-    /// due probe waits while `other_probing`.
-    pub fn durable(&mut self, now: Instant, other_probing: bool) -> bool {
-        self.probe.favoured(now, other_probing)
-    }
-
-    /// `bytes` more are flushed (by a sync or a durable write).
-    pub fn on_flushed(&mut self, bytes: u64) {
-        self.probe.on_flushed(bytes);
-    }
+/// The probe of how loaded rounds write: its favoured way ([`WayProbe::favoured`] true) is
+/// `O_DSYNC`, the other write + `fdatasync`. Starts with `O_DSYNC` rounds (the way a tie
+/// keeps), probing after the first `HOLD`.
+pub(crate) fn new(now: Instant) -> WayProbe {
+    WayProbe::new(SETTINGS, now)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::way_probe::WayProbe;
     use crate::way_probe::tests::probe;
 
     /// A fresh choice that has just measured the overlap 30% faster, so it overlaps.
-    fn overlapping() -> (LoadedWrites, Instant) {
+    fn overlapping() -> (WayProbe, Instant) {
         let start = Instant::now();
-        let mut choice = LoadedWrites::new(start);
-        let end = probe(
-            &mut choice.probe,
-            start + HOLD,
-            Duration::from_millis(1),
-            |d| if d { 100 } else { 130 },
-        );
+        let mut choice = new(start);
+        let end = probe(&mut choice, start + HOLD, Duration::from_millis(1), |d| {
+            if d { 100 } else { 130 }
+        });
         assert!(
-            !choice.durable(end, false),
+            !choice.favoured(end, false),
             "the overlap, after a probe it won"
         );
         (choice, end)
@@ -108,23 +78,28 @@ mod tests {
     #[test]
     fn keeps_the_overlap_only_while_it_is_faster() {
         let start = Instant::now();
-        let mut fresh = LoadedWrites::new(start);
-        assert!(fresh.durable(start, false), "starts with O_DSYNC rounds");
+        let mut fresh = new(start);
+        assert!(fresh.favoured(start, false), "starts with O_DSYNC rounds");
         assert!(
-            fresh.durable(start + HOLD / 2, false),
+            fresh.favoured(start + HOLD / 2, false),
             "no probe before HOLD"
         );
         let (mut choice, end) = overlapping();
         assert!(
-            !choice.durable(end + HOLD / 2, false),
+            !choice.favoured(end + HOLD / 2, false),
             "held until the next probe"
         );
         // The disk changes: O_DSYNC rounds are faster now, and the next probe switches.
         let every = Duration::from_millis(1);
-        let end = probe(&mut choice.probe, end + HOLD, every, |d| {
-            if d { 130 } else { 100 }
-        });
-        assert!(choice.durable(end, false));
+        let end = probe(
+            &mut choice,
+            end + HOLD,
+            every,
+            |d| {
+                if d { 130 } else { 100 }
+            },
+        );
+        assert!(choice.favoured(end, false));
     }
 
     #[test]
@@ -132,48 +107,53 @@ mod tests {
         let (mut choice, end) = overlapping();
         let every = Duration::from_millis(1);
         // Both ways flush what the shard is sent (the overlap 3% ahead, inside MARGIN).
-        let end = probe(&mut choice.probe, end + HOLD, every, |d| {
-            if d { 100 } else { 103 }
-        });
-        assert!(choice.durable(end, false), "a tie: the cheaper way");
+        let end = probe(
+            &mut choice,
+            end + HOLD,
+            every,
+            |d| {
+                if d { 100 } else { 103 }
+            },
+        );
+        assert!(choice.favoured(end, false), "a tie: the cheaper way");
         // Ahead by more than MARGIN: the overlap again.
-        let end = probe(&mut choice.probe, end + HOLD, every, |d| {
-            if d { 100 } else { 106 }
-        });
-        assert!(!choice.durable(end, false));
+        let end = probe(
+            &mut choice,
+            end + HOLD,
+            every,
+            |d| {
+                if d { 100 } else { 106 }
+            },
+        );
+        assert!(!choice.favoured(end, false));
     }
 
     #[test]
     fn an_unloaded_or_stretched_probe_keeps_the_current_way() {
         let (mut choice, end) = overlapping();
         // O_DSYNC far faster, but with flushes too rare to count: no switch.
-        let end = probe(
-            &mut choice.probe,
-            end + HOLD,
-            Duration::from_millis(10),
-            |d| {
-                if d { 200 } else { 100 }
-            },
-        );
+        let end = probe(&mut choice, end + HOLD, Duration::from_millis(10), |d| {
+            if d { 200 } else { 100 }
+        });
         assert!(
-            !choice.durable(end, false),
+            !choice.favoured(end, false),
             "windows with too few flushes decide nothing"
         );
         // A window stretched by a pause (the load stopped mid-probe) decides nothing either.
         let mut now = end + HOLD;
-        choice.durable(now, false);
+        choice.favoured(now, false);
         for _ in 0..PROBE_WINDOWS {
             for _ in 0..MIN_FLUSHES {
-                let durable = choice.durable(now, false);
+                let durable = choice.favoured(now, false);
                 choice.on_flushed(if durable { 200_000 } else { 100 });
                 now += Duration::from_millis(1);
             }
             now += 3 * WINDOW;
-            choice.durable(now, false);
+            choice.favoured(now, false);
         }
         assert!(!choice.probing(), "the probe ended");
         assert!(
-            !choice.durable(now, false),
+            !choice.favoured(now, false),
             "stretched windows decide nothing"
         );
     }
