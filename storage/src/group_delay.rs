@@ -36,6 +36,11 @@ const HOLD: Duration = Duration::from_secs(3);
 /// doubles the hold, because its delayed windows slow the closed-loop producers that made
 /// the choice (the probe would otherwise put ~5% of their sends at a delay's latency).
 const MAX_HOLD: Duration = Duration::from_secs(48);
+const _: () = assert!(
+    (MAX_HOLD.as_secs() / HOLD.as_secs()).is_power_of_two()
+        && MAX_HOLD.as_secs().is_multiple_of(HOLD.as_secs()),
+    "a backed-off hold doubles up to MAX_HOLD"
+);
 /// Time before the first probe (the loaded-writes probe's first is at 2 s).
 const FIRST: Duration = Duration::from_secs(1);
 /// How much more undelayed rounds must flush to drop the delay (a switch moves one delay's

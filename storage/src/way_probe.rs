@@ -64,8 +64,10 @@ impl ProbeSettings {
         static BASE: OnceLock<Instant> = OnceLock::new();
         let base = *BASE.get_or_init(Instant::now);
         let quantum = self.hold.as_nanos().max(1);
-        let every = (hold.as_nanos() / quantum).max(1);
-        assert!(every.is_power_of_two(), "a backed-off hold doubles");
+        // A backed-off hold is a power-of-two multiple of `hold` (it doubles); a cap that is
+        // not one rounds down to one, so every shard's grid stays a subset of the base grid.
+        let ratio = (hold.as_nanos() / quantum).max(1);
+        let every = 1u128 << ratio.ilog2();
         let since = at.saturating_duration_since(base).as_nanos();
         let index = since.div_ceil(quantum).next_multiple_of(every);
         let start = base + Duration::from_nanos(u64::try_from(index * quantum).unwrap_or(u64::MAX));
@@ -352,6 +354,9 @@ pub(crate) mod tests {
             aligned.start_at(far + Duration::from_millis(1), 4 * hold),
             far + 4 * hold
         );
+        // A hold that is not a power-of-two multiple (a cap like 3 holds) rounds down to one.
+        let odd = aligned.start_at(far + Duration::from_millis(1), 3 * hold);
+        assert_eq!(odd - far, 2 * hold);
         // Two shards made 100 ms apart probe from the same instant.
         let made = [200, 100].map(|ms| grid - aligned.first - Duration::from_millis(ms));
         for at in made {
