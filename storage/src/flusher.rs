@@ -127,7 +127,7 @@ async fn run(weak: Weak<CommitLog>, signal: Rc<Signal>) {
     loop {
         let (round, idle_wait, cohort, group) = {
             let Some(log) = weak.upgrade() else { return };
-            // Read the clock only when a delay is configured (off by default).
+            // Read the clock only when a delay is configured (on by default under SYNC_FLUSH).
             let group = (log.cfg.flush_mode == FlushMode::Sync
                 && !log.cfg.sync_group_delay.is_zero())
             .then(|| GroupWait {
