@@ -135,6 +135,7 @@ async fn run(weak: Weak<CommitLog>, signal: Rc<Signal>) {
                 no_delay_count: log.cfg.sync_group_no_delay_count,
             });
             let round = round(&log, &state).await;
+            let group = group.filter(|_| matches!(round, Round::Busy) && delays(&log, &state));
             let idle_wait = match log.cfg.flush_mode {
                 FlushMode::Async => log.cfg.flush_interval_commit_log,
                 FlushMode::Sync => log.cfg.flush_commit_log_thorough_interval,
@@ -143,9 +144,7 @@ async fn run(weak: Weak<CommitLog>, signal: Rc<Signal>) {
         };
         match round {
             Round::Busy => {
-                if let Some(group) = group
-                    && delays(&weak, &state)
-                {
+                if let Some(group) = group {
                     group.wait(&weak, &signal).await;
                 }
             }
@@ -171,10 +170,7 @@ async fn run(weak: Weak<CommitLog>, signal: Rc<Signal>) {
 
 /// Whether the round after a loaded round waits for the configured group commit delay: always,
 /// or as the shard's probe decides (`StoreConfig::sync_group_delay_probe`).
-fn delays(weak: &Weak<CommitLog>, state: &SyncState) -> bool {
-    let Some(log) = weak.upgrade() else {
-        return false;
-    };
+fn delays(log: &CommitLog, state: &SyncState) -> bool {
     if !log.cfg.sync_group_delay_probe {
         return true;
     }

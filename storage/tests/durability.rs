@@ -6,7 +6,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use common::*;
-use rmq_storage::{DsyncWrites, Durability, FlushMode, GetStatus, StoreError, StoreLayout};
+use rmq_storage::{
+    DsyncWrites, Durability, FlushMode, GetStatus, StoreConfig, StoreError, StoreLayout,
+};
 
 /// One concurrent sender per body, each appending to queue 0 of `topic` (queue offset = its
 /// index) and waiting for `Flushed`; returns their end offsets once all are acknowledged,
@@ -253,6 +255,16 @@ fn idle_rounds_write_durably_and_loaded_rounds_sync() {
     });
 }
 
+/// A one-shard SYNC_FLUSH store whose every round is an `O_DSYNC` write, with a group commit
+/// delay of `delay`.
+fn delayed_config(dir: &std::path::Path, delay: Duration) -> StoreConfig {
+    let mut cfg = small_config(dir, 1);
+    cfg.flush_mode = FlushMode::Sync;
+    cfg.sync_flush_dsync_writes = DsyncWrites::Always;
+    cfg.sync_group_delay = delay;
+    cfg
+}
+
 /// `sync_group_delay`: the round after a loaded one (a send arrived while a round's write
 /// was in flight) starts only once the delay has passed since the loaded round started,
 /// unless `sync_group_no_delay_count` sends wait for their flush; a lone sender's rounds
@@ -261,10 +273,7 @@ fn idle_rounds_write_durably_and_loaded_rounds_sync() {
 fn a_group_delay_holds_the_round_after_a_loaded_one() {
     const DELAY: Duration = Duration::from_secs(1);
     let dir = temp_dir();
-    let mut cfg = small_config(dir.path(), 1);
-    cfg.flush_mode = FlushMode::Sync;
-    cfg.sync_flush_dsync_writes = DsyncWrites::Always;
-    cfg.sync_group_delay = DELAY;
+    let mut cfg = delayed_config(dir.path(), DELAY);
     cfg.sync_group_delay_probe = false;
     let mut ends = Vec::new();
     run(async {
@@ -308,10 +317,7 @@ fn a_group_delay_holds_the_round_after_a_loaded_one() {
 
     // Enough waiting sends end the delay at once: a delay of a minute is not waited for.
     let dir = temp_dir();
-    let mut cfg = small_config(dir.path(), 1);
-    cfg.flush_mode = FlushMode::Sync;
-    cfg.sync_flush_dsync_writes = DsyncWrites::Always;
-    cfg.sync_group_delay = Duration::from_secs(60);
+    let mut cfg = delayed_config(dir.path(), Duration::from_secs(60));
     cfg.sync_group_no_delay_count = 2;
     cfg.sync_group_delay_probe = false;
     run(async {
@@ -345,10 +351,7 @@ fn a_group_delay_holds_the_round_after_a_loaded_one() {
 fn a_probed_group_delay_waits_for_the_probe() {
     const DELAY: Duration = Duration::from_secs(5);
     let dir = temp_dir();
-    let mut cfg = small_config(dir.path(), 1);
-    cfg.flush_mode = FlushMode::Sync;
-    cfg.sync_flush_dsync_writes = DsyncWrites::Always;
-    cfg.sync_group_delay = DELAY;
+    let cfg = delayed_config(dir.path(), DELAY);
     assert!(cfg.sync_group_delay_probe, "probed by default");
     run(async {
         let (_layout, store) = open(&cfg, 0).await;
