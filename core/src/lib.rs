@@ -13,9 +13,14 @@
 //!   what the Java, C++ and Go clients send, including their known deviations (see
 //!   `remoting::lenient_json`).
 //! - No I/O and no runtime here, so everything can be unit-tested, fuzzed and run under Miri.
+//!
+//! Also here, because the storage and network crates both use it and it needs no runtime:
+//! `way_probe`, which picks one of two correct ways of running something by measuring both
+//! on live traffic.
 
 pub mod body;
 pub mod config;
 pub mod filter;
 pub mod message;
 pub mod remoting;
+pub mod way_probe;

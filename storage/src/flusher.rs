@@ -57,8 +57,8 @@ use crate::commit_log::CommitLog;
 use crate::config::{DsyncWrites, FlushMode};
 use crate::stats::bump;
 use crate::waiters::Signal;
-use crate::way_probe::WayProbe;
 use crate::{group_delay, loaded_writes};
+use rmq_core::way_probe::WayProbe;
 
 /// Back-off after a failed write or sync.
 pub(crate) const RETRY_DELAY: Duration = Duration::from_millis(100);
@@ -95,8 +95,8 @@ struct SyncState {
 impl SyncState {
     /// `bytes` more are flushed: both probes count them.
     fn on_flushed(&self, bytes: u64) {
-        self.loaded.borrow_mut().on_flushed(bytes);
-        self.delay.borrow_mut().on_flushed(bytes);
+        self.loaded.borrow_mut().on_work(bytes, 1);
+        self.delay.borrow_mut().on_work(bytes, 1);
     }
 }
 

@@ -9,7 +9,7 @@
 //! ack before sending again, nothing arrives during the wait and it only slows them down
 //! (4 sync producers lost half their throughput to a 1.5 ms delay).
 //!
-//! So the shard measures both on its own traffic (`way_probe.rs`): every `HOLD` a probe of
+//! So the shard measures both on its own traffic (`rmq_core::way_probe`): every `HOLD` a probe of
 //! `PROBE_WINDOWS` windows of `WINDOW`, alternating delayed and undelayed rounds, compares the
 //! bytes each way flushed per second. The delay is the favoured way: it stays unless rounds
 //! without it flushed more by more than `MARGIN`. Windows are long against the delay, because
@@ -23,7 +23,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::way_probe::{ProbeSettings, WayProbe};
+use rmq_core::way_probe::{ProbeFamily, ProbeSettings, WayProbe};
 
 /// One probe window: long against the delay (500 µs by default), so the backlog a switch
 /// moves between windows stays a small share of each.
@@ -50,14 +50,16 @@ const MARGIN: f64 = 1.05;
 const MIN_FLUSHES: u32 = 8;
 
 const SETTINGS: ProbeSettings = ProbeSettings {
+    family: ProbeFamily::SyncFlush,
     window: WINDOW,
     windows: PROBE_WINDOWS,
     hold: HOLD,
     first: FIRST,
     margin: MARGIN,
-    min_flushes: MIN_FLUSHES,
+    min_events: MIN_FLUSHES,
     start_favoured: false,
     backoff: Some(MAX_HOLD),
+    backoff_favoured: false,
     aligned: true,
 };
 
@@ -70,7 +72,7 @@ pub(crate) fn new(now: Instant) -> WayProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::way_probe::tests::probe;
+    use rmq_core::way_probe::testing::probe;
 
     #[test]
     fn the_delay_is_kept_unless_rounds_without_it_flush_clearly_more() {

@@ -105,7 +105,6 @@ mod stats;
 mod sync_cohort;
 mod tail_memory;
 mod waiters;
-mod way_probe;
 mod write_back;
 
 pub use aligned_buffer::{AlignedBuffer, BLOCK_SIZE};

@@ -5,7 +5,7 @@
 //! trip back to the shard and a request; where writes run beside a flush, the overlap wins
 //! (docs/perf.md, "Durable writes for idle rounds").
 //!
-//! So the shard measures both, on its own traffic (`way_probe.rs`): every `HOLD` it runs a
+//! So the shard measures both, on its own traffic (`rmq_core::way_probe`): every `HOLD` it runs a
 //! probe of `PROBE_WINDOWS` windows of `WINDOW` each, alternating the two ways, and compares
 //! the bytes each way flushed per second. The overlap is kept until the next probe only when
 //! it flushed more by more than `MARGIN`; otherwise loaded rounds write `O_DSYNC`. A tie means the shard
@@ -23,7 +23,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::way_probe::{ProbeSettings, WayProbe};
+use rmq_core::way_probe::{ProbeFamily, ProbeSettings, WayProbe};
 
 /// One probe window.
 const WINDOW: Duration = Duration::from_millis(50);
@@ -37,14 +37,16 @@ const MARGIN: f64 = 1.05;
 const MIN_FLUSHES: u32 = 8;
 
 const SETTINGS: ProbeSettings = ProbeSettings {
+    family: ProbeFamily::SyncFlush,
     window: WINDOW,
     windows: PROBE_WINDOWS,
     hold: HOLD,
     first: HOLD,
     margin: MARGIN,
-    min_flushes: MIN_FLUSHES,
+    min_events: MIN_FLUSHES,
     start_favoured: true,
     backoff: None,
+    backoff_favoured: false,
     aligned: false,
 };
 
@@ -58,8 +60,8 @@ pub(crate) fn new(now: Instant) -> WayProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::way_probe::WayProbe;
-    use crate::way_probe::tests::probe;
+    use rmq_core::way_probe::WayProbe;
+    use rmq_core::way_probe::testing::probe;
 
     /// A fresh choice that has just measured the overlap 30% faster, so it overlaps.
     fn overlapping() -> (WayProbe, Instant) {
@@ -145,7 +147,7 @@ mod tests {
         for _ in 0..PROBE_WINDOWS {
             for _ in 0..MIN_FLUSHES {
                 let durable = choice.favoured(now, false);
-                choice.on_flushed(if durable { 200_000 } else { 100 });
+                choice.on_work(if durable { 200_000 } else { 100 }, 1);
                 now += Duration::from_millis(1);
             }
             now += 3 * WINDOW;

@@ -1,20 +1,25 @@
-//! Picking one of two correct ways of running a SYNC_FLUSH shard by measuring both on the
-//! shard's own traffic (used by `loaded_writes.rs` and `group_delay.rs`).
+//! Picking one of two correct ways of running something by measuring both on live traffic:
+//! how a loaded SYNC_FLUSH shard writes and whether it waits for the group commit delay
+//! (rmq-storage `loaded_writes.rs`, `group_delay.rs`), and whether the cores poll their rings
+//! before sleeping (rmq-net `poll_probe.rs`).
 //!
 //! Every `hold` the probe runs `windows` windows of `window` each, alternating the two ways,
-//! and compares the bytes each way flushed per second. One way is *favoured*: it is what a
-//! tie keeps, because it is the cheaper one when both flush what the shard is sent (a load
-//! below the disk's). The other way is kept until the next probe only when it flushed more
-//! by more than `margin`. A probe whose windows were not all loaded (too few flushes, or a
-//! window stretched by a pause) keeps the current way. Only the caller's loaded rounds ask
-//! ([`WayProbe::favoured`]), so an idle shard never probes.
+//! and compares the work each way did per second (bytes flushed, requests served). One way
+//! is *favoured*: it is what a tie keeps, because it is the cheaper one when both do all the
+//! work there is (a load below the capacity of either). The other way is kept until the next
+//! probe only when it did more by more than `margin`. A probe whose windows were not all
+//! loaded (too few events, or a window stretched by a pause) keeps the current way. Only the
+//! caller's loaded moments ask ([`WayProbe::favoured`]), so an idle process never probes.
 //!
-//! Two probes of one shard must not measure at the same time (each would see the other's
-//! alternation as noise): [`WayProbe::favoured`] takes whether another probe is running and
-//! then postpones a probe that is due.
+//! Two probes that affect each other must not measure at the same time (each would see the
+//! other's alternation as noise). Within one owner (a shard's two probes) the owner says so:
+//! [`WayProbe::favoured`] takes whether another probe is running and then postpones a probe
+//! that is due. Across owners, probes of different [`ProbeFamily`]s exclude each other through
+//! a [`ProbeRoom`] (the process-wide one unless a test brings its own): a probe does not start
+//! while a probe of another family is measuring.
 //!
-//! Probes of the shards of one process can run in step (`ProbeSettings::aligned`): a delay
-//! on one shard also slows closed-loop producers' sends to the others, so shards that
+//! Probes of one family run by several owners can run in step (`ProbeSettings::aligned`): a
+//! delay on one shard also slows closed-loop producers' sends to the others, so shards that
 //! alternate out of step would see each other's ways in their own measurements. Aligned
 //! probes start only on a process-wide grid of `hold`, and a probe backed off to `m` times
 //! `hold` only on every `m`-th grid point (`m` a power of two), so whenever a shard probes,
@@ -24,11 +29,75 @@
 //! acknowledged, only how fast.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+/// What a probe chooses between; probes of different families never measure at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeFamily {
+    /// A SYNC_FLUSH shard's ways of writing and grouping (per shard).
+    SyncFlush,
+    /// Whether the cores poll before sleeping (per process).
+    IdlePoll,
+}
+
+impl ProbeFamily {
+    const COUNT: usize = 2;
+
+    fn index(self) -> usize {
+        match self {
+            ProbeFamily::SyncFlush => 0,
+            ProbeFamily::IdlePoll => 1,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            ProbeFamily::SyncFlush => "SYNC_FLUSH",
+            ProbeFamily::IdlePoll => "idle poll",
+        }
+    }
+}
+
+/// Which probes are measuring now, per family.
+#[derive(Debug, Default)]
+pub struct ProbeRoom {
+    running: [AtomicUsize; ProbeFamily::COUNT],
+}
+
+impl ProbeRoom {
+    /// The process's room, shared by every probe made with [`WayProbe::new`].
+    pub fn process() -> &'static ProbeRoom {
+        static ROOM: OnceLock<ProbeRoom> = OnceLock::new();
+        ROOM.get_or_init(ProbeRoom::default)
+    }
+
+    /// Whether a probe of a family other than `family` is measuring.
+    pub fn others_running(&self, family: ProbeFamily) -> bool {
+        self.running
+            .iter()
+            .enumerate()
+            .any(|(index, running)| index != family.index() && running.load(Ordering::Acquire) > 0)
+    }
+
+    fn enter(&self, family: ProbeFamily) {
+        self.running[family.index()].fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn leave(&self, family: ProbeFamily) {
+        let before = self.running[family.index()].fetch_sub(1, Ordering::AcqRel);
+        assert!(
+            before > 0,
+            "a probe leaves the room once, after entering it"
+        );
+    }
+}
 
 /// How a probe measures.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct ProbeSettings {
+pub struct ProbeSettings {
+    /// What the probe chooses between (see [`ProbeRoom`]).
+    pub family: ProbeFamily,
     /// One probe window.
     pub window: Duration,
     /// Windows per probe, alternating the two ways (an even number).
@@ -39,17 +108,20 @@ pub(crate) struct ProbeSettings {
     pub first: Duration,
     /// How much faster the other way must be to be kept.
     pub margin: f64,
-    /// Fewest flushes a window needs to count.
-    pub min_flushes: u32,
+    /// Fewest events (flushes, requests) a window needs to count.
+    pub min_events: u32,
     /// The way used before the first probe decides.
     pub start_favoured: bool,
     /// While the other way holds, each probe that keeps it doubles the time to the next one,
     /// up to this (`None`: always `hold`). A probe runs the favoured way for half its windows,
     /// which costs where the other way is the right one (the group delay's probe slows a few
     /// closed-loop producers in its delayed windows), so a settled choice of the other way is
-    /// probed rarely; the favoured way is probed every `hold`, since a load that changed
-    /// under it pays more.
+    /// probed rarely; the favoured way is probed every `hold` unless `backoff_favoured`.
     pub backoff: Option<Duration>,
+    /// Back off (as `backoff`) while the favoured way holds too: for a probe whose other way
+    /// is the costly one to try (idle polling costs a moderate open-loop load its tail in
+    /// the polling windows).
+    pub backoff_favoured: bool,
     /// Start probes only on a process-wide grid of `hold` (see the module doc).
     pub aligned: bool,
 }
@@ -87,15 +159,17 @@ enum Phase {
     },
 }
 
-pub(crate) struct WayProbe {
+/// One choice between two ways, measured (module doc).
+pub struct WayProbe {
     settings: ProbeSettings,
+    room: &'static ProbeRoom,
     /// The way used outside probes: the favoured one (true) or the other.
     favoured: bool,
     phase: Phase,
-    /// Bytes flushed and flushes in the current probe window.
-    bytes: u64,
-    flushes: u32,
-    /// Flushed bytes per second of each finished window of the probe (`None`: not loaded).
+    /// Work done and events in the current probe window.
+    work: u64,
+    events: u32,
+    /// Work per second of each finished window of the probe (`None`: not loaded).
     rates: Vec<Option<f64>>,
     /// Probes finished.
     probes: u64,
@@ -104,7 +178,13 @@ pub(crate) struct WayProbe {
 }
 
 impl WayProbe {
+    /// A probe in the process's [`ProbeRoom`].
     pub fn new(settings: ProbeSettings, now: Instant) -> WayProbe {
+        WayProbe::in_room(settings, now, ProbeRoom::process())
+    }
+
+    /// A probe that excludes only the probes of `room`.
+    pub fn in_room(settings: ProbeSettings, now: Instant, room: &'static ProbeRoom) -> WayProbe {
         assert!(
             settings.windows.is_multiple_of(2) && settings.windows >= 2,
             "a probe alternates the two ways over an even number of windows"
@@ -112,12 +192,13 @@ impl WayProbe {
         assert!(settings.margin >= 1.0 && !settings.window.is_zero());
         WayProbe {
             settings,
+            room,
             favoured: settings.start_favoured,
             phase: Phase::Hold {
                 until: settings.start_at(now + settings.first, settings.hold),
             },
-            bytes: 0,
-            flushes: 0,
+            work: 0,
+            events: 0,
             rates: Vec::with_capacity(settings.windows),
             probes: 0,
             hold: settings.hold,
@@ -134,8 +215,13 @@ impl WayProbe {
         matches!(self.phase, Phase::Probe { .. })
     }
 
-    /// Whether a loaded round starting at `now` goes the favoured way. A probe that is due
-    /// starts only when `other_probing` is false.
+    /// The way used between probes (true: the favoured one), as the last probe decided.
+    pub fn settled(&self) -> bool {
+        self.favoured
+    }
+
+    /// Whether work starting at `now` goes the favoured way. A probe that is due starts only
+    /// when `other_probing` is false and no probe of another family is measuring.
     pub fn favoured(&mut self, now: Instant, other_probing: bool) -> bool {
         self.advance(now, other_probing);
         match self.phase {
@@ -145,31 +231,40 @@ impl WayProbe {
         }
     }
 
-    /// `bytes` more are flushed (by a sync or a durable write).
-    pub fn on_flushed(&mut self, bytes: u64) {
+    /// `work` more was done (bytes flushed, requests served) in `events` events (flushes,
+    /// requests).
+    pub fn on_work(&mut self, work: u64, events: u32) {
         if let Phase::Probe { .. } = self.phase {
-            self.bytes += bytes;
-            self.flushes += 1;
+            self.work = self.work.saturating_add(work);
+            self.events = self.events.saturating_add(events);
         }
     }
 
     fn advance(&mut self, now: Instant, other_probing: bool) {
         match self.phase {
-            Phase::Hold { until } if now >= until && !other_probing => self.start_window(0, now),
+            Phase::Hold { until }
+                if now >= until
+                    && !other_probing
+                    && !self.room.others_running(self.settings.family) =>
+            {
+                self.room.enter(self.settings.family);
+                self.start_window(0, now)
+            }
             Phase::Hold { .. } => {}
             Phase::Probe { index, started } => {
                 let elapsed = now.saturating_duration_since(started);
                 if elapsed < self.settings.window {
                     return;
                 }
-                let loaded = self.flushes >= self.settings.min_flushes
-                    && elapsed <= 2 * self.settings.window;
+                let loaded =
+                    self.events >= self.settings.min_events && elapsed <= 2 * self.settings.window;
                 self.rates
-                    .push(loaded.then(|| self.bytes as f64 / elapsed.as_secs_f64()));
+                    .push(loaded.then(|| self.work as f64 / elapsed.as_secs_f64()));
                 if index + 1 < self.settings.windows {
                     self.start_window(index + 1, now);
                 } else {
                     self.decide();
+                    self.room.leave(self.settings.family);
                     self.phase = Phase::Hold {
                         until: if self.settings.aligned {
                             self.settings.start_at(now, self.hold)
@@ -186,8 +281,8 @@ impl WayProbe {
         if index == 0 {
             self.rates.clear();
         }
-        self.bytes = 0;
-        self.flushes = 0;
+        self.work = 0;
+        self.events = 0;
         self.phase = Phase::Probe {
             index,
             started: now,
@@ -216,33 +311,44 @@ impl WayProbe {
         let was = self.favoured;
         // The other way only where it is measurably faster: a tie goes to the favoured way.
         self.favoured = other <= favoured * self.settings.margin;
+        let kept = was == self.favoured && (!self.favoured || self.settings.backoff_favoured);
         self.hold = match self.settings.backoff {
-            Some(max) if !self.favoured && !was => (self.hold * 2).min(max),
+            Some(max) if kept => (self.hold * 2).min(max),
             _ => self.settings.hold,
         };
         assert!(self.hold >= self.settings.hold);
         tracing::debug!(
-            other_bytes_per_sec = other as u64,
-            favoured_bytes_per_sec = favoured as u64,
+            other_work_per_sec = other as u64,
+            favoured_work_per_sec = favoured as u64,
             favoured = self.favoured,
             switched = was != self.favoured,
-            "SYNC_FLUSH way probe"
+            "{} way probe",
+            self.settings.family.name()
         );
     }
 
-    #[cfg(test)]
+    /// Whether the probe is between probes (tests).
     pub fn holding(&self) -> bool {
         matches!(self.phase, Phase::Hold { .. })
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
+impl Drop for WayProbe {
+    fn drop(&mut self) {
+        if self.probing() {
+            self.room.leave(self.settings.family);
+        }
+    }
+}
+
+#[doc(hidden)]
+pub mod testing {
+    //! Driving a probe through whole probes (tests of its users).
     use super::*;
 
-    /// Runs one probe from `start` in which each way flushes `rate(favoured)` bytes per
-    /// millisecond with a flush every `every`; returns when the probe has decided.
-    pub(crate) fn probe(
+    /// Runs one probe from `start` in which each way does `rate(favoured)` work per
+    /// millisecond in one event every `every`; returns when the probe has decided.
+    pub fn probe(
         choice: &mut WayProbe,
         start: Instant,
         every: Duration,
@@ -254,22 +360,30 @@ pub(crate) mod tests {
         assert!(choice.probing(), "a due probe starts");
         while choice.probing() {
             let favoured = choice.favoured(now, false);
-            choice.on_flushed(rate(favoured) * every.as_millis().max(1) as u64);
+            choice.on_work(rate(favoured) * every.as_millis().max(1) as u64, 1);
             now += every;
         }
         now
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::probe;
+    use super::*;
 
     fn settings() -> ProbeSettings {
         ProbeSettings {
+            family: ProbeFamily::SyncFlush,
             window: Duration::from_millis(50),
             windows: 4,
             hold: Duration::from_secs(2),
             first: Duration::from_secs(1),
             margin: 1.1,
-            min_flushes: 8,
+            min_events: 8,
             start_favoured: false,
             backoff: None,
+            backoff_favoured: false,
             aligned: false,
         }
     }
@@ -366,5 +480,83 @@ pub(crate) mod tests {
             probe.favoured(grid, false);
             assert!(probe.probing(), "from the grid instant");
         }
+    }
+
+    #[test]
+    fn a_settled_favoured_way_backs_off_when_asked() {
+        let backing_off = ProbeSettings {
+            backoff: Some(Duration::from_secs(8)),
+            backoff_favoured: true,
+            start_favoured: true,
+            ..settings()
+        };
+        let start = Instant::now();
+        let mut choice = WayProbe::new(backing_off, start);
+        let every = Duration::from_millis(1);
+        let tie = |_: bool| 100;
+        let mut end = probe(&mut choice, start + backing_off.first, every, tie);
+        assert!(choice.favoured(end, false));
+        assert_eq!(choice.hold, Duration::from_secs(4), "kept: 2 s doubles");
+        let next = end + choice.hold;
+        end = probe(&mut choice, next, every, tie);
+        assert_eq!(choice.hold, Duration::from_secs(8));
+        // A switch to the other way probes again after the base hold.
+        let next = end + choice.hold;
+        let end = probe(&mut choice, next, every, |f| if f { 100 } else { 200 });
+        assert!(!choice.favoured(end, false));
+        assert_eq!(choice.hold, backing_off.hold);
+        // Without `backoff_favoured` a kept favoured way is probed every hold (above).
+        let mut plain = WayProbe::new(
+            ProbeSettings {
+                backoff_favoured: false,
+                ..backing_off
+            },
+            start,
+        );
+        probe(&mut plain, start + backing_off.first, every, tie);
+        assert_eq!(plain.hold, backing_off.hold);
+    }
+
+    #[test]
+    fn probes_of_different_families_never_measure_together() {
+        let room: &'static ProbeRoom = Box::leak(Box::default());
+        let start = Instant::now();
+        let flush = settings();
+        let poll = ProbeSettings {
+            family: ProbeFamily::IdlePoll,
+            ..settings()
+        };
+        let mut a = WayProbe::in_room(flush, start, room);
+        let mut b = WayProbe::in_room(poll, start, room);
+        let mut c = WayProbe::in_room(flush, start, room);
+        let due = start + flush.first;
+        a.favoured(due, false);
+        assert!(a.probing());
+        assert!(room.others_running(ProbeFamily::IdlePoll));
+        b.favoured(due, false);
+        assert!(b.holding(), "another family is measuring");
+        c.favoured(due, false);
+        assert!(c.probing(), "the same family measures in step");
+        // Both finish; then the other family's due probe starts.
+        let mut now = due;
+        while a.probing() || c.probing() {
+            now += Duration::from_millis(1);
+            for p in [&mut a, &mut c] {
+                p.on_work(100, 1);
+                p.favoured(now, false);
+            }
+            b.favoured(now, false);
+            assert!(
+                !(b.probing() && (a.probing() || c.probing())),
+                "never together"
+            );
+        }
+        b.favoured(now, false);
+        assert!(b.probing(), "starts once the others are done");
+        drop(b);
+        assert!(
+            !room.others_running(ProbeFamily::SyncFlush),
+            "a dropped probe leaves the room"
+        );
     }
 }
