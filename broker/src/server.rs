@@ -179,6 +179,7 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
     drop(claim);
     let claims = Arc::new(Mutex::new(claims));
     let idle_poll = std::time::Duration::from_micros(u64::from(config.idle_poll_micros));
+    let idle_poll_probe = config.idle_poll_probe;
     let acl = match config.acl_enable {
         true => {
             Some(crate::acl::Acl::open(&config).map_err(|e| BrokerError::Startup(e.to_string()))?)
@@ -205,36 +206,42 @@ pub fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
     let ready_tx = Arc::new(Mutex::new(ready_tx));
     let previous_clean = layout.previous_shutdown_clean;
     let body_ctx = ctx.clone();
-    let threads = rmq_net::cores::run_cores_polling("broker", core_count, idle_poll, move |core| {
-        let ctx = body_ctx.clone();
-        let (mesh, balancer) = parts.lock().expect("core parts lock")[core]
-            .take()
-            .expect("each core takes its parts once");
-        let claim = claims.lock().expect("claims lock")[core]
-            .take()
-            .expect("each core takes its claim once");
-        let (store_cfg, barrier, failed, ready_tx) = (
-            store_cfg.clone(),
-            barrier.clone(),
-            failed.clone(),
-            ready_tx.clone(),
-        );
-        async move {
-            let start = CoreStart {
-                ctx,
-                core,
-                mesh,
-                balancer,
-                store_cfg,
-                barrier,
-                failed,
-                ready_tx,
-                previous_clean,
-                claim: Some(claim),
-            };
-            run_core(start).await;
-        }
-    })
+    let threads = rmq_net::cores::run_cores_polling(
+        "broker",
+        core_count,
+        idle_poll,
+        idle_poll_probe,
+        move |core| {
+            let ctx = body_ctx.clone();
+            let (mesh, balancer) = parts.lock().expect("core parts lock")[core]
+                .take()
+                .expect("each core takes its parts once");
+            let claim = claims.lock().expect("claims lock")[core]
+                .take()
+                .expect("each core takes its claim once");
+            let (store_cfg, barrier, failed, ready_tx) = (
+                store_cfg.clone(),
+                barrier.clone(),
+                failed.clone(),
+                ready_tx.clone(),
+            );
+            async move {
+                let start = CoreStart {
+                    ctx,
+                    core,
+                    mesh,
+                    balancer,
+                    store_cfg,
+                    barrier,
+                    failed,
+                    ready_tx,
+                    previous_clean,
+                    claim: Some(claim),
+                };
+                run_core(start).await;
+            }
+        },
+    )
     .map_err(|e| {
         BrokerError::Startup(format!(
             "cannot start core threads (io_uring available?): {e}"

@@ -124,6 +124,10 @@ pub struct ProbeSettings {
     pub backoff_favoured: bool,
     /// Start probes only on a process-wide grid of `hold` (see the module doc).
     pub aligned: bool,
+    /// The other way wins only if each of its windows beats every window of the favoured way
+    /// by `margin` (instead of the sums): a load that ramps up or down across the probe's
+    /// windows then never looks like a win, at the cost of missing small ones.
+    pub unanimous: bool,
 }
 
 impl ProbeSettings {
@@ -310,7 +314,17 @@ impl WayProbe {
         let (other, favoured) = (sum(0), sum(1));
         let was = self.favoured;
         // The other way only where it is measurably faster: a tie goes to the favoured way.
-        self.favoured = other <= favoured * self.settings.margin;
+        self.favoured = if self.settings.unanimous {
+            let slowest_other = rates
+                .iter()
+                .step_by(2)
+                .copied()
+                .fold(f64::INFINITY, f64::min);
+            let fastest_favoured = rates.iter().skip(1).step_by(2).copied().fold(0.0, f64::max);
+            slowest_other <= fastest_favoured * self.settings.margin
+        } else {
+            other <= favoured * self.settings.margin
+        };
         let kept = was == self.favoured && (!self.favoured || self.settings.backoff_favoured);
         self.hold = match self.settings.backoff {
             Some(max) if kept => (self.hold * 2).min(max),
@@ -385,6 +399,7 @@ mod tests {
             backoff: None,
             backoff_favoured: false,
             aligned: false,
+            unanimous: false,
         }
     }
 
@@ -515,6 +530,49 @@ mod tests {
         );
         probe(&mut plain, start + backing_off.first, every, tie);
         assert_eq!(plain.hold, backing_off.hold);
+    }
+
+    #[test]
+    fn a_unanimous_probe_ignores_a_ramp() {
+        let plain = ProbeSettings {
+            start_favoured: true,
+            ..settings()
+        };
+        let unanimous = ProbeSettings {
+            unanimous: true,
+            ..plain
+        };
+        let start = Instant::now();
+        let every = Duration::from_millis(1);
+        // Work that shrinks 13% from window to window (a burst draining; the other way's
+        // windows come first): the sums say the other way is 15% faster, but its later
+        // window is slower than the favoured way's first.
+        let ramp = |probe: &mut WayProbe| {
+            let started = start + unanimous.first;
+            let mut now = started;
+            probe.favoured(now, false);
+            while probe.probing() {
+                let window = (now - started).as_millis() / 50;
+                probe.on_work(
+                    1_000 * 87u64.pow(window as u32) / 100u64.pow(window as u32),
+                    1,
+                );
+                probe.favoured(now, false);
+                now += every;
+            }
+        };
+        let mut plain = WayProbe::new(plain, start);
+        ramp(&mut plain);
+        assert!(!plain.settled(), "the sums take the ramp for a win");
+        let mut strict = WayProbe::new(unanimous, start);
+        ramp(&mut strict);
+        assert!(strict.settled(), "a unanimous probe does not");
+        // A real win wins both ways.
+        let mut strict = WayProbe::new(unanimous, start);
+        let end = probe(&mut strict, start + unanimous.first, every, |f| {
+            if f { 100 } else { 150 }
+        });
+        assert!(!strict.favoured(end, false));
     }
 
     #[test]

@@ -357,6 +357,7 @@ fn dispatch<H: RequestHandler>(handler: &Rc<H>, info: &Rc<ConnectionInfo>, cmd: 
         handler.response(info, cmd);
         return;
     }
+    crate::idle_poll::note_request();
     let oneway = cmd.is_oneway();
     let sender = info.sender();
     sender.flow.request_started();

@@ -39,11 +39,12 @@ where
     F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = ()> + 'static,
 {
-    run_cores_polling(name, count, Duration::ZERO, body)
+    run_cores_polling(name, count, Duration::ZERO, false, body)
 }
 
 /// [`run_cores`] whose cores poll the ring for `idle_poll` after their last task before
-/// they sleep (zero: sleep at once).
+/// they sleep (zero: sleep at once). With `probed`, they poll only while the process's
+/// [`crate::poll_probe::PollProbe`] measures that polling serves more requests.
 ///
 /// # Errors
 /// As [`run_cores`].
@@ -51,6 +52,7 @@ pub fn run_cores_polling<F, Fut>(
     name: &str,
     count: usize,
     idle_poll: Duration,
+    probed: bool,
     body: F,
 ) -> std::io::Result<Vec<JoinHandle<()>>>
 where
@@ -59,10 +61,13 @@ where
 {
     assert!(count > 0, "at least one core");
     let cpus = allowed_cpus();
+    let probe = (probed && !idle_poll.is_zero())
+        .then(|| std::sync::Arc::new(crate::poll_probe::PollProbe::new(count)));
     let mut handles = Vec::with_capacity(count);
     for core in 0..count {
         let cpu = cpus[core % cpus.len()];
         let body = body.clone();
+        let probe = probe.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
         let handle = std::thread::Builder::new()
             .name(format!("{name}-core{core}"))
@@ -83,7 +88,8 @@ where
                 // As compio's `block_on` does: a panicking core's tasks are dropped (with the
                 // runtime) after the unwind was caught, not while it is in progress.
                 let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    crate::idle_poll::block_on_polling(&runtime, idle_poll, body(core));
+                    let probe = probe.as_deref().map(|probe| (probe, core));
+                    crate::idle_poll::block_on_probed(&runtime, idle_poll, probe, body(core));
                 }));
                 drop(runtime);
                 if let Err(panic) = run {

@@ -9,6 +9,10 @@
 //! after one window, so an idle broker costs one window of CPU per timer tick (Seastar's
 //! `--idle-poll-time-us`, bounded the same way).
 //!
+//! Whether the window is used at all can be left to the process's [`PollProbe`]
+//! ([`block_on_probed`], `poll_probe.rs`): polling only while it measures that polling serves
+//! more requests per second.
+//!
 //! "A task ran" is counted per thread: every future spawned through [`crate::rt::spawn`]
 //! (and the loop's main future) bumps a counter when polled; tasks spawned on compio
 //! directly are not seen (they still run; they just do not extend the window).
@@ -31,8 +35,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
+use crate::poll_probe::PollProbe;
+
 thread_local! {
     static POLLS: Cell<u64> = const { Cell::new(0) };
+    static SERVED: Cell<u64> = const { Cell::new(0) };
     static BLOCKING_WAITS: Cell<u64> = const { Cell::new(0) };
 }
 
@@ -50,6 +57,16 @@ pub(crate) fn note_poll() {
 
 fn polls() -> u64 {
     POLLS.with(Cell::get)
+}
+
+/// Counts one request read on this thread (what the [`PollProbe`] measures).
+#[inline]
+pub fn note_request() {
+    SERVED.with(|served| served.set(served.get().wrapping_add(1)));
+}
+
+fn served() -> u64 {
+    SERVED.with(Cell::get)
 }
 
 /// Wakes the runtime (as compio's own main-future waker does) and remembers that the main
@@ -76,6 +93,18 @@ impl Wake for MainWaker {
 pub fn block_on_polling<F: Future>(
     runtime: &compio::runtime::Runtime,
     idle_poll: Duration,
+    future: F,
+) -> F::Output {
+    block_on_probed(runtime, idle_poll, None, future)
+}
+
+/// [`block_on_polling`] for core `probe.1` of a process whose [`PollProbe`] decides whether
+/// its cores poll at all: while it says no, the loop blocks as with a zero window; the loop
+/// publishes this core's served requests ([`note_request`]) to it.
+pub fn block_on_probed<F: Future>(
+    runtime: &compio::runtime::Runtime,
+    idle_poll: Duration,
+    probe: Option<(&PollProbe, usize)>,
     future: F,
 ) -> F::Output {
     runtime.enter(|| {
@@ -108,12 +137,30 @@ pub fn block_on_polling<F: Future>(
                 }
                 continue;
             }
-            let now = polls();
-            if more || now != seen {
-                seen = now;
-                last_work = Instant::now();
+            let now = Instant::now();
+            let worked = more || polls() != seen;
+            if worked {
+                seen = polls();
+                last_work = now;
+            }
+            let poll_now = match probe {
+                Some((probe, core)) => {
+                    probe.tick(core, served(), now);
+                    probe.polling()
+                }
+                None => true,
+            };
+            if !poll_now {
+                // As with a zero window.
+                if more {
+                    poll_ring_now(runtime, &driver);
+                } else {
+                    BLOCKING_WAITS.with(|waits| waits.set(waits.get() + 1));
+                    runtime.poll();
+                }
+            } else if worked {
                 poll_ring_now(runtime, &driver);
-            } else if last_work.elapsed() < idle_poll {
+            } else if now.saturating_duration_since(last_work) < idle_poll {
                 std::thread::yield_now();
                 poll_ring_now(runtime, &driver);
             } else {
@@ -295,6 +342,39 @@ mod tests {
         }
         let polling = waits_while_ticking(Duration::from_millis(50));
         let sleeping = waits_while_ticking(Duration::from_micros(100));
+        assert!(
+            polling <= 3,
+            "polled between ticks, {polling} blocking waits"
+        );
+        assert!(
+            sleeping >= 20,
+            "slept between ticks, {sleeping} blocking waits"
+        );
+    }
+
+    #[test]
+    fn a_probed_loop_polls_only_while_its_probe_says_so() {
+        // As above with a 50 ms window, under a probe that has not measured yet (no request
+        // is counted here, so it never will): it keeps its starting way.
+        fn waits_under(polling: bool) -> u64 {
+            let rt = runtime();
+            let room: &'static rmq_core::way_probe::ProbeRoom = Box::leak(Box::default());
+            let settings = rmq_core::way_probe::ProbeSettings {
+                start_favoured: !polling,
+                ..crate::poll_probe::SETTINGS
+            };
+            let probe = PollProbe::with(1, settings, room, Instant::now());
+            assert_eq!(probe.polling(), polling);
+            let before = blocking_waits();
+            block_on_probed(&rt, Duration::from_millis(50), Some((&probe, 0)), async {
+                for _ in 0..30 {
+                    crate::rt::sleep(Duration::from_millis(10)).await;
+                }
+            });
+            blocking_waits() - before
+        }
+        let polling = waits_under(true);
+        let sleeping = waits_under(false);
         assert!(
             polling <= 3,
             "polled between ticks, {polling} blocking waits"

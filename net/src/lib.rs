@@ -22,7 +22,8 @@
 //! - `client`: the client side (broker → name server, bench tool): request/response
 //!   matching by `opaque`, timeouts, oneway.
 //! - `idle_poll`: the cores' run loop, which polls the ring for a bounded time before it
-//!   sleeps (off by default; `idlePollMicros`).
+//!   sleeps (`idlePollMicros`), and `poll_probe`, which measures whether that pays
+//!   (`idlePollProbe`).
 //! - `rt`: the runtime seam for the crates above: spawn, sleep, timeout, yield, the clock.
 //!
 //! Contracts: a malformed frame closes only its own connection; a handler error is a
@@ -40,6 +41,7 @@ pub mod flow;
 pub mod idle_poll;
 pub mod listener;
 pub mod mesh;
+pub mod poll_probe;
 pub mod rt;
 
 pub use client::RemotingClient;

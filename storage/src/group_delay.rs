@@ -61,6 +61,7 @@ const SETTINGS: ProbeSettings = ProbeSettings {
     backoff: Some(MAX_HOLD),
     backoff_favoured: false,
     aligned: true,
+    unanimous: false,
 };
 
 /// The probe of whether loaded rounds wait for the delay: its favoured way

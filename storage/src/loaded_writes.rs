@@ -48,6 +48,7 @@ const SETTINGS: ProbeSettings = ProbeSettings {
     backoff: None,
     backoff_favoured: false,
     aligned: false,
+    unanimous: false,
 };
 
 /// The probe of how loaded rounds write: its favoured way ([`WayProbe::favoured`] true) is

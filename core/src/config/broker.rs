@@ -368,8 +368,13 @@ config_struct! {
         "shardCount" => shard_count: u32 = 0,
         /// rmq-fast extension: after its last task a core keeps polling its io_uring this
         /// many microseconds before it sleeps (0 = sleep at once), so a request arriving
-        /// soon after the last one does not wait for the CPU to wake from idle.
-        "idlePollMicros" => idle_poll_micros: u32 = 0,
+        /// soon after the last one does not wait for the CPU to wake from idle; with
+        /// `idlePollProbe` only while polling is measured to serve more requests.
+        "idlePollMicros" => idle_poll_micros: u32 = 100,
+        /// rmq-fast extension: the cores poll (`idlePollMicros`) only while the broker's
+        /// probe measures that polling serves more requests per second (requests that wait
+        /// for their predecessors' replies); false polls after every task.
+        "idlePollProbe" => idle_poll_probe: bool = true,
         /// rmq-fast extension: a send whose queue belongs to another core's shard is
         /// answered by that core (written to the socket at once when the connection has
         /// nothing else in flight), instead of going back to the connection's core first.

@@ -394,12 +394,15 @@ fn validation_refuses_bad_values_with_reasons() {
 }
 
 #[test]
-fn idle_poll_micros_is_parsed_and_defaults_to_off() {
-    assert_eq!(from_text("").unwrap().0.idle_poll_micros, 0);
-    assert_eq!(
-        from_text("idlePollMicros=200").unwrap().0.idle_poll_micros,
-        200
-    );
+fn idle_polling_defaults_to_a_probed_100_us_window() {
+    let (config, _) = from_text("").unwrap();
+    assert_eq!(config.idle_poll_micros, 100);
+    assert!(config.idle_poll_probe);
+    let (config, _) = from_text("idlePollMicros=200\nidlePollProbe=false").unwrap();
+    assert_eq!(config.idle_poll_micros, 200);
+    assert!(!config.idle_poll_probe);
+    assert_eq!(from_text("idlePollMicros=0").unwrap().0.idle_poll_micros, 0);
+    assert!(from_text("idlePollProbe=maybe").is_err());
 }
 
 #[test]

@@ -57,6 +57,10 @@ pub struct NullBrokerOptions {
     /// `idlePollMicros`; 0 = sleep at once).
     #[arg(long, default_value_t = 0)]
     pub idle_poll_us: u32,
+    /// Poll only while the probe measures that polling serves more requests (the broker's
+    /// `idlePollProbe`; off here by default, so the null broker stays the plain ceiling).
+    #[arg(long)]
+    pub idle_poll_probe: bool,
     #[arg(long, default_value = "null-broker")]
     pub broker_name: String,
     #[arg(long, default_value = "NullCluster")]
@@ -93,49 +97,56 @@ pub fn run(options: NullBrokerOptions) -> anyhow::Result<()> {
             .collect::<Vec<_>>(),
     ));
     let poll = Duration::from_micros(u64::from(options.idle_poll_us));
-    let handles = run_cores_polling("null-broker", options.cores, poll, move |core| {
-        let options = body_options.clone();
-        let stop = body_stop.clone();
-        let registered_tx = registered_tx.clone();
-        let balancer = balancers.lock().expect("balancer lock")[core]
-            .take()
-            .expect("each core takes its balancer once");
-        let listener = listeners.lock().expect("listeners lock")[core]
-            .take()
-            .expect("each core takes its listener once");
-        async move {
-            let listener = match rmq_net::listener::register(listener).map_err(|e| e.to_string()) {
-                Ok(listener) => listener,
-                Err(error) => {
-                    report(&registered_tx, Err(error));
-                    return;
+    let handles = run_cores_polling(
+        "null-broker",
+        options.cores,
+        poll,
+        options.idle_poll_probe,
+        move |core| {
+            let options = body_options.clone();
+            let stop = body_stop.clone();
+            let registered_tx = registered_tx.clone();
+            let balancer = balancers.lock().expect("balancer lock")[core]
+                .take()
+                .expect("each core takes its balancer once");
+            let listener = listeners.lock().expect("listeners lock")[core]
+                .take()
+                .expect("each core takes its listener once");
+            async move {
+                let listener =
+                    match rmq_net::listener::register(listener).map_err(|e| e.to_string()) {
+                        Ok(listener) => listener,
+                        Err(error) => {
+                            report(&registered_tx, Err(error));
+                            return;
+                        }
+                    };
+                if core == 0 {
+                    rmq_net::rt::spawn(register_loop(options.clone(), stop.clone(), registered_tx))
+                        .detach();
                 }
-            };
-            if core == 0 {
-                rmq_net::rt::spawn(register_loop(options.clone(), stop.clone(), registered_tx))
-                    .detach();
+                let handler = Rc::new(NullHandler {
+                    broker_addr: options.listen,
+                    next_offset: Cell::new(0),
+                });
+                let accept_stop = stop.clone();
+                rmq_net::balance::accept_balanced(
+                    listener,
+                    move || accept_stop.load(Ordering::Acquire),
+                    balancer,
+                    move |stream| {
+                        rmq_net::serve_connection(
+                            stream,
+                            handler.clone(),
+                            core,
+                            rmq_net::ConnectionLimits::with_max_frame(MAX_FRAME),
+                        )
+                    },
+                )
+                .await;
             }
-            let handler = Rc::new(NullHandler {
-                broker_addr: options.listen,
-                next_offset: Cell::new(0),
-            });
-            let accept_stop = stop.clone();
-            rmq_net::balance::accept_balanced(
-                listener,
-                move || accept_stop.load(Ordering::Acquire),
-                balancer,
-                move |stream| {
-                    rmq_net::serve_connection(
-                        stream,
-                        handler.clone(),
-                        core,
-                        rmq_net::ConnectionLimits::with_max_frame(MAX_FRAME),
-                    )
-                },
-            )
-            .await;
-        }
-    })
+        },
+    )
     .context("starting the null broker's cores (io_uring)")?;
     registered_rx
         .recv_timeout(Duration::from_secs(10))
@@ -314,6 +325,7 @@ mod tests {
             queues: 3,
             cores: 1,
             idle_poll_us: 0,
+            idle_poll_probe: false,
             broker_name: "b".into(),
             cluster: "c".into(),
         };
