@@ -124,9 +124,11 @@ pub struct ProbeSettings {
     pub backoff_favoured: bool,
     /// Start probes only on a process-wide grid of `hold` (see the module doc).
     pub aligned: bool,
-    /// The other way wins only if each of its windows beats every window of the favoured way
-    /// by `margin` (instead of the sums): a load that ramps up or down across the probe's
-    /// windows then never looks like a win, at the cost of missing small ones.
+    /// Switching from the favoured way to the other takes each of the other way's windows
+    /// beating every window of the favoured way by `margin` (not just the sums); staying on
+    /// the other way takes the sums. A load that ramps up or down across the probe's windows
+    /// then never looks like a win, and one noisy window does not undo a settled one. A probe
+    /// whose sums said "win" but not every window did is repeated after `hold`.
     pub unanimous: bool,
 }
 
@@ -314,18 +316,25 @@ impl WayProbe {
         let (other, favoured) = (sum(0), sum(1));
         let was = self.favoured;
         // The other way only where it is measurably faster: a tie goes to the favoured way.
-        self.favoured = if self.settings.unanimous {
-            let slowest_other = rates
-                .iter()
-                .step_by(2)
-                .copied()
-                .fold(f64::INFINITY, f64::min);
-            let fastest_favoured = rates.iter().skip(1).step_by(2).copied().fold(0.0, f64::max);
-            slowest_other <= fastest_favoured * self.settings.margin
-        } else {
-            other <= favoured * self.settings.margin
+        let sums_win = other > favoured * self.settings.margin;
+        let slowest_other = rates
+            .iter()
+            .step_by(2)
+            .copied()
+            .fold(f64::INFINITY, f64::min);
+        let fastest_favoured = rates.iter().skip(1).step_by(2).copied().fold(0.0, f64::max);
+        let every_window_wins = slowest_other > fastest_favoured * self.settings.margin;
+        self.favoured = match (self.settings.unanimous, was) {
+            // Switching to the other way takes every window; staying on it, the sums.
+            (true, true) => !every_window_wins,
+            _ => !sums_win,
         };
-        let kept = was == self.favoured && (!self.favoured || self.settings.backoff_favoured);
+        // A unanimous probe whose sums said "win" but not every window did is repeated after
+        // `hold`, not backed off.
+        let inconclusive = self.settings.unanimous && sums_win && self.favoured;
+        let kept = was == self.favoured
+            && (!self.favoured || self.settings.backoff_favoured)
+            && !inconclusive;
         self.hold = match self.settings.backoff {
             Some(max) if kept => (self.hold * 2).min(max),
             _ => self.settings.hold,
@@ -540,6 +549,8 @@ mod tests {
         };
         let unanimous = ProbeSettings {
             unanimous: true,
+            backoff: Some(Duration::from_secs(8)),
+            backoff_favoured: true,
             ..plain
         };
         let start = Instant::now();
@@ -567,12 +578,27 @@ mod tests {
         let mut strict = WayProbe::new(unanimous, start);
         ramp(&mut strict);
         assert!(strict.settled(), "a unanimous probe does not");
+        assert_eq!(
+            strict.hold, unanimous.hold,
+            "inconclusive: probed again soon"
+        );
         // A real win wins both ways.
         let mut strict = WayProbe::new(unanimous, start);
         let end = probe(&mut strict, start + unanimous.first, every, |f| {
             if f { 100 } else { 150 }
         });
         assert!(!strict.favoured(end, false));
+        // Once on the other way, the sums keep it there through one window that is no faster.
+        let started = end + strict.hold;
+        let mut now = started;
+        strict.favoured(now, false);
+        while strict.probing() {
+            let window = (now - started).as_millis() / 50;
+            let favoured = strict.favoured(now, false);
+            strict.on_work(if favoured || window == 2 { 100 } else { 200 }, 1);
+            now += every;
+        }
+        assert!(!strict.settled(), "sums 300 against 200 keep the other way");
     }
 
     #[test]

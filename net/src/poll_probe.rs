@@ -11,9 +11,10 @@
 //!
 //! So a [`PollProbe`] measures it (`rmq_core::way_probe`): the favoured way is not to poll;
 //! every `HOLD` (backed off to `MAX_HOLD` while the choice stays) it runs `PROBE_WINDOWS`
-//! windows of `WINDOW`, polling in every other one, and keeps polling only when the windows
-//! that polled served more requests per second than those that did not by more than
-//! `MARGIN`. A load that arrives at its own rate serves the same either way (a tie: no
+//! windows of `WINDOW`, polling in every other one. Polling starts only when each window
+//! that polled served more requests per second than each that did not by more than `MARGIN`
+//! (a load ramping up as a client starts must not look like a win), and stays while the
+//! polling windows together serve more by `MARGIN`. A load that arrives at its own rate serves the same either way (a tie: no
 //! polling); an idle process never probes. Requests are counted per core (each core's loop
 //! publishes its count into its own slot, [`PollProbe::tick`]); whichever core's loop finds
 //! the probe due advances it, every `TICK` at most, and the choice is one flag every core
