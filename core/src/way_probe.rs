@@ -350,6 +350,18 @@ impl WayProbe {
         );
     }
 
+    /// The load changed under the current choice: the next probe is due at `now` (or the
+    /// next grid instant) and the hold is back to `hold`. Nothing while a probe is measuring.
+    pub fn reprobe(&mut self, now: Instant) {
+        if let Phase::Hold { until } = self.phase {
+            self.hold = self.settings.hold;
+            let due = self.settings.start_at(now, self.hold);
+            self.phase = Phase::Hold {
+                until: until.min(due),
+            };
+        }
+    }
+
     /// Whether the probe is between probes (tests).
     pub fn holding(&self) -> bool {
         matches!(self.phase, Phase::Hold { .. })

@@ -18,7 +18,9 @@
 //! polling); an idle process never probes. Requests are counted per core (each core's loop
 //! publishes its count into its own slot, [`PollProbe::tick`]); whichever core's loop finds
 //! the probe due advances it, every `TICK` at most, and the choice is one flag every core
-//! reads before it polls.
+//! reads before it polls. A choice holds for the load it was made on: when the request rate
+//! over a `RATE_SPAN` differs from the rate after the last probe by more than `LOAD_CHANGE`
+//! times, the next probe is due at once.
 //!
 //! Contract: the probe only decides whether a core polls before it sleeps; it never affects
 //! what a request does or is answered.
@@ -47,6 +49,12 @@ const MARGIN: f64 = 1.10;
 const MIN_REQUESTS: u32 = 50;
 /// How often a core's loop looks whether the probe is due.
 const TICK: Duration = Duration::from_millis(2);
+/// The request rate is taken over spans this long: the first full span after a probe is the
+/// rate its choice was made for.
+const RATE_SPAN: Duration = Duration::from_millis(500);
+/// A span whose rate differs from that by more than this factor is another load: the probe
+/// is due at once (its hold may have backed off to `MAX_HOLD` on the old load).
+const LOAD_CHANGE: f64 = 1.5;
 
 /// The broker's probe settings.
 pub const SETTINGS: ProbeSettings = ProbeSettings {
@@ -78,6 +86,12 @@ struct State {
     room: &'static ProbeRoom,
     /// Requests counted so far (the sum of the slots at the last tick).
     counted: u64,
+    /// The current rate span: its start and the requests in it.
+    span: Option<(Instant, u64)>,
+    /// The request rate the last probe's choice was made for (`None`: not measured yet).
+    chosen_for: Option<f64>,
+    /// Probes finished when `chosen_for` was taken.
+    probes_seen: u64,
 }
 
 /// The process's choice of whether its cores poll before sleeping (module doc).
@@ -115,6 +129,9 @@ impl PollProbe {
                 settings,
                 room,
                 counted: 0,
+                span: None,
+                chosen_for: None,
+                probes_seen: 0,
             }),
         }
     }
@@ -162,11 +179,34 @@ impl PollProbe {
             probe,
             settings,
             room,
+            span,
+            chosen_for,
+            probes_seen,
             ..
         } = &mut *state;
         let probe = probe.get_or_insert_with(|| WayProbe::in_room(*settings, now, room));
         // The requests since the last tick belong to the window running until now.
         probe.on_work(new, u32::try_from(new).unwrap_or(u32::MAX));
+        let (started, in_span) = span.get_or_insert((now, 0));
+        *in_span += new;
+        let spanned = now.saturating_duration_since(*started);
+        if spanned >= RATE_SPAN {
+            let rate = *in_span as f64 / spanned.as_secs_f64();
+            *span = Some((now, 0));
+            if probe.probes() != *probes_seen || probe.probing() {
+                // A probe decided (or is measuring): the next quiet span is its load.
+                *probes_seen = probe.probes();
+                *chosen_for = None;
+            } else if let Some(chosen) = *chosen_for {
+                if rate > chosen * LOAD_CHANGE || rate * LOAD_CHANGE < chosen {
+                    tracing::debug!(rate, chosen, "idle poll probe: the load changed");
+                    probe.reprobe(now);
+                    *chosen_for = None;
+                }
+            } else {
+                *chosen_for = Some(rate);
+            }
+        }
         let polling = !probe.favoured(now, false);
         if polling != self.polling() {
             tracing::trace!(polling, "idle poll way");
@@ -347,5 +387,34 @@ mod tests {
         serve(&probe, &mut served, now, Duration::from_millis(400), 2);
         assert_eq!(probe.probes(), 1);
         assert!(probe.polling());
+    }
+
+    #[test]
+    fn a_changed_load_is_probed_at_once_after_a_long_hold() {
+        let start = Instant::now();
+        let probe = PollProbe::with(2, settings(), room(), start);
+        let mut served = [0; 2];
+        // An open load: every probe ties, and the hold backs off (3, 6, 12, 24 s).
+        let mut now = serve(&probe, &mut served, start, Duration::from_secs(60), 1);
+        let probes = probe.probes();
+        assert!(probes >= 4, "{probes} probes in 60 s");
+        assert!(!probe.polling());
+        // A steady load is not probed again for a while.
+        now = serve(&probe, &mut served, now, Duration::from_secs(5), 1);
+        assert_eq!(probe.probes(), probes, "backed off");
+        // A third of the rate, which polling doubles: probed within a span or two.
+        let slow_start = now;
+        let step = Duration::from_micros(1500);
+        while probe.probes() == probes && now < slow_start + Duration::from_secs(5) {
+            let core = usize::from(served[0] > served[1]);
+            served[core] += if probe.polling() { 2 } else { 1 };
+            probe.tick(core, served[core], now);
+            now += step;
+        }
+        assert!(
+            now - slow_start < Duration::from_millis(1_500),
+            "probed {:?} after the load changed",
+            now - slow_start
+        );
     }
 }
