@@ -129,12 +129,7 @@ pub fn block_on_probed<F: Future>(
             }
             let more = runtime.run();
             if !polling {
-                if more {
-                    poll_ring_now(runtime, &driver);
-                } else {
-                    BLOCKING_WAITS.with(|waits| waits.set(waits.get() + 1));
-                    runtime.poll();
-                }
+                poll_or_block(runtime, &driver, more);
                 continue;
             }
             let now = Instant::now();
@@ -152,25 +147,35 @@ pub fn block_on_probed<F: Future>(
             };
             if !poll_now {
                 // As with a zero window.
-                if more {
-                    poll_ring_now(runtime, &driver);
-                } else {
-                    BLOCKING_WAITS.with(|waits| waits.set(waits.get() + 1));
-                    runtime.poll();
-                }
+                poll_or_block(runtime, &driver, more);
             } else if worked {
                 poll_ring_now(runtime, &driver);
             } else if now.saturating_duration_since(last_work) < idle_poll {
                 std::thread::yield_now();
                 poll_ring_now(runtime, &driver);
             } else {
-                BLOCKING_WAITS.with(|waits| waits.set(waits.get() + 1));
-                runtime.poll();
+                block(runtime);
                 // A blocking wait that ends starts a fresh window only if a task runs.
                 last_work = Instant::now() - idle_poll;
             }
         }
     })
+}
+
+/// The loop without a window: reaps completions without waiting while tasks are still
+/// ready (`more`), else blocks.
+fn poll_or_block(runtime: &compio::runtime::Runtime, driver: &Waker, more: bool) {
+    if more {
+        poll_ring_now(runtime, driver);
+    } else {
+        block(runtime);
+    }
+}
+
+/// Blocks until a completion or a wake-up, counted in [`blocking_waits`].
+fn block(runtime: &compio::runtime::Runtime) {
+    BLOCKING_WAITS.with(|waits| waits.set(waits.get() + 1));
+    runtime.poll();
 }
 
 /// Reaps the ring's completions without waiting, leaving the driver marked awake.
