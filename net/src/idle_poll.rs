@@ -133,9 +133,10 @@ pub fn block_on_probed<F: Future>(
                 continue;
             }
             let now = Instant::now();
-            let worked = more || polls() != seen;
+            let polled = polls();
+            let worked = more || polled != seen;
             if worked {
-                seen = polls();
+                seen = polled;
                 last_work = now;
             }
             let poll_now = match probe {
@@ -327,6 +328,19 @@ mod tests {
         );
     }
 
+    /// Blocking waits of a loop with `window` (and `probe`) while a timer ticks every 10 ms,
+    /// 30 times.
+    fn blocking_waits_while_ticking(window: Duration, probe: Option<(&PollProbe, usize)>) -> u64 {
+        let rt = runtime();
+        let before = blocking_waits();
+        block_on_probed(&rt, window, probe, async {
+            for _ in 0..30 {
+                crate::rt::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        blocking_waits() - before
+    }
+
     #[test]
     fn a_busy_core_polls_between_tasks_instead_of_sleeping() {
         // A timer ticks every 10 ms, 30 times. With a 50 ms window the loop is still polling
@@ -336,14 +350,7 @@ mod tests {
         // machine a thread kept off the CPU past a 2 ms tick found its timer fired and did
         // not need to block (14 and 42 of 100 seen).
         fn waits_while_ticking(window: Duration) -> u64 {
-            let rt = runtime();
-            let before = blocking_waits();
-            block_on_polling(&rt, window, async {
-                for _ in 0..30 {
-                    crate::rt::sleep(Duration::from_millis(10)).await;
-                }
-            });
-            blocking_waits() - before
+            blocking_waits_while_ticking(window, None)
         }
         let polling = waits_while_ticking(Duration::from_millis(50));
         let sleeping = waits_while_ticking(Duration::from_micros(100));
@@ -362,7 +369,6 @@ mod tests {
         // As above with a 50 ms window, under a probe that has not measured yet (no request
         // is counted here, so it never will): it keeps its starting way.
         fn waits_under(polling: bool) -> u64 {
-            let rt = runtime();
             let room: &'static rmq_core::way_probe::ProbeRoom = Box::leak(Box::default());
             let settings = rmq_core::way_probe::ProbeSettings {
                 start_favoured: !polling,
@@ -370,13 +376,7 @@ mod tests {
             };
             let probe = PollProbe::with(1, settings, room, Instant::now());
             assert_eq!(probe.polling(), polling);
-            let before = blocking_waits();
-            block_on_probed(&rt, Duration::from_millis(50), Some((&probe, 0)), async {
-                for _ in 0..30 {
-                    crate::rt::sleep(Duration::from_millis(10)).await;
-                }
-            });
-            blocking_waits() - before
+            blocking_waits_while_ticking(Duration::from_millis(50), Some((&probe, 0)))
         }
         let polling = waits_under(true);
         let sleeping = waits_under(false);
