@@ -36,10 +36,11 @@
 //! a sync is in flight, so the next sync covers all of them. At most one sync runs at a time.
 //! A sync is due in SYNC mode whenever something written is not flushed, when someone waits
 //! for `Flushed`, when stopping, and in ASYNC mode every `flush_interval_commit_log` if at
-//! least `flush_commit_log_least_pages` pages are dirty, and at least every
-//! `flush_commit_log_thorough_interval`. With page-cache writes (ASYNC_FLUSH by default) a
-//! sync writes the dirty pages back, which can take long: running it beside the writes keeps
-//! it off the acks' path.
+//! least `flush_commit_log_least_pages` pages are dirty, at least every
+//! `flush_commit_log_thorough_interval`, and whenever `UNFLUSHED_SYNC_BYTES` (16 MiB) are
+//! written and not flushed (the tail holds them in memory until then, `tail_memory.rs`).
+//! With page-cache writes (ASYNC_FLUSH by default) a sync writes the dirty pages back, which
+//! can take long: running it beside the writes keeps it off the acks' path.
 //!
 //! Errors: a failed write or sync fails the waiters of that round with `StoreError::Io` and
 //! retries after [`RETRY_DELAY`]; the bytes stay in memory (the tail keeps everything not
@@ -56,6 +57,7 @@ use crate::aligned_buffer::BLOCK_SIZE;
 use crate::commit_log::CommitLog;
 use crate::config::{DsyncWrites, FlushMode};
 use crate::stats::bump;
+use crate::tail_memory::UNFLUSHED_SYNC_BYTES;
 use crate::waiters::Signal;
 use crate::{group_delay, loaded_writes};
 use rmq_core::way_probe::WayProbe;
@@ -376,7 +378,11 @@ fn sync_due(log: &CommitLog, last_sync: Instant) -> bool {
     if elapsed >= log.cfg.flush_commit_log_thorough_interval {
         return true;
     }
-    let dirty_pages = (log.written() - log.flushed()) as u64 / BLOCK_SIZE as u64;
+    let unflushed = (log.written() - log.flushed()) as u64;
+    if unflushed >= UNFLUSHED_SYNC_BYTES as u64 {
+        return true;
+    }
+    let dirty_pages = unflushed / BLOCK_SIZE as u64;
     elapsed >= log.cfg.flush_interval_commit_log
         && dirty_pages >= log.cfg.flush_commit_log_least_pages as u64
 }

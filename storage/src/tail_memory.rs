@@ -12,6 +12,11 @@
 //! re-sends) are never lost.
 //! Bytes of a chunk that were never appended are zero, which is what recovery expects
 //! after the end of the log.
+//!
+//! Evicted chunks that no write holds are kept (up to [`SPARE_CHUNKS_MAX`]) and zeroed for
+//! the next chunk instead of allocating one: a fresh 4 MiB allocation is zeroed by the
+//! allocator and first-touch faulted page by page (at async 4 KiB sends under ASYNC_FLUSH,
+//! 4% of the broker's CPU in `SharedChunk::new` alone; docs/perf.md "Tail chunks recycled").
 
 use std::collections::VecDeque;
 
@@ -29,8 +34,17 @@ pub(crate) const TAIL_MEMORY_BYTES: usize = 64 << 20;
 /// per shard was ~100 of the broker's 180 MB anonymous RSS on 2 shards).
 pub(crate) const TAIL_MEMORY_BUFFERED_BYTES: usize = 2 * CHUNK_SIZE;
 
-/// Recycled chunks kept to avoid re-faulting fresh memory.
-const SPARE_CHUNKS_MAX: usize = 2;
+/// A shard syncs once this much is written and not flushed, also under ASYNC_FLUSH before
+/// `flushIntervalCommitLog` is up (`flusher.rs`): the tail keeps every unflushed byte (a
+/// failed sync rewrites them from here), so at a high write rate the interval alone let it
+/// grow to half a second of writes (~170 MB per shard at 340 MB/s), all in fresh chunks
+/// freed at the next sync. With page-cache writes, paced write-back (`write_back.rs`) has
+/// handed most of these bytes to the device already, so such a sync is short.
+pub(crate) const UNFLUSHED_SYNC_BYTES: usize = 4 * CHUNK_SIZE;
+
+/// Evicted chunks kept for reuse: a sync evicts up to [`UNFLUSHED_SYNC_BYTES`] and a little
+/// more (what was written while it ran) at once, and the next ones need as many again.
+const SPARE_CHUNKS_MAX: usize = UNFLUSHED_SYNC_BYTES / CHUNK_SIZE + 2;
 
 const _: () = assert!(CHUNK_SIZE.is_multiple_of(BLOCK_SIZE));
 const _: () = assert!(TAIL_MEMORY_BYTES >= 2 * CHUNK_SIZE);
@@ -46,6 +60,8 @@ pub(crate) struct TailMemory {
     spare: Vec<SharedChunk>,
     /// Written bytes kept for readers (at least two chunks).
     retain_bytes: usize,
+    /// Chunks allocated (not taken from `spare`) since creation.
+    allocated: u64,
 }
 
 impl TailMemory {
@@ -67,6 +83,7 @@ impl TailMemory {
             end: start,
             spare: Vec::new(),
             retain_bytes,
+            allocated: 0,
         };
         tail.ensure_chunks(start + 1);
         tail
@@ -100,7 +117,10 @@ impl TailMemory {
                     chunk.zero();
                     chunk
                 }
-                None => SharedChunk::new(CHUNK_SIZE),
+                None => {
+                    self.allocated += 1;
+                    SharedChunk::new(CHUNK_SIZE)
+                }
             };
             self.chunks.push_back(chunk);
         }
@@ -198,6 +218,44 @@ impl TailMemory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// ASYNC_FLUSH at a high rate: each sync flushes a little more than
+    /// `UNFLUSHED_SYNC_BYTES` at once. After the first cycles every chunk comes from the
+    /// spares, and a reused chunk reads zero where nothing was appended.
+    #[test]
+    fn chunks_evicted_by_a_sync_are_reused_zeroed() {
+        let base = 1i64 << 56;
+        let mut tail = TailMemory::new(base, base, TAIL_MEMORY_BUFFERED_BYTES);
+        let record = vec![9u8; 100_000];
+        let mut position = base;
+        let mut allocated = Vec::new();
+        for _ in 0..6 {
+            let synced = position + (UNFLUSHED_SYNC_BYTES + CHUNK_SIZE / 2) as i64;
+            while position < synced {
+                tail.append(position, &record);
+                position += record.len() as i64;
+            }
+            tail.evict(position);
+            allocated.push(tail.allocated);
+        }
+        assert!(allocated[1] > 1, "the first cycles allocate: {allocated:?}");
+        assert_eq!(
+            allocated[5], allocated[1],
+            "later cycles reuse evicted chunks: {allocated:?}"
+        );
+        // The chunk `position` is in was reused: the bytes skipped over read zero.
+        let gap = CHUNK_SIZE as i64 / 8;
+        tail.skip_to(position + gap);
+        let mut out = vec![1u8; gap as usize];
+        tail.copy_out(position, &mut out);
+        assert!(
+            out.iter().all(|&b| b == 0),
+            "skipped bytes of a reused chunk"
+        );
+        let mut before = [0u8; 4];
+        tail.copy_out(position - 4, &mut before);
+        assert_eq!(before, [9u8; 4]);
+    }
 
     #[test]
     fn appends_span_chunks_and_evict_only_written_data() {

@@ -133,6 +133,31 @@ fn written_pages_are_handed_to_write_back_in_steps() {
     });
 }
 
+/// The tail keeps every unflushed byte in memory, so a shard syncs once 16 MiB
+/// (`UNFLUSHED_SYNC_BYTES`) are written and not flushed, long before the interval is up.
+#[test]
+fn sixteen_mib_unflushed_start_a_sync_before_the_interval() {
+    let dir = temp_dir();
+    let cfg = config(dir.path(), STEP);
+    run(async {
+        let (_layout, store) = open(&cfg, 0).await;
+        fill(&store, 12 * MIB).await;
+        assert_eq!(store.stats().fdatasyncs, 0, "12 MiB unflushed: no sync yet");
+        fill(&store, 6 * MIB).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.flushed_offset() < (16 * MIB) as i64 && Instant::now() < deadline {
+            compio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(
+            store.flushed_offset() >= (16 * MIB) as i64,
+            "flushed {} of {} written",
+            store.flushed_offset(),
+            store.written_offset()
+        );
+        assert!(store.stats().fdatasyncs >= 1);
+    });
+}
+
 #[test]
 fn write_back_off_leaves_the_pages_to_the_sync() {
     let dir = temp_dir();
