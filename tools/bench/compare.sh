@@ -9,12 +9,16 @@
 # same load) and the result table.
 #
 # Contract: brokers run one after the other, never together; every run of one workload
-# uses the same rmq-fast-bench (or Apache benchmark Producer) command against both.
+# uses the same rmq-fast-bench (or Apache benchmark Producer) command against both. With
+# --rounds N the throughput pass of each flush mode runs N times per broker, the brokers'
+# order reversed every round (A F, F A, ...), and the table shows each broker's median round
+# per row (the lower middle for even N) beside every round's msg/s: on this shared host a slow
+# spell during one broker's pass moved whole rows by 1.5x (docs/perf.md run 16).
 # Results: $OUT/results.tsv (one row per run), $OUT/ceilings.tsv, $OUT/table.md (the
 # markdown printed at the end), raw JSON and logs beside them. See tools/bench/README.md.
 #
 # Usage: tools/bench/compare.sh [--quick] [--out DIR] [--no-ceilings] [--no-null] [--brokers "apache fast"]
-#          [--flushes "ASYNC_FLUSH SYNC_FLUSH"] [--append (keep DIR/results.tsv, add rows)]
+#          [--flushes "ASYNC_FLUSH SYNC_FLUSH"] [--append (keep DIR/results.tsv, add rows)] [--rounds N]
 #          [--phases "throughput e2e half"] (half: produce-only at the e2e rate; with --append
 #          and no throughput phase the rate comes from DIR/results.tsv)
 #   --quick   ASYNC_FLUSH only, 1 KiB only, short runs (< 5 min in total)
@@ -44,6 +48,7 @@ FLUSHES_ARG=""
 APPEND=0
 PHASES="throughput e2e half"
 NULL=1
+ROUNDS=1
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -55,7 +60,9 @@ while [[ $# -gt 0 ]]; do
     --flushes) FLUSHES_ARG="$2"; shift ;;
     --append) APPEND=1 ;;
     --phases) PHASES="$2"; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --rounds) ROUNDS="$2"; shift
+      [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: --rounds needs a positive integer" >&2; exit 2; } ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -473,18 +480,28 @@ table() {
   awk -F'\t' '
     $1 == "null" { nul[$2, $3, $4] = $0; next }
     { key = $2 SUBSEP $3 SUBSEP $4; if (!(key in seen)) { seen[key] = 1; order[++n] = key }
-      row[$1, key] = $0 }
+      i = ++count[$1, key]; row[$1, key, i] = $0; tps[$1, key, i] = $5 + 0 }
+    # The median round (lower middle) of broker b for key k, as a whole row; every rounds
+    # msg/s in run order into rounds[b].
+    function pick(b, k,    m, i, j, idx, t, list) {
+      m = count[b, k]; list = ""
+      for (i = 1; i <= m; i++) { idx[i] = i; list = list (i > 1 ? " / " : "") sprintf("%.0f", tps[b, k, i]) }
+      for (i = 2; i <= m; i++)
+        for (j = i; j > 1 && tps[b, k, idx[j - 1]] > tps[b, k, idx[j]]; j--) { t = idx[j]; idx[j] = idx[j - 1]; idx[j - 1] = t }
+      rounds[b] = (m > 1) ? " (" list ")" : ""
+      return row[b, k, idx[int((m + 1) / 2)]]
+    }
     END {
       for (i = 1; i <= n; i++) {
         k = order[i]; split(k, p, SUBSEP)
-        if (!(("apache", k) in row) || !(("fast", k) in row)) continue
-        split(row["apache", k], a, "\t"); split(row["fast", k], f, "\t")
+        if (!(("apache", k, 1) in row) || !(("fast", k, 1) in row)) continue
+        split(pick("apache", k), a, "\t"); split(pick("fast", k), f, "\t")
         ratio = (a[5] > 0) ? sprintf("%.2fx", f[5] / a[5]) : "-"
         ceil = "-"
         nk = (p[1] SUBSEP p[2] SUBSEP p[3]) in nul ? p[1] SUBSEP p[2] SUBSEP p[3] : "any" SUBSEP p[2] SUBSEP p[3]
         if (nk in nul) { split(nul[nk], c, "\t"); ceil = sprintf("%.0f, %s, %s", c[5], c[8], c[12]) }
-        printf "| %s | %s | %s | %.0f | %.0f | %s | %s / %s | %s / %s | %s / %s | %s / %s | %s (%s) / %s (%s) | %s / %s | %s |\n",
-          p[1], p[2], p[3], a[5], f[5], ratio, a[7], f[7], a[8], f[8], a[9], f[9],
+        printf "| %s | %s | %s | %.0f%s | %.0f%s | %s | %s / %s | %s / %s | %s / %s | %s / %s | %s (%s) / %s (%s) | %s / %s | %s |\n",
+          p[1], p[2], p[3], a[5], rounds["apache"], f[5], rounds["fast"], ratio, a[7], f[7], a[8], f[8], a[9], f[9],
           a[12], f[12], a[13], a[14], f[13], f[14], a[10], f[10], ceil
       }
     }' "$RESULTS"
@@ -503,7 +520,15 @@ main() {
   local flush b rate
   for flush in $FLUSHES; do
     if [[ " $PHASES " == *" throughput "* ]]; then
-      for b in $BROKERS; do throughput_phase "$b" "$flush"; done
+      local round order
+      for ((round = 1; round <= ROUNDS; round++)); do
+        order="$BROKERS"
+        (( round % 2 == 0 )) && order="$(tr ' ' '\n' <<<"$BROKERS" | tac | xargs)"
+        for b in $order; do
+          (( ROUNDS > 1 )) && log "round $round of $ROUNDS: $b $flush"
+          throughput_phase "$b" "$flush"
+        done
+      done
     fi
     rate=$(e2e_rate "$flush")
     if [[ $rate -gt 0 && " $PHASES " == *" e2e "* ]]; then
@@ -516,7 +541,7 @@ main() {
     fi
   done
   {
-    echo "### Run $(date -u +%Y-%m-%d) ($MODE mode, ${DUR} s runs, ${WARM} s warmup excluded)"
+    echo "### Run $(date -u +%Y-%m-%d) ($MODE mode, ${DUR} s runs, ${WARM} s warmup excluded, $ROUNDS throughput round(s) per broker)"
     machine
     echo
     [[ -s $OUT/ceilings.tsv ]] && { echo "| ceiling | value |"; echo "|---|---|";
