@@ -185,9 +185,14 @@ impl SharedChunk {
         };
     }
 
-    pub(crate) fn zero(&self) {
-        // SAFETY: whole allocation, no outstanding references (caller checked is_unshared).
-        unsafe { std::ptr::write_bytes(self.raw.ptr.as_ptr(), 0, self.raw.capacity) };
+    /// Zeroes `[start, end)`: bytes past the tail's end that a write or a reader may see.
+    pub(crate) fn zero_range(&self, start: usize, end: usize) {
+        assert!(
+            start <= end && end <= self.raw.capacity,
+            "zero_range out of bounds"
+        );
+        // SAFETY: in bounds; no reference into the chunk outlives a call (see module docs).
+        unsafe { std::ptr::write_bytes(self.raw.ptr.as_ptr().add(start), 0, end - start) };
     }
 
     /// Lends `[start, end)` (block-aligned) to one write.

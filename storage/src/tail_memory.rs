@@ -10,13 +10,18 @@
 //! retention budget *and* the chunk is entirely below the block-aligned offset given to
 //! `evict` (the flushed offset), so unflushed bytes (including the partial last block a write
 //! re-sends) are never lost.
-//! Bytes of a chunk that were never appended are zero, which is what recovery expects
-//! after the end of the log.
+//! Bytes that were never appended read zero wherever they can be seen: skipped bytes (the
+//! rest of a rolled segment) and the rest of the last block, which writes send whole. That
+//! is what recovery expects after the end of the log.
 //!
-//! Evicted chunks that no write holds are kept (up to [`SPARE_CHUNKS_MAX`]) and zeroed for
-//! the next chunk instead of allocating one: a fresh 4 MiB allocation is zeroed by the
-//! allocator and first-touch faulted page by page (at async 4 KiB sends under ASYNC_FLUSH,
-//! 4% of the broker's CPU in `SharedChunk::new` alone; docs/perf.md "Tail chunks recycled").
+//! Evicted chunks that no write holds are kept (up to [`SPARE_CHUNKS_MAX`]) for the next
+//! chunk instead of allocating one: a fresh 4 MiB allocation is zeroed by the allocator and
+//! first-touch faulted page by page (at async 4 KiB sends under ASYNC_FLUSH, 4% of the
+//! broker's CPU in `SharedChunk::new` alone; docs/perf.md "Tail chunks recycled"). A reused
+//! chunk still holds old bytes: they are zeroed lazily, only where they could be seen past
+//! `end` (`zeroed_to`): a block's rest before a write lends it, a skipped range before the
+//! skip. Appends overwrite the rest, so a chunk is not zeroed whole (that memset was ~1% of
+//! the broker's CPU at 4 KiB sends).
 
 use std::collections::VecDeque;
 
@@ -62,6 +67,8 @@ pub(crate) struct TailMemory {
     retain_bytes: usize,
     /// Chunks allocated (not taken from `spare`) since creation.
     allocated: u64,
+    /// Bytes in `[end, zeroed_to)` are zero (at or past `end`, nothing else is promised).
+    zeroed_to: i64,
 }
 
 impl TailMemory {
@@ -84,6 +91,7 @@ impl TailMemory {
             spare: Vec::new(),
             retain_bytes,
             allocated: 0,
+            zeroed_to: start,
         };
         tail.ensure_chunks(start + 1);
         tail
@@ -112,22 +120,33 @@ impl TailMemory {
         }
         let last = self.chunk_index(limit - 1);
         while self.first_chunk + (self.chunks.len() as u64) <= last {
-            let chunk = match self.spare.pop() {
-                Some(chunk) => {
-                    chunk.zero();
-                    chunk
-                }
-                None => {
-                    self.allocated += 1;
-                    SharedChunk::new(CHUNK_SIZE)
-                }
-            };
+            let chunk = self.spare.pop().unwrap_or_else(|| {
+                self.allocated += 1;
+                SharedChunk::new(CHUNK_SIZE)
+            });
             self.chunks.push_back(chunk);
         }
     }
 
+    /// Zeroes what is not zero yet of `[end, limit)` (chunks must exist up to `limit`).
+    fn zero_through(&mut self, limit: i64) {
+        let mut at = self.zeroed_to.max(self.end);
+        while at < limit {
+            let index = self.chunk_index(at);
+            let chunk_start = self.chunk_start(index);
+            let piece_end = limit.min(chunk_start + CHUNK_SIZE as i64);
+            let chunk = &self.chunks[(index - self.first_chunk) as usize];
+            chunk.zero_range(
+                (at - chunk_start) as usize,
+                (piece_end - chunk_start) as usize,
+            );
+            at = piece_end;
+        }
+        self.zeroed_to = self.zeroed_to.max(limit);
+    }
+
     /// Appends `bytes` at `position`, which is `end` or (after a segment roll) beyond it;
-    /// skipped bytes stay zero.
+    /// skipped bytes read zero.
     pub fn append(&mut self, position: i64, bytes: &[u8]) {
         assert!(
             position >= self.end,
@@ -136,6 +155,7 @@ impl TailMemory {
         );
         let limit = position + bytes.len() as i64;
         self.ensure_chunks(limit.max(position + 1));
+        self.zero_through(position);
         let mut done = 0usize;
         while done < bytes.len() {
             let at = position + done as i64;
@@ -153,6 +173,7 @@ impl TailMemory {
     pub fn skip_to(&mut self, position: i64) {
         assert!(position >= self.end);
         self.ensure_chunks(position + 1);
+        self.zero_through(position);
         self.end = position;
     }
 
@@ -178,6 +199,8 @@ impl TailMemory {
         assert!(((from - self.base) as usize).is_multiple_of(BLOCK_SIZE));
         assert!(((to - self.base) as usize).is_multiple_of(BLOCK_SIZE));
         self.ensure_chunks(to);
+        // A write sends whole blocks: what it sends past `end` must read zero.
+        self.zero_through(to);
         let mut views = Vec::with_capacity(2);
         let mut at = from;
         while at < to {
@@ -255,6 +278,49 @@ mod tests {
         let mut before = [0u8; 4];
         tail.copy_out(position - 4, &mut before);
         assert_eq!(before, [9u8; 4]);
+    }
+
+    /// A reused chunk is not zeroed whole: the old bytes past `end` are zeroed where a write
+    /// can send them (the rest of the last block, lent whole) and where a skip exposes them.
+    #[test]
+    fn a_reused_chunk_sends_zeros_past_the_end() {
+        use compio::buf::IoBuf;
+        let base = 0i64;
+        let mut tail = TailMemory::new(base, base, TAIL_MEMORY_BUFFERED_BYTES);
+        let old = vec![0xEEu8; CHUNK_SIZE];
+        let mut position = base;
+        // Fill and evict enough chunks that the next ones come from the spares.
+        for _ in 0..(TAIL_MEMORY_BUFFERED_BYTES / CHUNK_SIZE + 3) {
+            tail.append(position, &old);
+            position += CHUNK_SIZE as i64;
+            tail.evict(position);
+        }
+        let allocated = tail.allocated;
+        // A record that ends mid-block in a reused chunk.
+        tail.append(position, &[7u8; 5000]);
+        assert_eq!(tail.allocated, allocated, "the chunk came from the spares");
+        let end = position + 5000;
+        let block_end = position + 2 * BLOCK_SIZE as i64;
+        let views = tail.views(position, block_end);
+        let sent: Vec<u8> = views
+            .iter()
+            .flat_map(|(_, v)| v.as_init().to_vec())
+            .collect();
+        assert_eq!(sent.len(), 2 * BLOCK_SIZE);
+        assert!(sent[..5000].iter().all(|&b| b == 7));
+        assert!(
+            sent[5000..].iter().all(|&b| b == 0),
+            "old bytes past the end were sent"
+        );
+        drop(views);
+        // Appending into the zeroed rest, then skipping well past the block: both read back
+        // as appended / zero.
+        tail.append(end, &[8u8; 100]);
+        tail.skip_to(end + 100 + 3 * BLOCK_SIZE as i64);
+        let mut out = vec![1u8; 100 + 3 * BLOCK_SIZE];
+        tail.copy_out(end, &mut out);
+        assert!(out[..100].iter().all(|&b| b == 8));
+        assert!(out[100..].iter().all(|&b| b == 0), "skipped old bytes");
     }
 
     #[test]
