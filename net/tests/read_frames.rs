@@ -4,6 +4,8 @@
 //! reads straight into its pending buffer (`connection.rs`, `read_room`), so these are the
 //! cases where a frame straddles reads and the buffer has to grow under a partial frame.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::rc::Rc;
@@ -12,7 +14,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use rmq_core::remoting::{RemotingCommand, decode_frame, encode_frame};
 use rmq_net::connection::LocalFuture;
-use rmq_net::{ConnectionInfo, ConnectionLimits, RequestHandler};
+use rmq_net::{ConnectionInfo, RequestHandler};
 
 const MAX_FRAME: usize = 16 << 20;
 
@@ -35,28 +37,7 @@ fn describe(body: &[u8]) -> String {
 }
 
 fn server() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        rmq_net::rt::block_on(async move {
-            let listener = rmq_net::listener::register(listener).unwrap();
-            let handler = Rc::new(Echo);
-            loop {
-                let (stream, _) = listener.accept().await.unwrap();
-                let limits = ConnectionLimits::with_max_frame(MAX_FRAME);
-                rmq_net::rt::spawn(rmq_net::serve_connection(
-                    stream,
-                    handler.clone(),
-                    0,
-                    limits,
-                ))
-                .detach();
-            }
-        })
-        .unwrap();
-    });
-    addr
+    common::serve(|| Echo, MAX_FRAME)
 }
 
 /// A request frame with `body`; its bytes vary with `seed` so a misplaced piece shows.

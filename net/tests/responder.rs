@@ -4,6 +4,8 @@
 //! every reply arrives whole, whichever way it went (the rest of a large direct write cut
 //! short by the kernel included). A responder dropped unused answers with its fallback.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::rc::Rc;
@@ -14,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use rmq_core::remoting::{RemotingCommand, decode_frame, encode_frame};
 use rmq_net::connection::LocalFuture;
 use rmq_net::direct_write::direct_writes;
-use rmq_net::{ConnectionInfo, ConnectionLimits, RequestHandler, Responder};
+use rmq_net::{ConnectionInfo, RequestHandler, Responder};
 
 const MAX_FRAME: usize = 64 << 20;
 /// Request code whose responder is dropped without an answer.
@@ -68,29 +70,8 @@ fn answerer(batch: usize) -> mpsc::Sender<(RemotingCommand, Responder)> {
 
 /// A server on its own thread answering through `answerer(batch)`; returns its address.
 fn server(batch: usize) -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
     let to_answerer = answerer(batch);
-    std::thread::spawn(move || {
-        rmq_net::rt::block_on(async move {
-            let listener = rmq_net::listener::register(listener).unwrap();
-            let handler = Rc::new(HandOff { to_answerer });
-            loop {
-                let (stream, _) = listener.accept().await.unwrap();
-                let limits = ConnectionLimits::with_max_frame(MAX_FRAME);
-                rmq_net::rt::spawn(rmq_net::serve_connection(
-                    stream,
-                    handler.clone(),
-                    0,
-                    limits,
-                ))
-                .detach();
-            }
-        })
-        .unwrap();
-    });
-    addr
+    common::serve(move || HandOff { to_answerer }, MAX_FRAME)
 }
 
 fn request(code: i32, opaque: i32) -> Vec<u8> {
