@@ -46,7 +46,7 @@ use compio::io::{AsyncReadExt, AsyncWriteExt};
 use compio::net::TcpStream;
 use futures_channel::mpsc;
 use futures_util::StreamExt;
-use rmq_core::remoting::{RemotingCommand, decode_frame, encode_frame};
+use rmq_core::remoting::{RemotingCommand, announced_frame_len, decode_frame, encode_frame};
 
 use crate::direct_write::SharedSocket;
 use crate::flow::{ConnectionLimits, Flow, reply_cost};
@@ -344,13 +344,8 @@ fn read_room(pending: &BytesMut, filled: bool) -> usize {
     if pending.is_empty() && !filled {
         return IDLE_READ;
     }
-    let frame_rest = match pending.get(..4) {
-        Some(&[b0, b1, b2, b3]) => {
-            let total = 4 + u32::from_be_bytes([b0, b1, b2, b3]) as usize;
-            total.saturating_sub(pending.len())
-        }
-        _ => 0,
-    };
+    let frame_rest =
+        announced_frame_len(pending).map_or(0, |total| total.saturating_sub(pending.len()));
     READ_CHUNK.max(frame_rest.min(pending.len()))
 }
 

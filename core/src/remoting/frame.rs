@@ -69,16 +69,32 @@ pub fn decode_frame(
     src: &mut BytesMut,
     max_frame: usize,
 ) -> Result<Option<RemotingCommand>, FrameError> {
-    let Some(&[b0, b1, b2, b3]) = src.get(..LENGTH_FIELD) else {
+    let Some(field) = length_field(src) else {
         return Ok(None);
     };
-    let length = frame_length(i32::from_be_bytes([b0, b1, b2, b3]), max_frame)?;
+    let length = frame_length(field, max_frame)?;
     if src.len() < LENGTH_FIELD + length {
         return Ok(None);
     }
     src.advance(LENGTH_FIELD);
     let frame = src.split_to(length).freeze();
     decode_frame_content(frame).map(Some)
+}
+
+/// The length field of the frame at the front of `src`, once its 4 bytes have arrived.
+fn length_field(src: &[u8]) -> Option<i32> {
+    let field = src.get(..LENGTH_FIELD)?;
+    Some(i32::from_be_bytes(
+        field.try_into().expect("LENGTH_FIELD bytes"),
+    ))
+}
+
+/// The whole size (length field included) of the frame at the front of `src`, once its
+/// length field has arrived: for a reader sizing its next read. Not validated: a negative
+/// field gives `None`; [`decode_frame`] checks it against the frame limit.
+pub fn announced_frame_len(src: &[u8]) -> Option<usize> {
+    let length = usize::try_from(length_field(src)?).ok()?;
+    Some(LENGTH_FIELD + length)
 }
 
 /// Validates the length field; returns the number of bytes that follow it.
@@ -512,5 +528,16 @@ mod tests {
             assert_eq!(command.ext(&at_cap[7]), Some("v"));
             assert!(started.elapsed() < std::time::Duration::from_secs(5));
         }
+    }
+
+    #[test]
+    fn announced_frame_len_needs_the_whole_length_field() {
+        assert_eq!(announced_frame_len(&[0, 0, 1]), None);
+        assert_eq!(announced_frame_len(&[0, 0, 1, 0, 9, 9]), Some(4 + 256));
+        assert_eq!(
+            announced_frame_len(&(-1i32).to_be_bytes()),
+            None,
+            "negative"
+        );
     }
 }

@@ -39,4 +39,4 @@ pub use command::{
     Field, HeaderError, RPC_TYPE_ONEWAY, RPC_TYPE_RESPONSE, RemotingCommand, SerializeType,
 };
 pub use ext_fields::{ExtFields, ext_fields_with_capacity};
-pub use frame::{DEFAULT_MAX_FRAME, FrameError, decode_frame, encode_frame};
+pub use frame::{DEFAULT_MAX_FRAME, FrameError, announced_frame_len, decode_frame, encode_frame};
