@@ -198,7 +198,7 @@ fn write_config(root: &Path, port: u16) -> PathBuf {
         "brokerClusterName=PressureCluster\nbrokerName=pressure-broker\nbrokerId=0\n\
          listenPort={port}\nnamesrvAddr=127.0.0.1:1\nbrokerIP1=127.0.0.1\n\
          storePathRootDir={}\nlogDir={}\nflushDiskType=ASYNC_FLUSH\n\
-         mappedFileSizeCommitLog=67108864\nshardCount=2\nautoCreateTopicEnable=true\n",
+         mappedFileSizeCommitLog=67108864\ncleanFileForciblyEnable=false\nshardCount=2\nautoCreateTopicEnable=true\n",
         root.join("store").display(),
         root.join("logs").display()
     );

@@ -247,7 +247,7 @@ impl Process {
              checkSyncStateSetPeriod=300\nhaMaxTimeSlaveNotCatchup=2000\n\
              listenPort={port}\nnamesrvAddr={namesrv}\nbrokerIP1=127.0.0.1\n\
              storePathRootDir={}\nlogDir={}\nflushDiskType=ASYNC_FLUSH\n\
-             mappedFileSizeCommitLog=1048576\nmaxMessageSize=65536\n\
+             mappedFileSizeCommitLog=1048576\ncleanFileForciblyEnable=false\nmaxMessageSize=65536\n\
              mappedFileSizeConsumeQueue=6000\nshardCount=2\nhaSendHeartbeatInterval=200\n\
              slaveTimeout={slave_timeout_ms}\nautoCreateTopicEnable=true\ndefaultTopicQueueNums={}\n",
             root.join("store").display(),

@@ -94,7 +94,7 @@ fn write_config(root: &Path, port: u16) -> PathBuf {
         "brokerClusterName=IdleCluster\nbrokerName=idle-broker\nbrokerId=0\n\
          listenPort={port}\nnamesrvAddr=127.0.0.1:1\nbrokerIP1=127.0.0.1\n\
          storePathRootDir={}\nlogDir={}\nflushDiskType=ASYNC_FLUSH\n\
-         mappedFileSizeCommitLog=4194304\nmaxMessageSize=1048576\nshardCount=2\n",
+         mappedFileSizeCommitLog=4194304\ncleanFileForciblyEnable=false\nmaxMessageSize=1048576\nshardCount=2\n",
         root.join("store").display(),
         root.join("logs").display()
     );

@@ -29,7 +29,7 @@ fn write_config(root: &Path, port: u16, metrics_port: u16) -> PathBuf {
     let text = format!(
         "brokerClusterName=MetricsCluster\nbrokerName=metrics-broker\nbrokerId=0\n\
          listenPort={port}\nnamesrvAddr=127.0.0.1:1\nbrokerIP1=127.0.0.1\n\
-         storePathRootDir={}\nlogDir={}\nmappedFileSizeCommitLog=1048576\n\
+         storePathRootDir={}\nlogDir={}\nmappedFileSizeCommitLog=1048576\ncleanFileForciblyEnable=false\n\
          maxMessageSize=65536\nmappedFileSizeConsumeQueue=6000\nshardCount=2\nautoCreateTopicEnable=true\n\
          defaultTopicQueueNums={}\nmetricsExporterType=2\n\
          metricsPromExporterHost=127.0.0.1\nmetricsPromExporterPort={metrics_port}\n\

@@ -26,6 +26,7 @@ fn config(root: &Path, port: u16) -> BrokerConfig {
         ),
         ("logDir", &root.join("logs").display().to_string()),
         ("mappedFileSizeCommitLog", "1048576"),
+        ("cleanFileForciblyEnable", "false"),
         ("maxMessageSize", "65536"),
         ("mappedFileSizeConsumeQueue", "6000"),
         ("shardCount", "2"),

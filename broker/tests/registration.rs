@@ -66,7 +66,7 @@ fn write_config(root: &Path, port: u16, namesrv: &str) -> PathBuf {
     let text = format!(
         "brokerClusterName=RegCluster\nbrokerName=reg-broker\nbrokerId=0\n\
          listenPort={port}\nnamesrvAddr={namesrv}\nbrokerIP1=127.0.0.1\n\
-         storePathRootDir={}\nlogDir={}\nmappedFileSizeCommitLog=1048576\n\
+         storePathRootDir={}\nlogDir={}\nmappedFileSizeCommitLog=1048576\ncleanFileForciblyEnable=false\n\
          maxMessageSize=65536\nmappedFileSizeConsumeQueue=6000\nshardCount=1\nautoCreateTopicEnable=true\n",
         root.join("store").display(),
         root.join("logs").display(),

@@ -111,7 +111,7 @@ fn an_unchanged_periodic_registration_asks_the_data_version_and_sends_no_topics(
     let text = format!(
         "brokerClusterName=SkipCluster\nbrokerName=skip-broker\nbrokerId=0\n\
          listenPort={port}\nnamesrvAddr=127.0.0.1:{ns_port}\nbrokerIP1=127.0.0.1\n\
-         storePathRootDir={}\nlogDir={}\nmappedFileSizeCommitLog=1048576\n\
+         storePathRootDir={}\nlogDir={}\nmappedFileSizeCommitLog=1048576\ncleanFileForciblyEnable=false\n\
          maxMessageSize=65536\nmappedFileSizeConsumeQueue=6000\nshardCount=1\n\
          forceRegister=false\nregisterNameServerPeriod=10000\n",
         root.path().join("store").display(),

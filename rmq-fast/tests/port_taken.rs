@@ -97,7 +97,7 @@ fn a_second_broker_on_a_port_exits_with_address_in_use() {
         let text = format!(
             "brokerClusterName=PortCluster\nbrokerName=port-{name}\nlistenPort={port}\n\
              namesrvAddr=127.0.0.1:1\nbrokerIP1=127.0.0.1\nstorePathRootDir={}\nlogDir={}\n\
-             mappedFileSizeCommitLog=1048576\nmaxMessageSize=65536\n\
+             mappedFileSizeCommitLog=1048576\ncleanFileForciblyEnable=false\nmaxMessageSize=65536\n\
              mappedFileSizeConsumeQueue=6000\nshardCount=1\n",
             dir.path().join(format!("store-{name}")).display(),
             dir.path().join(format!("logs-{name}")).display()

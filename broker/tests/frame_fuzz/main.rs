@@ -71,7 +71,7 @@ fn the_broker_survives_fuzzed_frames() {
         "brokerClusterName=FuzzCluster\nbrokerName=fuzz-broker\nbrokerId=0\n\
          listenPort={port}\nnamesrvAddr=127.0.0.1:1\nbrokerIP1=127.0.0.1\n\
          storePathRootDir={}\nlogDir={}\nflushDiskType=ASYNC_FLUSH\n\
-         mappedFileSizeCommitLog=67108864\nshardCount=2\nautoCreateTopicEnable=true\n\
+         mappedFileSizeCommitLog=67108864\ncleanFileForciblyEnable=false\nshardCount=2\nautoCreateTopicEnable=true\n\
          autoCreateSubscriptionGroup=true\nenablePropertyFilter=true\n",
         root.path().join("store").display(),
         root.path().join("logs").display()

@@ -47,6 +47,8 @@ pub fn controller_mode_config(
         ("storePathRootDir", store.as_str()),
         ("logDir", logs.as_str()),
         ("mappedFileSizeCommitLog", "1048576"),
+        // A shared host past 85% disk use would otherwise delete acknowledged segments.
+        ("cleanFileForciblyEnable", "false"),
         ("maxMessageSize", "65536"),
         ("mappedFileSizeConsumeQueue", "6000"),
         ("shardCount", "2"),

@@ -116,7 +116,7 @@ impl Broker {
              haMaxTimeSlaveNotCatchup=2000\nhaSendHeartbeatInterval=200\nslaveTimeout=3000\n\
              listenPort={port}\nnamesrvAddr={namesrv}\nbrokerIP1=127.0.0.1\n\
              storePathRootDir={}\nlogDir={}\nflushDiskType=ASYNC_FLUSH\n\
-             mappedFileSizeCommitLog=4194304\nmappedFileSizeConsumeQueue=60000\n\
+             mappedFileSizeCommitLog=4194304\ncleanFileForciblyEnable=false\nmappedFileSizeConsumeQueue=60000\n\
              maxMessageSize=65536\nshardCount=2\nautoCreateTopicEnable=true\n\
              defaultTopicQueueNums={}\n",
             root.join("store").display(),

@@ -223,6 +223,8 @@ public final class RmqFast {
         c.put("flushDiskType", "ASYNC_FLUSH");
         c.put("brokerRole", "ASYNC_MASTER");
         c.put("mapedFileSizeCommitLog", String.valueOf(64 * 1024 * 1024));
+        // Forced cleanup (disk past 85%, as on shared CI hosts) would delete what tests read.
+        c.put("cleanFileForciblyEnable", "false");
         c.put("logDir", logDir.resolve(brokerName + "-logs").toString());
         for (int i = 0; i + 1 < overrides.length; i += 2) {
             c.put(overrides[i], overrides[i + 1]);
