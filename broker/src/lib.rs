@@ -34,6 +34,7 @@ pub mod controller_client;
 pub mod core_context;
 pub mod filter;
 pub mod groups;
+pub mod host_memory;
 pub mod json_file;
 pub mod metrics;
 pub mod offsets;

@@ -102,6 +102,11 @@ pub fn store_config(config: &BrokerConfig, shard_count: u32) -> StoreConfig {
             .unwrap_or(0),
         flush_commit_log_thorough_interval: ms(config.flush_commit_log_thorough_interval),
         write_back_bytes: config.async_flush_write_back_bytes,
+        page_cache_bytes: crate::host_memory::page_cache_per_shard(
+            config.async_flush_page_cache_bytes,
+            config.access_message_in_memory_max_ratio,
+            shard_count,
+        ),
         flush_interval_consume_queue: ms(config.flush_interval_consume_queue),
         index_sync_interval: Duration::from_secs(10),
         message_index_safe: config.message_index_safe,

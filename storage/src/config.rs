@@ -91,6 +91,11 @@ pub struct StoreConfig {
     /// (`write_back.rs`), so the periodic sync is not one burst of write-back. 0 = off (the
     /// kernel writes back at the sync). Default 512 KiB (broker key `asyncFlushWriteBackBytes`).
     pub write_back_bytes: u64,
+    /// Page-cache writes with write-back on only: how much of the commit log, behind the
+    /// start of the latest write-back step, stays in the page cache; older pages are dropped
+    /// (`write_back.rs`, "Drop-behind"). 0 = off (the kernel's LRU decides). Broker key
+    /// `asyncFlushPageCacheBytes`.
+    pub page_cache_bytes: u64,
     pub flush_interval_consume_queue: Duration,
     /// With `message_index_safe`, how often the consume queue flusher also `fdatasync`s the
     /// index files; without it the index is synced only when a file fills up and when
@@ -163,6 +168,7 @@ impl StoreConfig {
             flush_commit_log_least_pages: 4,
             flush_commit_log_thorough_interval: Duration::from_secs(10),
             write_back_bytes: 512 << 10,
+            page_cache_bytes: 0,
             flush_interval_consume_queue: Duration::from_secs(1),
             index_sync_interval: Duration::from_secs(10),
             message_index_safe: false,

@@ -392,6 +392,7 @@ impl Segment {
         &self,
         position: u64,
         len: u64,
+        kind: WriteBackKind,
     ) -> Result<Option<WriteBackJob>, StoreError> {
         assert!(
             position + len <= self.size,
@@ -411,6 +412,7 @@ impl Segment {
             path: self.path.clone(),
             position,
             len,
+            kind,
             faults: self.faults.clone(),
         }))
     }
@@ -434,16 +436,32 @@ pub(crate) struct WriteBackJob {
     path: PathBuf,
     position: u64,
     len: u64,
+    kind: WriteBackKind,
     faults: Faults,
 }
 
+/// What a [`WriteBackJob`] does with its range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteBackKind {
+    /// Start writing the dirty pages to the device (no wait).
+    Start,
+    /// Wait until the range is written to the device, then drop its pages from the page
+    /// cache (`POSIX_FADV_DONTNEED`): the range's bytes stay readable, from the device.
+    DropBehind,
+}
+
 impl WriteBackJob {
-    /// How many bytes the job hands to write-back.
+    /// How many bytes the job covers.
     pub fn bytes(&self) -> u64 {
         self.len
     }
 
-    /// Blocks until the kernel has queued the range's write-back.
+    pub fn kind(&self) -> WriteBackKind {
+        self.kind
+    }
+
+    /// Blocks until the kernel has queued the range's write-back (`Start`), or until the
+    /// range is written and its pages dropped (`DropBehind`).
     pub fn run(&self) -> Result<(), StoreError> {
         let (position, len) = (self.position, self.len);
         refuse_on_fault(
@@ -455,18 +473,32 @@ impl WriteBackJob {
             len as usize,
         )?;
         use std::os::fd::AsRawFd;
+        let fd = self.fd.as_raw_fd();
+        let flags = match self.kind {
+            WriteBackKind::Start => nix::libc::SYNC_FILE_RANGE_WRITE,
+            WriteBackKind::DropBehind => {
+                nix::libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                    | nix::libc::SYNC_FILE_RANGE_WRITE
+                    | nix::libc::SYNC_FILE_RANGE_WAIT_AFTER
+            }
+        };
         // SAFETY: the descriptor is owned by `self` and open; the call reads no memory.
-        let rc = unsafe {
-            nix::libc::sync_file_range(
-                self.fd.as_raw_fd(),
+        let rc = unsafe { nix::libc::sync_file_range(fd, position as i64, len as i64, flags) };
+        nix::errno::Errno::result(rc).map_err(|errno| {
+            StoreError::io("sync_file_range", &self.path, position, errno.into())
+        })?;
+        if self.kind == WriteBackKind::DropBehind {
+            // Pages still dirty (rewritten meanwhile) or under write-back are skipped by the
+            // kernel, never lost: dropping only ever discards clean copies of device data.
+            nix::fcntl::posix_fadvise(
+                &self.fd,
                 position as i64,
                 len as i64,
-                nix::libc::SYNC_FILE_RANGE_WRITE,
+                nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
             )
-        };
-        nix::errno::Errno::result(rc)
-            .map(drop)
-            .map_err(|errno| StoreError::io("sync_file_range", &self.path, position, errno.into()))
+            .map_err(|errno| StoreError::io("posix_fadvise", &self.path, position, errno.into()))?;
+        }
+        Ok(())
     }
 }
 

@@ -58,6 +58,9 @@ pub struct ShardStats {
     pub write_micros_sum: u64,
     /// Bytes handed to the kernel's write-back ahead of the periodic sync (`write_back.rs`).
     pub write_back_bytes: u64,
+    /// Bytes of written commit log dropped from the page cache behind the write-back point
+    /// (`write_back.rs`, drop-behind).
+    pub page_cache_dropped_bytes: u64,
     /// Sync rounds (the `fdatasync` of every segment written since the last one, successful
     /// or not) by duration: counts per bucket of [`SYNC_MICROS_BOUNDS`], the last slot for
     /// longer ones.
@@ -88,6 +91,7 @@ pub(crate) struct StatsCells {
     pub group_commit_bytes_sum: Cell<u64>,
     pub write_micros_sum: Cell<u64>,
     pub write_back_bytes: Cell<u64>,
+    pub page_cache_dropped_bytes: Cell<u64>,
     pub sync_micros: [Cell<u64>; SYNC_MICROS_BOUNDS.len() + 1],
     pub sync_micros_sum: Cell<u64>,
     pub sync_acks: [Cell<u64>; SYNC_ACKS_BOUNDS.len() + 1],
@@ -138,6 +142,7 @@ impl StatsCells {
             group_commit_bytes_sum: self.group_commit_bytes_sum.get(),
             write_micros_sum: self.write_micros_sum.get(),
             write_back_bytes: self.write_back_bytes.get(),
+            page_cache_dropped_bytes: self.page_cache_dropped_bytes.get(),
             sync_micros: std::array::from_fn(|i| self.sync_micros[i].get()),
             sync_micros_sum: self.sync_micros_sum.get(),
             sync_acks: std::array::from_fn(|i| self.sync_acks[i].get()),

@@ -28,8 +28,8 @@ fn config(root: &Path, write_back_bytes: u64) -> StoreConfig {
 }
 
 /// Appends about `bytes` of records one by one, each waited for at `Written` (as ASYNC_FLUSH
-/// sends are), so the flusher runs many small write rounds.
-async fn fill(store: &ShardStore, bytes: u64) {
+/// sends are), so the flusher runs many small write rounds. Returns how many.
+async fn fill(store: &ShardStore, bytes: u64) -> u64 {
     let body = vec![b'w'; BODY];
     let mut sent = 0;
     let mut i = 0;
@@ -43,6 +43,7 @@ async fn fill(store: &ShardStore, bytes: u64) {
         sent += record.len() as u64;
         i += 1;
     }
+    i as u64
 }
 
 /// Waits (up to 10 s) until everything written but the last step (at most) and the partial
@@ -63,9 +64,25 @@ fn first_segment(root: &Path) -> PathBuf {
     root.join("commitlog").join(format!("{:020}", 0))
 }
 
-/// Dirty pages of `path` in the page cache, from `cachestat(2)` (Linux 6.5); `None` where the
-/// kernel lacks it or the file is on tmpfs (whose pages are always dirty).
+/// Dirty pages of `path` in the page cache; `None` where `cachestat(2)` is missing or the file
+/// is on tmpfs (whose pages are always dirty).
 fn dirty_pages(path: &Path) -> Option<u64> {
+    cache_stat(path, 0, 0).map(|stat| stat.nr_dirty)
+}
+
+#[repr(C)]
+#[derive(Default, Debug)]
+struct CacheStat {
+    nr_cache: u64,
+    nr_dirty: u64,
+    nr_writeback: u64,
+    nr_evicted: u64,
+    nr_recently_evicted: u64,
+}
+
+/// Page-cache state of `[off, off + len)` of `path` (`len` 0: to the end), from `cachestat(2)`
+/// (Linux 6.5); `None` where the kernel lacks it or the file is on tmpfs.
+fn cache_stat(path: &Path, off: u64, len: u64) -> Option<CacheStat> {
     use std::os::fd::AsRawFd;
     let file = std::fs::File::open(path).unwrap();
     let fs = nix::sys::statfs::fstatfs(&file).unwrap();
@@ -77,17 +94,8 @@ fn dirty_pages(path: &Path) -> Option<u64> {
         off: u64,
         len: u64,
     }
-    #[repr(C)]
-    #[derive(Default)]
-    struct CacheStat {
-        nr_cache: u64,
-        nr_dirty: u64,
-        nr_writeback: u64,
-        nr_evicted: u64,
-        nr_recently_evicted: u64,
-    }
     const SYS_CACHESTAT: nix::libc::c_long = 451;
-    let range = Range { off: 0, len: 0 };
+    let range = Range { off, len };
     let mut stat = CacheStat::default();
     // SAFETY: both pointers are valid for the call; the kernel writes only `stat`.
     let rc = unsafe {
@@ -103,7 +111,7 @@ fn dirty_pages(path: &Path) -> Option<u64> {
         println!("cachestat unavailable: {}", std::io::Error::last_os_error());
         return None;
     }
-    Some(stat.nr_dirty)
+    Some(stat)
 }
 
 #[test]
@@ -155,6 +163,63 @@ fn sixteen_mib_unflushed_start_a_sync_before_the_interval() {
             store.written_offset()
         );
         assert!(store.stats().fdatasyncs >= 1);
+    });
+}
+
+/// Drop-behind (`page_cache_bytes`): pages more than the window below the write-back point
+/// leave the page cache once written to the device, the recent ones stay, and every record
+/// still reads back (from the device) after a reopen.
+#[test]
+fn pages_behind_the_window_are_dropped_from_the_page_cache() {
+    let dir = temp_dir();
+    let mut cfg = config(dir.path(), STEP);
+    cfg.page_cache_bytes = MIB;
+    let segment = first_segment(dir.path());
+    let records = run(async {
+        let (_layout, store) = open(&cfg, 0).await;
+        let records = fill(&store, 6 * MIB).await;
+        until_handed_over(&store).await;
+        let written = store.written_offset() as u64;
+        // The drop trails the write-back by the window, a step and the partial last page.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut dropped = store.stats().page_cache_dropped_bytes;
+        while dropped + MIB + 2 * STEP + 4096 < written && Instant::now() < deadline {
+            compio::time::sleep(Duration::from_millis(5)).await;
+            dropped = store.stats().page_cache_dropped_bytes;
+        }
+        assert!(
+            dropped + MIB + 2 * STEP + 4096 >= written,
+            "{dropped} of {written} written bytes dropped with a 1 MiB window"
+        );
+        assert!(dropped + MIB <= written, "the window itself stays cached");
+        if let Some(old) = cache_stat(&segment, 0, dropped) {
+            println!("dropped range: {old:?}");
+            assert_eq!(
+                old.nr_cache, 0,
+                "pages below the window still cached: {old:?}"
+            );
+        }
+        if let Some(recent) = cache_stat(&segment, written - MIB / 2, MIB / 2) {
+            assert!(
+                recent.nr_cache > 0,
+                "the window was dropped too: {recent:?}"
+            );
+        }
+        records
+    });
+    let cfg = config(dir.path(), STEP);
+    run(async {
+        let (_layout, store) = open(&cfg, 0).await;
+        let read = read_queue(&store, "WB", 0).await;
+        assert_eq!(
+            read.len() as u64,
+            records,
+            "records read back after the reopen"
+        );
+        for (offset, record) in read {
+            let view = rmq_core::message::parse_record(&record).unwrap();
+            assert_eq!(view.body(), &[b'w'; BODY][..], "record {offset}");
+        }
     });
 }
 

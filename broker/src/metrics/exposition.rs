@@ -438,6 +438,14 @@ fn rmq_shards(out: &mut DescriptorEncoder, s: &Scrape) -> Result<(), Error> {
             .iter()
             .map(|x| (shard(x.shard), x.stats.write_back_bytes)),
     )?;
+    counter(
+        out,
+        "rmq_commit_log_page_cache_dropped_bytes",
+        "Bytes of written commit log dropped from the page cache behind the write-back point (asyncFlushPageCacheBytes)",
+        s.shards
+            .iter()
+            .map(|x| (shard(x.shard), x.stats.page_cache_dropped_bytes)),
+    )?;
     let syncs: Vec<(Labels, Histogram, Histogram)> = s
         .shards
         .iter()

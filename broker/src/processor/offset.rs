@@ -31,8 +31,8 @@ pub async fn query_consumer_offset(core: &Rc<CoreContext>, req: &RemotingCommand
         .live_config
         .load()
         .access_message_in_memory_max_ratio;
-    let memory_bytes = i64::try_from(total_memory_bytes()).unwrap_or(i64::MAX);
-    let in_memory_bytes = memory_bytes / 100 * i64::from(ratio.clamp(0, 100));
+    let in_memory_bytes =
+        i64::try_from(crate::host_memory::in_memory_span(ratio)).unwrap_or(i64::MAX);
     let (min, first_in_memory) = core
         .on_shard(shard, move |store| async move {
             let min = store.min_queue_offset(&topic, queue_id);
@@ -65,26 +65,6 @@ fn refuse_negative_queue(req: &RemotingCommand, queue_id: i32) -> Result<(), Rem
         return Err(reply(req, ResponseCode::SystemError, remark));
     }
     Ok(())
-}
-
-/// Physical memory of this machine (`MemTotal` of /proc/meminfo), read once; 8 GiB when
-/// unknown.
-fn total_memory_bytes() -> u64 {
-    static TOTAL: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *TOTAL.get_or_init(|| {
-        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        meminfo
-            .lines()
-            .find_map(|line| line.strip_prefix("MemTotal:"))
-            .and_then(|rest| {
-                rest.trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            })
-            .map_or(8 << 30, |kib| kib * 1024)
-    })
 }
 
 /// UPDATE_CONSUMER_OFFSET (usually oneway).

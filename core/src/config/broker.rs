@@ -388,6 +388,14 @@ config_struct! {
         /// every this many bytes written (whole pages) at once, instead of leaving all of it
         /// to the periodic flush; 0 = off. Makes nothing durable earlier.
         "asyncFlushWriteBackBytes" => async_flush_write_back_bytes: u64 = 512 * 1024,
+        /// rmq-fast extension: with write-back on (`asyncFlushWriteBackBytes`), how many bytes
+        /// of each shard's commit log behind its write-back point stay in the page cache;
+        /// older pages are dropped once written to the device, and their memory takes the next
+        /// writes (no page cache growth, no reclaim, no first touch of fresh memory). Reads of
+        /// older messages come from the device. -1 (default): `accessMessageInMemoryMaxRatio`%
+        /// of RAM split over the shards, the span RocketMQ counts as "in memory"; 0: keep
+        /// everything (the kernel's LRU decides).
+        "asyncFlushPageCacheBytes" => async_flush_page_cache_bytes: i64 = -1,
         /// rmq-fast extension: which SYNC_FLUSH commit log writes are `O_DIRECT | O_DSYNC`
         /// (durable when they complete: a group commit round is one device round trip instead
         /// of a write followed by an `fdatasync`): `auto` (default) those of a round that

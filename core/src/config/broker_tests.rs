@@ -372,6 +372,11 @@ fn validation_refuses_bad_values_with_reasons() {
         ),
         ("idlePollMicros=10001", "idlePollMicros", "at most 10000"),
         (
+            "asyncFlushPageCacheBytes=-2",
+            "asyncFlushPageCacheBytes",
+            "-1 for the default",
+        ),
+        (
             "enableDLegerCommitLog=true",
             "enableDLegerCommitLog",
             "not supported",

@@ -312,6 +312,15 @@ impl BrokerConfig {
                 ),
             ));
         }
+        if self.async_flush_page_cache_bytes < -1 {
+            return Err((
+                "asyncFlushPageCacheBytes",
+                format!(
+                    "expected bytes >= 0, or -1 for the default, got {}",
+                    self.async_flush_page_cache_bytes
+                ),
+            ));
+        }
         if self.file_reserved_time < 0 {
             return Err((
                 "fileReservedTime",
