@@ -57,6 +57,9 @@ pub(crate) struct WriteBack {
     /// dropped, or written before this broker started.
     dropped_to: Cell<Option<i64>>,
     in_flight: Rc<Cell<bool>>,
+    /// A drop-behind job is running (apart from the steps: waiting for old pages must never
+    /// hold the next step back).
+    dropping: Rc<Cell<bool>>,
 }
 
 impl WriteBack {
@@ -83,30 +86,38 @@ impl WriteBack {
             return;
         }
         self.from.set(Some(end));
-        let mut jobs = jobs(log, from, end, WriteBackKind::Start);
-        jobs.extend(self.drop_behind(log, from));
-        if jobs.is_empty() {
-            return;
+        if !self.dropping.get() {
+            let drops = self.drop_behind(log, from);
+            spawn_jobs(log, drops, &self.dropping);
         }
-        self.in_flight.set(true);
-        let in_flight = self.in_flight.clone();
-        let log = Rc::downgrade(log);
-        compio::runtime::spawn(async move {
-            let done = compio::runtime::spawn_blocking(move || run(&jobs)).await;
-            in_flight.set(false);
-            let Some(log) = log.upgrade() else { return };
-            match done {
-                Ok((started, dropped)) => {
-                    bump(&log.stats.write_back_bytes, started);
-                    bump(&log.stats.page_cache_dropped_bytes, dropped);
-                }
-                Err(_) => tracing::error!(shard = log.shard, "write-back thread panicked"),
-            }
-            // What was written while this step ran: its step now, not at the next round.
-            log.write_back.after_write(&log);
-        })
-        .detach();
+        let starts = jobs(log, from, end, WriteBackKind::Start);
+        spawn_jobs(log, starts, &self.in_flight);
     }
+}
+
+/// Runs `jobs` on a blocking thread with `busy` set meanwhile, counts what they did, and
+/// looks for the next step once they are done (what was written while they ran).
+fn spawn_jobs(log: &Rc<CommitLog>, jobs: Vec<WriteBackJob>, busy: &Rc<Cell<bool>>) {
+    if jobs.is_empty() {
+        return;
+    }
+    busy.set(true);
+    let busy = busy.clone();
+    let log = Rc::downgrade(log);
+    compio::runtime::spawn(async move {
+        let done = compio::runtime::spawn_blocking(move || run(&jobs)).await;
+        busy.set(false);
+        let Some(log) = log.upgrade() else { return };
+        match done {
+            Ok((started, dropped)) => {
+                bump(&log.stats.write_back_bytes, started);
+                bump(&log.stats.page_cache_dropped_bytes, dropped);
+            }
+            Err(_) => tracing::error!(shard = log.shard, "write-back thread panicked"),
+        }
+        log.write_back.after_write(&log);
+    })
+    .detach();
 }
 
 impl WriteBack {
