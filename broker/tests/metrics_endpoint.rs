@@ -26,7 +26,12 @@ const SENDS: u64 = 40;
 use rmq_test_support::ports::free_port;
 
 fn write_config(root: &Path, port: u16, metrics_port: u16) -> PathBuf {
-    let text = format!(
+    write_config_with(root, port, metrics_port, "")
+}
+
+/// The test broker's config plus `extra` lines.
+fn write_config_with(root: &Path, port: u16, metrics_port: u16, extra: &str) -> PathBuf {
+    let mut text = format!(
         "brokerClusterName=MetricsCluster\nbrokerName=metrics-broker\nbrokerId=0\n\
          listenPort={port}\nnamesrvAddr=127.0.0.1:1\nbrokerIP1=127.0.0.1\n\
          storePathRootDir={}\nlogDir={}\nmappedFileSizeCommitLog=1048576\ncleanFileForciblyEnable=false\n\
@@ -38,6 +43,7 @@ fn write_config(root: &Path, port: u16, metrics_port: u16) -> PathBuf {
         root.join("logs").display(),
         TOPIC.queues
     );
+    text.push_str(extra);
     let path = root.join("broker.properties");
     std::fs::write(&path, text).unwrap();
     path
@@ -327,4 +333,90 @@ fn metrics_port_in_use_stops_start_up_naming_the_key() {
     assert!(!status.success(), "{output}");
     assert!(output.contains("metricsPromExporterPort"), "{output}");
     drop(taken);
+}
+
+/// Drop-behind over the network (`asyncFlushPageCacheBytes`): with a 1 MiB window and 1 MiB
+/// segments, ~8 MB of sends make each shard drop the pages more than 1 MiB behind its
+/// write-back point (counted by `rmq_commit_log_page_cache_dropped_bytes_total`), and a
+/// consumer still pulls every message, byte for byte, from offset 0.
+#[test]
+fn dropped_pages_are_counted_and_their_messages_pulled_back() {
+    const MESSAGES: u64 = 12_000;
+    let root = tempfile::tempdir().unwrap();
+    let port = free_port_pair();
+    let metrics_port = free_port();
+    let config = write_config_with(
+        root.path(),
+        port,
+        metrics_port,
+        "asyncFlushPageCacheBytes=1048576\nasyncFlushWriteBackBytes=262144\n",
+    );
+    let log = root.path().join("broker.out");
+    let mut broker = support::start_broker(&support::broker_binary(), &config, &log);
+    let addr = format!("127.0.0.1:{port}");
+    rmq_net::rt::block_on(async {
+        wait_until_serving(&addr, &mut broker, &log).await;
+        let client = RemotingClient::connect(&addr, TIMEOUT).await.unwrap();
+        let mut sent: Vec<Vec<bytes::Bytes>> = vec![Vec::new(); TOPIC.queues as usize];
+        let mut sent_bytes = 0;
+        for seq in 0..MESSAGES {
+            let (request, queue_id, body) = send_request(TOPIC, 7, 0, seq);
+            let response = client.invoke(request, TIMEOUT).await.unwrap();
+            assert_eq!(response.code, ResponseCode::Success.code(), "{response:?}");
+            sent_bytes += body.len();
+            sent[queue_id as usize].push(body);
+        }
+        // The drop jobs run after the write-back steps, off the shards' threads.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let dropped = loop {
+            let (_, text) = http_get(metrics_port, "/metrics");
+            let samples = parse(&text);
+            let total: f64 = samples["rmq_commit_log_page_cache_dropped_bytes_total"]
+                .iter()
+                .map(|(_, v)| v)
+                .sum();
+            let per_shard = samples["rmq_commit_log_page_cache_dropped_bytes_total"].len();
+            assert_eq!(per_shard, 2, "one sample per shard");
+            if total >= 2.0 * 1048576.0 || std::time::Instant::now() > deadline {
+                break total;
+            }
+            rmq_net::rt::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(
+            dropped >= 2.0 * 1048576.0,
+            "{dropped} bytes dropped after {sent_bytes} bytes of bodies sent"
+        );
+        for (queue_id, bodies) in sent.iter().enumerate() {
+            let mut offset = 0usize;
+            loop {
+                let response = client
+                    .invoke(
+                        pull_request(TOPIC.name, queue_id as i32, offset as i64),
+                        TIMEOUT,
+                    )
+                    .await
+                    .unwrap();
+                if response.code != ResponseCode::Success.code() {
+                    break;
+                }
+                let mut rest = &response.body[..];
+                while !rest.is_empty() {
+                    let record = parse_record(rest).unwrap();
+                    assert_eq!(
+                        record.body(),
+                        &bodies[offset][..],
+                        "queue {queue_id} offset {offset}"
+                    );
+                    rest = &rest[record.total_size()..];
+                    offset += 1;
+                }
+            }
+            assert_eq!(
+                offset,
+                bodies.len(),
+                "messages pulled from queue {queue_id}"
+            );
+        }
+    })
+    .expect("runtime");
 }
