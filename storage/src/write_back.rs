@@ -93,6 +93,35 @@ impl WriteBack {
         let starts = jobs(log, from, end, WriteBackKind::Start);
         spawn_jobs(log, starts, &self.in_flight);
     }
+
+    /// The drop-behind jobs once write-back starts at `from`: the pages more than
+    /// `page_cache_bytes` below it, not dropped yet.
+    fn drop_behind(&self, log: &CommitLog, from: i64) -> Vec<WriteBackJob> {
+        let keep = log.cfg.page_cache_bytes;
+        if keep == 0 {
+            return Vec::new();
+        }
+        let start = match self.dropped_to.get() {
+            Some(start) if start <= from => start,
+            // First step, or the log was cut below what was dropped: the pages below `from`
+            // stay to the kernel (written before this broker started, or cut).
+            _ => {
+                self.dropped_to.set(Some(from));
+                return Vec::new();
+            }
+        };
+        let to = from - align_down(keep) as i64;
+        if to - start < log.cfg.write_back_bytes as i64 {
+            return Vec::new();
+        }
+        // Only pages already handed to write-back are ever dropped, each range once.
+        assert!(
+            start < to && to <= from,
+            "drop-behind {start}..{to} past {from}"
+        );
+        self.dropped_to.set(Some(to));
+        jobs(log, start, to, WriteBackKind::DropBehind)
+    }
 }
 
 /// Runs `jobs` on a blocking thread with `busy` set meanwhile, counts what they did, and
@@ -118,32 +147,6 @@ fn spawn_jobs(log: &Rc<CommitLog>, jobs: Vec<WriteBackJob>, busy: &Rc<Cell<bool>
         log.write_back.after_write(&log);
     })
     .detach();
-}
-
-impl WriteBack {
-    /// The drop-behind jobs once write-back starts at `from`: the pages more than
-    /// `page_cache_bytes` below it, not dropped yet.
-    fn drop_behind(&self, log: &CommitLog, from: i64) -> Vec<WriteBackJob> {
-        let keep = log.cfg.page_cache_bytes;
-        if keep == 0 {
-            return Vec::new();
-        }
-        let start = match self.dropped_to.get() {
-            Some(start) if start <= from => start,
-            // First step, or the log was cut below what was dropped: the pages below `from`
-            // stay to the kernel (written before this broker started, or cut).
-            _ => {
-                self.dropped_to.set(Some(from));
-                return Vec::new();
-            }
-        };
-        let to = from - align_down(keep) as i64;
-        if to - start < log.cfg.write_back_bytes as i64 {
-            return Vec::new();
-        }
-        self.dropped_to.set(Some(to));
-        jobs(log, start, to, WriteBackKind::DropBehind)
-    }
 }
 
 /// The write-back of `[from, end)`, one job per segment it touches.
