@@ -31,7 +31,9 @@
 //!   with `O_DIRECT` instead. SYNC_FLUSH always writes with `O_DIRECT`. `fdatasync` then runs
 //!   every `flush_interval_commit_log` (if at least `flush_commit_log_least_pages` dirty pages)
 //!   and at least every `flush_commit_log_thorough_interval`, beside the writes (never
-//!   delaying an ack at written).
+//!   delaying an ack at written). Page-cache pages more than `StoreConfig::page_cache_bytes`
+//!   behind the write-back point are dropped once on the device (`write_back.rs`): dropping
+//!   changes no durability level, and dropped bytes read back from the device.
 //! - `WAIT=false` sends ack at **appended**.
 //!
 //! Consume queues and the index are derived data: they are written through the page cache
