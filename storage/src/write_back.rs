@@ -26,7 +26,8 @@
 //!
 //! Drop-behind (`page_cache_bytes`, broker key `asyncFlushPageCacheBytes`): with each step,
 //! the pages more than that many bytes below the step's start are waited for (written to the
-//! device) and dropped from the page cache (`POSIX_FADV_DONTNEED`), in the same blocking job.
+//! device) and dropped from the page cache (`POSIX_FADV_DONTNEED`), in a blocking job of its
+//! own (at most one per shard at a time): its wait for old pages never holds the next step back.
 //! Their memory goes back to the kernel's free lists and takes the next writes, so the page
 //! cache of the log stays bounded and the writes reuse warm memory: on a VM whose free memory
 //! is handed back to its host, each new page-cache page otherwise costs a first touch
