@@ -4,7 +4,7 @@
 # Owns: starting each broker (own name server, fresh store in the same directory, same
 # broker.conf), driving both with the same load, sampling the broker process
 # (/proc/PID/stat utime+stime, /proc/PID/status VmRSS/VmHWM/RssAnon), the physical
-# ceilings (iperf3 loopback, fio O_DIRECT write and fdatasync rate, and the null broker:
+# ceilings (iperf3 loopback, fio O_DIRECT write, fdatasync rate and latency, and the null broker:
 # `rmq-fast-bench null-broker`, which answers every send without storing it, driven by the
 # same load) and the result table.
 #
@@ -459,6 +459,12 @@ ceilings() {
     jq -r '"O_DIRECT sequential write (fio, 1 MiB blocks)\t" + ((.jobs[0].write.bw_bytes / 1e6) | floor | tostring) + " MB/s"' \
       "$OUT/fio-seq.json" >>"$c" 2>/dev/null || true
     jq -r '"4 KiB write + fdatasync (fio, 1 job)\t" + (.jobs[0].write.iops | floor | tostring) + " /s"' \
+      "$OUT/fio-sync.json" >>"$c" 2>/dev/null || true
+    # The yardstick of the SYNC_FLUSH half-load goal ("p99 within 2 device flushes"): the
+    # latency of each fdatasync, not only how many fit in a second.
+    jq -r '.jobs[0].sync.lat_ns as $l | "fdatasync latency after a 4 KiB write (fio, 1 job): mean / p50 / p99 / p99.9\t"
+      + ([$l.mean, $l.percentile["50.000000"], $l.percentile["99.000000"], $l.percentile["99.900000"]]
+         | map(. / 1e6 * 1000 | round / 1000 | tostring) | join(" / ")) + " ms"' \
       "$OUT/fio-sync.json" >>"$c" 2>/dev/null || true
   fi
   rm -rf "$d"
