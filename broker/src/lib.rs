@@ -4,7 +4,8 @@
 //! `groups`, `offsets`, `clients`), registration with name servers (`registration`) and
 //! the thread-per-core server (`server`, `core_context`).
 //!
-//! Threads and ownership: one pinned runtime per core. Each core owns a disjoint set of
+//! Threads and ownership: one runtime thread per core (pinned to its CPU as `pinCores`
+//! says). Each core owns a disjoint set of
 //! storage shards (shard `s` lives on core `s % cores`) and accepts its own connections.
 //! A request touching a queue is routed to the shard that owns the queue; when that
 //! shard lives on another core, the work is sent there over the mesh (an rtrb ring) and

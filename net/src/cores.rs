@@ -1,15 +1,16 @@
-//! One pinned compio runtime per core.
+//! One compio runtime per core.
 //!
-//! `run_cores` starts `count` threads; thread `i` is pinned to the `i`-th CPU the process
-//! may run on (modulo their number) and runs `body(i)` to completion on its own io_uring
-//! runtime. Everything a core owns lives inside `body`'s future: nothing needs `Send`
+//! `run_cores` starts `count` threads; thread `i` owns the `i`-th CPU the process may run on
+//! (modulo their number), is pinned to it as its [`Pinning`] says (`placement`), and runs
+//! `body(i)` to completion on its own io_uring runtime. Everything a core owns lives inside `body`'s future: nothing needs `Send`
 //! except what `body` captures at start. [`run_cores_polling`] runs the cores with an
 //! idle-poll window (see `idle_poll`): they poll the ring that long after their last task
 //! before sleeping.
 
-use std::collections::HashSet;
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use crate::placement::{Pinning, Placement};
 
 /// CPUs this process may run on, in ascending order (falls back to 0..available_parallelism).
 pub fn allowed_cpus() -> Vec<usize> {
@@ -28,8 +29,8 @@ pub fn allowed_cpus() -> Vec<usize> {
     cpus
 }
 
-/// Starts one thread per core, each with its own pinned runtime running `body(core)`; a
-/// core sleeps as soon as it has nothing to run.
+/// Starts one thread per core, each with its own runtime running `body(core)`; a core
+/// sleeps as soon as it has nothing to run, and so is never pinned.
 ///
 /// # Errors
 /// An error when a thread or an io_uring instance cannot be created (io_uring refused by
@@ -39,12 +40,20 @@ where
     F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = ()> + 'static,
 {
-    run_cores_polling(name, count, Duration::ZERO, false, body)
+    run_cores_polling(
+        name,
+        count,
+        Duration::ZERO,
+        false,
+        Pinning::WhilePolling,
+        body,
+    )
 }
 
 /// [`run_cores`] whose cores poll the ring for `idle_poll` after their last task before
 /// they sleep (zero: sleep at once). With `probed`, they poll only while the process's
-/// [`crate::poll_probe::PollProbe`] measures that polling serves more requests.
+/// [`crate::poll_probe::PollProbe`] measures that polling serves more requests. `pinning`
+/// says when a core's thread is pinned to its CPU.
 ///
 /// # Errors
 /// As [`run_cores`].
@@ -53,6 +62,7 @@ pub fn run_cores_polling<F, Fut>(
     count: usize,
     idle_poll: Duration,
     probed: bool,
+    pinning: Pinning,
     body: F,
 ) -> std::io::Result<Vec<JoinHandle<()>>>
 where
@@ -68,13 +78,12 @@ where
         let cpu = cpus[core % cpus.len()];
         let body = body.clone();
         let probe = probe.clone();
+        let placement = Placement::new(cpu, pinning);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
         let handle = std::thread::Builder::new()
             .name(format!("{name}-core{core}"))
             .spawn(move || {
-                let runtime = compio::runtime::RuntimeBuilder::new()
-                    .thread_affinity(HashSet::from([cpu]))
-                    .build();
+                let runtime = compio::runtime::RuntimeBuilder::new().build();
                 let runtime = match runtime {
                     Ok(runtime) => {
                         let _ = ready_tx.send(Ok(()));
@@ -89,7 +98,13 @@ where
                 // runtime) after the unwind was caught, not while it is in progress.
                 let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     let probe = probe.as_deref().map(|probe| (probe, core));
-                    crate::idle_poll::block_on_probed(&runtime, idle_poll, probe, body(core));
+                    crate::idle_poll::block_on_placed(
+                        &runtime,
+                        idle_poll,
+                        probe,
+                        Some(placement),
+                        body(core),
+                    );
                 }));
                 drop(runtime);
                 if let Err(panic) = run {

@@ -11,7 +11,8 @@
 //!
 //! Whether the window is used at all can be left to the process's [`PollProbe`]
 //! ([`block_on_probed`], `poll_probe.rs`): polling only while it measures that polling serves
-//! more requests per second.
+//! more requests per second. [`block_on_placed`] also pins the thread to its CPU while it
+//! polls, or always, or never (`placement.rs`).
 //!
 //! "A task ran" is counted per thread: every future spawned through [`crate::rt::spawn`]
 //! (and the loop's main future) bumps a counter when polled; tasks spawned on compio
@@ -35,6 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
+use crate::placement::Placement;
 use crate::poll_probe::PollProbe;
 
 thread_local! {
@@ -107,6 +109,23 @@ pub fn block_on_probed<F: Future>(
     probe: Option<(&PollProbe, usize)>,
     future: F,
 ) -> F::Output {
+    block_on_placed(runtime, idle_poll, probe, None, future)
+}
+
+/// [`block_on_probed`] that also places the calling thread (`placement`): pinned or not
+/// by whether the loop idle-polls at that moment, as the placement's policy says.
+pub fn block_on_placed<F: Future>(
+    runtime: &compio::runtime::Runtime,
+    idle_poll: Duration,
+    probe: Option<(&PollProbe, usize)>,
+    mut placement: Option<Placement>,
+    future: F,
+) -> F::Output {
+    let mut place = |polling: bool| {
+        if let Some(placement) = placement.as_mut() {
+            placement.update(polling);
+        }
+    };
     runtime.enter(|| {
         let driver = runtime.waker();
         let main = Arc::new(MainWaker {
@@ -117,6 +136,8 @@ pub fn block_on_probed<F: Future>(
         let mut context = Context::from_waker(&waker);
         let mut future = pin!(future);
         let polling = !idle_poll.is_zero();
+        // A loop without a window never polls; one with a window and no probe always does.
+        place(polling && probe.is_none_or(|(probe, _)| probe.polling()));
         let mut seen = polls();
         let mut last_work = Instant::now();
         loop {
@@ -146,6 +167,7 @@ pub fn block_on_probed<F: Future>(
                 }
                 None => true,
             };
+            place(poll_now);
             if !poll_now {
                 // As with a zero window.
                 poll_or_block(runtime, &driver, more);

@@ -1,8 +1,9 @@
 //! rmq-net: the thin runtime layer rmq-fast runs on, and the RocketMQ remoting transport.
 //!
 //! Owns:
-//! - `cores`: one OS thread per core, pinned, each running its own compio (io_uring)
-//!   runtime. Nothing here is shared between cores except what crosses a [`mesh`] ring.
+//! - `cores`: one OS thread per core, each running its own compio (io_uring) runtime,
+//!   pinned to its own CPU while it idle-polls (`placement`, `pinCores`). Nothing here is
+//!   shared between cores except what crosses a [`mesh`] ring.
 //! - `mesh`: cross-core message passing over bounded SPSC rings (rtrb), one ring per
 //!   ordered pair of cores, with a wake-up per receiving core. Work for a shard owned by
 //!   another core travels this way, so shard state needs no locks.
@@ -41,6 +42,7 @@ pub mod flow;
 pub mod idle_poll;
 pub mod listener;
 pub mod mesh;
+pub mod placement;
 pub mod poll_probe;
 pub mod rt;
 

@@ -1,8 +1,8 @@
 //! rmq-storage: the RocketMQ-compatible message store of rmq-fast, one shard per core.
 //!
 //! A *shard* owns a slice of the message queues `(topic, queueId)` (see [`shard_for_queue`]),
-//! its own commit log and the consume queues of its queues. It lives on exactly one pinned
-//! compio runtime, so the hot path uses `Rc`/`RefCell`/`Cell` and never locks. Physical
+//! its own commit log and the consume queues of its queues. It lives on exactly one
+//! compio runtime thread, so the hot path uses `Rc`/`RefCell`/`Cell` and never locks. Physical
 //! (commit log) offsets are globally unique: shard `s` owns the offsets starting at
 //! `s << SHARD_SHIFT`, and its segment files live in the one shared commit log directory, named
 //! by their 20-digit start offset exactly like RocketMQ's (shard 0 is byte-compatible).

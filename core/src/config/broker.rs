@@ -128,6 +128,42 @@ impl DsyncWrites {
     }
 }
 
+/// Whether a core's thread is pinned to its CPU (`pinCores`, an rmq-fast extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinCores {
+    /// `false`: never; the kernel places the threads.
+    Never,
+    /// `true`: always (each core on its own CPU, as before this key).
+    Always,
+    /// `auto` (default): under SYNC_FLUSH always; under ASYNC_FLUSH only while the core
+    /// idle-polls (`idlePollMicros`), so two spinning cores never share a CPU, and a core
+    /// that sleeps when idle runs wherever a CPU is free.
+    Auto,
+}
+
+impl PinCores {
+    /// All values, in the order shown in error messages.
+    pub const ALL: [PinCores; 3] = [PinCores::Never, PinCores::Always, PinCores::Auto];
+
+    /// The value as written in property files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PinCores::Never => "false",
+            PinCores::Always => "true",
+            PinCores::Auto => "auto",
+        }
+    }
+}
+
+impl ConfigValue for PinCores {
+    fn parse_value(raw: &str) -> Result<Self, String> {
+        parse_enum(raw, &PinCores::ALL, PinCores::as_str)
+    }
+    fn render_value(&self) -> Option<String> {
+        Some(self.as_str().to_owned())
+    }
+}
+
 impl ConfigValue for DsyncWrites {
     fn parse_value(raw: &str) -> Result<Self, String> {
         parse_enum(raw, &DsyncWrites::ALL, DsyncWrites::as_str)
@@ -375,6 +411,10 @@ config_struct! {
         /// probe measures that polling serves more requests per second (requests that wait
         /// for their predecessors' replies); false polls after every task.
         "idlePollProbe" => idle_poll_probe: bool = true,
+        /// rmq-fast extension: pin each core's thread to its CPU: `auto` always under
+        /// SYNC_FLUSH and only while it idle-polls under ASYNC_FLUSH, `true` always, `false`
+        /// never.
+        "pinCores" => pin_cores: PinCores = PinCores::Auto,
         /// rmq-fast extension: a send whose queue belongs to another core's shard is
         /// answered by that core (written to the socket at once when the connection has
         /// nothing else in flight), instead of going back to the connection's core first.

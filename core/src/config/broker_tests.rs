@@ -411,6 +411,22 @@ fn idle_polling_defaults_to_a_probed_100_us_window() {
 }
 
 #[test]
+fn cores_are_pinned_only_while_polling_by_default() {
+    use crate::config::PinCores;
+    assert_eq!(from_text("").unwrap().0.pin_cores, PinCores::Auto);
+    for (raw, value) in [
+        ("true", PinCores::Always),
+        ("false", PinCores::Never),
+        ("AUTO", PinCores::Auto),
+    ] {
+        let (config, _) = from_text(&format!("pinCores={raw}")).unwrap();
+        assert_eq!(config.pin_cores, value, "{raw}");
+    }
+    let error = from_text("pinCores=sometimes").unwrap_err().to_string();
+    assert!(error.contains("pinCores"), "{error}");
+}
+
+#[test]
 fn sync_flush_dsync_writes_takes_false_true_idle_auto_and_defaults_to_auto() {
     let value = |text: &str| from_text(text).map(|(c, _)| c.sync_flush_dsync_writes);
     assert_eq!(value("").unwrap(), DsyncWrites::Auto);

@@ -26,7 +26,7 @@ mod broker_tests;
 
 pub use broker::{
     BrokerConfig, BrokerRole, COMMIT_LOG_SIZE_KEY, COMMIT_LOG_SIZE_KEY_OLD, CONSUME_QUEUE_SIZE_KEY,
-    CONSUME_QUEUE_SIZE_KEY_OLD, DsyncWrites, FlushDiskType,
+    CONSUME_QUEUE_SIZE_KEY_OLD, DsyncWrites, FlushDiskType, PinCores,
 };
 pub use broker_validate::{
     COMMIT_LOG_ALIGNMENT, COMMIT_LOG_SIZE_MIN, CONSUME_QUEUE_ENTRY_SIZE, check_host_port,

@@ -4,8 +4,9 @@
 //! It registers one topic with the name server like a real master and answers every
 //! SEND_MESSAGE / SEND_MESSAGE_V2 / SEND_BATCH_MESSAGE with SEND_OK and the same response
 //! fields a broker sends (msgId, queueId, queueOffset, region, trace flag), on rmq-fast's
-//! own transport (one pinned io_uring runtime per core, one listening socket accepted on
-//! by every core, connections balanced over the cores as in the broker). Driving
+//! own transport (one io_uring runtime per core, pinned as the broker's are by default, one
+//! listening socket accepted on by every core, connections balanced over the cores as in the
+//! broker). Driving
 //! it with `produce` measures what the load generator, the kernel's loopback TCP and the
 //! remoting codec cost per message with no broker work at all: no real broker, ours or
 //! Apache's, can exceed that figure on the same machine with the same load generator, so
@@ -28,6 +29,7 @@ use rmq_core::message::msg_id::offset_msg_id;
 use rmq_core::remoting::{RemotingCommand, ResponseCode, request_code};
 use rmq_net::connection::{ConnectionInfo, LocalFuture};
 use rmq_net::cores::run_cores_polling;
+use rmq_net::placement::Pinning;
 use rmq_net::{RemotingClient, RequestHandler};
 
 /// Largest frame accepted (as a broker's default).
@@ -50,7 +52,7 @@ pub struct NullBrokerOptions {
     /// Queues of the topic.
     #[arg(long, default_value_t = 8)]
     pub queues: i32,
-    /// Threads (one pinned io_uring runtime each, as the broker's shards).
+    /// Threads (one io_uring runtime each, as the broker's shards).
     #[arg(long, default_value_t = 2)]
     pub cores: usize,
     /// µs a core keeps polling its ring after its last task before it sleeps (the broker's
@@ -102,6 +104,8 @@ pub fn run(options: NullBrokerOptions) -> anyhow::Result<()> {
         options.cores,
         poll,
         options.idle_poll_probe,
+        // As the broker's default (`pinCores=auto`).
+        Pinning::WhilePolling,
         move |core| {
             let options = body_options.clone();
             let stop = body_stop.clone();
