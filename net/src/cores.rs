@@ -2,8 +2,8 @@
 //!
 //! `run_cores` starts `count` threads; thread `i` owns the `i`-th CPU the process may run on
 //! (modulo their number), is pinned to it as its [`Pinning`] says (`placement`), and runs
-//! `body(i)` to completion on its own io_uring runtime. Everything a core owns lives inside `body`'s future: nothing needs `Send`
-//! except what `body` captures at start. [`run_cores_polling`] runs the cores with an
+//! `body(i)` to completion on its own io_uring runtime. Everything a core owns lives inside
+//! `body`'s future: nothing needs `Send` except what `body` captures at start. [`run_cores_polling`] runs the cores with an
 //! idle-poll window (see `idle_poll`): they poll the ring that long after their last task
 //! before sleeping.
 
@@ -78,7 +78,7 @@ where
         let cpu = cpus[core % cpus.len()];
         let body = body.clone();
         let probe = probe.clone();
-        let placement = Placement::new(cpu, pinning);
+        let placement = Placement::new(cpu, &cpus, pinning);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
         let handle = std::thread::Builder::new()
             .name(format!("{name}-core{core}"))

@@ -15,7 +15,7 @@
 //! until the wanted placement changes again. Threads a core starts inherit its placement at
 //! that moment (compio's blocking pool threads among them).
 
-use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+use nix::sched::{CpuSet, sched_setaffinity};
 use nix::unistd::Pid;
 
 /// When a core's thread is pinned to its CPU.
@@ -41,21 +41,12 @@ pub struct Placement {
 }
 
 impl Placement {
-    /// The placement of the core whose own CPU is `cpu`, with `pinning`. Its free set is
-    /// the calling thread's CPUs: make it before the core's thread is placed (on the thread
-    /// that starts the cores).
-    pub fn new(cpu: usize, pinning: Pinning) -> Placement {
-        let free = sched_getaffinity(Pid::from_raw(0)).unwrap_or_else(|_| {
-            let mut all = CpuSet::new();
-            let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-            for cpu in 0..n.min(CpuSet::count()) {
-                let _ = all.set(cpu);
-            }
-            all
-        });
+    /// The placement of the core whose own CPU is `cpu`, with `pinning`; unpinned it may run
+    /// on `free` (the process's CPUs, [`crate::cores::allowed_cpus`]).
+    pub fn new(cpu: usize, free: &[usize], pinning: Pinning) -> Placement {
         Placement {
             cpu,
-            free,
+            free: cpu_set(free),
             pinning,
             pinned: None,
         }
@@ -73,16 +64,7 @@ impl Placement {
             return;
         }
         self.pinned = Some(pin);
-        let set = if pin {
-            let mut own = CpuSet::new();
-            if own.set(self.cpu).is_err() {
-                tracing::debug!(cpu = self.cpu, "CPU out of range; core not pinned");
-                return;
-            }
-            own
-        } else {
-            self.free
-        };
+        let set = if pin { cpu_set(&[self.cpu]) } else { self.free };
         match sched_setaffinity(Pid::from_raw(0), &set) {
             Ok(()) => tracing::trace!(cpu = self.cpu, pin, "core placement"),
             Err(errno) => tracing::debug!(cpu = self.cpu, pin, %errno, "core placement refused"),
@@ -95,9 +77,20 @@ impl Placement {
     }
 }
 
+/// The set of `cpus` (those beyond what a `CpuSet` holds are left out: `allowed_cpus` lists
+/// only CPUs a set reported).
+fn cpu_set(cpus: &[usize]) -> CpuSet {
+    let mut set = CpuSet::new();
+    for &cpu in cpus {
+        let _ = set.set(cpu);
+    }
+    set
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sched::sched_getaffinity;
 
     fn allowed_now() -> Vec<usize> {
         let set = sched_getaffinity(Pid::from_raw(0)).expect("affinity");
@@ -117,7 +110,7 @@ mod tests {
         let (started, polling, sleeping) = on_thread(|| {
             let started = allowed_now();
             let cpu = *started.last().expect("a CPU");
-            let mut placement = Placement::new(cpu, Pinning::WhilePolling);
+            let mut placement = Placement::new(cpu, &started, Pinning::WhilePolling);
             placement.update(true);
             let polling = (allowed_now(), placement.pinned());
             placement.update(false);
@@ -138,9 +131,8 @@ mod tests {
         let (started, always, never) = on_thread(|| {
             let started = allowed_now();
             let cpu = started[0];
-            // Both made before anything is pinned: `free` is the set the thread started with.
-            let mut always = Placement::new(cpu, Pinning::Always);
-            let mut never = Placement::new(cpu, Pinning::Never);
+            let mut always = Placement::new(cpu, &started, Pinning::Always);
+            let mut never = Placement::new(cpu, &started, Pinning::Never);
             always.update(false);
             let pinned = allowed_now();
             never.update(true);

@@ -6,11 +6,10 @@
 //! fields a broker sends (msgId, queueId, queueOffset, region, trace flag), on rmq-fast's
 //! own transport (one io_uring runtime per core, pinned as the broker's are by default, one
 //! listening socket accepted on by every core, connections balanced over the cores as in the
-//! broker). Driving
-//! it with `produce` measures what the load generator, the kernel's loopback TCP and the
-//! remoting codec cost per message with no broker work at all: no real broker, ours or
-//! Apache's, can exceed that figure on the same machine with the same load generator, so
-//! it bounds every throughput ratio measured there.
+//! broker). Driving it with `produce` measures what the load generator, the kernel's
+//! loopback TCP and the remoting codec cost per message with no broker work at all: no real
+//! broker, ours or Apache's, can exceed that figure on the same machine with the same load
+//! generator, so it bounds every throughput ratio measured there.
 //!
 //! Not a broker: it keeps no data, pulls are refused with SYSTEM_ERROR, and admin
 //! requests are answered SUCCESS without effect (so clients that heartbeat keep working).
